@@ -1,0 +1,75 @@
+/* nbdroot: parsing "NAME[@ID[,boot=BOOTID]]" export requests. */
+#include <config.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include "export-name.h"
+
+static bool
+id_char(char c)
+{
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
+         c == '-';
+}
+
+bool
+client_id_valid(const char *s, size_t len)
+{
+  if (len < 1 || len > CLIENT_ID_MAX)
+    return false;
+  for (size_t i = 0; i < len; i++)
+    if (!id_char(s[i]))
+      return false;
+  return true;
+}
+
+int
+export_request_parse(const char *s, size_t len, struct export_request *out,
+                     const char **why)
+{
+  const char *at, *comma, *end = s + len;
+  size_t namelen;
+
+  memset(out, 0, sizeof *out);
+  if (memchr(s, '\0', len)) {
+    *why = "export name contains a NUL byte";
+    return -EINVAL;
+  }
+  at = memchr(s, '@', len);
+  namelen = at ? (size_t)(at - s) : len;
+  if (namelen >= sizeof out->name) {
+    *why = "export name too long";
+    return -EINVAL;
+  }
+  memcpy(out->name, s, namelen);
+  if (!at)
+    return 0;
+
+  at++;
+  comma = memchr(at, ',', end - at);
+  if (!client_id_valid(at, (comma ? comma : end) - at)) {
+    *why = "client ID must be 1-64 characters of [A-Za-z0-9._:-]";
+    return -EINVAL;
+  }
+  memcpy(out->id, at, (comma ? comma : end) - at);
+
+  /* Parameters after the ID: a comma-separated key=value list. */
+  while (comma) {
+    const char *p = comma + 1, *next = memchr(p, ',', end - p);
+    const char *pend = next ? next : end;
+
+    if ((size_t)(pend - p) > 5 && memcmp(p, "boot=", 5) == 0 &&
+        client_id_valid(p + 5, pend - p - 5) &&
+        (size_t)(pend - p - 5) <= BOOT_ID_MAX) {
+      memcpy(out->boot_id, p + 5, pend - p - 5);
+      out->boot_id[pend - p - 5] = '\0';
+    } else {
+      *why = "unknown or malformed parameter after the client ID (expected boot=BOOTID)";
+      return -EINVAL;
+    }
+    comma = next;
+  }
+  return 0;
+}

@@ -1,0 +1,7 @@
+# common/: code more than one program uses.
+noinst_LIBRARIES += common/libcommon.a
+common_libcommon_a_SOURCES = \
+	common/nbd-protocol.h \
+	common/log.c common/log.h \
+	common/export-name.c common/export-name.h
+

@@ -1,0 +1,99 @@
+/* nbdroot: the per-client copy-on-write overlay, on disk and in memory.
+ *
+ * The format itself is described at the top of overlay-format.c.  This
+ * header is shared by nbdsrv (which serves overlays) and imgtool (which
+ * commits them into new image versions and keeps their base versions alive
+ * during garbage collection).
+ */
+#ifndef NBDROOT_OVERLAY_FORMAT_H
+#define NBDROOT_OVERLAY_FORMAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define OVL_BLOCK_SHIFT 12
+#define OVL_BLOCK_SIZE  (1u << OVL_BLOCK_SHIFT)   /* 4 KiB granularity */
+
+/* What a block of the client's disk reads as. */
+enum ovl_state {
+  OVL_BASE = 0,   /* not written: read the base image */
+  OVL_DATA = 1,   /* written: read the overlay's data file */
+  OVL_ZERO = 2,   /* trimmed or zeroed: reads as zeroes, no space used */
+};
+
+/* Sparse two-bit-per-block map.  Memory is proportional to the number of
+ * 16 MiB regions the client ever wrote, not to the size of the disk. */
+struct ovl_map {
+  uint64_t nblocks;
+  size_t nchunks;
+  uint8_t **chunks;   /* NULL chunk: every block in it is OVL_BASE */
+  uint64_t ndata;     /* blocks in OVL_DATA state */
+  uint64_t nzero;     /* blocks in OVL_ZERO state */
+};
+
+int ovl_map_init(struct ovl_map *m, uint64_t nblocks);
+void ovl_map_free(struct ovl_map *m);
+enum ovl_state ovl_map_get(const struct ovl_map *m, uint64_t block);
+/* Sets blocks [first, first+count) to state.  Returns 0 or -ENOMEM. */
+int ovl_map_set(struct ovl_map *m, uint64_t first, uint64_t count,
+                enum ovl_state state);
+/* Length (in blocks, at most max) of the run of equal state at block. */
+uint64_t ovl_map_run(const struct ovl_map *m, uint64_t block, uint64_t max,
+                     enum ovl_state *state);
+/* Bytes of heap the map uses (for accounting and tests). */
+size_t ovl_map_memory(const struct ovl_map *m);
+
+/* Where an overlay came from.  Stored in the header of the map file. */
+#define OVL_BASE_PATH_MAX 512
+#define OVL_BOOT_ID_MAX 64
+struct ovl_header_info {
+  uint64_t size;                      /* virtual disk size in bytes */
+  uint64_t created;                   /* seconds since the epoch */
+  uint64_t base_size;                 /* size of the base image file */
+  int64_t base_mtime_ns;              /* its mtime when pinned */
+  char base_path[OVL_BASE_PATH_MAX];  /* absolute path of the pinned base */
+  char boot_id[OVL_BOOT_ID_MAX + 1];  /* boot that created it, or "" */
+};
+
+/* An overlay's two files: PREFIX.map (header + journal) and PREFIX.data
+ * (sparse, block N of the disk at byte N*4096). */
+struct ovl_file {
+  int map_fd;
+  int data_fd;
+  struct ovl_header_info info;
+  struct ovl_map map;
+  uint64_t log_end;       /* next append offset in the map file */
+  uint64_t log_records;   /* records in the journal (for compaction) */
+};
+
+/* Creates a new, empty overlay (files written to temporaries, fsynced and
+ * renamed into place).  Any existing overlay at prefix is replaced. */
+int ovl_file_create(const char *prefix, const struct ovl_header_info *info,
+                    struct ovl_file *out);
+/* Opens an existing overlay and replays its journal; a torn tail left by
+ * a crash is cut off.  writable=false opens both files read-only and
+ * never modifies them.  Returns 0, -ENOENT, or another -errno. */
+int ovl_file_open(const char *prefix, bool writable, struct ovl_file *out);
+/* Reads only the header (cheap: for gc and listings). */
+int ovl_file_read_header(const char *prefix, struct ovl_header_info *info);
+void ovl_file_close(struct ovl_file *f);
+
+/* One journal record: blocks [first, first+count) now have state. */
+struct ovl_record {
+  uint64_t first;
+  uint32_t count;
+  uint32_t state;
+};
+
+/* Appends one batch of records at f->log_end (not synced; the caller
+ * orders it after the data it describes and fsyncs).  Returns 0/-errno. */
+int ovl_file_append(struct ovl_file *f, const struct ovl_record *recs,
+                    size_t n);
+/* Rewrites the journal as one snapshot of f->map (temporary file, fsync,
+ * rename).  Call only when the data file is synced. */
+int ovl_file_compact(struct ovl_file *f, const char *prefix);
+/* Removes both files of an overlay.  Returns 0 or -errno (-ENOENT ok). */
+int ovl_file_remove(const char *prefix);
+
+#endif

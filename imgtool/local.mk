@@ -1,0 +1,1 @@
+# imgtool: build fragment, included from the top-level Makefile.am

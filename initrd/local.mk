@@ -1,0 +1,1 @@
+# initrd: build fragment, included from the top-level Makefile.am

@@ -1,0 +1,1 @@
+# nbdsrv: build fragment, included from the top-level Makefile.am

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Quick-start command 2: install dependencies, build, run the whole test
+# suite (make check), then the server tests again under ASan+UBSan.
+set -e
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh
+status=0
+(cd build && make -j2 check) || status=$?
+scripts/summarize-tests.sh build || status=1
+if [ "${NBDROOT_SKIP_SANITIZERS:-0}" != 1 ]; then
+  # A second build tree with sanitizers; only the tests listed in
+  # SANITIZE_TESTS (those that exercise our binaries, not the QEMU boots)
+  # are repeated.
+  BUILD_DIR=build-asan scripts/build.sh --enable-sanitizers >/dev/null
+  (cd build-asan && make -j2 check TESTS='$(SANITIZE_TESTS)') || status=$?
+  scripts/summarize-tests.sh build-asan || status=1
+fi
+exit "$status"

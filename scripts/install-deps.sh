@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs everything nbdroot needs to build, test, benchmark and demo on
+# Debian 12.  Run as root.  Idempotent.
+set -e
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps.sh: must run as root (apt-get install)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+  build-essential autoconf automake pkg-config git ca-certificates \
+  liburing-dev libnbd-dev zlib1g-dev libext2fs-dev musl-tools \
+  libnbd-bin python3-libnbd nbdkit nbd-server qemu-utils qemu-system-x86 \
+  fio clang libclang-rt-14-dev valgrind e2fsprogs cpio attr acl \
+  busybox-static linux-image-amd64 kmod procps psmisc iproute2 \
+  python3 util-linux gzip >/dev/null

@@ -1,0 +1,1 @@
+# tests/boot.mk: boot tests (appended to TESTS)

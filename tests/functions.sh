@@ -1,0 +1,90 @@
+# nbdroot test helpers, sourced by every tests/test_*.sh.
+#
+# Conventions (as in nbdkit and the kernel's ublk selftests):
+#   - exit 0 pass, 1 fail, 77 skip (only when a tool is really missing);
+#   - every test works in its own directory under tests/tmp/ and cleans up
+#     its servers with a trap, whatever happens;
+#   - servers listen on loopback only, on a port picked at run time.
+
+set -e
+set -u
+
+# nbdsh and python3-libnbd work only with Debian's interpreter.
+PATH=/usr/bin:/usr/sbin:/bin:/sbin:$PATH
+export PATH
+
+: "${srcdir:=$(cd "$(dirname "$0")" && pwd)}"
+: "${top_builddir:=$(cd "$srcdir/.." && pwd)}"
+top_srcdir=$(cd "$srcdir/.." && pwd)
+NBDSRV=${NBDSRV:-$top_builddir/nbdsrv/nbdsrv}
+IMGTOOL=${IMGTOOL:-$top_builddir/imgtool/imgtool}
+AGENT=${AGENT:-$top_builddir/initrd/nbdroot-agent}
+export NBDSRV IMGTOOL AGENT top_srcdir top_builddir
+
+test_name=$(basename "$0" .sh)
+TESTDIR=$top_builddir/tests/tmp/$test_name
+rm -rf "$TESTDIR"
+mkdir -p "$TESTDIR"
+
+_cleanup_cmds=""
+on_exit() { _cleanup_cmds="$*; $_cleanup_cmds"; }
+_run_cleanup() {
+  rc=$?
+  set +e
+  eval "$_cleanup_cmds"
+  if [ "$rc" = 0 ]; then rm -rf "$TESTDIR"; fi
+  exit "$rc"
+}
+trap _run_cleanup EXIT
+trap 'exit 1' INT TERM
+
+fail() { echo "FAIL: $test_name: $*" >&2; exit 1; }
+skip() { echo "SKIP: $test_name: $*" >&2; exit 77; }
+requires() { "$@" >/dev/null 2>&1 || skip "requires: $*"; }
+requires_cmd() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 || skip "missing command $c"; done; }
+
+# free_port: prints a TCP port free on 127.0.0.1 right now.
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_nbdsrv ARGS...: starts nbdsrv in the foreground on a free loopback
+# port with a pid file; sets PORT and SRV_PID; waits until it listens.
+# Extra arguments go to nbdsrv.  The server's log is $TESTDIR/nbdsrv.log.
+start_nbdsrv() {
+  PORT=${PORT:-$(free_port)}
+  rm -f "$TESTDIR/nbdsrv.pid"
+  "$NBDSRV" -f -l "127.0.0.1:$PORT" -P "$TESTDIR/nbdsrv.pid" "$@" \
+    >>"$TESTDIR/nbdsrv.log" 2>&1 &
+  SRV_PID=$!
+  on_exit "kill -9 $SRV_PID 2>/dev/null; wait $SRV_PID 2>/dev/null"
+  i=0
+  while [ ! -s "$TESTDIR/nbdsrv.pid" ]; do
+    if ! kill -0 "$SRV_PID" 2>/dev/null; then
+      cat "$TESTDIR/nbdsrv.log" >&2
+      fail "nbdsrv exited during start-up"
+    fi
+    i=$((i + 1)); [ $i -lt 200 ] || fail "nbdsrv did not start in 20 s"
+    sleep 0.1
+  done
+}
+
+# stop_nbdsrv [SIGNAL]: stops the server started last and waits for it.
+# Returns the server's exit status.
+stop_nbdsrv() {
+  kill -"${1:-TERM}" "$SRV_PID" 2>/dev/null || true
+  rc=0
+  wait "$SRV_PID" || rc=$?
+  return $rc
+}
+
+# make_image FILE SIZE_MIB: a reproducible pseudo-random image.
+make_image() {
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import sys, random
+r = random.Random(1234)
+with open(sys.argv[1], "wb") as f:
+    for _ in range(int(sys.argv[2])):
+        f.write(r.randbytes(1 << 20))
+PY
+}

@@ -1,0 +1,1 @@
+# tests/imgtool.mk: imgtool tests (appended to TESTS)

@@ -1,0 +1,16 @@
+# tests/: unit tests, shell + nbdsh integration tests, QEMU boot tests.
+#
+# Each area lists its scripts in its own fragment.  SANITIZE_TESTS is the
+# subset that scripts/check.sh repeats in an ASan+UBSan build.
+SANITIZE_TESTS =
+AM_TESTS_ENVIRONMENT = srcdir=$(abs_srcdir)/tests top_builddir=$(abs_top_builddir); export srcdir top_builddir;
+TEST_EXTENSIONS = .sh
+SH_LOG_COMPILER = /bin/bash
+EXTRA_DIST += tests/functions.sh
+clean-local: clean-local-tests
+clean-local-tests:
+	rm -rf tests/tmp
+
+include $(srcdir)/tests/server.mk
+include $(srcdir)/tests/imgtool.mk
+include $(srcdir)/tests/boot.mk
