@@ -5,3 +5,5 @@ common_libcommon_a_SOURCES = \
 	common/log.c common/log.h \
 	common/export-name.c common/export-name.h
 
+common_libcommon_a_SOURCES += \
+	common/overlay-format.c common/overlay-format.h

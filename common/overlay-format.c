@@ -1,0 +1,674 @@
+/* nbdroot: the per-client copy-on-write overlay format.
+ *
+ * Design notes
+ * ------------
+ * An overlay is two files side by side, PREFIX.data and PREFIX.map.
+ *
+ * PREFIX.data is a sparse file as large as the disk (rounded up to 4 KiB).
+ * Block N of the client's disk, when the client wrote it, lives at byte
+ * N*4096.  Direct mapping needs no allocation table, keeps the client's
+ * locality, and lets the filesystem free space when a block is punched.
+ *
+ * PREFIX.map says, for every block, where it reads from: the base image
+ * (OVL_BASE, never written), the data file (OVL_DATA) or nowhere (OVL_ZERO,
+ * trimmed or zeroed: reads as zeroes and uses no space).  A hole in the data
+ * file does not mean "read the base", so the map is explicit and does not
+ * depend on how a filesystem reports allocation.  It is laid out as:
+ *
+ *   offset 0     header, OVL_HEADER_SIZE bytes, little-endian:
+ *                  0  magic "NBDROVL1"       8  u32 version (1)
+ *                 12  u32 block size (4096)  16  u64 disk size in bytes
+ *                 24  u64 created (epoch s)  32  u64 base image size
+ *                 40  i64 base mtime (ns)    48  boot id, 65 bytes, NUL-padded
+ *                128  base image path, 512 bytes, NUL-padded (absolute)
+ *               1020  u32 crc32 of bytes 0..1019
+ *   offset 1024  journal: a sequence of batches, each
+ *                  u32 magic "OVLB", u32 record count n, u32 crc32 of the
+ *                  records, u32 zero, then n records of 16 bytes:
+ *                  u64 first block, u32 block count, u32 new state.
+ *
+ * Replaying the journal in order over an all-BASE map gives the current
+ * map.  A batch is valid only whole (its crc covers every record), so a
+ * batch torn by a crash is detected and cut off with everything after it.
+ *
+ * Durability contract (enforced by the server, which owns ordering):
+ * records describing written data are appended only after that data was
+ * made durable with fdatasync, then the journal itself is fdatasync'ed
+ * before FLUSH or a FUA write is acknowledged.  So after any crash, every
+ * acknowledged-as-durable write is in the map and in the data file, and a
+ * block the map points at always holds data the client did write.
+ *
+ * Compaction rewrites the journal as one snapshot of the map into
+ * PREFIX.map.tmp, fsyncs and renames it over PREFIX.map: atomic, so a
+ * crash leaves either the old journal or the new snapshot.
+ *
+ * The map in memory is two bits per block in chunks of 4096 blocks (16 MiB
+ * of disk, 1 KiB of memory), allocated on first write; the chunk pointer
+ * table itself is allocated on first write too, so a client that never
+ * wrote costs a few dozen bytes.
+ */
+#include <config.h>
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "overlay-format.h"
+
+#define OVL_MAGIC "NBDROVL1"
+#define OVL_VERSION 1
+#define OVL_HEADER_SIZE 1024
+#define OVL_BATCH_MAGIC 0x424c564fu /* "OVLB" little-endian */
+#define OVL_BATCH_MAX 65536         /* records per batch */
+#define CHUNK_SHIFT 12              /* 4096 blocks per chunk */
+#define CHUNK_BLOCKS (1u << CHUNK_SHIFT)
+#define CHUNK_BYTES (CHUNK_BLOCKS / 4)
+
+struct ovl_batch_header {
+  uint32_t magic;
+  uint32_t count;
+  uint32_t crc;
+  uint32_t zero;
+};
+
+/* ---- in-memory map ---- */
+
+int
+ovl_map_init(struct ovl_map *m, uint64_t nblocks)
+{
+  memset(m, 0, sizeof *m);
+  m->nblocks = nblocks;
+  m->nchunks = (nblocks + CHUNK_BLOCKS - 1) >> CHUNK_SHIFT;
+  return 0;
+}
+
+void
+ovl_map_free(struct ovl_map *m)
+{
+  if (m->chunks) {
+    for (size_t i = 0; i < m->nchunks; i++)
+      free(m->chunks[i]);
+    free(m->chunks);
+  }
+  m->chunks = NULL;
+  m->ndata = m->nzero = 0;
+}
+
+enum ovl_state
+ovl_map_get(const struct ovl_map *m, uint64_t block)
+{
+  const uint8_t *c;
+
+  if (!m->chunks || block >= m->nblocks)
+    return OVL_BASE;
+  c = m->chunks[block >> CHUNK_SHIFT];
+  if (!c)
+    return OVL_BASE;
+  block &= CHUNK_BLOCKS - 1;
+  return (c[block >> 2] >> ((block & 3) * 2)) & 3;
+}
+
+static void
+count_state(struct ovl_map *m, enum ovl_state s, int64_t delta)
+{
+  if (s == OVL_DATA)
+    m->ndata += delta;
+  else if (s == OVL_ZERO)
+    m->nzero += delta;
+}
+
+int
+ovl_map_set(struct ovl_map *m, uint64_t first, uint64_t count,
+            enum ovl_state state)
+{
+  if (first >= m->nblocks || count > m->nblocks - first)
+    return -EINVAL;
+  if (!m->chunks) {
+    if (state == OVL_BASE)
+      return 0;
+    m->chunks = calloc(m->nchunks, sizeof *m->chunks);
+    if (!m->chunks)
+      return -ENOMEM;
+  }
+  while (count > 0) {
+    uint64_t ci = first >> CHUNK_SHIFT, off = first & (CHUNK_BLOCKS - 1);
+    uint64_t n = CHUNK_BLOCKS - off;
+    uint8_t *c = m->chunks[ci];
+
+    if (n > count)
+      n = count;
+    if (!c) {
+      if (state == OVL_BASE)
+        goto next;
+      c = m->chunks[ci] = calloc(1, CHUNK_BYTES);
+      if (!c)
+        return -ENOMEM;
+    }
+    for (uint64_t b = off; b < off + n; b++) {
+      unsigned shift = (b & 3) * 2;
+      enum ovl_state old = (c[b >> 2] >> shift) & 3;
+
+      if (old == state)
+        continue;
+      count_state(m, old, -1);
+      count_state(m, state, +1);
+      c[b >> 2] = (c[b >> 2] & ~(3u << shift)) | ((unsigned)state << shift);
+    }
+  next:
+    first += n;
+    count -= n;
+  }
+  return 0;
+}
+
+uint64_t
+ovl_map_run(const struct ovl_map *m, uint64_t block, uint64_t max,
+            enum ovl_state *state)
+{
+  enum ovl_state s = ovl_map_get(m, block);
+  uint64_t n = 1;
+
+  *state = s;
+  while (n < max && block + n < m->nblocks) {
+    uint64_t b = block + n;
+    /* Skip whole unallocated chunks when looking for the end of a BASE run. */
+    if (s == OVL_BASE && (!m->chunks || !m->chunks[b >> CHUNK_SHIFT]) &&
+        (b & (CHUNK_BLOCKS - 1)) == 0) {
+      n += CHUNK_BLOCKS;
+      continue;
+    }
+    if (ovl_map_get(m, b) != s)
+      break;
+    n++;
+  }
+  if (n > m->nblocks - block)
+    n = m->nblocks - block;
+  return n < max ? n : max;
+}
+
+size_t
+ovl_map_memory(const struct ovl_map *m)
+{
+  size_t bytes = sizeof *m;
+
+  if (m->chunks) {
+    bytes += m->nchunks * sizeof *m->chunks;
+    for (size_t i = 0; i < m->nchunks; i++)
+      if (m->chunks[i])
+        bytes += CHUNK_BYTES;
+  }
+  return bytes;
+}
+
+/* ---- files ---- */
+
+static void
+path_of(char *buf, size_t len, const char *prefix, const char *suffix)
+{
+  snprintf(buf, len, "%s%s", prefix, suffix);
+}
+
+static int
+full_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+  const char *p = buf;
+
+  while (len > 0) {
+    ssize_t r = pwrite(fd, p, len, off);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    p += r;
+    len -= r;
+    off += r;
+  }
+  return 0;
+}
+
+static ssize_t
+full_pread(int fd, void *buf, size_t len, off_t off)
+{
+  char *p = buf;
+  size_t done = 0;
+
+  while (done < len) {
+    ssize_t r = pread(fd, p + done, len - done, off + done);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    if (r == 0)
+      break;
+    done += r;
+  }
+  return done;
+}
+
+static void
+header_encode(const struct ovl_header_info *info, unsigned char *h)
+{
+  uint32_t v32;
+  uint64_t v64;
+
+  memset(h, 0, OVL_HEADER_SIZE);
+  memcpy(h, OVL_MAGIC, 8);
+  v32 = htole32(OVL_VERSION); memcpy(h + 8, &v32, 4);
+  v32 = htole32(OVL_BLOCK_SIZE); memcpy(h + 12, &v32, 4);
+  v64 = htole64(info->size); memcpy(h + 16, &v64, 8);
+  v64 = htole64(info->created); memcpy(h + 24, &v64, 8);
+  v64 = htole64(info->base_size); memcpy(h + 32, &v64, 8);
+  v64 = htole64((uint64_t)info->base_mtime_ns); memcpy(h + 40, &v64, 8);
+  strncpy((char *)h + 48, info->boot_id, OVL_BOOT_ID_MAX);
+  strncpy((char *)h + 128, info->base_path, OVL_BASE_PATH_MAX - 1);
+  v32 = htole32(crc32(0, h, OVL_HEADER_SIZE - 4));
+  memcpy(h + OVL_HEADER_SIZE - 4, &v32, 4);
+}
+
+static int
+header_decode(const unsigned char *h, struct ovl_header_info *info)
+{
+  uint32_t v32;
+  uint64_t v64;
+
+  memcpy(&v32, h + OVL_HEADER_SIZE - 4, 4);
+  if (memcmp(h, OVL_MAGIC, 8) != 0 ||
+      le32toh(v32) != crc32(0, h, OVL_HEADER_SIZE - 4))
+    return -EBADMSG;
+  memcpy(&v32, h + 8, 4);
+  if (le32toh(v32) != OVL_VERSION)
+    return -EPROTO;
+  memcpy(&v32, h + 12, 4);
+  if (le32toh(v32) != OVL_BLOCK_SIZE)
+    return -EPROTO;
+  memset(info, 0, sizeof *info);
+  memcpy(&v64, h + 16, 8); info->size = le64toh(v64);
+  memcpy(&v64, h + 24, 8); info->created = le64toh(v64);
+  memcpy(&v64, h + 32, 8); info->base_size = le64toh(v64);
+  memcpy(&v64, h + 40, 8); info->base_mtime_ns = (int64_t)le64toh(v64);
+  memcpy(info->boot_id, h + 48, OVL_BOOT_ID_MAX);
+  info->boot_id[OVL_BOOT_ID_MAX] = '\0';
+  memcpy(info->base_path, h + 128, OVL_BASE_PATH_MAX - 1);
+  info->base_path[OVL_BASE_PATH_MAX - 1] = '\0';
+  return 0;
+}
+
+static uint64_t
+nblocks_of(uint64_t size)
+{
+  return (size + OVL_BLOCK_SIZE - 1) >> OVL_BLOCK_SHIFT;
+}
+
+/* fsync the directory holding path, so that a rename in it is durable. */
+static int
+sync_parent(const char *path)
+{
+  char dir[PATH_MAX];
+  const char *slash = strrchr(path, '/');
+  int fd, r = 0;
+
+  if (!slash)
+    snprintf(dir, sizeof dir, ".");
+  else
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path) ?: 1, path);
+  fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  if (fsync(fd) < 0)
+    r = -errno;
+  close(fd);
+  return r;
+}
+
+/* Writes a new map file at tmp holding the header and a snapshot of map. */
+static int
+write_snapshot(const char *tmp, const struct ovl_header_info *info,
+               const struct ovl_map *map, uint64_t *log_end,
+               uint64_t *records)
+{
+  unsigned char h[OVL_HEADER_SIZE];
+  struct ovl_record *recs = NULL;
+  size_t n = 0;
+  uint64_t off = OVL_HEADER_SIZE, total = 0;
+  int fd, r;
+
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return -errno;
+  header_encode(info, h);
+  r = full_pwrite(fd, h, sizeof h, 0);
+  if (r < 0)
+    goto out;
+  recs = malloc(OVL_BATCH_MAX * sizeof *recs);
+  if (!recs) {
+    r = -ENOMEM;
+    goto out;
+  }
+  for (uint64_t b = 0; b < map->nblocks;) {
+    enum ovl_state s;
+    uint64_t run = ovl_map_run(map, b, UINT32_MAX, &s);
+
+    if (s != OVL_BASE) {
+      recs[n++] = (struct ovl_record){ b, (uint32_t)run, s };
+      if (n == OVL_BATCH_MAX || b + run >= map->nblocks) {
+        struct ovl_file f = { .map_fd = fd, .log_end = off };
+        r = ovl_file_append(&f, recs, n);
+        if (r < 0)
+          goto out;
+        off = f.log_end;
+        total += n;
+        n = 0;
+      }
+    }
+    b += run;
+  }
+  if (n > 0) {
+    struct ovl_file f = { .map_fd = fd, .log_end = off };
+    r = ovl_file_append(&f, recs, n);
+    if (r < 0)
+      goto out;
+    off = f.log_end;
+    total += n;
+  }
+  if (fdatasync(fd) < 0) {
+    r = -errno;
+    goto out;
+  }
+  *log_end = off;
+  *records = total;
+  r = 0;
+out:
+  free(recs);
+  close(fd);
+  if (r < 0)
+    unlink(tmp);
+  return r;
+}
+
+int
+ovl_file_create(const char *prefix, const struct ovl_header_info *info,
+                struct ovl_file *out)
+{
+  char data[PATH_MAX], map[PATH_MAX], tmp[PATH_MAX];
+  int r;
+
+  memset(out, 0, sizeof *out);
+  out->map_fd = out->data_fd = -1;
+  out->info = *info;
+  ovl_map_init(&out->map, nblocks_of(info->size));
+  path_of(data, sizeof data, prefix, ".data");
+  path_of(map, sizeof map, prefix, ".map");
+
+  /* The map file is the commit point: remove it first so that a crash
+   * half-way through never pairs an old map with a new data file. */
+  if (unlink(map) < 0 && errno != ENOENT)
+    return -errno;
+  r = sync_parent(map);
+  if (r < 0)
+    return r;
+
+  path_of(tmp, sizeof tmp, prefix, ".data.tmp");
+  out->data_fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (out->data_fd < 0)
+    return -errno;
+  if (ftruncate(out->data_fd, nblocks_of(info->size) << OVL_BLOCK_SHIFT) < 0 ||
+      rename(tmp, data) < 0) {
+    r = -errno;
+    unlink(tmp);
+    goto err;
+  }
+
+  path_of(tmp, sizeof tmp, prefix, ".map.tmp");
+  r = write_snapshot(tmp, info, &out->map, &out->log_end, &out->log_records);
+  if (r < 0)
+    goto err;
+  if (rename(tmp, map) < 0) {
+    r = -errno;
+    unlink(tmp);
+    goto err;
+  }
+  r = sync_parent(map);
+  if (r < 0)
+    goto err;
+  out->map_fd = open(map, O_RDWR | O_CLOEXEC);
+  if (out->map_fd < 0) {
+    r = -errno;
+    goto err;
+  }
+  return 0;
+err:
+  ovl_file_close(out);
+  return r;
+}
+
+int
+ovl_file_read_header(const char *prefix, struct ovl_header_info *info)
+{
+  char map[PATH_MAX];
+  unsigned char h[OVL_HEADER_SIZE];
+  ssize_t n;
+  int fd;
+
+  path_of(map, sizeof map, prefix, ".map");
+  fd = open(map, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  n = full_pread(fd, h, sizeof h, 0);
+  close(fd);
+  if (n < 0)
+    return (int)n;
+  if (n != sizeof h)
+    return -EBADMSG;
+  return header_decode(h, info);
+}
+
+/* Applies the journal of f (map_fd open, header already decoded). */
+static int
+replay(struct ovl_file *f, bool writable)
+{
+  struct stat st;
+  uint64_t off = OVL_HEADER_SIZE;
+  struct ovl_record *recs = NULL;
+  int r = 0;
+
+  if (fstat(f->map_fd, &st) < 0)
+    return -errno;
+  recs = malloc(OVL_BATCH_MAX * sizeof *recs);
+  if (!recs)
+    return -ENOMEM;
+  while (off + sizeof(struct ovl_batch_header) <= (uint64_t)st.st_size) {
+    struct ovl_batch_header bh;
+    size_t bytes;
+
+    if (full_pread(f->map_fd, &bh, sizeof bh, off) != sizeof bh)
+      break;
+    bh.count = le32toh(bh.count);
+    if (le32toh(bh.magic) != OVL_BATCH_MAGIC || bh.count == 0 ||
+        bh.count > OVL_BATCH_MAX)
+      break;
+    bytes = bh.count * sizeof *recs;
+    if (off + sizeof bh + bytes > (uint64_t)st.st_size ||
+        full_pread(f->map_fd, recs, bytes, off + sizeof bh) != (ssize_t)bytes ||
+        crc32(0, (const unsigned char *)recs, bytes) != le32toh(bh.crc))
+      break;
+    for (uint32_t i = 0; i < bh.count; i++) {
+      uint64_t first = le64toh(recs[i].first);
+      uint32_t count = le32toh(recs[i].count), state = le32toh(recs[i].state);
+
+      if (state > OVL_ZERO) {
+        r = -EBADMSG;
+        goto out;
+      }
+      r = ovl_map_set(&f->map, first, count, state);
+      if (r == -EINVAL)
+        r = -EBADMSG; /* a record outside the disk: corrupt */
+      if (r < 0)
+        goto out;
+    }
+    off += sizeof bh + bytes;
+    f->log_records += bh.count;
+  }
+  /* Anything after the last whole batch is a torn write from a crash. */
+  if (off < (uint64_t)st.st_size && writable) {
+    if (ftruncate(f->map_fd, off) < 0 || fdatasync(f->map_fd) < 0) {
+      r = -errno;
+      goto out;
+    }
+  }
+  f->log_end = off;
+out:
+  free(recs);
+  return r;
+}
+
+int
+ovl_file_open(const char *prefix, bool writable, struct ovl_file *out)
+{
+  char path[PATH_MAX];
+  unsigned char h[OVL_HEADER_SIZE];
+  int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, r;
+
+  memset(out, 0, sizeof *out);
+  out->data_fd = -1;
+  path_of(path, sizeof path, prefix, ".map");
+  out->map_fd = open(path, flags);
+  if (out->map_fd < 0)
+    return -errno;
+  if (full_pread(out->map_fd, h, sizeof h, 0) != sizeof h) {
+    r = -EBADMSG;
+    goto err;
+  }
+  r = header_decode(h, &out->info);
+  if (r < 0)
+    goto err;
+  ovl_map_init(&out->map, nblocks_of(out->info.size));
+  path_of(path, sizeof path, prefix, ".data");
+  out->data_fd = open(path, flags);
+  if (out->data_fd < 0) {
+    /* A map without its data file cannot be served: say so, not ENOENT,
+     * which would make the caller silently create a fresh overlay. */
+    r = errno == ENOENT ? -EIO : -errno;
+    goto err;
+  }
+  r = replay(out, writable);
+  if (r < 0)
+    goto err;
+  return 0;
+err:
+  ovl_file_close(out);
+  return r;
+}
+
+void
+ovl_file_close(struct ovl_file *f)
+{
+  if (f->map_fd >= 0)
+    close(f->map_fd);
+  if (f->data_fd >= 0)
+    close(f->data_fd);
+  f->map_fd = f->data_fd = -1;
+  ovl_map_free(&f->map);
+}
+
+int
+ovl_file_append(struct ovl_file *f, const struct ovl_record *recs, size_t n)
+{
+  struct ovl_batch_header bh;
+  struct ovl_record *le;
+  size_t bytes = n * sizeof *recs;
+  int r;
+
+  if (n == 0)
+    return 0;
+  if (n > OVL_BATCH_MAX) {
+    /* Split: each batch is checked whole on replay. */
+    for (size_t i = 0; i < n; i += OVL_BATCH_MAX) {
+      r = ovl_file_append(f, recs + i, n - i < OVL_BATCH_MAX ? n - i : OVL_BATCH_MAX);
+      if (r < 0)
+        return r;
+    }
+    return 0;
+  }
+  le = malloc(sizeof bh + bytes);
+  if (!le)
+    return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    struct ovl_record *d = (struct ovl_record *)((char *)le + sizeof bh) + i;
+    d->first = htole64(recs[i].first);
+    d->count = htole32(recs[i].count);
+    d->state = htole32(recs[i].state);
+  }
+  bh.magic = htole32(OVL_BATCH_MAGIC);
+  bh.count = htole32((uint32_t)n);
+  bh.crc = htole32(crc32(0, (unsigned char *)le + sizeof bh, bytes));
+  bh.zero = 0;
+  memcpy(le, &bh, sizeof bh);
+  r = full_pwrite(f->map_fd, le, sizeof bh + bytes, f->log_end);
+  free(le);
+  if (r < 0)
+    return r;
+  f->log_end += sizeof bh + bytes;
+  f->log_records += n;
+  return 0;
+}
+
+int
+ovl_file_compact(struct ovl_file *f, const char *prefix)
+{
+  char map[PATH_MAX], tmp[PATH_MAX];
+  uint64_t log_end, records;
+  int fd, r;
+
+  path_of(map, sizeof map, prefix, ".map");
+  path_of(tmp, sizeof tmp, prefix, ".map.tmp");
+  r = write_snapshot(tmp, &f->info, &f->map, &log_end, &records);
+  if (r < 0)
+    return r;
+  if (rename(tmp, map) < 0) {
+    r = -errno;
+    unlink(tmp);
+    return r;
+  }
+  r = sync_parent(map);
+  if (r < 0)
+    return r;
+  fd = open(map, O_RDWR | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  /* dup2 keeps the descriptor number, which the caller may have stored. */
+  if (dup2(fd, f->map_fd) < 0) {
+    r = -errno;
+    close(fd);
+    return r;
+  }
+  close(fd);
+  f->log_end = log_end;
+  f->log_records = records;
+  return 0;
+}
+
+int
+ovl_file_remove(const char *prefix)
+{
+  char path[PATH_MAX];
+  int r = 0;
+
+  /* Map first: without it the data file is just an orphan. */
+  path_of(path, sizeof path, prefix, ".map");
+  if (unlink(path) < 0 && errno != ENOENT)
+    r = -errno;
+  path_of(path, sizeof path, prefix, ".data");
+  if (unlink(path) < 0 && errno != ENOENT && r == 0)
+    r = -errno;
+  return r;
+}
