@@ -1,1 +1,11 @@
-# tests/server.mk: server tests (appended to TESTS)
+# tests/server.mk: nbdsrv integration tests (appended to TESTS).
+# Each script shows one concern of issue 2; all of them exercise our
+# binary, so all are repeated under ASan+UBSan (SANITIZE_TESTS).
+SERVER_TESTS = \
+	tests/test_server_01.sh \
+	tests/test_server_02.sh \
+	tests/test_server_03.sh
+
+TESTS += $(SERVER_TESTS)
+SANITIZE_TESTS += $(SERVER_TESTS)
+EXTRA_DIST += $(SERVER_TESTS) tests/server-lib.py
