@@ -4,7 +4,13 @@
 SERVER_TESTS = \
 	tests/test_server_01.sh \
 	tests/test_server_02.sh \
-	tests/test_server_03.sh
+	tests/test_server_03.sh \
+	tests/test_server_04.sh \
+	tests/test_server_05.sh \
+	tests/test_server_06.sh \
+	tests/test_server_07.sh \
+	tests/test_server_08.sh \
+	tests/test_server_09.sh
 
 TESTS += $(SERVER_TESTS)
 SANITIZE_TESTS += $(SERVER_TESTS)
