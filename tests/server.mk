@@ -10,7 +10,11 @@ SERVER_TESTS = \
 	tests/test_server_06.sh \
 	tests/test_server_07.sh \
 	tests/test_server_08.sh \
-	tests/test_server_09.sh
+	tests/test_server_09.sh \
+	tests/test_server_10.sh \
+	tests/test_server_11.sh \
+	tests/test_server_12.sh \
+	tests/test_server_13.sh
 
 TESTS += $(SERVER_TESTS)
 SANITIZE_TESTS += $(SERVER_TESTS)
