@@ -3,7 +3,8 @@ noinst_LIBRARIES += common/libcommon.a
 common_libcommon_a_SOURCES = \
 	common/nbd-protocol.h \
 	common/log.c common/log.h \
-	common/export-name.c common/export-name.h
+	common/export-name.c common/export-name.h \
+	common/util.c common/util.h
 
 common_libcommon_a_SOURCES += \
 	common/overlay-format.c common/overlay-format.h

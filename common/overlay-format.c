@@ -269,8 +269,10 @@ header_encode(const struct ovl_header_info *info, unsigned char *h)
   v64 = htole64(info->created); memcpy(h + 24, &v64, 8);
   v64 = htole64(info->base_size); memcpy(h + 32, &v64, 8);
   v64 = htole64((uint64_t)info->base_mtime_ns); memcpy(h + 40, &v64, 8);
-  strncpy((char *)h + 48, info->boot_id, OVL_BOOT_ID_MAX);
-  strncpy((char *)h + 128, info->base_path, OVL_BASE_PATH_MAX - 1);
+  /* Fixed-size NUL-padded fields (h is zeroed above). */
+  memcpy(h + 48, info->boot_id, strnlen(info->boot_id, OVL_BOOT_ID_MAX));
+  memcpy(h + 128, info->base_path,
+         strnlen(info->base_path, OVL_BASE_PATH_MAX - 1));
   v32 = htole32(crc32(0, h, OVL_HEADER_SIZE - 4));
   memcpy(h + OVL_HEADER_SIZE - 4, &v32, 4);
 }

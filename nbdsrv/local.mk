@@ -1,1 +1,14 @@
-# nbdsrv: build fragment, included from the top-level Makefile.am
+# nbdsrv/: the io_uring NBD server.
+sbin_PROGRAMS += nbdsrv/nbdsrv
+nbdsrv_nbdsrv_SOURCES = \
+	nbdsrv/nbdsrv.h \
+	nbdsrv/main.c \
+	nbdsrv/config.c \
+	nbdsrv/image.c \
+	nbdsrv/overlay.c \
+	nbdsrv/loop.c \
+	nbdsrv/handshake.c \
+	nbdsrv/transmit.c
+nbdsrv_nbdsrv_CFLAGS = $(AM_CFLAGS) $(LIBURING_CFLAGS) $(ZLIB_CFLAGS) -pthread
+nbdsrv_nbdsrv_LDADD = common/libcommon.a $(LIBURING_LIBS) $(ZLIB_LIBS)
+nbdsrv_nbdsrv_LDFLAGS = $(AM_LDFLAGS) -pthread

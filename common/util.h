@@ -1,0 +1,12 @@
+/* nbdroot: small helpers used by several programs. */
+#ifndef NBDROOT_UTIL_H
+#define NBDROOT_UTIL_H
+
+#include <stddef.h>
+
+/* snprintf that reports truncation: 0, or -ENAMETOOLONG when the result
+ * did not fit (buf then holds a truncated, terminated string). */
+int format_path(char *buf, size_t len, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,488 @@
+/* nbdsrv: the fixed newstyle handshake (option haggling).
+ *
+ * The server speaks first (NBDMAGIC, IHAVEOPT, handshake flags), the
+ * client answers with its flags, then sends options until one of them
+ * (NBD_OPT_GO or NBD_OPT_EXPORT_NAME) moves the connection to the
+ * transmission phase.  Every option gets a reply; options we do not know
+ * get NBD_REP_ERR_UNSUP, malformed ones NBD_REP_ERR_INVALID, each with a
+ * message saying what was wrong.  Only a broken framing (a bad magic) or
+ * an unknown export on NBD_OPT_EXPORT_NAME, which has no error reply,
+ * closes the connection.
+ */
+#include <config.h>
+
+#include <endian.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "nbdsrv.h"
+
+#define META_ALLOC_ID 1
+#define META_ALLOC_NAME "base:allocation"
+
+static void
+outmsg_free_heap(struct outmsg *m)
+{
+  free(m);
+}
+
+/* Queues hdr (hlen bytes) followed by a copy of data (dlen bytes). */
+static void
+queue_copy(struct conn *c, const void *hdr, size_t hlen, const void *data,
+           size_t dlen)
+{
+  struct outmsg *m = malloc(sizeof *m + dlen);
+
+  if (!m) {
+    conn_close(c, "out of memory");
+    return;
+  }
+  memset(m, 0, sizeof *m);
+  memcpy(m->hdr, hdr, hlen);
+  m->iov[0] = (struct iovec){ m->hdr, hlen };
+  m->niov = 1;
+  if (dlen) {
+    memcpy(m + 1, data, dlen);
+    m->iov[1] = (struct iovec){ m + 1, dlen };
+    m->niov = 2;
+  }
+  m->free = outmsg_free_heap;
+  conn_queue(c, m);
+}
+
+static void
+opt_reply(struct conn *c, uint32_t type, const void *data, size_t len)
+{
+  struct nbd_fixed_new_option_reply r = {
+    .magic = htobe64(NBD_REP_MAGIC),
+    .option = htobe32(c->opt),
+    .reply = htobe32(type),
+    .replylen = htobe32(len),
+  };
+  queue_copy(c, &r, sizeof r, data, len);
+}
+
+static void
+opt_error(struct conn *c, uint32_t type, const char *why)
+{
+  log_debug("%s: option %u: %s", c->peer, c->opt, why);
+  opt_reply(c, type, why, strlen(why));
+}
+
+static void
+expect_option(struct conn *c)
+{
+  free(c->opt_data);
+  c->opt_data = NULL;
+  c->in = IN_OPT_HEADER;
+  c->hdr_need = sizeof(struct nbd_option_header);
+}
+
+void
+handshake_start(struct conn *c)
+{
+  struct nbd_new_handshake h = {
+    .nbdmagic = htobe64(NBD_MAGIC),
+    .version = htobe64(NBD_IHAVEOPT),
+    .gflags = htobe16(NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES),
+  };
+
+  c->phase = PHASE_HANDSHAKE;
+  queue_copy(c, &h, sizeof h, NULL, 0);
+  c->in = IN_CLIENT_FLAGS;
+  c->hdr_need = 4;
+}
+
+static uint16_t
+export_flags(const struct conn *c)
+{
+  uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
+               NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |
+               NBD_FLAG_SEND_FAST_ZERO | NBD_FLAG_SEND_CACHE |
+               NBD_FLAG_CAN_MULTI_CONN;
+
+  /* Every connection of one client shares one overlay, and a flush covers
+   * all of it: that is what CAN_MULTI_CONN promises. */
+  if (c->structured)
+    f |= NBD_FLAG_SEND_DF;
+  if (c->exp && c->exp->readonly)
+    f = (f & ~(NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |
+               NBD_FLAG_SEND_FAST_ZERO | NBD_FLAG_SEND_FUA)) |
+        NBD_FLAG_READ_ONLY;
+  return f;
+}
+
+/* Parses the export name and finds the export and the client identity.
+ * Returns the export, or NULL with *err set to an NBD_REP_ERR_*. */
+static const struct export *
+lookup_export(struct conn *c, const char *name, size_t len,
+              struct export_request *req, uint32_t *err, const char **why)
+{
+  const struct export *exp;
+
+  if (export_request_parse(name, len, req, why) < 0) {
+    *err = NBD_REP_ERR_INVALID;
+    return NULL;
+  }
+  if (!req->name[0] && config.nexports == 1)
+    snprintf(req->name, sizeof req->name, "%s", config.exports[0].name);
+  exp = config_find_export(req->name);
+  if (!exp) {
+    *err = NBD_REP_ERR_UNKNOWN;
+    *why = "no such export (NBD_OPT_LIST shows the exports)";
+    return NULL;
+  }
+  if (!req->id[0]) {
+    /* Default identity: the client's address. */
+    snprintf(req->id, sizeof req->id, "%s", c->peer);
+  }
+  return exp;
+}
+
+/* Attaches the connection to its export and overlay: end of handshake. */
+static int
+attach(struct conn *c, const struct export *exp,
+       const struct export_request *req, const char **why)
+{
+  int r = overlay_acquire(exp, req->id, req->boot_id, &c->ovl, why);
+
+  if (r < 0)
+    return r;
+  c->exp = exp;
+  c->size = c->ovl->file.info.size;
+  c->eflags = export_flags(c);
+  log_info("%s: export %s, overlay %s (%s)", c->peer, exp->name, req->id,
+           policy_name(exp->policy));
+  return 0;
+}
+
+static void
+enter_transmission(struct conn *c)
+{
+  free(c->opt_data);
+  c->opt_data = NULL;
+  c->phase = PHASE_TRANSMIT;
+  c->in = IN_REQ_HEADER;
+  c->hdr_need = sizeof(struct nbd_request);
+}
+
+static void
+send_info_export(struct conn *c, uint64_t size, uint16_t flags)
+{
+  unsigned char buf[12];
+  uint16_t t = htobe16(NBD_INFO_EXPORT), f = htobe16(flags);
+  uint64_t s = htobe64(size);
+
+  memcpy(buf, &t, 2);
+  memcpy(buf + 2, &s, 8);
+  memcpy(buf + 10, &f, 2);
+  opt_reply(c, NBD_REP_INFO, buf, sizeof buf);
+}
+
+static void
+send_info_string(struct conn *c, uint16_t type, const char *s)
+{
+  size_t n = strlen(s);
+  char *buf = malloc(2 + n);
+  uint16_t t = htobe16(type);
+
+  if (!buf) {
+    conn_close(c, "out of memory");
+    return;
+  }
+  memcpy(buf, &t, 2);
+  memcpy(buf + 2, s, n);
+  opt_reply(c, NBD_REP_INFO, buf, 2 + n);
+  free(buf);
+}
+
+static void
+send_info_block_size(struct conn *c)
+{
+  uint16_t t = htobe16(NBD_INFO_BLOCK_SIZE);
+  uint32_t v[3] = { htobe32(1), htobe32(OVL_BLOCK_SIZE),
+                    htobe32(NBDSRV_MAX_PAYLOAD) };
+  unsigned char buf[14];
+
+  memcpy(buf, &t, 2);
+  memcpy(buf + 2, v, 12);
+  opt_reply(c, NBD_REP_INFO, buf, sizeof buf);
+}
+
+static void
+opt_info_go(struct conn *c)
+{
+  const char *d = c->opt_data, *why = NULL;
+  uint32_t namelen, err;
+  uint16_t nreq;
+  struct export_request req;
+  const struct export *exp;
+  bool want_name = false, want_desc = false;
+  uint64_t size;
+
+  if (c->opt_len < 6) {
+    opt_error(c, NBD_REP_ERR_INVALID, "option too short");
+    return;
+  }
+  memcpy(&namelen, d, 4);
+  namelen = be32toh(namelen);
+  if (namelen > c->opt_len - 6) {
+    opt_error(c, NBD_REP_ERR_INVALID, "export name length exceeds the option");
+    return;
+  }
+  memcpy(&nreq, d + 4 + namelen, 2);
+  nreq = be16toh(nreq);
+  if (c->opt_len != 6 + namelen + 2u * nreq) {
+    opt_error(c, NBD_REP_ERR_INVALID, "option length does not match its information requests");
+    return;
+  }
+  for (unsigned i = 0; i < nreq; i++) {
+    uint16_t t;
+    memcpy(&t, d + 6 + namelen + 2 * i, 2);
+    t = be16toh(t);
+    want_name |= t == NBD_INFO_NAME;
+    want_desc |= t == NBD_INFO_DESCRIPTION;
+  }
+  exp = lookup_export(c, d + 4, namelen, &req, &err, &why);
+  if (!exp) {
+    opt_error(c, err, why);
+    return;
+  }
+  if (c->opt == NBD_OPT_GO) {
+    if (attach(c, exp, &req, &why) < 0) {
+      opt_error(c, NBD_REP_ERR_PLATFORM, why);
+      return;
+    }
+    size = c->size;
+  } else {
+    if (overlay_peek_size(exp, req.id, &size) < 0) {
+      opt_error(c, NBD_REP_ERR_PLATFORM, "the export's image cannot be opened (see the server log)");
+      return;
+    }
+    c->exp = exp; /* for export_flags() only */
+  }
+  send_info_export(c, size, export_flags(c));
+  if (want_name)
+    send_info_string(c, NBD_INFO_NAME, exp->name);
+  if (want_desc && exp->description[0])
+    send_info_string(c, NBD_INFO_DESCRIPTION, exp->description);
+  send_info_block_size(c);
+  opt_reply(c, NBD_REP_ACK, NULL, 0);
+  if (c->opt == NBD_OPT_GO)
+    enter_transmission(c);
+  else
+    c->exp = NULL;
+}
+
+static void
+opt_export_name(struct conn *c)
+{
+  const char *why = NULL;
+  uint32_t err;
+  struct export_request req;
+  const struct export *exp;
+  unsigned char buf[sizeof(struct nbd_export_name_reply) + 124];
+  struct nbd_export_name_reply *r = (void *)buf;
+
+  exp = lookup_export(c, c->opt_data, c->opt_len, &req, &err, &why);
+  if (!exp || attach(c, exp, &req, &why) < 0) {
+    /* NBD_OPT_EXPORT_NAME has no error reply: the spec says disconnect. */
+    conn_close(c, why);
+    return;
+  }
+  memset(buf, 0, sizeof buf);
+  r->exportsize = htobe64(c->size);
+  r->eflags = htobe16(c->eflags);
+  queue_copy(c, buf, c->no_zeroes ? sizeof *r : sizeof buf, NULL, 0);
+  enter_transmission(c);
+}
+
+static void
+opt_list(struct conn *c)
+{
+  if (c->opt_len != 0) {
+    opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
+    return;
+  }
+  for (unsigned i = 0; i < config.nexports; i++) {
+    const struct export *e = &config.exports[i];
+    size_t n = strlen(e->name), dn = strlen(e->description);
+    char buf[4 + sizeof e->name + sizeof e->description];
+    uint32_t len = htobe32(n);
+
+    memcpy(buf, &len, 4);
+    memcpy(buf + 4, e->name, n);
+    memcpy(buf + 4 + n, e->description, dn);
+    opt_reply(c, NBD_REP_SERVER, buf, 4 + n + dn);
+  }
+  opt_reply(c, NBD_REP_ACK, NULL, 0);
+}
+
+/* NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT. */
+static void
+opt_meta_context(struct conn *c)
+{
+  const char *d = c->opt_data, *why;
+  uint32_t namelen, nq, pos, err;
+  struct export_request req;
+  bool set = c->opt == NBD_OPT_SET_META_CONTEXT, match = false;
+
+  if (set && !c->structured) {
+    opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_SET_META_CONTEXT needs structured replies first");
+    return;
+  }
+  if (c->opt_len < 8) {
+    opt_error(c, NBD_REP_ERR_INVALID, "option too short");
+    return;
+  }
+  memcpy(&namelen, d, 4);
+  namelen = be32toh(namelen);
+  if (namelen > c->opt_len - 8) {
+    opt_error(c, NBD_REP_ERR_INVALID, "export name length exceeds the option");
+    return;
+  }
+  if (!lookup_export(c, d + 4, namelen, &req, &err, &why)) {
+    opt_error(c, err, why);
+    return;
+  }
+  memcpy(&nq, d + 4 + namelen, 4);
+  nq = be32toh(nq);
+  pos = 8 + namelen;
+  /* Validate the whole option before replying anything. */
+  for (uint32_t i = 0, p = pos; i < nq; i++) {
+    uint32_t ql;
+    if (c->opt_len - p < 4) {
+      opt_error(c, NBD_REP_ERR_INVALID, "query list runs past the option");
+      return;
+    }
+    memcpy(&ql, d + p, 4);
+    ql = be32toh(ql);
+    if (ql > c->opt_len - p - 4) {
+      opt_error(c, NBD_REP_ERR_INVALID, "query length runs past the option");
+      return;
+    }
+    p += 4 + ql;
+    if (i + 1 == nq && p != c->opt_len) {
+      opt_error(c, NBD_REP_ERR_INVALID, "trailing bytes after the queries");
+      return;
+    }
+  }
+  if (nq == 0 && pos != c->opt_len) {
+    opt_error(c, NBD_REP_ERR_INVALID, "trailing bytes after the queries");
+    return;
+  }
+  if (nq == 0 && !set)
+    match = true; /* LIST with no query lists everything */
+  for (uint32_t i = 0; i < nq; i++) {
+    uint32_t ql;
+    memcpy(&ql, d + pos, 4);
+    ql = be32toh(ql);
+    if ((ql == strlen(META_ALLOC_NAME) && !memcmp(d + pos + 4, META_ALLOC_NAME, ql)) ||
+        (!set && ql == 5 && !memcmp(d + pos + 4, "base:", 5)))
+      match = true;
+    pos += 4 + ql;
+  }
+  if (set)
+    c->meta_alloc = match;
+  if (match) {
+    char buf[4 + sizeof META_ALLOC_NAME];
+    uint32_t id = htobe32(META_ALLOC_ID);
+    memcpy(buf, &id, 4);
+    memcpy(buf + 4, META_ALLOC_NAME, strlen(META_ALLOC_NAME));
+    opt_reply(c, NBD_REP_META_CONTEXT, buf, 4 + strlen(META_ALLOC_NAME));
+  }
+  opt_reply(c, NBD_REP_ACK, NULL, 0);
+}
+
+void
+handshake_discarded(struct conn *c)
+{
+  opt_error(c, NBD_REP_ERR_TOO_BIG, "option data too large");
+  expect_option(c);
+}
+
+void
+handshake_option(struct conn *c)
+{
+  if (c->in == IN_CLIENT_FLAGS) {
+    uint32_t flags;
+    memcpy(&flags, c->hdr, 4);
+    flags = be32toh(flags);
+    if (flags & ~(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) {
+      conn_close(c, "client sent unknown handshake flags");
+      return;
+    }
+    c->no_zeroes = flags & NBD_FLAG_C_NO_ZEROES;
+    expect_option(c);
+    return;
+  }
+  if (c->in == IN_OPT_HEADER) {
+    struct nbd_option_header h;
+    memcpy(&h, c->hdr, sizeof h);
+    if (be64toh(h.version) != NBD_IHAVEOPT) {
+      conn_close(c, "bad option magic (not an NBD client?)");
+      return;
+    }
+    c->opt = be32toh(h.option);
+    c->opt_len = be32toh(h.optlen);
+    c->opt_have = 0;
+    if (c->opt_len > NBDSRV_MAX_OPTION) {
+      if (c->opt_len > NBDSRV_MAX_DISCARD) {
+        conn_close(c, "option data far too large");
+        return;
+      }
+      c->in = IN_OPT_DISCARD;
+      return;
+    }
+    /* +1: room for a terminating NUL where a name is used as a string. */
+    c->opt_data = calloc(1, c->opt_len + 1);
+    if (!c->opt_data) {
+      conn_close(c, "out of memory");
+      return;
+    }
+    c->in = IN_OPT_DATA;
+    if (c->opt_len > 0)
+      return;
+  }
+
+  /* A whole option is here. */
+  switch (c->opt) {
+  case NBD_OPT_EXPORT_NAME:
+    opt_export_name(c);
+    return; /* transmission or closed */
+  case NBD_OPT_ABORT:
+    opt_reply(c, NBD_REP_ACK, NULL, 0);
+    c->disc = true;
+    c->in = IN_DEAD;
+    return;
+  case NBD_OPT_LIST:
+    opt_list(c);
+    break;
+  case NBD_OPT_STRUCTURED_REPLY:
+    if (c->opt_len != 0) {
+      opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY takes no data");
+      break;
+    }
+    c->structured = true;
+    opt_reply(c, NBD_REP_ACK, NULL, 0);
+    break;
+  case NBD_OPT_INFO:
+  case NBD_OPT_GO:
+    opt_info_go(c);
+    if (c->phase == PHASE_TRANSMIT)
+      return;
+    break;
+  case NBD_OPT_LIST_META_CONTEXT:
+  case NBD_OPT_SET_META_CONTEXT:
+    opt_meta_context(c);
+    break;
+  default:
+    opt_error(c, NBD_REP_ERR_UNSUP, "option not supported by nbdsrv");
+    break;
+  }
+  if (!c->closing && c->in != IN_DEAD)
+    expect_option(c);
+}

@@ -1,0 +1,735 @@
+/* nbdsrv: the io_uring event loop of one worker thread.
+ *
+ * Design notes
+ * ------------
+ * Each worker thread owns one ring (SINGLE_ISSUER | DEFER_TASKRUN when the
+ * kernel has them, a large CQ) and the connections it accepted; a
+ * connection never moves, so nothing in here needs a lock.  Workers share
+ * the listening sockets, each with its own multishot accept.
+ *
+ * Sockets are installed in the ring's registered file table at the
+ * connection's slot index.  Input arrives through a multishot recv that
+ * picks buffers from the worker's provided-buffer ring; every buffer is
+ * parsed at once (bytes are copied into the connection's header, option
+ * or request payload) and handed back to the kernel, so no buffer is ever
+ * held by a slow connection.  When a connection has too much in flight,
+ * its recv is cancelled and re-armed once it drained: TCP then pushes
+ * back on the client.
+ *
+ * Output is a queue per connection drained by one sendmsg at a time, so
+ * replies are never interleaved however requests complete; each sendmsg
+ * gathers every queued reply (batching small replies into one syscall).
+ *
+ * user_data: connection operations carry kind | slot << 4 | generation
+ * << 32, so a completion for a slot that was since reused is recognised
+ * and ignored; file I/O carries the request pointer (16-byte aligned) |
+ * kind | segment << 48.  A worker exits only when no operation is in
+ * flight, so no completion can ever name freed memory.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "nbdsrv.h"
+
+enum ud_kind {
+  UD_IO = 1,       /* request file I/O: pointer-based */
+  UD_ACCEPT = 2,
+  UD_RECV = 3,
+  UD_SEND = 4,
+  UD_WAKE = 5,
+  UD_CANCEL = 6,
+};
+
+#define RING_ENTRIES 1024
+#define CQ_ENTRIES 16384
+#define SLOTS_PER_WORKER 8192
+#define RECV_BUFS 128          /* power of two */
+#define RECV_BUF_SIZE (32u << 10)
+#define BUF_GROUP 0
+
+static struct worker *workers;
+static unsigned nworkers;
+static const int *listen_fds;
+static unsigned nlisten_fds;
+
+static uint64_t
+ud_conn(enum ud_kind k, const struct conn *c)
+{
+  return k | (uint64_t)c->slot << 4 | (uint64_t)c->gen << 32;
+}
+
+uint64_t
+loop_req_data(struct request *r, unsigned seg)
+{
+  return (uint64_t)(uintptr_t)r | UD_IO | (uint64_t)seg << 48;
+}
+
+struct io_uring_sqe *
+loop_get_sqe(struct worker *w)
+{
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+  while (!sqe) {
+    /* SQ full: push what we have to the kernel and take a fresh entry. */
+    io_uring_submit(&w->ring);
+    sqe = io_uring_get_sqe(&w->ring);
+  }
+  w->ops_inflight++;
+  return sqe;
+}
+
+/* ---- accept ---- */
+
+static void
+arm_accept(struct worker *w)
+{
+  for (unsigned i = 0; i < nlisten_fds; i++) {
+    struct io_uring_sqe *sqe = loop_get_sqe(w);
+    io_uring_prep_multishot_accept(sqe, listen_fds[i], NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, UD_ACCEPT | (uint64_t)i << 4);
+  }
+  w->accept_armed = true;
+}
+
+static bool
+conn_over_limit(const struct conn *c)
+{
+  return c->inflight_reqs >= NBDSRV_MAX_CONN_REQS ||
+         c->inflight_bytes >= NBDSRV_MAX_CONN_BYTES;
+}
+
+static void
+arm_recv(struct conn *c)
+{
+  struct io_uring_sqe *sqe;
+
+  if (c->recv_armed || c->closing || c->disc || c->w->stopping ||
+      conn_over_limit(c))
+    return;
+  sqe = loop_get_sqe(c->w);
+  io_uring_prep_recv_multishot(sqe, c->w->fixed_files ? (int)c->slot : c->fd,
+                               NULL, 0, 0);
+  if (c->w->fixed_files)
+    sqe->flags |= IOSQE_FIXED_FILE;
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = BUF_GROUP;
+  io_uring_sqe_set_data64(sqe, ud_conn(UD_RECV, c));
+  c->recv_armed = true;
+}
+
+static void
+cancel_recv(struct conn *c)
+{
+  struct io_uring_sqe *sqe;
+
+  if (!c->recv_armed || c->recv_cancelling)
+    return;
+  sqe = loop_get_sqe(c->w);
+  io_uring_prep_cancel64(sqe, ud_conn(UD_RECV, c), 0);
+  io_uring_sqe_set_data64(sqe, UD_CANCEL);
+  c->recv_cancelling = true;
+}
+
+void
+conn_recv_more(struct conn *c)
+{
+  arm_recv(c);
+}
+
+static void
+conn_free_queue(struct conn *c)
+{
+  struct outmsg *m;
+
+  while ((m = c->out_head)) {
+    c->out_head = m->next;
+    m->free(m);
+  }
+  c->out_tail = &c->out_head;
+}
+
+/* Frees the connection once nothing of it is in flight any more. */
+static void
+conn_try_free(struct conn *c)
+{
+  struct worker *w = c->w;
+
+  if (!c->closing || c->recv_armed || c->send_inflight || c->inflight_reqs)
+    return;
+  conn_free_queue(c);
+  if (c->cur) {
+    free(c->cur->buf);
+    free(c->cur);
+  }
+  free(c->opt_data);
+  if (c->ovl)
+    overlay_release(c->ovl);
+  if (w->fixed_files) {
+    int minus_one = -1;
+    io_uring_register_files_update(&w->ring, c->slot, &minus_one, 1);
+  }
+  close(c->fd);
+  w->conns[c->slot] = NULL;
+  w->nconns--;
+  log_debug("connection from %s closed", c->peer);
+  free(c);
+}
+
+void
+conn_close(struct conn *c, const char *why)
+{
+  if (!c->closing && why)
+    log_info("closing connection from %s: %s", c->peer, why);
+  c->closing = true;
+  c->in = IN_DEAD;
+  cancel_recv(c);
+  /* Wake a blocked send and make later ones fail fast. */
+  shutdown(c->fd, SHUT_RDWR);
+  conn_try_free(c);
+}
+
+/* ---- send ---- */
+
+static void
+conn_send(struct conn *c)
+{
+  struct io_uring_sqe *sqe;
+  unsigned n = 0;
+
+  for (struct outmsg *m = c->out_head; m && n < 64; m = m->next)
+    for (unsigned i = m->iov_first; i < m->niov && n < 64; i++)
+      c->send_iov[n++] = m->iov[i];
+  memset(&c->send_msg, 0, sizeof c->send_msg);
+  c->send_msg.msg_iov = c->send_iov;
+  c->send_msg.msg_iovlen = n;
+  sqe = loop_get_sqe(c->w);
+  io_uring_prep_sendmsg(sqe, c->w->fixed_files ? (int)c->slot : c->fd,
+                        &c->send_msg, MSG_NOSIGNAL);
+  if (c->w->fixed_files)
+    sqe->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(sqe, ud_conn(UD_SEND, c));
+  c->send_inflight = true;
+}
+
+void
+conn_queue(struct conn *c, struct outmsg *m)
+{
+  if (c->closing) {
+    m->free(m);
+    return;
+  }
+  m->next = NULL;
+  *c->out_tail = m;
+  c->out_tail = &m->next;
+  if (!c->send_inflight)
+    conn_send(c);
+}
+
+static void
+send_done(struct conn *c, int res)
+{
+  c->send_inflight = false;
+  if (res < 0) {
+    conn_free_queue(c);
+    conn_close(c, res == -EPIPE || res == -ECONNRESET ? NULL : "send failed");
+    return;
+  }
+  size_t left = res;
+  while (c->out_head) {
+    struct outmsg *m = c->out_head;
+    while (m->iov_first < m->niov && left >= m->iov[m->iov_first].iov_len) {
+      left -= m->iov[m->iov_first].iov_len;
+      m->iov_first++;
+    }
+    if (m->iov_first < m->niov) {
+      /* Partly sent: resume inside this iovec. */
+      m->iov[m->iov_first].iov_base = (char *)m->iov[m->iov_first].iov_base + left;
+      m->iov[m->iov_first].iov_len -= left;
+      break;
+    }
+    c->out_head = m->next;
+    if (!c->out_head)
+      c->out_tail = &c->out_head;
+    m->free(m);
+  }
+  if (c->out_head) {
+    conn_send(c);
+  } else if (c->disc && c->inflight_reqs == 0) {
+    conn_close(c, NULL);
+  } else if (c->closing) {
+    conn_try_free(c);
+  }
+}
+
+/* ---- receive ---- */
+
+/* Feeds received bytes to the protocol state machine. */
+static void
+conn_input(struct conn *c, const char *p, size_t len)
+{
+  while (len > 0 && c->in != IN_DEAD) {
+    size_t n;
+
+    switch (c->in) {
+    case IN_CLIENT_FLAGS:
+    case IN_OPT_HEADER:
+    case IN_REQ_HEADER:
+      n = c->hdr_need - c->hdr_have;
+      if (n > len)
+        n = len;
+      memcpy(c->hdr + c->hdr_have, p, n);
+      c->hdr_have += n;
+      p += n;
+      len -= n;
+      if (c->hdr_have < c->hdr_need)
+        break;
+      c->hdr_have = 0;
+      if (c->in == IN_REQ_HEADER)
+        transmit_header(c);
+      else
+        handshake_option(c);
+      break;
+    case IN_OPT_DATA:
+    case IN_OPT_DISCARD:
+      n = c->opt_len - c->opt_have;
+      if (n > len)
+        n = len;
+      if (c->in == IN_OPT_DATA)
+        memcpy(c->opt_data + c->opt_have, p, n);
+      c->opt_have += n;
+      p += n;
+      len -= n;
+      if (c->opt_have < c->opt_len)
+        break;
+      if (c->in == IN_OPT_DATA)
+        handshake_option(c);
+      else
+        handshake_discarded(c);
+      break;
+    case IN_REQ_PAYLOAD:
+      n = c->cur->count - c->cur->payload_have;
+      if (n > len)
+        n = len;
+      memcpy(c->cur->buf + c->cur->payload_have, p, n);
+      c->cur->payload_have += n;
+      p += n;
+      len -= n;
+      if (c->cur->payload_have == c->cur->count)
+        transmit_payload_done(c);
+      break;
+    case IN_DEAD:
+      break;
+    }
+  }
+}
+
+static void
+recv_done(struct worker *w, struct conn *c, int res, unsigned flags)
+{
+  bool more = flags & IORING_CQE_F_MORE;
+
+  if (flags & IORING_CQE_F_BUFFER) {
+    unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+    char *buf = w->bufs + (size_t)bid * w->buf_size;
+
+    if (res > 0)
+      conn_input(c, buf, res);
+    /* Hand the buffer straight back: we copied what we needed. */
+    io_uring_buf_ring_add(w->br, buf, w->buf_size, bid,
+                          io_uring_buf_ring_mask(w->nbufs), 0);
+    io_uring_buf_ring_advance(w->br, 1);
+  }
+  if (!more) {
+    c->recv_armed = false;
+    c->recv_cancelling = false;
+  }
+  if (res == 0) {
+    if (!c->closing)
+      conn_close(c, c->phase == PHASE_HANDSHAKE ? "client went away during the handshake" : NULL);
+    else
+      conn_try_free(c);
+    return;
+  }
+  if (res < 0 && res != -ENOBUFS && res != -ECANCELED) {
+    conn_close(c, res == -ECONNRESET ? NULL : strerror(-res));
+    return;
+  }
+  if (c->closing) {
+    conn_try_free(c);
+    return;
+  }
+  if (c->recv_armed && conn_over_limit(c))
+    cancel_recv(c);
+  else if (!c->recv_armed)
+    arm_recv(c);
+}
+
+/* ---- accept ---- */
+
+static void
+accept_done(struct worker *w, int res, unsigned flags)
+{
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  struct conn *c;
+  unsigned slot;
+  int one = 1;
+
+  if (!(flags & IORING_CQE_F_MORE))
+    w->accept_armed = false;
+  if (res < 0) {
+    if (res != -ECANCELED)
+      log_warn("accept: %s", strerror(-res));
+    if (!w->accept_armed && !w->stopping && res != -ECANCELED)
+      arm_accept(w);
+    return;
+  }
+  if (!w->accept_armed && !w->stopping)
+    arm_accept(w);
+  if (w->stopping || w->nconns == w->nslots) {
+    if (!w->stopping)
+      log_warn("connection refused: %u connections on this worker already", w->nconns);
+    close(res);
+    return;
+  }
+  for (slot = 0; w->conns[slot]; slot++)
+    ;
+  c = calloc(1, sizeof *c);
+  if (!c) {
+    close(res);
+    return;
+  }
+  c->w = w;
+  c->slot = slot;
+  c->gen = ++w->next_gen;
+  c->fd = res;
+  c->out_tail = &c->out_head;
+  c->connected = time(NULL);
+  if (getpeername(res, (struct sockaddr *)&ss, &sl) == 0) {
+    if (ss.ss_family == AF_INET)
+      inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof c->peer);
+    else if (ss.ss_family == AF_INET6) {
+      struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+      /* IPv4-mapped: use the plain IPv4 form, so the identity does not
+       * depend on which socket family accepted the client. */
+      if (IN6_IS_ADDR_V4MAPPED(a))
+        inet_ntop(AF_INET, &a->s6_addr[12], c->peer, sizeof c->peer);
+      else
+        inet_ntop(AF_INET6, a, c->peer, sizeof c->peer);
+    }
+  }
+  if (!c->peer[0])
+    snprintf(c->peer, sizeof c->peer, "unknown");
+  setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(res, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  if (w->fixed_files &&
+      io_uring_register_files_update(&w->ring, slot, &res, 1) != 1) {
+    log_err("cannot register socket in the ring's file table");
+    close(res);
+    free(c);
+    return;
+  }
+  w->conns[slot] = c;
+  w->nconns++;
+  log_debug("connection from %s (worker %u slot %u)", c->peer, w->id, slot);
+  handshake_start(c);
+  arm_recv(c);
+}
+
+/* ---- shutdown ---- */
+
+static void
+arm_wake(struct worker *w)
+{
+  struct io_uring_sqe *sqe = loop_get_sqe(w);
+  io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof w->wake_buf, 0);
+  io_uring_sqe_set_data64(sqe, UD_WAKE);
+}
+
+static void
+worker_begin_stop(struct worker *w)
+{
+  w->stopping = true;
+  if (w->accept_armed) {
+    for (unsigned i = 0; i < nlisten_fds; i++) {
+      struct io_uring_sqe *sqe = loop_get_sqe(w);
+      io_uring_prep_cancel64(sqe, UD_ACCEPT | (uint64_t)i << 4, 0);
+      io_uring_sqe_set_data64(sqe, UD_CANCEL);
+    }
+  }
+  for (unsigned i = 0; i < w->nslots; i++) {
+    struct conn *c = w->conns[i];
+    if (!c)
+      continue;
+    if (c->phase == PHASE_HANDSHAKE || c->in == IN_REQ_PAYLOAD) {
+      conn_close(c, NULL);
+    } else {
+      /* Finish what is in flight, then close. */
+      c->disc = true;
+      c->in = IN_DEAD;
+      cancel_recv(c);
+      if (c->inflight_reqs == 0 && !c->send_inflight)
+        conn_close(c, NULL);
+    }
+  }
+}
+
+/* ---- the loop ---- */
+
+static void
+handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
+{
+  uint64_t ud = cqe->user_data;
+  enum ud_kind kind = ud & 15;
+  struct conn *c;
+
+  if (kind == UD_IO) {
+    struct request *r = (struct request *)(uintptr_t)(ud & 0x0000fffffffffff0ull);
+    w->ops_inflight--;
+    transmit_io_done(r, (unsigned)(ud >> 48), cqe->res);
+    return;
+  }
+  if (!(cqe->flags & IORING_CQE_F_MORE))
+    w->ops_inflight--;
+  switch (kind) {
+  case UD_ACCEPT:
+    accept_done(w, cqe->res, cqe->flags);
+    return;
+  case UD_WAKE:
+    worker_begin_stop(w);
+    return;
+  case UD_CANCEL:
+    return;
+  case UD_RECV:
+  case UD_SEND: {
+    unsigned slot = (ud >> 4) & 0xfffffff;
+    uint32_t gen = ud >> 32;
+    c = slot < w->nslots ? w->conns[slot] : NULL;
+    if (!c || c->gen != gen) {
+      /* Stale: the connection is gone.  Return any buffer it picked. */
+      if (cqe->flags & IORING_CQE_F_BUFFER) {
+        unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+        io_uring_buf_ring_add(w->br, w->bufs + (size_t)bid * w->buf_size,
+                              w->buf_size, bid, io_uring_buf_ring_mask(w->nbufs), 0);
+        io_uring_buf_ring_advance(w->br, 1);
+      }
+      return;
+    }
+    if (kind == UD_RECV)
+      recv_done(w, c, cqe->res, cqe->flags);
+    else
+      send_done(c, cqe->res);
+    return;
+  }
+  default:
+    log_err("unexpected completion 0x%llx", (unsigned long long)ud);
+  }
+}
+
+static int
+setup_ring(struct worker *w)
+{
+  struct io_uring_params p;
+  int r;
+
+  memset(&p, 0, sizeof p);
+  p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
+            IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+  p.cq_entries = CQ_ENTRIES;
+  r = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+  if (r == -EINVAL) {
+    /* Kernels before 6.1 lack DEFER_TASKRUN (and 6.0 SINGLE_ISSUER). */
+    if (w->id == 0)
+      log_info("io_uring: kernel lacks SINGLE_ISSUER/DEFER_TASKRUN; using plain completions");
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_CQSIZE;
+    p.cq_entries = CQ_ENTRIES;
+    r = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+  }
+  if (r < 0) {
+    log_err("io_uring setup failed: %s%s", strerror(-r),
+            r == -EPERM ? " (is io_uring disabled by sysctl kernel.io_uring_disabled?)" : "");
+    return r;
+  }
+
+  struct io_uring_probe *probe = io_uring_get_probe_ring(&w->ring);
+  static const struct { int op; const char *name; } need[] = {
+    { IORING_OP_ACCEPT, "ACCEPT" }, { IORING_OP_RECV, "RECV" },
+    { IORING_OP_SENDMSG, "SENDMSG" }, { IORING_OP_READ, "READ" },
+    { IORING_OP_WRITE, "WRITE" }, { IORING_OP_FSYNC, "FSYNC" },
+    { IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL" },
+  };
+  for (size_t i = 0; probe && i < sizeof need / sizeof need[0]; i++)
+    if (!io_uring_opcode_supported(probe, need[i].op)) {
+      log_err("io_uring: kernel lacks IORING_OP_%s; nbdsrv needs Linux 6.0 or later", need[i].name);
+      io_uring_free_probe(probe);
+      return -ENOSYS;
+    }
+  if (probe)
+    io_uring_free_probe(probe);
+
+  w->nslots = SLOTS_PER_WORKER;
+  w->conns = calloc(w->nslots, sizeof *w->conns);
+  if (!w->conns)
+    return -ENOMEM;
+  w->fixed_files = io_uring_register_files_sparse(&w->ring, w->nslots) == 0;
+  if (!w->fixed_files && w->id == 0)
+    log_info("io_uring: no sparse registered file table; using plain descriptors");
+
+  /* Provided buffer ring for recv. */
+  struct io_uring_buf_reg reg;
+  size_t ring_bytes = RECV_BUFS * sizeof(struct io_uring_buf);
+  w->nbufs = RECV_BUFS;
+  w->buf_size = RECV_BUF_SIZE;
+  w->br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE,
+               MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (w->br == MAP_FAILED)
+    return -errno;
+  memset(&reg, 0, sizeof reg);
+  reg.ring_addr = (uintptr_t)w->br;
+  reg.ring_entries = w->nbufs;
+  reg.bgid = BUF_GROUP;
+  r = io_uring_register_buf_ring(&w->ring, &reg, 0);
+  if (r < 0) {
+    log_err("io_uring: cannot register a provided buffer ring (%s); nbdsrv needs Linux 5.19 or later",
+            strerror(-r));
+    return r;
+  }
+  w->bufs = malloc((size_t)w->nbufs * w->buf_size);
+  if (!w->bufs)
+    return -ENOMEM;
+  io_uring_buf_ring_init(w->br);
+  for (unsigned i = 0; i < w->nbufs; i++)
+    io_uring_buf_ring_add(w->br, w->bufs + (size_t)i * w->buf_size, w->buf_size,
+                          i, io_uring_buf_ring_mask(w->nbufs), i);
+  io_uring_buf_ring_advance(w->br, w->nbufs);
+  return 0;
+}
+
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t start_cond = PTHREAD_COND_INITIALIZER;
+static unsigned started;
+static int start_error;
+
+static void *
+worker_main(void *arg)
+{
+  struct worker *w = arg;
+  int r;
+
+  /* The ring is created here, not by the main thread: SINGLE_ISSUER and
+   * DEFER_TASKRUN tie a ring to the task that created it. */
+  r = setup_ring(w);
+  pthread_mutex_lock(&start_lock);
+  started++;
+  if (r < 0 && !start_error)
+    start_error = r;
+  pthread_cond_broadcast(&start_cond);
+  while (started < nworkers)
+    pthread_cond_wait(&start_cond, &start_lock);
+  r = start_error;
+  pthread_mutex_unlock(&start_lock);
+  if (r < 0)
+    return NULL;
+  arm_wake(w);
+  arm_accept(w);
+  for (;;) {
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+
+    if (w->stopping && w->nconns == 0 && w->ops_inflight == 0)
+      break;
+    r = io_uring_submit_and_wait(&w->ring, 1);
+    if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+      log_err("io_uring_submit_and_wait: %s", strerror(-r));
+      break;
+    }
+    io_uring_for_each_cqe(&w->ring, head, cqe) {
+      handle_cqe(w, cqe);
+      n++;
+    }
+    io_uring_cq_advance(&w->ring, n);
+  }
+  return NULL;
+}
+
+int
+workers_start(const int *fds, unsigned nfds, unsigned nthreads)
+{
+  listen_fds = fds;
+  nlisten_fds = nfds;
+  nworkers = nthreads;
+  workers = calloc(nthreads, sizeof *workers);
+  if (!workers)
+    return -ENOMEM;
+  for (unsigned i = 0; i < nthreads; i++) {
+    struct worker *w = &workers[i];
+    sigset_t all, old;
+    int r;
+
+    w->id = i;
+    w->wake_fd = eventfd(0, EFD_CLOEXEC);
+    if (w->wake_fd < 0)
+      return -errno;
+    /* Workers take no signals: the main thread handles them. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    r = pthread_create(&w->thread, NULL, worker_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r) {
+      /* Threads already started wait for this count; make it whole. */
+      pthread_mutex_lock(&start_lock);
+      nworkers = i;
+      if (!start_error)
+        start_error = -r;
+      pthread_cond_broadcast(&start_cond);
+      pthread_mutex_unlock(&start_lock);
+      return -r;
+    }
+  }
+  pthread_mutex_lock(&start_lock);
+  while (started < nworkers)
+    pthread_cond_wait(&start_cond, &start_lock);
+  pthread_mutex_unlock(&start_lock);
+  return start_error;
+}
+
+void
+workers_stop(void)
+{
+  uint64_t one = 1;
+
+  for (unsigned i = 0; i < nworkers; i++)
+    if (write(workers[i].wake_fd, &one, sizeof one) < 0)
+      log_err("cannot wake worker %u: %s", i, strerror(errno));
+}
+
+void
+workers_join(void)
+{
+  for (unsigned i = 0; i < nworkers; i++) {
+    struct worker *w = &workers[i];
+    pthread_join(w->thread, NULL);
+    if (w->ring.ring_fd > 0)
+      io_uring_queue_exit(&w->ring);
+    if (w->br && w->br != MAP_FAILED)
+      munmap(w->br, w->nbufs * sizeof(struct io_uring_buf));
+    free(w->bufs);
+    free(w->conns);
+    close(w->wake_fd);
+  }
+  free(workers);
+  workers = NULL;
+}

@@ -1,0 +1,215 @@
+/* nbdsrv: command line, start-up, signals and the janitor.
+ *
+ * The main thread opens the listening sockets (so that address errors are
+ * reported before anything else happens), starts the worker threads, then
+ * only waits for signals and, once a second, runs the overlay janitor.
+ * SIGTERM/SIGINT: workers stop accepting, finish what is in flight and
+ * exit; then every overlay is synced and closed, and the server exits 0.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "nbdsrv.h"
+
+static int
+open_listeners(int *fds, unsigned *nfds)
+{
+  *nfds = 0;
+  for (unsigned i = 0; i < config.nlisten; i++) {
+    const struct listen_addr *la = &config.listen[i];
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+    struct addrinfo *res, *ai;
+    int r = getaddrinfo(la->host[0] ? la->host : NULL, la->port, &hints, &res);
+
+    if (r) {
+      fprintf(stderr, "nbdsrv: cannot resolve listen address '%s': %s\n",
+              la->host, gai_strerror(r));
+      return -EINVAL;
+    }
+    for (ai = res; ai; ai = ai->ai_next) {
+      int one = 1, fd;
+
+      if (*nfds == NBDSRV_MAX_LISTEN)
+        break;
+      fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+      if (fd < 0)
+        continue;
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      if (ai->ai_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+      if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
+        int e = errno;
+        char host[256], port[32];
+        getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof host, port,
+                    sizeof port, NI_NUMERICHOST | NI_NUMERICSERV);
+        fprintf(stderr, "nbdsrv: cannot listen on %s port %s: %s%s\n", host,
+                port, strerror(e),
+                e == EADDRINUSE ? " (another server is using it: stop it or pick another port with -l)" : "");
+        close(fd);
+        freeaddrinfo(res);
+        return -e;
+      }
+      fds[(*nfds)++] = fd;
+    }
+    freeaddrinfo(res);
+  }
+  if (*nfds == 0) {
+    fprintf(stderr, "nbdsrv: no address to listen on\n");
+    return -EINVAL;
+  }
+  return 0;
+}
+
+/* Checks up front what would otherwise fail per client. */
+static int
+check_exports(void)
+{
+  struct stat st;
+
+  for (unsigned i = 0; i < config.nexports; i++) {
+    const struct export *e = &config.exports[i];
+    char path[PATH_MAX];
+    int r = image_resolve(e, path, sizeof path);
+
+    if (r < 0) {
+      fprintf(stderr, "nbdsrv: export '%s': image %s: %s%s\n", e->name, e->image,
+              strerror(-r),
+              r == -ENOENT ? " (build one with 'imgtool build', or fix the path)" : "");
+      return r;
+    }
+    if (stat(path, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+      fprintf(stderr, "nbdsrv: export '%s': %s is not an image file\n", e->name, path);
+      return -EINVAL;
+    }
+  }
+  if (mkdir(config.overlay_dir, 0700) < 0 && errno != EEXIST) {
+    fprintf(stderr, "nbdsrv: cannot create overlay directory %s: %s\n",
+            config.overlay_dir, strerror(errno));
+    return -errno;
+  }
+  if (access(config.overlay_dir, W_OK | X_OK) < 0) {
+    fprintf(stderr, "nbdsrv: overlay directory %s is not writable: %s\n",
+            config.overlay_dir, strerror(errno));
+    return -errno;
+  }
+  return 0;
+}
+
+static void
+raise_nofile(void)
+{
+  struct rlimit rl;
+
+  /* Each client needs a socket and two overlay files. */
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 8192)
+    log_warn("open file limit is %llu: that serves about %llu clients; raise it (ulimit -n, LimitNOFILE=)",
+             (unsigned long long)rl.rlim_cur,
+             (unsigned long long)rl.rlim_cur / 3);
+}
+
+static int
+write_pidfile(void)
+{
+  char tmp[PATH_MAX + 8];
+  FILE *fp;
+
+  if (!config.pidfile[0])
+    return 0;
+  /* Written whole then renamed: whoever waits for it never reads half. */
+  snprintf(tmp, sizeof tmp, "%s.tmp", config.pidfile);
+  fp = fopen(tmp, "w");
+  if (!fp || fprintf(fp, "%d\n", (int)getpid()) < 0 || fclose(fp) != 0 ||
+      rename(tmp, config.pidfile) < 0) {
+    log_err("cannot write pid file %s: %s", config.pidfile, strerror(errno));
+    return -errno;
+  }
+  return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+  int fds[NBDSRV_MAX_LISTEN];
+  unsigned nfds, nthreads;
+  sigset_t sigs;
+  int r;
+
+  if (config_parse_args(argc, argv) < 0)
+    return 2;
+  log_open("nbdsrv", config.foreground);
+  if (check_exports() < 0 || open_listeners(fds, &nfds) < 0)
+    return 1;
+  if (!config.foreground && daemon(0, 0) < 0) {
+    perror("nbdsrv: daemon");
+    return 1;
+  }
+  raise_nofile();
+
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
+  sigaddset(&sigs, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+  nthreads = config.threads;
+  if (nthreads == 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    nthreads = n > 0 ? (unsigned)n : 1;
+  }
+  r = workers_start(fds, nfds, nthreads);
+  if (r < 0) {
+    log_err("cannot start the worker threads: %s", strerror(-r));
+    return 1;
+  }
+  for (unsigned i = 0; i < config.nlisten; i++)
+    log_info("listening on %s port %s", config.listen[i].host[0] ? config.listen[i].host : "*",
+             config.listen[i].port);
+  log_info("%u exports, overlays in %s, %u worker threads", config.nexports,
+           config.overlay_dir, nthreads);
+  if (write_pidfile() < 0) {
+    workers_stop();
+    workers_join();
+    return 1;
+  }
+
+  for (;;) {
+    struct timespec tick = { 1, 0 };
+    int sig = sigtimedwait(&sigs, NULL, &tick);
+
+    if (sig == SIGTERM || sig == SIGINT) {
+      log_info("signal %d: finishing in-flight requests and exiting", sig);
+      break;
+    }
+    if (sig == SIGHUP)
+      log_info("SIGHUP: configuration reload is not supported yet; ignored");
+    overlay_janitor(false);
+  }
+  workers_stop();
+  workers_join();
+  for (unsigned i = 0; i < nfds; i++)
+    close(fds[i]);
+  overlay_janitor(true);
+  if (config.pidfile[0])
+    unlink(config.pidfile);
+  free(config.exports);
+  log_info("stopped");
+  return 0;
+}

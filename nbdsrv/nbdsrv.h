@@ -1,0 +1,278 @@
+/* nbdsrv: private header shared by the server's files.
+ *
+ *   main.c       command line, start-up, signals, janitor
+ *   config.c     configuration (command line and INI file), exports
+ *   image.c      base images, opened once and shared
+ *   overlay.c    per-client overlays: registry, copy-on-write I/O, flush
+ *   loop.c       the io_uring event loop of one worker thread
+ *   handshake.c  option haggling (newstyle handshake)
+ *   transmit.c   transmission phase: requests and replies
+ */
+#ifndef NBDSRV_H
+#define NBDSRV_H
+
+#include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include <liburing.h>
+
+#include "export-name.h"
+#include "nbd-protocol.h"
+#include "overlay-format.h"
+
+#define NBDSRV_MAX_PAYLOAD (32u << 20)       /* max read/write length */
+#define NBDSRV_MAX_OPTION  (64u << 10)       /* max option data we parse */
+#define NBDSRV_MAX_DISCARD (16u << 20)       /* larger options: disconnect */
+#define NBDSRV_MAX_CONN_BYTES (64u << 20)    /* per-connection buffered data */
+#define NBDSRV_MAX_CONN_REQS 256             /* per-connection requests */
+#define NBDSRV_MAX_LISTEN 16
+
+#define container_of(ptr, type, member) \
+  ((type *)((char *)(ptr) - __builtin_offsetof(type, member)))
+
+/* ---- configuration (config.c) ---- */
+
+enum policy { POLICY_PERSISTENT, POLICY_RESET_ON_BOOT, POLICY_EPHEMERAL };
+
+struct export {
+  char name[256];
+  char image[PATH_MAX];   /* an image file or an image-store directory */
+  char description[256];
+  enum policy policy;
+  bool readonly;
+};
+
+struct listen_addr {
+  char host[256];
+  char port[16];
+};
+
+struct config {
+  struct listen_addr listen[NBDSRV_MAX_LISTEN];
+  unsigned nlisten;
+  struct export *exports;
+  unsigned nexports;
+  char overlay_dir[PATH_MAX];
+  enum policy default_policy;
+  unsigned threads;             /* 0: one per core */
+  unsigned ephemeral_linger;    /* seconds */
+  unsigned idle_close;          /* seconds an unused overlay stays open */
+  char pidfile[PATH_MAX];
+  bool foreground;
+};
+
+extern struct config config;
+
+int config_parse_args(int argc, char **argv);
+const struct export *config_find_export(const char *name);
+const char *policy_name(enum policy p);
+int policy_parse(const char *s, enum policy *p);
+
+/* ---- base images (image.c) ---- */
+
+struct image {
+  struct image *next;
+  char path[PATH_MAX];   /* canonical absolute path */
+  int fd;
+  uint64_t size;
+  int64_t mtime_ns;
+  unsigned refs;
+};
+
+/* Canonical path of the image a new client of exp gets now (resolves a
+ * store's `current`).  Returns 0 or -errno. */
+int image_resolve(const struct export *exp, char *path, size_t len);
+int image_get(const char *path, struct image **out);
+void image_put(struct image *img);
+
+/* ---- overlays (overlay.c) ---- */
+
+struct pending_record {
+  struct ovl_record rec;
+  uint64_t seq;
+};
+
+struct overlay {
+  struct overlay *next;          /* registry list */
+  char key[512];                 /* "EXPORT/ID" */
+  char prefix[PATH_MAX];         /* OVERLAY_DIR/EXPORT/ID */
+  const struct export *exp;
+  struct image *base;
+  struct ovl_file file;
+  pthread_mutex_t lock;
+  unsigned refs;                 /* connections using it */
+  time_t idle_since;             /* when refs dropped to 0 */
+  bool detached;                 /* replaced by a reset: files not ours */
+  /* Journal records of completed writes not yet in the map file; each
+   * carries the write's sequence number so that a flush appends exactly
+   * the records whose data its fdatasync covered. */
+  struct pending_record *pending;
+  size_t npending, cap_pending;
+  uint64_t seq;                  /* completed-write counter */
+  uint64_t map_synced_end;       /* journal bytes known durable */
+  uint64_t requests, bytes_read, bytes_written;
+};
+
+int overlay_acquire(const struct export *exp, const char *id,
+                    const char *boot_id, struct overlay **out,
+                    const char **why);
+void overlay_release(struct overlay *ov);
+/* Size the client would see, without creating anything (NBD_OPT_INFO). */
+int overlay_peek_size(const struct export *exp, const char *id,
+                      uint64_t *size);
+/* Closes idle overlays whose time has come; all of them if force. */
+void overlay_janitor(bool force);
+
+/* A piece of a read: where bytes [buf_off, buf_off+len) of the reply come
+ * from.  fd < 0 means zeroes. */
+struct segment {
+  int fd;
+  uint64_t file_off;
+  uint32_t buf_off;
+  uint32_t len;
+};
+/* Splits the read [off, off+len) into segments; *segs is malloc'ed. */
+int overlay_plan_read(struct overlay *ov, uint64_t off, uint32_t len,
+                      struct segment **segs, unsigned *nsegs);
+/* Aligned whole-block write: true when it can go straight to the data file
+ * asynchronously; overlay_write_done() records it once it completed. */
+bool overlay_write_is_aligned(struct overlay *ov, uint64_t off, uint32_t len);
+void overlay_write_done(struct overlay *ov, uint64_t off, uint32_t len);
+/* Synchronous paths (partial blocks, TRIM, WRITE_ZEROES): return 0/-errno. */
+int overlay_write_sync(struct overlay *ov, const void *buf, uint64_t off,
+                       uint32_t len);
+int overlay_zero(struct overlay *ov, uint64_t off, uint64_t len, bool trim);
+/* Flush in three steps: begin (remember what must be covered), then once
+ * fdatasync(data) completed, journal (append covered records; returns
+ * true when the map file needs an fdatasync), then map_synced. */
+uint64_t overlay_flush_begin(struct overlay *ov);
+int overlay_flush_journal(struct overlay *ov, uint64_t seq, bool *need_sync,
+                          uint64_t *end);
+void overlay_flush_done(struct overlay *ov, uint64_t end);
+/* base:allocation for [off, off+len): fills up to max descriptors. */
+unsigned overlay_block_status(struct overlay *ov, uint64_t off, uint64_t len,
+                              struct nbd_block_descriptor *d, unsigned max);
+
+/* ---- event loop (loop.c) ---- */
+
+struct worker;
+struct conn;
+
+/* An outgoing message: header bytes inline, payload by reference. */
+struct outmsg {
+  struct outmsg *next;
+  struct iovec iov[2];
+  unsigned iov_first, niov;
+  void (*free)(struct outmsg *);
+  unsigned char hdr[40];
+};
+
+struct request {
+  struct outmsg out;             /* the reply; freeing it frees the request */
+  struct conn *c;
+  uint64_t cookie, offset;
+  uint32_t count;
+  uint16_t type, flags;
+  char *buf;                     /* write payload or read data */
+  uint32_t payload_have;
+  uint32_t accounted;             /* bytes counted in c->inflight_bytes */
+  int pending;                   /* io_uring operations in flight */
+  int error;                     /* first NBD error, 0 if none */
+  uint64_t flush_seq, flush_end;
+  enum { STAGE_IO, STAGE_FLUSH_DATA, STAGE_FLUSH_MAP } stage;
+  struct segment *segs;
+  unsigned nsegs;
+};
+
+enum conn_phase { PHASE_HANDSHAKE, PHASE_TRANSMIT };
+
+enum in_state {
+  IN_CLIENT_FLAGS,               /* 4 bytes */
+  IN_OPT_HEADER,                 /* 16 bytes */
+  IN_OPT_DATA,
+  IN_OPT_DISCARD,                /* oversized option: skip, then TOO_BIG */
+  IN_REQ_HEADER,                 /* 28 bytes */
+  IN_REQ_PAYLOAD,
+  IN_DEAD,                       /* ignore everything: closing */
+};
+
+struct conn {
+  struct worker *w;
+  unsigned slot;
+  uint32_t gen;
+  int fd;
+  char peer[INET6_ADDRSTRLEN];
+  enum conn_phase phase;
+  enum in_state in;
+  unsigned char hdr[32];
+  uint32_t hdr_have, hdr_need;
+  uint32_t opt, opt_len, opt_have;
+  char *opt_data;
+  struct request *cur;           /* request whose payload is arriving */
+  bool recv_armed, recv_cancelling, closing, disc;
+  /* handshake results */
+  bool no_zeroes, structured, meta_alloc;
+  const struct export *exp;
+  struct overlay *ovl;
+  uint64_t size;
+  uint16_t eflags;
+  /* output queue; one sendmsg in flight at a time keeps the stream whole */
+  struct outmsg *out_head, **out_tail;
+  bool send_inflight;
+  struct iovec send_iov[64];
+  struct msghdr send_msg;
+  unsigned inflight_reqs;
+  size_t inflight_bytes;
+  time_t connected;
+};
+
+struct worker {
+  unsigned id;
+  pthread_t thread;
+  struct io_uring ring;
+  int wake_fd;                   /* eventfd: shutdown */
+  uint64_t wake_buf;
+  struct io_uring_buf_ring *br;
+  char *bufs;
+  unsigned nbufs, buf_size;
+  struct conn **conns;
+  unsigned nslots, nconns;
+  uint32_t next_gen;
+  unsigned ops_inflight;         /* SQEs whose CQE we still expect */
+  bool accept_armed, stopping;
+  bool fixed_files;
+};
+
+int workers_start(const int *listen_fds, unsigned nlisten, unsigned nthreads);
+void workers_stop(void);
+void workers_join(void);
+
+/* Used by handshake.c / transmit.c. */
+struct io_uring_sqe *loop_get_sqe(struct worker *w);
+void conn_queue(struct conn *c, struct outmsg *m);
+void conn_close(struct conn *c, const char *why);
+void conn_recv_more(struct conn *c);
+uint64_t loop_req_data(struct request *r, unsigned seg);
+
+/* ---- handshake.c ---- */
+void handshake_start(struct conn *c);
+/* Handles a complete option (c->opt, c->opt_data, c->opt_len). */
+void handshake_option(struct conn *c);
+void handshake_discarded(struct conn *c);
+
+/* ---- transmit.c ---- */
+/* Called with a complete request header in c->hdr. */
+void transmit_header(struct conn *c);
+/* Called when c->cur's write payload is complete. */
+void transmit_payload_done(struct conn *c);
+/* Called when an io_uring op of r completed with res. */
+void transmit_io_done(struct request *r, unsigned seg, int res);
+void request_reply(struct request *r);
+
+#endif

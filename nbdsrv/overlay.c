@@ -1,0 +1,727 @@
+/* nbdsrv: per-client overlays: registry, copy-on-write I/O and flush.
+ *
+ * The on-disk format is in common/overlay-format.c.  This file decides
+ * which overlay a connection gets and keeps the map and the files in step.
+ *
+ * Registry.  Overlays are keyed by "EXPORT/ID", never by connection: all
+ * connections of one client share one struct overlay (so a flush on one
+ * covers writes made on another, which is what lets us advertise
+ * CAN_MULTI_CONN), and a reconnect finds the overlay it left.  An overlay
+ * whose last connection closed stays in the registry, open, for
+ * config.idle_close seconds (ephemeral: config.ephemeral_linger) so that
+ * quick reconnects cost nothing; the janitor in the main thread then
+ * syncs and closes it (or deletes it), keeping blocking I/O out of the
+ * event loops.
+ *
+ * Locking.  registry_lock guards the registry list and refcounts;
+ * ov->lock guards the map, the pending journal records and the journal
+ * file offset.  Base and data reads are done by io_uring outside any lock.
+ *
+ * Writes.  A write that covers whole blocks goes to the data file
+ * asynchronously; when it completed, its blocks are marked OVL_DATA in the
+ * map and a journal record is queued with a sequence number.  Writes that
+ * touch part of a block need read-modify-write; they run synchronously
+ * under ov->lock so that two partial writes to one block cannot lose
+ * each other's bytes.
+ *
+ * Flush.  overlay_flush_begin() notes the sequence number of the last
+ * completed write; the caller fdatasyncs the data file; then the records
+ * up to that number are appended to the journal, which is fdatasync'ed
+ * before the flush is acknowledged.  Data always reaches the disk before
+ * the map entry that points at it.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "nbdsrv.h"
+#include "util.h"
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct overlay *registry;
+
+static const char zero_block[OVL_BLOCK_SIZE];
+
+static int
+mkdir_p(const char *path)
+{
+  char buf[PATH_MAX];
+
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+      return -errno;
+    *p = '/';
+  }
+  if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+    return -errno;
+  return 0;
+}
+
+static void
+overlay_free(struct overlay *ov)
+{
+  ovl_file_close(&ov->file);
+  image_put(ov->base);
+  pthread_mutex_destroy(&ov->lock);
+  free(ov->pending);
+  free(ov);
+}
+
+/* Makes everything written so far durable and folds it into the map file.
+ * Called when no connection uses the overlay (or at shutdown). */
+static int
+overlay_sync_all(struct overlay *ov)
+{
+  int r = 0;
+
+  if (ov->detached)
+    return 0;
+  pthread_mutex_lock(&ov->lock);
+  if (ov->npending > 0 || ov->file.log_end > ov->map_synced_end) {
+    if (fdatasync(ov->file.data_fd) < 0)
+      r = -errno;
+    for (size_t i = 0; r == 0 && i < ov->npending; i++)
+      r = ovl_file_append(&ov->file, &ov->pending[i].rec, 1);
+    if (r == 0) {
+      ov->npending = 0;
+      /* A journal much longer than the map it describes is compacted. */
+      if (ov->file.log_records > 1024 &&
+          ov->file.log_records > 4 * (ov->file.map.ndata + ov->file.map.nzero))
+        r = ovl_file_compact(&ov->file, ov->prefix);
+      else if (fdatasync(ov->file.map_fd) < 0)
+        r = -errno;
+    }
+    if (r == 0)
+      ov->map_synced_end = ov->file.log_end;
+  }
+  pthread_mutex_unlock(&ov->lock);
+  if (r < 0)
+    log_err("overlay %s: cannot sync: %s", ov->prefix, strerror(-r));
+  return r;
+}
+
+/* Opens the overlay for key (creating it on the client's first connect). */
+static int
+overlay_open(struct overlay *ov, const char *boot_id, const char **why)
+{
+  char dir[PATH_MAX], path[PATH_MAX];
+  int r;
+
+  r = ovl_file_open(ov->prefix, true, &ov->file);
+  if (r == 0) {
+    /* Reconnect or restart: keep the base version the overlay was made
+     * on, even when the export's `current` moved since. */
+    r = image_get(ov->file.info.base_path, &ov->base);
+    if (r < 0) {
+      *why = "the base image version this client's overlay was created on is missing";
+      log_err("overlay %s: base image %s: %s", ov->prefix,
+              ov->file.info.base_path, strerror(-r));
+      return r;
+    }
+    if (ov->base->size != ov->file.info.base_size ||
+        ov->base->mtime_ns != ov->file.info.base_mtime_ns) {
+      *why = "the base image changed under this client's overlay; reset the overlay";
+      log_err("overlay %s: base image %s changed since the overlay was created (size or mtime differ); refusing to serve a mix",
+              ov->prefix, ov->base->path);
+      return -ESTALE;
+    }
+    if (ov->exp->policy == POLICY_RESET_ON_BOOT &&
+        strcmp(ov->file.info.boot_id, boot_id) != 0) {
+      log_info("overlay %s: new boot (boot id '%s', was '%s'): resetting",
+               ov->prefix, boot_id, ov->file.info.boot_id);
+      ovl_file_close(&ov->file);
+      image_put(ov->base);
+      ov->base = NULL;
+    } else {
+      ov->map_synced_end = ov->file.log_end;
+      return 0;
+    }
+  } else if (r != -ENOENT) {
+    *why = "the client's overlay cannot be opened (see the server log)";
+    log_err("overlay %s: cannot open: %s", ov->prefix, strerror(-r));
+    return r;
+  }
+
+  /* New overlay on the export's current image. */
+  struct ovl_header_info info = { 0 };
+  r = image_resolve(ov->exp, path, sizeof path);
+  if (r == 0)
+    r = image_get(path, &ov->base);
+  if (r < 0) {
+    *why = "the export's image cannot be opened (see the server log)";
+    log_err("export %s: image %s: %s", ov->exp->name, ov->exp->image,
+            strerror(-r));
+    return r;
+  }
+  r = format_path(dir, sizeof dir, "%s/%s", config.overlay_dir, ov->exp->name);
+  if (r == 0)
+    r = mkdir_p(dir);
+  if (r < 0) {
+    *why = "the overlay directory cannot be created (see the server log)";
+    log_err("overlay dir %s: %s", dir, strerror(-r));
+    return r;
+  }
+  info.size = ov->base->size;
+  info.created = time(NULL);
+  info.base_size = ov->base->size;
+  info.base_mtime_ns = ov->base->mtime_ns;
+  if (format_path(info.base_path, sizeof info.base_path, "%s", ov->base->path) < 0) {
+    *why = "the image path is too long for an overlay header";
+    log_err("export %s: image path %s is longer than %d bytes", ov->exp->name,
+            ov->base->path, OVL_BASE_PATH_MAX - 1);
+    return -ENAMETOOLONG;
+  }
+  snprintf(info.boot_id, sizeof info.boot_id, "%s", boot_id);
+  r = ovl_file_create(ov->prefix, &info, &ov->file);
+  if (r < 0) {
+    *why = "the client's overlay cannot be created (see the server log)";
+    log_err("overlay %s: cannot create: %s", ov->prefix, strerror(-r));
+    return r;
+  }
+  ov->map_synced_end = ov->file.log_end;
+  log_info("overlay %s: created on %s", ov->prefix, ov->base->path);
+  return 0;
+}
+
+int
+overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
+                struct overlay **out, const char **why)
+{
+  char key[sizeof ((struct overlay *)0)->key];
+  struct overlay *ov, **pp;
+  int r;
+
+  snprintf(key, sizeof key, "%s/%s", exp->name, id);
+  pthread_mutex_lock(&registry_lock);
+  for (pp = &registry; (ov = *pp); pp = &ov->next)
+    if (strcmp(ov->key, key) == 0)
+      break;
+  if (ov && exp->policy == POLICY_RESET_ON_BOOT &&
+      strcmp(ov->file.info.boot_id, boot_id) != 0) {
+    /* A new boot of a client whose previous boot may still hold
+     * connections: those keep the old (now detached) overlay until they
+     * go; the new boot gets a fresh one. */
+    *pp = ov->next;
+    ov->detached = true;
+    if (ov->refs == 0)
+      overlay_free(ov);
+    ov = NULL;
+  }
+  if (ov) {
+    ov->refs++;
+    pthread_mutex_unlock(&registry_lock);
+    *out = ov;
+    return 0;
+  }
+  ov = calloc(1, sizeof *ov);
+  if (!ov) {
+    pthread_mutex_unlock(&registry_lock);
+    *why = "out of memory";
+    return -ENOMEM;
+  }
+  pthread_mutex_init(&ov->lock, NULL);
+  ov->file.map_fd = ov->file.data_fd = -1;
+  ov->exp = exp;
+  snprintf(ov->key, sizeof ov->key, "%s", key);
+  if (format_path(ov->prefix, sizeof ov->prefix, "%s/%s/%s",
+                  config.overlay_dir, exp->name, id) < 0) {
+    pthread_mutex_unlock(&registry_lock);
+    overlay_free(ov);
+    *why = "overlay path too long";
+    return -ENAMETOOLONG;
+  }
+  /* Opening under registry_lock keeps two first connections of one client
+   * from creating the overlay twice.  It is rare (once per client). */
+  r = overlay_open(ov, boot_id, why);
+  if (r < 0) {
+    pthread_mutex_unlock(&registry_lock);
+    overlay_free(ov);
+    return r;
+  }
+  ov->refs = 1;
+  ov->next = registry;
+  registry = ov;
+  pthread_mutex_unlock(&registry_lock);
+  *out = ov;
+  return 0;
+}
+
+void
+overlay_release(struct overlay *ov)
+{
+  pthread_mutex_lock(&registry_lock);
+  if (--ov->refs == 0) {
+    if (ov->detached) {
+      pthread_mutex_unlock(&registry_lock);
+      overlay_free(ov);
+      return;
+    }
+    ov->idle_since = time(NULL);
+  }
+  pthread_mutex_unlock(&registry_lock);
+}
+
+int
+overlay_peek_size(const struct export *exp, const char *id, uint64_t *size)
+{
+  char prefix[PATH_MAX], path[PATH_MAX];
+  struct ovl_header_info info;
+  struct stat st;
+  int r;
+
+  r = format_path(prefix, sizeof prefix, "%s/%s/%s", config.overlay_dir,
+                  exp->name, id);
+  if (r < 0)
+    return r;
+  if (ovl_file_read_header(prefix, &info) == 0) {
+    *size = info.size;
+    return 0;
+  }
+  r = image_resolve(exp, path, sizeof path);
+  if (r < 0)
+    return r;
+  if (stat(path, &st) < 0)
+    return -errno;
+  *size = st.st_size;
+  return 0;
+}
+
+void
+overlay_janitor(bool force)
+{
+  time_t now = time(NULL);
+  struct overlay *ov, **pp, *done = NULL;
+
+  pthread_mutex_lock(&registry_lock);
+  for (pp = &registry; (ov = *pp);) {
+    unsigned wait = ov->exp->policy == POLICY_EPHEMERAL
+                        ? config.ephemeral_linger : config.idle_close;
+    if (ov->refs == 0 && (force || now - ov->idle_since >= (time_t)wait)) {
+      *pp = ov->next;
+      ov->next = done;
+      done = ov;
+    } else {
+      pp = &ov->next;
+    }
+  }
+  pthread_mutex_unlock(&registry_lock);
+
+  while ((ov = done)) {
+    done = ov->next;
+    if (ov->exp->policy == POLICY_EPHEMERAL && !force) {
+      int r = ovl_file_remove(ov->prefix);
+      if (r < 0)
+        log_err("overlay %s: cannot remove: %s", ov->prefix, strerror(-r));
+      else
+        log_info("overlay %s: ephemeral, dropped %us after its last connection",
+                 ov->prefix, config.ephemeral_linger);
+    } else {
+      overlay_sync_all(ov);
+      log_debug("overlay %s: closed (idle)", ov->prefix);
+    }
+    overlay_free(ov);
+  }
+}
+
+/* ---- I/O ---- */
+
+static uint64_t
+block_of(uint64_t off)
+{
+  return off >> OVL_BLOCK_SHIFT;
+}
+
+int
+overlay_plan_read(struct overlay *ov, uint64_t off, uint32_t len,
+                  struct segment **segsp, unsigned *nsegsp)
+{
+  unsigned cap = 4, n = 0;
+  struct segment *segs = malloc(cap * sizeof *segs);
+  uint64_t pos = off, end = off + len;
+
+  if (!segs)
+    return -ENOMEM;
+  pthread_mutex_lock(&ov->lock);
+  while (pos < end) {
+    uint64_t b = block_of(pos), run_end;
+    enum ovl_state s;
+    uint64_t run = ovl_map_run(&ov->file.map, b,
+                               block_of(end - 1) - b + 1, &s);
+
+    run_end = (b + run) << OVL_BLOCK_SHIFT;
+    if (run_end > end)
+      run_end = end;
+    if (n == cap) {
+      struct segment *ns = realloc(segs, (cap *= 2) * sizeof *segs);
+      if (!ns) {
+        pthread_mutex_unlock(&ov->lock);
+        free(segs);
+        return -ENOMEM;
+      }
+      segs = ns;
+    }
+    segs[n++] = (struct segment){
+      .fd = s == OVL_BASE ? ov->base->fd : s == OVL_DATA ? ov->file.data_fd : -1,
+      .file_off = pos,
+      .buf_off = (uint32_t)(pos - off),
+      .len = (uint32_t)(run_end - pos),
+    };
+    pos = run_end;
+  }
+  ov->requests++;
+  ov->bytes_read += len;
+  pthread_mutex_unlock(&ov->lock);
+  *segsp = segs;
+  *nsegsp = n;
+  return 0;
+}
+
+bool
+overlay_write_is_aligned(struct overlay *ov, uint64_t off, uint32_t len)
+{
+  uint64_t end = off + len;
+
+  return (off & (OVL_BLOCK_SIZE - 1)) == 0 &&
+         ((end & (OVL_BLOCK_SIZE - 1)) == 0 || end == ov->file.info.size);
+}
+
+/* Queues a journal record; called with ov->lock held. */
+static int
+queue_record(struct overlay *ov, uint64_t first, uint64_t count,
+             enum ovl_state s)
+{
+  struct pending_record *p;
+  int r = ovl_map_set(&ov->file.map, first, count, s);
+
+  if (r < 0)
+    return r;
+  ov->seq++;
+  /* Extend the last record when this one continues it (sequential I/O). */
+  if (ov->npending > 0) {
+    p = &ov->pending[ov->npending - 1];
+    if (p->rec.state == (uint32_t)s &&
+        p->rec.first + p->rec.count == first &&
+        (uint64_t)p->rec.count + count <= UINT32_MAX) {
+      p->rec.count += count;
+      p->seq = ov->seq;
+      return 0;
+    }
+  }
+  if (ov->npending == ov->cap_pending) {
+    size_t cap = ov->cap_pending ? ov->cap_pending * 2 : 16;
+    p = realloc(ov->pending, cap * sizeof *p);
+    if (!p)
+      return -ENOMEM;
+    ov->pending = p;
+    ov->cap_pending = cap;
+  }
+  while (count > 0) {
+    uint32_t n = count > UINT32_MAX ? UINT32_MAX : (uint32_t)count;
+    if (ov->npending == ov->cap_pending)
+      return -ENOMEM; /* only for absurd single records; never in practice */
+    ov->pending[ov->npending++] =
+        (struct pending_record){ { first, n, s }, ov->seq };
+    first += n;
+    count -= n;
+  }
+  return 0;
+}
+
+void
+overlay_write_done(struct overlay *ov, uint64_t off, uint32_t len)
+{
+  uint64_t first = block_of(off), last = block_of(off + len - 1);
+
+  pthread_mutex_lock(&ov->lock);
+  if (queue_record(ov, first, last - first + 1, OVL_DATA) < 0)
+    log_err("overlay %s: out of memory recording a write", ov->prefix);
+  ov->requests++;
+  ov->bytes_written += len;
+  pthread_mutex_unlock(&ov->lock);
+}
+
+/* Reads block b's current content into buf (lock held). */
+static int
+read_block(struct overlay *ov, uint64_t b, char *buf)
+{
+  enum ovl_state s = ovl_map_get(&ov->file.map, b);
+  int fd = s == OVL_BASE ? ov->base->fd : ov->file.data_fd;
+  size_t done = 0;
+
+  if (s == OVL_ZERO) {
+    memset(buf, 0, OVL_BLOCK_SIZE);
+    return 0;
+  }
+  while (done < OVL_BLOCK_SIZE) {
+    ssize_t r = pread(fd, buf + done, OVL_BLOCK_SIZE - done,
+                      (b << OVL_BLOCK_SHIFT) + done);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    if (r == 0) {
+      /* The base image ends inside its last block: the rest reads 0. */
+      memset(buf + done, 0, OVL_BLOCK_SIZE - done);
+      break;
+    }
+    done += r;
+  }
+  return 0;
+}
+
+static int
+pwrite_all(int fd, const char *buf, size_t len, uint64_t off)
+{
+  while (len > 0) {
+    ssize_t r = pwrite(fd, buf, len, off);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    buf += r;
+    len -= r;
+    off += r;
+  }
+  return 0;
+}
+
+/* Writes [off, off+len) of buf (NULL: zeroes) through read-modify-write of
+ * the partial blocks at either end; lock held. */
+static int
+write_locked(struct overlay *ov, const char *buf, uint64_t off, uint64_t len)
+{
+  char block[OVL_BLOCK_SIZE];
+  uint64_t end = off + len;
+  int r;
+
+  while (off < end) {
+    uint64_t b = block_of(off), boff = b << OVL_BLOCK_SHIFT;
+    uint64_t in = off - boff;
+    uint64_t n = OVL_BLOCK_SIZE - in;
+    const char *src;
+
+    if (n > end - off)
+      n = end - off;
+    if (in == 0 && n == OVL_BLOCK_SIZE) {
+      /* Whole blocks in the middle: write them as they are. */
+      uint64_t whole = (end - off) & ~(uint64_t)(OVL_BLOCK_SIZE - 1);
+      if (buf) {
+        r = pwrite_all(ov->file.data_fd, buf, whole, off);
+      } else {
+        for (uint64_t i = 0; i < whole; i += OVL_BLOCK_SIZE) {
+          r = pwrite_all(ov->file.data_fd, zero_block, OVL_BLOCK_SIZE, off + i);
+          if (r < 0)
+            break;
+        }
+      }
+      if (r < 0)
+        return r;
+      r = queue_record(ov, b, whole >> OVL_BLOCK_SHIFT, OVL_DATA);
+      if (r < 0)
+        return r;
+      off += whole;
+      if (buf)
+        buf += whole;
+      continue;
+    }
+    r = read_block(ov, b, block);
+    if (r < 0)
+      return r;
+    src = buf ? buf : zero_block;
+    memcpy(block + in, src, n);
+    r = pwrite_all(ov->file.data_fd, block, OVL_BLOCK_SIZE, boff);
+    if (r < 0)
+      return r;
+    r = queue_record(ov, b, 1, OVL_DATA);
+    if (r < 0)
+      return r;
+    off += n;
+    if (buf)
+      buf += n;
+  }
+  return 0;
+}
+
+int
+overlay_write_sync(struct overlay *ov, const void *buf, uint64_t off,
+                   uint32_t len)
+{
+  int r;
+
+  pthread_mutex_lock(&ov->lock);
+  r = write_locked(ov, buf, off, len);
+  ov->requests++;
+  ov->bytes_written += len;
+  pthread_mutex_unlock(&ov->lock);
+  return r;
+}
+
+int
+overlay_zero(struct overlay *ov, uint64_t off, uint64_t len, bool trim)
+{
+  uint64_t end = off + len;
+  uint64_t first = (off + OVL_BLOCK_SIZE - 1) & ~(uint64_t)(OVL_BLOCK_SIZE - 1);
+  uint64_t last = end & ~(uint64_t)(OVL_BLOCK_SIZE - 1);
+  int r = 0;
+
+  if (end == ov->file.info.size)
+    last = (end + OVL_BLOCK_SIZE - 1) & ~(uint64_t)(OVL_BLOCK_SIZE - 1);
+  pthread_mutex_lock(&ov->lock);
+  ov->requests++;
+  if (first >= last) {
+    /* Inside one block: zero it by read-modify-write; a trim this small
+     * frees nothing and may be ignored. */
+    if (!trim)
+      r = write_locked(ov, NULL, off, len);
+    goto out;
+  }
+  if (!trim && off < first) {
+    r = write_locked(ov, NULL, off, first - off);
+    if (r < 0)
+      goto out;
+  }
+  /* Whole blocks: no data, no space. */
+  if (fallocate(ov->file.data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                first, last - first) < 0 &&
+      errno != EOPNOTSUPP) {
+    r = -errno;
+    goto out;
+  }
+  r = queue_record(ov, block_of(first), (last - first) >> OVL_BLOCK_SHIFT,
+                   OVL_ZERO);
+  if (r < 0)
+    goto out;
+  if (!trim && last < end)
+    r = write_locked(ov, NULL, last, end - last);
+out:
+  pthread_mutex_unlock(&ov->lock);
+  return r;
+}
+
+uint64_t
+overlay_flush_begin(struct overlay *ov)
+{
+  uint64_t seq;
+
+  pthread_mutex_lock(&ov->lock);
+  seq = ov->seq;
+  pthread_mutex_unlock(&ov->lock);
+  return seq;
+}
+
+int
+overlay_flush_journal(struct overlay *ov, uint64_t seq, bool *need_sync,
+                      uint64_t *end)
+{
+  size_t n = 0;
+  int r = 0;
+
+  pthread_mutex_lock(&ov->lock);
+  while (n < ov->npending && ov->pending[n].seq <= seq)
+    n++;
+  for (size_t i = 0; i < n && r == 0; i++)
+    r = ovl_file_append(&ov->file, &ov->pending[i].rec, 1);
+  if (r == 0 && n > 0) {
+    memmove(ov->pending, ov->pending + n,
+            (ov->npending - n) * sizeof *ov->pending);
+    ov->npending -= n;
+  }
+  *end = ov->file.log_end;
+  *need_sync = ov->file.log_end > ov->map_synced_end;
+  pthread_mutex_unlock(&ov->lock);
+  return r;
+}
+
+void
+overlay_flush_done(struct overlay *ov, uint64_t end)
+{
+  pthread_mutex_lock(&ov->lock);
+  if (end > ov->map_synced_end)
+    ov->map_synced_end = end;
+  pthread_mutex_unlock(&ov->lock);
+}
+
+/* Appends one descriptor, merging with the previous one of equal flags. */
+static unsigned
+add_desc(struct nbd_block_descriptor *d, unsigned n, unsigned max,
+         uint64_t len, uint32_t flags)
+{
+  if (n > 0 && d[n - 1].status_flags == flags &&
+      (uint64_t)d[n - 1].length + len <= 0x80000000u) {
+    d[n - 1].length += len;
+    return n;
+  }
+  if (n == max)
+    return n;
+  d[n].length = len;
+  d[n].status_flags = flags;
+  return n + 1;
+}
+
+unsigned
+overlay_block_status(struct overlay *ov, uint64_t off, uint64_t len,
+                     struct nbd_block_descriptor *d, unsigned max)
+{
+  uint64_t pos = off, end = off + len;
+  unsigned n = 0;
+
+  pthread_mutex_lock(&ov->lock);
+  while (pos < end && n <= max) {
+    uint64_t b = block_of(pos), run_end;
+    enum ovl_state s;
+    uint64_t run = ovl_map_run(&ov->file.map, b, block_of(end - 1) - b + 1, &s);
+    unsigned before = n;
+
+    run_end = (b + run) << OVL_BLOCK_SHIFT;
+    if (run_end > end)
+      run_end = end;
+    if (s == OVL_DATA) {
+      n = add_desc(d, n, max, run_end - pos, 0);
+    } else if (s == OVL_ZERO) {
+      n = add_desc(d, n, max, run_end - pos, NBD_STATE_HOLE | NBD_STATE_ZERO);
+    } else {
+      /* Base: report the base image's own holes. */
+      uint64_t p = pos;
+      while (p < run_end && n <= max) {
+        off_t data = lseek(ov->base->fd, p, SEEK_DATA);
+        if (data < 0 || (uint64_t)data > p) {
+          uint64_t hole_end = data < 0 || (uint64_t)data > run_end ? run_end : (uint64_t)data;
+          unsigned m = add_desc(d, n, max, hole_end - p, NBD_STATE_HOLE | NBD_STATE_ZERO);
+          if (m == n && (n == max))
+            break;
+          n = m;
+          p = hole_end;
+        } else {
+          off_t hole = lseek(ov->base->fd, p, SEEK_HOLE);
+          uint64_t data_end = hole < 0 || (uint64_t)hole > run_end ? run_end : (uint64_t)hole;
+          if (data_end <= p)
+            data_end = run_end;
+          unsigned m = add_desc(d, n, max, data_end - p, 0);
+          if (m == n && n == max)
+            break;
+          n = m;
+          p = data_end;
+        }
+      }
+      run_end = p;
+    }
+    if (n == before && n == max)
+      break;
+    pos = run_end;
+  }
+  pthread_mutex_unlock(&ov->lock);
+  return n;
+}

@@ -1,0 +1,508 @@
+/* nbdsrv: the transmission phase: requests, file I/O and replies.
+ *
+ * A request's life: its header is parsed (transmit_header), its write
+ * payload, if any, arrives (transmit_payload_done), then it is dispatched.
+ * Reads are planned against the client's overlay map and become one
+ * io_uring read per run of blocks with the same source (base image,
+ * overlay data, or zeroes needing no I/O).  Whole-block writes go to the
+ * overlay data file through io_uring; partial-block writes, TRIM and
+ * WRITE_ZEROES run in overlay.c under the overlay's lock.  FLUSH and FUA
+ * chain fdatasync(data) -> journal append -> fdatasync(map).  Replies are
+ * queued as soon as a request completes, so they may leave out of order.
+ *
+ * Invalid requests get an error reply (EINVAL, EPERM, EOVERFLOW...) and
+ * the connection goes on; only a broken framing (bad magic, or a write
+ * payload too large to skip safely) ends it.
+ */
+#include <config.h>
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "nbdsrv.h"
+
+#define BLOCK_STATUS_MAX_DESC 1024
+
+static void
+request_free(struct outmsg *m)
+{
+  struct request *r = container_of(m, struct request, out);
+  struct conn *c = r->c;
+
+  c->inflight_bytes -= r->accounted;
+  free(r->buf);
+  free(r->segs);
+  free(r);
+  conn_recv_more(c);
+}
+
+static uint32_t
+nbd_errno(int err)
+{
+  switch (err) {
+  case 0: return 0;
+  case EPERM: case EROFS: return NBD_EPERM;
+  case ENOSPC: case EDQUOT: return NBD_ENOSPC;
+  case EINVAL: return NBD_EINVAL;
+  case ENOMEM: return NBD_ENOMEM;
+  case EOVERFLOW: return NBD_EOVERFLOW;
+  case ENOTSUP: return NBD_ENOTSUP;
+  case ESHUTDOWN: return NBD_ESHUTDOWN;
+  default: return NBD_EIO;
+  }
+}
+
+/* Queues the reply of r; r and possibly its connection may be gone after. */
+void
+request_reply(struct request *r)
+{
+  struct conn *c = r->c;
+  struct outmsg *m = &r->out;
+  bool chunked = c->structured &&
+                 (r->type == NBD_CMD_READ || r->type == NBD_CMD_BLOCK_STATUS);
+
+  m->free = request_free;
+  m->niov = 1;
+  if (!chunked) {
+    struct nbd_simple_reply h = {
+      .magic = htobe32(NBD_SIMPLE_REPLY_MAGIC),
+      .error = htobe32(r->error),
+      .cookie = htobe64(r->cookie),
+    };
+    memcpy(m->hdr, &h, sizeof h);
+    m->iov[0] = (struct iovec){ m->hdr, sizeof h };
+    if (r->type == NBD_CMD_READ && !r->error) {
+      m->iov[1] = (struct iovec){ r->buf, r->count };
+      m->niov = 2;
+    }
+  } else if (r->error) {
+    struct nbd_structured_reply h = {
+      .magic = htobe32(NBD_STRUCTURED_REPLY_MAGIC),
+      .flags = htobe16(NBD_REPLY_FLAG_DONE),
+      .type = htobe16(NBD_REPLY_TYPE_ERROR),
+      .cookie = htobe64(r->cookie),
+      .length = htobe32(6),
+    };
+    uint32_t e = htobe32(r->error);
+    memcpy(m->hdr, &h, sizeof h);
+    memcpy(m->hdr + sizeof h, &e, 4);
+    memset(m->hdr + sizeof h + 4, 0, 2); /* no message */
+    m->iov[0] = (struct iovec){ m->hdr, sizeof h + 6 };
+  } else if (r->type == NBD_CMD_READ) {
+    struct nbd_structured_reply h = {
+      .magic = htobe32(NBD_STRUCTURED_REPLY_MAGIC),
+      .flags = htobe16(NBD_REPLY_FLAG_DONE),
+      .type = htobe16(NBD_REPLY_TYPE_OFFSET_DATA),
+      .cookie = htobe64(r->cookie),
+      .length = htobe32(8 + r->count),
+    };
+    uint64_t off = htobe64(r->offset);
+    memcpy(m->hdr, &h, sizeof h);
+    memcpy(m->hdr + sizeof h, &off, 8);
+    m->iov[0] = (struct iovec){ m->hdr, sizeof h + 8 };
+    m->iov[1] = (struct iovec){ r->buf, r->count };
+    m->niov = 2;
+  } else { /* BLOCK_STATUS: r->buf holds the descriptors, r->payload_have their bytes */
+    struct nbd_structured_reply h = {
+      .magic = htobe32(NBD_STRUCTURED_REPLY_MAGIC),
+      .flags = htobe16(NBD_REPLY_FLAG_DONE),
+      .type = htobe16(NBD_REPLY_TYPE_BLOCK_STATUS),
+      .cookie = htobe64(r->cookie),
+      .length = htobe32(4 + r->payload_have),
+    };
+    uint32_t id = htobe32(1);
+    memcpy(m->hdr, &h, sizeof h);
+    memcpy(m->hdr + sizeof h, &id, 4);
+    m->iov[0] = (struct iovec){ m->hdr, sizeof h + 4 };
+    m->iov[1] = (struct iovec){ r->buf, r->payload_have };
+    m->niov = 2;
+  }
+  c->inflight_reqs--;
+  conn_queue(c, m);
+}
+
+static void
+reply_error(struct request *r, int err)
+{
+  r->error = nbd_errno(err);
+  request_reply(r);
+}
+
+/* ---- flush: fdatasync(data) -> journal -> fdatasync(map) ---- */
+
+static void
+submit_fsync(struct request *r, int fd)
+{
+  struct io_uring_sqe *sqe = loop_get_sqe(r->c->w);
+
+  io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+  io_uring_sqe_set_data64(sqe, loop_req_data(r, 0));
+  r->pending = 1;
+}
+
+static void
+start_flush(struct request *r)
+{
+  struct overlay *ov = r->c->ovl;
+
+  r->stage = STAGE_FLUSH_DATA;
+  r->flush_seq = overlay_flush_begin(ov);
+  submit_fsync(r, ov->file.data_fd);
+}
+
+static void
+flush_step(struct request *r, int res)
+{
+  struct overlay *ov = r->c->ovl;
+  bool need_sync;
+  int e;
+
+  if (res < 0) {
+    log_err("overlay %s: fdatasync: %s", ov->prefix, strerror(-res));
+    reply_error(r, -res);
+    return;
+  }
+  if (r->stage == STAGE_FLUSH_DATA) {
+    e = overlay_flush_journal(ov, r->flush_seq, &need_sync, &r->flush_end);
+    if (e < 0) {
+      log_err("overlay %s: journal append: %s", ov->prefix, strerror(-e));
+      reply_error(r, -e);
+      return;
+    }
+    if (need_sync) {
+      r->stage = STAGE_FLUSH_MAP;
+      submit_fsync(r, ov->file.map_fd);
+      return;
+    }
+  } else {
+    overlay_flush_done(ov, r->flush_end);
+  }
+  request_reply(r);
+}
+
+/* After a write or zeroing succeeded: FUA means flush before replying. */
+static void
+finish_write(struct request *r)
+{
+  if (r->flags & NBD_CMD_FLAG_FUA)
+    start_flush(r);
+  else
+    request_reply(r);
+}
+
+/* ---- reads ---- */
+
+static void
+submit_segment(struct request *r, unsigned i)
+{
+  struct segment *s = &r->segs[i];
+  struct io_uring_sqe *sqe = loop_get_sqe(r->c->w);
+
+  io_uring_prep_read(sqe, s->fd, r->buf + s->buf_off, s->len, s->file_off);
+  io_uring_sqe_set_data64(sqe, loop_req_data(r, i));
+  r->pending++;
+}
+
+static void
+start_read(struct request *r)
+{
+  int e = overlay_plan_read(r->c->ovl, r->offset, r->count, &r->segs, &r->nsegs);
+
+  if (e < 0) {
+    reply_error(r, -e);
+    return;
+  }
+  r->buf = malloc(r->count ? r->count : 1);
+  if (!r->buf) {
+    reply_error(r, ENOMEM);
+    return;
+  }
+  r->c->inflight_bytes += r->count;
+  r->accounted = r->count;
+  r->stage = STAGE_IO;
+  for (unsigned i = 0; i < r->nsegs; i++) {
+    if (r->segs[i].fd < 0)
+      memset(r->buf + r->segs[i].buf_off, 0, r->segs[i].len);
+    else
+      submit_segment(r, i);
+  }
+  if (r->pending == 0)
+    request_reply(r);
+}
+
+static void
+read_done(struct request *r, unsigned i, int res)
+{
+  struct segment *s = &r->segs[i];
+
+  if (res < 0) {
+    if (!r->error) {
+      log_err("read of %u bytes at %llu for %s: %s", s->len,
+              (unsigned long long)s->file_off, r->c->peer, strerror(-res));
+      r->error = nbd_errno(-res);
+    }
+  } else if ((uint32_t)res < s->len) {
+    s->file_off += res;
+    s->buf_off += res;
+    s->len -= res;
+    if (res == 0) {
+      /* End of file: only the base image's last partial block gets here;
+       * what lies past the end of the image reads as zeroes. */
+      memset(r->buf + s->buf_off, 0, s->len);
+    } else {
+      submit_segment(r, i);
+    }
+  }
+  if (r->pending == 0)
+    request_reply(r);
+}
+
+/* ---- writes ---- */
+
+static void
+submit_write(struct request *r)
+{
+  struct io_uring_sqe *sqe = loop_get_sqe(r->c->w);
+
+  io_uring_prep_write(sqe, r->c->ovl->file.data_fd, r->buf + r->payload_have,
+                      r->count - r->payload_have, r->offset + r->payload_have);
+  io_uring_sqe_set_data64(sqe, loop_req_data(r, 0));
+  r->pending = 1;
+}
+
+static void
+write_done(struct request *r, int res)
+{
+  if (res < 0) {
+    if (res != -ENOSPC && res != -EDQUOT)
+      log_err("overlay %s: write: %s", r->c->ovl->prefix, strerror(-res));
+    reply_error(r, -res);
+    return;
+  }
+  r->payload_have += res;
+  if (r->payload_have < r->count) {
+    submit_write(r); /* short write: go on where it stopped */
+    return;
+  }
+  overlay_write_done(r->c->ovl, r->offset, r->count);
+  finish_write(r);
+}
+
+void
+transmit_io_done(struct request *r, unsigned seg, int res)
+{
+  r->pending--;
+  if (r->stage != STAGE_IO) {
+    flush_step(r, res);
+  } else if (r->type == NBD_CMD_READ) {
+    read_done(r, seg, res);
+  } else {
+    write_done(r, res);
+  }
+}
+
+/* ---- dispatch ---- */
+
+static void
+do_block_status(struct request *r)
+{
+  struct conn *c = r->c;
+  unsigned max = r->flags & NBD_CMD_FLAG_REQ_ONE ? 1 : BLOCK_STATUS_MAX_DESC;
+  struct nbd_block_descriptor *d = malloc(max * sizeof *d);
+  unsigned n;
+
+  if (!d) {
+    reply_error(r, ENOMEM);
+    return;
+  }
+  n = overlay_block_status(c->ovl, r->offset, r->count, d, max);
+  for (unsigned i = 0; i < n; i++) {
+    d[i].length = htobe32(d[i].length);
+    d[i].status_flags = htobe32(d[i].status_flags);
+  }
+  r->buf = (char *)d;
+  r->payload_have = n * sizeof *d;
+  request_reply(r);
+}
+
+static uint16_t
+allowed_flags(const struct conn *c, uint16_t type)
+{
+  switch (type) {
+  case NBD_CMD_READ:
+    return c->structured ? NBD_CMD_FLAG_DF : 0;
+  case NBD_CMD_WRITE:
+  case NBD_CMD_TRIM:
+    return NBD_CMD_FLAG_FUA;
+  case NBD_CMD_WRITE_ZEROES:
+    return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
+  case NBD_CMD_BLOCK_STATUS:
+    return NBD_CMD_FLAG_REQ_ONE;
+  default:
+    /* FUA on FLUSH is harmless and some clients send it. */
+    return NBD_CMD_FLAG_FUA;
+  }
+}
+
+static void
+dispatch(struct request *r)
+{
+  struct conn *c = r->c;
+  struct overlay *ov = c->ovl;
+  bool ranged = r->type != NBD_CMD_FLUSH;
+  int e;
+
+  if (r->flags & ~allowed_flags(c, r->type)) {
+    reply_error(r, EINVAL);
+    return;
+  }
+  if (ranged && (r->offset > c->size || r->count > c->size - r->offset)) {
+    log_debug("%s: request type %u beyond the end (offset %llu length %u size %llu)",
+              c->peer, r->type, (unsigned long long)r->offset, r->count,
+              (unsigned long long)c->size);
+    reply_error(r, EINVAL);
+    return;
+  }
+  if (c->exp->readonly && (r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM ||
+                           r->type == NBD_CMD_WRITE_ZEROES)) {
+    reply_error(r, EPERM);
+    return;
+  }
+  switch (r->type) {
+  case NBD_CMD_READ:
+    if (r->count == 0) {
+      reply_error(r, EINVAL);
+      return;
+    }
+    start_read(r);
+    return;
+  case NBD_CMD_WRITE:
+    if (r->count == 0) {
+      request_reply(r);
+      return;
+    }
+    if (overlay_write_is_aligned(ov, r->offset, r->count)) {
+      r->stage = STAGE_IO;
+      r->payload_have = 0; /* now: bytes written so far */
+      submit_write(r);
+      return;
+    }
+    e = overlay_write_sync(ov, r->buf, r->offset, r->count);
+    if (e < 0) {
+      reply_error(r, -e);
+      return;
+    }
+    finish_write(r);
+    return;
+  case NBD_CMD_FLUSH:
+    start_flush(r);
+    return;
+  case NBD_CMD_TRIM:
+  case NBD_CMD_WRITE_ZEROES:
+    if (r->count > 0) {
+      e = overlay_zero(ov, r->offset, r->count, r->type == NBD_CMD_TRIM);
+      if (e < 0) {
+        reply_error(r, -e);
+        return;
+      }
+    }
+    finish_write(r);
+    return;
+  case NBD_CMD_CACHE:
+    /* Prefetch the base image: what a boot reads next. */
+    posix_fadvise(ov->base->fd, r->offset, r->count, POSIX_FADV_WILLNEED);
+    request_reply(r);
+    return;
+  case NBD_CMD_BLOCK_STATUS:
+    if (!c->meta_alloc || r->count == 0) {
+      reply_error(r, EINVAL);
+      return;
+    }
+    do_block_status(r);
+    return;
+  default:
+    reply_error(r, EINVAL);
+    return;
+  }
+}
+
+void
+transmit_header(struct conn *c)
+{
+  struct nbd_request h;
+  struct request *r;
+
+  memcpy(&h, c->hdr, sizeof h);
+  if (be32toh(h.magic) != NBD_REQUEST_MAGIC) {
+    conn_close(c, "bad request magic (protocol out of sync)");
+    return;
+  }
+  if (be16toh(h.type) == NBD_CMD_DISC) {
+    /* Finish what is in flight, reply to it, then close. */
+    c->disc = true;
+    c->in = IN_DEAD;
+    if (c->inflight_reqs == 0 && !c->send_inflight && !c->out_head)
+      conn_close(c, NULL);
+    return;
+  }
+  r = calloc(1, sizeof *r);
+  if (!r) {
+    conn_close(c, "out of memory");
+    return;
+  }
+  r->c = c;
+  r->cookie = be64toh(h.cookie);
+  r->offset = be64toh(h.offset);
+  r->count = be32toh(h.count);
+  r->type = be16toh(h.type);
+  r->flags = be16toh(h.flags);
+  c->inflight_reqs++;
+
+  if (r->type == NBD_CMD_WRITE) {
+    if (r->count > NBDSRV_MAX_PAYLOAD) {
+      /* We cannot skip a payload this large without reading it all; the
+       * spec allows a hard disconnect. */
+      log_warn("%s: write of %u bytes exceeds the maximum payload (%u): disconnecting",
+               c->peer, r->count, NBDSRV_MAX_PAYLOAD);
+      free(r);
+      c->inflight_reqs--;
+      conn_close(c, NULL);
+      return;
+    }
+    r->buf = malloc(r->count ? r->count : 1);
+    if (!r->buf) {
+      free(r);
+      c->inflight_reqs--;
+      conn_close(c, "out of memory");
+      return;
+    }
+    c->inflight_bytes += r->count;
+    r->accounted = r->count;
+    if (r->count > 0) {
+      c->cur = r;
+      c->in = IN_REQ_PAYLOAD;
+      return;
+    }
+  } else if (r->type == NBD_CMD_READ && r->count > NBDSRV_MAX_PAYLOAD) {
+    reply_error(r, EINVAL);
+    return;
+  }
+  dispatch(r);
+}
+
+void
+transmit_payload_done(struct conn *c)
+{
+  struct request *r = c->cur;
+
+  c->cur = NULL;
+  c->in = IN_REQ_HEADER;
+  c->hdr_need = sizeof(struct nbd_request);
+  r->payload_have = 0;
+  dispatch(r);
+}
