@@ -1,1 +1,23 @@
 # imgtool: build fragment, included from the top-level Makefile.am
+sbin_PROGRAMS += imgtool/imgtool
+imgtool_imgtool_SOURCES = \
+	imgtool/imgtool.h \
+	imgtool/main.c \
+	imgtool/util.c \
+	imgtool/sha256.c \
+	imgtool/scan.c \
+	imgtool/build.c \
+	imgtool/store.c \
+	imgtool/info.c \
+	imgtool/gc.c \
+	imgtool/commit.c \
+	imgtool/cpio.c \
+	imgtool/modules.c \
+	imgtool/initrd.c
+# The initrd agent imgtool packs by default: the installed one.  A build
+# tree's own agent (initrd/nbdroot-agent next to imgtool/) is preferred
+# when imgtool runs from the build tree.
+imgtool_imgtool_CPPFLAGS = $(AM_CPPFLAGS) \
+	-DAGENT_PATH='"$(pkglibexecdir)/nbdroot-agent"' \
+	$(EXT2FS_CFLAGS) $(ZLIB_CFLAGS)
+imgtool_imgtool_LDADD = common/libcommon.a $(EXT2FS_LIBS) $(ZLIB_LIBS)

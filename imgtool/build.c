@@ -1,0 +1,1079 @@
+/* imgtool build: turns a client tree into an ext4 image with libext2fs.
+ *
+ * Design notes
+ * ------------
+ * The filesystem is created and populated with libext2fs (e2fsprogs), not
+ * by driving mke2fs: that gives full control over everything that would
+ * otherwise make two builds of the same tree differ:
+ *
+ *  - UUID and directory hash seed come from a SHA-256 of the tree's
+ *    metadata in canonical (sorted) order (scan.c), or from --uuid and
+ *    --hash-seed;
+ *  - every timestamp (inodes and superblock) is clamped to
+ *    SOURCE_DATE_EPOCH; ctime/atime/crtime are set to the clamped mtime, so
+ *    the source's ctimes (which differ in every copy) never show;
+ *  - inodes and blocks are allocated in one fixed order: a directory's
+ *    entries in bytewise name order, each directory's own entries before
+ *    its subdirectories' contents.
+ *
+ * Directory blocks are laid out here (all names of a directory are known
+ * in advance) instead of one ext2fs_link() per name, which rescans the
+ * directory each time; that is what keeps large trees fast.  Directories
+ * are linear (no htree), as mke2fs -d makes them; the kernel reads both.
+ *
+ * The image is written to a new sparse file, so blocks never written (the
+ * inode tables, the journal) are already zero: the journal is created
+ * without zeroing it, and every group is flagged INODE_ZEROED so that the
+ * kernel's lazy itable init never writes into a client's overlay.
+ *
+ * Sizing: used space (estimated by the scan) plus the filesystem's own
+ * metadata, then headroom; the geometry is computed in memory and grown
+ * until the free space fits, before anything big is written.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <et/com_err.h>
+#include <ext2fs/ext2fs.h>
+
+#include "imgtool.h"
+
+#define BLK 4096u
+#define INODE_SIZE 256u
+#define LPF_BLOCKS 4 /* lost+found: 16 KiB like mke2fs, room for e2fsck */
+
+struct bctx {
+  ext2_filsys fs;
+  const struct build_opts *o;
+  struct tree *t;
+  int64_t clamp;
+  bool clamp_set;
+  time_t now;
+  char *buf;          /* file copy buffer */
+  size_t bufsz;
+  char *dirbuf;       /* directory blocks being laid out */
+  size_t dirbuf_cap;
+  /* progress */
+  bool progress;
+  bool tty;
+  double t0, last;
+  uint64_t done_inodes, done_bytes;
+  const char *failed_path; /* for the error message */
+};
+
+static const char *
+ext2_strerror(errcode_t e)
+{
+  if (e > 0 && e < 4096)
+    return strerror((int)e);
+  return error_message(e);
+}
+
+static bool
+is_nospace(errcode_t e)
+{
+  return e == EXT2_ET_BLOCK_ALLOC_FAIL || e == EXT2_ET_INODE_ALLOC_FAIL ||
+         e == EXT2_ET_DIR_NO_SPACE || e == ENOSPC ||
+         e == EXT2_ET_RES_GDT_BLOCKS;
+}
+
+static int
+errcode_to_errno(errcode_t e)
+{
+  if (e > 0 && e < 4096)
+    return -(int)e;
+  if (is_nospace(e))
+    return -ENOSPC;
+  return -EIO;
+}
+
+static void
+progress(struct bctx *c, bool final)
+{
+  double t;
+
+  if (!c->progress)
+    return;
+  t = now_sec();
+  if (!final && t - c->last < 1.0)
+    return;
+  if (!final && t - c->t0 < 1.0)
+    return;
+  if (final && c->last == c->t0)
+    return; /* never printed: small tree, stay quiet */
+  c->last = t;
+  fprintf(stderr, "%simgtool: build: %llu/%llu inodes, %llu/%llu MiB%s",
+          c->tty ? "\r" : "", (unsigned long long)c->done_inodes,
+          (unsigned long long)c->t->ninodes,
+          (unsigned long long)(c->done_bytes >> 20),
+          (unsigned long long)(c->t->file_bytes >> 20),
+          c->tty && !final ? "" : "\n");
+}
+
+/* ext4 keeps seconds beyond 2038 in two extra epoch bits. */
+static uint32_t
+time_extra(int64_t sec, long nsec)
+{
+  return ((uint32_t)nsec << EXT4_EPOCH_BITS) |
+         (uint32_t)(((sec - (int32_t)sec) >> 32) & EXT4_EPOCH_MASK);
+}
+
+static void
+inode_fill(struct bctx *c, const struct stat *st, uint16_t links,
+           struct ext2_inode_large *in)
+{
+  int64_t sec = st->st_mtim.tv_sec;
+  long nsec = st->st_mtim.tv_nsec;
+  uint32_t ex;
+
+  if (c->clamp_set && sec >= c->clamp) {
+    sec = c->clamp;
+    nsec = 0;
+  }
+  memset(in, 0, sizeof *in);
+  in->i_mode = (uint16_t)st->st_mode;
+  in->i_uid = (uint16_t)st->st_uid;
+  in->osd2.linux2.l_i_uid_high = (uint16_t)(st->st_uid >> 16);
+  in->i_gid = (uint16_t)st->st_gid;
+  in->osd2.linux2.l_i_gid_high = (uint16_t)(st->st_gid >> 16);
+  in->i_links_count = links;
+  in->i_extra_isize = sizeof(struct ext2_inode_large) - EXT2_GOOD_OLD_INODE_SIZE;
+  ex = time_extra(sec, nsec);
+  in->i_atime = in->i_ctime = in->i_mtime = in->i_crtime = (uint32_t)sec;
+  in->i_atime_extra = in->i_ctime_extra = in->i_mtime_extra =
+    in->i_crtime_extra = ex;
+}
+
+/* Sets up an empty extent tree in the inode (before it is first written). */
+static errcode_t
+inode_init_extents(struct bctx *c, ext2_ino_t ino,
+                   struct ext2_inode_large *in)
+{
+  ext2_extent_handle_t h;
+  errcode_t e;
+
+  in->i_flags &= ~EXT4_EXTENTS_FL;
+  e = ext2fs_extent_open2(c->fs, ino, (struct ext2_inode *)in, &h);
+  if (e)
+    return e;
+  ext2fs_extent_free(h);
+  return 0;
+}
+
+static errcode_t
+write_inode(struct bctx *c, ext2_ino_t ino, struct ext2_inode_large *in)
+{
+  return ext2fs_write_inode_full(c->fs, ino, (struct ext2_inode *)in,
+                                 sizeof *in);
+}
+
+static errcode_t
+read_inode(struct bctx *c, ext2_ino_t ino, struct ext2_inode_large *in)
+{
+  memset(in, 0, sizeof *in);
+  return ext2fs_read_inode_full(c->fs, ino, (struct ext2_inode *)in,
+                                sizeof *in);
+}
+
+static errcode_t
+set_xattrs(struct bctx *c, ext2_ino_t ino, const struct node *n)
+{
+  struct ext2_xattr_handle *h;
+  errcode_t e, e2;
+
+  if (!n->nxattrs)
+    return 0;
+  e = ext2fs_xattrs_open(c->fs, ino, &h);
+  if (e)
+    return e;
+  e = ext2fs_xattrs_read(h);
+  /* Each set rewrites the attribute area; all go in one handle so the
+   * whole set is written once on close. */
+  for (size_t i = 0; !e && i < n->nxattrs; i++)
+    e = ext2fs_xattr_set(h, n->xattrs[i].name, n->xattrs[i].value,
+                         n->xattrs[i].len);
+  e2 = ext2fs_xattrs_close(&h);
+  return e ? e : e2;
+}
+
+static errcode_t
+alloc_inode(struct bctx *c, ext2_ino_t parent, mode_t mode, ext2_ino_t *ino)
+{
+  errcode_t e = ext2fs_new_inode(c->fs, parent, (int)mode, NULL, ino);
+
+  if (e)
+    return e;
+  ext2fs_inode_alloc_stats2(c->fs, *ino, +1, S_ISDIR(mode) ? 1 : 0);
+  return 0;
+}
+
+/* Copies the regular file's data, skipping holes and all-zero blocks so
+ * sparse files stay sparse. */
+static errcode_t
+copy_data(struct bctx *c, ext2_ino_t ino, const struct node *n)
+{
+  uint64_t size = (uint64_t)n->st.st_size;
+  ext2_file_t f;
+  errcode_t e = 0, e2;
+  off_t pos = 0;
+  int fd;
+
+  fd = open(n->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    int r = errno;
+    die_msg("cannot read %s: %s (fix its permissions or leave it out of "
+            "the tree)", n->path, strerror(r));
+    c->failed_path = n->path;
+    return (errcode_t)r;
+  }
+  e = ext2fs_file_open(c->fs, ino, EXT2_FILE_WRITE, &f);
+  if (e) {
+    close(fd);
+    return e;
+  }
+  while ((uint64_t)pos < size) {
+    off_t data = lseek(fd, pos, SEEK_DATA), hole;
+
+    if (data < 0) {
+      if (errno == ENXIO)
+        break; /* only a hole is left */
+      data = pos; /* no SEEK_DATA support: read everything */
+      hole = (off_t)size;
+    } else {
+      hole = lseek(fd, data, SEEK_HOLE);
+      if (hole < 0 || (uint64_t)hole > size)
+        hole = (off_t)size;
+    }
+    data &= ~(off_t)(BLK - 1);
+    while (data < hole) {
+      size_t want = (size_t)(hole - data) < c->bufsz ? (size_t)(hole - data)
+                                                      : c->bufsz;
+      ssize_t got = pread_full(fd, c->buf, want, (uint64_t)data);
+      size_t i = 0;
+
+      if (got < 0) {
+        die_msg("cannot read %s: %s", n->path, strerror((int)-got));
+        c->failed_path = n->path;
+        e = (errcode_t)-got;
+        goto out;
+      }
+      if (got == 0)
+        break; /* the file shrank while we read it */
+      while (i < (size_t)got) {
+        size_t j = i, len;
+        unsigned int written;
+
+        /* Find the next run of non-zero blocks. */
+        while (i < (size_t)got &&
+               is_zero(c->buf + i, (size_t)got - i < BLK ? (size_t)got - i : BLK))
+          i += BLK;
+        if (i >= (size_t)got)
+          break;
+        j = i;
+        while (j < (size_t)got &&
+               !is_zero(c->buf + j, (size_t)got - j < BLK ? (size_t)got - j : BLK))
+          j += BLK;
+        len = (j < (size_t)got ? j : (size_t)got) - i;
+        e = ext2fs_file_llseek(f, (uint64_t)data + i, EXT2_SEEK_SET, NULL);
+        if (!e)
+          e = ext2fs_file_write(f, c->buf + i, (unsigned int)len, &written);
+        if (e)
+          goto out;
+        i = j;
+      }
+      data += got;
+      c->done_bytes += (uint64_t)got;
+      progress(c, false);
+    }
+    pos = hole;
+  }
+  e = ext2fs_file_set_size2(f, size);
+out:
+  e2 = ext2fs_file_close(f);
+  close(fd);
+  return e ? e : e2;
+}
+
+static errcode_t
+make_symlink(struct bctx *c, ext2_ino_t ino, const struct node *n)
+{
+  struct ext2_inode_large in, old;
+  errcode_t e;
+
+  /* No name: we link it ourselves with the rest of the directory. */
+  e = ext2fs_symlink(c->fs, 0, ino, NULL, n->link);
+  if (e)
+    return e;
+  e = read_inode(c, ino, &old);
+  if (e)
+    return e;
+  inode_fill(c, &n->st, 1, &in);
+  /* Keep what ext2fs_symlink set up: the target or its block. */
+  memcpy(in.i_block, old.i_block, sizeof in.i_block);
+  in.i_flags = old.i_flags;
+  in.i_size = old.i_size;
+  in.i_blocks = old.i_blocks;
+  in.osd2.linux2.l_i_blocks_hi = old.osd2.linux2.l_i_blocks_hi;
+  return write_inode(c, ino, &in);
+}
+
+/* Creates the inode for a non-directory node (the inode number is already
+ * allocated). */
+static errcode_t
+make_leaf(struct bctx *c, ext2_ino_t ino, const struct node *n)
+{
+  struct ext2_inode_large in;
+  mode_t m = n->st.st_mode;
+  errcode_t e;
+
+  if (S_ISLNK(m)) {
+    e = make_symlink(c, ino, n);
+  } else {
+    inode_fill(c, &n->st, (uint16_t)n->hl_count, &in);
+    if (S_ISREG(m)) {
+      e = inode_init_extents(c, ino, &in);
+      if (e)
+        return e;
+    } else if (S_ISCHR(m) || S_ISBLK(m)) {
+      unsigned ma = major(n->st.st_rdev), mi = minor(n->st.st_rdev);
+      /* Old 8:8 encoding when it fits (what the kernel writes), else the
+       * new 12:20 one in the second slot. */
+      if (ma < 256 && mi < 256) {
+        in.i_block[0] = ma << 8 | mi;
+      } else {
+        in.i_block[1] = (mi & 0xff) | (ma << 8) | ((mi & ~0xffu) << 12);
+      }
+    }
+    e = write_inode(c, ino, &in);
+    if (!e && S_ISREG(m) && n->st.st_size > 0) {
+      e = set_xattrs(c, ino, n);
+      if (!e)
+        e = copy_data(c, ino, n);
+      c->done_inodes++;
+      return e;
+    }
+  }
+  if (!e)
+    e = set_xattrs(c, ino, n);
+  c->done_inodes++;
+  return e;
+}
+
+static int
+ftype_of(mode_t m)
+{
+  if (S_ISREG(m)) return EXT2_FT_REG_FILE;
+  if (S_ISDIR(m)) return EXT2_FT_DIR;
+  if (S_ISLNK(m)) return EXT2_FT_SYMLINK;
+  if (S_ISCHR(m)) return EXT2_FT_CHRDEV;
+  if (S_ISBLK(m)) return EXT2_FT_BLKDEV;
+  if (S_ISFIFO(m)) return EXT2_FT_FIFO;
+  if (S_ISSOCK(m)) return EXT2_FT_SOCK;
+  return EXT2_FT_UNKNOWN;
+}
+
+/* Directory block layout state. */
+struct dirlay {
+  struct bctx *c;
+  unsigned nblocks;
+  unsigned off;          /* in the current block */
+  struct ext2_dir_entry *last;
+  unsigned limit;        /* usable bytes per block (tail excluded) */
+};
+
+static void
+dir_new_block(struct dirlay *d)
+{
+  struct bctx *c = d->c;
+  size_t need = (size_t)(d->nblocks + 1) * BLK;
+
+  if (need > c->dirbuf_cap) {
+    c->dirbuf_cap = need * 2;
+    c->dirbuf = xrealloc(c->dirbuf, c->dirbuf_cap);
+  }
+  memset(c->dirbuf + (size_t)d->nblocks * BLK, 0, BLK);
+  d->nblocks++;
+  d->off = 0;
+  d->last = NULL;
+}
+
+static void
+dir_close_block(struct dirlay *d)
+{
+  struct bctx *c = d->c;
+  char *blk = c->dirbuf + (size_t)(d->nblocks - 1) * BLK;
+
+  if (!d->last) {
+    /* An empty block: one unused entry covering it. */
+    d->last = (struct ext2_dir_entry *)blk;
+    d->last->inode = 0;
+    d->off = 0;
+  }
+  ext2fs_set_rec_len(c->fs, d->limit - (unsigned)((char *)d->last - blk),
+                     d->last);
+  if (d->limit < BLK)
+    ext2fs_initialize_dirent_tail(
+      c->fs, (struct ext2_dir_entry_tail *)(blk + d->limit));
+}
+
+static void
+dir_add(struct dirlay *d, const char *name, ext2_ino_t ino, int ftype)
+{
+  size_t len = strlen(name);
+  unsigned rec = (unsigned)(8 + ((len + 3) & ~3u));
+  struct ext2_dir_entry *de;
+
+  if (d->off + rec > d->limit) {
+    dir_close_block(d);
+    dir_new_block(d);
+  }
+  de = (struct ext2_dir_entry *)(d->c->dirbuf + (size_t)(d->nblocks - 1) * BLK +
+                                 d->off);
+  de->inode = ino;
+  ext2fs_dirent_set_name_len(de, (int)len);
+  ext2fs_dirent_set_file_type(de, ftype);
+  memcpy(de->name, name, len);
+  ext2fs_set_rec_len(d->c->fs, rec, de);
+  d->last = de;
+  d->off += rec;
+}
+
+/* Writes directory n (inode ino, already allocated, entries' inodes
+ * allocated) with its blocks. */
+static errcode_t
+write_dir(struct bctx *c, ext2_ino_t ino, ext2_ino_t parent,
+          const struct node *n, unsigned nsubdirs)
+{
+  struct ext2_inode_large in;
+  struct ext2_inode small;
+  struct dirlay d = { .c = c };
+  errcode_t e;
+  unsigned min_blocks = ino == EXT2_ROOT_INO + 9 ? LPF_BLOCKS : 1;
+
+  d.limit = ext2fs_has_feature_metadata_csum(c->fs->super)
+              ? BLK - (unsigned)sizeof(struct ext2_dir_entry_tail) : BLK;
+  dir_new_block(&d);
+  dir_add(&d, ".", ino, EXT2_FT_DIR);
+  dir_add(&d, "..", parent, EXT2_FT_DIR);
+  for (size_t i = 0; i < n->nkids; i++) {
+    const struct node *k = n->kids[i];
+    const struct node *tgt = k->hl_first ? k->hl_first : k;
+    dir_add(&d, k->name, tgt->ino, ftype_of(tgt->st.st_mode));
+  }
+  while (d.nblocks < min_blocks) {
+    dir_close_block(&d);
+    dir_new_block(&d);
+  }
+  dir_close_block(&d);
+
+  inode_fill(c, &n->st, (uint16_t)(2 + nsubdirs), &in);
+  if (2 + nsubdirs >= EXT2_LINK_MAX)
+    in.i_links_count = 1; /* dir_nlink: "many" */
+  e = inode_init_extents(c, ino, &in);
+  if (!e)
+    e = write_inode(c, ino, &in);
+  if (!e)
+    e = set_xattrs(c, ino, n);
+  if (e)
+    return e;
+  e = ext2fs_read_inode(c->fs, ino, &small);
+  for (unsigned b = 0; !e && b < d.nblocks; b++) {
+    blk64_t pblk = 0;
+    e = ext2fs_bmap2(c->fs, ino, &small, NULL, BMAP_ALLOC, b, NULL, &pblk);
+    if (!e)
+      e = ext2fs_write_dir_block4(c->fs, pblk, c->dirbuf + (size_t)b * BLK,
+                                  0, ino);
+  }
+  if (e)
+    return e;
+  e = read_inode(c, ino, &in);
+  if (e)
+    return e;
+  in.i_size = d.nblocks * BLK;
+  c->done_inodes++;
+  return write_inode(c, ino, &in);
+}
+
+/* Populates directory n (inode ino).  Entries first (in name order), so a
+ * directory's inodes and data stay together; then the subdirectories. */
+static errcode_t
+populate_dir(struct bctx *c, struct node *n, ext2_ino_t ino,
+             ext2_ino_t parent)
+{
+  unsigned nsubdirs = 0;
+  errcode_t e;
+
+  for (size_t i = 0; i < n->nkids; i++) {
+    struct node *k = n->kids[i];
+    struct node *tgt = k->hl_first ? k->hl_first : k;
+
+    if (S_ISDIR(k->st.st_mode))
+      nsubdirs++;
+    if (tgt->ino)
+      continue; /* a hard link whose inode exists, or lost+found */
+    e = alloc_inode(c, ino, tgt->st.st_mode, &tgt->ino);
+    if (e)
+      return e;
+    if (!S_ISDIR(tgt->st.st_mode)) {
+      e = make_leaf(c, tgt->ino, tgt);
+      if (e) {
+        if (!c->failed_path)
+          c->failed_path = tgt->path;
+        return e;
+      }
+    }
+  }
+  e = write_dir(c, ino, parent, n, nsubdirs);
+  if (e) {
+    if (!c->failed_path)
+      c->failed_path = n->path;
+    return e;
+  }
+  progress(c, false);
+  for (size_t i = 0; i < n->nkids; i++) {
+    struct node *k = n->kids[i];
+    if (S_ISDIR(k->st.st_mode)) {
+      e = populate_dir(c, k, k->ino, ino);
+      if (e)
+        return e;
+    }
+  }
+  return 0;
+}
+
+/* Ensures root has a lost+found directory (e2fsck wants one) and gives
+ * it the inode mke2fs gives it. */
+static errcode_t
+prepare_lost_found(struct bctx *c)
+{
+  struct node *root = c->t->root, *lf = NULL;
+  size_t pos = 0;
+  errcode_t e;
+  ext2_ino_t ino;
+
+  for (; pos < root->nkids; pos++) {
+    int cmp = strcmp(root->kids[pos]->name, "lost+found");
+    if (cmp == 0) {
+      lf = root->kids[pos];
+      break;
+    }
+    if (cmp > 0)
+      break;
+  }
+  if (lf && !S_ISDIR(lf->st.st_mode))
+    return 0; /* a file named lost+found: keep the tree as it is */
+  if (!lf) {
+    lf = xcalloc(1, sizeof *lf);
+    lf->name = xstrdup("lost+found");
+    lf->st.st_mode = S_IFDIR | 0700;
+    lf->st.st_mtim.tv_sec = c->now;
+    lf->hl_count = 1;
+    root->kids = xrealloc(root->kids, (root->nkids + 1) * sizeof *root->kids);
+    memmove(root->kids + pos + 1, root->kids + pos,
+            (root->nkids - pos) * sizeof *root->kids);
+    root->kids[pos] = lf;
+    root->nkids++;
+  }
+  e = alloc_inode(c, EXT2_ROOT_INO, S_IFDIR, &ino);
+  if (e)
+    return e;
+  lf->ino = ino;
+  return 0;
+}
+
+static void
+uuid_from(uint8_t out[16], const uint8_t digest[32], const char *what)
+{
+  struct sha256 s;
+  uint8_t d[32];
+
+  sha256_init(&s);
+  sha256_update(&s, digest, 32);
+  sha256_update(&s, what, strlen(what));
+  sha256_final(&s, d);
+  memcpy(out, d, 16);
+  out[6] = (uint8_t)((out[6] & 0x0f) | 0x40); /* RFC 4122 layout */
+  out[8] = (uint8_t)((out[8] & 0x3f) | 0x80);
+}
+
+/* Creates the filesystem geometry for nblocks/ninodes in memory.  Returns
+ * free blocks after the fs's own metadata (journal excluded). */
+static errcode_t
+make_fs(const char *path, uint64_t nblocks, uint64_t ninodes,
+        ext2_filsys *ret)
+{
+  struct ext2_super_block p;
+  ext2_filsys fs;
+  errcode_t e;
+
+  memset(&p, 0, sizeof p);
+  ext2fs_blocks_count_set(&p, nblocks);
+  p.s_log_block_size = 2; /* 4 KiB */
+  p.s_rev_level = EXT2_DYNAMIC_REV;
+  p.s_inode_size = INODE_SIZE;
+  p.s_inodes_count = (uint32_t)ninodes;
+  p.s_log_groups_per_flex = 4;
+  p.s_desc_size = EXT2_MIN_DESC_SIZE_64BIT;
+  p.s_feature_compat = EXT2_FEATURE_COMPAT_EXT_ATTR | EXT2_FEATURE_COMPAT_DIR_INDEX |
+                       EXT3_FEATURE_COMPAT_HAS_JOURNAL;
+  p.s_feature_incompat = EXT2_FEATURE_INCOMPAT_FILETYPE |
+                         EXT3_FEATURE_INCOMPAT_EXTENTS |
+                         EXT4_FEATURE_INCOMPAT_64BIT |
+                         EXT4_FEATURE_INCOMPAT_FLEX_BG;
+  p.s_feature_ro_compat = EXT2_FEATURE_RO_COMPAT_SPARSE_SUPER |
+                          EXT2_FEATURE_RO_COMPAT_LARGE_FILE |
+                          EXT4_FEATURE_RO_COMPAT_HUGE_FILE |
+                          EXT4_FEATURE_RO_COMPAT_DIR_NLINK |
+                          EXT4_FEATURE_RO_COMPAT_EXTRA_ISIZE |
+                          EXT4_FEATURE_RO_COMPAT_METADATA_CSUM;
+  e = ext2fs_initialize(path, EXT2_FLAG_RW | EXT2_FLAG_64BITS, &p,
+                        unix_io_manager, &fs);
+  if (e)
+    return e;
+  e = ext2fs_allocate_tables(fs);
+  if (!e)
+    e = ext2fs_convert_subcluster_bitmap(fs, &fs->block_map);
+  if (e) {
+    ext2fs_free(fs);
+    return e;
+  }
+  *ret = fs;
+  return 0;
+}
+
+static uint64_t
+fs_free_blocks(ext2_filsys fs)
+{
+  blk64_t used = 0;
+  blk64_t total = ext2fs_blocks_count(fs->super);
+
+  if (ext2fs_count_used_clusters(fs, fs->super->s_first_data_block,
+                                 total - 1, &used))
+    return 0;
+  return total - fs->super->s_first_data_block - used;
+}
+
+static uint64_t
+journal_blocks_for(uint64_t nblocks)
+{
+  int j = ext2fs_default_journal_size(nblocks);
+  return j > 0 ? (uint64_t)j : 0;
+}
+
+int
+build_image(const struct build_opts *o, int fd, const char *path)
+{
+  struct bctx c;
+  struct tree t;
+  int64_t sde = 0;
+  int r, have_sde;
+  uint64_t need, ninodes, nblocks, headroom;
+  ext2_filsys fs = NULL;
+  errcode_t e = 0;
+  struct ext2fs_journal_params jp;
+
+  memset(&c, 0, sizeof c);
+  have_sde = source_date_epoch(&sde);
+  if (have_sde < 0)
+    return -EINVAL;
+  r = tree_scan(o->tree, sde, have_sde > 0, &t);
+  if (r < 0) {
+    tree_free(&t);
+    return r;
+  }
+  c.o = o;
+  c.t = &t;
+  c.clamp = sde;
+  c.clamp_set = have_sde > 0;
+  c.now = have_sde > 0 ? (time_t)sde : time(NULL);
+  c.progress = !o->quiet && (o->progress || isatty(2));
+  c.tty = isatty(2);
+  c.t0 = c.last = now_sec();
+  c.bufsz = 1 << 20;
+  c.buf = xmalloc(c.bufsz);
+
+  /* What the tree needs: data, directories, lost+found, root, slack for
+   * extent-tree growth and allocation rounding. */
+  need = t.data_blocks + t.meta_blocks + LPF_BLOCKS + 16;
+  need += need / 100;
+  headroom = need * o->headroom_pct / 100 + (o->headroom_abs + BLK - 1) / BLK;
+  ninodes = o->inodes;
+  if (!ninodes) {
+    ninodes = t.ninodes + t.ninodes * o->headroom_pct / 100 + 1024;
+  }
+  if (ninodes < t.ninodes + 16) {
+    die_msg("--inodes %llu is too few: the tree has %llu inodes",
+            (unsigned long long)ninodes, (unsigned long long)t.ninodes);
+    r = -ENOSPC;
+    goto out;
+  }
+  if (o->size) {
+    nblocks = o->size / BLK;
+  } else {
+    /* First guess: data + headroom + inode tables + journal + 2%. */
+    nblocks = need + headroom + ninodes * INODE_SIZE / BLK;
+    nblocks += journal_blocks_for(nblocks) + nblocks / 50;
+    if (!o->inodes && ninodes < nblocks * BLK / 16384)
+      ninodes = nblocks * BLK / 16384; /* mke2fs's default density */
+  }
+  for (int tries = 0;; tries++) {
+    uint64_t freeb, want;
+
+    if (nblocks < 4096)
+      nblocks = 4096; /* 16 MiB: below that the journal does not fit */
+    nblocks = (nblocks + 255) & ~255ull;
+    if (ninodes > 0xffffffffull)
+      ninodes = 0xffffffffull;
+    e = make_fs(path, nblocks, ninodes, &fs);
+    if (e == EXT2_ET_TOO_MANY_INODES && !o->size && tries < 20) {
+      nblocks += nblocks / 2;
+      continue;
+    }
+    if (e) {
+      if (o->size && (e == EXT2_ET_TOO_MANY_INODES || is_nospace(e)))
+        die_msg("the tree needs %llu inodes, too many for --size %llu MiB: "
+                "give a larger --size or drop it",
+                (unsigned long long)t.ninodes,
+                (unsigned long long)(o->size >> 20));
+      else
+        die_msg("cannot create the filesystem: %s", ext2_strerror(e));
+      r = -EINVAL;
+      goto out;
+    }
+    freeb = fs_free_blocks(fs);
+    want = need + journal_blocks_for(nblocks) + (o->size ? 0 : headroom);
+    if (freeb >= want)
+      break;
+    ext2fs_free(fs);
+    fs = NULL;
+    if (o->size || tries >= 20) {
+      uint64_t mib = ((nblocks - freeb) + want + 255) / 256;
+      die_msg("tree %s does not fit: it needs about %llu MiB, --size is "
+              "%llu MiB; give --size %lluM or more, or drop --size",
+              o->tree, (unsigned long long)mib,
+              (unsigned long long)(nblocks / 256), (unsigned long long)mib);
+      r = -ENOSPC;
+      goto out;
+    }
+    nblocks += (want - freeb) + (want - freeb) / 8;
+  }
+  c.fs = fs;
+  /* The kernel wants the device (here: the file) as large as the fs. */
+  if (ftruncate(fd, (off_t)(ext2fs_blocks_count(fs->super) * BLK)) < 0) {
+    r = -errno;
+    die_msg("cannot size image %s: %s", path, strerror(-r));
+    goto out;
+  }
+
+  /* Identity: from the options or from the tree's metadata digest. */
+  if (o->uuid_set)
+    memcpy(fs->super->s_uuid, o->uuid, 16);
+  else
+    uuid_from(fs->super->s_uuid, t.digest, "uuid");
+  if (o->hash_seed_set)
+    memcpy(fs->super->s_hash_seed, o->hash_seed, 16);
+  else
+    uuid_from((uint8_t *)fs->super->s_hash_seed, t.digest, "hash_seed");
+  fs->super->s_def_hash_version = EXT2_HASH_HALF_MD4;
+  /* The same hash flag whatever the building machine's char signedness. */
+  fs->super->s_flags &= ~(EXT2_FLAGS_SIGNED_HASH | EXT2_FLAGS_UNSIGNED_HASH);
+  fs->super->s_flags |= EXT2_FLAGS_UNSIGNED_HASH;
+  fs->super->s_checksum_type = EXT2_CRC32C_CHKSUM;
+  fs->super->s_max_mnt_count = (uint16_t)-1;
+  fs->super->s_mkfs_time = fs->super->s_lastcheck = (uint32_t)c.now;
+  fs->super->s_kbytes_written = 0;
+  fs->now = c.now;
+  if (o->label)
+    strncpy((char *)fs->super->s_volume_name, o->label,
+            sizeof fs->super->s_volume_name);
+  ext2fs_init_csum_seed(fs);
+  for (dgrp_t g = 0; g < fs->group_desc_count; g++)
+    ext2fs_bg_flags_set(fs, g, EXT2_BG_INODE_ZEROED);
+  ext2fs_mark_super_dirty(fs);
+
+  /* Reserved inodes as mke2fs leaves them: root, the bad-block inode and
+   * the others up to the first non-reserved one. */
+  ext2fs_inode_alloc_stats2(fs, EXT2_ROOT_INO, +1, 1);
+  for (ext2_ino_t i = EXT2_ROOT_INO + 1; i < EXT2_FIRST_INODE(fs->super); i++)
+    ext2fs_inode_alloc_stats2(fs, i, +1, 0);
+  ext2fs_inode_alloc_stats2(fs, EXT2_BAD_INO, +1, 0);
+  ext2fs_mark_ib_dirty(fs);
+  e = ext2fs_update_bb_inode(fs, NULL);
+  if (!e)
+    e = ext2fs_get_journal_params(&jp, fs);
+  if (!e)
+    e = ext2fs_add_journal_inode3(fs, &jp, ~0ULL,
+                                  EXT2_MKJOURNAL_LAZYINIT |
+                                    EXT2_MKJOURNAL_NO_MNT_CHECK);
+  if (!e)
+    e = prepare_lost_found(&c);
+  if (e) {
+    die_msg("cannot set up the filesystem: %s", ext2_strerror(e));
+    r = errcode_to_errno(e);
+    goto out;
+  }
+  t.root->ino = EXT2_ROOT_INO;
+  e = populate_dir(&c, t.root, EXT2_ROOT_INO, EXT2_ROOT_INO);
+  if (e) {
+    if (is_nospace(e))
+      die_msg("image full while adding %s: the tree does not fit%s",
+              c.failed_path ? c.failed_path : o->tree,
+              o->size ? "; give a larger --size or drop it"
+                      : " (size estimate too low: give --size)");
+    else if (e >= 4096 || !c.failed_path)
+      die_msg("cannot add %s: %s", c.failed_path ? c.failed_path : o->tree,
+              ext2_strerror(e));
+    r = errcode_to_errno(e);
+    goto out;
+  }
+  e = ext2fs_calculate_summary_stats(fs, 0);
+  if (!e)
+    e = ext2fs_close_free(&fs);
+  c.fs = fs = NULL;
+  if (e) {
+    die_msg("cannot write image %s: %s", path, ext2_strerror(e));
+    r = errcode_to_errno(e);
+    goto out;
+  }
+  progress(&c, true);
+  r = 0;
+out:
+  if (fs)
+    ext2fs_free(fs);
+  free(c.buf);
+  free(c.dirbuf);
+  tree_free(&t);
+  return r;
+}
+
+/* ---- command line ---- */
+
+static int
+parse_uuid(const char *s, uint8_t out[16])
+{
+  int n = 0;
+
+  for (const char *p = s; *p; p++) {
+    int v;
+    if (*p == '-')
+      continue;
+    if (*p >= '0' && *p <= '9') v = *p - '0';
+    else if (*p >= 'a' && *p <= 'f') v = *p - 'a' + 10;
+    else if (*p >= 'A' && *p <= 'F') v = *p - 'A' + 10;
+    else return -EINVAL;
+    if (n >= 32)
+      return -EINVAL;
+    if (n % 2 == 0)
+      out[n / 2] = (uint8_t)(v << 4);
+    else
+      out[n / 2] |= (uint8_t)v;
+    n++;
+  }
+  return n == 32 ? 0 : -EINVAL;
+}
+
+static void
+build_usage(FILE *f)
+{
+  fputs("usage: imgtool build TREE (-o IMAGE | --store DIR --name NAME)\n"
+        "         [--size SIZE] [--headroom N%|SIZE] [--inodes N]\n"
+        "         [--uuid UUID] [--hash-seed UUID] [--label LABEL]\n"
+        "         [--force] [--quiet | --progress]\n", f);
+}
+
+int
+cmd_build(int argc, char **argv)
+{
+  static const struct option opts[] = {
+    { "output", required_argument, NULL, 'o' },
+    { "store", required_argument, NULL, 'S' },
+    { "name", required_argument, NULL, 'N' },
+    { "size", required_argument, NULL, 's' },
+    { "headroom", required_argument, NULL, 'H' },
+    { "inodes", required_argument, NULL, 'i' },
+    { "uuid", required_argument, NULL, 'U' },
+    { "hash-seed", required_argument, NULL, 'E' },
+    { "label", required_argument, NULL, 'L' },
+    { "force", no_argument, NULL, 'f' },
+    { "quiet", no_argument, NULL, 'q' },
+    { "progress", no_argument, NULL, 'P' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  struct build_opts o;
+  const char *out = NULL, *store = NULL, *name = NULL;
+  bool force = false, headroom_pct_set = false;
+  char *tmp = NULL, *namedir = NULL, *tree_real = NULL;
+  int c, fd = -1, r, lock = -1, rc = 1;
+  struct stat st;
+
+  memset(&o, 0, sizeof o);
+  o.headroom_pct = 20;
+  o.headroom_abs = 16u << 20;
+  while ((c = getopt_long(argc, argv, "o:s:qfh", opts, NULL)) != -1) {
+    switch (c) {
+    case 'o': out = optarg; break;
+    case 'S': store = optarg; break;
+    case 'N': name = optarg; break;
+    case 's':
+      if (parse_size(optarg, &o.size) < 0 || o.size < (16u << 20)) {
+        die_msg("--size '%s': give a size of at least 16M, e.g. 2G", optarg);
+        return 2;
+      }
+      break;
+    case 'H': {
+      size_t l = strlen(optarg);
+      if (l > 1 && optarg[l - 1] == '%') {
+        char *end;
+        unsigned long v = strtoul(optarg, &end, 10);
+        if (*end != '%' || v > 1000) {
+          die_msg("--headroom '%s': give a percentage (e.g. 30%%) or a "
+                  "size (e.g. 256M)", optarg);
+          return 2;
+        }
+        o.headroom_pct = (unsigned)v;
+        headroom_pct_set = true;
+      } else if (parse_size(optarg, &o.headroom_abs) < 0) {
+        die_msg("--headroom '%s': give a percentage (e.g. 30%%) or a size "
+                "(e.g. 256M)", optarg);
+        return 2;
+      } else if (!headroom_pct_set) {
+        o.headroom_pct = 0;
+      }
+      break;
+    }
+    case 'i': {
+      char *end;
+      o.inodes = strtoull(optarg, &end, 10);
+      if (*end || !o.inodes) {
+        die_msg("--inodes '%s': give a positive number", optarg);
+        return 2;
+      }
+      break;
+    }
+    case 'U':
+      if (parse_uuid(optarg, o.uuid) < 0) {
+        die_msg("--uuid '%s' is not a UUID (32 hex digits)", optarg);
+        return 2;
+      }
+      o.uuid_set = true;
+      break;
+    case 'E':
+      if (parse_uuid(optarg, o.hash_seed) < 0) {
+        die_msg("--hash-seed '%s' is not a UUID (32 hex digits)", optarg);
+        return 2;
+      }
+      o.hash_seed_set = true;
+      break;
+    case 'L':
+      if (strlen(optarg) > 16) {
+        die_msg("--label '%s' is longer than 16 bytes", optarg);
+        return 2;
+      }
+      o.label = optarg;
+      break;
+    case 'f': force = true; break;
+    case 'q': o.quiet = true; break;
+    case 'P': o.progress = true; break;
+    case 'h': build_usage(stdout); return 0;
+    default: build_usage(stderr); return 2;
+    }
+  }
+  if (optind != argc - 1) {
+    die_msg("build needs exactly one TREE directory");
+    build_usage(stderr);
+    return 2;
+  }
+  o.tree = argv[optind];
+  if (!out == !store || (store && !name) || (name && !store)) {
+    die_msg("build needs either -o IMAGE or --store DIR --name NAME");
+    return 2;
+  }
+  if (name && (!*name || strchr(name, '/') || name[0] == '.' ||
+               strlen(name) > 200)) {
+    die_msg("--name '%s': give a plain name without '/' or a leading '.'",
+            name);
+    return 2;
+  }
+  /* Check the tree before creating anything. */
+  if (stat(o.tree, &st) < 0 || !S_ISDIR(st.st_mode)) {
+    die_msg("tree %s %s: give the directory to turn into an image", o.tree,
+            errno == 0 || S_ISDIR(st.st_mode) ? "is not a directory"
+                                               : strerror(errno));
+    return 1;
+  }
+  tree_real = realpath(o.tree, NULL);
+  tmpfile_install_signals();
+
+  if (out) {
+    if (!force && lstat(out, &st) == 0) {
+      die_msg("%s already exists: remove it or pass --force", out);
+      goto done;
+    }
+    fd = tmpfile_create_near(out, 0644, &tmp);
+  } else {
+    if (mkdir(store, 0755) < 0 && errno != EEXIST) {
+      die_msg("cannot create store %s: %s", store, strerror(errno));
+      goto done;
+    }
+    namedir = xasprintf("%s/%s", store, name);
+    lock = store_lock(namedir, true);
+    if (lock < 0) {
+      die_msg("cannot lock store %s: %s", namedir, strerror(-lock));
+      goto done;
+    }
+    char *target = xasprintf("%s/build.img", namedir);
+    fd = tmpfile_create_near(target, 0644, &tmp);
+    free(target);
+  }
+  if (fd < 0) {
+    die_msg("cannot create a file next to %s: %s", out ? out : namedir,
+            strerror(-fd));
+    goto done;
+  }
+  r = build_image(&o, fd, tmp);
+  if (r < 0)
+    goto done;
+  if (fsync(fd) < 0) {
+    die_msg("cannot write %s: %s", tmp, strerror(errno));
+    goto done;
+  }
+  if (out) {
+    if (rename(tmp, out) < 0) {
+      die_msg("cannot rename %s to %s: %s", tmp, out, strerror(errno));
+      goto done;
+    }
+    tmpfile_forget(tmp);
+    fsync_dir_of(out);
+    printf("%s\n", out);
+    rc = 0;
+  } else {
+    unsigned id;
+    r = store_publish(namedir, tmp, tree_real ? tree_real : o.tree, 0, &id);
+    if (r < 0)
+      goto done;
+    rc = 0;
+  }
+done:
+  if (fd >= 0)
+    close(fd);
+  if (tmp && rc != 0)
+    unlink(tmp);
+  if (tmp)
+    tmpfile_forget(tmp);
+  if (lock >= 0)
+    store_unlock(lock);
+  free(tmp);
+  free(namedir);
+  free(tree_real);
+  return rc;
+}

@@ -1,0 +1,198 @@
+/* imgtool: private header shared by the imgtool sources.
+ *
+ * imgtool builds root filesystem images (build.c over scan.c), keeps them
+ * in a versioned store (store.c, info.c, gc.c, commit.c) and packs the
+ * initramfs the clients boot from (initrd.c over modules.c and cpio.c).
+ * Every function returns 0 or -errno unless said otherwise; the command
+ * functions (cmd_*) return the process exit status and print their own
+ * one-line error.
+ */
+#ifndef NBDROOT_IMGTOOL_H
+#define NBDROOT_IMGTOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* ---- util.c ---- */
+
+/* Prints "imgtool: error: ..." on stderr (one line). */
+void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void warn_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parses "123", "64K", "512M", "2G", "1T" (binary units).  -EINVAL. */
+int parse_size(const char *s, uint64_t *out);
+
+/* SOURCE_DATE_EPOCH: true and *out set when the variable is set and valid;
+ * -EINVAL (after an error message) when it is set but malformed. */
+int source_date_epoch(int64_t *out);
+
+/* Temporary files that must disappear if imgtool fails or is killed.  The
+ * registry is async-signal-safe: SIGINT/SIGTERM/SIGHUP unlink them. */
+void tmpfile_register(const char *path);
+void tmpfile_forget(const char *path);
+void tmpfile_cleanup(void);
+void tmpfile_install_signals(void);
+
+/* Creates a new file "DIR/.BASE.XXXXXX" next to final_path, registered for
+ * cleanup.  Returns the fd (and the malloc'ed name) or -errno. */
+int tmpfile_create_near(const char *final_path, mode_t mode, char **tmp_name);
+
+int fsync_dir_of(const char *path);
+int fsync_dir(const char *dir);
+/* Writes all of buf at off (pwrite loop). */
+int pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+int write_all(int fd, const void *buf, size_t len);
+/* Reads up to len bytes at off; returns bytes read (short only at EOF). */
+ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off);
+bool is_zero(const void *buf, size_t len);
+
+/* Runs argv, stdout to out_fd (or inherited when -1).  Returns the exit
+ * status, or -errno if it could not be started. */
+int run_cmd(char *const argv[], int out_fd);
+
+/* Monotonic seconds. */
+double now_sec(void);
+
+/* ---- sha256.c ---- */
+struct sha256 {
+  uint32_t h[8];
+  uint64_t len;
+  uint8_t buf[64];
+  size_t fill;
+};
+void sha256_init(struct sha256 *s);
+void sha256_update(struct sha256 *s, const void *data, size_t len);
+void sha256_final(struct sha256 *s, uint8_t out[32]);
+void sha256_hex(const uint8_t d[32], char out[65]);
+/* sha256 of a whole file, as hex. */
+int sha256_file(const char *path, char out[65], uint64_t *size);
+
+/* ---- scan.c: the source tree in memory ---- */
+struct xattr {
+  char *name;
+  void *value;
+  size_t len;
+};
+
+struct node {
+  char *name;           /* entry name ("" for the root) */
+  char *path;           /* path on the host, for open/readlink */
+  struct stat st;
+  char *link;           /* symlink target */
+  struct xattr *xattrs; /* sorted by name */
+  size_t nxattrs;
+  struct node **kids;   /* sorted by name (bytewise) */
+  size_t nkids;
+  struct node *hl_first;  /* hard links: the node seen first, or NULL */
+  uint32_t hl_count;      /* on hl_first: links inside the tree */
+  uint32_t ino;           /* ext4 inode, once allocated */
+};
+
+struct tree {
+  struct node *root;
+  uint64_t nnodes;        /* entries incl. the root */
+  uint64_t ninodes;       /* distinct inodes */
+  uint64_t data_blocks;   /* estimated 4 KiB blocks of file data */
+  uint64_t meta_blocks;   /* directories, long symlinks, xattr blocks */
+  uint64_t file_bytes;    /* bytes of regular-file data to copy */
+  uint8_t digest[32];     /* sha256 of all metadata, in sorted order */
+};
+
+/* Reads the tree at path (lstat, readdir, readlink, xattrs), sorted.
+ * Prints its own error (which file, why) and returns -errno on failure. */
+int tree_scan(const char *path, int64_t clamp, bool clamp_set,
+              struct tree *t);
+void tree_free(struct tree *t);
+
+/* ---- build.c ---- */
+struct build_opts {
+  const char *tree;
+  uint64_t size;          /* 0 = automatic */
+  uint64_t headroom_abs;  /* bytes of free space to add (automatic size) */
+  unsigned headroom_pct;  /* percent of used space to add */
+  uint64_t inodes;        /* 0 = automatic */
+  bool uuid_set;
+  uint8_t uuid[16];
+  bool hash_seed_set;
+  uint8_t hash_seed[16];
+  const char *label;
+  bool quiet;
+  bool progress;          /* force progress output */
+};
+
+/* Builds the image into the already created, empty file fd/path. */
+int build_image(const struct build_opts *o, int fd, const char *path);
+int cmd_build(int argc, char **argv);
+
+/* ---- store.c ---- */
+struct version_meta {
+  unsigned id;
+  char name[256];
+  char uuid[40];
+  char sha256[65];
+  uint64_t size;
+  int64_t created;
+  char source[1024];
+  unsigned parent;   /* commit: version it was made from, or 0 */
+};
+
+/* Lock on DIR/NAME (creating it when create is set).  Returns fd or -errno. */
+int store_lock(const char *namedir, bool create);
+void store_unlock(int fd);
+/* Sorted list of published version ids (those with both .img and .meta). */
+int store_list(const char *namedir, unsigned **ids, size_t *n);
+/* The version `current` points to, or 0 when there is none. */
+int store_current(const char *namedir, unsigned *id);
+int store_read_meta(const char *namedir, unsigned id, struct version_meta *m);
+/* Publishes tmp_image (a file inside namedir) as the next version and
+ * switches current to it.  The lock must be held.  Prints the path.  On
+ * failure nothing new stays visible (tmp_image is left to the caller). */
+int store_publish(const char *namedir, const char *tmp_image,
+                  const char *source, unsigned parent, unsigned *id_out);
+char *store_version_path(const char *namedir, unsigned id, const char *ext);
+/* True when s is a store directory ("DIR/NAME": has a current link or
+ * NNNN.img files). */
+bool store_is_namedir(const char *path);
+
+/* ---- info.c, gc.c, commit.c, initrd.c ---- */
+int cmd_info(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
+int cmd_commit(int argc, char **argv);
+int cmd_initrd(int argc, char **argv);
+
+/* ---- cpio.c: newc writer (gzip via zlib) and lister ---- */
+struct cpio_writer;
+int cpio_open(const char *path, int fd, struct cpio_writer **w);
+/* Adds one entry; data may be NULL for directories and devices. */
+int cpio_add(struct cpio_writer *w, const char *name, uint32_t mode,
+             uint32_t uid, uint32_t gid, uint32_t mtime, uint32_t rmajor,
+             uint32_t rminor, const void *data, size_t len);
+int cpio_close(struct cpio_writer *w); /* writes the trailer, flushes */
+void cpio_abort(struct cpio_writer *w);
+/* Prints the entries of a gzip'd newc archive; returns 0 or -errno. */
+int cpio_list(const char *path, FILE *out);
+
+/* ---- modules.c ---- */
+struct module_set {
+  char **paths;   /* relative to the modules dir, as in modules.dep */
+  size_t n;
+};
+/* Resolves the names (modules or aliases) and everything they need,
+ * in load order.  Names in optional[] are skipped when absent. */
+int modules_resolve(const char *moddir, char **names, size_t nnames,
+                    char **optional, size_t noptional,
+                    struct module_set *out);
+void module_set_free(struct module_set *s);
+
+#endif

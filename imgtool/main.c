@@ -1,0 +1,64 @@
+/* imgtool: command dispatch.
+ *
+ *   imgtool build   TREE (-o IMAGE | --store DIR --name NAME)   build.c
+ *   imgtool initrd  -o FILE.gz [...] | --list FILE               initrd.c
+ *   imgtool info    IMAGE | --store DIR [--name NAME]            info.c
+ *   imgtool verify  --store DIR [--name NAME]                    info.c
+ *   imgtool gc      --store DIR --overlays DIR [--dry-run]       gc.c
+ *   imgtool commit  --store DIR --name NAME --overlay PREFIX     commit.c
+ */
+#include <config.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "imgtool.h"
+
+static const struct command {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} commands[] = {
+  { "build", cmd_build, "build an ext4 image from a tree (file or store)" },
+  { "initrd", cmd_initrd, "pack the initramfs: agent + kernel modules" },
+  { "info", cmd_info, "show an image or the versions of a store" },
+  { "verify", cmd_verify, "check the checksums of a store's versions" },
+  { "gc", cmd_gc, "remove versions neither current nor used by overlays" },
+  { "commit", cmd_commit, "fold a client's overlay into a new version" },
+};
+
+static void
+usage(FILE *f)
+{
+  fputs("usage: imgtool COMMAND [OPTIONS]   (imgtool COMMAND --help)\n", f);
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].summary);
+}
+
+int
+main(int argc, char **argv)
+{
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("imgtool (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    if (strcmp(argv[1], commands[i].name) == 0) {
+      int rc = commands[i].run(argc - 1, argv + 1);
+      fflush(stdout);
+      tmpfile_cleanup();
+      return rc;
+    }
+  }
+  fprintf(stderr, "imgtool: error: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,4 @@
+/* imgtool: modules (stub) */
+#include <config.h>
+#include "imgtool.h"
+extern int imgtool_placeholder;

@@ -1,0 +1,445 @@
+/* imgtool: reads a client tree into memory before the image is built.
+ *
+ * Why a separate pass: the image must not depend on the order readdir()
+ * returns entries in, nor on ctimes, so every directory is sorted (bytewise)
+ * and inodes are later allocated in that order.  The pass also sizes the
+ * image (data and metadata blocks, inode count) and hashes all metadata in
+ * that canonical order; that digest seeds the filesystem UUID and directory
+ * hash seed, so the same tree gives the same image bytes.
+ *
+ * Hard links are found by (st_dev, st_ino); the first occurrence in
+ * canonical order owns the inode, later ones only add a name.  Their link
+ * count is the number of names inside the tree, not st_nlink, since links
+ * outside the tree do not come along.
+ *
+ * Mount points inside the tree (a /proc left mounted in a chroot) are kept
+ * as empty directories: their contents belong to another filesystem.
+ */
+#include <config.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "imgtool.h"
+
+#define BLK 4096u
+
+struct hl_table {
+  struct node **slots;
+  size_t cap;
+  size_t used;
+};
+
+static size_t
+hl_hash(dev_t dev, ino_t ino, size_t cap)
+{
+  uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev;
+  h ^= h >> 29;
+  return (size_t)(h & (cap - 1));
+}
+
+/* Returns the node already registered for n's inode, or registers n. */
+static struct node *
+hl_find_or_add(struct hl_table *t, struct node *n)
+{
+  size_t i;
+
+  if (t->used * 2 >= t->cap) {
+    size_t ncap = t->cap ? t->cap * 2 : 1024;
+    struct node **ns = xcalloc(ncap, sizeof *ns);
+    for (size_t j = 0; j < t->cap; j++) {
+      struct node *o = t->slots[j];
+      if (!o)
+        continue;
+      i = hl_hash(o->st.st_dev, o->st.st_ino, ncap);
+      while (ns[i])
+        i = (i + 1) & (ncap - 1);
+      ns[i] = o;
+    }
+    free(t->slots);
+    t->slots = ns;
+    t->cap = ncap;
+  }
+  i = hl_hash(n->st.st_dev, n->st.st_ino, t->cap);
+  while (t->slots[i]) {
+    struct node *o = t->slots[i];
+    if (o->st.st_dev == n->st.st_dev && o->st.st_ino == n->st.st_ino)
+      return o;
+    i = (i + 1) & (t->cap - 1);
+  }
+  t->slots[i] = n;
+  t->used++;
+  return NULL;
+}
+
+struct scan_ctx {
+  struct tree *t;
+  struct hl_table hl;
+  struct sha256 sha;
+  int64_t clamp;
+  bool clamp_set;
+  dev_t root_dev;
+  size_t rootlen;
+};
+
+static int
+cmp_node(const void *a, const void *b)
+{
+  const struct node *x = *(struct node *const *)a;
+  const struct node *y = *(struct node *const *)b;
+  return strcmp(x->name, y->name);
+}
+
+static int
+cmp_xattr(const void *a, const void *b)
+{
+  return strcmp(((const struct xattr *)a)->name,
+                ((const struct xattr *)b)->name);
+}
+
+/* Namespaces ext4 stores; others (e.g. an NFSv4 ACL) cannot be kept. */
+static bool
+xattr_supported(const char *name)
+{
+  return strncmp(name, "user.", 5) == 0 ||
+         strncmp(name, "trusted.", 8) == 0 ||
+         strncmp(name, "security.", 9) == 0 ||
+         strcmp(name, "system.posix_acl_access") == 0 ||
+         strcmp(name, "system.posix_acl_default") == 0;
+}
+
+static int
+read_xattrs(struct node *n)
+{
+  ssize_t len, vlen;
+  char *names, *p;
+  size_t cap = 0;
+
+  len = llistxattr(n->path, NULL, 0);
+  if (len < 0) {
+    if (errno == ENOTSUP || errno == ENOSYS)
+      return 0;
+    return -errno;
+  }
+  if (len == 0)
+    return 0;
+  names = xmalloc((size_t)len);
+  len = llistxattr(n->path, names, (size_t)len);
+  if (len < 0) {
+    int r = -errno;
+    free(names);
+    return r;
+  }
+  for (p = names; p < names + len; p += strlen(p) + 1) {
+    struct xattr *x;
+
+    if (!xattr_supported(p)) {
+      warn_msg("%s: extended attribute %s cannot be stored in ext4, skipped",
+               n->path, p);
+      continue;
+    }
+    vlen = lgetxattr(n->path, p, NULL, 0);
+    if (vlen < 0) {
+      int r = -errno;
+      free(names);
+      return r;
+    }
+    if (n->nxattrs == cap) {
+      cap = cap ? cap * 2 : 4;
+      n->xattrs = xrealloc(n->xattrs, cap * sizeof *n->xattrs);
+    }
+    x = &n->xattrs[n->nxattrs];
+    x->name = xstrdup(p);
+    x->value = xmalloc((size_t)vlen);
+    vlen = lgetxattr(n->path, p, x->value, (size_t)vlen);
+    if (vlen < 0) {
+      int r = -errno;
+      free(x->name);
+      free(x->value);
+      free(names);
+      return r;
+    }
+    x->len = (size_t)vlen;
+    n->nxattrs++;
+  }
+  free(names);
+  qsort(n->xattrs, n->nxattrs, sizeof *n->xattrs, cmp_xattr);
+  return 0;
+}
+
+static void
+hash_u64(struct sha256 *s, uint64_t v)
+{
+  uint8_t b[8];
+  for (int i = 0; i < 8; i++)
+    b[i] = (uint8_t)(v >> (8 * i));
+  sha256_update(s, b, 8);
+}
+
+static void
+hash_str(struct sha256 *s, const char *str, size_t len)
+{
+  hash_u64(s, len);
+  sha256_update(s, str, len);
+}
+
+/* Hashes what ends up in the image for node n: the canonical identity of
+ * the tree (relative path, type, mode, owner, size, clamped mtime, device,
+ * link target, xattrs, hard-link target). */
+static void
+hash_node(struct scan_ctx *c, struct node *n)
+{
+  const char *rel = n->path + c->rootlen;
+  int64_t mt = n->st.st_mtim.tv_sec;
+  int64_t ns = n->st.st_mtim.tv_nsec;
+
+  if (c->clamp_set && mt >= c->clamp) {
+    mt = c->clamp;
+    ns = 0;
+  }
+  hash_str(&c->sha, rel, strlen(rel));
+  if (n->hl_first) {
+    const char *first = n->hl_first->path + c->rootlen;
+    hash_str(&c->sha, "=", 1);
+    hash_str(&c->sha, first, strlen(first));
+    return;
+  }
+  hash_u64(&c->sha, n->st.st_mode);
+  hash_u64(&c->sha, n->st.st_uid);
+  hash_u64(&c->sha, n->st.st_gid);
+  hash_u64(&c->sha, S_ISREG(n->st.st_mode) ? (uint64_t)n->st.st_size : 0);
+  hash_u64(&c->sha, (uint64_t)mt);
+  hash_u64(&c->sha, (uint64_t)ns);
+  hash_u64(&c->sha, (S_ISCHR(n->st.st_mode) || S_ISBLK(n->st.st_mode))
+                      ? (uint64_t)n->st.st_rdev : 0);
+  if (n->link)
+    hash_str(&c->sha, n->link, strlen(n->link));
+  for (size_t i = 0; i < n->nxattrs; i++) {
+    hash_str(&c->sha, n->xattrs[i].name, strlen(n->xattrs[i].name));
+    hash_str(&c->sha, n->xattrs[i].value, n->xattrs[i].len);
+  }
+}
+
+static uint64_t
+xattr_blocks(const struct node *n)
+{
+  size_t total = 0;
+
+  /* ext4 keeps about 96 bytes of attributes inside a 256-byte inode; more
+   * needs one external block (never more than one). */
+  for (size_t i = 0; i < n->nxattrs; i++)
+    total += 16 + ((strlen(n->xattrs[i].name) + 3) & ~3u) +
+             ((n->xattrs[i].len + 3) & ~3u);
+  return total > 96 ? 1 : 0;
+}
+
+/* Reads the directory at n (already lstat'ed), recursively. */
+static int
+scan_dir(struct scan_ctx *c, struct node *n)
+{
+  DIR *d;
+  struct dirent *de;
+  size_t cap = 0;
+  uint64_t dirbytes = 24; /* "." and ".." */
+  int r = 0;
+
+  if (n->st.st_dev != c->root_dev) {
+    warn_msg("%s is a mount point (another filesystem): stored as an empty "
+             "directory", n->path);
+    hash_node(c, n);
+    c->t->meta_blocks += 1;
+    return 0;
+  }
+  d = opendir(n->path);
+  if (!d) {
+    r = -errno;
+    die_msg("cannot read directory %s: %s", n->path, strerror(-r));
+    return r;
+  }
+  for (;;) {
+    struct node *k;
+
+    errno = 0;
+    de = readdir(d);
+    if (!de) {
+      if (errno) {
+        r = -errno;
+        die_msg("cannot read directory %s: %s", n->path, strerror(-r));
+        closedir(d);
+        return r;
+      }
+      break;
+    }
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+      continue;
+    if (n->nkids == cap) {
+      cap = cap ? cap * 2 : 16;
+      n->kids = xrealloc(n->kids, cap * sizeof *n->kids);
+    }
+    k = xcalloc(1, sizeof *k);
+    k->name = xstrdup(de->d_name);
+    k->path = xasprintf("%s/%s", n->path, de->d_name);
+    n->kids[n->nkids++] = k;
+    dirbytes += 8 + ((strlen(de->d_name) + 3) & ~3u);
+  }
+  closedir(d);
+  qsort(n->kids, n->nkids, sizeof *n->kids, cmp_node);
+  /* Entries never span blocks and each block keeps 12 bytes for its
+   * checksum tail: allow for the slack at the end of every block. */
+  c->t->meta_blocks += (dirbytes + dirbytes / 16) / (BLK - 12) + 1;
+  hash_node(c, n);
+
+  for (size_t i = 0; i < n->nkids; i++) {
+    struct node *k = n->kids[i];
+
+    if (lstat(k->path, &k->st) < 0) {
+      r = -errno;
+      die_msg("cannot stat %s: %s", k->path, strerror(-r));
+      return r;
+    }
+    c->t->nnodes++;
+    if (!S_ISDIR(k->st.st_mode) && k->st.st_nlink > 1) {
+      struct node *first = hl_find_or_add(&c->hl, k);
+      if (first) {
+        k->hl_first = first;
+        first->hl_count++;
+        hash_node(c, k);
+        continue;
+      }
+      k->hl_count = 1;
+    } else {
+      k->hl_count = 1;
+    }
+    c->t->ninodes++;
+    r = read_xattrs(k);
+    if (r < 0) {
+      die_msg("cannot read extended attributes of %s: %s", k->path,
+              strerror(-r));
+      return r;
+    }
+    c->t->meta_blocks += xattr_blocks(k);
+    if (S_ISDIR(k->st.st_mode)) {
+      r = scan_dir(c, k);
+      if (r < 0)
+        return r;
+      continue;
+    }
+    if (S_ISLNK(k->st.st_mode)) {
+      size_t sz = (size_t)k->st.st_size + 1;
+      ssize_t len;
+
+      if (sz > BLK) {
+        die_msg("symlink %s: target longer than %u bytes cannot be stored",
+                k->path, BLK - 1);
+        return -ENAMETOOLONG;
+      }
+      k->link = xmalloc(sz + 1);
+      len = readlink(k->path, k->link, sz);
+      if (len < 0) {
+        r = -errno;
+        die_msg("cannot read symlink %s: %s", k->path, strerror(-r));
+        return r;
+      }
+      k->link[len] = '\0';
+      if (len >= 60)
+        c->t->meta_blocks++;
+    } else if (S_ISREG(k->st.st_mode)) {
+      uint64_t size = (uint64_t)k->st.st_size;
+      uint64_t blocks = (size + BLK - 1) / BLK;
+      uint64_t alloc = (uint64_t)k->st.st_blocks * 512;
+
+      /* A sparse source file needs only its allocated blocks, plus one
+       * for a partial block at either end of each hole. */
+      if (alloc < size)
+        blocks = (alloc + BLK - 1) / BLK + 2 < blocks
+                   ? (alloc + BLK - 1) / BLK + 2 : blocks;
+      /* Extent tree: four extents fit in the inode, beyond that one
+       * index block per 340 extents of at most 128 MiB each. */
+      c->t->data_blocks += blocks + blocks / 32768 + (blocks > 4 * 32768);
+      c->t->file_bytes += size;
+    }
+    hash_node(c, k);
+  }
+  return 0;
+}
+
+int
+tree_scan(const char *path, int64_t clamp, bool clamp_set, struct tree *t)
+{
+  struct scan_ctx c;
+  struct node *root;
+  int r;
+
+  memset(t, 0, sizeof *t);
+  memset(&c, 0, sizeof c);
+  c.t = t;
+  c.clamp = clamp;
+  c.clamp_set = clamp_set;
+  sha256_init(&c.sha);
+  hash_u64(&c.sha, clamp_set ? (uint64_t)clamp : UINT64_MAX);
+
+  root = xcalloc(1, sizeof *root);
+  root->name = xstrdup("");
+  root->path = xstrdup(path);
+  /* Strip trailing slashes so relative paths hash the same way. */
+  for (size_t l = strlen(root->path); l > 1 && root->path[l - 1] == '/'; l--)
+    root->path[l - 1] = '\0';
+  c.rootlen = strlen(root->path);
+  t->root = root;
+  if (stat(root->path, &root->st) < 0) {
+    r = -errno;
+    die_msg("tree %s: %s", path, strerror(-r));
+    return r;
+  }
+  if (!S_ISDIR(root->st.st_mode)) {
+    die_msg("tree %s is not a directory: give the directory to turn into "
+            "an image", path);
+    return -ENOTDIR;
+  }
+  c.root_dev = root->st.st_dev;
+  root->hl_count = 1;
+  t->nnodes = t->ninodes = 1;
+  r = read_xattrs(root);
+  if (r < 0) {
+    die_msg("cannot read extended attributes of %s: %s", path, strerror(-r));
+    return r;
+  }
+  r = scan_dir(&c, root);
+  free(c.hl.slots);
+  if (r < 0)
+    return r;
+  sha256_final(&c.sha, t->digest);
+  return 0;
+}
+
+static void
+node_free(struct node *n)
+{
+  for (size_t i = 0; i < n->nkids; i++)
+    node_free(n->kids[i]);
+  for (size_t i = 0; i < n->nxattrs; i++) {
+    free(n->xattrs[i].name);
+    free(n->xattrs[i].value);
+  }
+  free(n->xattrs);
+  free(n->kids);
+  free(n->name);
+  free(n->path);
+  free(n->link);
+  free(n);
+}
+
+void
+tree_free(struct tree *t)
+{
+  if (t->root)
+    node_free(t->root);
+  t->root = NULL;
+}

@@ -1,0 +1,379 @@
+/* imgtool: the versioned image store.
+ *
+ * Layout (shared with nbdsrv, which resolves `current` when a client
+ * connects):
+ *
+ *   DIR/NAME/0001.img    a published version: mode 0444, never modified
+ *   DIR/NAME/0001.meta   key=value lines: id, name, uuid, sha256, size,
+ *                        created, source, parent
+ *   DIR/NAME/current     symlink to "NNNN.img" (relative)
+ *   DIR/NAME/.lock       flock()ed by every imgtool that changes the store
+ *
+ * Publishing order, so that a crash or a failure never leaves a version
+ * half-published: the image is complete, read-only and fsynced under a
+ * temporary name; it is hard-linked to NNNN.img (link() never replaces an
+ * existing file), its metadata is written the same way, the directory is
+ * fsynced, and only then `current` moves: a new symlink current.tmp is
+ * renamed over current, which is atomic for anyone resolving it.  A
+ * version counts as published only with both its .img and .meta; leftovers
+ * of an interrupted run (no .meta, or temporaries) are removed by gc.
+ */
+#include <config.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "imgtool.h"
+
+int
+store_lock(const char *namedir, bool create)
+{
+  char *p;
+  int fd;
+
+  if (create && mkdir(namedir, 0755) < 0 && errno != EEXIST)
+    return -errno;
+  p = xasprintf("%s/.lock", namedir);
+  fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  free(p);
+  if (fd < 0)
+    return -errno;
+  if (flock(fd, LOCK_EX) < 0) {
+    int r = -errno;
+    close(fd);
+    return r;
+  }
+  return fd;
+}
+
+void
+store_unlock(int fd)
+{
+  if (fd >= 0)
+    close(fd);
+}
+
+char *
+store_version_path(const char *namedir, unsigned id, const char *ext)
+{
+  return xasprintf("%s/%04u.%s", namedir, id, ext);
+}
+
+/* "0012.img" -> 12 (ext "img"); 0 if the name is not a version file. */
+static unsigned
+version_of(const char *name, const char *ext)
+{
+  unsigned v = 0;
+  size_t i = 0;
+
+  while (name[i] >= '0' && name[i] <= '9') {
+    if (v > 100000000)
+      return 0;
+    v = v * 10 + (unsigned)(name[i] - '0');
+    i++;
+  }
+  if (i < 4 || name[i] != '.' || strcmp(name + i + 1, ext) != 0)
+    return 0;
+  return v;
+}
+
+static int
+cmp_uint(const void *a, const void *b)
+{
+  unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Every id that has a file with this extension. */
+static int
+list_ext(const char *namedir, const char *ext, unsigned **ids, size_t *n)
+{
+  DIR *d = opendir(namedir);
+  struct dirent *de;
+  size_t cap = 0;
+
+  *ids = NULL;
+  *n = 0;
+  if (!d)
+    return -errno;
+  while ((de = readdir(d))) {
+    unsigned v = version_of(de->d_name, ext);
+    if (!v)
+      continue;
+    if (*n == cap) {
+      cap = cap ? cap * 2 : 16;
+      *ids = xrealloc(*ids, cap * sizeof **ids);
+    }
+    (*ids)[(*n)++] = v;
+  }
+  closedir(d);
+  qsort(*ids, *n, sizeof **ids, cmp_uint);
+  return 0;
+}
+
+int
+store_list(const char *namedir, unsigned **ids, size_t *n)
+{
+  int r = list_ext(namedir, "img", ids, n);
+  size_t j = 0;
+
+  if (r < 0)
+    return r;
+  for (size_t i = 0; i < *n; i++) {
+    char *m = store_version_path(namedir, (*ids)[i], "meta");
+    if (access(m, F_OK) == 0)
+      (*ids)[j++] = (*ids)[i];
+    free(m);
+  }
+  *n = j;
+  return 0;
+}
+
+int
+store_current(const char *namedir, unsigned *id)
+{
+  char *p = xasprintf("%s/current", namedir);
+  char target[256];
+  ssize_t len = readlink(p, target, sizeof target - 1);
+
+  free(p);
+  *id = 0;
+  if (len < 0)
+    return errno == ENOENT ? 0 : -errno;
+  target[len] = '\0';
+  *id = version_of(target, "img");
+  return *id ? 0 : -EINVAL;
+}
+
+bool
+store_is_namedir(const char *path)
+{
+  char *p = xasprintf("%s/current", path);
+  struct stat st;
+  bool yes = lstat(p, &st) == 0 && S_ISLNK(st.st_mode);
+  unsigned *ids;
+  size_t n;
+
+  free(p);
+  if (yes)
+    return true;
+  if (list_ext(path, "img", &ids, &n) < 0)
+    return false;
+  free(ids);
+  return n > 0;
+}
+
+int
+store_read_meta(const char *namedir, unsigned id, struct version_meta *m)
+{
+  char *p = store_version_path(namedir, id, "meta");
+  FILE *f = fopen(p, "re");
+  char line[1400];
+
+  free(p);
+  memset(m, 0, sizeof *m);
+  m->id = id;
+  if (!f)
+    return -errno;
+  while (fgets(line, sizeof line, f)) {
+    char *eq = strchr(line, '='), *v;
+    size_t l = strlen(line);
+
+    if (l && line[l - 1] == '\n')
+      line[l - 1] = '\0';
+    if (!eq)
+      continue;
+    *eq = '\0';
+    v = eq + 1;
+    if (strcmp(line, "name") == 0)
+      snprintf(m->name, sizeof m->name, "%s", v);
+    else if (strcmp(line, "uuid") == 0)
+      snprintf(m->uuid, sizeof m->uuid, "%s", v);
+    else if (strcmp(line, "sha256") == 0)
+      snprintf(m->sha256, sizeof m->sha256, "%s", v);
+    else if (strcmp(line, "size") == 0)
+      m->size = strtoull(v, NULL, 10);
+    else if (strcmp(line, "created") == 0)
+      m->created = strtoll(v, NULL, 10);
+    else if (strcmp(line, "source") == 0)
+      snprintf(m->source, sizeof m->source, "%s", v);
+    else if (strcmp(line, "parent") == 0)
+      m->parent = (unsigned)strtoul(v, NULL, 10);
+  }
+  fclose(f);
+  return m->sha256[0] ? 0 : -EINVAL;
+}
+
+/* The filesystem UUID from an ext4 superblock, as text ("" if none). */
+static void
+image_uuid(const char *path, char out[40])
+{
+  uint8_t sb[1024];
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+  out[0] = '\0';
+  if (fd < 0)
+    return;
+  if (pread_full(fd, sb, sizeof sb, 1024) == (ssize_t)sizeof sb &&
+      sb[0x38] == 0x53 && sb[0x39] == 0xef) {
+    const uint8_t *u = sb + 0x68;
+    snprintf(out, 40,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+             "%02x%02x%02x%02x%02x%02x",
+             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
+             u[10], u[11], u[12], u[13], u[14], u[15]);
+  }
+  close(fd);
+}
+
+/* Metadata values are single lines. */
+static void
+clean_value(char *s)
+{
+  for (; *s; s++)
+    if (*s == '\n' || *s == '\r')
+      *s = ' ';
+}
+
+int
+store_publish(const char *namedir, const char *tmp_image, const char *source,
+              unsigned parent, unsigned *id_out)
+{
+  unsigned *ids;
+  size_t n;
+  unsigned id = 0;
+  char sha[65], uuid[40];
+  uint64_t size = 0;
+  char *img = NULL, *meta = NULL, *meta_tmp = NULL, *cur_tmp = NULL,
+       *cur = NULL, *target = NULL, *src = xstrdup(source), *base;
+  FILE *f;
+  int r, fd = -1;
+  bool img_made = false, meta_made = false;
+
+  clean_value(src);
+  /* The next id is above any version file, published or not, so a
+   * leftover of a crashed run is never reused under a new meaning. */
+  r = list_ext(namedir, "img", &ids, &n);
+  if (r < 0)
+    goto err;
+  if (n)
+    id = ids[n - 1];
+  free(ids);
+  r = list_ext(namedir, "meta", &ids, &n);
+  if (r < 0)
+    goto err;
+  if (n && ids[n - 1] > id)
+    id = ids[n - 1];
+  free(ids);
+  id++;
+
+  if (chmod(tmp_image, 0444) < 0) {
+    r = -errno;
+    goto err;
+  }
+  r = sha256_file(tmp_image, sha, &size);
+  if (r < 0)
+    goto err;
+  image_uuid(tmp_image, uuid);
+
+  img = store_version_path(namedir, id, "img");
+  meta = store_version_path(namedir, id, "meta");
+  fd = tmpfile_create_near(meta, 0444, &meta_tmp);
+  if (fd < 0) {
+    r = fd;
+    goto err;
+  }
+  f = fdopen(fd, "w");
+  if (!f) {
+    r = -errno;
+    goto err;
+  }
+  fd = -1;
+  base = strrchr(namedir, '/');
+  fprintf(f, "id=%04u\nname=%s\nuuid=%s\nsha256=%s\nsize=%llu\n"
+             "created=%lld\nsource=%s\n",
+          id, base ? base + 1 : namedir, uuid, sha, (unsigned long long)size,
+          (long long)time(NULL), src);
+  if (parent)
+    fprintf(f, "parent=%04u\n", parent);
+  if (fflush(f) != 0 || fsync(fileno(f)) < 0) {
+    r = -errno;
+    fclose(f);
+    goto err;
+  }
+  fclose(f);
+
+  /* Until current points at it, the new version is ours to remove. */
+  if (link(tmp_image, img) < 0) {
+    r = -errno;
+    goto err;
+  }
+  img_made = true;
+  tmpfile_register(img);
+  unlink(tmp_image);
+  if (link(meta_tmp, meta) < 0) {
+    r = -errno;
+    goto err;
+  }
+  meta_made = true;
+  tmpfile_register(meta);
+  unlink(meta_tmp);
+  tmpfile_forget(meta_tmp);
+  r = fsync_dir(namedir);
+  if (r < 0)
+    goto err;
+
+  target = xasprintf("%04u.img", id);
+  cur_tmp = xasprintf("%s/current.tmp", namedir);
+  cur = xasprintf("%s/current", namedir);
+  unlink(cur_tmp);
+  if (symlink(target, cur_tmp) < 0) {
+    r = -errno;
+    goto err;
+  }
+  if (rename(cur_tmp, cur) < 0) {
+    r = -errno;
+    unlink(cur_tmp);
+    goto err;
+  }
+  tmpfile_forget(img);
+  tmpfile_forget(meta);
+  fsync_dir(namedir);
+  printf("%s\n", img);
+  fflush(stdout);
+  *id_out = id;
+  r = 0;
+  goto out;
+err:
+  die_msg("cannot publish a new version in %s: %s", namedir, strerror(-r));
+  if (img_made) {
+    unlink(img);
+    tmpfile_forget(img);
+  }
+  if (meta_made) {
+    unlink(meta);
+    tmpfile_forget(meta);
+  }
+  if (meta_tmp) {
+    unlink(meta_tmp);
+    tmpfile_forget(meta_tmp);
+  }
+out:
+  if (fd >= 0)
+    close(fd);
+  free(img);
+  free(meta);
+  free(meta_tmp);
+  free(cur_tmp);
+  free(cur);
+  free(target);
+  free(src);
+  return r;
+}
