@@ -1,0 +1,170 @@
+/* nbdroot initrd agent: private header shared by the agent's files.
+ *
+ * The agent is /init of the client's initramfs.  Every step returns -errno
+ * and prints its own console line on failure, so main() only has to decide
+ * whether to retry or to stop with a rescue message.
+ */
+#ifndef NBDROOT_AGENT_H
+#define NBDROOT_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <net/if.h>
+
+#define AGENT_NAME "nbdroot"
+
+/* ---- cmdline.c ------------------------------------------------------- */
+
+enum ip_mode {
+  IP_DEFAULT = 0, /* no ip= given: DHCP, as an NBD root needs a network */
+  IP_DHCP,
+  IP_STATIC,
+  IP_OFF,
+};
+
+enum rescue_action { RESCUE_HALT = 0, RESCUE_POWEROFF, RESCUE_REBOOT };
+
+struct agent_config {
+  /* ip= */
+  enum ip_mode ip_mode;
+  struct in_addr client, ip_server, gw, netmask, dns[2];
+  bool has_client, has_ip_server, has_gw, has_netmask;
+  int ndns;
+  char hostname[65];
+  char device[IF_NAMESIZE];
+  /* BOOTIF= */
+  bool has_bootif;
+  uint8_t bootif[6];
+  /* root= / nbdroot= */
+  bool nbd;               /* the root is on NBD (root=nbd: or nbdroot=) */
+  char host[256];         /* literal address; "" means "from ip=/DHCP" */
+  char port[16];          /* decimal */
+  char export_name[256];
+  bool export_given;      /* an export name was given (may be "") */
+  int nbd_index;          /* -1: let the kernel pick */
+  char root[256];         /* the root= value as given */
+  char fstype[32];        /* "" means "try the kernel's block filesystems" */
+  char rootflags[256];
+  bool readonly;
+  char init[256];
+  /* nbdroot.* knobs (documented in nbdroot-agent(7)) */
+  unsigned retries;       /* connect attempts before the rescue; 0 = forever */
+  unsigned dead_timeout;  /* NBD dead-connection timeout, seconds */
+  unsigned io_timeout;    /* NBD request timeout, seconds */
+  bool send_id;           /* append @MAC,boot=ID to the export name */
+  enum rescue_action rescue;
+};
+
+/* Parses a kernel command line.  Pure: no I/O but for the error text.
+ * Returns 0, or -EINVAL with err (of errlen bytes) saying which word is
+ * wrong and why. */
+int cmdline_parse(const char *line, struct agent_config *cfg, char *err,
+                  size_t errlen);
+/* Prints the parsed configuration as KEY=VALUE lines (for tests). */
+void cmdline_print(const struct agent_config *cfg, int fd);
+
+/* ---- main.c: console output ------------------------------------------ */
+
+/* One line on the console, prefixed with a kernel-style timestamp. */
+void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Sleeps ms milliseconds (restarting on EINTR). */
+void sleep_ms(unsigned ms);
+/* Milliseconds since boot (CLOCK_MONOTONIC). */
+uint64_t now_ms(void);
+
+/* ---- modules.c ------------------------------------------------------- */
+
+int modules_load(const char *list);
+
+/* ---- net.c ----------------------------------------------------------- */
+
+struct net_iface {
+  char name[IF_NAMESIZE];
+  int ifindex;
+  uint8_t mac[6];
+};
+
+struct net_lease {
+  struct in_addr addr, netmask, gw, server, siaddr, dns[2];
+  bool has_netmask, has_gw, has_server;
+  int ndns;
+  uint32_t lease_secs;
+  char hostname[65];
+  char domain[65];
+  char root_path[256];
+};
+
+int net_find_iface(const struct agent_config *cfg, struct net_iface *ifc,
+                   unsigned wait_ms);
+int net_link_up(const struct net_iface *ifc);
+int net_configure(const struct net_iface *ifc, const struct net_lease *l);
+int net_write_conf(const struct net_iface *ifc, const struct net_lease *l,
+                   const char *proto);
+void net_format_mac(const uint8_t mac[6], char sep, char *buf);
+
+/* ---- dhcp.c ---------------------------------------------------------- */
+
+int dhcp_run(const struct net_iface *ifc, struct net_lease *l,
+             unsigned total_ms);
+
+/* ---- nbd-handshake.c ------------------------------------------------- */
+
+struct nbd_target {
+  char host[256];
+  char port[16];
+  char name[512];        /* the export name sent on the wire */
+};
+
+struct nbd_export_info {
+  uint64_t size;
+  uint16_t flags;
+};
+
+/* Connects and negotiates; returns a connected socket fd or -errno.  On
+ * failure *fatal is set when retrying cannot help (e.g. unknown export
+ * is still retried: the server may be reconfigured; a protocol error is
+ * fatal). */
+int nbd_connect_export(const struct nbd_target *t, struct nbd_export_info *info,
+                       bool quiet);
+
+/* ---- nbd-netlink.c --------------------------------------------------- */
+
+struct nbd_nl {
+  int fd;          /* request socket */
+  int mcast_fd;    /* subscribed to nbd_mc_group, or -1 */
+  uint16_t family;
+  uint32_t seq;
+};
+
+int nbd_nl_open(struct nbd_nl *nl);
+int nbd_nl_connect(struct nbd_nl *nl, int sock, int index,
+                   const struct nbd_export_info *info, unsigned io_timeout,
+                   unsigned dead_timeout);
+int nbd_nl_reconfigure(struct nbd_nl *nl, int index, int sock);
+/* Waits up to timeout_ms for a LINK_DEAD event; returns the dead index,
+ * -ETIMEDOUT, or another -errno. */
+int nbd_nl_wait_link_dead(struct nbd_nl *nl, int timeout_ms);
+
+/* ---- switch-root.c --------------------------------------------------- */
+
+int mount_early(void);
+int mount_root(const struct agent_config *cfg, const char *dev,
+               const char *target);
+int switch_root(const char *newroot, const char *init);
+
+/* ---- supervisor.c ---------------------------------------------------- */
+
+struct supervisor_args {
+  struct nbd_nl *nl;
+  struct nbd_target target;
+  struct nbd_export_info info;
+  int index;
+};
+
+/* argv[0] of PID 1; the supervisor marks it with '@'. */
+extern char *supervisor_argv0;
+int supervisor_start(const struct supervisor_args *a);
+
+#endif

@@ -1,0 +1,315 @@
+/* nbdroot initrd agent: /init of the client's initramfs.
+ *
+ * The sequence: early mounts and console, kernel command line, modules,
+ * NIC, DHCP or static address, NBD handshake, generic-netlink CONNECT,
+ * mount, reconnect supervisor, switch_root, exec init.  Every step prints
+ * one console line on failure; main() then retries (network steps) or
+ * stops with a rescue message (configuration and mount errors).
+ *
+ * Run on a host as "nbdroot-agent --parse-cmdline LINE" it only parses LINE
+ * and prints the configuration, for tests.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define MODULE_LIST "/etc/nbdroot/modules"
+#define NEWROOT "/newroot"
+
+static bool timestamps = true;
+
+uint64_t now_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void sleep_ms(unsigned ms)
+{
+  struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+  while (nanosleep(&ts, &ts) && errno == EINTR)
+    ;
+}
+
+/* The timestamp has the kernel's format, so the agent's lines read in
+ * order with the kernel's on the console. */
+void say(const char *fmt, ...)
+{
+  char buf[1024];
+  struct timespec ts;
+  va_list ap;
+  int n = 0;
+
+  if (timestamps) {
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    n = snprintf(buf, sizeof(buf), "[%5ld.%06ld] ", (long)ts.tv_sec,
+                 ts.tv_nsec / 1000);
+  }
+  n += snprintf(buf + n, sizeof(buf) - (size_t)n, AGENT_NAME ": ");
+  va_start(ap, fmt);
+  n += vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+  va_end(ap);
+  if (n > (int)sizeof(buf) - 2)
+    n = (int)sizeof(buf) - 2;
+  buf[n++] = '\n';
+  if (write(STDERR_FILENO, buf, (size_t)n) < 0) {
+    /* nowhere else to report it */
+  }
+}
+
+static int read_small_file(const char *path, char *buf, size_t len)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n;
+
+  if (fd < 0)
+    return -errno;
+  n = read(fd, buf, len - 1);
+  close(fd);
+  if (n < 0)
+    return -errno;
+  buf[n] = '\0';
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+    buf[--n] = '\0';
+  return (int)n;
+}
+
+/* PID 1 must never exit (the kernel would panic without telling why), so
+ * the rescue either waits forever or powers off/reboots as asked. */
+static void __attribute__((noreturn)) rescue(const struct agent_config *cfg,
+                                             const char *what)
+{
+  enum rescue_action act = cfg ? cfg->rescue : RESCUE_HALT;
+  static const char *const acts[] = {
+    "halting here (nbdroot.rescue=reboot retries from the start)",
+    "powering off (nbdroot.rescue=poweroff)",
+    "rebooting in 10 s (nbdroot.rescue=reboot)",
+  };
+
+  say("RESCUE: boot stopped: %s; %s", what, acts[act]);
+  sync();
+  if (act == RESCUE_POWEROFF) {
+    reboot(RB_POWER_OFF);
+  } else if (act == RESCUE_REBOOT) {
+    sleep_ms(10000);
+    reboot(RB_AUTOBOOT);
+  }
+  for (;;) {
+    sleep_ms(600000);
+    say("RESCUE: still stopped: %s", what);
+  }
+}
+
+/* A back-off that grows to max_ms; the jitter keeps many clients that lost
+ * the same server from coming back in lockstep. */
+static unsigned backoff_ms(unsigned attempt, unsigned max_ms)
+{
+  unsigned ms = 500u << (attempt < 8 ? attempt : 8);
+
+  if (ms > max_ms)
+    ms = max_ms;
+  return ms + (unsigned)(now_ms() % 250);
+}
+
+static void boot_id(char *out, size_t len)
+{
+  char buf[64];
+  size_t j = 0;
+
+  if (read_small_file("/proc/sys/kernel/random/boot_id", buf, sizeof(buf)) <=
+      0)
+    snprintf(buf, sizeof(buf), "t%llu", (unsigned long long)now_ms());
+  for (size_t i = 0; buf[i] && j + 1 < len; i++)
+    if (buf[i] != '-')
+      out[j++] = buf[i];
+  out[j] = '\0';
+}
+
+static int setup_network(const struct agent_config *cfg, struct net_iface *ifc,
+                         struct net_lease *l)
+{
+  int ret;
+
+  ret = net_find_iface(cfg, ifc, 20000);
+  if (ret)
+    return ret;
+  ret = net_link_up(ifc);
+  if (ret)
+    return ret;
+  memset(l, 0, sizeof(*l));
+  if (cfg->ip_mode == IP_STATIC) {
+    l->addr = cfg->client;
+    l->netmask = cfg->netmask;
+    l->has_netmask = cfg->has_netmask;
+    l->gw = cfg->gw;
+    l->has_gw = cfg->has_gw;
+    l->server = cfg->ip_server;
+    l->has_server = cfg->has_ip_server;
+    l->dns[0] = cfg->dns[0];
+    l->dns[1] = cfg->dns[1];
+    l->ndns = cfg->ndns;
+    snprintf(l->hostname, sizeof(l->hostname), "%s", cfg->hostname);
+  } else {
+    for (unsigned i = 0;; i++) {
+      ret = dhcp_run(ifc, l, 30000);
+      if (!ret)
+        break;
+      if (cfg->retries && i + 1 >= cfg->retries)
+        return ret;
+      sleep_ms(backoff_ms(i, 10000));
+    }
+    if (cfg->hostname[0])
+      snprintf(l->hostname, sizeof(l->hostname), "%s", cfg->hostname);
+  }
+  ret = net_configure(ifc, l);
+  if (ret)
+    return ret;
+  net_write_conf(ifc, l, cfg->ip_mode == IP_STATIC ? "none" : "dhcp");
+  return 0;
+}
+
+static void wait_for_node(const char *dev, unsigned ms)
+{
+  uint64_t end = now_ms() + ms;
+
+  while (access(dev, F_OK) && now_ms() < end)
+    sleep_ms(20);
+}
+
+static int agent_main(void)
+{
+  static struct agent_config cfg;
+  static struct net_iface ifc;
+  static struct net_lease lease;
+  static struct nbd_target target;
+  static struct nbd_nl nl;
+  struct nbd_export_info info;
+  char cmdline[4096], err[512], mac[20], bid[40], dev[32];
+  uint64_t t0 = now_ms();
+  int ret, sock = -1, index;
+
+  ret = mount_early();
+  if (ret)
+    rescue(NULL, "early mounts failed");
+  say("agent started (kernel uptime %llu ms)", (unsigned long long)t0);
+
+  ret = read_small_file("/proc/cmdline", cmdline, sizeof(cmdline));
+  if (ret < 0)
+    rescue(NULL, "cannot read /proc/cmdline");
+  if (cmdline_parse(cmdline, &cfg, err, sizeof(err))) {
+    say("bad kernel command line: %s", err);
+    rescue(&cfg, "fix the kernel command line");
+  }
+
+  modules_load(MODULE_LIST);
+
+  ret = setup_network(&cfg, &ifc, &lease);
+  if (ret)
+    rescue(&cfg, "no network (see the line above)");
+
+  if (cfg.host[0]) {
+    snprintf(target.host, sizeof(target.host), "%s", cfg.host);
+  } else if (lease.has_server || lease.siaddr.s_addr) {
+    struct in_addr a = lease.siaddr.s_addr ? lease.siaddr : lease.server;
+    inet_ntop(AF_INET, &a, target.host, sizeof(target.host));
+    say("no server in nbdroot=, using %s from %s", target.host,
+        cfg.ip_mode == IP_STATIC ? "ip=" : "DHCP");
+  } else {
+    say("no NBD server: nbdroot= has none and neither ip= nor DHCP gave one");
+    rescue(&cfg, "fix nbdroot=SERVER,EXPORT");
+  }
+  snprintf(target.port, sizeof(target.port), "%s", cfg.port);
+  net_format_mac(ifc.mac, '-', mac);
+  boot_id(bid, sizeof(bid));
+  /* The server keys the client's overlay by the MAC and tells a new boot
+   * from a reconnect by the boot id (see common/export-name.h). */
+  if (cfg.send_id && cfg.export_name[0] && !strchr(cfg.export_name, '@'))
+    snprintf(target.name, sizeof(target.name), "%s@%s,boot=%s",
+             cfg.export_name, mac, bid);
+  else
+    snprintf(target.name, sizeof(target.name), "%s", cfg.export_name);
+
+  ret = nbd_nl_open(&nl);
+  if (ret)
+    rescue(&cfg, "the kernel's NBD netlink interface is missing");
+
+  for (unsigned i = 0;; i++) {
+    sock = nbd_connect_export(&target, &info, false);
+    if (sock >= 0)
+      break;
+    if (cfg.retries && i + 1 >= cfg.retries) {
+      say("giving up after %u attempts to reach %s:%s", i + 1, target.host,
+          target.port);
+      rescue(&cfg, "NBD server unreachable or export refused");
+    }
+    unsigned ms = backoff_ms(i, 10000);
+    say("retrying in %u.%u s (attempt %u of %u)", ms / 1000, ms % 1000 / 100,
+        i + 2, cfg.retries);
+    sleep_ms(ms);
+  }
+
+  index = nbd_nl_connect(&nl, sock, cfg.nbd_index, &info, cfg.io_timeout,
+                         cfg.dead_timeout);
+  close(sock);
+  if (index < 0)
+    rescue(&cfg, "cannot attach the NBD device");
+  snprintf(dev, sizeof(dev), "/dev/nbd%d", index);
+  say("%s: %s:%s export '%s', %llu bytes, flags 0x%x", dev, target.host,
+      target.port, target.name, (unsigned long long)info.size, info.flags);
+  wait_for_node(dev, 5000);
+
+  ret = mount_root(&cfg, dev, NEWROOT);
+  if (ret)
+    rescue(&cfg, "cannot mount the root filesystem");
+
+  struct supervisor_args sa = { .nl = &nl, .target = target, .info = info,
+                                .index = index };
+  ret = supervisor_start(&sa);
+  if (ret)
+    say("warning: no reconnect supervisor (%s): a lost connection will not "
+        "be repaired", strerror(-ret));
+
+  say("switching root to %s after %llu ms, exec %s", dev,
+      (unsigned long long)(now_ms() - t0), cfg.init);
+  ret = switch_root(NEWROOT, cfg.init);
+  rescue(&cfg, "switch_root failed");
+  return ret;
+}
+
+int main(int argc, char **argv)
+{
+  if (argc == 3 && !strcmp(argv[1], "--parse-cmdline")) {
+    struct agent_config cfg;
+    char err[512];
+
+    timestamps = false;
+    if (cmdline_parse(argv[2], &cfg, err, sizeof(err))) {
+      say("bad kernel command line: %s", err);
+      return 1;
+    }
+    cmdline_print(&cfg, STDOUT_FILENO);
+    return 0;
+  }
+  if (getpid() != 1) {
+    fprintf(stderr,
+            "usage: %s --parse-cmdline LINE\n"
+            "  (as /init of an initramfs it boots the root from NBD; see "
+            "nbdroot-agent(7))\n", argv[0]);
+    return 2;
+  }
+  supervisor_argv0 = argv[0];
+  return agent_main();
+}

@@ -1,0 +1,150 @@
+# nbdroot boot-test helpers, sourced by tests/test_boot_*.sh after
+# functions.sh.
+#
+# A boot test builds a tiny root (busybox-static and an /sbin/init script
+# the test writes), an initrd holding the agent and the modules the guest
+# kernel needs, starts a server on 127.0.0.1 and boots QEMU/TCG with a user
+# network, in which the host's 127.0.0.1 is 10.0.2.2.  The console of each
+# guest is captured in $TESTDIR/NAME.console.
+
+requires_cmd qemu-system-x86_64 timeout cpio gzip mke2fs
+[ -x "$AGENT" ] || fail "agent $AGENT not built"
+
+# The guest kernel: the newest Debian kernel on the machine, or $BOOT_KERNEL.
+if [ -z "${BOOT_KERNEL:-}" ]; then
+  BOOT_KERNEL=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
+fi
+[ -n "$BOOT_KERNEL" ] && [ -r "$BOOT_KERNEL" ] ||
+  skip "no readable kernel in /boot (apt-get install linux-image-amd64)"
+KVER=${BOOT_KERNEL##*/vmlinuz-}
+[ -d "/lib/modules/$KVER" ] || skip "no /lib/modules/$KVER for $BOOT_KERNEL"
+
+# What the guest needs from the kernel's modules: NIC, nbd, ext4, and
+# crc32c, the softdep of ext4/jbd2 (see TESTING.md).
+BOOT_MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev
+  virtio_pci failover net_failover virtio_net nbd crc32c_generic crc16
+  mbcache jbd2 ext4"
+
+# Where the server is from inside the guest (QEMU user network).
+GUEST_SERVER=10.0.2.2
+GUEST_TIMEOUT=${GUEST_TIMEOUT:-180}
+
+# make_rootfs DIR INIT_SCRIPT: a busybox-static tree with INIT_SCRIPT (a
+# file) as /sbin/init.
+make_rootfs() {
+  local dir=$1 init=$2 bb
+  bb=$(command -v busybox) || skip "busybox-static is needed"
+  file -L "$bb" 2>/dev/null | grep -q 'statically linked' ||
+    [ -x /bin/busybox ] || skip "busybox must be static (busybox-static)"
+  mkdir -p "$dir"/bin "$dir"/sbin "$dir"/dev "$dir"/proc "$dir"/sys \
+    "$dir"/run "$dir"/tmp "$dir"/etc "$dir"/root "$dir"/data
+  cp "$bb" "$dir/bin/busybox"
+  for a in $("$bb" --list); do
+    [ "$a" = busybox ] || ln -sf busybox "$dir/bin/$a"
+  done
+  cp "$init" "$dir/sbin/init"
+  chmod 755 "$dir/sbin/init"
+}
+
+# make_image TREE IMAGE: an ext4 image of TREE (imgtool when it has
+# landed, else mke2fs -d).
+make_root_image() {
+  local tree=$1 img=$2
+  if [ -x "$IMGTOOL" ] && "$IMGTOOL" build "$tree" -o "$img" \
+       >"$TESTDIR/imgtool-build.log" 2>&1; then
+    return 0
+  fi
+  rm -f "$img"
+  mke2fs -q -F -t ext4 -d "$tree" "$img" 64M >"$TESTDIR/mke2fs.log" 2>&1 ||
+    { cat "$TESTDIR/mke2fs.log" >&2; fail "mke2fs failed"; }
+}
+
+# make_initrd OUT.gz: the agent as /init, the modules and their load list
+# at /etc/nbdroot/modules.  Uses "imgtool initrd" when it exists.
+make_initrd() {
+  local out=$1 dir m path list=""
+  if [ -x "$IMGTOOL" ] && "$IMGTOOL" initrd -o "$out" --kernel-version "$KVER" \
+       --agent "$AGENT" >"$TESTDIR/imgtool-initrd.log" 2>&1; then
+    return 0
+  fi
+  dir=$TESTDIR/initrd-tree
+  rm -rf "$dir"
+  mkdir -p "$dir/etc/nbdroot" "$dir/dev" "$dir/proc" "$dir/sys" "$dir/run"
+  cp "$AGENT" "$dir/init"
+  for m in $BOOT_MODULES; do
+    path=$(grep -E "(^|/)$m\\.ko(\\.[a-z]+)?:" "/lib/modules/$KVER/modules.dep" |
+           head -n 1 | cut -d: -f1)
+    [ -n "$path" ] || { [ -n "$(modinfo -k "$KVER" -F filename "$m" 2>/dev/null | grep builtin)" ] && continue; fail "module $m not found for $KVER"; }
+    mkdir -p "$dir/lib/modules/$KVER/$(dirname "$path")"
+    case $path in
+      *.ko) cp "/lib/modules/$KVER/$path" "$dir/lib/modules/$KVER/$path" ;;
+      *.ko.xz) xz -dc "/lib/modules/$KVER/$path" >"$dir/lib/modules/$KVER/${path%.xz}"; path=${path%.xz} ;;
+      *.ko.zst) zstd -qdc "/lib/modules/$KVER/$path" >"$dir/lib/modules/$KVER/${path%.zst}"; path=${path%.zst} ;;
+      *.ko.gz) gzip -dc "/lib/modules/$KVER/$path" >"$dir/lib/modules/$KVER/${path%.gz}"; path=${path%.gz} ;;
+    esac
+    list="${list}lib/modules/$KVER/$path
+"
+  done
+  printf '%s' "$list" >"$dir/etc/nbdroot/modules"
+  (cd "$dir" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) |
+    gzip -1 >"$out" || fail "packing the initrd failed"
+}
+
+# run_guest NAME APPEND [MAC]: boots the guest in the background; sets
+# GUEST_PID_<NAME>; the console goes to $TESTDIR/NAME.console.
+run_guest() {
+  local name=$1 append=$2 mac=${3:-52:54:00:12:34:56}
+  : >"$TESTDIR/$name.console"
+  timeout -k 5 "$GUEST_TIMEOUT" qemu-system-x86_64 -accel tcg -m 512 \
+    -nographic -no-reboot -nodefaults -serial stdio \
+    -kernel "$BOOT_KERNEL" -initrd "$TESTDIR/initrd.gz" \
+    -append "console=ttyS0 panic=-1 $append" \
+    -netdev user,id=n0 -device virtio-net-pci,netdev=n0,mac="$mac" \
+    </dev/null >"$TESTDIR/$name.console" 2>&1 &
+  eval "GUEST_PID_$name=$!"
+  on_exit "kill $! 2>/dev/null"
+}
+
+# wait_guest NAME: waits for the guest to end; fails if it timed out.
+wait_guest() {
+  local name=$1 pid rc=0
+  eval "pid=\$GUEST_PID_$name"
+  wait "$pid" || rc=$?
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    tail -n 40 "$TESTDIR/$name.console" >&2
+    fail "guest $name did not finish within $GUEST_TIMEOUT s"
+  fi
+  return 0
+}
+
+# boot_guest NAME APPEND [MAC]: run_guest + wait_guest.
+boot_guest() {
+  run_guest "$@"
+  wait_guest "$1"
+}
+
+# console_has NAME PATTERN: grep -E on the console (CRs stripped).
+console_has() {
+  tr -d '\r' <"$TESTDIR/$1.console" | grep -Eq -- "$2"
+}
+
+# expect_console NAME PATTERN: fails, showing the console, unless it has it.
+expect_console() {
+  if ! console_has "$1" "$2"; then
+    tr -d '\r' <"$TESTDIR/$1.console" | tail -n 60 >&2
+    fail "guest $1: console lacks /$2/"
+  fi
+}
+
+# switch_root_time NAME: the agent's timestamp on its switch_root line.
+switch_root_time() {
+  tr -d '\r' <"$TESTDIR/$1.console" |
+    sed -n 's/^\[ *\([0-9.]*\)\] nbdroot: switching root.*/\1/p' | head -n 1
+}
+
+# start_root_server IMAGE [POLICY]: nbdsrv serving IMAGE as export "root".
+start_root_server() {
+  local img=$1 policy=${2:-persistent}
+  mkdir -p "$TESTDIR/overlays"
+  start_nbdsrv -e "root=$img" -o "$TESTDIR/overlays" --policy "$policy"
+}
