@@ -132,7 +132,9 @@ static int parse_ip(const char *v, struct agent_config *c, char *err,
   int n = 0;
   char *p;
 
-  if (!strchr(v, ':')) {
+  struct in_addr probe;
+
+  if (!strchr(v, ':') && inet_pton(AF_INET, v, &probe) != 1) {
     if (word_is(v, dhcp_words))
       c->ip_mode = IP_DHCP;
     else if (word_is(v, off_words))

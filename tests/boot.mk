@@ -1,1 +1,11 @@
 # tests/boot.mk: boot tests (appended to TESTS)
+#
+# test_boot_00 runs the agent's command line parser on the host; the
+# others boot Debian's kernel in QEMU/TCG with the agent as /init.
+TESTS += \
+	tests/test_boot_00.sh \
+	tests/test_boot_01.sh
+EXTRA_DIST += \
+	tests/boot-functions.sh \
+	tests/test_boot_00.sh \
+	tests/test_boot_01.sh

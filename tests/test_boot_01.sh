@@ -1,0 +1,54 @@
+#!/bin/bash
+# A real kernel boots its root through nbdsrv with ip=dhcp and
+# root=nbd:10.0.2.2:PORT/root.  The root's /sbin/init writes a file, syncs
+# and powers off.  With --policy persistent a second boot sees the file;
+# with reset-on-boot a new boot starts from the clean image again.
+. "$(dirname "$0")/functions.sh"
+. "$(dirname "$0")/boot-functions.sh"
+
+cat >"$TESTDIR/init" <<'INIT'
+#!/bin/sh
+exec >/dev/console 2>&1
+echo "GUEST-INIT-STARTED"
+mount -o remount,rw /
+if [ -f /data/file ]; then echo "FILE-SEEN $(cat /data/file)"; else echo "FILE-ABSENT"; fi
+echo "written-by-$(cat /proc/sys/kernel/random/boot_id)" >/data/file
+sync
+echo "GUEST-WROTE"
+poweroff -f
+INIT
+make_rootfs "$TESTDIR/tree" "$TESTDIR/init"
+make_root_image "$TESTDIR/tree" "$TESTDIR/root.img"
+make_initrd "$TESTDIR/initrd.gz"
+cp "$TESTDIR/root.img" "$TESTDIR/root.pristine"
+
+append() { echo "ip=dhcp root=nbd:$GUEST_SERVER:$PORT/root rw nbdroot.rescue=poweroff nbdroot.retries=3"; }
+
+# persistent: the second boot sees the first boot's file
+start_root_server "$TESTDIR/root.img" persistent
+boot_guest p1 "$(append)"
+expect_console p1 "nbdroot: switching root to /dev/nbd0"
+expect_console p1 "FILE-ABSENT"
+expect_console p1 "GUEST-WROTE"
+boot_guest p2 "$(append)"
+expect_console p2 "FILE-SEEN written-by-"
+expect_console p2 "GUEST-WROTE"
+stop_nbdsrv
+
+# the base image itself was never written
+cmp -s "$TESTDIR/root.img" "$TESTDIR/root.pristine" ||
+  fail "the base image changed: writes went to it instead of the overlay"
+
+# reset-on-boot: every new boot starts clean
+rm -rf "$TESTDIR/overlays"
+start_root_server "$TESTDIR/root.img" reset-on-boot
+boot_guest r1 "$(append)"
+expect_console r1 "FILE-ABSENT"
+expect_console r1 "GUEST-WROTE"
+boot_guest r2 "$(append)"
+expect_console r2 "FILE-ABSENT"
+expect_console r2 "GUEST-WROTE"
+stop_nbdsrv
+
+echo "switch_root at $(switch_root_time p1) s after kernel start;" \
+  "agent $(stat -c %s "$AGENT") bytes"
