@@ -14,7 +14,8 @@ SERVER_TESTS = \
 	tests/test_server_10.sh \
 	tests/test_server_11.sh \
 	tests/test_server_12.sh \
-	tests/test_server_13.sh
+	tests/test_server_13.sh \
+	tests/test_server_14.sh
 
 TESTS += $(SERVER_TESTS)
 SANITIZE_TESTS += $(SERVER_TESTS)
