@@ -4,8 +4,12 @@
 # others boot Debian's kernel in QEMU/TCG with the agent as /init.
 TESTS += \
 	tests/test_boot_00.sh \
-	tests/test_boot_01.sh
+	tests/test_boot_01.sh \
+	tests/test_boot_02.sh \
+	tests/test_boot_03.sh
 EXTRA_DIST += \
 	tests/boot-functions.sh \
 	tests/test_boot_00.sh \
-	tests/test_boot_01.sh
+	tests/test_boot_01.sh \
+	tests/test_boot_02.sh \
+	tests/test_boot_03.sh

@@ -1,0 +1,41 @@
+#!/bin/bash
+# Debian's nbdroot=SERVER:PORT,EXPORT with root=/dev/nbd0 (DHCP), then the
+# same root with a static ip=CLIENT::GW:NETMASK::eth0:off and the device
+# named in nbdroot=; the second boot sees the first one's file.
+. "$(dirname "$0")/functions.sh"
+. "$(dirname "$0")/boot-functions.sh"
+
+cat >"$TESTDIR/init" <<'INIT'
+#!/bin/sh
+exec >/dev/console 2>&1
+echo "GUEST-INIT-STARTED"
+mount -o remount,rw /
+echo "ROOT-IS $(awk '$2 == "/" && $1 != "rootfs" {print $1, $3}' /proc/mounts)"
+echo "NETCONF $(grep -E '^(PROTO|IPV4ADDR|IPV4GATEWAY)=' /run/net-eth0.conf | tr '\n' ' ')"
+echo "ADDR $(ip -4 addr show eth0 | grep -o 'inet [0-9./]*')"
+if [ -f /data/file ]; then echo "FILE-SEEN $(cat /data/file)"; else echo "FILE-ABSENT"; fi
+echo "from-$1$(cat /proc/cmdline | grep -o 'ip=[^ ]*')" >/data/file
+sync
+echo "GUEST-WROTE"
+poweroff -f
+INIT
+make_rootfs "$TESTDIR/tree" "$TESTDIR/init"
+make_root_image "$TESTDIR/tree" "$TESTDIR/root.img"
+make_initrd "$TESTDIR/initrd.gz"
+start_root_server "$TESTDIR/root.img" persistent
+
+boot_guest dhcp "ip=dhcp nbdroot=$GUEST_SERVER:$PORT,root root=/dev/nbd0 rw nbdroot.rescue=poweroff nbdroot.retries=3"
+expect_console dhcp "nbdroot: DHCP: eth0 got 10\.0\.2\.15"
+expect_console dhcp "ROOT-IS /dev/nbd0 ext4"
+expect_console dhcp "NETCONF PROTO='dhcp' IPV4ADDR='10.0.2.15' IPV4GATEWAY='10.0.2.2'"
+expect_console dhcp "ADDR inet 10\.0\.2\.15/24"
+expect_console dhcp "FILE-ABSENT"
+expect_console dhcp "GUEST-WROTE"
+
+boot_guest static "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off nbdroot=$GUEST_SERVER:$PORT,root,nbd0 root=/dev/nbd0 rootfstype=ext4 rw nbdroot.rescue=poweroff nbdroot.retries=3"
+console_has static "nbdroot: DHCP" && fail "static ip= still ran DHCP"
+expect_console static "nbdroot: eth0: address 10\.0\.2\.15 netmask 255\.255\.255\.0 gateway 10\.0\.2\.2"
+expect_console static "ROOT-IS /dev/nbd0 ext4"
+expect_console static "NETCONF PROTO='none' IPV4ADDR='10.0.2.15' IPV4GATEWAY='10.0.2.2'"
+expect_console static "FILE-SEEN from-ip=dhcp"
+expect_console static "GUEST-WROTE"
