@@ -27,6 +27,7 @@
 #include "overlay-format.h"
 
 #define NBDSRV_MAX_PAYLOAD (32u << 20)       /* max read/write length */
+#define NBDSRV_INLINE_WRITE_MAX (128u << 10) /* larger writes: io_uring */
 #define NBDSRV_MAX_OPTION  (64u << 10)       /* max option data we parse */
 #define NBDSRV_MAX_DISCARD (16u << 20)       /* larger options: disconnect */
 #define NBDSRV_MAX_CONN_BYTES (64u << 20)    /* per-connection buffered data */

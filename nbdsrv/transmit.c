@@ -386,7 +386,14 @@ dispatch(struct request *r)
       request_reply(r);
       return;
     }
-    if (overlay_write_is_aligned(ov, r->offset, r->count)) {
+    /* Small writes are done inline: a buffered write to the page cache
+     * costs a few microseconds, while io_uring hands buffered writes on
+     * ext4 to its worker threads (measured here: 4K random writes at QD32
+     * ran at 119k IOPS inline against 76k through io_uring, at half the
+     * CPU).  Large aligned writes still go through io_uring, so that
+     * dirty-page throttling stalls a kernel worker, not this event loop. */
+    if (r->count > NBDSRV_INLINE_WRITE_MAX &&
+        overlay_write_is_aligned(ov, r->offset, r->count)) {
       r->stage = STAGE_IO;
       r->payload_have = 0; /* now: bytes written so far */
       submit_write(r);
