@@ -54,10 +54,10 @@ h.flush()
 assert h.pread(600, 4000) == b"nbdsh!" * 100
 ' || fail "nbdsh checks"
 
-nbdsh -u "$uri/big@sh" -c '
+nbdsh --base-allocation -u "$uri/big@sh" -c '
 assert h.get_size() == 32 << 20
 assert h.can_meta_context(nbd.CONTEXT_BASE_ALLOCATION), "no base:allocation"
-' --base-allocation || fail "nbdsh base:allocation"
+' || fail "nbdsh base:allocation"
 
 # The same ID on another export is another overlay.
 nbdsh -u "$uri/big@sh" -c '

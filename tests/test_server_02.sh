@@ -52,7 +52,8 @@ for k, h in handles.items():
     verify(k, h, "same connection")
 for h in handles.values():
     h.shutdown()
-    h.close()
+handles.clear()
+del h
 
 # A new connection with the same identity gets the same overlay back.
 for k, v in clients.items():

@@ -33,7 +33,7 @@ h.pwrite(pattern("e1", LEN), OFF)
 h.flush()
 check(len(files("e1")) == 2, "overlay files of e1 not in OVERLAY_DIR/base: %s"
       % os.listdir(ovdir) if os.path.isdir(ovdir) else "no " + ovdir)
-h.shutdown(); h.close()
+h.shutdown(); del h
 h = connect("base@e1")
 expect(h, "e1", "reconnect within the linger time")
 
@@ -44,7 +44,7 @@ k.flush()
 
 # Two connections of e1: closing one does not start the linger clock.
 h2 = connect("base@e1")
-h2.shutdown(); h2.close()
+h2.shutdown(); del h2
 t0 = time.monotonic()
 while time.monotonic() - t0 < linger + 1.5:   # a time-based rule: let it pass
     time.sleep(0.1)
@@ -52,7 +52,7 @@ check(len(files("e1")) == 2, "e1 deleted while a connection was still open")
 expect(h, "e1", "e1 while still connected after linger")
 
 # Last close: the overlay goes away after the linger time.
-h.shutdown(); h.close()
+h.shutdown(); del h
 wait_for(lambda: not files("e1"), "e1's overlay files to be deleted",
          timeout=linger + 20, interval=0.1)
 h = connect("base@e1")

@@ -51,7 +51,7 @@ rtype, _ = r.recv_rep(OPT_LIST)
 check(rtype & REP_ERR, "OPT_LIST with data: reply %#x" % rtype)
 
 # Unknown exports: NBD_REP_ERR_UNKNOWN from INFO and GO; bad IDs refused.
-for name in ("nosuch", "nosuch@x", "basex", "", "base/../base"):
+for name in ("nosuch", "nosuch@x", "basex", "base/../base", "BASE"):
     for opt in (OPT_INFO, OPT_GO):
         rtype, _ = r.go(name, opt)
         check(rtype == REP_ERR_UNKNOWN,
@@ -65,6 +65,10 @@ for name in ("base@", "base@a/b", "base@" + "x" * 65, "base@a b", "base@../x",
 r.send_opt(OPT_GO, struct.pack(">I", 1000) + b"base" + struct.pack(">H", 0))
 rtype, _ = r.recv_rep(OPT_GO)
 check(rtype & REP_ERR, "malformed OPT_GO: reply %#x" % rtype)
+# With a single export, "" is the default export (as for nbd-server).
+rtype, infos = r.go("", OPT_INFO)
+check(rtype == REP_ACK and struct.unpack(">Q", infos[INFO_EXPORT][:8])[0] == len(base),
+      "OPT_INFO '' (the default export): reply %#x" % rtype)
 # OPT_INFO of a good export answers with NBD_INFO_EXPORT and creates nothing.
 rtype, infos = r.go("base@info-only", OPT_INFO)
 check(rtype == REP_ACK, "OPT_INFO base: reply %#x" % rtype)
