@@ -32,6 +32,14 @@ _run_cleanup() {
   rc=$?
   set +e
   eval "$_cleanup_cmds"
+  # A sanitizer report in any log of ours fails the test, even when the
+  # program it came from was killed on purpose and nobody saw its status.
+  if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" \
+       "$TESTDIR"/*.log >/dev/null 2>&1; then
+    grep -h -A20 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$TESTDIR"/*.log >&2
+    echo "FAIL: $test_name: sanitizer report in a log (above)" >&2
+    rc=1
+  fi
   if [ "$rc" = 0 ]; then rm -rf "$TESTDIR"; fi
   exit "$rc"
 }
