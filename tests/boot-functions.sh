@@ -110,6 +110,10 @@ wait_guest() {
   local name=$1 pid rc=0
   eval "pid=\$GUEST_PID_$name"
   wait "$pid" || rc=$?
+  # kept after the test for reading (TESTDIR goes when the test passes)
+  mkdir -p "$top_builddir/tests/tmp/consoles"
+  tr -d '\r' <"$TESTDIR/$name.console" \
+    >"$top_builddir/tests/tmp/consoles/$test_name-$name.console" || true
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
     tail -n 40 "$TESTDIR/$name.console" >&2
     fail "guest $name did not finish within $GUEST_TIMEOUT s"
