@@ -14,3 +14,11 @@ clean-local-tests:
 include $(srcdir)/tests/server.mk
 include $(srcdir)/tests/imgtool.mk
 include $(srcdir)/tests/boot.mk
+
+# Unit tests: small C programs over the shared code.
+check_PROGRAMS += tests/unit_overlay
+tests_unit_overlay_SOURCES = tests/unit_overlay.c
+tests_unit_overlay_CFLAGS = $(AM_CFLAGS) $(ZLIB_CFLAGS)
+tests_unit_overlay_LDADD = common/libcommon.a $(ZLIB_LIBS)
+TESTS += tests/unit_overlay
+SANITIZE_TESTS += tests/unit_overlay

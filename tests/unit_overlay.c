@@ -1,0 +1,186 @@
+/* Unit test of the overlay format (common/overlay-format.c):
+ *  - the two-bit map against a plain array, under random operations;
+ *  - the journal: what is appended is what is replayed;
+ *  - a torn batch at the end of the journal is cut off, the rest kept;
+ *  - compaction keeps the map and shortens the journal;
+ *  - an overlay that was never written costs almost no memory.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "overlay-format.h"
+
+#define NBLOCKS 20000 /* several chunks, last one partial */
+
+static int failures;
+
+#define CHECK(cond, ...)                                       \
+  do {                                                         \
+    if (!(cond)) {                                             \
+      fprintf(stderr, "%s:%d: FAIL %s: ", __FILE__, __LINE__, #cond); \
+      fprintf(stderr, __VA_ARGS__);                            \
+      fputc('\n', stderr);                                     \
+      failures++;                                              \
+    }                                                          \
+  } while (0)
+
+static unsigned char model[NBLOCKS];
+
+static void
+check_map_equals_model(const struct ovl_map *m, const char *when)
+{
+  uint64_t ndata = 0, nzero = 0;
+
+  for (uint64_t b = 0; b < NBLOCKS; b++) {
+    if (ovl_map_get(m, b) != model[b]) {
+      CHECK(0, "%s: block %llu is %d, expected %d", when,
+            (unsigned long long)b, ovl_map_get(m, b), model[b]);
+      return;
+    }
+    ndata += model[b] == OVL_DATA;
+    nzero += model[b] == OVL_ZERO;
+  }
+  CHECK(m->ndata == ndata && m->nzero == nzero, "%s: counters %llu/%llu, expected %llu/%llu",
+        when, (unsigned long long)m->ndata, (unsigned long long)m->nzero,
+        (unsigned long long)ndata, (unsigned long long)nzero);
+  /* Runs must cover exactly the blocks of equal state. */
+  for (uint64_t b = 0; b < NBLOCKS;) {
+    enum ovl_state s;
+    uint64_t n = ovl_map_run(m, b, NBLOCKS, &s);
+    CHECK(n >= 1 && b + n <= NBLOCKS, "%s: run at %llu has length %llu", when,
+          (unsigned long long)b, (unsigned long long)n);
+    for (uint64_t i = b; i < b + n; i++)
+      if (model[i] != s) {
+        CHECK(0, "%s: run at %llu claims state %d at %llu", when,
+              (unsigned long long)b, s, (unsigned long long)i);
+        return;
+      }
+    CHECK(b + n == NBLOCKS || model[b + n] != s, "%s: run at %llu stops early", when,
+          (unsigned long long)b);
+    b += n;
+  }
+}
+
+int
+main(void)
+{
+  char dir[] = "/tmp/unit_overlay.XXXXXX", prefix[256], path[300];
+  struct ovl_header_info info = { 0 }, hdr;
+  struct ovl_file f, g;
+  struct ovl_record recs[64];
+  struct stat st;
+  unsigned seed = 42;
+
+  if (!mkdtemp(dir)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  snprintf(prefix, sizeof prefix, "%s/client", dir);
+  info.size = (uint64_t)NBLOCKS * OVL_BLOCK_SIZE - 1000; /* partial last block */
+  info.created = 1;
+  info.base_size = info.size;
+  snprintf(info.base_path, sizeof info.base_path, "/srv/images/root/0001.img");
+  snprintf(info.boot_id, sizeof info.boot_id, "boot-1");
+
+  CHECK(ovl_file_create(prefix, &info, &f) == 0, "create");
+  CHECK(ovl_map_memory(&f.map) < 256, "an unwritten overlay uses %zu bytes",
+        ovl_map_memory(&f.map));
+  CHECK(ovl_file_read_header(prefix, &hdr) == 0 &&
+        strcmp(hdr.base_path, info.base_path) == 0 &&
+        strcmp(hdr.boot_id, "boot-1") == 0 && hdr.size == info.size,
+        "header round trip");
+
+  /* Random operations, journaled in batches, mirrored in the model. */
+  for (int round = 0; round < 200; round++) {
+    size_t n = 1 + rand_r(&seed) % 64;
+    for (size_t i = 0; i < n; i++) {
+      uint64_t first = rand_r(&seed) % NBLOCKS;
+      uint32_t count = 1 + rand_r(&seed) % (round % 10 == 0 ? 5000 : 40);
+      enum ovl_state s = rand_r(&seed) % 3;
+      if (first + count > NBLOCKS)
+        count = NBLOCKS - first;
+      CHECK(ovl_map_set(&f.map, first, count, s) == 0, "set");
+      memset(model + first, s, count);
+      recs[i] = (struct ovl_record){ first, count, s };
+    }
+    CHECK(ovl_file_append(&f, recs, n) == 0, "append");
+  }
+  check_map_equals_model(&f.map, "in memory");
+  CHECK(ovl_map_set(&f.map, NBLOCKS, 1, OVL_DATA) == -EINVAL, "set past the end");
+
+  /* Replay gives the same map. */
+  CHECK(ovl_file_open(prefix, false, &g) == 0, "reopen");
+  check_map_equals_model(&g.map, "after replay");
+  CHECK(g.log_end == f.log_end, "replayed journal length");
+  ovl_file_close(&g);
+
+  /* A torn batch (header and half its records) is cut off on open. */
+  uint64_t good_end = f.log_end;
+  recs[0] = (struct ovl_record){ 0, NBLOCKS, OVL_ZERO };
+  recs[1] = (struct ovl_record){ 5, 5, OVL_DATA };
+  CHECK(ovl_file_append(&f, recs, 2) == 0, "append");
+  CHECK(ftruncate(f.map_fd, f.log_end - 8) == 0, "truncate");
+  ovl_file_close(&f);
+  CHECK(ovl_file_open(prefix, true, &f) == 0, "reopen after tear");
+  check_map_equals_model(&f.map, "after torn batch");
+  CHECK(f.log_end == good_end, "torn batch cut at %llu, expected %llu",
+        (unsigned long long)f.log_end, (unsigned long long)good_end);
+  snprintf(path, sizeof path, "%s.map", prefix);
+  CHECK(stat(path, &st) == 0 && (uint64_t)st.st_size == good_end,
+        "torn tail truncated on disk");
+
+  /* A corrupted record (bad crc) ends replay there too. */
+  recs[0] = (struct ovl_record){ 7, 1, OVL_ZERO };
+  CHECK(ovl_file_append(&f, recs, 1) == 0, "append");
+  {
+    unsigned char byte = 0xff;
+    CHECK(pwrite(f.map_fd, &byte, 1, f.log_end - 3) == 1, "corrupt");
+  }
+  ovl_file_close(&f);
+  CHECK(ovl_file_open(prefix, false, &g) == 0, "reopen after corruption");
+  check_map_equals_model(&g.map, "after corrupt batch");
+  ovl_file_close(&g);
+
+  /* Compaction: same map, shorter journal. */
+  CHECK(ovl_file_open(prefix, true, &f) == 0, "reopen for compaction");
+  CHECK(f.log_end == good_end, "corrupt batch cut");
+  CHECK(ovl_file_compact(&f, prefix) == 0, "compact");
+  CHECK(f.log_end < good_end, "journal shrank from %llu to %llu",
+        (unsigned long long)good_end, (unsigned long long)f.log_end);
+  ovl_file_close(&f);
+  CHECK(ovl_file_open(prefix, false, &g) == 0, "reopen after compaction");
+  check_map_equals_model(&g.map, "after compaction");
+  ovl_file_close(&g);
+
+  /* A map without its data file is an error, not a fresh overlay. */
+  snprintf(path, sizeof path, "%s.data", prefix);
+  CHECK(unlink(path) == 0, "unlink data");
+  CHECK(ovl_file_open(prefix, false, &g) == -EIO, "missing data file");
+  CHECK(ovl_file_remove(prefix) == 0, "remove");
+  CHECK(ovl_file_open(prefix, false, &g) == -ENOENT, "removed");
+
+  /* A damaged header is refused. */
+  CHECK(ovl_file_create(prefix, &info, &f) == 0, "create again");
+  {
+    unsigned char byte = 'X';
+    CHECK(pwrite(f.map_fd, &byte, 1, 200) == 1, "damage header");
+  }
+  ovl_file_close(&f);
+  CHECK(ovl_file_open(prefix, false, &g) == -EBADMSG, "damaged header refused");
+  ovl_file_remove(prefix);
+  rmdir(dir);
+
+  if (failures) {
+    fprintf(stderr, "unit_overlay: %d failures\n", failures);
+    return 1;
+  }
+  printf("unit_overlay: all checks passed\n");
+  return 0;
+}
