@@ -1,1 +1,2 @@
 # man: build fragment, included from the top-level Makefile.am
+dist_man_MANS += man/nbdsrv.8
