@@ -835,7 +835,12 @@ build_image(const struct build_opts *o, int fd, const char *path)
     r = errcode_to_errno(e);
     goto out;
   }
+  /* Counts from the bitmaps, then per-group unused-inode marks and
+   * checksums (calculate_summary_stats alone gets itable_unused wrong
+   * when a group's last inode is in use). */
   e = ext2fs_calculate_summary_stats(fs, 0);
+  if (!e)
+    e = ext2fs_set_gdt_csum(fs);
   if (!e)
     e = ext2fs_close_free(&fs);
   c.fs = fs = NULL;
