@@ -169,10 +169,6 @@ conn_try_free(struct conn *c)
   if (!c->closing || c->recv_armed || c->send_inflight || c->inflight_reqs)
     return;
   conn_free_queue(c);
-  if (c->cur) {
-    free(c->cur->buf);
-    free(c->cur);
-  }
   free(c->opt_data);
   if (c->ovl)
     overlay_release(c->ovl);
@@ -194,6 +190,16 @@ conn_close(struct conn *c, const char *why)
     log_info("closing connection from %s: %s", c->peer, why);
   c->closing = true;
   c->in = IN_DEAD;
+  if (c->cur) {
+    /* A write whose payload will never arrive: it counts as in flight
+     * (transmit_header counted it), so drop it here or the connection
+     * would wait for it forever. */
+    c->inflight_bytes -= c->cur->accounted;
+    c->inflight_reqs--;
+    free(c->cur->buf);
+    free(c->cur);
+    c->cur = NULL;
+  }
   cancel_recv(c);
   /* Wake a blocked send and make later ones fail fast. */
   shutdown(c->fd, SHUT_RDWR);

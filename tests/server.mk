@@ -15,7 +15,11 @@ SERVER_TESTS = \
 	tests/test_server_11.sh \
 	tests/test_server_12.sh \
 	tests/test_server_13.sh \
-	tests/test_server_14.sh
+	tests/test_server_14.sh \
+	tests/test_server_15.sh \
+	tests/test_server_16.sh \
+	tests/test_server_17.sh \
+	tests/test_server_18.sh
 
 TESTS += $(SERVER_TESTS)
 SANITIZE_TESTS += $(SERVER_TESTS)
