@@ -490,7 +490,8 @@ int cmdline_parse(const char *line, struct agent_config *c, char *err,
 {
   char word[CMDLINE_MAX];
   const char *p = line;
-  int ret;
+  char scratch[256];
+  int first_err = 0;
 
   config_defaults(c);
   err[0] = '\0';
@@ -516,10 +517,15 @@ int cmdline_parse(const char *line, struct agent_config *c, char *err,
     word[n] = '\0';
     if (!strcmp(word, "--"))
       break; /* the rest belongs to init */
-    ret = parse_word(word, c, err, errlen);
-    if (ret)
-      return ret;
+    /* Keep going after a bad word, so that words after it still count
+     * (nbdroot.rescue= decides what happens because of the error). */
+    if (first_err)
+      parse_word(word, c, scratch, sizeof(scratch));
+    else
+      first_err = parse_word(word, c, err, errlen);
   }
+  if (first_err)
+    return first_err;
 
   /* Cross-checks between words. */
   if (c->root[0] && strncmp(c->root, "nbd:", 4)) {

@@ -7,11 +7,13 @@ TESTS += \
 	tests/test_boot_01.sh \
 	tests/test_boot_02.sh \
 	tests/test_boot_03.sh \
-	tests/test_boot_04.sh
+	tests/test_boot_04.sh \
+	tests/test_boot_05.sh
 EXTRA_DIST += \
 	tests/boot-functions.sh \
 	tests/test_boot_00.sh \
 	tests/test_boot_01.sh \
 	tests/test_boot_02.sh \
 	tests/test_boot_03.sh \
-	tests/test_boot_04.sh
+	tests/test_boot_04.sh \
+	tests/test_boot_05.sh
