@@ -1,9 +1,332 @@
-/* imgtool: gc (stub) */
+/* imgtool gc: removes image versions nothing uses any more.
+ *
+ * A version is kept when it is `current` (new clients get it) or when
+ * any client overlay is pinned to it: nbdsrv records the absolute path of
+ * the base version in each overlay's header (common/overlay-format.h), and
+ * that client keeps reading it as long as the overlay exists.  Versions are
+ * compared by device and inode, so any path spelling of the same file
+ * matches.
+ *
+ * Safety first: if one overlay's header cannot be read, gc removes nothing
+ * (it cannot tell what that client needs).  The store lock is held while
+ * removing, so a concurrent build or commit never loses its new version.
+ * Leftovers of interrupted runs (an .img without .meta, temporaries) go
+ * too: nothing can use them.
+ */
 #include <config.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "imgtool.h"
+#include "overlay-format.h"
+
+struct pin {
+  dev_t dev;
+  ino_t ino;
+};
+
+struct pins {
+  struct pin *v;
+  size_t n;
+  size_t overlays;
+};
+
+static bool
+ends_with(const char *s, const char *suffix)
+{
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* Walks dir for PREFIX.map files and records the base each one pins. */
+static int
+collect_pins(const char *dir, struct pins *p, int depth)
+{
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  int r = 0;
+
+  if (!d) {
+    r = -errno;
+    die_msg("cannot read overlay directory %s: %s", dir, strerror(-r));
+    return r;
+  }
+  while (!r && (de = readdir(d))) {
+    char *path;
+    struct stat st;
+
+    if (de->d_name[0] == '.')
+      continue;
+    path = xasprintf("%s/%s", dir, de->d_name);
+    if (lstat(path, &st) < 0) {
+      free(path);
+      continue;
+    }
+    if (S_ISDIR(st.st_mode) && depth < 8) {
+      r = collect_pins(path, p, depth + 1);
+    } else if (S_ISREG(st.st_mode) && ends_with(de->d_name, ".map")) {
+      struct ovl_header_info info;
+      struct stat bst;
+
+      path[strlen(path) - 4] = '\0';
+      r = ovl_file_read_header(path, &info);
+      if (r < 0) {
+        die_msg("cannot read overlay %s.map: %s; refusing to collect "
+                "garbage without knowing which version it uses", path,
+                strerror(-r));
+      } else {
+        p->overlays++;
+        if (stat(info.base_path, &bst) == 0) {
+          p->v = xrealloc(p->v, (p->n + 1) * sizeof *p->v);
+          p->v[p->n].dev = bst.st_dev;
+          p->v[p->n].ino = bst.st_ino;
+          p->n++;
+        }
+      }
+    }
+    free(path);
+  }
+  closedir(d);
+  return r;
+}
+
+static bool
+pinned(const struct pins *p, const struct stat *st)
+{
+  for (size_t i = 0; i < p->n; i++)
+    if (p->v[i].dev == st->st_dev && p->v[i].ino == st->st_ino)
+      return true;
+  return false;
+}
+
+/* Temporaries this tool creates: ".NAME.XXXXXX" and current.tmp. */
+static bool
+is_leftover_tmp(const char *name)
+{
+  size_t l = strlen(name);
+
+  if (strcmp(name, "current.tmp") == 0)
+    return true;
+  return name[0] == '.' && strcmp(name, ".lock") != 0 && l > 8 &&
+         name[l - 7] == '.';
+}
+
+static void
+remove_one(const char *path, bool dry_run, unsigned *count)
+{
+  if (dry_run) {
+    printf("would remove %s\n", path);
+    (*count)++;
+    return;
+  }
+  if (unlink(path) == 0) {
+    printf("removed %s\n", path);
+    (*count)++;
+  } else if (errno != ENOENT) {
+    warn_msg("cannot remove %s: %s", path, strerror(errno));
+  }
+}
+
+static int
+gc_namedir(const char *namedir, const struct pins *p, bool dry_run,
+           unsigned *count)
+{
+  DIR *d;
+  struct dirent *de;
+  unsigned cur = 0;
+  int lock, r;
+  char **victims = NULL;
+  size_t nv = 0;
+
+  lock = store_lock(namedir, false);
+  if (lock < 0) {
+    die_msg("cannot lock store %s: %s", namedir, strerror(-lock));
+    return 1;
+  }
+  r = store_current(namedir, &cur);
+  if (r < 0) {
+    die_msg("%s/current is not a version link: fix it before gc", namedir);
+    store_unlock(lock);
+    return 1;
+  }
+  d = opendir(namedir);
+  if (!d) {
+    die_msg("cannot read %s: %s", namedir, strerror(errno));
+    store_unlock(lock);
+    return 1;
+  }
+  while ((de = readdir(d))) {
+    const char *n = de->d_name;
+    char *path = xasprintf("%s/%s", namedir, n);
+    unsigned id = 0;
+    bool is_img = false, is_meta = false;
+    size_t l = strlen(n);
+    struct stat st;
+
+    if (l >= 9 && strspn(n, "0123456789") == l - 4 &&
+        (strcmp(n + l - 4, ".img") == 0))
+      is_img = true;
+    else if (l >= 10 && strspn(n, "0123456789") == l - 5 &&
+             strcmp(n + l - 5, ".meta") == 0)
+      is_meta = true;
+    if (is_img || is_meta)
+      id = (unsigned)strtoul(n, NULL, 10);
+
+    if (is_leftover_tmp(n)) {
+      victims = xrealloc(victims, (nv + 1) * sizeof *victims);
+      victims[nv++] = path;
+      continue;
+    }
+    if (!is_img && !is_meta) {
+      free(path);
+      continue;
+    }
+    if (id == cur) {
+      free(path);
+      continue;
+    }
+    if (is_img) {
+      if (stat(path, &st) == 0 && pinned(p, &st)) {
+        free(path);
+        continue;
+      }
+    } else {
+      /* Keep the metadata of a kept image. */
+      char *img = store_version_path(namedir, id, "img");
+      bool keep = stat(img, &st) == 0 && pinned(p, &st);
+      free(img);
+      if (keep) {
+        free(path);
+        continue;
+      }
+    }
+    victims = xrealloc(victims, (nv + 1) * sizeof *victims);
+    victims[nv++] = path;
+  }
+  closedir(d);
+  /* Sorted, so the report reads in version order. */
+  for (size_t i = 0; i < nv; i++)
+    for (size_t j = i + 1; j < nv; j++)
+      if (strcmp(victims[j], victims[i]) < 0) {
+        char *t = victims[i];
+        victims[i] = victims[j];
+        victims[j] = t;
+      }
+  for (size_t i = 0; i < nv; i++) {
+    remove_one(victims[i], dry_run, count);
+    free(victims[i]);
+  }
+  free(victims);
+  if (!dry_run)
+    fsync_dir(namedir);
+  store_unlock(lock);
+  return 0;
+}
+
 int
 cmd_gc(int argc, char **argv)
 {
-  die_msg("cmd_gc: not implemented yet");
-  return 1;
+  static const struct option opts[] = {
+    { "store", required_argument, NULL, 'S' },
+    { "name", required_argument, NULL, 'N' },
+    { "overlays", required_argument, NULL, 'O' },
+    { "no-overlays", no_argument, NULL, 'Z' },
+    { "dry-run", no_argument, NULL, 'n' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  const char *store = NULL, *name = NULL;
+  const char **ovdirs = NULL;
+  size_t novdirs = 0;
+  bool dry_run = false, no_overlays = false;
+  struct pins p = { 0 };
+  unsigned count = 0;
+  int c, rc = 0;
+  DIR *d;
+  struct dirent *de;
+  char **names = NULL;
+  size_t nn = 0;
+
+  while ((c = getopt_long(argc, argv, "nh", opts, NULL)) != -1) {
+    switch (c) {
+    case 'S': store = optarg; break;
+    case 'N': name = optarg; break;
+    case 'O':
+      ovdirs = xrealloc(ovdirs, (novdirs + 1) * sizeof *ovdirs);
+      ovdirs[novdirs++] = optarg;
+      break;
+    case 'Z': no_overlays = true; break;
+    case 'n': dry_run = true; break;
+    case 'h':
+      puts("usage: imgtool gc --store DIR [--name NAME] "
+           "(--overlays OVERLAY_DIR... | --no-overlays) [--dry-run]");
+      return 0;
+    default:
+      free(ovdirs);
+      return 2;
+    }
+  }
+  if (!store || optind != argc) {
+    die_msg("gc needs --store DIR and --overlays OVERLAY_DIR (nbdsrv's -o)");
+    free(ovdirs);
+    return 2;
+  }
+  if (!novdirs && !no_overlays) {
+    die_msg("gc needs --overlays OVERLAY_DIR (nbdsrv's -o) to keep the "
+            "versions clients use; pass --no-overlays if no server uses "
+            "this store");
+    free(ovdirs);
+    return 2;
+  }
+  for (size_t i = 0; i < novdirs; i++) {
+    if (collect_pins(ovdirs[i], &p, 0) < 0) {
+      free(ovdirs);
+      free(p.v);
+      return 1;
+    }
+  }
+  free(ovdirs);
+
+  if (name) {
+    names = xcalloc(1, sizeof *names);
+    names[nn++] = xasprintf("%s/%s", store, name);
+  } else {
+    d = opendir(store);
+    if (!d) {
+      die_msg("cannot open store %s: %s", store, strerror(errno));
+      free(p.v);
+      return 1;
+    }
+    while ((de = readdir(d))) {
+      char *nd;
+      if (de->d_name[0] == '.')
+        continue;
+      nd = xasprintf("%s/%s", store, de->d_name);
+      if (store_is_namedir(nd)) {
+        names = xrealloc(names, (nn + 1) * sizeof *names);
+        names[nn++] = nd;
+      } else {
+        free(nd);
+      }
+    }
+    closedir(d);
+  }
+  for (size_t i = 0; i < nn; i++) {
+    if (gc_namedir(names[i], &p, dry_run, &count))
+      rc = 1;
+    free(names[i]);
+  }
+  free(names);
+  fprintf(stderr, "imgtool: gc: %s %u file(s); %zu overlay(s) pin %zu "
+          "version(s)\n", dry_run ? "would remove" : "removed", count,
+          p.overlays, p.n);
+  free(p.v);
+  return rc;
 }

@@ -1,15 +1,271 @@
-/* imgtool: info (stub) */
+/* imgtool info and verify: what an image or a store holds, and whether
+ * the published versions are still what was published.
+ *
+ * info prints one "key=value ..." line per item so that scripts (and the
+ * tests) can read it without guessing at a layout.
+ */
 #include <config.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <et/com_err.h>
+#include <ext2fs/ext2fs.h>
+
 #include "imgtool.h"
+
+static void
+fmt_time(int64_t t, char out[32])
+{
+  time_t tt = (time_t)t;
+  struct tm tm;
+
+  gmtime_r(&tt, &tm);
+  strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int
+info_image(const char *path)
+{
+  ext2_filsys fs;
+  errcode_t e;
+  const uint8_t *u;
+  char created[32];
+
+  e = ext2fs_open(path, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs);
+  if (e) {
+    die_msg("%s is not an ext2/3/4 image: %s", path, error_message(e));
+    return 1;
+  }
+  u = fs->super->s_uuid;
+  fmt_time(fs->super->s_mkfs_time, created);
+  printf("image=%s\nuuid=%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+         "%02x%02x%02x%02x%02x%02x\nlabel=%.16s\nblock_size=%u\n"
+         "blocks=%llu\nfree_blocks=%llu\ninodes=%u\nfree_inodes=%u\n"
+         "size=%llu\ncreated=%s\n",
+         path, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
+         u[10], u[11], u[12], u[13], u[14], u[15],
+         (const char *)fs->super->s_volume_name, fs->blocksize,
+         (unsigned long long)ext2fs_blocks_count(fs->super),
+         (unsigned long long)ext2fs_free_blocks_count(fs->super),
+         fs->super->s_inodes_count, fs->super->s_free_inodes_count,
+         (unsigned long long)ext2fs_blocks_count(fs->super) * fs->blocksize,
+         created);
+  ext2fs_close_free(&fs);
+  return 0;
+}
+
+static int
+info_namedir(const char *namedir)
+{
+  unsigned *ids, cur = 0;
+  size_t n;
+  int r;
+
+  r = store_list(namedir, &ids, &n);
+  if (r < 0) {
+    die_msg("cannot read store %s: %s", namedir, strerror(-r));
+    return 1;
+  }
+  store_current(namedir, &cur);
+  for (size_t i = 0; i < n; i++) {
+    struct version_meta m;
+    char created[32];
+
+    if (store_read_meta(namedir, ids[i], &m) < 0) {
+      printf("version=%s/%04u.img error=unreadable-metadata\n", namedir,
+             ids[i]);
+      continue;
+    }
+    fmt_time(m.created, created);
+    printf("version=%s/%04u.img id=%04u current=%s size=%llu sha256=%s "
+           "uuid=%s created=%s parent=%04u source=%s\n",
+           namedir, m.id, m.id, m.id == cur ? "yes" : "no",
+           (unsigned long long)m.size, m.sha256, m.uuid, created, m.parent,
+           m.source);
+  }
+  if (!n)
+    printf("store=%s versions=0\n", namedir);
+  free(ids);
+  return 0;
+}
+
+/* Calls fn for DIR/NAME, or for every NAME in DIR when name is NULL. */
+static int
+for_each_namedir(const char *store, const char *name,
+                 int (*fn)(const char *namedir))
+{
+  DIR *d;
+  struct dirent *de;
+  char **names = NULL;
+  size_t n = 0;
+  int rc = 0;
+
+  if (name) {
+    char *nd = xasprintf("%s/%s", store, name);
+    struct stat st;
+    if (stat(nd, &st) < 0 || !S_ISDIR(st.st_mode)) {
+      die_msg("no image %s in store %s (%s is missing)", name, store, nd);
+      free(nd);
+      return 1;
+    }
+    rc = fn(nd);
+    free(nd);
+    return rc;
+  }
+  d = opendir(store);
+  if (!d) {
+    die_msg("cannot open store %s: %s", store, strerror(errno));
+    return 1;
+  }
+  while ((de = readdir(d))) {
+    char *nd;
+    if (de->d_name[0] == '.')
+      continue;
+    nd = xasprintf("%s/%s", store, de->d_name);
+    if (store_is_namedir(nd)) {
+      names = xrealloc(names, (n + 1) * sizeof *names);
+      names[n++] = nd;
+    } else {
+      free(nd);
+    }
+  }
+  closedir(d);
+  /* Stable output whatever the directory order. */
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = i + 1; j < n; j++)
+      if (strcmp(names[j], names[i]) < 0) {
+        char *t = names[i];
+        names[i] = names[j];
+        names[j] = t;
+      }
+  for (size_t i = 0; i < n; i++) {
+    if (fn(names[i]))
+      rc = 1;
+    free(names[i]);
+  }
+  free(names);
+  return rc;
+}
+
+static int
+verify_namedir(const char *namedir)
+{
+  unsigned *ids, cur = 0;
+  size_t n;
+  int r, rc = 0, rcur;
+  bool cur_ok = false;
+
+  r = store_list(namedir, &ids, &n);
+  if (r < 0) {
+    die_msg("cannot read store %s: %s", namedir, strerror(-r));
+    return 1;
+  }
+  rcur = store_current(namedir, &cur);
+  for (size_t i = 0; i < n; i++) {
+    struct version_meta m;
+    char *img = store_version_path(namedir, ids[i], "img");
+    char sha[65];
+    uint64_t size = 0;
+    struct stat st;
+
+    if (store_read_meta(namedir, ids[i], &m) < 0) {
+      printf("BAD %s: metadata unreadable\n", img);
+      rc = 1;
+    } else if ((r = sha256_file(img, sha, &size)) < 0) {
+      printf("BAD %s: %s\n", img, strerror(-r));
+      rc = 1;
+    } else if (size != m.size || strcmp(sha, m.sha256) != 0) {
+      printf("BAD %s: checksum mismatch (sha256 %s, published %s): the "
+             "image was modified\n", img, sha, m.sha256);
+      rc = 1;
+    } else if (stat(img, &st) == 0 && (st.st_mode & 0222)) {
+      printf("BAD %s: writable (mode %04o), published versions must be "
+             "read-only\n", img, (unsigned)(st.st_mode & 07777));
+      rc = 1;
+    } else {
+      printf("ok %s sha256=%s\n", img, sha);
+    }
+    if (ids[i] == cur)
+      cur_ok = true;
+    free(img);
+  }
+  if (rcur < 0 || (cur && !cur_ok)) {
+    printf("BAD %s/current: does not point to a published version\n",
+           namedir);
+    rc = 1;
+  } else if (!cur && n) {
+    printf("BAD %s/current: missing\n", namedir);
+    rc = 1;
+  }
+  free(ids);
+  return rc;
+}
+
+static int
+store_cmd(int argc, char **argv, bool verify)
+{
+  static const struct option opts[] = {
+    { "store", required_argument, NULL, 'S' },
+    { "name", required_argument, NULL, 'N' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  const char *store = NULL, *name = NULL;
+  int c;
+
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'S': store = optarg; break;
+    case 'N': name = optarg; break;
+    case 'h':
+      printf("usage: imgtool %s --store DIR [--name NAME]%s\n",
+             verify ? "verify" : "info", verify ? "" : " | IMAGE | DIR/NAME");
+      return 0;
+    default: return 2;
+    }
+  }
+  if (!store && optind == argc - 1) {
+    const char *arg = argv[optind];
+    struct stat st;
+    if (stat(arg, &st) < 0) {
+      die_msg("%s: %s", arg, strerror(errno));
+      return 1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      if (!store_is_namedir(arg))
+        return for_each_namedir(arg, NULL,
+                                verify ? verify_namedir : info_namedir);
+      return verify ? verify_namedir(arg) : info_namedir(arg);
+    }
+    if (verify) {
+      die_msg("verify checks a store: give --store DIR [--name NAME]");
+      return 2;
+    }
+    return info_image(arg);
+  }
+  if (!store || optind != argc) {
+    die_msg("%s needs --store DIR [--name NAME]%s", verify ? "verify" : "info",
+            verify ? "" : " or an IMAGE");
+    return 2;
+  }
+  return for_each_namedir(store, name, verify ? verify_namedir : info_namedir);
+}
+
 int
 cmd_info(int argc, char **argv)
 {
-  die_msg("cmd_info: not implemented yet");
-  return 1;
+  return store_cmd(argc, argv, false);
 }
+
 int
 cmd_verify(int argc, char **argv)
 {
-  die_msg("cmd_verify: not implemented yet");
-  return 1;
+  return store_cmd(argc, argv, true);
 }
