@@ -274,12 +274,16 @@ def run(cmd, timeout):
 
 
 def seq_read(srv, ident, connections, size):
+    """MiB/s, and the server's CPU milliseconds per GiB read."""
     cmd = ["nbdcopy", srv.uri(ident), "null:"]
     if connections:
         cmd.insert(1, "--connections=%d" % connections)
+    cpu0 = cpu_seconds(srv.pid)
     t0 = time.monotonic()
     run(cmd, timeout=120)
-    return size / MiB / (time.monotonic() - t0)
+    elapsed = time.monotonic() - t0
+    cpu = cpu_seconds(srv.pid) - cpu0
+    return size / MiB / elapsed, cpu * 1000.0 / (size / float(1 << 30))
 
 
 def fio(srv, ident, rw, runtime, size):
@@ -391,8 +395,8 @@ def main():
             log("== %s" % name)
             try:
                 srv.start()
-                r["seq_multi"] = seq_read(srv, "seq-m", 0, size)
-                r["seq_one"] = seq_read(srv, "seq-1", 1, size)
+                r["seq_multi"], r["seq_multi_cpu"] = seq_read(srv, "seq-m", 0, size)
+                r["seq_one"], r["seq_one_cpu"] = seq_read(srv, "seq-1", 1, size)
                 r["rr_iops"], r["rr_cpu"] = fio(srv, "rr", "randread", args.runtime, size)
                 r["rw_iops"], r["rw_cpu"] = fio(srv, "rw", "randwrite", args.runtime, size)
                 (r["mc_time"], r["mc_rss0"], r["mc_rss"], r["mc_peak"],
@@ -414,7 +418,9 @@ def main():
 ROWS = [
     # key, label, unit/format, higher is better
     ("seq_multi", "seq read, nbdcopy default conns", "MiB/s", True),
+    ("seq_multi_cpu", "  server CPU per GiB read", "ms", False),
     ("seq_one", "seq read, nbdcopy --connections=1", "MiB/s", True),
+    ("seq_one_cpu", "  server CPU per GiB read", "ms", False),
     ("rr_iops", "4K randread QD32", "IOPS", True),
     ("rr_cpu", "  server CPU per randread", "us/req", False),
     ("rw_iops", "4K randwrite QD32 (overlay)", "IOPS", True),

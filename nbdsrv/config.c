@@ -26,7 +26,7 @@ struct config config = {
 static const char usage[] =
   "usage: nbdsrv [-c FILE] [-l ADDR[:PORT]]... [-e NAME=IMAGE]... [-o OVERLAY_DIR]\n"
   "              [--policy persistent|reset-on-boot|ephemeral] [--ephemeral-linger SECS]\n"
-  "              [-t THREADS] [-P PIDFILE] [-f] [-v]\n"
+  "              [-t THREADS] [-P PIDFILE] [--no-splice] [-f] [-v]\n"
   "Serves root images over NBD with a copy-on-write overlay per client.\n"
   "See nbdsrv(8).\n";
 
@@ -315,6 +315,7 @@ config_parse_args(int argc, char **argv)
     { "pidfile", required_argument, NULL, 'P' },
     { "foreground", no_argument, NULL, 'f' },
     { "verbose", no_argument, NULL, 'v' },
+    { "no-splice", no_argument, NULL, 'S' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
@@ -381,6 +382,9 @@ config_parse_args(int argc, char **argv)
       break;
     case 'v':
       log_verbosity = LOG_DEBUG;
+      break;
+    case 'S':
+      config.no_splice = true;
       break;
     case 'h':
       fputs(usage, stdout);

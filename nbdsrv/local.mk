@@ -5,6 +5,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/main.c \
 	nbdsrv/config.c \
 	nbdsrv/image.c \
+	nbdsrv/pagecache.c \
 	nbdsrv/overlay.c \
 	nbdsrv/loop.c \
 	nbdsrv/handshake.c \

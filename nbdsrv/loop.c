@@ -29,6 +29,8 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -50,6 +52,7 @@ enum ud_kind {
   UD_SEND = 4,
   UD_WAKE = 5,
   UD_CANCEL = 6,
+  UD_POLL_OUT = 7,    /* socket writable again (spliced replies) */
 };
 
 #define RING_ENTRIES 1024
@@ -97,7 +100,10 @@ arm_accept(struct worker *w)
 {
   for (unsigned i = 0; i < nlisten_fds; i++) {
     struct io_uring_sqe *sqe = loop_get_sqe(w);
-    io_uring_prep_multishot_accept(sqe, listen_fds[i], NULL, NULL, SOCK_CLOEXEC);
+    /* Non-blocking sockets: io_uring polls them anyway, and the
+     * splice(2) of large replies must never wait for a full socket. */
+    io_uring_prep_multishot_accept(sqe, listen_fds[i], NULL, NULL,
+                                   SOCK_CLOEXEC | SOCK_NONBLOCK);
     io_uring_sqe_set_data64(sqe, UD_ACCEPT | (uint64_t)i << 4);
   }
   w->accept_armed = true;
@@ -170,6 +176,10 @@ conn_try_free(struct conn *c)
     return;
   conn_free_queue(c);
   free(c->opt_data);
+  if (c->pipe_size) {
+    close(c->pipe_fd[0]);
+    close(c->pipe_fd[1]);
+  }
   if (c->ovl)
     overlay_release(c->ovl);
   if (w->fixed_files) {
@@ -208,25 +218,207 @@ conn_close(struct conn *c, const char *why)
 
 /* ---- send ---- */
 
+/* What the one send in flight of a connection is doing. */
+enum send_kind {
+  SEND_IOV,      /* sendmsg of queued iovecs (headers, in-memory payloads) */
+  SEND_ZEROES,   /* sendmsg of a zero segment of a spliced reply */
+  SEND_SPLICE,   /* waiting for POLLOUT amid a spliced reply */
+};
+
+static const char zero_buf[64 << 10];
+
+static void send_next(struct conn *c);
+
 static void
-conn_send(struct conn *c)
+pop_head(struct conn *c)
+{
+  struct outmsg *m = c->out_head;
+
+  c->out_head = m->next;
+  if (!c->out_head)
+    c->out_tail = &c->out_head;
+  m->free(m);
+}
+
+
+static int
+conn_sock(const struct conn *c)
+{
+  return c->w->fixed_files ? (int)c->slot : c->fd;
+}
+
+static void
+submit_sendmsg(struct conn *c, unsigned niov, int more)
 {
   struct io_uring_sqe *sqe;
-  unsigned n = 0;
 
-  for (struct outmsg *m = c->out_head; m && n < 64; m = m->next)
-    for (unsigned i = m->iov_first; i < m->niov && n < 64; i++)
-      c->send_iov[n++] = m->iov[i];
   memset(&c->send_msg, 0, sizeof c->send_msg);
   c->send_msg.msg_iov = c->send_iov;
-  c->send_msg.msg_iovlen = n;
+  c->send_msg.msg_iovlen = niov;
   sqe = loop_get_sqe(c->w);
-  io_uring_prep_sendmsg(sqe, c->w->fixed_files ? (int)c->slot : c->fd,
-                        &c->send_msg, MSG_NOSIGNAL);
+  io_uring_prep_sendmsg(sqe, conn_sock(c), &c->send_msg, MSG_NOSIGNAL | more);
   if (c->w->fixed_files)
     sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(sqe, ud_conn(UD_SEND, c));
   c->send_inflight = true;
+}
+
+static bool
+msg_iov_sent(const struct outmsg *m)
+{
+  return m->iov_first == m->niov;
+}
+
+/* Bytes of m's spliced payload after the current segment's first n. */
+static bool
+msg_more_after(const struct outmsg *m, uint32_t n)
+{
+  if (m->splice_cur == m->nsplice)
+    return false;
+  return m->splice_segs[m->splice_cur].len > n || m->splice_cur + 1 < m->nsplice;
+}
+
+static void
+msg_advance_segment(struct outmsg *m, uint32_t n)
+{
+  struct segment *s = &m->splice_segs[m->splice_cur];
+
+  s->file_off += n;
+  s->buf_off += n;
+  s->len -= n;
+  if (s->len == 0)
+    m->splice_cur++;
+}
+
+int
+conn_pipe(struct conn *c)
+{
+  int size;
+
+  if (c->pipe_size)
+    return 0;
+  if (pipe2(c->pipe_fd, O_CLOEXEC) < 0)
+    return -errno;
+  /* A larger pipe means fewer, larger splices; the default maximum for
+   * F_SETPIPE_SZ is 1 MiB, and the pipe only holds page references. */
+  fcntl(c->pipe_fd[1], F_SETPIPE_SZ, 1 << 20);
+  size = fcntl(c->pipe_fd[1], F_GETPIPE_SZ);
+  c->pipe_size = size > 0 ? (uint32_t)size : 65536;
+  return 0;
+}
+
+static void
+submit_zeroes(struct conn *c, struct outmsg *m)
+{
+  uint32_t left = m->splice_segs[m->splice_cur].len;
+  unsigned n = 0;
+
+  while (left > 0 && n < 64) {
+    uint32_t piece = left < sizeof zero_buf ? left : sizeof zero_buf;
+    c->send_iov[n++] = (struct iovec){ (void *)zero_buf, piece };
+    left -= piece;
+  }
+  c->sending = SEND_ZEROES;
+  submit_sendmsg(c, n, msg_more_after(m, m->splice_segs[m->splice_cur].len - left)
+                           ? MSG_MORE : 0);
+}
+
+/* Waits (in the ring) until the socket can take more. */
+static void
+submit_poll_out(struct conn *c)
+{
+  struct io_uring_sqe *sqe = loop_get_sqe(c->w);
+
+  io_uring_prep_poll_add(sqe, conn_sock(c), POLLOUT);
+  if (c->w->fixed_files)
+    sqe->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(sqe, ud_conn(UD_POLL_OUT, c));
+  c->send_inflight = true;
+  c->sending = SEND_SPLICE;
+}
+
+/* Sends the file segments of m, file -> pipe -> socket, right here with
+ * splice(2): the pages go from the page cache to the socket by reference,
+ * never copied by us.  start_read() only takes this path for ranges that
+ * are in the page cache, so the file side does not wait for a disk, and
+ * the socket is non-blocking: when it is full we wait for POLLOUT in the
+ * ring.  (IORING_OP_SPLICE would do the same in io_uring's worker threads,
+ * and the thread switches cost more than the copies saved.)
+ * Returns 0 when m is all sent, 1 when waiting, -errno on failure. */
+static int
+splice_segments(struct conn *c, struct outmsg *m)
+{
+  while (m->splice_cur < m->nsplice || c->pipe_fill > 0) {
+    ssize_t n;
+
+    if (c->pipe_fill == 0) {
+      struct segment *sg = &m->splice_segs[m->splice_cur];
+      loff_t off = (loff_t)sg->file_off;
+
+      if (sg->fd < 0) {
+        submit_zeroes(c, m);
+        return 1;
+      }
+      n = splice(sg->fd, &off, c->pipe_fd[1], NULL,
+                 sg->len < c->pipe_size ? sg->len : c->pipe_size,
+                 SPLICE_F_NONBLOCK);
+      if (n <= 0)
+        return n == 0 ? -ENODATA : -errno;
+      msg_advance_segment(m, (uint32_t)n);
+      c->pipe_fill = (uint32_t)n;
+    }
+    n = splice(c->pipe_fd[0], NULL, c->fd, NULL, c->pipe_fill,
+               SPLICE_F_NONBLOCK | (msg_more_after(m, 0) ? SPLICE_F_MORE : 0));
+    if (n < 0) {
+      if (errno == EAGAIN) {
+        submit_poll_out(c);
+        return 1;
+      }
+      return -errno;
+    }
+    c->pipe_fill -= (uint32_t)n;
+  }
+  return 0;
+}
+
+static void
+conn_send(struct conn *c)
+{
+  struct outmsg *m = c->out_head;
+  unsigned n = 0;
+  int more = 0;
+
+  while (m && msg_iov_sent(m) && m->splice_segs) {
+    int r = splice_segments(c, m);
+
+    if (r > 0)
+      return;
+    if (r < 0) {
+      /* The reply header promised these bytes; without them the stream
+       * is broken, so the connection has to go (the client reconnects). */
+      conn_free_queue(c);
+      conn_close(c, r == -EPIPE || r == -ECONNRESET ? NULL : strerror(-r));
+      return;
+    }
+    pop_head(c);
+    m = c->out_head;
+  }
+  if (!m) {
+    send_next(c);
+    return;
+  }
+  /* Gather every queued reply, up to the first one with a spliced payload,
+   * which has to follow its header on the stream. */
+  for (; m && n < 64; m = m->next) {
+    for (unsigned i = m->iov_first; i < m->niov && n < 64; i++)
+      c->send_iov[n++] = m->iov[i];
+    if (m->splice_segs) {
+      more = MSG_MORE;
+      break;
+    }
+  }
+  c->sending = SEND_IOV;
+  submit_sendmsg(c, n, more);
 }
 
 void
@@ -243,6 +435,31 @@ conn_queue(struct conn *c, struct outmsg *m)
     conn_send(c);
 }
 
+/* After a send finished: the next one, or the end of the connection. */
+static void
+send_next(struct conn *c)
+{
+  if (c->out_head && !c->closing) {
+    conn_send(c);
+  } else if (c->disc && c->inflight_reqs == 0 && !c->out_head) {
+    conn_close(c, NULL);
+  } else if (c->closing) {
+    conn_free_queue(c);
+    conn_try_free(c);
+  }
+}
+
+/* Drops the head message once all of it is on the stream. */
+static void
+pop_if_sent(struct conn *c)
+{
+  struct outmsg *m = c->out_head;
+
+  if (m && msg_iov_sent(m) && c->pipe_fill == 0 &&
+      (!m->splice_segs || m->splice_cur == m->nsplice))
+    pop_head(c);
+}
+
 static void
 send_done(struct conn *c, int res)
 {
@@ -250,6 +467,12 @@ send_done(struct conn *c, int res)
   if (res < 0) {
     conn_free_queue(c);
     conn_close(c, res == -EPIPE || res == -ECONNRESET ? NULL : "send failed");
+    return;
+  }
+  if (c->sending == SEND_ZEROES) {
+    msg_advance_segment(c->out_head, (uint32_t)res);
+    pop_if_sent(c);
+    send_next(c);
     return;
   }
   size_t left = res;
@@ -265,18 +488,23 @@ send_done(struct conn *c, int res)
       m->iov[m->iov_first].iov_len -= left;
       break;
     }
-    c->out_head = m->next;
-    if (!c->out_head)
-      c->out_tail = &c->out_head;
-    m->free(m);
+    if (m->splice_segs)
+      break; /* its payload goes next, by splice */
+    pop_head(c);
   }
-  if (c->out_head) {
-    conn_send(c);
-  } else if (c->disc && c->inflight_reqs == 0) {
-    conn_close(c, NULL);
-  } else if (c->closing) {
-    conn_try_free(c);
+  send_next(c);
+}
+
+static void
+poll_out_done(struct conn *c, int res)
+{
+  c->send_inflight = false;
+  if (res < 0 && res != -ECANCELED) {
+    conn_free_queue(c);
+    conn_close(c, strerror(-res));
+    return;
   }
+  send_next(c);
 }
 
 /* ---- receive ---- */
@@ -519,7 +747,8 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
   case UD_CANCEL:
     return;
   case UD_RECV:
-  case UD_SEND: {
+  case UD_SEND:
+  case UD_POLL_OUT: {
     unsigned slot = (ud >> 4) & 0xfffffff;
     uint32_t gen = ud >> 32;
     c = slot < w->nslots ? w->conns[slot] : NULL;
@@ -535,8 +764,10 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
     }
     if (kind == UD_RECV)
       recv_done(w, c, cqe->res, cqe->flags);
-    else
+    else if (kind == UD_SEND)
       send_done(c, cqe->res);
+    else
+      poll_out_done(c, cqe->res);
     return;
   }
   default:
@@ -585,6 +816,9 @@ setup_ring(struct worker *w)
     }
   if (probe)
     io_uring_free_probe(probe);
+  w->can_splice = !config.no_splice && pagecache_supported();
+  if (!w->can_splice && !config.no_splice && w->id == 0)
+    log_info("kernel lacks cachestat(2) (Linux 6.5): large reads are copied, not spliced");
 
   w->nslots = SLOTS_PER_WORKER;
   w->conns = calloc(w->nslots, sizeof *w->conns);
@@ -668,6 +902,9 @@ worker_main(void *arg)
     }
     io_uring_cq_advance(&w->ring, n);
   }
+  log_info("worker %u: %llu large reads spliced from the page cache, %llu copied",
+           w->id, (unsigned long long)w->reads_spliced,
+           (unsigned long long)w->reads_copied);
   return NULL;
 }
 

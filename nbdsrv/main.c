@@ -180,11 +180,13 @@ main(int argc, char **argv)
   }
   raise_nofile();
 
+  /* A client that goes away mid-reply must not kill the server: sends use
+   * MSG_NOSIGNAL, but splice to a socket has no such flag. */
+  signal(SIGPIPE, SIG_IGN);
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGHUP);
-  sigaddset(&sigs, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
   nthreads = config.threads;

@@ -3,6 +3,7 @@
  *   main.c       command line, start-up, signals, janitor
  *   config.c     configuration (command line and INI file), exports
  *   image.c      base images, opened once and shared
+ *   pagecache.c  page cache residency of file ranges (cachestat)
  *   overlay.c    per-client overlays: registry, copy-on-write I/O, flush
  *   loop.c       the io_uring event loop of one worker thread
  *   handshake.c  option haggling (newstyle handshake)
@@ -66,6 +67,7 @@ struct config {
   unsigned idle_close;          /* seconds an unused overlay stays open */
   char pidfile[PATH_MAX];
   bool foreground;
+  bool no_splice;               /* copy large reads through memory */
 };
 
 extern struct config config;
@@ -91,6 +93,13 @@ struct image {
 int image_resolve(const struct export *exp, char *path, size_t len);
 int image_get(const char *path, struct image **out);
 void image_put(struct image *img);
+
+/* ---- page cache (pagecache.c) ---- */
+
+/* Whether the kernel can tell (cachestat(2), Linux 6.5). */
+bool pagecache_supported(void);
+/* Whether every page of [off, off+len) of fd is in the page cache. */
+bool pagecache_holds(int fd, uint64_t off, uint64_t len);
 
 /* ---- overlays (overlay.c) ---- */
 
@@ -165,11 +174,17 @@ unsigned overlay_block_status(struct overlay *ov, uint64_t off, uint64_t len,
 struct worker;
 struct conn;
 
-/* An outgoing message: header bytes inline, payload by reference. */
+/* An outgoing message: header bytes inline, payload by reference, either
+ * in memory (iov) or, for large reads, still in the files it comes from:
+ * then once iov[] is sent, the segments are spliced file -> pipe ->
+ * socket (zero segments are sent from a static zero buffer), so the data
+ * never passes through our memory. */
 struct outmsg {
   struct outmsg *next;
   struct iovec iov[2];
   unsigned iov_first, niov;
+  struct segment *splice_segs;   /* NULL: everything is in iov[] */
+  unsigned nsplice, splice_cur;
   void (*free)(struct outmsg *);
   unsigned char hdr[40];
 };
@@ -223,11 +238,16 @@ struct conn {
   struct overlay *ovl;
   uint64_t size;
   uint16_t eflags;
-  /* output queue; one sendmsg in flight at a time keeps the stream whole */
+  /* output queue; one send (a sendmsg, or a pair of splices) in flight at
+   * a time keeps the stream whole */
   struct outmsg *out_head, **out_tail;
   bool send_inflight;
   struct iovec send_iov[64];
   struct msghdr send_msg;
+  /* splice of a large read reply: a pipe, created on first use */
+  int pipe_fd[2];
+  uint32_t pipe_size, pipe_fill;   /* capacity; bytes in the pipe */
+  uint8_t sending;                 /* enum send_kind of the send in flight */
   unsigned inflight_reqs;
   size_t inflight_bytes;
   time_t connected;
@@ -248,7 +268,12 @@ struct worker {
   unsigned ops_inflight;         /* SQEs whose CQE we still expect */
   bool accept_armed, stopping;
   bool fixed_files;
+  bool can_splice;               /* cachestat works, splice is allowed */
+  uint64_t reads_spliced, reads_copied;   /* large reads, by path */
 };
+
+/* Read replies at least this long are spliced from the files. */
+#define NBDSRV_SPLICE_MIN (64u << 10)
 
 int workers_start(const int *listen_fds, unsigned nlisten, unsigned nthreads);
 void workers_stop(void);
@@ -259,6 +284,8 @@ struct io_uring_sqe *loop_get_sqe(struct worker *w);
 void conn_queue(struct conn *c, struct outmsg *m);
 void conn_close(struct conn *c, const char *why);
 void conn_recv_more(struct conn *c);
+/* Creates the connection's splice pipe if it has none; 0 or -errno. */
+int conn_pipe(struct conn *c);
 uint64_t loop_req_data(struct request *r, unsigned seg);
 
 /* ---- handshake.c ---- */

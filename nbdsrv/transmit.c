@@ -57,6 +57,21 @@ nbd_errno(int err)
   }
 }
 
+/* A read's data: in r->buf, or still in the files (spliced on sending). */
+static void
+attach_payload(struct request *r)
+{
+  struct outmsg *m = &r->out;
+
+  if (r->buf) {
+    m->iov[1] = (struct iovec){ r->buf, r->count };
+    m->niov = 2;
+  } else {
+    m->splice_segs = r->segs;
+    m->nsplice = r->nsegs;
+  }
+}
+
 /* Queues the reply of r; r and possibly its connection may be gone after. */
 void
 request_reply(struct request *r)
@@ -76,10 +91,8 @@ request_reply(struct request *r)
     };
     memcpy(m->hdr, &h, sizeof h);
     m->iov[0] = (struct iovec){ m->hdr, sizeof h };
-    if (r->type == NBD_CMD_READ && !r->error) {
-      m->iov[1] = (struct iovec){ r->buf, r->count };
-      m->niov = 2;
-    }
+    if (r->type == NBD_CMD_READ && !r->error)
+      attach_payload(r);
   } else if (r->error) {
     struct nbd_structured_reply h = {
       .magic = htobe32(NBD_STRUCTURED_REPLY_MAGIC),
@@ -105,8 +118,7 @@ request_reply(struct request *r)
     memcpy(m->hdr, &h, sizeof h);
     memcpy(m->hdr + sizeof h, &off, 8);
     m->iov[0] = (struct iovec){ m->hdr, sizeof h + 8 };
-    m->iov[1] = (struct iovec){ r->buf, r->count };
-    m->niov = 2;
+    attach_payload(r);
   } else { /* BLOCK_STATUS: r->buf holds the descriptors, r->payload_have their bytes */
     struct nbd_structured_reply h = {
       .magic = htobe32(NBD_STRUCTURED_REPLY_MAGIC),
@@ -208,6 +220,22 @@ submit_segment(struct request *r, unsigned i)
   r->pending++;
 }
 
+/* Large reads whose data is all in the page cache are not read here at
+ * all: their reply splices the data from the page cache to the socket,
+ * with no copy through our memory (see splice_segments() in loop.c).
+ * Anything else is read through io_uring, which waits for the disk
+ * without stalling the loop, and leaves the pages cached for next time. */
+static bool
+segments_cached(const struct request *r)
+{
+  for (unsigned i = 0; i < r->nsegs; i++) {
+    const struct segment *s = &r->segs[i];
+    if (s->fd >= 0 && !pagecache_holds(s->fd, s->file_off, s->len))
+      return false;
+  }
+  return true;
+}
+
 static void
 start_read(struct request *r)
 {
@@ -216,6 +244,15 @@ start_read(struct request *r)
   if (e < 0) {
     reply_error(r, -e);
     return;
+  }
+  if (r->count >= NBDSRV_SPLICE_MIN) {
+    struct worker *w = r->c->w;
+    if (w->can_splice && segments_cached(r) && conn_pipe(r->c) == 0) {
+      w->reads_spliced++;
+      request_reply(r);
+      return;
+    }
+    w->reads_copied++;
   }
   r->buf = malloc(r->count ? r->count : 1);
   if (!r->buf) {

@@ -19,7 +19,8 @@ SERVER_TESTS = \
 	tests/test_server_15.sh \
 	tests/test_server_16.sh \
 	tests/test_server_17.sh \
-	tests/test_server_18.sh
+	tests/test_server_18.sh \
+	tests/test_server_19.sh
 
 TESTS += $(SERVER_TESTS)
 SANITIZE_TESTS += $(SERVER_TESTS)
