@@ -18,6 +18,7 @@ import random
 import select
 import socket
 import struct
+import subprocess
 import sys
 import time
 

@@ -1,0 +1,51 @@
+#!/bin/bash
+# test_server_21: what a client costs the server in memory.  300 clients,
+# each with its own identity (and so its own overlay), connect and read a
+# block: the server's resident memory grows by well under 64 KiB per
+# client.  Each then writes one block: still well under 64 KiB each.  All
+# of them read back their own data.
+. "$(dirname "$0")/functions.sh"
+
+make_image "$TESTDIR/base.img" 64
+start_nbdsrv -e base="$TESTDIR/base.img" -o "$TESTDIR/ov"
+export PORT SRV_PID
+
+/usr/bin/python3 "$srcdir/server-lib.py" "$TESTDIR" <<'PY' || fail "memory per client"
+tdir = sys.argv[1]
+N = 300
+pid = int(os.environ["SRV_PID"])
+base = open(tdir + "/base.img", "rb").read()
+
+def rss_kib():
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+# Warm up the server's per-thread allocator and buffers with a few clients
+# that come and go, so the baseline is the server's steady state.
+for i in range(8):
+    h = connect("base@warm%d" % i)
+    h.pread(4096, 0)
+    h.shutdown()
+time.sleep(0.2)
+rss0 = rss_kib()
+hs = []
+for i in range(N):
+    h = connect("base@m%03d" % i)
+    check_data(h.pread(4096, i * 4096), base[i * 4096:(i + 1) * 4096], "client %d read" % i)
+    hs.append(h)
+rss1 = rss_kib()
+per_idle = (rss1 - rss0) / N
+log("RSS %d KiB before, %d KiB with %d idle clients: %.1f KiB each" % (rss0, rss1, N, per_idle))
+check(per_idle < 32, "an idle client costs %.1f KiB" % per_idle)
+for i, h in enumerate(hs):
+    h.pwrite(pattern(i, 4096), (i * 37 % 1000) * 4096)
+rss2 = rss_kib()
+per_writer = (rss2 - rss0) / N
+log("RSS %d KiB after each wrote one block: %.1f KiB each" % (rss2, per_writer))
+check(per_writer < 48, "a client that wrote one block costs %.1f KiB" % per_writer)
+for i, h in enumerate(hs):
+    check_data(h.pread(4096, (i * 37 % 1000) * 4096), pattern(i, 4096), "client %d readback" % i)
+    h.shutdown()
+PY
+exit 0
