@@ -337,14 +337,17 @@ config_parse_args(int argc, char **argv)
           parse_listen(optarg, &config.listen[config.nlisten]) < 0) {
         fprintf(stderr, "nbdsrv: -l %s: expected ADDR, ADDR:PORT or [V6ADDR]:PORT (at most %d)\n",
                 optarg, NBDSRV_MAX_LISTEN);
-        return -EINVAL;
+        r = -EINVAL;
+        goto out;
       }
       config.nlisten++;
       break;
     case 'e': {
       char **n = realloc(cli_exports, (ncli_exports + 1) * sizeof *n);
-      if (!n)
-        return -ENOMEM;
+      if (!n) {
+        r = -ENOMEM;
+        goto out;
+      }
       cli_exports = n;
       cli_exports[ncli_exports++] = optarg;
       break;
@@ -357,21 +360,24 @@ config_parse_args(int argc, char **argv)
       cli_policy = true;
       if (policy_parse(optarg, &config.default_policy) < 0) {
         fprintf(stderr, "nbdsrv: --policy %s: expected persistent, reset-on-boot or ephemeral\n", optarg);
-        return -EINVAL;
+        r = -EINVAL;
+        goto out;
       }
       break;
     case 'L':
       cli_linger = true;
       if (parse_uint(optarg, 0, 86400 * 365, &config.ephemeral_linger) < 0) {
         fprintf(stderr, "nbdsrv: --ephemeral-linger %s: expected seconds\n", optarg);
-        return -EINVAL;
+        r = -EINVAL;
+        goto out;
       }
       break;
     case 't':
       cli_threads = true;
       if (parse_uint(optarg, 1, 256, &config.threads) < 0) {
         fprintf(stderr, "nbdsrv: -t %s: expected 1 to 256 threads\n", optarg);
-        return -EINVAL;
+        r = -EINVAL;
+        goto out;
       }
       break;
     case 'P':
@@ -388,17 +394,18 @@ config_parse_args(int argc, char **argv)
       break;
     case 'h':
       fputs(usage, stdout);
+      free(cli_exports);
       exit(0);
     default:
       fputs(usage, stderr);
-      free(cli_exports);
-      return -EINVAL;
+      r = -EINVAL;
+      goto out;
     }
   }
   if (optind < argc) {
     fprintf(stderr, "nbdsrv: unexpected argument '%s'\n%s", argv[optind], usage);
-    free(cli_exports);
-    return -EINVAL;
+    r = -EINVAL;
+    goto out;
   }
   if (config_file) {
     r = config_file_parse(config_file);
