@@ -47,6 +47,7 @@ struct agent_config {
   char root[256];         /* the root= value as given */
   char fstype[32];        /* "" means "try the kernel's block filesystems" */
   char rootflags[256];
+  char nbdopts[128];      /* dracut's nbd-client options: reported, unused */
   bool readonly;
   char init[256];
   /* nbdroot.* knobs (documented in nbdroot-agent(7)) */
@@ -64,6 +65,11 @@ int cmdline_parse(const char *line, struct agent_config *cfg, char *err,
                   size_t errlen);
 /* Prints the parsed configuration as KEY=VALUE lines (for tests). */
 void cmdline_print(const struct agent_config *cfg, int fd);
+/* The export name sent on the wire: NAME@MAC,boot=BOOTID unless
+ * nbdroot.send_id=0 (see nbdroot-agent(7)).  -ENAMETOOLONG if it does not
+ * fit in len bytes. */
+int cmdline_wire_name(const struct agent_config *cfg, const char *mac,
+                      const char *boot_id, char *out, size_t len);
 
 /* ---- main.c: console output ------------------------------------------ */
 

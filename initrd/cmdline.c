@@ -9,8 +9,9 @@
  *   ip=CLIENT:SERVER:GW:NETMASK:HOSTNAME:DEVICE:AUTOCONF[:DNS0[:DNS1[:NTP]]]
  *     (the kernel's nfsroot.rst form), and dracut's ip=DEVICE:dhcp
  *   BOOTIF=01-aa-bb-cc-dd-ee-ff (pxelinux) or aa:bb:cc:dd:ee:ff
- *   root=nbd:SERVER:PORT/EXPORT[:FSTYPE[:FLAGS]] (dracut; a non-numeric
- *     PORT alone is an export name; IPv6 servers in brackets)
+ *   root=nbd:SERVER:PORT/EXPORT[:FSTYPE[:FLAGS[:NBDOPTS]]] (dracut; a
+ *     non-numeric PORT alone is an export name; IPv6 servers in brackets;
+ *     NBDOPTS, nbd-client's options, are kept only to be reported)
  *   nbdroot=SERVER[:PORT],EXPORT[,nbdN] with root=/dev/nbdN (Debian; a
  *     numeric EXPORT is a port, as in Debian's old form)
  *   rootfstype= rootflags= ro rw init=
@@ -321,9 +322,18 @@ static int parse_root_nbd(const char *v, struct agent_config *c, char *err,
     end = seg + strlen(seg);
   if (copy(c->fstype, sizeof(c->fstype), seg, (size_t)(end - seg)))
     return bad(err, errlen, "root=nbd:%s: fstype too long", v);
-  if (*end && copy(c->rootflags, sizeof(c->rootflags), end + 1,
-                   strlen(end + 1)))
+  if (!*end)
+    return 0;
+  /* FLAGS ends at the next ':', as in dracut: what follows is its list of
+   * nbd-client options, which mean nothing to the kernel's mount(). */
+  seg = end + 1;
+  end = strchr(seg, ':');
+  if (!end)
+    end = seg + strlen(seg);
+  if (copy(c->rootflags, sizeof(c->rootflags), seg, (size_t)(end - seg)))
     return bad(err, errlen, "root=nbd:%s: flags too long", v);
+  if (*end && copy(c->nbdopts, sizeof(c->nbdopts), end + 1, strlen(end + 1)))
+    return bad(err, errlen, "root=nbd:%s: nbd-client options too long", v);
   return 0;
 }
 
@@ -553,6 +563,26 @@ int cmdline_parse(const char *line, struct agent_config *c, char *err,
   return 0;
 }
 
+int cmdline_wire_name(const struct agent_config *c, const char *mac,
+                      const char *boot_id, char *out, size_t len)
+{
+  const char *at = strchr(c->export_name, '@');
+  int n;
+
+  /* The server keys the overlay by the ID after '@' and tells a new boot
+   * from a reconnect by the boot id.  An empty NAME still gets them: the
+   * server then picks its only export, and two clients behind one NAT
+   * address must not share an overlay.  An ID given on the command line
+   * is kept, and still gets the boot id. */
+  if (!c->send_id || (at && strchr(at, ',')))
+    n = snprintf(out, len, "%s", c->export_name);
+  else if (at)
+    n = snprintf(out, len, "%s,boot=%s", c->export_name, boot_id);
+  else
+    n = snprintf(out, len, "%s@%s,boot=%s", c->export_name, mac, boot_id);
+  return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
 static void print_addr(int fd, const char *key, bool has, struct in_addr a)
 {
   char buf[INET_ADDRSTRLEN] = "";
@@ -588,6 +618,7 @@ void cmdline_print(const struct agent_config *c, int fd)
   dprintf(fd, "index=%d\n", c->nbd_index);
   dprintf(fd, "fstype=%s\n", c->fstype);
   dprintf(fd, "rootflags=%s\n", c->rootflags);
+  dprintf(fd, "nbdopts=%s\n", c->nbdopts);
   dprintf(fd, "ro=%d\n", c->readonly);
   dprintf(fd, "init=%s\n", c->init);
   dprintf(fd, "retries=%u\n", c->retries);
@@ -595,4 +626,10 @@ void cmdline_print(const struct agent_config *c, int fd)
   dprintf(fd, "timeout=%u\n", c->io_timeout);
   dprintf(fd, "send_id=%d\n", c->send_id);
   dprintf(fd, "rescue=%s\n", rescues[c->rescue]);
+  {
+    char wire[512];
+    /* placeholders: the real values exist only at boot */
+    if (!cmdline_wire_name(c, "MAC", "BOOTID", wire, sizeof(wire)))
+      dprintf(fd, "wire=%s\n", wire);
+  }
 }

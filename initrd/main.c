@@ -236,11 +236,15 @@ static int agent_main(void)
   boot_id(bid, sizeof(bid));
   /* The server keys the client's overlay by the MAC and tells a new boot
    * from a reconnect by the boot id (see common/export-name.h). */
-  if (cfg.send_id && cfg.export_name[0] && !strchr(cfg.export_name, '@'))
-    snprintf(target.name, sizeof(target.name), "%s@%s,boot=%s",
-             cfg.export_name, mac, bid);
-  else
-    snprintf(target.name, sizeof(target.name), "%s", cfg.export_name);
+  if (cmdline_wire_name(&cfg, mac, bid, target.name, sizeof(target.name))) {
+    say("export name '%s' with @%s,boot=%s is too long", cfg.export_name,
+        mac, bid);
+    rescue(&cfg, "shorten the export name in root=/nbdroot=");
+  }
+  if (cfg.nbdopts[0])
+    say("ignoring dracut's nbd-client options '%s' in root=; the agent "
+        "has its own (nbdroot.timeout=, nbdroot.dead_timeout=, ...)",
+        cfg.nbdopts);
 
   ret = nbd_nl_open(&nl);
   if (ret)

@@ -39,6 +39,13 @@ expect_parse "root=nbd:[fd00::1]:2000/root" server=fd00::1 port=2000 export=root
 expect_parse "root=nbd:[::1]:root:xfs" server=::1 export=root fstype=xfs
 expect_parse "root=nbd:10.0.2.2:/root" port=10809 export=root
 expect_parse 'root=nbd:10.0.2.2:10809/with:colon' export=with fstype=colon
+# dracut's fourth field, nbd-client options, is not a mount option
+expect_parse "root=nbd:10.0.2.2:2000/img:ext4:noatime:timeout=30,persist" \
+  fstype=ext4 rootflags=noatime nbdopts=timeout=30,persist
+expect_parse "root=nbd:10.0.2.2:2000/img::noatime" fstype= rootflags=noatime \
+  nbdopts=
+expect_parse "root=nbd:[fd00::1]:img:ext4:ro,noatime" server=fd00::1 \
+  port=10809 export=img fstype=ext4 rootflags=ro,noatime
 
 # Debian nbdroot=
 expect_parse "nbdroot=10.0.2.2,root root=/dev/nbd0" \
@@ -74,6 +81,16 @@ expect_parse 'quiet "root=nbd:10.0.2.2:1/x" foo="a b" root=nbd:10.0.2.2:2/y' \
 expect_parse "nbdroot.retries=3 nbdroot.rescue=poweroff nbdroot.dead_timeout=60 nbdroot.timeout=10 nbdroot.send_id=0 root=nbd:10.0.2.2" \
   retries=3 rescue=poweroff dead_timeout=60 timeout=10 send_id=0
 expect_parse "root=nbd:10.0.2.2 -- root=/dev/sda ip=bogus" ip=dhcp
+
+# The export name on the wire (MAC and BOOTID stand for the real values):
+# the identity and boot id go with every name, an empty one too (the
+# server's only export), and an ID given by hand still gets the boot id.
+expect_parse "root=nbd:10.0.2.2:10809/root" wire=root@MAC,boot=BOOTID
+expect_parse "root=nbd:10.0.2.2" wire=@MAC,boot=BOOTID
+expect_parse "nbdroot=10.0.2.2,root@pc7 root=/dev/nbd0" wire=root@pc7,boot=BOOTID
+expect_parse "root=nbd:10.0.2.2:1/r@pc7,boot=b1" wire=r@pc7,boot=b1
+expect_parse "root=nbd:10.0.2.2:1/root nbdroot.send_id=0" wire=root
+expect_parse "root=nbd:10.0.2.2 nbdroot.send_id=0" wire=
 
 # Bad input: one clear line each.
 expect_reject "console=ttyS0" "no NBD root"
