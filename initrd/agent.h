@@ -106,6 +106,7 @@ int net_find_iface(const struct agent_config *cfg, struct net_iface *ifc,
                    unsigned wait_ms);
 int net_link_up(const struct net_iface *ifc);
 int net_configure(const struct net_iface *ifc, const struct net_lease *l);
+int net_repair(const struct net_iface *ifc, const struct net_lease *l);
 int net_write_conf(const struct net_iface *ifc, const struct net_lease *l,
                    const char *proto);
 void net_format_mac(const uint8_t mac[6], char sep, char *buf);
@@ -142,6 +143,7 @@ struct nbd_nl {
   int mcast_fd;    /* subscribed to nbd_mc_group, or -1 */
   uint16_t family;
   uint32_t seq;
+  int watch_index; /* the device whose events matter most */
 };
 
 int nbd_nl_open(struct nbd_nl *nl);
@@ -149,9 +151,10 @@ int nbd_nl_connect(struct nbd_nl *nl, int sock, int index,
                    const struct nbd_export_info *info, unsigned io_timeout,
                    unsigned dead_timeout);
 int nbd_nl_reconfigure(struct nbd_nl *nl, int index, int sock);
-/* Waits up to timeout_ms for a LINK_DEAD event; returns the dead index,
- * -ETIMEDOUT, or another -errno. */
-int nbd_nl_wait_link_dead(struct nbd_nl *nl, int timeout_ms);
+/* Reads every queued event without blocking.  Returns the index of a
+ * device whose link died (watch_index if it is among them), -EAGAIN when
+ * there was none, -ENOBUFS when events were lost. */
+int nbd_nl_recv_event(struct nbd_nl *nl);
 
 /* ---- switch-root.c --------------------------------------------------- */
 
@@ -167,10 +170,15 @@ struct supervisor_args {
   struct nbd_target target;
   struct nbd_export_info info;
   int index;
+  int sock;               /* the socket handed to the kernel */
+  unsigned io_timeout;    /* as given to NBD_CMD_CONNECT */
+  struct net_iface ifc;   /* to repair the network the root needs */
+  struct net_lease lease;
 };
 
 /* argv[0] of PID 1; the supervisor marks it with '@'. */
 extern char *supervisor_argv0;
+/* Forks the supervisor; returns its pid or -errno. */
 int supervisor_start(const struct supervisor_args *a);
 
 #endif

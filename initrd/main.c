@@ -177,8 +177,54 @@ static int setup_network(const struct agent_config *cfg, struct net_iface *ifc,
   ret = net_configure(ifc, l);
   if (ret)
     return ret;
+  if (l->hostname[0])
+    sethostname(l->hostname, strlen(l->hostname));
   net_write_conf(ifc, l, cfg->ip_mode == IP_STATIC ? "none" : "dhcp");
   return 0;
+}
+
+/* KEY='VALUE' with the value quoted for a POSIX shell. */
+static void put_kv(FILE *f, const char *key, const char *val)
+{
+  fprintf(f, "%s='", key);
+  for (; *val; val++) {
+    if (*val == '\'')
+      fputs("'\\''", f);
+    else
+      fputc(*val, f);
+  }
+  fputs("'\n", f);
+}
+
+/* What the booted system may want to know about its root (and the
+ * supervisor it must leave alone).  /run moves into the new root, so the
+ * file is there after switch_root.  Best effort. */
+static void write_state(const struct nbd_target *t, const char *dev,
+                        const struct nbd_export_info *info,
+                        const struct net_iface *ifc, const char *mac,
+                        const char *bid, int sv_pid)
+{
+  char num[32];
+  FILE *f = fopen("/run/nbdroot.conf", "we");
+
+  if (!f) {
+    say("cannot write /run/nbdroot.conf: %s", strerror(errno));
+    return;
+  }
+  put_kv(f, "NBD_DEVICE", dev);
+  put_kv(f, "NBD_SERVER", t->host);
+  put_kv(f, "NBD_PORT", t->port);
+  put_kv(f, "NBD_EXPORT", t->name);
+  snprintf(num, sizeof(num), "%llu", (unsigned long long)info->size);
+  put_kv(f, "NBD_SIZE", num);
+  snprintf(num, sizeof(num), "0x%x", info->flags);
+  put_kv(f, "NBD_FLAGS", num);
+  put_kv(f, "INTERFACE", ifc->name);
+  put_kv(f, "MAC", mac);
+  put_kv(f, "BOOT_ID", bid);
+  snprintf(num, sizeof(num), "%d", sv_pid > 0 ? sv_pid : 0);
+  put_kv(f, "SUPERVISOR_PID", num);
+  fclose(f);
 }
 
 static void wait_for_node(const char *dev, unsigned ms)
@@ -196,6 +242,7 @@ static int agent_main(void)
   static struct net_lease lease;
   static struct nbd_target target;
   static struct nbd_nl nl;
+  static struct supervisor_args sa;
   struct nbd_export_info info;
   char cmdline[4096], err[512], mac[20], bid[40], dev[32];
   uint64_t t0 = now_ms();
@@ -267,7 +314,6 @@ static int agent_main(void)
 
   index = nbd_nl_connect(&nl, sock, cfg.nbd_index, &info, cfg.io_timeout,
                          cfg.dead_timeout);
-  close(sock);
   if (index < 0)
     rescue(&cfg, "cannot attach the NBD device");
   snprintf(dev, sizeof(dev), "/dev/nbd%d", index);
@@ -279,12 +325,21 @@ static int agent_main(void)
   if (ret)
     rescue(&cfg, "cannot mount the root filesystem");
 
-  struct supervisor_args sa = { .nl = &nl, .target = target, .info = info,
-                                .index = index };
+  sa.nl = &nl;
+  sa.target = target;
+  sa.info = info;
+  sa.index = index;
+  sa.sock = sock;
+  sa.io_timeout = cfg.io_timeout;
+  sa.ifc = ifc;
+  sa.lease = lease;
   ret = supervisor_start(&sa);
-  if (ret)
+  if (ret < 0)
     say("warning: no reconnect supervisor (%s): a lost connection will not "
         "be repaired", strerror(-ret));
+  /* the kernel and the supervisor hold their own references */
+  close(sock);
+  write_state(&target, dev, &info, &ifc, mac, bid, ret);
 
   say("switching root to %s after %llu ms, exec %s", dev,
       (unsigned long long)(now_ms() - t0), cfg.init);

@@ -193,6 +193,7 @@ int nbd_nl_open(struct nbd_nl *nl)
 
   memset(nl, 0, sizeof(*nl));
   nl->mcast_fd = -1;
+  nl->watch_index = -1;
   nl->fd = nl_socket();
   if (nl->fd < 0) {
     say("cannot open a generic netlink socket: %s", strerror(-nl->fd));
@@ -292,33 +293,24 @@ int nbd_nl_reconfigure(struct nbd_nl *nl, int index, int sock)
   return transact(nl, &b, NULL, NULL);
 }
 
-int nbd_nl_wait_link_dead(struct nbd_nl *nl, int timeout_ms)
+int nbd_nl_recv_event(struct nbd_nl *nl)
 {
   static char rbuf[8192];
-  struct pollfd pfd = { .fd = nl->mcast_fd, .events = POLLIN };
-  uint64_t end = now_ms() + (uint64_t)timeout_ms;
+  int found = -EAGAIN;
 
-  if (nl->mcast_fd < 0) {
-    sleep_ms((unsigned)timeout_ms);
-    return -ETIMEDOUT;
-  }
+  if (nl->mcast_fd < 0)
+    return -EAGAIN;
+  /* Everything queued, not just the first message: several events about
+   * one death must not cause several reconnections. */
   for (;;) {
-    uint64_t now = now_ms();
-    ssize_t n;
-    int r;
+    ssize_t n = recv(nl->mcast_fd, rbuf, sizeof(rbuf), MSG_DONTWAIT);
 
-    if (now >= end)
-      return -ETIMEDOUT;
-    r = poll(&pfd, 1, (int)(end - now));
-    if (r < 0 && errno != EINTR)
-      return -errno;
-    if (r <= 0)
-      continue;
-    n = recv(nl->mcast_fd, rbuf, sizeof(rbuf), 0);
     if (n < 0) {
+      if (errno == EINTR)
+        continue;
       if (errno == ENOBUFS)
-        return -ENOBUFS; /* events lost: the caller checks anyway */
-      continue;
+        return -ENOBUFS; /* events were lost: the caller checks the link */
+      return found;
     }
     for (const char *p = rbuf; p + sizeof(struct nlmsghdr) <= rbuf + n;) {
       const struct nlmsghdr *h = (const void *)p;
@@ -330,7 +322,8 @@ int nbd_nl_wait_link_dead(struct nbd_nl *nl, int timeout_ms)
       if (h->nlmsg_type == nl->family && g->cmd == NBDNL_CMD_LINK_DEAD) {
         uint32_t idx = UINT32_MAX;
         index_cb((const void *)(p + hl), h->nlmsg_len - hl, &idx);
-        return idx == UINT32_MAX ? -EPROTO : (int)idx;
+        if (idx != UINT32_MAX && (found < 0 || (int)idx == nl->watch_index))
+          found = (int)idx;
       }
       p += NL_ALIGN(h->nlmsg_len);
     }

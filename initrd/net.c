@@ -199,11 +199,31 @@ static void set_sin(struct sockaddr *sa, struct in_addr a)
   memcpy(sa, &sin, sizeof(sin));
 }
 
+/* The default route through l->gw, if there is one; an existing one is
+ * fine. */
+static int add_default_route(int s, const struct net_iface *ifc,
+                             const struct net_lease *l)
+{
+  struct in_addr any = { 0 };
+  struct rtentry rt;
+
+  if (!l->has_gw || !l->gw.s_addr)
+    return 0;
+  memset(&rt, 0, sizeof(rt));
+  set_sin(&rt.rt_dst, any);
+  set_sin(&rt.rt_genmask, any);
+  set_sin(&rt.rt_gateway, l->gw);
+  rt.rt_flags = RTF_UP | RTF_GATEWAY;
+  rt.rt_dev = (char *)ifc->name;
+  if (ioctl(s, SIOCADDRT, &rt) && errno != EEXIST)
+    return -errno;
+  return 0;
+}
+
 int net_configure(const struct net_iface *ifc, const struct net_lease *l)
 {
   char a[INET_ADDRSTRLEN], m[INET_ADDRSTRLEN], g[INET_ADDRSTRLEN] = "none";
   struct ifreq ifr;
-  struct rtentry rt;
   struct in_addr bcast;
   int s, ret = 0;
 
@@ -233,25 +253,57 @@ int net_configure(const struct net_iface *ifc, const struct net_lease *l)
     set_sin(&ifr.ifr_broadaddr, bcast);
     ioctl(s, SIOCSIFBRDADDR, &ifr);
   }
-  if (l->has_gw && l->gw.s_addr) {
-    struct in_addr any = { 0 };
-    memset(&rt, 0, sizeof(rt));
-    set_sin(&rt.rt_dst, any);
-    set_sin(&rt.rt_genmask, any);
-    set_sin(&rt.rt_gateway, l->gw);
-    rt.rt_flags = RTF_UP | RTF_GATEWAY;
-    rt.rt_dev = (char *)ifc->name;
-    if (ioctl(s, SIOCADDRT, &rt) && errno != EEXIST) {
-      ret = -errno;
-      say("cannot add the default route via %s on %s: %s; is the gateway "
-          "in %s/%s?", g, ifc->name, strerror(errno), a, m);
-      goto out;
-    }
+  ret = add_default_route(s, ifc, l);
+  if (ret) {
+    say("cannot add the default route via %s on %s: %s; is the gateway "
+        "in %s/%s?", g, ifc->name, strerror(-ret), a, m);
+    goto out;
   }
-  if (l->hostname[0])
-    sethostname(l->hostname, strlen(l->hostname));
   say("%s: address %s netmask %s gateway %s", ifc->name, a, m, g);
 out:
+  close(s);
+  return ret;
+}
+
+/* For the supervisor, when the root's connection is down: the booted
+ * system may have taken the interface down or flushed the address the
+ * root depends on (an "ifdown", a DHCP client that starts by flushing),
+ * and then no reconnection can work.  Only ioctls here: /proc and /sys
+ * are not reachable from the supervisor's root.  An interface that has
+ * another address is left alone: someone configured it on purpose.
+ * Returns 1 when something was repaired, 0 when all was in place. */
+int net_repair(const struct net_iface *ifc, const struct net_lease *l)
+{
+  char a[INET_ADDRSTRLEN];
+  struct ifreq ifr;
+  int s, ret = 0;
+
+  inet_ntop(AF_INET, &l->addr, a, sizeof(a));
+  s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0)
+    return -errno;
+  memset(&ifr, 0, sizeof(ifr));
+  snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifc->name);
+  if (!ioctl(s, SIOCGIFFLAGS, &ifr) && !(ifr.ifr_flags & IFF_UP)) {
+    say("supervisor: %s is down, but the root needs it: bringing it up "
+        "(check what the booted system does with %s)", ifc->name,
+        ifc->name);
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr))
+      say("supervisor: cannot bring %s up: %s", ifc->name, strerror(errno));
+    /* taking a link down drops its routes, not its addresses */
+    add_default_route(s, ifc, l);
+    ret = 1;
+  }
+  memset(&ifr, 0, sizeof(ifr));
+  snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifc->name);
+  if (ioctl(s, SIOCGIFADDR, &ifr) && errno == EADDRNOTAVAIL) {
+    say("supervisor: %s lost its address %s, but the root needs it: "
+        "restoring it (check what the booted system does with %s)",
+        ifc->name, a, ifc->name);
+    net_configure(ifc, l);
+    ret = 1;
+  }
   close(s);
   return ret;
 }

@@ -7,7 +7,7 @@
 # network, in which the host's 127.0.0.1 is 10.0.2.2.  The console of each
 # guest is captured in $TESTDIR/NAME.console.
 
-requires_cmd qemu-system-x86_64 timeout cpio gzip mke2fs
+requires_cmd qemu-system-x86_64 timeout cpio gzip mke2fs file
 [ -x "$AGENT" ] || fail "agent $AGENT not built"
 
 # The guest kernel: the newest Debian kernel on the machine, or $BOOT_KERNEL.
@@ -90,16 +90,18 @@ make_initrd() {
     gzip -1 >"$out" || fail "packing the initrd failed"
 }
 
-# run_guest NAME APPEND [MAC]: boots the guest in the background; sets
-# GUEST_PID_<NAME>; the console goes to $TESTDIR/NAME.console.
+# run_guest NAME APPEND [MAC [QEMU_ARGS...]]: boots the guest in the
+# background; sets GUEST_PID_<NAME>; the console goes to
+# $TESTDIR/NAME.console.  QEMU_ARGS add devices (e.g. a second NIC).
 run_guest() {
   local name=$1 append=$2 mac=${3:-52:54:00:12:34:56}
+  shift $(($# < 3 ? $# : 3))
   : >"$TESTDIR/$name.console"
   timeout -k 5 "$GUEST_TIMEOUT" qemu-system-x86_64 -accel tcg -m 512 \
     -nographic -no-reboot -nodefaults -serial stdio \
     -kernel "$BOOT_KERNEL" -initrd "$TESTDIR/initrd.gz" \
     -append "console=ttyS0 panic=-1 $append" \
-    -netdev user,id=n0 -device virtio-net-pci,netdev=n0,mac="$mac" \
+    -netdev user,id=n0 -device virtio-net-pci,netdev=n0,mac="$mac" "$@" \
     </dev/null >"$TESTDIR/$name.console" 2>&1 &
   eval "GUEST_PID_$name=$!"
   on_exit "kill $! 2>/dev/null"
