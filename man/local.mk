@@ -1,2 +1,3 @@
 # man: build fragment, included from the top-level Makefile.am
 dist_man_MANS += man/nbdsrv.8
+dist_man_MANS += man/nbdroot-agent.7
