@@ -96,20 +96,21 @@ errcode_to_errno(errcode_t e)
   return -EIO;
 }
 
+/* On a terminal, one line rewritten every second; in a log (--progress
+ * with stderr not a terminal), a line every 5 seconds.  Small trees stay
+ * quiet unless --progress asks for the final line. */
 static void
 progress(struct bctx *c, bool final)
 {
-  double t;
+  double t, every = c->tty ? 1.0 : 5.0;
 
   if (!c->progress)
     return;
   t = now_sec();
-  if (!final && t - c->last < 1.0)
+  if (!final && (t - c->last < every || t - c->t0 < every))
     return;
-  if (!final && t - c->t0 < 1.0)
+  if (final && c->last == c->t0 && !c->o->progress)
     return;
-  if (final && c->last == c->t0)
-    return; /* never printed: small tree, stay quiet */
   c->last = t;
   fprintf(stderr, "%simgtool: build: %llu/%llu inodes, %llu/%llu MiB%s",
           c->tty ? "\r" : "", (unsigned long long)c->done_inodes,
@@ -221,7 +222,7 @@ alloc_inode(struct bctx *c, ext2_ino_t parent, mode_t mode, ext2_ino_t *ino)
 static errcode_t
 copy_data(struct bctx *c, ext2_ino_t ino, const struct node *n)
 {
-  uint64_t size = (uint64_t)n->st.st_size;
+  uint64_t size = (uint64_t)n->st.st_size, start_bytes = c->done_bytes;
   ext2_file_t f;
   errcode_t e = 0, e2;
   off_t pos = 0;
@@ -297,6 +298,8 @@ copy_data(struct bctx *c, ext2_ino_t ino, const struct node *n)
     pos = hole;
   }
   e = ext2fs_file_set_size2(f, size);
+  /* Holes count as done, so progress adds up to the tree's file bytes. */
+  c->done_bytes = start_bytes + size;
 out:
   e2 = ext2fs_file_close(f);
   close(fd);
@@ -582,6 +585,7 @@ prepare_lost_found(struct bctx *c)
             (root->nkids - pos) * sizeof *root->kids);
     root->kids[pos] = lf;
     root->nkids++;
+    c->t->ninodes++;
   }
   e = alloc_inode(c, EXT2_ROOT_INO, S_IFDIR, &ino);
   if (e)
@@ -770,7 +774,7 @@ build_image(const struct build_opts *o, int fd, const char *path)
   /* The kernel wants the device (here: the file) as large as the fs. */
   if (ftruncate(fd, (off_t)(ext2fs_blocks_count(fs->super) * BLK)) < 0) {
     r = -errno;
-    die_msg("cannot size image %s: %s", path, strerror(-r));
+    die_msg("cannot size image %s: %s", o->output, strerror(-r));
     goto out;
   }
 
@@ -845,7 +849,7 @@ build_image(const struct build_opts *o, int fd, const char *path)
     e = ext2fs_close_free(&fs);
   c.fs = fs = NULL;
   if (e) {
-    die_msg("cannot write image %s: %s", path, ext2_strerror(e));
+    die_msg("cannot write image %s: %s", o->output, ext2_strerror(e));
     r = errcode_to_errno(e);
     goto out;
   }
@@ -917,8 +921,10 @@ cmd_build(int argc, char **argv)
   struct build_opts o;
   const char *out = NULL, *store = NULL, *name = NULL;
   bool force = false, headroom_pct_set = false;
-  char *tmp = NULL, *namedir = NULL, *tree_real = NULL;
-  int c, fd = -1, r, lock = -1, rc = 1;
+  char *namedir = NULL, *tree_real = NULL, *lockpath = NULL;
+  struct outfile of = { .fd = -1 };
+  bool made_store = false;
+  int c, r = 0, lock = -1, rc = 1;
   struct stat st;
 
   memset(&o, 0, sizeof o);
@@ -1010,10 +1016,14 @@ cmd_build(int argc, char **argv)
     return 2;
   }
   /* Check the tree before creating anything. */
-  if (stat(o.tree, &st) < 0 || !S_ISDIR(st.st_mode)) {
-    die_msg("tree %s %s: give the directory to turn into an image", o.tree,
-            errno == 0 || S_ISDIR(st.st_mode) ? "is not a directory"
-                                               : strerror(errno));
+  if (stat(o.tree, &st) < 0) {
+    die_msg("tree %s: %s: give the directory to turn into an image", o.tree,
+            strerror(errno));
+    return 1;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    die_msg("tree %s is not a directory: give the directory to turn into "
+            "an image", o.tree);
     return 1;
   }
   tree_real = realpath(o.tree, NULL);
@@ -1024,60 +1034,83 @@ cmd_build(int argc, char **argv)
       die_msg("%s already exists: remove it or pass --force", out);
       goto done;
     }
-    fd = tmpfile_create_near(out, 0644, &tmp);
+    o.output = out;
+    r = outfile_create(out, 0644, &of);
   } else {
-    if (mkdir(store, 0755) < 0 && errno != EEXIST) {
+    char *target;
+
+    /* What this run creates goes again if it fails, even on a signal. */
+    if (mkdir(store, 0755) == 0) {
+      made_store = true;
+      tmpdir_register(store);
+    } else if (errno != EEXIST) {
       die_msg("cannot create store %s: %s", store, strerror(errno));
       goto done;
     }
     namedir = xasprintf("%s/%s", store, name);
+    if (mkdir(namedir, 0755) == 0) {
+      lockpath = xasprintf("%s/.lock", namedir);
+      tmpdir_register(namedir);
+      tmpfile_register(lockpath);
+    }
     lock = store_lock(namedir, true);
     if (lock < 0) {
       die_msg("cannot lock store %s: %s", namedir, strerror(-lock));
       goto done;
     }
-    char *target = xasprintf("%s/build.img", namedir);
-    fd = tmpfile_create_near(target, 0644, &tmp);
+    o.output = namedir;
+    target = xasprintf("%s/build.img", namedir);
+    r = outfile_create(target, 0644, &of);
     free(target);
   }
-  if (fd < 0) {
+  if (r < 0) {
     die_msg("cannot create a file next to %s: %s", out ? out : namedir,
-            strerror(-fd));
+            strerror(-r));
     goto done;
   }
-  r = build_image(&o, fd, tmp);
+  r = build_image(&o, of.fd, of.path);
   if (r < 0)
     goto done;
-  if (fsync(fd) < 0) {
-    die_msg("cannot write %s: %s", tmp, strerror(errno));
+  if (fsync(of.fd) < 0) {
+    die_msg("cannot write %s: %s", o.output, strerror(errno));
     goto done;
   }
   if (out) {
-    if (rename(tmp, out) < 0) {
-      die_msg("cannot rename %s to %s: %s", tmp, out, strerror(errno));
+    r = force ? outfile_install(&of, out) : outfile_link(&of, out);
+    if (r < 0) {
+      die_msg("cannot create %s: %s", out,
+              r == -EEXIST ? "it appeared while building (remove it or "
+                             "pass --force)" : strerror(-r));
       goto done;
     }
-    tmpfile_forget(tmp);
     fsync_dir_of(out);
     printf("%s\n", out);
     rc = 0;
   } else {
     unsigned id;
-    r = store_publish(namedir, tmp, tree_real ? tree_real : o.tree, 0, &id);
+    r = store_publish(namedir, &of, tree_real ? tree_real : o.tree, 0, &id);
     if (r < 0)
       goto done;
     rc = 0;
   }
 done:
-  if (fd >= 0)
-    close(fd);
-  if (tmp && rc != 0)
-    unlink(tmp);
-  if (tmp)
-    tmpfile_forget(tmp);
-  if (lock >= 0)
+  outfile_close(&of);
+  if (rc == 0) {
+    if (made_store)
+      tmpfile_forget(store);
+    if (lockpath) {
+      tmpfile_forget(namedir);
+      tmpfile_forget(lockpath);
+    }
+  }
+  if (lock >= 0) {
+    if (rc)
+      store_abandon(namedir);
     store_unlock(lock);
-  free(tmp);
+  }
+  if (rc && made_store)
+    rmdir(store); /* only if still empty */
+  free(lockpath);
   free(namedir);
   free(tree_real);
   return rc;

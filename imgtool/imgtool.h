@@ -39,6 +39,8 @@ int source_date_epoch(int64_t *out);
 /* Temporary files that must disappear if imgtool fails or is killed.  The
  * registry is async-signal-safe: SIGINT/SIGTERM/SIGHUP unlink them. */
 void tmpfile_register(const char *path);
+/* A directory this run created: removed on failure if empty by then. */
+void tmpdir_register(const char *path);
 void tmpfile_forget(const char *path);
 void tmpfile_cleanup(void);
 void tmpfile_install_signals(void);
@@ -46,6 +48,25 @@ void tmpfile_install_signals(void);
 /* Creates a new file "DIR/.BASE.XXXXXX" next to final_path, registered for
  * cleanup.  Returns the fd (and the malloc'ed name) or -errno. */
 int tmpfile_create_near(const char *final_path, mode_t mode, char **tmp_name);
+
+/* An output file written in place of its final name: anonymous
+ * (O_TMPFILE) where the filesystem allows, so that not even SIGKILL leaves
+ * a partial file behind, else a registered temporary next to final_path. */
+struct outfile {
+  int fd;
+  char *path; /* opens it: "/proc/self/fd/N", or the temporary's name */
+  char *tmp;  /* the named temporary, NULL when anonymous */
+};
+int outfile_create(const char *final_path, mode_t mode, struct outfile *o);
+/* Gives the file the new name; never replaces one (-EEXIST). */
+int outfile_link(struct outfile *o, const char *name);
+/* Puts the file at final_path, atomically replacing what is there. */
+int outfile_install(struct outfile *o, const char *final_path);
+/* Closes it; a file never linked or installed disappears. */
+void outfile_close(struct outfile *o);
+/* Holds SIGINT/SIGTERM/SIGHUP back (true) or lets them in (false), around
+ * steps a cleanup handler must not interrupt. */
+void signals_hold(bool hold);
 
 int fsync_dir_of(const char *path);
 int fsync_dir(const char *dir);
@@ -117,6 +138,7 @@ void tree_free(struct tree *t);
 /* ---- build.c ---- */
 struct build_opts {
   const char *tree;
+  const char *output;     /* for messages: the image or the store */
   uint64_t size;          /* 0 = automatic */
   uint64_t headroom_abs;  /* bytes of free space to add (automatic size) */
   unsigned headroom_pct;  /* percent of used space to add */
@@ -130,7 +152,8 @@ struct build_opts {
   bool progress;          /* force progress output */
 };
 
-/* Builds the image into the already created, empty file fd/path. */
+/* Builds the image into the already created, empty file fd, which path
+ * opens (libext2fs opens images by name). */
 int build_image(const struct build_opts *o, int fd, const char *path);
 int cmd_build(int argc, char **argv);
 
@@ -149,15 +172,18 @@ struct version_meta {
 /* Lock on DIR/NAME (creating it when create is set).  Returns fd or -errno. */
 int store_lock(const char *namedir, bool create);
 void store_unlock(int fd);
+/* With the lock held: removes DIR/NAME if it holds nothing but its lock
+ * file, so that a failed first build leaves nothing behind. */
+void store_abandon(const char *namedir);
 /* Sorted list of published version ids (those with both .img and .meta). */
 int store_list(const char *namedir, unsigned **ids, size_t *n);
 /* The version `current` points to, or 0 when there is none. */
 int store_current(const char *namedir, unsigned *id);
 int store_read_meta(const char *namedir, unsigned id, struct version_meta *m);
-/* Publishes tmp_image (a file inside namedir) as the next version and
- * switches current to it.  The lock must be held.  Prints the path.  On
- * failure nothing new stays visible (tmp_image is left to the caller). */
-int store_publish(const char *namedir, const char *tmp_image,
+/* Publishes image (complete, created inside namedir) as the next version
+ * and switches current to it.  The lock must be held.  Prints the path.
+ * On failure nothing new stays visible (image is left to the caller). */
+int store_publish(const char *namedir, struct outfile *image,
                   const char *source, unsigned parent, unsigned *id_out);
 char *store_version_path(const char *namedir, unsigned id, const char *ext);
 /* True when s is a store directory ("DIR/NAME": has a current link or
@@ -173,7 +199,7 @@ int cmd_initrd(int argc, char **argv);
 
 /* ---- cpio.c: newc writer (gzip via zlib) and lister ---- */
 struct cpio_writer;
-int cpio_open(const char *path, int fd, struct cpio_writer **w);
+int cpio_open(int fd, struct cpio_writer **w);
 /* Adds one entry; data may be NULL for directories and devices. */
 int cpio_add(struct cpio_writer *w, const char *name, uint32_t mode,
              uint32_t uid, uint32_t gid, uint32_t mtime, uint32_t rmajor,

@@ -76,7 +76,7 @@ info_namedir(const char *namedir)
   store_current(namedir, &cur);
   for (size_t i = 0; i < n; i++) {
     struct version_meta m;
-    char created[32];
+    char created[32], parent[16];
 
     if (store_read_meta(namedir, ids[i], &m) < 0) {
       printf("version=%s/%04u.img error=unreadable-metadata\n", namedir,
@@ -84,10 +84,15 @@ info_namedir(const char *namedir)
       continue;
     }
     fmt_time(m.created, created);
+    if (m.parent)
+      snprintf(parent, sizeof parent, "%04u", m.parent);
+    else
+      snprintf(parent, sizeof parent, "none");
+    /* source last: it is free text and may hold spaces. */
     printf("version=%s/%04u.img id=%04u current=%s size=%llu sha256=%s "
-           "uuid=%s created=%s parent=%04u source=%s\n",
+           "uuid=%s created=%s parent=%s source=%s\n",
            namedir, m.id, m.id, m.id == cur ? "yes" : "no",
-           (unsigned long long)m.size, m.sha256, m.uuid, created, m.parent,
+           (unsigned long long)m.size, m.sha256, m.uuid, created, parent,
            m.source);
   }
   if (!n)

@@ -147,7 +147,11 @@ decompress_with(const char *tool, const char *path, char **data, size_t *len)
     return r;
   }
   if (pid == 0) {
+    /* The tool's own complaint would make a second line: ours says it. */
+    int null = open("/dev/null", O_WRONLY);
     dup2(p[1], 1);
+    if (null >= 0)
+      dup2(null, 2);
     execlp(tool, tool, "-dc", path, (char *)NULL);
     _exit(127);
   }
@@ -176,7 +180,8 @@ decompress_with(const char *tool, const char *path, char **data, size_t *len)
     if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
       die_msg("cannot decompress %s: %s not found (install it)", path, tool);
     else
-      die_msg("cannot decompress %s with %s", path, tool);
+      die_msg("cannot decompress %s with %s: corrupt or truncated (check "
+              "it with %s -t)", path, tool, tool);
     return -EIO;
   }
   return 0;
@@ -351,7 +356,8 @@ cmd_initrd(int argc, char **argv)
   };
   const char *out = NULL, *kver = NULL, *moddir_opt = NULL, *mods = NULL,
              *list = NULL;
-  char *agent = NULL, *moddir = NULL, *version = NULL, *tmp = NULL;
+  char *agent = NULL, *moddir = NULL, *version = NULL;
+  struct outfile of = { .fd = -1 };
   char **names = NULL, **optional = NULL;
   size_t nnames = 0, noptional = 0;
   struct module_set set = { 0 };
@@ -360,7 +366,7 @@ cmd_initrd(int argc, char **argv)
   struct stat st;
   int64_t sde = 0;
   uint32_t mtime;
-  int c, r, fd = -1, rc = 1;
+  int c, r, rc = 1;
   char *listing = NULL;
   size_t listing_len = 0;
 
@@ -534,16 +540,17 @@ cmd_initrd(int argc, char **argv)
     e->len = listing_len;
     listing = NULL;
   }
-  qsort(ents.v, ents.n, sizeof *ents.v, cmp_entry);
+  if (ents.n > 1)
+    qsort(ents.v, ents.n, sizeof *ents.v, cmp_entry);
 
-  /* Write it under a temporary name. */
+  /* Write it as an anonymous (or temporary) file, named only when whole. */
   tmpfile_install_signals();
-  fd = tmpfile_create_near(out, 0644, &tmp);
-  if (fd < 0) {
-    die_msg("cannot create a file next to %s: %s", out, strerror(-fd));
+  r = outfile_create(out, 0644, &of);
+  if (r < 0) {
+    die_msg("cannot create a file next to %s: %s", out, strerror(-r));
     goto done;
   }
-  r = cpio_open(tmp, fd, &w);
+  r = cpio_open(of.fd, &w);
   for (size_t i = 0; !r && i < ents.n; i++) {
     struct entry *e = &ents.v[i];
     r = cpio_add(w, e->name, e->mode, 0, 0, mtime, e->rmajor, e->rminor,
@@ -553,29 +560,21 @@ cmd_initrd(int argc, char **argv)
     r = cpio_close(w);
     w = NULL;
   }
-  if (!r && fsync(fd) < 0)
+  if (!r && fsync(of.fd) < 0)
     r = -errno;
-  if (!r && rename(tmp, out) < 0)
-    r = -errno;
+  if (!r)
+    r = outfile_install(&of, out);
   if (r < 0) {
     die_msg("cannot write %s: %s", out, strerror(-r));
     goto done;
   }
-  tmpfile_forget(tmp);
   fsync_dir_of(out);
   fprintf(stderr, "imgtool: initrd %s: kernel %s, %zu modules\n", out,
           version, set.n);
   rc = 0;
 done:
   cpio_abort(w);
-  if (fd >= 0)
-    close(fd);
-  if (tmp && rc) {
-    unlink(tmp);
-  }
-  if (tmp)
-    tmpfile_forget(tmp);
-  free(tmp);
+  outfile_close(&of);
   for (size_t i = 0; i < ents.n; i++) {
     free(ents.v[i].name);
     free(ents.v[i].data);

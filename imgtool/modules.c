@@ -133,6 +133,8 @@ static struct mod *
 find_mod(struct moddb *db, const char *name)
 {
   struct mod key = { .name = (char *)name };
+  if (!db->nmods)
+    return NULL;
   return bsearch(&key, db->mods, db->nmods, sizeof key, cmp_mod);
 }
 
@@ -182,7 +184,8 @@ load_db(struct moddb *db, const char *moddir)
       m->deps[m->ndeps++] = xstrdup(words[i]);
   }
   free(text);
-  qsort(db->mods, db->nmods, sizeof *db->mods, cmp_mod);
+  if (db->nmods > 1)
+    qsort(db->mods, db->nmods, sizeof *db->mods, cmp_mod);
 
   text = read_text(moddir, "modules.softdep", false, &err);
   cap = 0;

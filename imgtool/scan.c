@@ -170,7 +170,8 @@ read_xattrs(struct node *n)
     n->nxattrs++;
   }
   free(names);
-  qsort(n->xattrs, n->nxattrs, sizeof *n->xattrs, cmp_xattr);
+  if (n->nxattrs > 1)
+    qsort(n->xattrs, n->nxattrs, sizeof *n->xattrs, cmp_xattr);
   return 0;
 }
 
@@ -290,7 +291,8 @@ scan_dir(struct scan_ctx *c, struct node *n)
     dirbytes += 8 + ((strlen(de->d_name) + 3) & ~3u);
   }
   closedir(d);
-  qsort(n->kids, n->nkids, sizeof *n->kids, cmp_node);
+  if (n->nkids > 1)
+    qsort(n->kids, n->nkids, sizeof *n->kids, cmp_node);
   /* Entries never span blocks and each block keeps 12 bytes for its
    * checksum tail: allow for the slack at the end of every block. */
   c->t->meta_blocks += (dirbytes + dirbytes / 16) / (BLK - 12) + 1;
@@ -308,6 +310,11 @@ scan_dir(struct scan_ctx *c, struct node *n)
     if (!S_ISDIR(k->st.st_mode) && k->st.st_nlink > 1) {
       struct node *first = hl_find_or_add(&c->hl, k);
       if (first) {
+        if (first->hl_count >= 65000) {
+          die_msg("%s: more than 65000 hard links to one file (ext4's "
+                  "limit): make some of them copies", k->path);
+          return -EMLINK;
+        }
         k->hl_first = first;
         first->hl_count++;
         hash_node(c, k);

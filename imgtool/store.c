@@ -35,22 +35,38 @@
 int
 store_lock(const char *namedir, bool create)
 {
-  char *p;
-  int fd;
+  char *p = xasprintf("%s/.lock", namedir);
+  int fd, r = -EAGAIN;
 
-  if (create && mkdir(namedir, 0755) < 0 && errno != EEXIST)
-    return -errno;
-  p = xasprintf("%s/.lock", namedir);
-  fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  free(p);
-  if (fd < 0)
-    return -errno;
-  if (flock(fd, LOCK_EX) < 0) {
-    int r = -errno;
+  for (int tries = 0; tries < 10; tries++) {
+    struct stat held, named;
+
+    if (create && mkdir(namedir, 0755) < 0 && errno != EEXIST) {
+      r = -errno;
+      break;
+    }
+    fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      r = -errno;
+      break;
+    }
+    if (flock(fd, LOCK_EX) < 0) {
+      r = -errno;
+      close(fd);
+      break;
+    }
+    /* A first build that failed removes its empty name directory, lock
+     * file included (store_abandon); whoever waited on that lock now
+     * holds one nobody else can find, so it locks again. */
+    if (fstat(fd, &held) == 0 && stat(p, &named) == 0 &&
+        held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+      free(p);
+      return fd;
+    }
     close(fd);
-    return r;
   }
-  return fd;
+  free(p);
+  return r;
 }
 
 void
@@ -58,6 +74,29 @@ store_unlock(int fd)
 {
   if (fd >= 0)
     close(fd);
+}
+
+void
+store_abandon(const char *namedir)
+{
+  DIR *d = opendir(namedir);
+  struct dirent *de;
+  bool empty = true;
+  char *p;
+
+  if (!d)
+    return;
+  while ((de = readdir(d)))
+    if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+        strcmp(de->d_name, ".lock") != 0)
+      empty = false;
+  closedir(d);
+  if (!empty)
+    return;
+  p = xasprintf("%s/.lock", namedir);
+  unlink(p);
+  free(p);
+  rmdir(namedir);
 }
 
 char *
@@ -114,7 +153,8 @@ list_ext(const char *namedir, const char *ext, unsigned **ids, size_t *n)
     (*ids)[(*n)++] = v;
   }
   closedir(d);
-  qsort(*ids, *n, sizeof **ids, cmp_uint);
+  if (*n > 1)
+    qsort(*ids, *n, sizeof **ids, cmp_uint);
   return 0;
 }
 
@@ -243,7 +283,7 @@ clean_value(char *s)
 }
 
 int
-store_publish(const char *namedir, const char *tmp_image, const char *source,
+store_publish(const char *namedir, struct outfile *image, const char *source,
               unsigned parent, unsigned *id_out)
 {
   unsigned *ids;
@@ -251,10 +291,11 @@ store_publish(const char *namedir, const char *tmp_image, const char *source,
   unsigned id = 0;
   char sha[65], uuid[40];
   uint64_t size = 0;
-  char *img = NULL, *meta = NULL, *meta_tmp = NULL, *cur_tmp = NULL,
-       *cur = NULL, *target = NULL, *src = xstrdup(source), *base;
+  char *img = NULL, *meta = NULL, *cur_tmp = NULL, *cur = NULL,
+       *target = NULL, *src = xstrdup(source), *base;
+  struct outfile mf = { .fd = -1 };
   FILE *f;
-  int r, fd = -1;
+  int r;
   bool img_made = false, meta_made = false;
 
   clean_value(src);
@@ -274,28 +315,25 @@ store_publish(const char *namedir, const char *tmp_image, const char *source,
   free(ids);
   id++;
 
-  if (chmod(tmp_image, 0444) < 0) {
+  if (fchmod(image->fd, 0444) < 0 || fsync(image->fd) < 0) {
     r = -errno;
     goto err;
   }
-  r = sha256_file(tmp_image, sha, &size);
+  r = sha256_file(image->path, sha, &size);
   if (r < 0)
     goto err;
-  image_uuid(tmp_image, uuid);
+  image_uuid(image->path, uuid);
 
   img = store_version_path(namedir, id, "img");
   meta = store_version_path(namedir, id, "meta");
-  fd = tmpfile_create_near(meta, 0444, &meta_tmp);
-  if (fd < 0) {
-    r = fd;
+  r = outfile_create(meta, 0444, &mf);
+  if (r < 0)
     goto err;
-  }
-  f = fdopen(fd, "w");
+  f = fdopen(dup(mf.fd), "w");
   if (!f) {
     r = -errno;
     goto err;
   }
-  fd = -1;
   base = strrchr(namedir, '/');
   fprintf(f, "id=%04u\nname=%s\nuuid=%s\nsha256=%s\nsize=%llu\n"
              "created=%lld\nsource=%s\n",
@@ -310,25 +348,20 @@ store_publish(const char *namedir, const char *tmp_image, const char *source,
   }
   fclose(f);
 
-  /* Until current points at it, the new version is ours to remove. */
-  if (link(tmp_image, img) < 0) {
-    r = -errno;
-    goto err;
-  }
+  /* From here until current names the new version, a signal must not cut
+   * in: the cleanup handler knows nothing of these names. */
+  signals_hold(true);
+  r = outfile_link(image, img);
+  if (r < 0)
+    goto err_held;
   img_made = true;
-  tmpfile_register(img);
-  unlink(tmp_image);
-  if (link(meta_tmp, meta) < 0) {
-    r = -errno;
-    goto err;
-  }
+  r = outfile_link(&mf, meta);
+  if (r < 0)
+    goto err_held;
   meta_made = true;
-  tmpfile_register(meta);
-  unlink(meta_tmp);
-  tmpfile_forget(meta_tmp);
   r = fsync_dir(namedir);
   if (r < 0)
-    goto err;
+    goto err_held;
 
   target = xasprintf("%04u.img", id);
   cur_tmp = xasprintf("%s/current.tmp", namedir);
@@ -336,41 +369,32 @@ store_publish(const char *namedir, const char *tmp_image, const char *source,
   unlink(cur_tmp);
   if (symlink(target, cur_tmp) < 0) {
     r = -errno;
-    goto err;
+    goto err_held;
   }
   if (rename(cur_tmp, cur) < 0) {
     r = -errno;
     unlink(cur_tmp);
-    goto err;
+    goto err_held;
   }
-  tmpfile_forget(img);
-  tmpfile_forget(meta);
+  signals_hold(false);
   fsync_dir(namedir);
   printf("%s\n", img);
   fflush(stdout);
   *id_out = id;
   r = 0;
   goto out;
+err_held:
+  if (img_made)
+    unlink(img);
+  if (meta_made)
+    unlink(meta);
+  signals_hold(false);
 err:
   die_msg("cannot publish a new version in %s: %s", namedir, strerror(-r));
-  if (img_made) {
-    unlink(img);
-    tmpfile_forget(img);
-  }
-  if (meta_made) {
-    unlink(meta);
-    tmpfile_forget(meta);
-  }
-  if (meta_tmp) {
-    unlink(meta_tmp);
-    tmpfile_forget(meta_tmp);
-  }
 out:
-  if (fd >= 0)
-    close(fd);
+  outfile_close(&mf);
   free(img);
   free(meta);
-  free(meta_tmp);
   free(cur_tmp);
   free(cur);
   free(target);

@@ -164,19 +164,33 @@ source_date_epoch(int64_t *out)
 
 #define TMP_MAX_FILES 8
 #define TMP_PATH_MAX 4096
+#define TMP_FILE 1
+#define TMP_DIR 2
 static char tmp_paths[TMP_MAX_FILES][TMP_PATH_MAX];
 static volatile sig_atomic_t tmp_used[TMP_MAX_FILES];
 
-void
-tmpfile_register(const char *path)
+static void
+tmp_register(const char *path, int kind)
 {
   for (int i = 0; i < TMP_MAX_FILES; i++) {
     if (!tmp_used[i]) {
       snprintf(tmp_paths[i], TMP_PATH_MAX, "%s", path);
-      tmp_used[i] = 1;
+      tmp_used[i] = kind;
       return;
     }
   }
+}
+
+void
+tmpfile_register(const char *path)
+{
+  tmp_register(path, TMP_FILE);
+}
+
+void
+tmpdir_register(const char *path)
+{
+  tmp_register(path, TMP_DIR);
 }
 
 void
@@ -190,15 +204,23 @@ tmpfile_forget(const char *path)
   }
 }
 
+/* Files first, then directories (twice, so that a parent registered
+ * before its child goes too); rmdir leaves a directory that is not empty. */
 void
 tmpfile_cleanup(void)
 {
   for (int i = 0; i < TMP_MAX_FILES; i++) {
-    if (tmp_used[i]) {
+    if (tmp_used[i] == TMP_FILE) {
       unlink(tmp_paths[i]);
       tmp_used[i] = 0;
     }
   }
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = TMP_MAX_FILES - 1; i >= 0; i--)
+      if (tmp_used[i] == TMP_DIR && rmdir(tmp_paths[i]) == 0)
+        tmp_used[i] = 0;
+  for (int i = 0; i < TMP_MAX_FILES; i++)
+    tmp_used[i] = 0;
 }
 
 static void
@@ -241,6 +263,141 @@ tmpfile_create_near(const char *final_path, mode_t mode, char **tmp_name)
   fchmod(fd, mode);
   *tmp_name = name;
   return fd;
+}
+
+/* A name for an anonymous file: ".BASE.XXXXXX" next to final_path, not
+ * yet taken when this returns (it may be taken by the time it is used;
+ * callers retry on EEXIST). */
+static char *
+temp_name_near(const char *final_path)
+{
+  static const char chars[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  char *copy1 = xstrdup(final_path), *copy2 = xstrdup(final_path);
+  char *name = xasprintf("%s/.%s.XXXXXX", dirname(copy1), basename(copy2));
+  size_t l = strlen(name);
+  struct timespec ts;
+  uint64_t x;
+
+  free(copy1);
+  free(copy2);
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  x = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid() << 32 ^
+      (uint64_t)rand();
+  for (size_t i = l - 6; i < l; i++) {
+    name[i] = chars[x % (sizeof chars - 1)];
+    x /= sizeof chars - 1;
+  }
+  return name;
+}
+
+int
+outfile_create(const char *final_path, mode_t mode, struct outfile *o)
+{
+  char *copy = xstrdup(final_path);
+  int fd;
+
+  memset(o, 0, sizeof *o);
+  o->fd = -1;
+  /* Anonymous first: nothing to clean up, even after SIGKILL.  It needs
+   * /proc to be reopened by name (libext2fs opens images by name). */
+  fd = open(dirname(copy), O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+  free(copy);
+  if (fd >= 0) {
+    o->path = xasprintf("/proc/self/fd/%d", fd);
+    if (access(o->path, F_OK) == 0) {
+      fchmod(fd, mode);
+      o->fd = fd;
+      return 0;
+    }
+    free(o->path);
+    o->path = NULL;
+    close(fd);
+  }
+  fd = tmpfile_create_near(final_path, mode, &o->tmp);
+  if (fd < 0)
+    return fd;
+  o->fd = fd;
+  o->path = xstrdup(o->tmp);
+  return 0;
+}
+
+int
+outfile_link(struct outfile *o, const char *name)
+{
+  if (!o->tmp) {
+    if (linkat(AT_FDCWD, o->path, AT_FDCWD, name, AT_SYMLINK_FOLLOW) < 0)
+      return -errno;
+    return 0;
+  }
+  if (link(o->tmp, name) < 0)
+    return -errno;
+  unlink(o->tmp);
+  tmpfile_forget(o->tmp);
+  free(o->tmp);
+  o->tmp = NULL;
+  return 0;
+}
+
+int
+outfile_install(struct outfile *o, const char *final_path)
+{
+  char *name = NULL;
+  int r = -EEXIST;
+
+  if (o->tmp) {
+    if (rename(o->tmp, final_path) < 0)
+      return -errno;
+    tmpfile_forget(o->tmp);
+    free(o->tmp);
+    o->tmp = NULL;
+    return 0;
+  }
+  /* An anonymous file cannot be linked over an existing name: link it
+   * under a fresh temporary name, then rename that over final_path, with
+   * signals held so that the name never outlives a failure. */
+  signals_hold(true);
+  for (int tries = 0; r == -EEXIST && tries < 100; tries++) {
+    free(name);
+    name = temp_name_near(final_path);
+    r = 0;
+    if (linkat(AT_FDCWD, o->path, AT_FDCWD, name, AT_SYMLINK_FOLLOW) < 0)
+      r = -errno;
+  }
+  if (r == 0 && rename(name, final_path) < 0) {
+    r = -errno;
+    unlink(name);
+  }
+  signals_hold(false);
+  free(name);
+  return r;
+}
+
+void
+outfile_close(struct outfile *o)
+{
+  if (o->fd >= 0)
+    close(o->fd);
+  if (o->tmp) {
+    unlink(o->tmp);
+    tmpfile_forget(o->tmp);
+  }
+  free(o->tmp);
+  free(o->path);
+  memset(o, 0, sizeof *o);
+  o->fd = -1;
+}
+
+void
+signals_hold(bool hold)
+{
+  sigset_t set;
+
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  sigprocmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
 int

@@ -1,1 +1,13 @@
-# tests/imgtool.mk: imgtool tests (appended to TESTS)
+# tests/imgtool.mk: imgtool tests (appended to TESTS).
+# Each script shows one concern of issue 3; all of them exercise our
+# binary, so all are repeated under ASan+UBSan (SANITIZE_TESTS).
+IMGTOOL_TESTS = \
+	tests/test_imgtool_01.sh \
+	tests/test_imgtool_02.sh \
+	tests/test_imgtool_03.sh \
+	tests/test_imgtool_06.sh \
+	tests/test_imgtool_07.sh
+
+TESTS += $(IMGTOOL_TESTS)
+SANITIZE_TESTS += $(IMGTOOL_TESTS)
+EXTRA_DIST += $(IMGTOOL_TESTS)

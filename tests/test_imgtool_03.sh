@@ -1,0 +1,159 @@
+#!/bin/bash
+# test_imgtool_03: the image store.  Two builds give two versions with
+# their metadata; `current` moves from the first to the second atomically
+# (a reader polling it during the second build only ever sees one of the
+# two, never nothing); published versions are read-only and never change;
+# info and verify report them; verify catches a modified or writable
+# version and a dangling `current`; concurrent builds are serialised; a
+# new client of nbdsrv serving the store gets `current`.
+. "$(dirname "$0")/functions.sh"
+
+imgt() {
+  local rc=0
+  "$IMGTOOL" "$@" 2>"$TESTDIR/last.err" || rc=$?
+  cat "$TESTDIR/last.err" >>"$TESTDIR/imgtool.log"
+  cat "$TESTDIR/last.err" >&2
+  return $rc
+}
+meta() { sed -n "s/^$2=//p" "$1"; }
+
+export SOURCE_DATE_EPOCH=1700000000
+store=$TESTDIR/store
+os=$store/os
+mkdir -p "$TESTDIR/t1/etc" "$TESTDIR/t2/etc"
+echo one >"$TESTDIR/t1/etc/version"
+echo two >"$TESTDIR/t2/etc/version"
+# The second tree is larger, so its build takes a while to watch.
+/usr/bin/python3 -c '
+import random, sys
+r = random.Random(7)
+for i in range(200):
+    open("%s/f%03d" % (sys.argv[1], i), "wb").write(r.randbytes(256 << 10))' "$TESTDIR/t2"
+
+t0=$(date +%s)
+imgt build "$TESTDIR/t1" --store "$store" --name os >"$TESTDIR/out" || fail "first build"
+t1=$(date +%s)
+[ "$(cat "$TESTDIR/out")" = "$os/0001.img" ] || fail "build printed '$(cat "$TESTDIR/out")', not the new version"
+[ "$(readlink "$os/current")" = 0001.img ] || fail "current after the first build: $(readlink "$os/current")"
+m=$os/0001.meta
+[ "$(meta "$m" id)" = 0001 ] || fail "meta id"
+[ "$(meta "$m" name)" = os ] || fail "meta name"
+[ "$(meta "$m" sha256)" = "$(sha256sum <"$os/0001.img" | cut -d' ' -f1)" ] || fail "meta sha256 is not the image's"
+[ "$(meta "$m" size)" = "$(stat -c %s "$os/0001.img")" ] || fail "meta size"
+[ "$(meta "$m" source)" = "$(cd "$TESTDIR/t1" && pwd -P)" ] || fail "meta source: $(meta "$m" source)"
+[ "$(meta "$m" uuid)" = "$(dumpe2fs -h "$os/0001.img" 2>/dev/null | sed -n 's/^Filesystem UUID: *//p')" ] || fail "meta uuid"
+c=$(meta "$m" created)
+[ "$c" -ge "$t0" ] && [ "$c" -le $((t1 + 1)) ] || fail "meta created=$c, not the time of the build"
+sum1=$(sha256sum <"$os/0001.img")
+
+# Second version, with a reader of `current` running all along; then 30
+# more publications in another store, to give a non-atomic switch many
+# chances to show.
+watch_current() {
+  rm -f "$TESTDIR/stop"
+  /usr/bin/python3 - "$1" "$TESTDIR/stop" >"$TESTDIR/seen" 2>&1 <<'PY' &
+import os, sys, time
+d, stop = sys.argv[1], sys.argv[2]
+seen, n, end = [], 0, time.time() + 60
+while not os.path.exists(stop) and time.time() < end:
+    try:
+        t = os.readlink(d + "/current")
+        os.stat(d + "/current")  # resolves to a complete file
+    except OSError as e:
+        print("ERROR", e)
+        sys.exit(1)
+    if not seen or seen[-1] != t:
+        seen.append(t)
+    n += 1
+print(n, " ".join(seen))
+PY
+  watcher=$!
+  on_exit "kill $watcher 2>/dev/null"
+  sleep 0.2
+}
+stop_watching() {
+  sleep 0.2
+  touch "$TESTDIR/stop"
+  wait $watcher || fail "a reader of current failed: $(cat "$TESTDIR/seen")"
+  read -r polls seen <"$TESTDIR/seen"
+  [ "$polls" -gt 10 ] || fail "current was polled only $polls times"
+}
+watch_current "$os"
+imgt build "$TESTDIR/t2" --store "$store" --name os >"$TESTDIR/out" || fail "second build"
+stop_watching
+[ "$seen" = "0001.img 0002.img" ] || fail "current went through: $seen"
+[ "$(cat "$TESTDIR/out")" = "$os/0002.img" ] || fail "second build printed $(cat "$TESTDIR/out")"
+[ "$(sha256sum <"$os/0001.img")" = "$sum1" ] || fail "version 1 changed"
+for f in 0001.img 0001.meta 0002.img 0002.meta; do
+  [ "$(stat -c %a "$os/$f")" = 444 ] || fail "$f is mode $(stat -c %a "$os/$f"), not read-only"
+done
+imgt build "$TESTDIR/t1" --store "$TESTDIR/flip" --name os >/dev/null || fail "flip store"
+watch_current "$TESTDIR/flip/os"
+for i in $(seq 2 31); do
+  imgt build "$TESTDIR/t1" --store "$TESTDIR/flip" --name os >/dev/null || fail "flip build $i"
+done
+stop_watching
+echo "$seen" | tr ' ' '\n' | sort -c || fail "current went back: $seen"
+[ "$(readlink "$TESTDIR/flip/os/current")" = 0031.img ] || fail "flip: current is not the last version"
+
+# info and verify.
+imgt info --store "$store" >"$TESTDIR/info" || fail "info"
+[ "$(wc -l <"$TESTDIR/info")" = 2 ] || fail "info lists $(wc -l <"$TESTDIR/info") versions"
+grep -q "^version=$os/0001.img id=0001 current=no .*sha256=$(meta "$os/0001.meta" sha256) .*parent=none source=" "$TESTDIR/info" || fail "info on version 1: $(cat "$TESTDIR/info")"
+grep -q "^version=$os/0002.img id=0002 current=yes .*sha256=$(meta "$os/0002.meta" sha256) " "$TESTDIR/info" || fail "info on version 2: $(cat "$TESTDIR/info")"
+imgt info "$os" | cmp -s - "$TESTDIR/info" || fail "info DIR/NAME differs from info --store"
+imgt info "$os/0002.img" >"$TESTDIR/info2" || fail "info IMAGE"
+grep -qx "uuid=$(meta "$os/0002.meta" uuid)" "$TESTDIR/info2" || fail "info IMAGE: $(cat "$TESTDIR/info2")"
+grep -qx "size=$(meta "$os/0002.meta" size)" "$TESTDIR/info2" || fail "info IMAGE size"
+imgt verify --store "$store" >"$TESTDIR/verify" || fail "verify of a sound store"
+[ "$(grep -c '^ok ' "$TESTDIR/verify")" = 2 ] || fail "verify: $(cat "$TESTDIR/verify")"
+# The portable SHA-256 and the CPU's agree.
+IMGTOOL_SHA256=portable imgt verify --store "$store" --name os >/dev/null || fail "verify with the portable SHA-256"
+
+# A modified version, a writable one, a dangling current.
+chmod u+w "$os/0001.img"
+printf 'X' | dd of="$os/0001.img" bs=1 seek=$((1 << 20)) conv=notrunc status=none
+if imgt verify --store "$store" >"$TESTDIR/verify"; then fail "verify missed a modified version"; fi
+grep -q "^BAD $os/0001.img: checksum mismatch" "$TESTDIR/verify" || fail "verify: $(cat "$TESTDIR/verify")"
+grep -q "^ok $os/0002.img" "$TESTDIR/verify" || fail "verify lost version 2"
+printf '\0' | dd of="$os/0001.img" bs=1 seek=$((1 << 20)) conv=notrunc status=none
+[ "$(sha256sum <"$os/0001.img")" = "$sum1" ] || fail "could not restore version 1"
+if imgt verify --store "$store" >"$TESTDIR/verify"; then fail "verify missed a writable version"; fi
+grep -q "^BAD $os/0001.img: writable" "$TESTDIR/verify" || fail "verify: $(cat "$TESTDIR/verify")"
+chmod a-w "$os/0001.img"
+imgt verify --store "$store" >/dev/null || fail "verify after the repair"
+ln -sfn 0009.img "$os/current"
+if imgt verify --store "$store" >"$TESTDIR/verify"; then fail "verify missed a dangling current"; fi
+grep -q "^BAD $os/current" "$TESTDIR/verify" || fail "verify: $(cat "$TESTDIR/verify")"
+ln -sfn 0002.img "$os/current"
+
+# Concurrent builds: serialised by the lock, each gets its own version.
+imgt build "$TESTDIR/t1" --store "$store" --name os >"$TESTDIR/out3" &
+b1=$!
+imgt build "$TESTDIR/t2" --store "$store" --name os >"$TESTDIR/out4" &
+b2=$!
+wait $b1 || fail "concurrent build 1"
+wait $b2 || fail "concurrent build 2"
+[ "$(sort "$TESTDIR/out3" "$TESTDIR/out4")" = "$(printf '%s\n' "$os/0003.img" "$os/0004.img")" ] ||
+  fail "concurrent builds made $(cat "$TESTDIR/out3" "$TESTDIR/out4")"
+cur=$(readlink "$os/current")
+[ "$cur" = "$(basename "$(cat "$TESTDIR/out4")")" ] || [ "$cur" = "$(basename "$(cat "$TESTDIR/out3")")" ] || fail "current: $cur"
+imgt verify --store "$store" >/dev/null || fail "verify after concurrent builds"
+[ -z "$(find "$os" -name '.*' ! -name .lock)" ] || fail "temporaries left: $(find "$os" -name '.*')"
+
+# nbdsrv serving the store: a new client gets current.
+start_nbdsrv -e os="$os" -o "$TESTDIR/ov"
+/usr/bin/python3 - "$PORT" "$os/$cur" <<'PY' || fail "a new client did not get current"
+import nbd, sys
+h = nbd.NBD()
+h.set_export_name("os@new")
+h.connect_tcp("127.0.0.1", sys.argv[1])
+want = open(sys.argv[2], "rb").read()
+assert h.get_size() == len(want), (h.get_size(), len(want))
+for off in range(0, len(want), 4 << 20):
+    n = min(4 << 20, len(want) - off)
+    assert h.pread(n, off) == want[off:off + n], off
+h.shutdown()
+PY
+stop_nbdsrv || fail "nbdsrv exited with $? on SIGTERM"
+exit 0
