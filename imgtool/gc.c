@@ -170,10 +170,11 @@ gc_namedir(const char *namedir, const struct pins *p, bool dry_run,
     size_t l = strlen(n);
     struct stat st;
 
-    if (l >= 9 && strspn(n, "0123456789") == l - 4 &&
-        (strcmp(n + l - 4, ".img") == 0))
+    /* NNNN.img and NNNN.meta: at least four digits, nothing else. */
+    if (l >= 8 && strspn(n, "0123456789") == l - 4 &&
+        strcmp(n + l - 4, ".img") == 0)
       is_img = true;
-    else if (l >= 10 && strspn(n, "0123456789") == l - 5 &&
+    else if (l >= 9 && strspn(n, "0123456789") == l - 5 &&
              strcmp(n + l - 5, ".meta") == 0)
       is_meta = true;
     if (is_img || is_meta)

@@ -1,0 +1,124 @@
+#!/bin/bash
+# test_imgtool_04: imgtool gc keeps what is referenced.  nbdsrv serves a
+# store while versions are published; clients x and y get overlays pinned
+# to versions 1 and 3.  gc must remove exactly the versions that are
+# neither current nor pinned (2 and 4) and the leftovers of interrupted
+# runs, say what it removed, and leave both clients' disks as they were,
+# before and after a server restart.  --dry-run removes nothing; gc
+# without the overlay directory, or with an overlay it cannot read,
+# refuses and removes nothing.
+. "$(dirname "$0")/functions.sh"
+
+imgt() {
+  local rc=0
+  "$IMGTOOL" "$@" 2>"$TESTDIR/last.err" || rc=$?
+  cat "$TESTDIR/last.err" >>"$TESTDIR/imgtool.log"
+  cat "$TESTDIR/last.err" >&2
+  return $rc
+}
+listing() { (cd "$1" && find . -printf '%p %s %y\n' | sort); }
+
+export SOURCE_DATE_EPOCH=1700000000
+store=$TESTDIR/store
+os=$store/os
+ov=$TESTDIR/ov
+for i in 1 2 3 4 5; do
+  mkdir -p "$TESTDIR/t$i/etc"
+  echo "version $i" >"$TESTDIR/t$i/etc/version"
+done
+publish() { imgt build "$TESTDIR/t$1" --store "$store" --name os >/dev/null || fail "build $1"; }
+
+# client NAME OFFSET BYTE: writes 4 KiB of BYTE at OFFSET through nbdsrv.
+client_write() {
+  /usr/bin/python3 - "$PORT" "$1" "$2" "$3" <<'PY'
+import nbd, sys
+h = nbd.NBD()
+h.set_export_name("os@" + sys.argv[2])
+h.connect_tcp("127.0.0.1", sys.argv[1])
+h.pwrite(bytes([int(sys.argv[4])]) * 4096, int(sys.argv[3]))
+h.flush()
+h.shutdown()
+PY
+}
+# client_check NAME VERSION OFFSET BYTE: the client sees VERSION's bytes
+# with its own 4 KiB block of BYTE at OFFSET.
+client_check() {
+  /usr/bin/python3 - "$PORT" "$1" "$os/$2.img" "$3" "$4" <<'PY'
+import nbd, sys
+h = nbd.NBD()
+h.set_export_name("os@" + sys.argv[2])
+h.connect_tcp("127.0.0.1", sys.argv[1])
+want = bytearray(open(sys.argv[3], "rb").read())
+off = int(sys.argv[4])
+want[off:off + 4096] = bytes([int(sys.argv[5])]) * 4096
+got = h.pread(len(want), 0)
+assert got == bytes(want), "client %s does not see its disk" % sys.argv[2]
+h.shutdown()
+PY
+}
+
+publish 1
+start_nbdsrv -e os="$os" -o "$ov"
+client_write x 65536 120 || fail "client x"
+publish 2
+publish 3
+client_write y 131072 121 || fail "client y"
+publish 4
+publish 5
+# Leftovers of interrupted runs: a version without metadata, a temporary,
+# a half-made link.
+touch "$os/0006.img" "$os/.build.img.Ab12Cd"
+ln -s 0005.img "$os/current.tmp"
+[ "$(readlink "$os/current")" = 0005.img ] || fail "current is not version 5"
+sums=$(cd "$os" && sha256sum 000[135].img 000[135].meta)
+ovsums=$(cd "$ov" && find . -type f -exec sha256sum {} + | sort)
+before=$(listing "$store")
+
+# Refusals first: nothing may go.
+if imgt gc --store "$store"; then fail "gc without --overlays"; fi
+grep -q "^imgtool: error: gc needs --overlays" "$TESTDIR/last.err" || fail "gc without --overlays: $(cat "$TESTDIR/last.err")"
+head -c 1024 /dev/urandom >"$ov/os/broken.map"
+if imgt gc --store "$store" --overlays "$ov"; then fail "gc with an unreadable overlay"; fi
+grep -q "^imgtool: error: cannot read overlay $ov/os/broken.map: .*refusing" "$TESTDIR/last.err" ||
+  fail "gc with a broken overlay: $(cat "$TESTDIR/last.err")"
+rm "$ov/os/broken.map"
+[ "$(listing "$store")" = "$before" ] || fail "a refused gc removed something"
+
+imgt gc --store "$store" --overlays "$ov" --dry-run >"$TESTDIR/dry" || fail "gc --dry-run"
+[ "$(listing "$store")" = "$before" ] || fail "gc --dry-run removed something"
+expected=$(printf 'removed %s\n' "$os/.build.img.Ab12Cd" "$os/0002.img" "$os/0002.meta" \
+  "$os/0004.img" "$os/0004.meta" "$os/0006.img" "$os/current.tmp")
+[ "$(sed 's/^would remove/removed/' "$TESTDIR/dry")" = "$expected" ] ||
+  fail "gc --dry-run would remove: $(cat "$TESTDIR/dry")"
+
+imgt gc --store "$store" --overlays "$ov" >"$TESTDIR/gc" || fail "gc"
+[ "$(cat "$TESTDIR/gc")" = "$expected" ] || fail "gc removed: $(cat "$TESTDIR/gc")"
+grep -q "removed 7 file(s); 2 overlay(s) pin 2 version(s)" "$TESTDIR/last.err" ||
+  fail "gc summary: $(cat "$TESTDIR/last.err")"
+[ "$(cd "$os" && ls)" = "$(printf '%s\n' 0001.img 0001.meta 0003.img 0003.meta 0005.img 0005.meta current)" ] ||
+  fail "after gc the store holds: $(cd "$os" && ls)"
+[ "$(cd "$os" && sha256sum 000[135].img 000[135].meta)" = "$sums" ] || fail "gc changed a kept version"
+[ "$(cd "$ov" && find . -type f -exec sha256sum {} + | sort)" = "$ovsums" ] || fail "gc changed an overlay"
+imgt verify --store "$store" >/dev/null || fail "verify after gc"
+imgt info --store "$store" >"$TESTDIR/info" || fail "info after gc"
+[ "$(cut -d' ' -f2 "$TESTDIR/info" | tr '\n' ' ')" = "id=0001 id=0003 id=0005 " ] || fail "info after gc: $(cat "$TESTDIR/info")"
+
+# A second gc finds nothing more to do.
+imgt gc --store "$store" --overlays "$ov" >"$TESTDIR/gc2" || fail "second gc"
+[ ! -s "$TESTDIR/gc2" ] || fail "second gc removed: $(cat "$TESTDIR/gc2")"
+
+# The clients still see their disks, now and after a restart.
+client_check x 0001 65536 120 || fail "client x after gc"
+client_check y 0003 131072 121 || fail "client y after gc"
+stop_nbdsrv || fail "nbdsrv exited with $? on SIGTERM"
+start_nbdsrv -e os="$os" -o "$ov"
+client_check x 0001 65536 120 || fail "client x after gc and a restart"
+client_check y 0003 131072 121 || fail "client y after gc and a restart"
+stop_nbdsrv || fail "nbdsrv exited with $? on SIGTERM"
+
+# Once x's overlay is gone, version 1 is garbage too; y still pins 3.
+rm "$ov/os/x.map" "$ov/os/x.data"
+imgt gc --store "$store" --name os --overlays "$ov" >"$TESTDIR/gc3" || fail "gc after x left"
+[ "$(cat "$TESTDIR/gc3")" = "$(printf 'removed %s\n' "$os/0001.img" "$os/0001.meta")" ] ||
+  fail "gc after x left: $(cat "$TESTDIR/gc3")"
+exit 0
