@@ -1,9 +1,390 @@
-/* imgtool: commit (stub) */
+/* imgtool commit: folds one client's overlay into a new image version.
+ *
+ * The workflow it serves: the admin boots one client on the current
+ * version, installs updates on it, shuts it down, and commits its overlay.
+ * The new version is exactly the disk that client saw (the base where it
+ * wrote nothing, its own blocks where it wrote, zeroes where it trimmed),
+ * and `current` moves to it, so clients that connect afterwards get the
+ * update.
+ *
+ * Nothing but the new version is written.  The overlay is opened
+ * read-only (its journal is replayed in memory; a torn tail is ignored,
+ * not cut off), the base version is only read, and the committing client
+ * keeps its overlay, still pinned by nbdsrv to the version it was made on,
+ * until an admin resets it.
+ *
+ * Copying costs what the data costs, not what the disk does: the base is
+ * copied extent by extent (SEEK_DATA/SEEK_HOLE and copy_file_range, which
+ * shares blocks where the filesystem can reflink), then each run of blocks
+ * the client wrote comes from the overlay's data file (block N is at byte
+ * N*4096 in both files) and each trimmed run is punched out.
+ *
+ * Refusals, each one line saying what to do: the overlay's base is not a
+ * version of this store, or it changed since the overlay was made (the
+ * checks nbdsrv makes before serving it); the filesystem the client left
+ * behind was not cleanly unmounted (the client still runs, or crashed):
+ * publishing it would give every new client a filesystem that needs
+ * recovery, so that takes --force.
+ */
 #include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "imgtool.h"
+#include "overlay-format.h"
+
+#define COPY_CHUNK (1u << 20)
+
+/* Copies [off, off+len) of in to the same offset of out.  When
+ * target_hole is set the target range reads as zeroes already, so zero
+ * blocks need not be written (the fallback path keeps them holes). */
+static int
+copy_range(int in, int out, uint64_t off, uint64_t len, bool target_hole,
+           char *buf)
+{
+  uint64_t end = off + len;
+
+  while (off < end) {
+    loff_t ioff = (loff_t)off, ooff = (loff_t)off;
+    size_t want = end - off > (1u << 30) ? (1u << 30) : (size_t)(end - off);
+    ssize_t n = copy_file_range(in, &ioff, out, &ooff, want, 0);
+
+    if (n > 0) {
+      off += (uint64_t)n;
+      continue;
+    }
+    if (n == 0)
+      return -EIO; /* the source is shorter than it said */
+    if (errno == EINTR)
+      continue;
+    if (errno != EXDEV && errno != EINVAL && errno != ENOSYS &&
+        errno != EOPNOTSUPP)
+      return -errno;
+    /* No in-kernel copy between these files: read and write. */
+    while (off < end) {
+      size_t chunk = end - off > COPY_CHUNK ? COPY_CHUNK : (size_t)(end - off);
+      ssize_t got = pread_full(in, buf, chunk, off);
+      int r;
+
+      if (got < 0)
+        return (int)got;
+      if ((size_t)got != chunk)
+        return -EIO;
+      if (!target_hole || !is_zero(buf, chunk)) {
+        r = pwrite_all(out, buf, chunk, off);
+        if (r < 0)
+          return r;
+      }
+      off += chunk;
+    }
+  }
+  return 0;
+}
+
+/* Makes [off, off+len) of fd read as zeroes, freeing the space. */
+static int
+zero_range(int fd, uint64_t off, uint64_t len, char *buf)
+{
+  if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+                (off_t)len) == 0)
+    return 0;
+  if (errno != EOPNOTSUPP && errno != ENOSYS)
+    return -errno;
+  memset(buf, 0, COPY_CHUNK);
+  while (len) {
+    size_t chunk = len > COPY_CHUNK ? COPY_CHUNK : (size_t)len;
+    int r = pwrite_all(fd, buf, chunk, off);
+    if (r < 0)
+      return r;
+    off += chunk;
+    len -= chunk;
+  }
+  return 0;
+}
+
+/* The base image, extent by extent, into the empty file out. */
+static int
+copy_base(int in, int out, uint64_t size, char *buf)
+{
+  uint64_t pos = 0;
+
+  while (pos < size) {
+    off_t data = lseek(in, (off_t)pos, SEEK_DATA), hole;
+    int r;
+
+    if (data < 0) {
+      if (errno == ENXIO)
+        return 0; /* only a hole is left */
+      data = (off_t)pos; /* no SEEK_DATA: copy everything */
+      hole = (off_t)size;
+    } else {
+      hole = lseek(in, data, SEEK_HOLE);
+      if (hole < 0 || (uint64_t)hole > size)
+        hole = (off_t)size;
+    }
+    r = copy_range(in, out, (uint64_t)data, (uint64_t)(hole - data), true,
+                   buf);
+    if (r < 0)
+      return r;
+    pos = (uint64_t)hole;
+  }
+  return 0;
+}
+
+/* Applies the overlay's map on top of the base copy in out.  Counts the
+ * bytes taken from the overlay and the bytes zeroed. */
+static int
+apply_overlay(const struct ovl_file *ov, int out, uint64_t size, char *buf,
+              uint64_t *written, uint64_t *zeroed)
+{
+  const struct ovl_map *m = &ov->map;
+
+  for (uint64_t b = 0; b < m->nblocks;) {
+    enum ovl_state s;
+    uint64_t run = ovl_map_run(m, b, m->nblocks - b, &s);
+    uint64_t off = b << OVL_BLOCK_SHIFT, len = run << OVL_BLOCK_SHIFT;
+    int r = 0;
+
+    /* The last block may reach past the end of an odd-sized image. */
+    if (off + len > size)
+      len = size - off;
+    if (s == OVL_DATA) {
+      r = copy_range(ov->data_fd, out, off, len, false, buf);
+      *written += len;
+    } else if (s == OVL_ZERO) {
+      r = zero_range(out, off, len, buf);
+      *zeroed += len;
+    }
+    if (r < 0)
+      return r;
+    b += run;
+  }
+  return 0;
+}
+
+/* Whether the ext2/3/4 filesystem in fd (if it is one) was cleanly
+ * unmounted: the valid flag set, no error flag, no journal to recover. */
+static bool
+fs_is_clean(int fd)
+{
+  uint8_t sb[1024];
+  uint16_t state;
+  uint32_t incompat;
+
+  if (pread_full(fd, sb, sizeof sb, 1024) != (ssize_t)sizeof sb ||
+      sb[0x38] != 0x53 || sb[0x39] != 0xef)
+    return true; /* not ext*: nothing to judge */
+  state = (uint16_t)(sb[0x3a] | sb[0x3b] << 8);
+  incompat = (uint32_t)sb[0x60] | (uint32_t)sb[0x61] << 8 |
+             (uint32_t)sb[0x62] << 16 | (uint32_t)sb[0x63] << 24;
+  return (state & 1) && !(state & 2) && !(incompat & 0x4 /* RECOVER */);
+}
+
+/* "P", "P.map" or "P.data" -> "P" (malloc'ed). */
+static char *
+overlay_prefix(const char *arg)
+{
+  char *p = xstrdup(arg);
+  size_t l = strlen(p);
+
+  if (l > 4 && strcmp(p + l - 4, ".map") == 0)
+    p[l - 4] = '\0';
+  else if (l > 5 && strcmp(p + l - 5, ".data") == 0)
+    p[l - 5] = '\0';
+  return p;
+}
+
+static void
+commit_usage(FILE *f)
+{
+  fputs("usage: imgtool commit --store DIR --name NAME\n"
+        "         (--overlay PREFIX | --overlays OVERLAY_DIR --client ID)\n"
+        "         [--force]\n"
+        "  PREFIX is the overlay's path without .map/.data, e.g.\n"
+        "  OVERLAY_DIR/NAME/ID for nbdsrv -o OVERLAY_DIR.\n", f);
+}
+
 int
 cmd_commit(int argc, char **argv)
 {
-  die_msg("cmd_commit: not implemented yet");
-  return 1;
+  static const struct option opts[] = {
+    { "store", required_argument, NULL, 'S' },
+    { "name", required_argument, NULL, 'N' },
+    { "overlay", required_argument, NULL, 'O' },
+    { "overlays", required_argument, NULL, 'D' },
+    { "client", required_argument, NULL, 'C' },
+    { "force", no_argument, NULL, 'f' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  const char *store = NULL, *name = NULL, *overlay = NULL, *ovdir = NULL,
+             *client = NULL;
+  char *namedir = NULL, *prefix = NULL, *source = NULL, *buf = NULL;
+  struct ovl_file ov = { .map_fd = -1, .data_fd = -1 };
+  struct outfile of = { .fd = -1 };
+  struct stat st, bst;
+  unsigned *ids = NULL, parent = 0, id;
+  size_t n = 0;
+  uint64_t written = 0, zeroed = 0;
+  int c, r, lock = -1, base_fd = -1, rc = 1;
+  bool force = false;
+
+  while ((c = getopt_long(argc, argv, "fh", opts, NULL)) != -1) {
+    switch (c) {
+    case 'S': store = optarg; break;
+    case 'N': name = optarg; break;
+    case 'O': overlay = optarg; break;
+    case 'D': ovdir = optarg; break;
+    case 'C': client = optarg; break;
+    case 'f': force = true; break;
+    case 'h': commit_usage(stdout); return 0;
+    default: commit_usage(stderr); return 2;
+    }
+  }
+  if (optind != argc || !store || !name ||
+      !overlay == !(ovdir && client) || (!ovdir != !client)) {
+    die_msg("commit needs --store DIR --name NAME and either --overlay "
+            "PREFIX or --overlays DIR --client ID");
+    commit_usage(stderr);
+    return 2;
+  }
+  if (!*name || strchr(name, '/') || name[0] == '.') {
+    die_msg("--name '%s': give a plain name without '/' or a leading '.'",
+            name);
+    return 2;
+  }
+  namedir = xasprintf("%s/%s", store, name);
+  prefix = overlay ? overlay_prefix(overlay)
+                   : xasprintf("%s/%s/%s", ovdir, name, client);
+  if (stat(namedir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+    die_msg("no image %s in store %s (%s is missing)", name, store, namedir);
+    goto out;
+  }
+
+  /* Read-only: replays the journal in memory, writes nothing. */
+  r = ovl_file_open(prefix, false, &ov);
+  if (r < 0) {
+    if (r == -ENOENT)
+      die_msg("no overlay at %s (%s.map is missing): give the client's "
+              "overlay, OVERLAY_DIR/NAME/ID", prefix, prefix);
+    else
+      die_msg("cannot read overlay %s: %s", prefix, strerror(-r));
+    goto out;
+  }
+  tmpfile_install_signals();
+  lock = store_lock(namedir, false);
+  if (lock < 0) {
+    die_msg("cannot lock store %s: %s", namedir, strerror(-lock));
+    goto out;
+  }
+
+  /* The base: a version of this store, unchanged since the overlay was
+   * made on it. */
+  base_fd = open(ov.info.base_path, O_RDONLY | O_CLOEXEC);
+  if (base_fd < 0 || fstat(base_fd, &bst) < 0) {
+    die_msg("overlay %s was made on %s, which cannot be read: %s", prefix,
+            ov.info.base_path, strerror(errno));
+    goto out;
+  }
+  if ((uint64_t)bst.st_size != ov.info.base_size ||
+      (int64_t)bst.st_mtim.tv_sec * 1000000000 + bst.st_mtim.tv_nsec !=
+        ov.info.base_mtime_ns) {
+    die_msg("base %s changed since overlay %s was made on it (size or "
+            "mtime differ): the client's view cannot be rebuilt",
+            ov.info.base_path, prefix);
+    goto out;
+  }
+  if (ov.info.size != ov.info.base_size) {
+    die_msg("overlay %s is %llu bytes but its base %s is %llu: not an "
+            "overlay nbdsrv made", prefix, (unsigned long long)ov.info.size,
+            ov.info.base_path, (unsigned long long)ov.info.base_size);
+    goto out;
+  }
+  r = store_list(namedir, &ids, &n);
+  if (r < 0) {
+    die_msg("cannot read store %s: %s", namedir, strerror(-r));
+    goto out;
+  }
+  for (size_t i = 0; i < n && !parent; i++) {
+    char *img = store_version_path(namedir, ids[i], "img");
+    if (stat(img, &st) == 0 && st.st_dev == bst.st_dev &&
+        st.st_ino == bst.st_ino)
+      parent = ids[i];
+    free(img);
+  }
+  if (!parent) {
+    die_msg("overlay %s was made on %s, which is not a version of %s: "
+            "give the store and name the client was served from", prefix,
+            ov.info.base_path, namedir);
+    goto out;
+  }
+
+  /* The client's view, into a new file in the store. */
+  {
+    char *target = xasprintf("%s/commit.img", namedir);
+    r = outfile_create(target, 0644, &of);
+    free(target);
+  }
+  if (r < 0) {
+    die_msg("cannot create a file in %s: %s", namedir, strerror(-r));
+    goto out;
+  }
+  buf = xmalloc(COPY_CHUNK);
+  if (ftruncate(of.fd, (off_t)ov.info.size) < 0) {
+    r = -errno;
+  } else {
+    r = copy_base(base_fd, of.fd, ov.info.size, buf);
+    if (r == 0)
+      r = apply_overlay(&ov, of.fd, ov.info.size, buf, &written, &zeroed);
+  }
+  if (r < 0) {
+    die_msg("cannot write the new version in %s: %s", namedir, strerror(-r));
+    goto out;
+  }
+  if (!fs_is_clean(of.fd) && !force) {
+    die_msg("the filesystem on overlay %s was not cleanly unmounted (the "
+            "client is still running, or crashed): shut the client down "
+            "and commit again, or pass --force", prefix);
+    goto out;
+  }
+
+  {
+    const char *slash = strrchr(ov.info.base_path, '/');
+    char *mapp = xasprintf("%s.map", prefix), pabs[PATH_MAX];
+
+    if (!realpath(mapp, pabs))
+      snprintf(pabs, sizeof pabs, "%s", mapp);
+    pabs[strlen(pabs) - 4] = '\0';
+    source = xasprintf("commit of overlay %s on %s", pabs,
+                       slash ? slash + 1 : ov.info.base_path);
+    free(mapp);
+  }
+  r = store_publish(namedir, &of, source, parent, &id);
+  if (r < 0)
+    goto out;
+  fprintf(stderr, "imgtool: commit: %04u = %04u + overlay %s (%llu KiB "
+          "written, %llu KiB zeroed by the client)\n", id, parent, prefix,
+          (unsigned long long)(written >> 10),
+          (unsigned long long)(zeroed >> 10));
+  rc = 0;
+out:
+  outfile_close(&of);
+  if (lock >= 0)
+    store_unlock(lock);
+  if (base_fd >= 0)
+    close(base_fd);
+  ovl_file_close(&ov);
+  free(ids);
+  free(buf);
+  free(source);
+  free(prefix);
+  free(namedir);
+  return rc;
 }

@@ -6,6 +6,7 @@ IMGTOOL_TESTS = \
 	tests/test_imgtool_02.sh \
 	tests/test_imgtool_03.sh \
 	tests/test_imgtool_04.sh \
+	tests/test_imgtool_05.sh \
 	tests/test_imgtool_06.sh \
 	tests/test_imgtool_07.sh
 
