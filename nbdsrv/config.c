@@ -21,7 +21,15 @@ struct config config = {
   .default_policy = POLICY_PERSISTENT,
   .ephemeral_linger = 60,
   .idle_close = 2,
+  .max_conns = 8192,
+  .max_conns_per_addr = 256,
+  .handshake_timeout = 30,
+  .max_request = NBDSRV_MAX_PAYLOAD,
+  .keepalive = 60,
 };
+
+/* Quota for exports that set none. */
+static uint64_t default_quota;
 
 static const char usage[] =
   "usage: nbdsrv [-c FILE] [-l ADDR[:PORT]]... [-e NAME=IMAGE]... [-o OVERLAY_DIR]\n"
@@ -129,7 +137,18 @@ add_export(const char *name, const char *where)
   memset(e, 0, sizeof *e);
   snprintf(e->name, sizeof e->name, "%s", name);
   e->policy = config.default_policy;
+  e->quota = default_quota;
   return e;
+}
+
+void
+config_free(void)
+{
+  for (unsigned i = 0; i < config.nexports; i++)
+    export_free_acl(&config.exports[i]);
+  free(config.exports);
+  config.exports = NULL;
+  config.nexports = 0;
 }
 
 const struct export *
@@ -152,6 +171,32 @@ parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
   if (errno || end == s || *end || v < min || v > max)
     return -EINVAL;
   *out = v;
+  return 0;
+}
+
+/* "123", "64K", "512M", "2G", "1T" (binary units). */
+static int
+parse_size(const char *s, uint64_t *out)
+{
+  char *end;
+  unsigned long long v;
+  unsigned shift = 0;
+
+  errno = 0;
+  v = strtoull(s, &end, 10);
+  if (errno || end == s || *s == '-')
+    return -EINVAL;
+  switch (*end) {
+  case '\0': break;
+  case 'k': case 'K': shift = 10; end++; break;
+  case 'm': case 'M': shift = 20; end++; break;
+  case 'g': case 'G': shift = 30; end++; break;
+  case 't': case 'T': shift = 40; end++; break;
+  default: return -EINVAL;
+  }
+  if (*end || (shift && v > (UINT64_MAX >> shift)))
+    return -EINVAL;
+  *out = (uint64_t)v << shift;
   return 0;
 }
 
@@ -216,6 +261,28 @@ config_file_key(const char *file, unsigned line, const char *section,
         goto bad;
       if (!cli_linger)
         config.ephemeral_linger = t;
+    } else if (strcmp(key, "max-connections") == 0) {
+      if (parse_uint(val, 0, 1000000, &config.max_conns) < 0)
+        goto bad;
+    } else if (strcmp(key, "max-connections-per-address") == 0) {
+      if (parse_uint(val, 0, 1000000, &config.max_conns_per_addr) < 0)
+        goto bad;
+    } else if (strcmp(key, "handshake-timeout") == 0) {
+      if (parse_uint(val, 0, 86400, &config.handshake_timeout) < 0)
+        goto bad;
+    } else if (strcmp(key, "keepalive") == 0) {
+      if (parse_uint(val, 0, 86400, &config.keepalive) < 0)
+        goto bad;
+    } else if (strcmp(key, "max-request") == 0) {
+      uint64_t v;
+      /* At least a block; at most what the protocol's 32-bit length and
+       * a sane amount of memory per request allow. */
+      if (parse_size(val, &v) < 0 || v < OVL_BLOCK_SIZE || v > (128u << 20))
+        goto bad;
+      config.max_request = (uint32_t)v;
+    } else if (strcmp(key, "quota") == 0) {
+      if (parse_size(val, &default_quota) < 0)
+        goto bad;
     } else {
       goto unknown;
     }
@@ -231,12 +298,34 @@ config_file_key(const char *file, unsigned line, const char *section,
   } else if (strcmp(key, "readonly") == 0) {
     if (!parse_bool(val, &exp->readonly))
       goto bad;
+  } else if (strcmp(key, "require-pin") == 0) {
+    if (!parse_bool(val, &exp->require_pin))
+      goto bad;
+  } else if (strcmp(key, "quota") == 0) {
+    if (parse_size(val, &exp->quota) < 0)
+      goto bad;
+  } else if (strcmp(key, "allow") == 0) {
+    if (cidr_list_add(&exp->allow, val) < 0)
+      goto bad_addr;
+  } else if (strcmp(key, "deny") == 0) {
+    if (cidr_list_add(&exp->deny, val) < 0)
+      goto bad_addr;
+  } else if (strcmp(key, "pin") == 0) {
+    if (export_add_pin(exp, val) < 0) {
+      fprintf(stderr, "nbdsrv: %s:%u: invalid pin '%s': expected 'pin = ID ADDR[/PREFIX][, ...]'\n",
+              file, line, val);
+      return -EINVAL;
+    }
   } else
     goto unknown;
   return 0;
 bad:
   fprintf(stderr, "nbdsrv: %s:%u: invalid value '%s' for '%s'\n", file, line,
           val, key);
+  return -EINVAL;
+bad_addr:
+  fprintf(stderr, "nbdsrv: %s:%u: invalid address list '%s' for '%s': expected ADDR[/PREFIX][, ...]\n",
+          file, line, val, key);
   return -EINVAL;
 unknown:
   fprintf(stderr, "nbdsrv: %s:%u: unknown key '%s' in section [%s]\n", file,

@@ -139,6 +139,13 @@ lookup_export(struct conn *c, const char *name, size_t len,
     /* Default identity: the client's address. */
     snprintf(req->id, sizeof req->id, "%s", c->peer);
   }
+  *why = acl_check(exp, c->peer, req->id);
+  if (*why) {
+    log_warn("%s: refused export %s as client %s: %s", c->peer, exp->name,
+             req->id, *why);
+    *err = NBD_REP_ERR_POLICY;
+    return NULL;
+  }
   return exp;
 }
 
@@ -204,7 +211,7 @@ send_info_block_size(struct conn *c)
 {
   uint16_t t = htobe16(NBD_INFO_BLOCK_SIZE);
   uint32_t v[3] = { htobe32(1), htobe32(OVL_BLOCK_SIZE),
-                    htobe32(NBDSRV_MAX_PAYLOAD) };
+                    htobe32(config.max_request) };
   unsigned char buf[14];
 
   memcpy(buf, &t, 2);
@@ -313,6 +320,8 @@ opt_list(struct conn *c)
     char buf[4 + sizeof e->name + sizeof e->description];
     uint32_t len = htobe32(n);
 
+    if (acl_check_address(e, c->peer))
+      continue; /* not for this client's eyes */
     memcpy(buf, &len, 4);
     memcpy(buf + 4, e->name, n);
     memcpy(buf + 4 + n, e->description, dn);

@@ -4,6 +4,8 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/nbdsrv.h \
 	nbdsrv/main.c \
 	nbdsrv/config.c \
+	nbdsrv/acl.c \
+	nbdsrv/limits.c \
 	nbdsrv/image.c \
 	nbdsrv/pagecache.c \
 	nbdsrv/overlay.c \

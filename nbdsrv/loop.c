@@ -53,6 +53,7 @@ enum ud_kind {
   UD_WAKE = 5,
   UD_CANCEL = 6,
   UD_POLL_OUT = 7,    /* socket writable again (spliced replies) */
+  UD_TICK = 8,        /* once a second */
 };
 
 #define RING_ENTRIES 1024
@@ -187,6 +188,8 @@ conn_try_free(struct conn *c)
     io_uring_register_files_update(&w->ring, c->slot, &minus_one, 1);
   }
   close(c->fd);
+  if (c->counted)
+    limits_leave(c->peer);
   w->conns[c->slot] = NULL;
   w->nconns--;
   log_debug("connection from %s closed", c->peer);
@@ -617,6 +620,7 @@ accept_done(struct worker *w, int res, unsigned flags)
 {
   struct sockaddr_storage ss;
   socklen_t sl = sizeof ss;
+  const char *why;
   struct conn *c;
   unsigned slot;
   int one = 1;
@@ -640,6 +644,8 @@ accept_done(struct worker *w, int res, unsigned flags)
   }
   for (slot = 0; w->conns[slot]; slot++)
     ;
+  if (slot > w->max_slot)
+    w->max_slot = slot;
   c = calloc(1, sizeof *c);
   if (!c) {
     close(res);
@@ -666,11 +672,33 @@ accept_done(struct worker *w, int res, unsigned flags)
   }
   if (!c->peer[0])
     snprintf(c->peer, sizeof c->peer, "unknown");
+  why = limits_enter(c->peer);
+  if (why) {
+    /* Logged at most once a second: a flood must not flood the log too. */
+    time_t now = time(NULL);
+    if (now != w->last_refusal_log) {
+      log_warn("connection from %s refused: %s", c->peer, why);
+      w->last_refusal_log = now;
+    }
+    close(res);
+    free(c);
+    return;
+  }
+  c->counted = true;
   setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  setsockopt(res, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  if (config.keepalive) {
+    /* Notice clients that vanished (power cut, cable pulled) within about
+     * keepalive + 60 s, and let their connection go. */
+    int idle = (int)config.keepalive, intvl = 10, cnt = 6;
+    setsockopt(res, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(res, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(res, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(res, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+  }
   if (w->fixed_files &&
       io_uring_register_files_update(&w->ring, slot, &res, 1) != 1) {
     log_err("cannot register socket in the ring's file table");
+    limits_leave(c->peer);
     close(res);
     free(c);
     return;
@@ -680,6 +708,40 @@ accept_done(struct worker *w, int res, unsigned flags)
   log_debug("connection from %s (worker %u slot %u)", c->peer, w->id, slot);
   handshake_start(c);
   arm_recv(c);
+}
+
+/* ---- the once-a-second tick: handshake timeouts ---- */
+
+static void
+arm_tick(struct worker *w)
+{
+  struct io_uring_sqe *sqe = loop_get_sqe(w);
+
+  w->tick_ts = (struct __kernel_timespec){ .tv_sec = 1 };
+  io_uring_prep_timeout(sqe, &w->tick_ts, 0, 0);
+  io_uring_sqe_set_data64(sqe, UD_TICK);
+  w->tick_armed = true;
+}
+
+static void
+tick_done(struct worker *w)
+{
+  time_t now = time(NULL);
+
+  w->tick_armed = false;
+  if (w->stopping)
+    return;
+  /* A client that connects and then says nothing, or dribbles its
+   * options, must not hold a connection slot for ever. */
+  if (config.handshake_timeout) {
+    for (unsigned i = 0; i < w->nslots && i <= w->max_slot; i++) {
+      struct conn *c = w->conns[i];
+      if (c && c->phase == PHASE_HANDSHAKE && !c->closing &&
+          now - c->connected >= (time_t)config.handshake_timeout)
+        conn_close(c, "handshake timeout");
+    }
+  }
+  arm_tick(w);
 }
 
 /* ---- shutdown ---- */
@@ -696,6 +758,11 @@ static void
 worker_begin_stop(struct worker *w)
 {
   w->stopping = true;
+  if (w->tick_armed) {
+    struct io_uring_sqe *sqe = loop_get_sqe(w);
+    io_uring_prep_timeout_remove(sqe, UD_TICK, 0);
+    io_uring_sqe_set_data64(sqe, UD_CANCEL);
+  }
   if (w->accept_armed) {
     for (unsigned i = 0; i < nlisten_fds; i++) {
       struct io_uring_sqe *sqe = loop_get_sqe(w);
@@ -743,6 +810,9 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
     return;
   case UD_WAKE:
     worker_begin_stop(w);
+    return;
+  case UD_TICK:
+    tick_done(w);
     return;
   case UD_CANCEL:
     return;
@@ -884,6 +954,7 @@ worker_main(void *arg)
   if (r < 0)
     return NULL;
   arm_wake(w);
+  arm_tick(w);
   arm_accept(w);
   for (;;) {
     struct io_uring_cqe *cqe;

@@ -229,7 +229,7 @@ main(int argc, char **argv)
   overlay_janitor(true);
   if (config.pidfile[0])
     unlink(config.pidfile);
-  free(config.exports);
+  config_free();
   log_info("stopped");
   return 0;
 }

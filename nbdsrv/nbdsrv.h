@@ -2,6 +2,8 @@
  *
  *   main.c       command line, start-up, signals, janitor
  *   config.c     configuration (command line and INI file), exports
+ *   acl.c        access control: address lists, ID pinning
+ *   limits.c     connection limits, total and per address
  *   image.c      base images, opened once and shared
  *   pagecache.c  page cache residency of file ranges (cachestat)
  *   overlay.c    per-client overlays: registry, copy-on-write I/O, flush
@@ -27,7 +29,7 @@
 #include "nbd-protocol.h"
 #include "overlay-format.h"
 
-#define NBDSRV_MAX_PAYLOAD (32u << 20)       /* max read/write length */
+#define NBDSRV_MAX_PAYLOAD (32u << 20)       /* default max-request */
 #define NBDSRV_INLINE_WRITE_MAX (128u << 10) /* larger writes: io_uring */
 #define NBDSRV_MAX_OPTION  (64u << 10)       /* max option data we parse */
 #define NBDSRV_MAX_DISCARD (16u << 20)       /* larger options: disconnect */
@@ -37,6 +39,29 @@
 
 #define container_of(ptr, type, member) \
   ((type *)((char *)(ptr) - __builtin_offsetof(type, member)))
+
+/* ---- access control (acl.c) ---- */
+
+struct peer_addr {
+  uint8_t family;                /* AF_INET or AF_INET6 */
+  uint8_t addr[16];
+};
+
+struct cidr {
+  struct peer_addr a;
+  unsigned prefix;
+};
+
+struct cidr_list {
+  struct cidr *v;
+  unsigned n;
+};
+
+/* An overlay ID that may only be used from some addresses. */
+struct pin {
+  char id[CLIENT_ID_MAX + 1];
+  struct cidr_list from;
+};
 
 /* ---- configuration (config.c) ---- */
 
@@ -48,7 +73,32 @@ struct export {
   char description[256];
   enum policy policy;
   bool readonly;
+  uint64_t quota;         /* bytes of overlay data per client; 0: none */
+  struct cidr_list allow, deny;
+  struct pin *pins;
+  unsigned npins;
+  bool require_pin;       /* explicit IDs must be pinned */
 };
+
+int peer_addr_parse(const char *s, struct peer_addr *a);
+/* Adds "CIDR[, CIDR...]" to l.  Returns 0, -EINVAL or -ENOMEM. */
+int cidr_list_add(struct cidr_list *l, const char *s);
+bool cidr_list_match(const struct cidr_list *l, const struct peer_addr *a);
+void cidr_list_free(struct cidr_list *l);
+/* "ID CIDR[, CIDR...]".  Returns 0, -EINVAL or -ENOMEM. */
+int export_add_pin(struct export *e, const char *spec);
+void export_free_acl(struct export *e);
+/* NULL when the client at address peer may use e, else why not. */
+const char *acl_check_address(const struct export *e, const char *peer);
+/* The same, as overlay id (the client's address when it named none). */
+const char *acl_check(const struct export *e, const char *peer, const char *id);
+
+/* ---- connection limits (limits.c) ---- */
+
+/* Counts a new connection from addr: NULL, or why it is refused (then
+ * nothing was counted). */
+const char *limits_enter(const char *addr);
+void limits_leave(const char *addr);
 
 struct listen_addr {
   char host[256];
@@ -68,11 +118,17 @@ struct config {
   char pidfile[PATH_MAX];
   bool foreground;
   bool no_splice;               /* copy large reads through memory */
+  unsigned max_conns;           /* in total; 0: no limit */
+  unsigned max_conns_per_addr;  /* per client address; 0: no limit */
+  unsigned handshake_timeout;   /* seconds; 0: none */
+  uint32_t max_request;         /* largest read or write payload */
+  unsigned keepalive;           /* idle seconds before TCP probes; 0: off */
 };
 
 extern struct config config;
 
 int config_parse_args(int argc, char **argv);
+void config_free(void);
 const struct export *config_find_export(const char *name);
 const char *policy_name(enum policy p);
 int policy_parse(const char *s, enum policy *p);
@@ -154,6 +210,10 @@ int overlay_plan_read(struct overlay *ov, uint64_t off, uint32_t len,
  * asynchronously; overlay_write_done() records it once it completed. */
 bool overlay_write_is_aligned(struct overlay *ov, uint64_t off, uint32_t len);
 void overlay_write_done(struct overlay *ov, uint64_t off, uint32_t len);
+/* -ENOSPC when writing [off, off+len) would take the overlay past its
+ * export's quota (blocks already written count once), else 0.  Writes in
+ * flight at the same time may overshoot it by their own size. */
+int overlay_quota_check(struct overlay *ov, uint64_t off, uint64_t len);
 /* Synchronous paths (partial blocks, TRIM, WRITE_ZEROES): return 0/-errno. */
 int overlay_write_sync(struct overlay *ov, const void *buf, uint64_t off,
                        uint32_t len);
@@ -251,6 +311,7 @@ struct conn {
   unsigned inflight_reqs;
   size_t inflight_bytes;
   time_t connected;
+  bool counted;                  /* in the connection limits */
 };
 
 struct worker {
@@ -270,6 +331,10 @@ struct worker {
   bool fixed_files;
   bool can_splice;               /* cachestat works, splice is allowed */
   uint64_t reads_spliced, reads_copied;   /* large reads, by path */
+  unsigned max_slot;             /* highest slot ever used */
+  struct __kernel_timespec tick_ts;
+  bool tick_armed;
+  time_t last_refusal_log;
 };
 
 /* Read replies at least this long are spliced from the files. */

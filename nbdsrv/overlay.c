@@ -396,6 +396,28 @@ overlay_write_is_aligned(struct overlay *ov, uint64_t off, uint32_t len)
          ((end & (OVL_BLOCK_SIZE - 1)) == 0 || end == ov->file.info.size);
 }
 
+int
+overlay_quota_check(struct overlay *ov, uint64_t off, uint64_t len)
+{
+  uint64_t quota = ov->exp->quota, b, last, fresh = 0, used;
+
+  if (quota == 0 || len == 0)
+    return 0;
+  b = block_of(off);
+  last = block_of(off + len - 1);
+  pthread_mutex_lock(&ov->lock);
+  while (b <= last) {
+    enum ovl_state s;
+    uint64_t run = ovl_map_run(&ov->file.map, b, last - b + 1, &s);
+    if (s != OVL_DATA)
+      fresh += run;
+    b += run;
+  }
+  used = ov->file.map.ndata;
+  pthread_mutex_unlock(&ov->lock);
+  return (used + fresh) * OVL_BLOCK_SIZE > quota ? -ENOSPC : 0;
+}
+
 /* Queues a journal record; called with ov->lock held. */
 static int
 queue_record(struct overlay *ov, uint64_t first, uint64_t count,

@@ -423,6 +423,11 @@ dispatch(struct request *r)
       request_reply(r);
       return;
     }
+    e = overlay_quota_check(ov, r->offset, r->count);
+    if (e < 0) {
+      reply_error(r, -e);
+      return;
+    }
     /* Small writes are done inline: a buffered write to the page cache
      * costs a few microseconds, while io_uring hands buffered writes on
      * ext4 to its worker threads (measured here: 4K random writes at QD32
@@ -448,6 +453,20 @@ dispatch(struct request *r)
     return;
   case NBD_CMD_TRIM:
   case NBD_CMD_WRITE_ZEROES:
+    /* Whole blocks zeroed free space; a partial block at either end is
+     * written, and may need a block of the quota. */
+    if (r->type == NBD_CMD_WRITE_ZEROES && r->count > 0) {
+      uint64_t end = r->offset + r->count;
+      e = 0;
+      if (r->offset % OVL_BLOCK_SIZE)
+        e = overlay_quota_check(ov, r->offset, 1);
+      if (e == 0 && end % OVL_BLOCK_SIZE && end != c->size)
+        e = overlay_quota_check(ov, end - 1, 1);
+      if (e < 0) {
+        reply_error(r, -e);
+        return;
+      }
+    }
     if (r->count > 0) {
       e = overlay_zero(ov, r->offset, r->count, r->type == NBD_CMD_TRIM);
       if (e < 0) {
@@ -508,11 +527,11 @@ transmit_header(struct conn *c)
   c->inflight_reqs++;
 
   if (r->type == NBD_CMD_WRITE) {
-    if (r->count > NBDSRV_MAX_PAYLOAD) {
+    if (r->count > config.max_request) {
       /* We cannot skip a payload this large without reading it all; the
        * spec allows a hard disconnect. */
       log_warn("%s: write of %u bytes exceeds the maximum payload (%u): disconnecting",
-               c->peer, r->count, NBDSRV_MAX_PAYLOAD);
+               c->peer, r->count, config.max_request);
       free(r);
       c->inflight_reqs--;
       conn_close(c, NULL);
@@ -532,7 +551,7 @@ transmit_header(struct conn *c)
       c->in = IN_REQ_PAYLOAD;
       return;
     }
-  } else if (r->type == NBD_CMD_READ && r->count > NBDSRV_MAX_PAYLOAD) {
+  } else if (r->type == NBD_CMD_READ && r->count > config.max_request) {
     reply_error(r, EINVAL);
     return;
   }

@@ -15,6 +15,7 @@ import errno
 import hashlib
 import os
 import random
+import re
 import select
 import socket
 import struct
