@@ -1,3 +1,4 @@
 # man: build fragment, included from the top-level Makefile.am
 dist_man_MANS += man/nbdsrv.8
 dist_man_MANS += man/nbdroot-agent.7
+dist_man_MANS += man/imgtool.8
