@@ -68,6 +68,7 @@
 #define OVL_HEADER_SIZE 1024
 #define OVL_BATCH_MAGIC 0x424c564fu /* "OVLB" little-endian */
 #define OVL_BATCH_MAX 65536         /* records per batch */
+#define OVL_LOG_RESERVE (64u << 10) /* journal space kept ahead (a power of 2) */
 #define CHUNK_SHIFT 12              /* 4096 blocks per chunk */
 #define CHUNK_BLOCKS (1u << CHUNK_SHIFT)
 #define CHUNK_BYTES (CHUNK_BLOCKS / 4)
@@ -615,6 +616,18 @@ ovl_file_append(struct ovl_file *f, const struct ovl_record *recs, size_t n)
   bh.crc = htole32(crc32(0, (unsigned char *)le + sizeof bh, bytes));
   bh.zero = 0;
   memcpy(le, &bh, sizeof bh);
+  if (f->log_end + sizeof bh + bytes > f->log_reserved) {
+    /* Keep space for the journal ahead of need: when the client's data
+     * fills the filesystem, its writes fail with ENOSPC, but flushes of
+     * what it did write still have room to be recorded.  Without the
+     * reservation they would fail too, and a client's filesystem takes
+     * a failed flush much worse than a failed write. */
+    uint64_t want = (f->log_end + sizeof bh + bytes + OVL_LOG_RESERVE) &
+                    ~(uint64_t)(OVL_LOG_RESERVE - 1);
+    if (fallocate(f->map_fd, FALLOC_FL_KEEP_SIZE, (off_t)f->log_reserved,
+                  (off_t)(want - f->log_reserved)) == 0)
+      f->log_reserved = want;
+  }
   r = full_pwrite(f->map_fd, le, sizeof bh + bytes, f->log_end);
   free(le);
   if (r < 0)

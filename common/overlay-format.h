@@ -65,6 +65,7 @@ struct ovl_file {
   struct ovl_map map;
   uint64_t log_end;       /* next append offset in the map file */
   uint64_t log_records;   /* records in the journal (for compaction) */
+  uint64_t log_reserved;  /* the map file has space up to here */
 };
 
 /* Creates a new, empty overlay (files written to temporaries, fsynced and

@@ -78,6 +78,31 @@ overlay_free(struct overlay *ov)
   free(ov);
 }
 
+/* Appends the first n pending records to the journal as one batch (one
+ * write, checked whole on replay); lock held. */
+static int
+append_pending(struct overlay *ov, size_t n)
+{
+  struct ovl_record *recs;
+  int r;
+
+  if (n == 0)
+    return 0;
+  recs = malloc(n * sizeof *recs);
+  if (!recs)
+    return -ENOMEM;
+  for (size_t i = 0; i < n; i++)
+    recs[i] = ov->pending[i].rec;
+  r = ovl_file_append(&ov->file, recs, n);
+  free(recs);
+  if (r == 0) {
+    memmove(ov->pending, ov->pending + n,
+            (ov->npending - n) * sizeof *ov->pending);
+    ov->npending -= n;
+  }
+  return r;
+}
+
 /* Makes everything written so far durable and folds it into the map file.
  * Called when no connection uses the overlay (or at shutdown). */
 static int
@@ -91,10 +116,9 @@ overlay_sync_all(struct overlay *ov)
   if (ov->npending > 0 || ov->file.log_end > ov->map_synced_end) {
     if (fdatasync(ov->file.data_fd) < 0)
       r = -errno;
-    for (size_t i = 0; r == 0 && i < ov->npending; i++)
-      r = ovl_file_append(&ov->file, &ov->pending[i].rec, 1);
+    if (r == 0)
+      r = append_pending(ov, ov->npending);
     if (r == 0) {
-      ov->npending = 0;
       /* A journal much longer than the map it describes is compacted. */
       if (ov->file.log_records > 1024 &&
           ov->file.log_records > 4 * (ov->file.map.ndata + ov->file.map.nzero))
@@ -654,13 +678,7 @@ overlay_flush_journal(struct overlay *ov, uint64_t seq, bool *need_sync,
   pthread_mutex_lock(&ov->lock);
   while (n < ov->npending && ov->pending[n].seq <= seq)
     n++;
-  for (size_t i = 0; i < n && r == 0; i++)
-    r = ovl_file_append(&ov->file, &ov->pending[i].rec, 1);
-  if (r == 0 && n > 0) {
-    memmove(ov->pending, ov->pending + n,
-            (ov->npending - n) * sizeof *ov->pending);
-    ov->npending -= n;
-  }
+  r = append_pending(ov, n);
   *end = ov->file.log_end;
   *need_sync = ov->file.log_end > ov->map_synced_end;
   pthread_mutex_unlock(&ov->lock);
