@@ -333,7 +333,7 @@ unknown:
   return -EINVAL;
 }
 
-static int
+int
 config_file_parse(const char *file)
 {
   FILE *fp = fopen(file, "r");

@@ -10,6 +10,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/pagecache.c \
 	nbdsrv/overlay.c \
 	nbdsrv/loop.c \
+	nbdsrv/input.c \
 	nbdsrv/handshake.c \
 	nbdsrv/transmit.c
 nbdsrv_nbdsrv_CFLAGS = $(AM_CFLAGS) $(LIBURING_CFLAGS) $(ZLIB_CFLAGS) -pthread

@@ -512,66 +512,6 @@ poll_out_done(struct conn *c, int res)
 
 /* ---- receive ---- */
 
-/* Feeds received bytes to the protocol state machine. */
-static void
-conn_input(struct conn *c, const char *p, size_t len)
-{
-  while (len > 0 && c->in != IN_DEAD) {
-    size_t n;
-
-    switch (c->in) {
-    case IN_CLIENT_FLAGS:
-    case IN_OPT_HEADER:
-    case IN_REQ_HEADER:
-      n = c->hdr_need - c->hdr_have;
-      if (n > len)
-        n = len;
-      memcpy(c->hdr + c->hdr_have, p, n);
-      c->hdr_have += n;
-      p += n;
-      len -= n;
-      if (c->hdr_have < c->hdr_need)
-        break;
-      c->hdr_have = 0;
-      if (c->in == IN_REQ_HEADER)
-        transmit_header(c);
-      else
-        handshake_option(c);
-      break;
-    case IN_OPT_DATA:
-    case IN_OPT_DISCARD:
-      n = c->opt_len - c->opt_have;
-      if (n > len)
-        n = len;
-      if (c->in == IN_OPT_DATA)
-        memcpy(c->opt_data + c->opt_have, p, n);
-      c->opt_have += n;
-      p += n;
-      len -= n;
-      if (c->opt_have < c->opt_len)
-        break;
-      if (c->in == IN_OPT_DATA)
-        handshake_option(c);
-      else
-        handshake_discarded(c);
-      break;
-    case IN_REQ_PAYLOAD:
-      n = c->cur->count - c->cur->payload_have;
-      if (n > len)
-        n = len;
-      memcpy(c->cur->buf + c->cur->payload_have, p, n);
-      c->cur->payload_have += n;
-      p += n;
-      len -= n;
-      if (c->cur->payload_have == c->cur->count)
-        transmit_payload_done(c);
-      break;
-    case IN_DEAD:
-      break;
-    }
-  }
-}
-
 static void
 recv_done(struct worker *w, struct conn *c, int res, unsigned flags)
 {

@@ -8,6 +8,7 @@
  *   pagecache.c  page cache residency of file ranges (cachestat)
  *   overlay.c    per-client overlays: registry, copy-on-write I/O, flush
  *   loop.c       the io_uring event loop of one worker thread
+ *   input.c      the byte stream cut into options and requests
  *   handshake.c  option haggling (newstyle handshake)
  *   transmit.c   transmission phase: requests and replies
  */
@@ -128,6 +129,9 @@ struct config {
 extern struct config config;
 
 int config_parse_args(int argc, char **argv);
+/* Reads one config file into config (used by config_parse_args; the fuzz
+ * target calls it directly).  Errors go to stderr; returns 0 or -errno. */
+int config_file_parse(const char *file);
 void config_free(void);
 const struct export *config_find_export(const char *name);
 const char *policy_name(enum policy p);
@@ -352,6 +356,10 @@ void conn_recv_more(struct conn *c);
 /* Creates the connection's splice pipe if it has none; 0 or -errno. */
 int conn_pipe(struct conn *c);
 uint64_t loop_req_data(struct request *r, unsigned seg);
+
+/* ---- input.c ---- */
+/* Feeds len received bytes to the protocol state machine. */
+void conn_input(struct conn *c, const char *p, size_t len);
 
 /* ---- handshake.c ---- */
 void handshake_start(struct conn *c);
