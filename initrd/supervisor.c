@@ -62,7 +62,7 @@ static bool event_within(int ms)
   while (sv.nl->mcast_fd >= 0 && now_ms() < end) {
     if (poll(&p, 1, (int)(end - now_ms())) == 1 &&
         nbd_nl_recv_event(sv.nl) == sv.index)
-      return true;
+      return true; /* recv() also clears an overrun's POLLERR */
   }
   return false;
 }
@@ -76,7 +76,9 @@ static enum sv_event wait_event(int timeout_ms)
 
   if (poll(p, 2, timeout_ms) <= 0)
     return SV_NONE;
-  if (p[0].revents & POLLIN) {
+  /* A netlink overrun shows as POLLERR, maybe without POLLIN; only
+   * recv() clears it (with ENOBUFS), else poll() would spin. */
+  if (p[0].revents & (POLLIN | POLLERR)) {
     int r = nbd_nl_recv_event(sv.nl);
 
     if (r == sv.index)
