@@ -77,10 +77,22 @@ start_nbdsrv() {
   done
 }
 
-# stop_nbdsrv [SIGNAL]: stops the server started last and waits for it.
+# stop_nbdsrv [SIGNAL]: stops the server started last and waits for it,
+# at most 30 s (then it is killed, and that is a failure: 124).
 # Returns the server's exit status.
 stop_nbdsrv() {
+  local i=0
   kill -"${1:-TERM}" "$SRV_PID" 2>/dev/null || true
+  while kill -0 "$SRV_PID" 2>/dev/null && [ "$(ps -o stat= -p "$SRV_PID")" != Z ]; do
+    i=$((i + 1))
+    if [ $i -ge 300 ]; then
+      echo "nbdsrv still running 30 s after SIG${1:-TERM}; killing it" >&2
+      kill -9 "$SRV_PID" 2>/dev/null
+      wait "$SRV_PID" 2>/dev/null
+      return 124
+    fi
+    sleep 0.1
+  done
   rc=0
   wait "$SRV_PID" || rc=$?
   return $rc
