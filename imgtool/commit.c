@@ -260,6 +260,14 @@ cmd_commit(int argc, char **argv)
             name);
     return 2;
   }
+  /* The identities nbdsrv accepts (an address or NAME@ID's ID). */
+  if (client && (!*client || strlen(client) > 64 || client[0] == '.' ||
+                 strspn(client, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+                                "qrstuvwxyz0123456789._:-") != strlen(client))) {
+    die_msg("--client '%s' is not a client identity (1 to 64 of "
+            "[A-Za-z0-9._:-], e.g. 52-54-00-12-34-56 or 10.0.0.7)", client);
+    return 2;
+  }
   namedir = xasprintf("%s/%s", store, name);
   prefix = overlay ? overlay_prefix(overlay)
                    : xasprintf("%s/%s/%s", ovdir, name, client);

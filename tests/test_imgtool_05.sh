@@ -148,6 +148,10 @@ if imgt commit --store "$store" --name os --overlay "$ov/os/c3"; then fail "comm
 grep -q "^imgtool: error: the filesystem on overlay .*c3 was not cleanly unmounted" "$TESTDIR/last.err" ||
   fail "unclean commit: $(cat "$TESTDIR/last.err")"
 [ "$(listing "$store")" = "$before" ] || fail "a refused commit changed the store"
+rc=0
+imgt commit --store "$store" --name os --overlays "$ov" --client ../os/c1 || rc=$?
+[ $rc = 2 ] || fail "--client ../os/c1: exit $rc, want 2 (usage)"
+grep -q "^imgtool: error: --client '../os/c1' is not a client identity" "$TESTDIR/last.err" || fail "bad --client: $(cat "$TESTDIR/last.err")"
 if imgt commit --store "$store" --name os --overlay "$ov/os/nobody"; then fail "commit of a missing overlay"; fi
 grep -q "^imgtool: error: no overlay at .*nobody" "$TESTDIR/last.err" || fail "missing overlay: $(cat "$TESTDIR/last.err")"
 nbdcopy "nbd://127.0.0.1:$PORT/other@z" /dev/null || fail "client z on other"
