@@ -312,6 +312,26 @@ nblocks_of(uint64_t size)
   return (size + OVL_BLOCK_SIZE - 1) >> OVL_BLOCK_SHIFT;
 }
 
+/* A descriptor of the directory holding path, or -errno. */
+static int
+open_parent(const char *path)
+{
+  char dir[PATH_MAX];
+  char *slash;
+  int fd;
+
+  snprintf(dir, sizeof dir, "%s", path);
+  slash = strrchr(dir, '/');
+  if (slash == dir)
+    slash[1] = '\0';
+  else if (slash)
+    *slash = '\0';
+  else
+    snprintf(dir, sizeof dir, ".");
+  fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  return fd < 0 ? -errno : fd;
+}
+
 /* fsync the directory holding path, so that a rename in it is durable. */
 static int
 sync_parent(const char *path)
@@ -336,7 +356,7 @@ sync_parent(const char *path)
 /* Writes a new map file at tmp holding the header and a snapshot of map. */
 static int
 write_snapshot(const char *tmp, const struct ovl_header_info *info,
-               const struct ovl_map *map, uint64_t *log_end,
+               const struct ovl_map *map, bool sync, uint64_t *log_end,
                uint64_t *records)
 {
   unsigned char h[OVL_HEADER_SIZE];
@@ -383,7 +403,7 @@ write_snapshot(const char *tmp, const struct ovl_header_info *info,
     off = f.log_end;
     total += n;
   }
-  if (fdatasync(fd) < 0) {
+  if (sync && fdatasync(fd) < 0) {
     r = -errno;
     goto out;
   }
@@ -406,19 +426,24 @@ ovl_file_create(const char *prefix, const struct ovl_header_info *info,
   int r;
 
   memset(out, 0, sizeof *out);
-  out->map_fd = out->data_fd = -1;
+  out->map_fd = out->data_fd = out->dir_fd = -1;
   out->info = *info;
   ovl_map_init(&out->map, nblocks_of(info->size));
   path_of(data, sizeof data, prefix, ".data");
   path_of(map, sizeof map, prefix, ".map");
 
-  /* The map file is the commit point: remove it first so that a crash
-   * half-way through never pairs an old map with a new data file. */
+  /* Nothing here waits for the disk (a boot storm of new clients, or a
+   * lab of reset-on-boot clients, creates hundreds at once): the new
+   * overlay is made durable by the first flush, see ovl_file_make_durable.
+   * Until then a crash may lose it, which loses nothing the client was
+   * promised.  The map file is the commit point, and it is replaced last;
+   * a crash can pair an old map with the new, empty data file only for a
+   * reset overlay, whose old map names the old boot and is reset again. */
   if (unlink(map) < 0 && errno != ENOENT)
     return -errno;
-  r = sync_parent(map);
-  if (r < 0)
-    return r;
+  out->dir_fd = open_parent(map);
+  if (out->dir_fd < 0)
+    return out->dir_fd;
 
   path_of(tmp, sizeof tmp, prefix, ".data.tmp");
   out->data_fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -432,7 +457,8 @@ ovl_file_create(const char *prefix, const struct ovl_header_info *info,
   }
 
   path_of(tmp, sizeof tmp, prefix, ".map.tmp");
-  r = write_snapshot(tmp, info, &out->map, &out->log_end, &out->log_records);
+  r = write_snapshot(tmp, info, &out->map, false, &out->log_end,
+                     &out->log_records);
   if (r < 0)
     goto err;
   if (rename(tmp, map) < 0) {
@@ -440,9 +466,6 @@ ovl_file_create(const char *prefix, const struct ovl_header_info *info,
     unlink(tmp);
     goto err;
   }
-  r = sync_parent(map);
-  if (r < 0)
-    goto err;
   out->map_fd = open(map, O_RDWR | O_CLOEXEC);
   if (out->map_fd < 0) {
     r = -errno;
@@ -540,14 +563,23 @@ ovl_file_open(const char *prefix, bool writable, struct ovl_file *out)
   char path[PATH_MAX];
   unsigned char h[OVL_HEADER_SIZE];
   int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, r;
+  ssize_t n;
 
   memset(out, 0, sizeof *out);
-  out->data_fd = -1;
+  out->data_fd = out->dir_fd = -1;
+  out->durable = true;
   path_of(path, sizeof path, prefix, ".map");
   out->map_fd = open(path, flags);
   if (out->map_fd < 0)
     return -errno;
-  if (full_pread(out->map_fd, h, sizeof h, 0) != sizeof h) {
+  n = full_pread(out->map_fd, h, sizeof h, 0);
+  if (n == 0) {
+    /* An empty map: an overlay created just before a crash, before its
+     * first flush made it durable.  It never held anything. */
+    r = -ENOENT;
+    goto err;
+  }
+  if (n != sizeof h) {
     r = -EBADMSG;
     goto err;
   }
@@ -579,8 +611,30 @@ ovl_file_close(struct ovl_file *f)
     close(f->map_fd);
   if (f->data_fd >= 0)
     close(f->data_fd);
-  f->map_fd = f->data_fd = -1;
+  if (f->dir_fd >= 0)
+    close(f->dir_fd);
+  f->map_fd = f->data_fd = f->dir_fd = -1;
   ovl_map_free(&f->map);
+}
+
+int
+ovl_file_make_durable(struct ovl_file *f)
+{
+  if (f->durable)
+    return 0;
+  if (fsync(f->dir_fd) < 0)
+    return -errno;
+  ovl_file_durable(f);
+  return 0;
+}
+
+void
+ovl_file_durable(struct ovl_file *f)
+{
+  f->durable = true;
+  if (f->dir_fd >= 0)
+    close(f->dir_fd);
+  f->dir_fd = -1;
 }
 
 int
@@ -646,7 +700,7 @@ ovl_file_compact(struct ovl_file *f, const char *prefix)
 
   path_of(map, sizeof map, prefix, ".map");
   path_of(tmp, sizeof tmp, prefix, ".map.tmp");
-  r = write_snapshot(tmp, &f->info, &f->map, &log_end, &records);
+  r = write_snapshot(tmp, &f->info, &f->map, true, &log_end, &records);
   if (r < 0)
     return r;
   if (rename(tmp, map) < 0) {
@@ -669,6 +723,8 @@ ovl_file_compact(struct ovl_file *f, const char *prefix)
   close(fd);
   f->log_end = log_end;
   f->log_records = records;
+  f->log_reserved = 0;
+  ovl_file_durable(f);
   return 0;
 }
 

@@ -66,16 +66,25 @@ struct ovl_file {
   uint64_t log_end;       /* next append offset in the map file */
   uint64_t log_records;   /* records in the journal (for compaction) */
   uint64_t log_reserved;  /* the map file has space up to here */
+  bool durable;           /* its files' names are on stable storage */
+  int dir_fd;             /* their directory, until durable */
 };
 
-/* Creates a new, empty overlay (files written to temporaries, fsynced and
- * renamed into place).  Any existing overlay at prefix is replaced. */
+/* Creates a new, empty overlay (files written to temporaries and renamed
+ * into place).  Any existing overlay at prefix is replaced.  Nothing is
+ * synced: the overlay becomes durable (f->durable) once the caller has
+ * fdatasync'ed both files and called ovl_file_make_durable(), or synced
+ * f->dir_fd itself and called ovl_file_durable(). */
 int ovl_file_create(const char *prefix, const struct ovl_header_info *info,
                     struct ovl_file *out);
 /* Opens an existing overlay and replays its journal; a torn tail left by
  * a crash is cut off.  writable=false opens both files read-only and
  * never modifies them.  Returns 0, -ENOENT, or another -errno. */
 int ovl_file_open(const char *prefix, bool writable, struct ovl_file *out);
+/* fsyncs the overlay's directory (the names of its files), once. */
+int ovl_file_make_durable(struct ovl_file *f);
+/* Records that the directory was synced; closes f->dir_fd. */
+void ovl_file_durable(struct ovl_file *f);
 /* Reads only the header (cheap: for gc and listings). */
 int ovl_file_read_header(const char *prefix, struct ovl_header_info *info);
 void ovl_file_close(struct ovl_file *f);

@@ -186,6 +186,7 @@ struct overlay {
   size_t npending, cap_pending;
   uint64_t seq;                  /* completed-write counter */
   uint64_t map_synced_end;       /* journal bytes known durable */
+  unsigned dir_syncs;            /* directory fsyncs in flight */
   uint64_t requests, bytes_read, bytes_written;
 };
 
@@ -229,6 +230,11 @@ uint64_t overlay_flush_begin(struct overlay *ov);
 int overlay_flush_journal(struct overlay *ov, uint64_t seq, bool *need_sync,
                           uint64_t *end);
 void overlay_flush_done(struct overlay *ov, uint64_t end);
+/* A new overlay's first flush also syncs its directory (creating an
+ * overlay syncs nothing, see ovl_file_create): the descriptor to fsync,
+ * or -1 when it is durable already; then overlay_flush_dir_done(res). */
+int overlay_flush_dir_begin(struct overlay *ov);
+void overlay_flush_dir_done(struct overlay *ov, int res);
 /* base:allocation for [off, off+len): fills up to max descriptors. */
 unsigned overlay_block_status(struct overlay *ov, uint64_t off, uint64_t len,
                               struct nbd_block_descriptor *d, unsigned max);
@@ -265,7 +271,7 @@ struct request {
   int pending;                   /* io_uring operations in flight */
   int error;                     /* first NBD error, 0 if none */
   uint64_t flush_seq, flush_end;
-  enum { STAGE_IO, STAGE_FLUSH_DATA, STAGE_FLUSH_MAP } stage;
+  enum { STAGE_IO, STAGE_FLUSH_DATA, STAGE_FLUSH_MAP, STAGE_FLUSH_DIR } stage;
   struct segment *segs;
   unsigned nsegs;
 };

@@ -129,6 +129,8 @@ overlay_sync_all(struct overlay *ov)
     if (r == 0)
       ov->map_synced_end = ov->file.log_end;
   }
+  if (r == 0)
+    r = ovl_file_make_durable(&ov->file);
   pthread_mutex_unlock(&ov->lock);
   if (r < 0)
     log_err("overlay %s: cannot sync: %s", ov->prefix, strerror(-r));
@@ -691,6 +693,34 @@ overlay_flush_done(struct overlay *ov, uint64_t end)
   pthread_mutex_lock(&ov->lock);
   if (end > ov->map_synced_end)
     ov->map_synced_end = end;
+  pthread_mutex_unlock(&ov->lock);
+}
+
+int
+overlay_flush_dir_begin(struct overlay *ov)
+{
+  int fd = -1;
+
+  pthread_mutex_lock(&ov->lock);
+  if (!ov->file.durable && ov->file.dir_fd >= 0) {
+    fd = ov->file.dir_fd;
+    ov->dir_syncs++;
+  }
+  pthread_mutex_unlock(&ov->lock);
+  return fd;
+}
+
+void
+overlay_flush_dir_done(struct overlay *ov, int res)
+{
+  pthread_mutex_lock(&ov->lock);
+  ov->dir_syncs--;
+  if (res == 0)
+    ov->file.durable = true;
+  /* Another connection of the client may be syncing it too: the
+   * descriptor goes when the last of them is done. */
+  if (ov->file.durable && ov->dir_syncs == 0)
+    ovl_file_durable(&ov->file);
   pthread_mutex_unlock(&ov->lock);
 }
 

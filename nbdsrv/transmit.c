@@ -172,10 +172,12 @@ flush_step(struct request *r, int res)
 {
   struct overlay *ov = r->c->ovl;
   bool need_sync;
-  int e;
+  int e, dir;
 
+  if (r->stage == STAGE_FLUSH_DIR)
+    overlay_flush_dir_done(ov, res);
   if (res < 0) {
-    log_err("overlay %s: fdatasync: %s", ov->prefix, strerror(-res));
+    log_err("overlay %s: fsync: %s", ov->prefix, strerror(-res));
     reply_error(r, -res);
     return;
   }
@@ -191,8 +193,13 @@ flush_step(struct request *r, int res)
       submit_fsync(r, ov->file.map_fd);
       return;
     }
-  } else {
+  } else if (r->stage == STAGE_FLUSH_MAP) {
     overlay_flush_done(ov, r->flush_end);
+  }
+  if (r->stage != STAGE_FLUSH_DIR && (dir = overlay_flush_dir_begin(ov)) >= 0) {
+    r->stage = STAGE_FLUSH_DIR;
+    submit_fsync(r, dir);
+    return;
   }
   request_reply(r);
 }

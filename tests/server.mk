@@ -26,7 +26,8 @@ SERVER_TESTS = \
 	tests/test_server_23.sh \
 	tests/test_server_24.sh \
 	tests/test_server_25.sh \
-	tests/test_server_26.sh
+	tests/test_server_26.sh \
+	tests/test_server_27.sh
 
 # Memory figures mean nothing under a sanitizer's allocator: not repeated.
 SERVER_MEMORY_TESTS = tests/test_server_21.sh

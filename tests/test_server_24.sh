@@ -13,6 +13,7 @@
 
 make_image "$TESTDIR/base.img" 16
 srv_args=(-e base="$TESTDIR/base.img" -o "$TESTDIR/ov")
+PORT=$(free_port)
 export PORT NBDSRV TESTDIR
 export ITERATIONS=${NBDROOT_CRASH_ITERATIONS:-50}
 
