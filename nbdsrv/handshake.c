@@ -303,7 +303,10 @@ opt_export_name(struct conn *c)
   memset(buf, 0, sizeof buf);
   r->exportsize = htobe64(c->size);
   r->eflags = htobe16(c->eflags);
-  queue_copy(c, buf, c->no_zeroes ? sizeof *r : sizeof buf, NULL, 0);
+  /* The 124 zero bytes go as data: the header part of a message is
+   * only sizeof m->hdr (40) bytes. */
+  queue_copy(c, buf, sizeof *r, buf + sizeof *r,
+             c->no_zeroes ? 0 : sizeof buf - sizeof *r);
   enter_transmission(c);
 }
 
