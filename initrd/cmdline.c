@@ -177,6 +177,9 @@ static int parse_ip(const char *v, struct agent_config *c, char *err,
       return bad(err, errlen, "ip=%s: %s '%s' is not an IPv4 address", v,
                  names[i], f[i]);
   }
+  /* A later ip= replaces the DNS servers of an earlier one (and c->dns
+   * has room for two only). */
+  c->ndns = 0;
   for (int i = 7; i < 9; i++) {
     bool has = false;
     if (parse_in_addr(f[i], &c->dns[c->ndns], &has))
