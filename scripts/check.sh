@@ -1,6 +1,7 @@
 #!/bin/sh
 # Quick-start command 2: install dependencies, build, run the whole test
-# suite (make check), then the server tests again under ASan+UBSan.
+# suite (make check), the fuzz targets for a bounded time (make
+# fuzz-check), then the server tests again under ASan+UBSan.
 set -e
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -8,6 +9,12 @@ scripts/build.sh
 status=0
 (cd build && make -j2 check) || status=$?
 scripts/summarize-tests.sh build || status=1
+if [ "${NBDROOT_SKIP_FUZZ:-0}" != 1 ]; then
+  # The fuzz targets: replays of past crashes, then FUZZ_SECONDS (30) of
+  # fuzzing each, about 3 minutes for all six; one line per target with
+  # the number of inputs it ran.
+  (cd build && make fuzz-check) || status=1
+fi
 if [ "${NBDROOT_SKIP_SANITIZERS:-0}" != 1 ]; then
   # A second build tree with sanitizers; only the tests listed in
   # SANITIZE_TESTS (those that exercise our binaries, not the QEMU boots)

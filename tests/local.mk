@@ -14,6 +14,7 @@ clean-local-tests:
 include $(srcdir)/tests/server.mk
 include $(srcdir)/tests/imgtool.mk
 include $(srcdir)/tests/boot.mk
+include $(srcdir)/tests/fuzz.mk
 
 # Unit tests: small C programs over the shared code.
 check_PROGRAMS += tests/unit_overlay
