@@ -34,7 +34,7 @@ static uint64_t default_quota;
 static const char usage[] =
   "usage: nbdsrv [-c FILE] [-l ADDR[:PORT]]... [-e NAME=IMAGE]... [-o OVERLAY_DIR]\n"
   "              [--policy persistent|reset-on-boot|ephemeral] [--ephemeral-linger SECS]\n"
-  "              [-t THREADS] [-P PIDFILE] [--no-splice] [-f] [-v]\n"
+  "              [-t THREADS] [-P PIDFILE] [--trace FILE] [--no-splice] [-f] [-v]\n"
   "Serves root images over NBD with a copy-on-write overlay per client.\n"
   "See nbdsrv(8).\n";
 
@@ -283,6 +283,9 @@ config_file_key(const char *file, unsigned line, const char *section,
     } else if (strcmp(key, "quota") == 0) {
       if (parse_size(val, &default_quota) < 0)
         goto bad;
+    } else if (strcmp(key, "trace") == 0) {
+      if (!config.trace[0])
+        snprintf(config.trace, sizeof config.trace, "%s", val);
     } else {
       goto unknown;
     }
@@ -405,6 +408,7 @@ config_parse_args(int argc, char **argv)
     { "foreground", no_argument, NULL, 'f' },
     { "verbose", no_argument, NULL, 'v' },
     { "no-splice", no_argument, NULL, 'S' },
+    { "trace", required_argument, NULL, 'T' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
@@ -480,6 +484,9 @@ config_parse_args(int argc, char **argv)
       break;
     case 'S':
       config.no_splice = true;
+      break;
+    case 'T':
+      snprintf(config.trace, sizeof config.trace, "%s", optarg);
       break;
     case 'h':
       fputs(usage, stdout);

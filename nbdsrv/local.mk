@@ -11,6 +11,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/overlay.c \
 	nbdsrv/loop.c \
 	nbdsrv/input.c \
+	nbdsrv/trace.c \
 	nbdsrv/handshake.c \
 	nbdsrv/transmit.c
 nbdsrv_nbdsrv_CFLAGS = $(AM_CFLAGS) $(LIBURING_CFLAGS) $(ZLIB_CFLAGS) -pthread

@@ -521,8 +521,10 @@ recv_done(struct worker *w, struct conn *c, int res, unsigned flags)
     unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
     char *buf = w->bufs + (size_t)bid * w->buf_size;
 
-    if (res > 0)
+    if (res > 0) {
+      KERNEL_WROTE(buf, res);
       conn_input(c, buf, res);
+    }
     /* Hand the buffer straight back: we copied what we needed. */
     io_uring_buf_ring_add(w->br, buf, w->buf_size, bid,
                           io_uring_buf_ring_mask(w->nbufs), 0);
@@ -669,6 +671,8 @@ tick_done(struct worker *w)
   time_t now = time(NULL);
 
   w->tick_armed = false;
+  if (w->trace_len)
+    trace_flush(w);
   if (w->stopping)
     return;
   /* A client that connects and then says nothing, or dribbles its
@@ -749,6 +753,7 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
     accept_done(w, cqe->res, cqe->flags);
     return;
   case UD_WAKE:
+    KERNEL_WROTE(&w->wake_buf, sizeof w->wake_buf);
     worker_begin_stop(w);
     return;
   case UD_TICK:
@@ -868,6 +873,27 @@ setup_ring(struct worker *w)
   return 0;
 }
 
+/* Submits what is queued and waits for at least one completion. */
+static int
+ring_wait(struct worker *w)
+{
+#ifdef HAVE_VALGRIND_MEMCHECK_H
+  /* valgrind runs one thread at a time and does not know that
+   * io_uring_enter() blocks: a thread waiting in it holds valgrind's lock
+   * and starves all the others.  Under valgrind, poll: submit and collect
+   * without waiting, and sleep in nanosleep(), which valgrind does know. */
+  if (RUNNING_ON_VALGRIND) {
+    for (;;) {
+      int r = io_uring_submit_and_get_events(&w->ring);
+      if (r < 0 || io_uring_cq_ready(&w->ring) > 0)
+        return r;
+      nanosleep(&(struct timespec){ .tv_nsec = 1000 * 1000 }, NULL);
+    }
+  }
+#endif
+  return io_uring_submit_and_wait(&w->ring, 1);
+}
+
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t start_cond = PTHREAD_COND_INITIALIZER;
 static unsigned started;
@@ -902,7 +928,7 @@ worker_main(void *arg)
 
     if (w->stopping && w->nconns == 0 && w->ops_inflight == 0)
       break;
-    r = io_uring_submit_and_wait(&w->ring, 1);
+    r = ring_wait(w);
     if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
       log_err("io_uring_submit_and_wait: %s", strerror(-r));
       break;
@@ -913,6 +939,8 @@ worker_main(void *arg)
     }
     io_uring_cq_advance(&w->ring, n);
   }
+  if (w->trace_len)
+    trace_flush(w);
   log_info("worker %u: %llu large reads spliced from the page cache, %llu copied",
            w->id, (unsigned long long)w->reads_spliced,
            (unsigned long long)w->reads_copied);

@@ -172,7 +172,8 @@ main(int argc, char **argv)
   if (config_parse_args(argc, argv) < 0)
     return 2;
   log_open("nbdsrv", config.foreground);
-  if (check_exports() < 0 || open_listeners(fds, &nfds) < 0)
+  if (check_exports() < 0 || open_listeners(fds, &nfds) < 0 ||
+      (config.trace[0] && trace_open(config.trace) < 0))
     return 1;
   if (!config.foreground && daemon(0, 0) < 0) {
     perror("nbdsrv: daemon");
@@ -227,6 +228,7 @@ main(int argc, char **argv)
   for (unsigned i = 0; i < nfds; i++)
     close(fds[i]);
   overlay_janitor(true);
+  trace_close();
   if (config.pidfile[0])
     unlink(config.pidfile);
   config_free();

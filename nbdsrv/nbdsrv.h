@@ -8,6 +8,7 @@
  *   pagecache.c  page cache residency of file ranges (cachestat)
  *   overlay.c    per-client overlays: registry, copy-on-write I/O, flush
  *   loop.c       the io_uring event loop of one worker thread
+ *   trace.c      the request trace (--trace)
  *   input.c      the byte stream cut into options and requests
  *   handshake.c  option haggling (newstyle handshake)
  *   transmit.c   transmission phase: requests and replies
@@ -25,6 +26,9 @@
 #include <time.h>
 
 #include <liburing.h>
+#ifdef HAVE_VALGRIND_MEMCHECK_H
+#include <valgrind/memcheck.h>
+#endif
 
 #include "export-name.h"
 #include "nbd-protocol.h"
@@ -37,6 +41,13 @@
 #define NBDSRV_MAX_CONN_BYTES (64u << 20)    /* per-connection buffered data */
 #define NBDSRV_MAX_CONN_REQS 256             /* per-connection requests */
 #define NBDSRV_MAX_LISTEN 16
+
+/* The kernel filled [p, p+n) through io_uring, behind memcheck's back. */
+#ifdef HAVE_VALGRIND_MEMCHECK_H
+#define KERNEL_WROTE(p, n) VALGRIND_MAKE_MEM_DEFINED((p), (n))
+#else
+#define KERNEL_WROTE(p, n) ((void)0)
+#endif
 
 #define container_of(ptr, type, member) \
   ((type *)((char *)(ptr) - __builtin_offsetof(type, member)))
@@ -119,6 +130,7 @@ struct config {
   char pidfile[PATH_MAX];
   bool foreground;
   bool no_splice;               /* copy large reads through memory */
+  char trace[PATH_MAX];         /* request trace file, or "" */
   unsigned max_conns;           /* in total; 0: no limit */
   unsigned max_conns_per_addr;  /* per client address; 0: no limit */
   unsigned handshake_timeout;   /* seconds; 0: none */
@@ -344,6 +356,8 @@ struct worker {
   unsigned max_slot;             /* highest slot ever used */
   struct __kernel_timespec tick_ts;
   bool tick_armed;
+  size_t trace_len;              /* bytes in trace_buf (trace.c) */
+  char trace_buf[64 << 10];
   time_t last_refusal_log;
 };
 
@@ -362,6 +376,16 @@ void conn_recv_more(struct conn *c);
 /* Creates the connection's splice pipe if it has none; 0 or -errno. */
 int conn_pipe(struct conn *c);
 uint64_t loop_req_data(struct request *r, unsigned seg);
+
+/* ---- trace.c ---- */
+int trace_open(const char *path);
+void trace_close(void);
+bool trace_enabled(void);
+/* Records a request of c (buffered per worker). */
+void trace_request(struct conn *c, uint16_t type, uint16_t flags,
+                   uint64_t offset, uint32_t count);
+/* Writes out w's buffered lines. */
+void trace_flush(struct worker *w);
 
 /* ---- input.c ---- */
 /* Feeds len received bytes to the protocol state machine. */

@@ -284,6 +284,8 @@ read_done(struct request *r, unsigned i, int res)
 {
   struct segment *s = &r->segs[i];
 
+  if (res > 0)
+    KERNEL_WROTE(r->buf + s->buf_off, res);
   if (res < 0) {
     if (!r->error) {
       log_err("read of %u bytes at %llu for %s: %s", s->len,
@@ -532,6 +534,8 @@ transmit_header(struct conn *c)
   r->type = be16toh(h.type);
   r->flags = be16toh(h.flags);
   c->inflight_reqs++;
+  if (trace_enabled())
+    trace_request(c, r->type, r->flags, r->offset, r->count);
 
   if (r->type == NBD_CMD_WRITE) {
     if (r->count > config.max_request) {

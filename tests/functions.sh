@@ -17,6 +17,12 @@ export PATH
 : "${top_builddir:=$(cd "$srcdir/.." && pwd)}"
 top_srcdir=$(cd "$srcdir/.." && pwd)
 NBDSRV=${NBDSRV:-$top_builddir/nbdsrv/nbdsrv}
+if [ "${NBDROOT_VALGRIND:-0}" = 1 ]; then
+  # The valgrind pass: every nbdsrv a test starts runs under memcheck.
+  NBDSRV_UNDER_VALGRIND=$NBDSRV
+  NBDSRV=$srcdir/valgrind-nbdsrv.sh
+  export NBDSRV_UNDER_VALGRIND
+fi
 IMGTOOL=${IMGTOOL:-$top_builddir/imgtool/imgtool}
 AGENT=${AGENT:-$top_builddir/initrd/nbdroot-agent}
 export NBDSRV IMGTOOL AGENT top_srcdir top_builddir
@@ -25,6 +31,7 @@ test_name=$(basename "$0" .sh)
 TESTDIR=$top_builddir/tests/tmp/$test_name
 rm -rf "$TESTDIR"
 mkdir -p "$TESTDIR"
+export TESTDIR
 
 _cleanup_cmds=""
 on_exit() { _cleanup_cmds="$*; $_cleanup_cmds"; }
@@ -38,6 +45,12 @@ _run_cleanup() {
        "$TESTDIR"/*.log >/dev/null 2>&1; then
     grep -h -A20 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$TESTDIR"/*.log >&2
     echo "FAIL: $test_name: sanitizer report in a log (above)" >&2
+    rc=1
+  fi
+  if grep -l -E "ERROR SUMMARY: [1-9]|definitely lost: [1-9]" \
+       "$TESTDIR"/valgrind-*.log >/dev/null 2>&1; then
+    grep -v "^--[0-9]*-- " "$TESTDIR"/valgrind-*.log | head -60 >&2
+    echo "FAIL: $test_name: valgrind found errors (above)" >&2
     rc=1
   fi
   if [ "$rc" = 0 ]; then rm -rf "$TESTDIR"; fi

@@ -27,11 +27,13 @@ SERVER_TESTS = \
 	tests/test_server_24.sh \
 	tests/test_server_25.sh \
 	tests/test_server_26.sh \
-	tests/test_server_27.sh
+	tests/test_server_27.sh \
+	tests/test_server_28.sh
 
 # Memory figures mean nothing under a sanitizer's allocator: not repeated.
 SERVER_MEMORY_TESTS = tests/test_server_21.sh
 
 TESTS += $(SERVER_TESTS) $(SERVER_MEMORY_TESTS)
 SANITIZE_TESTS += $(SERVER_TESTS)
-EXTRA_DIST += $(SERVER_TESTS) $(SERVER_MEMORY_TESTS) tests/server-lib.py
+EXTRA_DIST += $(SERVER_TESTS) $(SERVER_MEMORY_TESTS) tests/server-lib.py \
+	tests/valgrind-nbdsrv.sh
