@@ -26,6 +26,7 @@ struct config config = {
   .handshake_timeout = 30,
   .max_request = NBDSRV_MAX_PAYLOAD,
   .keepalive = 60,
+  .control_socket = "/run/nbdsrv.sock",
 };
 
 /* Quota for exports that set none. */
@@ -34,7 +35,9 @@ static uint64_t default_quota;
 static const char usage[] =
   "usage: nbdsrv [-c FILE] [-l ADDR[:PORT]]... [-e NAME=IMAGE]... [-o OVERLAY_DIR]\n"
   "              [--policy persistent|reset-on-boot|ephemeral] [--ephemeral-linger SECS]\n"
-  "              [-t THREADS] [-P PIDFILE] [--trace FILE] [--no-splice] [-f] [-v]\n"
+  "              [-t THREADS] [-P PIDFILE] [--control-socket PATH|none]\n"
+  "              [--trace FILE] [--no-splice] [-f] [-v]\n"
+  "       nbdsrv ctl [-s SOCKET] [--json] list|kick|reset|drain|resume [ARG]\n"
   "Serves root images over NBD with a copy-on-write overlay per client.\n"
   "See nbdsrv(8).\n";
 
@@ -141,6 +144,17 @@ add_export(const char *name, const char *where)
   return e;
 }
 
+int
+config_set_draining(const char *name, bool draining)
+{
+  struct export *e = (struct export *)config_find_export(name);
+
+  if (!e)
+    return -ENOENT;
+  __atomic_store_n(&e->draining, draining, __ATOMIC_RELAXED);
+  return 0;
+}
+
 void
 config_free(void)
 {
@@ -227,6 +241,7 @@ trim(char *s)
 
 /* Whether an option was given on the command line (which wins). */
 static bool cli_listen, cli_overlay_dir, cli_policy, cli_threads, cli_linger;
+static bool cli_control_socket;
 
 static int
 config_file_key(const char *file, unsigned line, const char *section,
@@ -283,6 +298,14 @@ config_file_key(const char *file, unsigned line, const char *section,
     } else if (strcmp(key, "quota") == 0) {
       if (parse_size(val, &default_quota) < 0)
         goto bad;
+    } else if (strcmp(key, "control-socket") == 0) {
+      if (strlen(val) >= sizeof config.control_socket)
+        goto bad;
+      if (!cli_control_socket) {
+        snprintf(config.control_socket, sizeof config.control_socket, "%s",
+                 strcmp(val, "none") == 0 ? "" : val);
+        config.control_socket_set = true;
+      }
     } else if (strcmp(key, "trace") == 0) {
       if (!config.trace[0])
         snprintf(config.trace, sizeof config.trace, "%s", val);
@@ -409,6 +432,7 @@ config_parse_args(int argc, char **argv)
     { "verbose", no_argument, NULL, 'v' },
     { "no-splice", no_argument, NULL, 'S' },
     { "trace", required_argument, NULL, 'T' },
+    { "control-socket", required_argument, NULL, 'C' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
@@ -487,6 +511,16 @@ config_parse_args(int argc, char **argv)
       break;
     case 'T':
       snprintf(config.trace, sizeof config.trace, "%s", optarg);
+      break;
+    case 'C':
+      if (strlen(optarg) >= sizeof config.control_socket) {
+        fprintf(stderr, "nbdsrv: --control-socket %s: path too long\n", optarg);
+        r = -EINVAL;
+        goto out;
+      }
+      snprintf(config.control_socket, sizeof config.control_socket, "%s",
+               strcmp(optarg, "none") == 0 ? "" : optarg);
+      config.control_socket_set = cli_control_socket = true;
       break;
     case 'h':
       fputs(usage, stdout);

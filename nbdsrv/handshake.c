@@ -139,6 +139,11 @@ lookup_export(struct conn *c, const char *name, size_t len,
     /* Default identity: the client's address. */
     snprintf(req->id, sizeof req->id, "%s", c->peer);
   }
+  if (__atomic_load_n(&exp->draining, __ATOMIC_RELAXED)) {
+    *why = "the export is being drained: try again later";
+    *err = NBD_REP_ERR_SHUTDOWN;
+    return NULL;
+  }
   *why = acl_check(exp, c->peer, req->id);
   if (*why) {
     log_warn("%s: refused export %s as client %s: %s", c->peer, exp->name,

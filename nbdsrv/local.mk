@@ -12,6 +12,8 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/loop.c \
 	nbdsrv/input.c \
 	nbdsrv/trace.c \
+	nbdsrv/ctl.c \
+	nbdsrv/ctlclient.c \
 	nbdsrv/handshake.c \
 	nbdsrv/transmit.c
 nbdsrv_nbdsrv_CFLAGS = $(AM_CFLAGS) $(LIBURING_CFLAGS) $(ZLIB_CFLAGS) -pthread

@@ -175,6 +175,11 @@ conn_try_free(struct conn *c)
 
   if (!c->closing || c->recv_armed || c->send_inflight || c->inflight_reqs)
     return;
+  /* Out of the table first: the control socket reads it, overlay and
+   * all, under conns_lock. */
+  pthread_mutex_lock(&w->conns_lock);
+  w->conns[c->slot] = NULL;
+  pthread_mutex_unlock(&w->conns_lock);
   conn_free_queue(c);
   free(c->opt_data);
   if (c->pipe_size) {
@@ -190,7 +195,6 @@ conn_try_free(struct conn *c)
   close(c->fd);
   if (c->counted)
     limits_leave(c->peer);
-  w->conns[c->slot] = NULL;
   w->nconns--;
   log_debug("connection from %s closed", c->peer);
   free(c);
@@ -645,7 +649,9 @@ accept_done(struct worker *w, int res, unsigned flags)
     free(c);
     return;
   }
+  pthread_mutex_lock(&w->conns_lock);
   w->conns[slot] = c;
+  pthread_mutex_unlock(&w->conns_lock);
   w->nconns++;
   log_debug("connection from %s (worker %u slot %u)", c->peer, w->id, slot);
   handshake_start(c);
@@ -731,6 +737,118 @@ worker_begin_stop(struct worker *w)
   }
 }
 
+/* ---- the control socket's requests (ctl.c) ---- */
+
+/* Closes the connections the control socket marked. */
+static void
+close_kicked(struct worker *w)
+{
+  for (unsigned i = 0; i < w->nslots && i <= w->max_slot; i++) {
+    struct conn *c = w->conns[i];
+    bool kick;
+
+    if (!c)
+      continue;
+    pthread_mutex_lock(&w->conns_lock);
+    kick = c->kick;
+    c->kick = false;
+    pthread_mutex_unlock(&w->conns_lock);
+    if (kick)
+      conn_close(c, "kicked by the administrator (nbdsrv ctl kick)");
+  }
+}
+
+static bool
+conn_is(const struct conn *c, const char *who)
+{
+  const char *slash = strchr(c->ovl->key, '/');
+
+  return !strcmp(c->peer, who) || !strcmp(c->ovl->key, who) ||
+         (slash && !strcmp(slash + 1, who));
+}
+
+unsigned
+workers_kick(const char *who)
+{
+  uint64_t one = 1;
+  unsigned n = 0;
+
+  for (unsigned i = 0; i < nworkers; i++) {
+    struct worker *w = &workers[i];
+    unsigned mine = 0;
+
+    pthread_mutex_lock(&w->conns_lock);
+    for (unsigned j = 0; j < w->nslots && j <= w->max_slot; j++) {
+      struct conn *c = w->conns[j];
+      if (c && c->ovl && !c->closing && conn_is(c, who)) {
+        c->kick = true;
+        mine++;
+      }
+    }
+    pthread_mutex_unlock(&w->conns_lock);
+    if (mine && write(w->wake_fd, &one, sizeof one) < 0)
+      log_err("cannot wake worker %u: %s", i, strerror(errno));
+    n += mine;
+  }
+  return n;
+}
+
+int
+workers_snapshot(struct ctl_conn_info **out, size_t *np)
+{
+  struct ctl_conn_info *v = NULL;
+  size_t n = 0, cap = 0;
+
+  for (unsigned i = 0; i < nworkers; i++) {
+    struct worker *w = &workers[i];
+
+    pthread_mutex_lock(&w->conns_lock);
+    for (unsigned j = 0; j < w->nslots && j <= w->max_slot; j++) {
+      struct conn *c = w->conns[j];
+      struct ctl_conn_info *x;
+      const char *slash;
+
+      /* Only attached ones: a handshake has no identity yet.  The
+       * overlay stays while the connection does (freeing it needs this
+       * lock); the counters may be a request behind. */
+      if (!c || !c->ovl || c->closing)
+        continue;
+      if (n == cap) {
+        cap = cap ? cap * 2 : 64;
+        x = realloc(v, cap * sizeof *v);
+        if (!x) {
+          pthread_mutex_unlock(&w->conns_lock);
+          free(v);
+          return -ENOMEM;
+        }
+        v = x;
+      }
+      x = &v[n++];
+      memset(x, 0, sizeof *x);
+      slash = strchr(c->ovl->key, '/');
+      snprintf(x->export, sizeof x->export, "%s", c->ovl->exp->name);
+      snprintf(x->id, sizeof x->id, "%.*s", (int)sizeof x->id - 1,
+               slash ? slash + 1 : c->ovl->key);
+      snprintf(x->peer, sizeof x->peer, "%s", c->peer);
+      slash = strrchr(c->ovl->base->path, '/');
+      snprintf(x->image, sizeof x->image, "%.*s", (int)sizeof x->image - 1,
+               slash ? slash + 1 : c->ovl->base->path);
+      pthread_mutex_lock(&c->ovl->lock);
+      x->overlay_bytes = c->ovl->file.map.ndata * (uint64_t)OVL_BLOCK_SIZE;
+      pthread_mutex_unlock(&c->ovl->lock);
+      x->connected = c->connected;
+      x->requests = c->requests;
+      x->bytes_read = c->bytes_read;
+      x->bytes_written = c->bytes_written;
+      x->worker = w->id;
+    }
+    pthread_mutex_unlock(&w->conns_lock);
+  }
+  *out = v;
+  *np = n;
+  return 0;
+}
+
 /* ---- the loop ---- */
 
 static void
@@ -754,7 +872,12 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
     return;
   case UD_WAKE:
     KERNEL_WROTE(&w->wake_buf, sizeof w->wake_buf);
-    worker_begin_stop(w);
+    if (__atomic_load_n(&w->stop_requested, __ATOMIC_ACQUIRE)) {
+      worker_begin_stop(w);
+    } else {
+      close_kicked(w);
+      arm_wake(w);
+    }
     return;
   case UD_TICK:
     tick_done(w);
@@ -962,6 +1085,7 @@ workers_start(const int *fds, unsigned nfds, unsigned nthreads)
     int r;
 
     w->id = i;
+    pthread_mutex_init(&w->conns_lock, NULL);
     w->wake_fd = eventfd(0, EFD_CLOEXEC);
     if (w->wake_fd < 0)
       return -errno;
@@ -993,9 +1117,11 @@ workers_stop(void)
 {
   uint64_t one = 1;
 
-  for (unsigned i = 0; i < nworkers; i++)
+  for (unsigned i = 0; i < nworkers; i++) {
+    __atomic_store_n(&workers[i].stop_requested, true, __ATOMIC_RELEASE);
     if (write(workers[i].wake_fd, &one, sizeof one) < 0)
       log_err("cannot wake worker %u: %s", i, strerror(errno));
+  }
 }
 
 void
@@ -1011,6 +1137,7 @@ workers_join(void)
     free(w->bufs);
     free(w->conns);
     close(w->wake_fd);
+    pthread_mutex_destroy(&w->conns_lock);
   }
   free(workers);
   workers = NULL;

@@ -11,13 +11,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -161,19 +165,66 @@ write_pidfile(void)
   return 0;
 }
 
+/* systemd's readiness protocol (Type=notify), without libsystemd: one
+ * datagram to $NOTIFY_SOCKET.  Nothing happens when it is not set. */
+static void
+notify_systemd(const char *state)
+{
+  const char *path = getenv("NOTIFY_SOCKET");
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  socklen_t len;
+  int fd;
+
+  if (!path || (path[0] != '/' && path[0] != '@') ||
+      strlen(path) >= sizeof sa.sun_path)
+    return;
+  memcpy(sa.sun_path, path, strlen(path));
+  if (sa.sun_path[0] == '@')
+    sa.sun_path[0] = '\0'; /* abstract namespace */
+  len = offsetof(struct sockaddr_un, sun_path) + strlen(path);
+  fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return;
+  if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, len) < 0)
+    log_warn("cannot notify systemd (%s): %s", path, strerror(errno));
+  close(fd);
+}
+
+/* The control socket: a configured path must work; the default one may
+ * be taken by another instance, or unwritable for a user: then this
+ * server goes without, and says so. */
+static int
+open_control_socket(void)
+{
+  int fd;
+
+  if (!config.control_socket[0])
+    return -1;
+  fd = ctl_listen(config.control_socket);
+  if (fd >= 0 || config.control_socket_set)
+    return fd;
+  log_warn("no control socket (nbdsrv ctl will not reach this server): set control-socket to a path of its own, or to none");
+  return -1;
+}
+
 int
 main(int argc, char **argv)
 {
   int fds[NBDSRV_MAX_LISTEN];
   unsigned nfds, nthreads;
   sigset_t sigs;
-  int r;
+  int r, sfd, ctl_fd;
 
+  if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+    return ctl_main(argc - 1, argv + 1);
   if (config_parse_args(argc, argv) < 0)
     return 2;
   log_open("nbdsrv", config.foreground);
   if (check_exports() < 0 || open_listeners(fds, &nfds) < 0 ||
       (config.trace[0] && trace_open(config.trace) < 0))
+    return 1;
+  ctl_fd = open_control_socket();
+  if (ctl_fd < 0 && config.control_socket[0] && config.control_socket_set)
     return 1;
   if (!config.foreground && daemon(0, 0) < 0) {
     perror("nbdsrv: daemon");
@@ -211,10 +262,29 @@ main(int argc, char **argv)
     return 1;
   }
 
-  for (;;) {
-    struct timespec tick = { 1, 0 };
-    int sig = sigtimedwait(&sigs, NULL, &tick);
+  notify_systemd("READY=1");
 
+  /* The main thread: signals, the control socket, and once a second the
+   * janitor. */
+  sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+  if (sfd < 0) {
+    log_err("signalfd: %s", strerror(errno));
+    workers_stop();
+    workers_join();
+    return 1;
+  }
+  for (;;) {
+    struct pollfd p[2] = { { .fd = sfd, .events = POLLIN },
+                           { .fd = ctl_fd, .events = POLLIN } };
+    struct signalfd_siginfo si;
+    int sig = 0;
+
+    if (poll(p, ctl_fd >= 0 ? 2 : 1, 1000) > 0) {
+      if ((p[0].revents & POLLIN) && read(sfd, &si, sizeof si) == sizeof si)
+        sig = (int)si.ssi_signo;
+      if (ctl_fd >= 0 && (p[1].revents & POLLIN))
+        ctl_serve(ctl_fd);
+    }
     if (sig == SIGTERM || sig == SIGINT) {
       log_info("signal %d: finishing in-flight requests and exiting", sig);
       break;
@@ -222,6 +292,12 @@ main(int argc, char **argv)
     if (sig == SIGHUP)
       log_info("SIGHUP: configuration reload is not supported yet; ignored");
     overlay_janitor(false);
+  }
+  notify_systemd("STOPPING=1");
+  close(sfd);
+  if (ctl_fd >= 0) {
+    close(ctl_fd);
+    unlink(config.control_socket);
   }
   workers_stop();
   workers_join();

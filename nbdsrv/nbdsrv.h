@@ -9,6 +9,8 @@
  *   overlay.c    per-client overlays: registry, copy-on-write I/O, flush
  *   loop.c       the io_uring event loop of one worker thread
  *   trace.c      the request trace (--trace)
+ *   ctl.c        the control socket (nbdsrv ctl), server side
+ *   ctlclient.c  nbdsrv ctl, the command
  *   input.c      the byte stream cut into options and requests
  *   handshake.c  option haggling (newstyle handshake)
  *   transmit.c   transmission phase: requests and replies
@@ -90,6 +92,7 @@ struct export {
   struct pin *pins;
   unsigned npins;
   bool require_pin;       /* explicit IDs must be pinned */
+  bool draining;          /* nbdsrv ctl drain: no new clients */
 };
 
 int peer_addr_parse(const char *s, struct peer_addr *a);
@@ -131,6 +134,8 @@ struct config {
   bool foreground;
   bool no_splice;               /* copy large reads through memory */
   char trace[PATH_MAX];         /* request trace file, or "" */
+  char control_socket[108];     /* nbdsrv ctl's socket, or "" for none */
+  bool control_socket_set;      /* given, not the default */
   unsigned max_conns;           /* in total; 0: no limit */
   unsigned max_conns_per_addr;  /* per client address; 0: no limit */
   unsigned handshake_timeout;   /* seconds; 0: none */
@@ -144,6 +149,8 @@ int config_parse_args(int argc, char **argv);
 /* Reads one config file into config (used by config_parse_args; the fuzz
  * target calls it directly).  Errors go to stderr; returns 0 or -errno. */
 int config_file_parse(const char *file);
+/* nbdsrv ctl drain/resume.  Returns 0 or -ENOENT. */
+int config_set_draining(const char *name, bool draining);
 void config_free(void);
 const struct export *config_find_export(const char *name);
 const char *policy_name(enum policy p);
@@ -211,6 +218,9 @@ int overlay_peek_size(const struct export *exp, const char *id,
                       uint64_t *size);
 /* Closes idle overlays whose time has come; all of them if force. */
 void overlay_janitor(bool force);
+/* nbdsrv ctl reset: deletes the overlay of a client with no connection.
+ * Returns 0, or -errno with *why saying what is wrong. */
+int overlay_reset(const char *export, const char *id, const char **why);
 
 /* A piece of a read: where bytes [buf_off, buf_off+len) of the reply come
  * from.  fd < 0 means zeroes. */
@@ -334,6 +344,9 @@ struct conn {
   size_t inflight_bytes;
   time_t connected;
   bool counted;                  /* in the connection limits */
+  bool kick;                     /* nbdsrv ctl kick: close it (set under
+                                    the worker's conns_lock) */
+  uint64_t requests, bytes_read, bytes_written;   /* since connect */
 };
 
 struct worker {
@@ -347,6 +360,10 @@ struct worker {
   unsigned nbufs, buf_size;
   struct conn **conns;
   unsigned nslots, nconns;
+  /* Held by the worker while it adds or frees a connection, and by the
+   * control socket while it reads them (ctl.c). */
+  pthread_mutex_t conns_lock;
+  bool stop_requested;           /* with a wake: begin stopping */
   uint32_t next_gen;
   unsigned ops_inflight;         /* SQEs whose CQE we still expect */
   bool accept_armed, stopping;
@@ -364,7 +381,24 @@ struct worker {
 /* Read replies at least this long are spliced from the files. */
 #define NBDSRV_SPLICE_MIN (64u << 10)
 
+/* What nbdsrv ctl list shows of a connection. */
+struct ctl_conn_info {
+  char export[256];
+  char id[CLIENT_ID_MAX + 1];
+  char peer[INET6_ADDRSTRLEN];
+  char image[256];               /* the pinned image version's file name */
+  uint64_t overlay_bytes;
+  time_t connected;
+  uint64_t requests, bytes_read, bytes_written;
+  unsigned worker;
+};
+
 int workers_start(const int *listen_fds, unsigned nlisten, unsigned nthreads);
+/* The attached connections of all workers (malloc'ed array). */
+int workers_snapshot(struct ctl_conn_info **out, size_t *n);
+/* Has every connection whose address, ID or EXPORT/ID is who closed by
+ * its worker.  Returns how many. */
+unsigned workers_kick(const char *who);
 void workers_stop(void);
 void workers_join(void);
 
@@ -386,6 +420,15 @@ void trace_request(struct conn *c, uint16_t type, uint16_t flags,
                    uint64_t offset, uint32_t count);
 /* Writes out w's buffered lines. */
 void trace_flush(struct worker *w);
+
+/* ---- ctl.c ---- */
+/* Creates the control socket (0600); returns its fd or -errno. */
+int ctl_listen(const char *path);
+/* Serves one control connection waiting on the listening fd. */
+void ctl_serve(int lfd);
+/* ---- ctlclient.c ---- */
+/* nbdsrv ctl ARGS: returns the exit status. */
+int ctl_main(int argc, char **argv);
 
 /* ---- input.c ---- */
 /* Feeds len received bytes to the protocol state machine. */

@@ -360,6 +360,54 @@ overlay_janitor(bool force)
   }
 }
 
+int
+overlay_reset(const char *export, const char *id, const char **why)
+{
+  char key[sizeof ((struct overlay *)0)->key], prefix[PATH_MAX];
+  struct overlay *ov, **pp;
+  struct stat st;
+  int r;
+
+  if (!config_find_export(export)) {
+    *why = "no such export";
+    return -ENOENT;
+  }
+  snprintf(key, sizeof key, "%s/%s", export, id);
+  r = format_path(prefix, sizeof prefix, "%s/%s/%s", config.overlay_dir,
+                  export, id);
+  if (r < 0)
+    return r;
+  pthread_mutex_lock(&registry_lock);
+  for (pp = &registry; (ov = *pp); pp = &ov->next)
+    if (strcmp(ov->key, key) == 0)
+      break;
+  if (ov && ov->refs > 0) {
+    pthread_mutex_unlock(&registry_lock);
+    *why = "the client is connected: kick it first (its agent reconnects, so drain or stop it)";
+    return -EBUSY;
+  }
+  if (ov)
+    *pp = ov->next;   /* idle but open: close it, then remove it */
+  else {
+    char map[PATH_MAX + 8];
+    snprintf(map, sizeof map, "%s.map", prefix);
+    if (stat(map, &st) < 0) {
+      pthread_mutex_unlock(&registry_lock);
+      *why = "the client has no overlay";
+      return -ENOENT;
+    }
+  }
+  /* Under registry_lock, so that the client cannot reconnect to the old
+   * files half-way through. */
+  if (ov)
+    overlay_free(ov);
+  r = ovl_file_remove(prefix);
+  pthread_mutex_unlock(&registry_lock);
+  if (r < 0)
+    *why = "cannot remove the overlay's files (see the server log)";
+  return r;
+}
+
 /* ---- I/O ---- */
 
 static uint64_t

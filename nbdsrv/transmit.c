@@ -536,6 +536,11 @@ transmit_header(struct conn *c)
   c->inflight_reqs++;
   if (trace_enabled())
     trace_request(c, r->type, r->flags, r->offset, r->count);
+  c->requests++;
+  if (r->type == NBD_CMD_READ)
+    c->bytes_read += r->count;
+  else if (r->type == NBD_CMD_WRITE)
+    c->bytes_written += r->count;
 
   if (r->type == NBD_CMD_WRITE) {
     if (r->count > config.max_request) {

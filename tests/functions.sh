@@ -76,8 +76,8 @@ free_port() {
 start_nbdsrv() {
   PORT=${PORT:-$(free_port)}
   rm -f "$TESTDIR/nbdsrv.pid"
-  "$NBDSRV" -f -l "127.0.0.1:$PORT" -P "$TESTDIR/nbdsrv.pid" "$@" \
-    >>"$TESTDIR/nbdsrv.log" 2>&1 &
+  "$NBDSRV" -f -l "127.0.0.1:$PORT" -P "$TESTDIR/nbdsrv.pid" \
+    --control-socket "$TESTDIR/ctl.sock" "$@" >>"$TESTDIR/nbdsrv.log" 2>&1 &
   SRV_PID=$!
   on_exit "kill -9 $SRV_PID 2>/dev/null; wait $SRV_PID 2>/dev/null"
   i=0

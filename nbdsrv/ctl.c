@@ -1,0 +1,331 @@
+/* nbdsrv: the control socket (nbdsrv ctl), server side.
+ *
+ * A unix stream socket, mode 0600 (root only unless the admin says
+ * otherwise), served by the main thread: one command per connection, one
+ * line in, then the answer and close.  The answer's first line is "OK" or
+ * "ERR <why>"; the rest is for the admin (a table) or for scripts (JSON
+ * when the command ends in " --json").
+ *
+ *   list [--json]          connected clients: identity, address, export,
+ *                          image version, overlay data, requests and
+ *                          bytes since connect
+ *   kick WHO               close the connections of a client: WHO is an
+ *                          address, an ID, or EXPORT/ID
+ *   reset EXPORT/ID        delete a disconnected client's overlay
+ *   drain EXPORT           refuse new clients of EXPORT (others go on)
+ *   resume EXPORT          accept them again
+ *
+ * Connections belong to worker threads, which alone may touch their
+ * rings: listing reads a snapshot under each worker's conns_lock, and a
+ * kick only marks the connection and wakes its worker, which closes it.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "nbdsrv.h"
+
+/* A growing answer. */
+struct answer {
+  char *buf;
+  size_t len, cap;
+  bool failed;
+};
+
+static void __attribute__((format(printf, 2, 3)))
+say(struct answer *a, const char *fmt, ...)
+{
+  va_list ap;
+  int n;
+
+  for (;;) {
+    va_start(ap, fmt);
+    n = vsnprintf(a->buf ? a->buf + a->len : NULL, a->buf ? a->cap - a->len : 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      a->failed = true;
+      return;
+    }
+    if (a->buf && a->len + n < a->cap) {
+      a->len += n;
+      return;
+    }
+    size_t cap = (a->cap ? a->cap * 2 : 4096) + n;
+    char *b = realloc(a->buf, cap);
+    if (!b) {
+      a->failed = true;
+      return;
+    }
+    a->buf = b;
+    a->cap = cap;
+  }
+}
+
+/* s as a JSON string (the names here are plain ASCII, but be safe). */
+static void
+say_json_string(struct answer *a, const char *s)
+{
+  say(a, "\"");
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      say(a, "\\%c", ch);
+    else if (ch < 0x20)
+      say(a, "\\u%04x", ch);
+    else
+      say(a, "%c", ch);
+  }
+  say(a, "\"");
+}
+
+/* A human size: 0, 12K, 3.4M, 1.2G. */
+static void
+human(uint64_t v, char out[16])
+{
+  static const char units[] = "KMGTP";
+  double d = v;
+  int u = -1;
+
+  while (d >= 1024 && u < 4) {
+    d /= 1024;
+    u++;
+  }
+  if (u < 0)
+    snprintf(out, 16, "%llu", (unsigned long long)v);
+  else
+    snprintf(out, 16, d < 10 ? "%.1f%c" : "%.0f%c", d, units[u]);
+}
+
+static void
+cmd_list(struct answer *a, bool json)
+{
+  struct ctl_conn_info *v = NULL;
+  size_t n = 0;
+  time_t now = time(NULL);
+
+  if (workers_snapshot(&v, &n) < 0) {
+    say(a, "ERR out of memory\n");
+    return;
+  }
+  say(a, "OK\n");
+  if (json) {
+    say(a, "[");
+    for (size_t i = 0; i < n; i++) {
+      say(a, "%s\n {\"export\": ", i ? "," : "");
+      say_json_string(a, v[i].export);
+      say(a, ", \"id\": ");
+      say_json_string(a, v[i].id);
+      say(a, ", \"address\": ");
+      say_json_string(a, v[i].peer);
+      say(a, ", \"image\": ");
+      say_json_string(a, v[i].image);
+      say(a, ", \"overlay_bytes\": %llu, \"connected_seconds\": %lld, "
+             "\"requests\": %llu, \"bytes_read\": %llu, \"bytes_written\": %llu, "
+             "\"worker\": %u}",
+          (unsigned long long)v[i].overlay_bytes, (long long)(now - v[i].connected),
+          (unsigned long long)v[i].requests, (unsigned long long)v[i].bytes_read,
+          (unsigned long long)v[i].bytes_written, v[i].worker);
+    }
+    say(a, "%s]\n", n ? "\n" : "");
+  } else {
+    say(a, "%-20s %-24s %-16s %-14s %8s %8s %10s %8s %8s\n", "EXPORT", "ID",
+        "ADDRESS", "IMAGE", "OVERLAY", "UP", "REQUESTS", "READ", "WRITTEN");
+    for (size_t i = 0; i < n; i++) {
+      char ov[16], rd[16], wr[16], up[32];
+      long long secs = now - v[i].connected;
+      human(v[i].overlay_bytes, ov);
+      human(v[i].bytes_read, rd);
+      human(v[i].bytes_written, wr);
+      snprintf(up, sizeof up, "%lld:%02lld:%02lld", secs / 3600, secs / 60 % 60, secs % 60);
+      say(a, "%-20s %-24s %-16s %-14s %8s %8s %10llu %8s %8s\n", v[i].export,
+          v[i].id, v[i].peer, v[i].image, ov, up,
+          (unsigned long long)v[i].requests, rd, wr);
+    }
+    say(a, "%zu connection%s\n", n, n == 1 ? "" : "s");
+  }
+  free(v);
+}
+
+static void
+cmd_kick(struct answer *a, const char *who)
+{
+  unsigned n;
+
+  if (!*who) {
+    say(a, "ERR usage: kick ADDRESS|ID|EXPORT/ID\n");
+    return;
+  }
+  n = workers_kick(who);
+  if (n == 0) {
+    say(a, "ERR no connection of '%s'\n", who);
+    return;
+  }
+  log_info("control: kicked %u connection%s of %s", n, n == 1 ? "" : "s", who);
+  say(a, "OK\nkicked %u connection%s\n", n, n == 1 ? "" : "s");
+}
+
+static void
+cmd_reset(struct answer *a, const char *key)
+{
+  const char *slash = strchr(key, '/');
+  const char *why = NULL;
+  char export[256];
+  int r;
+
+  if (!slash || slash == key || (size_t)(slash - key) >= sizeof export ||
+      !client_id_valid(slash + 1, strlen(slash + 1))) {
+    say(a, "ERR usage: reset EXPORT/ID\n");
+    return;
+  }
+  memcpy(export, key, slash - key);
+  export[slash - key] = '\0';
+  r = overlay_reset(export, slash + 1, &why);
+  if (r < 0) {
+    say(a, "ERR %s\n", why ? why : strerror(-r));
+    return;
+  }
+  log_info("control: reset the overlay %s", key);
+  say(a, "OK\noverlay %s reset: the client starts from the base image\n", key);
+}
+
+static void
+cmd_drain(struct answer *a, const char *name, bool drain)
+{
+  if (config_set_draining(name, drain) < 0) {
+    say(a, "ERR no export '%s'\n", name);
+    return;
+  }
+  log_info("control: export %s %s", name,
+           drain ? "drained: new clients are refused" : "resumed");
+  say(a, "OK\nexport %s %s\n", name,
+      drain ? "refuses new clients; connected ones go on" : "accepts new clients again");
+}
+
+static void
+run_command(char *line, struct answer *a)
+{
+  char *arg, *end;
+  bool json = false;
+
+  end = line + strlen(line);
+  while (end > line && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+    *--end = '\0';
+  if (end - line > 7 && !strcmp(end - 7, " --json")) {
+    json = true;
+    end[-7] = '\0';
+  }
+  arg = strchr(line, ' ');
+  if (arg)
+    *arg++ = '\0';
+  else
+    arg = end;
+  if (!strcmp(line, "list"))
+    cmd_list(a, json);
+  else if (!strcmp(line, "kick"))
+    cmd_kick(a, arg);
+  else if (!strcmp(line, "reset"))
+    cmd_reset(a, arg);
+  else if (!strcmp(line, "drain"))
+    cmd_drain(a, arg, true);
+  else if (!strcmp(line, "resume"))
+    cmd_drain(a, arg, false);
+  else
+    say(a, "ERR unknown command '%s' (list, kick, reset, drain, resume)\n", line);
+}
+
+int
+ctl_listen(const char *path)
+{
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  int fd, e;
+
+  if (strlen(path) >= sizeof sa.sun_path) {
+    fprintf(stderr, "nbdsrv: control socket path %s is too long\n", path);
+    return -ENAMETOOLONG;
+  }
+  strcpy(sa.sun_path, path);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0)
+    return -errno;
+  /* A socket file left by a crash: connectable means another server. */
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+    fprintf(stderr, "nbdsrv: control socket %s is in use by another nbdsrv (set control-socket to another path, or none)\n",
+            path);
+    close(fd);
+    return -EADDRINUSE;
+  }
+  unlink(path);
+  /* Root only: the socket can reset a client's disk. */
+  mode_t old = umask(0177);
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 16) < 0) {
+    e = errno;
+    umask(old);
+    fprintf(stderr, "nbdsrv: cannot create control socket %s: %s\n", path, strerror(e));
+    close(fd);
+    return -e;
+  }
+  umask(old);
+  return fd;
+}
+
+void
+ctl_serve(int lfd)
+{
+  char line[1024];
+  struct answer a = { 0 };
+  size_t have = 0;
+  int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+  if (fd < 0)
+    return;
+  /* One line, within a second: a stuck client must not hold the main
+   * thread, which also runs the janitor and takes signals. */
+  while (have < sizeof line - 1 && !memchr(line, '\n', have)) {
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    ssize_t n;
+    if (poll(&p, 1, 1000) <= 0)
+      break;
+    n = read(fd, line + have, sizeof line - 1 - have);
+    if (n <= 0)
+      break;
+    have += n;
+  }
+  line[have] = '\0';
+  if (!memchr(line, '\n', have)) {
+    say(&a, "ERR expected one command line\n");
+  } else {
+    *strchr(line, '\n') = '\0';
+    run_command(line, &a);
+  }
+  if (a.failed) {
+    free(a.buf);
+    a = (struct answer){ 0 };
+    say(&a, "ERR out of memory\n");
+  }
+  for (size_t off = 0; a.buf && off < a.len;) {
+    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    ssize_t n = write(fd, a.buf + off, a.len - off);
+    if (n > 0)
+      off += n;
+    else if (n < 0 && errno == EINTR)
+      continue;
+    else if (n < 0 && errno == EAGAIN && poll(&p, 1, 2000) > 0)
+      continue;
+    else
+      break;
+  }
+  free(a.buf);
+  close(fd);
+}

@@ -1,0 +1,133 @@
+/* nbdsrv ctl: talks to a running nbdsrv over its control socket.
+ *
+ *   nbdsrv ctl [-s SOCKET] [--json] list
+ *   nbdsrv ctl [-s SOCKET] kick ADDRESS|ID|EXPORT/ID
+ *   nbdsrv ctl [-s SOCKET] reset EXPORT/ID
+ *   nbdsrv ctl [-s SOCKET] drain|resume EXPORT
+ *
+ * Sends the command as one line and prints the answer (see ctl.c).  Exit
+ * status: 0 done, 1 the server refused (its reason on stderr), 2 usage or
+ * no server to talk to.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "nbdsrv.h"
+
+static const char ctl_usage[] =
+  "usage: nbdsrv ctl [-s SOCKET] [--json] COMMAND [ARG]\n"
+  "  list                     connected clients\n"
+  "  kick ADDRESS|ID|EXPORT/ID  close a client's connections\n"
+  "  reset EXPORT/ID          delete a disconnected client's overlay\n"
+  "  drain EXPORT             refuse new clients of an export\n"
+  "  resume EXPORT            accept them again\n"
+  "SOCKET defaults to /run/nbdsrv.sock (control-socket in nbdsrv.conf).\n";
+
+int
+ctl_main(int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "socket", required_argument, NULL, 's' },
+    { "json", no_argument, NULL, 'j' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  const char *path = "/run/nbdsrv.sock";
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  char line[1024], buf[65536];
+  bool json = false;
+  size_t len = 0;
+  int c, fd, n;
+
+  while ((c = getopt_long(argc, argv, "+s:h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 's':
+      path = optarg;
+      break;
+    case 'j':
+      json = true;
+      break;
+    case 'h':
+      fputs(ctl_usage, stdout);
+      return 0;
+    default:
+      fputs(ctl_usage, stderr);
+      return 2;
+    }
+  }
+  if (optind >= argc || argc - optind > 2) {
+    fputs(ctl_usage, stderr);
+    return 2;
+  }
+  n = snprintf(line, sizeof line, "%s%s%s%s\n", argv[optind],
+               argc - optind == 2 ? " " : "", argc - optind == 2 ? argv[optind + 1] : "",
+               json ? " --json" : "");
+  if (n < 0 || (size_t)n >= sizeof line || strchr(argv[optind], '\n') ||
+      (argc - optind == 2 && strchr(argv[optind + 1], '\n'))) {
+    fprintf(stderr, "nbdsrv ctl: command too long or malformed\n");
+    return 2;
+  }
+  if (strlen(path) >= sizeof sa.sun_path) {
+    fprintf(stderr, "nbdsrv ctl: socket path %s is too long\n", path);
+    return 2;
+  }
+  strcpy(sa.sun_path, path);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    fprintf(stderr, "nbdsrv ctl: cannot connect to %s: %s (is nbdsrv running, with this control-socket?)\n",
+            path, strerror(errno));
+    return 2;
+  }
+  if (write(fd, line, n) != n) {
+    fprintf(stderr, "nbdsrv ctl: cannot send the command: %s\n", strerror(errno));
+    close(fd);
+    return 2;
+  }
+  shutdown(fd, SHUT_WR);
+  /* The first line is the verdict; the rest goes to stdout as it comes. */
+  for (;;) {
+    ssize_t r = read(fd, buf + len, sizeof buf - 1 - len);
+    char *nl;
+
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    len += r;
+    buf[len] = '\0';
+    nl = strchr(buf, '\n');
+    if (nl || len == sizeof buf - 1)
+      break;
+  }
+  buf[len] = '\0';
+  if (strncmp(buf, "OK\n", 3) == 0) {
+    fwrite(buf + 3, 1, len - 3, stdout);
+    for (;;) {
+      ssize_t r = read(fd, buf, sizeof buf);
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r <= 0)
+        break;
+      fwrite(buf, 1, r, stdout);
+    }
+    close(fd);
+    return fflush(stdout) == 0 ? 0 : 2;
+  }
+  close(fd);
+  if (strncmp(buf, "ERR ", 4) == 0) {
+    fprintf(stderr, "nbdsrv ctl: %s", buf + 4);
+    if (len == 0 || buf[len - 1] != '\n')
+      fputc('\n', stderr);
+    return 1;
+  }
+  fprintf(stderr, "nbdsrv ctl: no answer from %s\n", path);
+  return 2;
+}
