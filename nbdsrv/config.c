@@ -9,12 +9,35 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "nbdsrv.h"
+
+/* Set once the server runs: from then on, configuration errors (of a
+ * reload) go to the log, not to a terminal nobody watches. */
+static bool config_running;
+
+static void __attribute__((format(printf, 1, 2)))
+cfg_err(const char *fmt, ...)
+{
+  char line[1024];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (config_running)
+    log_err("%s", line);
+  else
+    fprintf(stderr, "nbdsrv: %s\n", line);
+}
 
 struct config config = {
   .overlay_dir = "/var/lib/nbdsrv",
@@ -29,14 +52,12 @@ struct config config = {
   .control_socket = "/run/nbdsrv.sock",
 };
 
-/* Quota for exports that set none. */
-static uint64_t default_quota;
 
 static const char usage[] =
   "usage: nbdsrv [-c FILE] [-l ADDR[:PORT]]... [-e NAME=IMAGE]... [-o OVERLAY_DIR]\n"
   "              [--policy persistent|reset-on-boot|ephemeral] [--ephemeral-linger SECS]\n"
   "              [-t THREADS] [-P PIDFILE] [--control-socket PATH|none]\n"
-  "              [--trace FILE] [--no-splice] [-f] [-v]\n"
+  "              [--trace FILE] [--no-splice] [--check-config] [-f] [-v]\n"
   "       nbdsrv ctl [-s SOCKET] [--json] list|kick|reset|drain|resume [ARG]\n"
   "Serves root images over NBD with a copy-on-write overlay per client.\n"
   "See nbdsrv(8).\n";
@@ -117,30 +138,31 @@ export_name_valid(const char *name)
 }
 
 static struct export *
-add_export(const char *name, const char *where)
+add_export(struct config *cfg, const char *name, const char *where)
 {
   struct export *e;
 
   if (!export_name_valid(name)) {
-    fprintf(stderr, "nbdsrv: %s: invalid export name '%s': use letters, digits and . _ - + (not starting with '.')\n",
+    cfg_err("%s: invalid export name '%s': use letters, digits and . _ - + (not starting with '.')",
             where, name);
     return NULL;
   }
-  if (config_find_export(name)) {
-    fprintf(stderr, "nbdsrv: %s: export '%s' is defined twice\n", where, name);
-    return NULL;
-  }
-  e = realloc(config.exports, (config.nexports + 1) * sizeof *e);
+  for (unsigned i = 0; i < cfg->nexports; i++)
+    if (strcmp(cfg->exports[i].name, name) == 0) {
+      cfg_err("%s: export '%s' is defined twice", where, name);
+      return NULL;
+    }
+  e = realloc(cfg->exports, (cfg->nexports + 1) * sizeof *e);
   if (!e) {
-    perror("nbdsrv");
+    cfg_err("out of memory");
     return NULL;
   }
-  config.exports = e;
-  e = &config.exports[config.nexports++];
+  cfg->exports = e;
+  e = &cfg->exports[cfg->nexports++];
   memset(e, 0, sizeof *e);
   snprintf(e->name, sizeof e->name, "%s", name);
-  e->policy = config.default_policy;
-  e->quota = default_quota;
+  e->policy = cfg->default_policy;
+  e->quota = cfg->default_quota;
   return e;
 }
 
@@ -155,12 +177,80 @@ config_set_draining(const char *name, bool draining)
   return 0;
 }
 
+/* The exports new clients see.  A reload publishes a new set; connections
+ * and overlays keep pointing into the set they started with, so old sets
+ * are kept (they are small, and reloads are rare) until the server exits. */
+struct export_set {
+  struct export *v;
+  unsigned n;
+  struct export_set *older;
+};
+
+static struct export_set *current_set;
+
+/* Before the first publication (and in the fuzz targets, which parse
+ * without publishing) the exports being built are the current ones. */
+static const struct export_set *
+exports_current(void)
+{
+  static struct export_set building;
+  const struct export_set *set = __atomic_load_n(&current_set, __ATOMIC_ACQUIRE);
+
+  if (set)
+    return set;
+  building.v = config.exports;
+  building.n = config.nexports;
+  return &building;
+}
+
+unsigned
+config_export_count(void)
+{
+  return exports_current()->n;
+}
+
+const struct export *
+config_export_at(unsigned i)
+{
+  const struct export_set *set = exports_current();
+  return i < set->n ? &set->v[i] : NULL;
+}
+
+static void
+free_exports(struct export *v, unsigned n)
+{
+  for (unsigned i = 0; i < n; i++)
+    export_free_acl(&v[i]);
+  free(v);
+}
+
+static int
+publish(struct config *cfg)
+{
+  struct export_set *set = calloc(1, sizeof *set);
+
+  if (!set)
+    return -ENOMEM;
+  set->v = cfg->exports;
+  set->n = cfg->nexports;
+  set->older = current_set;
+  __atomic_store_n(&current_set, set, __ATOMIC_RELEASE);
+  return 0;
+}
+
 void
 config_free(void)
 {
-  for (unsigned i = 0; i < config.nexports; i++)
-    export_free_acl(&config.exports[i]);
-  free(config.exports);
+  struct export_set *set = current_set, *older;
+
+  if (!set)
+    free_exports(config.exports, config.nexports);
+  for (; set; set = older) {
+    older = set->older;
+    free_exports(set->v, set->n);
+    free(set);
+  }
+  current_set = NULL;
   config.exports = NULL;
   config.nexports = 0;
 }
@@ -168,9 +258,11 @@ config_free(void)
 const struct export *
 config_find_export(const char *name)
 {
-  for (unsigned i = 0; i < config.nexports; i++)
-    if (strcmp(config.exports[i].name, name) == 0)
-      return &config.exports[i];
+  const struct export_set *set = exports_current();
+
+  for (unsigned i = 0; i < set->n; i++)
+    if (strcmp(set->v[i].name, name) == 0)
+      return &set->v[i];
   return NULL;
 }
 
@@ -244,49 +336,49 @@ static bool cli_listen, cli_overlay_dir, cli_policy, cli_threads, cli_linger;
 static bool cli_control_socket;
 
 static int
-config_file_key(const char *file, unsigned line, const char *section,
+config_file_key(struct config *cfg, const char *file, unsigned line, const char *section,
                 struct export *exp, const char *key, const char *val)
 {
   if (strcmp(section, "generic") == 0) {
     if (strcmp(key, "listen") == 0) {
       if (cli_listen)
         return 0;
-      if (config.nlisten == NBDSRV_MAX_LISTEN ||
-          parse_listen(val, &config.listen[config.nlisten]) < 0)
+      if (cfg->nlisten == NBDSRV_MAX_LISTEN ||
+          parse_listen(val, &cfg->listen[cfg->nlisten]) < 0)
         goto bad;
-      config.nlisten++;
+      cfg->nlisten++;
     } else if (strcmp(key, "overlay-dir") == 0) {
       if (!cli_overlay_dir)
-        snprintf(config.overlay_dir, sizeof config.overlay_dir, "%s", val);
+        snprintf(cfg->overlay_dir, sizeof cfg->overlay_dir, "%s", val);
     } else if (strcmp(key, "policy") == 0) {
       enum policy p;
       if (policy_parse(val, &p) < 0)
         goto bad;
       if (!cli_policy)
-        config.default_policy = p;
+        cfg->default_policy = p;
     } else if (strcmp(key, "threads") == 0) {
       unsigned t;
       if (parse_uint(val, 0, 256, &t) < 0)
         goto bad;
       if (!cli_threads)
-        config.threads = t;
+        cfg->threads = t;
     } else if (strcmp(key, "ephemeral-linger") == 0) {
       unsigned t;
       if (parse_uint(val, 0, 86400 * 365, &t) < 0)
         goto bad;
       if (!cli_linger)
-        config.ephemeral_linger = t;
+        cfg->ephemeral_linger = t;
     } else if (strcmp(key, "max-connections") == 0) {
-      if (parse_uint(val, 0, 1000000, &config.max_conns) < 0)
+      if (parse_uint(val, 0, 1000000, &cfg->max_conns) < 0)
         goto bad;
     } else if (strcmp(key, "max-connections-per-address") == 0) {
-      if (parse_uint(val, 0, 1000000, &config.max_conns_per_addr) < 0)
+      if (parse_uint(val, 0, 1000000, &cfg->max_conns_per_addr) < 0)
         goto bad;
     } else if (strcmp(key, "handshake-timeout") == 0) {
-      if (parse_uint(val, 0, 86400, &config.handshake_timeout) < 0)
+      if (parse_uint(val, 0, 86400, &cfg->handshake_timeout) < 0)
         goto bad;
     } else if (strcmp(key, "keepalive") == 0) {
-      if (parse_uint(val, 0, 86400, &config.keepalive) < 0)
+      if (parse_uint(val, 0, 86400, &cfg->keepalive) < 0)
         goto bad;
     } else if (strcmp(key, "max-request") == 0) {
       uint64_t v;
@@ -294,21 +386,21 @@ config_file_key(const char *file, unsigned line, const char *section,
        * a sane amount of memory per request allow. */
       if (parse_size(val, &v) < 0 || v < OVL_BLOCK_SIZE || v > (128u << 20))
         goto bad;
-      config.max_request = (uint32_t)v;
+      cfg->max_request = (uint32_t)v;
     } else if (strcmp(key, "quota") == 0) {
-      if (parse_size(val, &default_quota) < 0)
+      if (parse_size(val, &cfg->default_quota) < 0)
         goto bad;
     } else if (strcmp(key, "control-socket") == 0) {
-      if (strlen(val) >= sizeof config.control_socket)
+      if (strlen(val) >= sizeof cfg->control_socket)
         goto bad;
       if (!cli_control_socket) {
-        snprintf(config.control_socket, sizeof config.control_socket, "%s",
+        snprintf(cfg->control_socket, sizeof cfg->control_socket, "%s",
                  strcmp(val, "none") == 0 ? "" : val);
-        config.control_socket_set = true;
+        cfg->control_socket_set = true;
       }
     } else if (strcmp(key, "trace") == 0) {
-      if (!config.trace[0])
-        snprintf(config.trace, sizeof config.trace, "%s", val);
+      if (!cfg->trace[0])
+        snprintf(cfg->trace, sizeof cfg->trace, "%s", val);
     } else {
       goto unknown;
     }
@@ -338,7 +430,7 @@ config_file_key(const char *file, unsigned line, const char *section,
       goto bad_addr;
   } else if (strcmp(key, "pin") == 0) {
     if (export_add_pin(exp, val) < 0) {
-      fprintf(stderr, "nbdsrv: %s:%u: invalid pin '%s': expected 'pin = ID ADDR[/PREFIX][, ...]'\n",
+      cfg_err("%s:%u: invalid pin '%s': expected 'pin = ID ADDR[/PREFIX][, ...]'",
               file, line, val);
       return -EINVAL;
     }
@@ -346,21 +438,21 @@ config_file_key(const char *file, unsigned line, const char *section,
     goto unknown;
   return 0;
 bad:
-  fprintf(stderr, "nbdsrv: %s:%u: invalid value '%s' for '%s'\n", file, line,
+  cfg_err("%s:%u: invalid value '%s' for '%s'", file, line,
           val, key);
   return -EINVAL;
 bad_addr:
-  fprintf(stderr, "nbdsrv: %s:%u: invalid address list '%s' for '%s': expected ADDR[/PREFIX][, ...]\n",
+  cfg_err("%s:%u: invalid address list '%s' for '%s': expected ADDR[/PREFIX][, ...]",
           file, line, val, key);
   return -EINVAL;
 unknown:
-  fprintf(stderr, "nbdsrv: %s:%u: unknown key '%s' in section [%s]\n", file,
+  cfg_err("%s:%u: unknown key '%s' in section [%s]", file,
           line, key, section);
   return -EINVAL;
 }
 
-int
-config_file_parse(const char *file)
+static int
+parse_file_into(struct config *cfg, const char *file)
 {
   FILE *fp = fopen(file, "r");
   char buf[4096], section[256] = "";
@@ -369,7 +461,7 @@ config_file_parse(const char *file)
   int r = 0;
 
   if (!fp) {
-    fprintf(stderr, "nbdsrv: cannot open config file %s: %s\n", file,
+    cfg_err("cannot open config file %s: %s", file,
             strerror(errno));
     return -errno;
   }
@@ -382,7 +474,7 @@ config_file_parse(const char *file)
     if (*s == '[') {
       char *end = strchr(s, ']');
       if (!end || end[1] != '\0') {
-        fprintf(stderr, "nbdsrv: %s:%u: malformed section header\n", file, line);
+        cfg_err("%s:%u: malformed section header", file, line);
         r = -EINVAL;
         break;
       }
@@ -392,7 +484,7 @@ config_file_parse(const char *file)
       if (strcmp(section, "generic") != 0) {
         char where[64];
         snprintf(where, sizeof where, "%s:%u", file, line);
-        exp = add_export(section, where);
+        exp = add_export(cfg, section, where);
         if (!exp) {
           r = -EINVAL;
           break;
@@ -402,18 +494,205 @@ config_file_parse(const char *file)
     }
     eq = strchr(s, '=');
     if (!eq || !*section) {
-      fprintf(stderr, "nbdsrv: %s:%u: expected 'key = value' inside a section\n",
+      cfg_err("%s:%u: expected 'key = value' inside a section",
               file, line);
       r = -EINVAL;
       break;
     }
     *eq = '\0';
-    r = config_file_key(file, line, section, exp, trim(s), trim(eq + 1));
+    r = config_file_key(cfg, file, line, section, exp, trim(s), trim(eq + 1));
     if (r < 0)
       break;
   }
   fclose(fp);
   return r;
+}
+
+int
+config_file_parse(const char *file)
+{
+  return parse_file_into(&config, file);
+}
+
+/* What the command line said, for every reload: the configuration before
+ * the file was read, the file's absolute path, and the -e exports. */
+static struct config cli_config;
+static char config_file_path[PATH_MAX];
+static char **cli_exports;
+static unsigned ncli_exports;
+
+/* The directory nbdsrv was started in: relative paths, on the command
+ * line or in the file, are relative to it, also in a reload after the
+ * daemon left it. */
+static char start_cwd[PATH_MAX];
+
+static int
+make_absolute(char *path, size_t size)
+{
+  char buf[PATH_MAX];
+
+  if (path[0] == '/' || path[0] == '\0')
+    return 0;
+  if (!start_cwd[0] && !getcwd(start_cwd, sizeof start_cwd))
+    return -errno;
+  if ((size_t)snprintf(buf, sizeof buf, "%s/%s", start_cwd, path) >= size)
+    return -ENAMETOOLONG;
+  snprintf(path, size, "%s", buf);
+  return 0;
+}
+
+/* Builds the configuration in cfg (which holds the command line's):
+ * the file, then the -e exports, then checks. */
+static int
+build(struct config *cfg)
+{
+  int r;
+
+  cfg->exports = NULL;
+  cfg->nexports = 0;
+  if (config_file_path[0]) {
+    r = parse_file_into(cfg, config_file_path);
+    if (r < 0)
+      return r;
+  }
+  for (unsigned i = 0; i < ncli_exports; i++) {
+    char *eq = strchr(cli_exports[i], '=');
+    struct export *e;
+
+    if (!eq || eq == cli_exports[i] || !eq[1]) {
+      cfg_err("-e %s: expected NAME=IMAGE", cli_exports[i]);
+      return -EINVAL;
+    }
+    *eq = '\0';
+    e = add_export(cfg, cli_exports[i], "-e");
+    *eq = '=';
+    if (!e)
+      return -EINVAL;
+    snprintf(e->image, sizeof e->image, "%s", eq + 1);
+  }
+  if (cfg->nexports == 0) {
+    cfg_err("no exports: give -e NAME=IMAGE or a config file with an export section");
+    return -EINVAL;
+  }
+  for (unsigned i = 0; i < cfg->nexports; i++) {
+    if (!cfg->exports[i].image[0]) {
+      cfg_err("export '%s' has no image: add 'image = PATH' to its section",
+              cfg->exports[i].name);
+      return -EINVAL;
+    }
+    if (make_absolute(cfg->exports[i].image, sizeof cfg->exports[i].image) < 0) {
+      cfg_err("export '%s': image path too long", cfg->exports[i].name);
+      return -EINVAL;
+    }
+  }
+  if (make_absolute(cfg->overlay_dir, sizeof cfg->overlay_dir) < 0 ||
+      make_absolute(cfg->trace, sizeof cfg->trace) < 0 ||
+      make_absolute(cfg->pidfile, sizeof cfg->pidfile) < 0) {
+    cfg_err("a path is too long once made absolute");
+    return -EINVAL;
+  }
+  if (cfg->nlisten == 0) {
+    cfg->nlisten = 1;
+    parse_listen("", &cfg->listen[0]);
+  }
+  return 0;
+}
+
+int
+config_check(const struct config *cfg)
+{
+  struct stat st;
+
+  for (unsigned i = 0; i < cfg->nexports; i++) {
+    const struct export *e = &cfg->exports[i];
+    char path[PATH_MAX];
+    int r = image_resolve(e, path, sizeof path);
+
+    if (r < 0) {
+      cfg_err("export '%s': image %s: %s%s", e->name, e->image, strerror(-r),
+              r == -ENOENT ? " (build one with 'imgtool build', or fix the path)" : "");
+      return r;
+    }
+    if (stat(path, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+      cfg_err("export '%s': %s is not an image file", e->name, path);
+      return -EINVAL;
+    }
+  }
+  return 0;
+}
+
+int
+config_start(void)
+{
+  int r = publish(&config);
+
+  config_running = true;
+  return r;
+}
+
+/* Reload: non-zero when a setting only a restart can change differs. */
+static void
+warn_restart(const char *what, bool changed)
+{
+  if (changed)
+    log_warn("reload: '%s' changed, which takes effect only after a restart", what);
+}
+
+int
+config_reload(void)
+{
+  struct config next = cli_config;
+  unsigned added = 0, removed = 0;
+  int r;
+
+  r = build(&next);
+  if (r == 0)
+    r = config_check(&next);
+  if (r < 0) {
+    free_exports(next.exports, next.nexports);
+    log_err("reload refused: the configuration above is broken; still serving the previous one");
+    return r;
+  }
+  warn_restart("listen", next.nlisten != config.nlisten ||
+               memcmp(next.listen, config.listen, sizeof next.listen) != 0);
+  warn_restart("overlay-dir", strcmp(next.overlay_dir, config.overlay_dir) != 0);
+  warn_restart("threads", next.threads != config.threads);
+  warn_restart("trace", strcmp(next.trace, config.trace) != 0);
+  warn_restart("control-socket", strcmp(next.control_socket, config.control_socket) != 0);
+  for (unsigned i = 0; i < next.nexports; i++) {
+    const struct export *old = config_find_export(next.exports[i].name);
+    if (old)
+      next.exports[i].draining = __atomic_load_n(&old->draining, __ATOMIC_RELAXED);
+    else
+      added++;
+  }
+  for (unsigned i = 0; i < config.nexports; i++) {
+    bool kept = false;
+    for (unsigned j = 0; j < next.nexports && !kept; j++)
+      kept = strcmp(config.exports[i].name, next.exports[j].name) == 0;
+    removed += !kept;
+  }
+  r = publish(&next);
+  if (r < 0) {
+    free_exports(next.exports, next.nexports);
+    log_err("reload refused: out of memory");
+    return r;
+  }
+  /* Limits apply to connections from now on (workers read them as they
+   * go; a stale value for a moment does no harm). */
+  config.exports = next.exports;
+  config.nexports = next.nexports;
+  config.max_conns = next.max_conns;
+  config.max_conns_per_addr = next.max_conns_per_addr;
+  config.handshake_timeout = next.handshake_timeout;
+  config.max_request = next.max_request;
+  config.keepalive = next.keepalive;
+  config.ephemeral_linger = next.ephemeral_linger;
+  config.default_policy = next.default_policy;
+  config.default_quota = next.default_quota;
+  log_info("configuration reloaded: %u exports (%u new, %u removed)",
+           next.nexports, added, removed);
+  return 0;
 }
 
 int
@@ -433,12 +712,11 @@ config_parse_args(int argc, char **argv)
     { "no-splice", no_argument, NULL, 'S' },
     { "trace", required_argument, NULL, 'T' },
     { "control-socket", required_argument, NULL, 'C' },
+    { "check-config", no_argument, NULL, 'K' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
   const char *config_file = NULL;
-  char **cli_exports = NULL;
-  unsigned ncli_exports = 0;
   int c, r = 0;
 
   while ((c = getopt_long(argc, argv, "c:l:e:o:t:P:fvh", longopts, NULL)) != -1) {
@@ -452,7 +730,7 @@ config_parse_args(int argc, char **argv)
       cli_listen = true;
       if (config.nlisten == NBDSRV_MAX_LISTEN ||
           parse_listen(optarg, &config.listen[config.nlisten]) < 0) {
-        fprintf(stderr, "nbdsrv: -l %s: expected ADDR, ADDR:PORT or [V6ADDR]:PORT (at most %d)\n",
+        cfg_err("-l %s: expected ADDR, ADDR:PORT or [V6ADDR]:PORT (at most %d)",
                 optarg, NBDSRV_MAX_LISTEN);
         r = -EINVAL;
         goto out;
@@ -466,7 +744,11 @@ config_parse_args(int argc, char **argv)
         goto out;
       }
       cli_exports = n;
-      cli_exports[ncli_exports++] = optarg;
+      if (!(cli_exports[ncli_exports] = strdup(optarg))) {
+        r = -ENOMEM;
+        goto out;
+      }
+      ncli_exports++;
       break;
     }
     case 'o':
@@ -476,7 +758,7 @@ config_parse_args(int argc, char **argv)
     case 'p':
       cli_policy = true;
       if (policy_parse(optarg, &config.default_policy) < 0) {
-        fprintf(stderr, "nbdsrv: --policy %s: expected persistent, reset-on-boot or ephemeral\n", optarg);
+        cfg_err("--policy %s: expected persistent, reset-on-boot or ephemeral", optarg);
         r = -EINVAL;
         goto out;
       }
@@ -484,7 +766,7 @@ config_parse_args(int argc, char **argv)
     case 'L':
       cli_linger = true;
       if (parse_uint(optarg, 0, 86400 * 365, &config.ephemeral_linger) < 0) {
-        fprintf(stderr, "nbdsrv: --ephemeral-linger %s: expected seconds\n", optarg);
+        cfg_err("--ephemeral-linger %s: expected seconds", optarg);
         r = -EINVAL;
         goto out;
       }
@@ -492,7 +774,7 @@ config_parse_args(int argc, char **argv)
     case 't':
       cli_threads = true;
       if (parse_uint(optarg, 1, 256, &config.threads) < 0) {
-        fprintf(stderr, "nbdsrv: -t %s: expected 1 to 256 threads\n", optarg);
+        cfg_err("-t %s: expected 1 to 256 threads", optarg);
         r = -EINVAL;
         goto out;
       }
@@ -514,7 +796,7 @@ config_parse_args(int argc, char **argv)
       break;
     case 'C':
       if (strlen(optarg) >= sizeof config.control_socket) {
-        fprintf(stderr, "nbdsrv: --control-socket %s: path too long\n", optarg);
+        cfg_err("--control-socket %s: path too long", optarg);
         r = -EINVAL;
         goto out;
       }
@@ -522,9 +804,12 @@ config_parse_args(int argc, char **argv)
                strcmp(optarg, "none") == 0 ? "" : optarg);
       config.control_socket_set = cli_control_socket = true;
       break;
+    case 'K':
+      config.check_only = true;
+      break;
     case 'h':
       fputs(usage, stdout);
-      free(cli_exports);
+      config_free_cli();
       exit(0);
     default:
       fputs(usage, stderr);
@@ -538,46 +823,25 @@ config_parse_args(int argc, char **argv)
     goto out;
   }
   if (config_file) {
-    r = config_file_parse(config_file);
-    if (r < 0)
-      goto out;
-  }
-  for (unsigned i = 0; i < ncli_exports; i++) {
-    char *eq = strchr(cli_exports[i], '=');
-    struct export *e;
-
-    if (!eq || eq == cli_exports[i] || !eq[1]) {
-      fprintf(stderr, "nbdsrv: -e %s: expected NAME=IMAGE\n", cli_exports[i]);
+    snprintf(config_file_path, sizeof config_file_path, "%s", config_file);
+    if (make_absolute(config_file_path, sizeof config_file_path) < 0) {
+      cfg_err("config file path %s is too long", config_file);
       r = -EINVAL;
       goto out;
     }
-    *eq = '\0';
-    e = add_export(cli_exports[i], "-e");
-    *eq = '=';
-    if (!e) {
-      r = -EINVAL;
-      goto out;
-    }
-    snprintf(e->image, sizeof e->image, "%s", eq + 1);
-    e->policy = config.default_policy;
   }
-  if (config.nexports == 0) {
-    fprintf(stderr, "nbdsrv: no exports: give -e NAME=IMAGE or a config file with an export section\n");
-    r = -EINVAL;
-    goto out;
-  }
-  for (unsigned i = 0; i < config.nexports; i++)
-    if (!config.exports[i].image[0]) {
-      fprintf(stderr, "nbdsrv: export '%s' has no image: add 'image = PATH' to its section\n",
-              config.exports[i].name);
-      r = -EINVAL;
-      goto out;
-    }
-  if (config.nlisten == 0) {
-    config.nlisten = 1;
-    parse_listen("", &config.listen[0]);
-  }
+  cli_config = config;
+  r = build(&config);
 out:
-  free(cli_exports);
   return r;
+}
+
+void
+config_free_cli(void)
+{
+  for (unsigned i = 0; i < ncli_exports; i++)
+    free(cli_exports[i]);
+  free(cli_exports);
+  cli_exports = NULL;
+  ncli_exports = 0;
 }

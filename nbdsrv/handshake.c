@@ -127,8 +127,8 @@ lookup_export(struct conn *c, const char *name, size_t len,
     *err = NBD_REP_ERR_INVALID;
     return NULL;
   }
-  if (!req->name[0] && config.nexports == 1)
-    snprintf(req->name, sizeof req->name, "%s", config.exports[0].name);
+  if (!req->name[0] && config_export_count() == 1)
+    snprintf(req->name, sizeof req->name, "%s", config_export_at(0)->name);
   exp = config_find_export(req->name);
   if (!exp) {
     *err = NBD_REP_ERR_UNKNOWN;
@@ -216,7 +216,7 @@ send_info_block_size(struct conn *c)
 {
   uint16_t t = htobe16(NBD_INFO_BLOCK_SIZE);
   uint32_t v[3] = { htobe32(1), htobe32(OVL_BLOCK_SIZE),
-                    htobe32(config.max_request) };
+                    htobe32(c->max_request) };
   unsigned char buf[14];
 
   memcpy(buf, &t, 2);
@@ -322,8 +322,8 @@ opt_list(struct conn *c)
     opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
     return;
   }
-  for (unsigned i = 0; i < config.nexports; i++) {
-    const struct export *e = &config.exports[i];
+  for (unsigned i = 0, count = config_export_count(); i < count; i++) {
+    const struct export *e = config_export_at(i);
     size_t n = strlen(e->name), dn = strlen(e->description);
     char buf[4 + sizeof e->name + sizeof e->description];
     uint32_t len = htobe32(n);

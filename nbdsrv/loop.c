@@ -603,6 +603,8 @@ accept_done(struct worker *w, int res, unsigned flags)
   c->fd = res;
   c->out_tail = &c->out_head;
   c->connected = time(NULL);
+  /* A reload changes it for connections that come after. */
+  c->max_request = config.max_request;
   if (getpeername(res, (struct sockaddr *)&ss, &sl) == 0) {
     if (ss.ss_family == AF_INET)
       inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof c->peer);

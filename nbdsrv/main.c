@@ -99,24 +99,10 @@ open_listeners(int *fds, unsigned *nfds)
 static int
 check_exports(void)
 {
-  struct stat st;
+  int r = config_check(&config);
 
-  for (unsigned i = 0; i < config.nexports; i++) {
-    const struct export *e = &config.exports[i];
-    char path[PATH_MAX];
-    int r = image_resolve(e, path, sizeof path);
-
-    if (r < 0) {
-      fprintf(stderr, "nbdsrv: export '%s': image %s: %s%s\n", e->name, e->image,
-              strerror(-r),
-              r == -ENOENT ? " (build one with 'imgtool build', or fix the path)" : "");
-      return r;
-    }
-    if (stat(path, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
-      fprintf(stderr, "nbdsrv: export '%s': %s is not an image file\n", e->name, path);
-      return -EINVAL;
-    }
-  }
+  if (r < 0)
+    return r;
   if (mkdir(config.overlay_dir, 0700) < 0 && errno != EEXIST) {
     fprintf(stderr, "nbdsrv: cannot create overlay directory %s: %s\n",
             config.overlay_dir, strerror(errno));
@@ -220,7 +206,20 @@ main(int argc, char **argv)
   if (config_parse_args(argc, argv) < 0)
     return 2;
   log_open("nbdsrv", config.foreground);
-  if (check_exports() < 0 || open_listeners(fds, &nfds) < 0 ||
+  if (check_exports() < 0)
+    return 1;
+  if (config.check_only) {
+    printf("nbdsrv: configuration OK: %u export%s, overlays in %s\n",
+           config.nexports, config.nexports == 1 ? "" : "s", config.overlay_dir);
+    for (unsigned i = 0; i < config.nexports; i++)
+      printf("  %s: %s (%s%s)\n", config.exports[i].name, config.exports[i].image,
+             policy_name(config.exports[i].policy),
+             config.exports[i].readonly ? ", read-only" : "");
+    config_free();
+    config_free_cli();
+    return 0;
+  }
+  if (open_listeners(fds, &nfds) < 0 ||
       (config.trace[0] && trace_open(config.trace) < 0))
     return 1;
   ctl_fd = open_control_socket();
@@ -246,7 +245,9 @@ main(int argc, char **argv)
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     nthreads = n > 0 ? (unsigned)n : 1;
   }
-  r = workers_start(fds, nfds, nthreads);
+  r = config_start();
+  if (r == 0)
+    r = workers_start(fds, nfds, nthreads);
   if (r < 0) {
     log_err("cannot start the worker threads: %s", strerror(-r));
     return 1;
@@ -289,8 +290,12 @@ main(int argc, char **argv)
       log_info("signal %d: finishing in-flight requests and exiting", sig);
       break;
     }
-    if (sig == SIGHUP)
-      log_info("SIGHUP: configuration reload is not supported yet; ignored");
+    if (sig == SIGHUP) {
+      log_info("SIGHUP: reloading the configuration");
+      notify_systemd("RELOADING=1");
+      config_reload();
+      notify_systemd("READY=1");
+    }
     overlay_janitor(false);
   }
   notify_systemd("STOPPING=1");
@@ -308,6 +313,7 @@ main(int argc, char **argv)
   if (config.pidfile[0])
     unlink(config.pidfile);
   config_free();
+  config_free_cli();
   log_info("stopped");
   return 0;
 }

@@ -141,11 +141,29 @@ struct config {
   unsigned handshake_timeout;   /* seconds; 0: none */
   uint32_t max_request;         /* largest read or write payload */
   unsigned keepalive;           /* idle seconds before TCP probes; 0: off */
+  uint64_t default_quota;       /* for exports that set none */
+  bool check_only;              /* --check-config */
 };
 
 extern struct config config;
 
+/* Parses the command line and the config file into config (errors were
+ * printed when it fails). */
 int config_parse_args(int argc, char **argv);
+/* Checks what would otherwise fail per client: every export's image. */
+int config_check(const struct config *cfg);
+/* Publishes the exports for the workers; from now on configuration
+ * errors are logged. */
+int config_start(void);
+/* SIGHUP: reads the configuration again.  New exports appear, removed
+ * ones refuse new clients, changed limits apply to new connections;
+ * connected clients keep the export settings they started with.  A
+ * broken configuration is refused (logged) and the old one stays. */
+int config_reload(void);
+void config_free_cli(void);
+/* The exports new clients may ask for (the latest reload's). */
+unsigned config_export_count(void);
+const struct export *config_export_at(unsigned i);
 /* Reads one config file into config (used by config_parse_args; the fuzz
  * target calls it directly).  Errors go to stderr; returns 0 or -errno. */
 int config_file_parse(const char *file);
@@ -330,6 +348,7 @@ struct conn {
   struct overlay *ovl;
   uint64_t size;
   uint16_t eflags;
+  uint32_t max_request;          /* announced in NBD_INFO_BLOCK_SIZE */
   /* output queue; one send (a sendmsg, or a pair of splices) in flight at
    * a time keeps the stream whole */
   struct outmsg *out_head, **out_tail;

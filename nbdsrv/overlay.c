@@ -245,6 +245,10 @@ overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
     ov = NULL;
   }
   if (ov) {
+    /* After a reload, the overlay follows its export's new settings
+     * (quota, policy); the old ones stay valid for whoever still reads
+     * them (config.c keeps old export sets). */
+    ov->exp = exp;
     ov->refs++;
     pthread_mutex_unlock(&registry_lock);
     *out = ov;

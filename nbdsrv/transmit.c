@@ -543,11 +543,11 @@ transmit_header(struct conn *c)
     c->bytes_written += r->count;
 
   if (r->type == NBD_CMD_WRITE) {
-    if (r->count > config.max_request) {
+    if (r->count > c->max_request) {
       /* We cannot skip a payload this large without reading it all; the
        * spec allows a hard disconnect. */
       log_warn("%s: write of %u bytes exceeds the maximum payload (%u): disconnecting",
-               c->peer, r->count, config.max_request);
+               c->peer, r->count, c->max_request);
       free(r);
       c->inflight_reqs--;
       conn_close(c, NULL);
@@ -567,7 +567,7 @@ transmit_header(struct conn *c)
       c->in = IN_REQ_PAYLOAD;
       return;
     }
-  } else if (r->type == NBD_CMD_READ && r->count > config.max_request) {
+  } else if (r->type == NBD_CMD_READ && r->count > c->max_request) {
     reply_error(r, EINVAL);
     return;
   }
