@@ -26,13 +26,17 @@
  *                         its files, journal replayed)
  *            bit 5     the connections of modes 2 and 3 get different
  *                      streams (see below), else the same one
+ *            bit 6     mode 3: the overlay stays open in between
+ *            bit 7     mode 3: the base images' mtime changes in between
  *   byte 1   n, the number of piece descriptors that follow
- *   2n bytes piece descriptors (size, action): size 0 means the rest;
+ *   2n bytes piece descriptors (size, action): size 0 means the rest,
+ *            1-191 that many bytes, 192-255 (size - 191) * 4 KiB;
  *            action bits 0-1: complete all I/O in order, none, all in
  *            reverse order, or the oldest only; bits 2-3: the first
  *            completion is normal, short, -EIO or -ENOSPC; bit 4: the
  *            piece goes to the second connection (mode 2); bit 5: then
- *            that client goes away, with its I/O still in flight
+ *            that client goes away, with its I/O still in flight; bit 6:
+ *            then the janitor looks for idle overlays
  *   the rest the client's byte stream (after the server's greeting); with
  *            bit 5 of byte 0, a 16-bit big-endian length, the first
  *            connection's stream of that length, the second one's
@@ -64,6 +68,7 @@
 #define FUZZ_STORE_IMAGE_SIZE ((64u << 10) + 100)
 
 static char tmpdir[PATH_MAX];
+static char images[2][PATH_MAX + 64];
 static char overlay_dir[PATH_MAX];
 static int baseline_fds;
 
@@ -421,8 +426,8 @@ do_io(const struct io_uring_sqe *sqe, enum fault fault)
     return -EIO;
   if (fault == FAULT_ENOSPC)
     return -ENOSPC;
-  if (fault == FAULT_SHORT && len > 1)
-    len /= 2;
+  if (fault == FAULT_SHORT)
+    len /= 2; /* 0 for a 1-byte read: what the end of a file returns */
   switch (sqe->opcode) {
   case IORING_OP_READ:
     n = pread(sqe->fd, buf, len, (off_t)sqe->off);
@@ -579,16 +584,20 @@ run_pieces(unsigned peer, unsigned nconn, const struct piece *pieces,
   for (size_t i = 0; i < npieces; i++) {
     unsigned action = pieces[i].action;
     unsigned k = nconn > 1 && (action & 0x10) ? 1 : 0;
-    size_t n = st[k].len - pos[k];
+    size_t n = st[k].len - pos[k], want = pieces[i].size;
 
-    if (pieces[i].size && pieces[i].size < n)
-      n = pieces[i].size;
+    if (want >= 192)
+      want = (want - 191) << 12;
+    if (want && want < n)
+      n = want;
     if (n > 0)
       conn_input(c[k], st[k].p + pos[k], n);
     pos[k] += n;
     complete(action & 3, (enum fault)((action >> 2) & 3));
     if (action & 0x20)
       conn_close(c[k], NULL); /* the client goes away, I/O in flight */
+    if (action & 0x40)
+      overlay_janitor(false);
   }
   /* The rest of each stream in one piece; what is still in flight then
    * completes only after the connection closed. */
@@ -614,14 +623,32 @@ make_image(const char *path, uint64_t size, unsigned seed)
   for (uint64_t b = 0; b * OVL_BLOCK_SIZE < size; b++) {
     uint64_t off = b * OVL_BLOCK_SIZE;
     size_t n = size - off < OVL_BLOCK_SIZE ? size - off : OVL_BLOCK_SIZE;
-    if ((b * 7 + seed) % 5 >= 3)
-      continue; /* a hole */
+    if (b >= 64 && (b * 7 + seed) % 5 >= 3)
+      continue; /* a hole (the first 256 KiB have none: cached reads) */
     for (size_t i = 0; i < n; i++)
       block[i] = (unsigned char)(b * 31 + i * 7 + seed) | 1;
     if (pwrite(fd, block, n, (off_t)off) != (ssize_t)n)
       fail("cannot write %s: %s", path, strerror(errno));
   }
   close(fd);
+}
+
+/* A new mtime for the base images: overlays made on them are stale. */
+static void
+touch_images(void)
+{
+  for (unsigned i = 0; i < 2; i++) {
+    struct stat st;
+    struct timespec ts[2];
+
+    if (stat(images[i], &st) < 0)
+      fail("stat %s: %s", images[i], strerror(errno));
+    ts[0] = st.st_atim;
+    ts[1] = st.st_mtim;
+    ts[1].tv_sec++;
+    if (utimensat(AT_FDCWD, images[i], ts, 0) < 0)
+      fail("utimensat %s: %s", images[i], strerror(errno));
+  }
 }
 
 static int
@@ -685,11 +712,13 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
   snprintf(image, sizeof image, "%s/base.img", tmpdir);
   make_image(image, FUZZ_IMAGE_SIZE, 1);
+  snprintf(images[0], sizeof images[0], "%s", image);
   snprintf(store, sizeof store, "%s/store", tmpdir);
   if (mkdir(store, 0700) < 0)
     fail("mkdir %s: %s", store, strerror(errno));
   snprintf(path, sizeof path, "%s/0001.img", store);
   make_image(path, FUZZ_STORE_IMAGE_SIZE, 2);
+  snprintf(images[1], sizeof images[1], "%s", path);
   snprintf(path, sizeof path, "%s/current", store);
   if (symlink("0001.img", path) < 0)
     fail("symlink %s: %s", path, strerror(errno));
@@ -780,7 +809,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     run_pieces(flags & 3, 1, pieces, npieces, &st[0]);
     /* Closes the idle overlay (an ephemeral one is dropped), so the
      * second connection opens it from its files. */
-    overlay_janitor(false);
+    if (!(flags & 0x40))
+      overlay_janitor(false);
+    if (flags & 0x80)
+      touch_images();
     run_pieces(flags & 3, 1, pieces, npieces, &st[1]);
     break;
   }

@@ -53,7 +53,15 @@ ONE, SERIAL, TWO, TWO_SEQUENTIAL = 0 << 3, 1 << 3, 2 << 3, 3 << 3
 # piece actions
 ALL, NONE, REVERSED, OLDEST = 0, 1, 2, 3
 SHORT, EIO, ENOSPC = 1 << 2, 2 << 2, 3 << 2
-SECOND = 0x10
+SECOND, GONE, JANITOR = 0x10, 0x20, 0x40
+# byte 0, modes 2 and 3
+STREAMS, KEEP_OPEN, TOUCH_BASE = 0x20, 0x40, 0x80
+
+
+def pages(n):
+    """A piece size byte for n bytes, a multiple of 4 KiB."""
+    assert n % 4096 == 0 and 1 <= n // 4096 <= 64
+    return 191 + n // 4096
 
 CLIENT_FLAGS = be32(3)           # fixed newstyle, no zeroes
 
@@ -128,6 +136,8 @@ def protocol_seeds():
         req(CMD_TRIM, 40960, 16384),
         req(CMD_READ, 40960, 16384),
         req(CMD_BLOCK_STATUS, 36864, 30000),
+        req(CMD_BLOCK_STATUS, 258048, 200000),
+        req(CMD_READ, 258048, 200000),
         req(CMD_WRITE, IMAGE_SIZE - 500, 500),
         req(CMD_READ, IMAGE_SIZE - 2000, 2000),
         req(CMD_WRITE_ZEROES, IMAGE_SIZE - 1000, 1000, FUA),
@@ -145,13 +155,13 @@ def protocol_seeds():
         req(CMD_DISC)))
 
     big = 132 << 10                  # past the inline-write limit
+    head = (CLIENT_FLAGS + info_go(OPT_GO, "root") +
+            req(CMD_READ, 0, 65536) + req(CMD_READ, 0, 65536))
     put(t, "large-write-splice", proto(
         PEER_OK | SPLICE | ONE,
-        [(255, NONE), (255, ALL | SHORT), (255, REVERSED), (0, NONE)],
-        CLIENT_FLAGS,
-        info_go(OPT_GO, "root"),
-        req(CMD_READ, 0, 65536),
-        req(CMD_READ, 0, 65536),
+        [(len(head), ALL), (28, NONE), (pages(big), OLDEST | SHORT),
+         (28, OLDEST | EIO), (28, ALL | JANITOR)],
+        head,
         req(CMD_WRITE, 65536, big, FUA),
         req(CMD_READ, 65536, big),
         req(CMD_READ, 0, 1 << 20),
@@ -168,6 +178,7 @@ def protocol_seeds():
         req(CMD_WRITE_ZEROES, 40000, 2000),     # partial blocks need quota
         req(CMD_TRIM, 0, 8192),
         req(CMD_WRITE, 40960, 8192),            # fits now
+        req(CMD_WRITE_ZEROES, 50000, 100),      # but not one more block
         req(CMD_READ, 0, STORE_IMAGE_SIZE),
         req(CMD_FLUSH),
         req(CMD_DISC)))
@@ -194,13 +205,23 @@ def protocol_seeds():
              req(CMD_READ, 0, 4096) + req(CMD_WRITE, 0, 512) +
              req(CMD_FLUSH) + req(CMD_DISC))
     put(t, "lab-new-boot", proto(
-        PEER_OK | TWO | 0x20,
-        [(60, ALL), (40, NONE), (60, ALL | SECOND), (100, NONE | 0x20),
+        PEER_OK | TWO | STREAMS,
+        [(60, ALL), (40, NONE), (60, ALL | SECOND), (100, NONE | GONE),
          (100, REVERSED | SECOND)],
         be16(len(boot1)), boot1, boot2))
     put(t, "lab-reset-on-boot", proto(
-        PEER_V6 | TWO_SEQUENTIAL | 0x20, [(70, ALL)],
+        PEER_V6 | TWO_SEQUENTIAL | STREAMS, [(70, ALL)],
         be16(len(boot1)), boot1, boot2))
+    put(t, "lab-reset-while-open", proto(
+        PEER_OK | TWO_SEQUENTIAL | STREAMS | KEEP_OPEN, [],
+        be16(len(boot1)), boot1, boot2))
+    put(t, "base-changed", proto(
+        PEER_OK | TWO_SEQUENTIAL | TOUCH_BASE, [],
+        CLIENT_FLAGS,
+        info_go(OPT_GO, "root@pc-3"),
+        req(CMD_WRITE, 0, 4096, FUA),
+        req(CMD_READ, 0, 4096),
+        req(CMD_DISC)))
     put(t, "ephemeral-dropped", proto(
         PEER_OK | TWO_SEQUENTIAL, [],
         CLIENT_FLAGS,
