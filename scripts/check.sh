@@ -1,7 +1,8 @@
 #!/bin/sh
 # Quick-start command 2: install dependencies, build, run the whole test
 # suite (make check), the fuzz targets for a bounded time (make
-# fuzz-check), then the server tests again under ASan+UBSan.
+# fuzz-check), then the server tests again under ASan+UBSan and under
+# valgrind.
 set -e
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -24,5 +25,13 @@ if [ "${NBDROOT_SKIP_SANITIZERS:-0}" != 1 ]; then
   # are enough to run its paths under the sanitizers.
   (cd build-asan && NBDROOT_CRASH_ITERATIONS=10 make -j2 check TESTS='$(SANITIZE_TESTS)') || status=$?
   scripts/summarize-tests.sh build-asan || status=1
+fi
+if [ "${NBDROOT_SKIP_VALGRIND:-0}" != 1 ]; then
+  # The same tests once more with every nbdsrv under valgrind's memcheck
+  # (tests/valgrind-nbdsrv.sh): any error or definite leak fails the test.
+  # Fewer crashes and clients: valgrind is some 20 times slower.
+  (cd build && NBDROOT_VALGRIND=1 NBDROOT_CRASH_ITERATIONS=5 NBDROOT_LOAD_CLIENTS=100 \
+     make -j2 check TESTS='$(SANITIZE_TESTS)') || status=$?
+  scripts/summarize-tests.sh build || status=1
 fi
 exit "$status"
