@@ -2,6 +2,8 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdlib.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -18,5 +20,40 @@ format_path(char *buf, size_t len, const char *fmt, ...)
   va_end(ap);
   if (n < 0 || (size_t)n >= len)
     return -ENAMETOOLONG;
+  return 0;
+}
+
+/* "123", "64K", "512M", "2G", "1T" (binary units; an optional B or
+ * iB after the unit).  Returns 0, -EINVAL or -ERANGE. */
+int
+parse_size(const char *s, uint64_t *out)
+{
+  char *end;
+  unsigned long long v;
+  unsigned shift = 0;
+
+  if (!*s || *s == '-')
+    return -EINVAL;
+  errno = 0;
+  v = strtoull(s, &end, 10);
+  if (errno || end == s)
+    return -EINVAL;
+  switch (*end) {
+  case '\0': break;
+  case 'k': case 'K': shift = 10; end++; break;
+  case 'm': case 'M': shift = 20; end++; break;
+  case 'g': case 'G': shift = 30; end++; break;
+  case 't': case 'T': shift = 40; end++; break;
+  default: return -EINVAL;
+  }
+  if (*end == 'i' && end[1] == 'B')
+    end += 2;
+  else if (*end == 'B')
+    end++;
+  if (*end)
+    return -EINVAL;
+  if (shift && v > (UINT64_MAX >> shift))
+    return -ERANGE;
+  *out = (uint64_t)v << shift;
   return 0;
 }

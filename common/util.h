@@ -3,10 +3,15 @@
 #define NBDROOT_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* snprintf that reports truncation: 0, or -ENAMETOOLONG when the result
  * did not fit (buf then holds a truncated, terminated string). */
 int format_path(char *buf, size_t len, const char *fmt, ...)
   __attribute__((format(printf, 3, 4)));
+
+/* "123", "64K", "512M", "2G", "1T" (binary units).  0, -EINVAL or
+ * -ERANGE. */
+int parse_size(const char *s, uint64_t *out);
 
 #endif

@@ -2,7 +2,9 @@
  *
  * imgtool builds root filesystem images (build.c over scan.c), keeps them
  * in a versioned store (store.c, info.c, gc.c, commit.c) and packs the
- * initramfs the clients boot from (initrd.c over modules.c and cpio.c).
+ * initramfs the clients boot from (initrd.c over modules.c and cpio.c),
+ * and writes the boot loader and DHCP configurations that boot them
+ * (pxe.c).
  * Every function returns 0 or -errno unless said otherwise; the command
  * functions (cmd_*) return the process exit status and print their own
  * one-line error.
@@ -18,6 +20,8 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "util.h"   /* common/: format_path, parse_size */
+
 /* ---- util.c ---- */
 
 /* Prints "imgtool: error: ..." on stderr (one line). */
@@ -28,9 +32,6 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Parses "123", "64K", "512M", "2G", "1T" (binary units).  -EINVAL. */
-int parse_size(const char *s, uint64_t *out);
 
 /* SOURCE_DATE_EPOCH: true and *out set when the variable is set and valid;
  * -EINVAL (after an error message) when it is set but malformed. */
@@ -190,12 +191,13 @@ char *store_version_path(const char *namedir, unsigned id, const char *ext);
  * NNNN.img files). */
 bool store_is_namedir(const char *path);
 
-/* ---- info.c, gc.c, commit.c, initrd.c ---- */
+/* ---- info.c, gc.c, commit.c, initrd.c, pxe.c ---- */
 int cmd_info(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
 int cmd_initrd(int argc, char **argv);
+int cmd_pxe(int argc, char **argv);
 
 /* ---- cpio.c: newc writer (gzip via zlib) and lister ---- */
 struct cpio_writer;

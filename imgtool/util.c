@@ -108,39 +108,6 @@ xasprintf(const char *fmt, ...)
 }
 
 int
-parse_size(const char *s, uint64_t *out)
-{
-  char *end;
-  unsigned long long v;
-  unsigned shift = 0;
-
-  if (!*s || *s == '-')
-    return -EINVAL;
-  errno = 0;
-  v = strtoull(s, &end, 10);
-  if (errno || end == s)
-    return -EINVAL;
-  switch (*end) {
-  case '\0': break;
-  case 'k': case 'K': shift = 10; end++; break;
-  case 'm': case 'M': shift = 20; end++; break;
-  case 'g': case 'G': shift = 30; end++; break;
-  case 't': case 'T': shift = 40; end++; break;
-  default: return -EINVAL;
-  }
-  if (*end == 'i' && end[1] == 'B')
-    end += 2;
-  else if (*end == 'B')
-    end++;
-  if (*end)
-    return -EINVAL;
-  if (shift && v > (UINT64_MAX >> shift))
-    return -ERANGE;
-  *out = (uint64_t)v << shift;
-  return 0;
-}
-
-int
 source_date_epoch(int64_t *out)
 {
   const char *s = getenv("SOURCE_DATE_EPOCH");

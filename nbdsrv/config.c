@@ -19,6 +19,7 @@
 
 #include "log.h"
 #include "nbdsrv.h"
+#include "util.h"
 
 /* Set once the server runs: from then on, configuration errors (of a
  * reload) go to the log, not to a terminal nobody watches. */
@@ -280,31 +281,6 @@ parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
   return 0;
 }
 
-/* "123", "64K", "512M", "2G", "1T" (binary units). */
-static int
-parse_size(const char *s, uint64_t *out)
-{
-  char *end;
-  unsigned long long v;
-  unsigned shift = 0;
-
-  errno = 0;
-  v = strtoull(s, &end, 10);
-  if (errno || end == s || *s == '-')
-    return -EINVAL;
-  switch (*end) {
-  case '\0': break;
-  case 'k': case 'K': shift = 10; end++; break;
-  case 'm': case 'M': shift = 20; end++; break;
-  case 'g': case 'G': shift = 30; end++; break;
-  case 't': case 'T': shift = 40; end++; break;
-  default: return -EINVAL;
-  }
-  if (*end || (shift && v > (UINT64_MAX >> shift)))
-    return -EINVAL;
-  *out = (uint64_t)v << shift;
-  return 0;
-}
 
 static bool
 parse_bool(const char *s, bool *out)
