@@ -132,6 +132,10 @@ class Client:
             # What survived the crash is where the next round starts.
             self.cands[b] = [g]
 
+import atexit
+# Whatever happens, no server is left behind.
+atexit.register(lambda: srv is not None and srv.poll() is None and srv.kill())
+
 per = NB // 4
 clients = [Client("c0", "base@c0", None, 0, per),
            Client("c1", "base@c1", None, per, per),
