@@ -48,13 +48,13 @@ tests/fuzz_protocol: $(srcdir)/tests/fuzz_protocol.c $(nbdsrv_nbdsrv_SOURCES) \
 		$(fuzz_common_sources) $(fuzz_nbdsrv_libs)
 
 fuzz_config_sources = $(srcdir)/nbdsrv/config.c $(srcdir)/nbdsrv/acl.c \
-	$(srcdir)/nbdsrv/image.c $(srcdir)/common/log.c \
-	$(srcdir)/common/export-name.c
+	$(srcdir)/nbdsrv/image.c $(fuzz_common_sources)
 tests/fuzz_config: $(srcdir)/tests/fuzz_config.c $(fuzz_config_sources) \
 		$(srcdir)/nbdsrv/nbdsrv.h $(fuzz_common_headers)
 	@$(MKDIR_P) tests
 	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_CFLAGS) $(fuzz_nbdsrv_flags) -o $@ \
-		$(srcdir)/tests/fuzz_config.c $(fuzz_config_sources)
+		$(srcdir)/tests/fuzz_config.c $(fuzz_config_sources) \
+		$(fuzz_nbdsrv_libs)
 
 tests/fuzz_export_name: $(srcdir)/tests/fuzz_export_name.c \
 		$(srcdir)/common/export-name.c $(fuzz_common_headers)
