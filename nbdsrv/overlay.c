@@ -13,7 +13,7 @@
  * syncs and closes it (or deletes it), keeping blocking I/O out of the
  * event loops.
  *
- * Locking.  registry_lock guards the registry list and refcounts;
+ * Locking.  registry_lock guards the registry and refcounts;
  * ov->lock guards the map, the pending journal records and the journal
  * file offset.  Base and data reads are done by io_uring outside any lock.
  *
@@ -45,7 +45,33 @@
 #include "util.h"
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct overlay *registry;
+
+/* The registry: a hash table of chains, so that finding a client's
+ * overlay costs the same with 10 clients as with 10000. */
+#define REGISTRY_BUCKETS 4096
+static struct overlay *registry[REGISTRY_BUCKETS];
+
+/* The chain where key lives (FNV-1a). */
+static struct overlay **
+registry_chain(const char *key)
+{
+  uint32_t h = 2166136261u;
+
+  for (; *key; key++)
+    h = (h ^ (unsigned char)*key) * 16777619u;
+  return &registry[h % REGISTRY_BUCKETS];
+}
+
+/* Where the link to key's overlay is (or would go) in its chain. */
+static struct overlay **
+registry_find(const char *key)
+{
+  struct overlay **pp = registry_chain(key);
+
+  while (*pp && strcmp((*pp)->key, key) != 0)
+    pp = &(*pp)->next;
+  return pp;
+}
 
 static const char zero_block[OVL_BLOCK_SIZE];
 
@@ -230,9 +256,8 @@ overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
 
   snprintf(key, sizeof key, "%s/%s", exp->name, id);
   pthread_mutex_lock(&registry_lock);
-  for (pp = &registry; (ov = *pp); pp = &ov->next)
-    if (strcmp(ov->key, key) == 0)
-      break;
+  pp = registry_find(key);
+  ov = *pp;
   if (ov && exp->policy == POLICY_RESET_ON_BOOT &&
       strcmp(ov->file.info.boot_id, boot_id) != 0) {
     /* A new boot of a client whose previous boot may still hold
@@ -280,8 +305,9 @@ overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
     return r;
   }
   ov->refs = 1;
-  ov->next = registry;
-  registry = ov;
+  pp = registry_chain(key);
+  ov->next = *pp;
+  *pp = ov;
   pthread_mutex_unlock(&registry_lock);
   *out = ov;
   return 0;
@@ -334,15 +360,17 @@ overlay_janitor(bool force)
   struct overlay *ov, **pp, *done = NULL;
 
   pthread_mutex_lock(&registry_lock);
-  for (pp = &registry; (ov = *pp);) {
-    unsigned wait = ov->exp->policy == POLICY_EPHEMERAL
-                        ? config.ephemeral_linger : config.idle_close;
-    if (ov->refs == 0 && (force || now - ov->idle_since >= (time_t)wait)) {
-      *pp = ov->next;
-      ov->next = done;
-      done = ov;
-    } else {
-      pp = &ov->next;
+  for (size_t i = 0; i < REGISTRY_BUCKETS; i++) {
+    for (pp = &registry[i]; (ov = *pp);) {
+      unsigned wait = ov->exp->policy == POLICY_EPHEMERAL
+                          ? config.ephemeral_linger : config.idle_close;
+      if (ov->refs == 0 && (force || now - ov->idle_since >= (time_t)wait)) {
+        *pp = ov->next;
+        ov->next = done;
+        done = ov;
+      } else {
+        pp = &ov->next;
+      }
     }
   }
   pthread_mutex_unlock(&registry_lock);
@@ -382,9 +410,8 @@ overlay_reset(const char *export, const char *id, const char **why)
   if (r < 0)
     return r;
   pthread_mutex_lock(&registry_lock);
-  for (pp = &registry; (ov = *pp); pp = &ov->next)
-    if (strcmp(ov->key, key) == 0)
-      break;
+  pp = registry_find(key);
+  ov = *pp;
   if (ov && ov->refs > 0) {
     pthread_mutex_unlock(&registry_lock);
     *why = "the client is connected: kick it first (its agent reconnects, so drain or stop it)";

@@ -1,14 +1,14 @@
 #!/bin/bash
-# test_server_27: load.  1000 clients at once (NBDROOT_LOAD_CLIENTS), each
+# test_server_27: load.  2000 clients at once (NBDROOT_LOAD_CLIENTS), each
 # with its own identity and so its own overlay, from ten source
 # addresses: all connect and stay connected, each writes its own pattern
 # (aligned blocks and an unaligned piece) with its requests in flight
 # together with everyone else's, flushes, reads it back; zero errors.
 # Then every client reconnects and finds its data.  The server's RSS is
-# reported.  Needs about 1000 open files on each side.
+# reported.  Needs about 3 open files per client on each side.
 . "$(dirname "$0")/functions.sh"
 
-N=${NBDROOT_LOAD_CLIENTS:-1000}
+N=${NBDROOT_LOAD_CLIENTS:-2000}
 need=$((3 * N + 100))
 if [ "$(ulimit -n)" -lt "$need" ]; then
   ulimit -n "$need" 2>/dev/null ||
