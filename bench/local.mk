@@ -1,2 +1,10 @@
 # bench: build fragment, included from the top-level Makefile.am
-EXTRA_DIST += bench/bench.sh bench/bench.py bench/README.md
+EXTRA_DIST += bench/bench.sh bench/bench.py bench/README.md \
+	bench/data/debian-boot.trace.gz
+
+# The boot-storm replay client (bench/boot-storm.sh); not installed.
+noinst_PROGRAMS += bench/replay
+bench_replay_SOURCES = bench/replay.c
+bench_replay_CFLAGS = $(AM_CFLAGS) $(LIBNBD_CFLAGS) $(ZLIB_CFLAGS) -pthread
+bench_replay_LDADD = $(LIBNBD_LIBS) $(ZLIB_LIBS)
+bench_replay_LDFLAGS = $(AM_LDFLAGS) -pthread
