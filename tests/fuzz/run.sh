@@ -43,7 +43,7 @@ for target in "$@"; do
 
   cp "$src/corpus/$name"/* "$dir/corpus/" 2>/dev/null
   set -- -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 \
-    -print_final_stats=1 -jobs=1 -workers=1 -artifact_prefix="$dir/artifacts/"
+    -print_final_stats=1 -artifact_prefix="$dir/artifacts/"
   [ -f "$src/$name.dict" ] && set -- "$@" -dict="$src/$name.dict"
   if "$target" "$@" "$dir/corpus" >"$log" 2>&1; then
     result=ok
