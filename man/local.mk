@@ -2,3 +2,4 @@
 dist_man_MANS += man/nbdsrv.8
 dist_man_MANS += man/nbdroot-agent.7
 dist_man_MANS += man/imgtool.8
+dist_man_MANS += man/nbdsrv.conf.5
