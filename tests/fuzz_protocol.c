@@ -303,6 +303,9 @@ touch(const struct iovec *v)
 
 static volatile unsigned touched;
 
+/* Successful requests by type (for the self-test). */
+static unsigned succeeded[8];
+
 static void
 check_option_reply(const struct outmsg *m)
 {
@@ -358,8 +361,10 @@ check_request_reply(struct conn *c, struct outmsg *m)
     } else if (follows) {
       fail("simple reply of type %u carries %zu bytes", r->type, follows);
     }
-    if (!h.error)
+    if (!h.error) {
       model_update(r);
+      succeeded[r->type & 7]++;
+    }
   } else if (magic == NBD_STRUCTURED_REPLY_MAGIC) {
     struct nbd_structured_reply h;
     memcpy(&h, m->hdr, sizeof h);
@@ -499,10 +504,16 @@ conn_new(unsigned peer)
 
   if (!c)
     fail("out of memory");
+  /* As accept_done() in loop.c. */
   c->w = &worker;
   c->fd = -1;
   c->out_tail = &c->out_head;
+  c->connected = time(NULL);
+  c->max_request = config.max_request;
   snprintf(c->peer, sizeof c->peer, "%s", peers[peer & 3]);
+  if (limits_enter(c->peer))
+    fail("connection limits reached: connections were not counted out");
+  c->counted = true;
   handshake_start(c);
   return c;
 }
@@ -520,6 +531,8 @@ conn_end(struct conn *c)
   free(c->opt_data);
   if (c->ovl)
     overlay_release(c->ovl);
+  if (c->counted)
+    limits_leave(c->peer);
   free(c);
 }
 
@@ -710,6 +723,60 @@ open_files(bool report)
   return n;
 }
 
+static size_t
+put_be(unsigned char *p, uint64_t v, unsigned n)
+{
+  for (unsigned i = 0; i < n; i++)
+    p[i] = (unsigned char)(v >> (8 * (n - 1 - i)));
+  return n;
+}
+
+static size_t
+put_request(unsigned char *p, uint16_t type, uint64_t off, uint32_t count)
+{
+  size_t n = put_be(p, NBD_REQUEST_MAGIC, 4);
+
+  n += put_be(p + n, 0, 2);
+  n += put_be(p + n, type, 2);
+  n += put_be(p + n, 1, 8);
+  n += put_be(p + n, off, 8);
+  n += put_be(p + n, count, 4);
+  return n;
+}
+
+/* One plain session (GO, a write, a read of it, a flush) must succeed:
+ * else the stand-in for loop.c no longer sets a connection up the way
+ * loop.c does, and the target would fuzz nothing but error paths. */
+static void
+self_test(void)
+{
+  static unsigned char s[256 + 4096];
+  size_t n = put_be(s, 3, 4);
+
+  memcpy(s + n, "IHAVEOPT", 8);
+  n += 8;
+  n += put_be(s + n, NBD_OPT_GO, 4);
+  n += put_be(s + n, 10, 4);
+  n += put_be(s + n, 4, 4);
+  memcpy(s + n, "root", 4);
+  n += 4;
+  n += put_be(s + n, 0, 2);
+  n += put_request(s + n, NBD_CMD_WRITE, 4096, 4096);
+  for (unsigned i = 0; i < 4096; i++)
+    s[n++] = (unsigned char)(i * 7 + 1);
+  n += put_request(s + n, NBD_CMD_READ, 0, 8192);
+  n += put_request(s + n, NBD_CMD_FLUSH, 0, 0);
+  run_serial(0, (const char *)s, n);
+  overlay_janitor(true);
+  rm_rf(overlay_dir);
+  if (succeeded[NBD_CMD_WRITE] != 1 || succeeded[NBD_CMD_READ] != 1 ||
+      succeeded[NBD_CMD_FLUSH] != 1)
+    fail("self-test: a plain session failed (%u writes, %u reads, %u "
+         "flushes succeeded): does conn_new() still set a connection up "
+         "as loop.c does?", succeeded[NBD_CMD_WRITE],
+         succeeded[NBD_CMD_READ], succeeded[NBD_CMD_FLUSH]);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 int
@@ -776,6 +843,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
   /* Idle overlays close at once, ephemeral ones are dropped at once. */
   config.idle_close = 0;
   config.ephemeral_linger = 0;
+  self_test();
   return 0;
 }
 
