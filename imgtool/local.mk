@@ -13,7 +13,8 @@ imgtool_imgtool_SOURCES = \
 	imgtool/commit.c \
 	imgtool/cpio.c \
 	imgtool/modules.c \
-	imgtool/initrd.c
+	imgtool/initrd.c \
+	imgtool/pxe.c
 # The initrd agent imgtool packs by default: the installed one.  A build
 # tree's own agent (initrd/nbdroot-agent next to imgtool/) is preferred
 # when imgtool runs from the build tree.

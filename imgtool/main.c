@@ -6,6 +6,7 @@
  *   imgtool verify  --store DIR [--name NAME]                    info.c
  *   imgtool gc      --store DIR --overlays DIR [--dry-run]       gc.c
  *   imgtool commit  --store DIR --name NAME --overlay PREFIX     commit.c
+ *   imgtool pxe     --server ADDR --export NAME ... -o DIR       pxe.c
  */
 #include <config.h>
 
@@ -25,6 +26,7 @@ static const struct command {
   { "verify", cmd_verify, "check the checksums of a store's versions" },
   { "gc", cmd_gc, "remove versions neither current nor used by overlays" },
   { "commit", cmd_commit, "fold a client's overlay into a new version" },
+  { "pxe", cmd_pxe, "write PXELINUX, GRUB, iPXE and DHCP boot configs" },
 };
 
 static void

@@ -8,7 +8,8 @@ IMGTOOL_TESTS = \
 	tests/test_imgtool_04.sh \
 	tests/test_imgtool_05.sh \
 	tests/test_imgtool_06.sh \
-	tests/test_imgtool_07.sh
+	tests/test_imgtool_07.sh \
+	tests/test_imgtool_08.sh
 
 TESTS += $(IMGTOOL_TESTS)
 SANITIZE_TESTS += $(IMGTOOL_TESTS)
