@@ -15,5 +15,5 @@ apt-get install -y -qq --no-install-recommends \
   libnbd-bin python3-libnbd nbdkit nbd-server qemu-utils qemu-system-x86 \
   fio clang libclang-rt-14-dev valgrind e2fsprogs cpio attr acl \
   busybox-static linux-image-amd64 kmod procps psmisc iproute2 \
-  dnsmasq-base grub-common isc-dhcp-server \
+  dnsmasq-base isc-dhcp-server pxelinux syslinux-common ovmf grub-efi-amd64-signed \
   python3 util-linux gzip xz-utils zstd >/dev/null

@@ -9,7 +9,8 @@ TESTS += \
 	tests/test_boot_03.sh \
 	tests/test_boot_04.sh \
 	tests/test_boot_05.sh \
-	tests/test_boot_06.sh
+	tests/test_boot_06.sh \
+	tests/test_boot_07.sh
 EXTRA_DIST += \
 	tests/boot-functions.sh \
 	tests/test_boot_00.sh \
@@ -18,4 +19,5 @@ EXTRA_DIST += \
 	tests/test_boot_03.sh \
 	tests/test_boot_04.sh \
 	tests/test_boot_05.sh \
-	tests/test_boot_06.sh
+	tests/test_boot_06.sh \
+	tests/test_boot_07.sh
