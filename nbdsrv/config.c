@@ -389,6 +389,7 @@ config_file_key(struct config *cfg, const char *file, unsigned line, const char 
   else if (strcmp(key, "policy") == 0) {
     if (policy_parse(val, &exp->policy) < 0)
       goto bad;
+    exp->policy_set = true;
   } else if (strcmp(key, "readonly") == 0) {
     if (!parse_bool(val, &exp->readonly))
       goto bad;
@@ -398,6 +399,7 @@ config_file_key(struct config *cfg, const char *file, unsigned line, const char 
   } else if (strcmp(key, "quota") == 0) {
     if (parse_size(val, &exp->quota) < 0)
       goto bad;
+    exp->quota_set = true;
   } else if (strcmp(key, "allow") == 0) {
     if (cidr_list_add(&exp->allow, val) < 0)
       goto bad_addr;
@@ -481,6 +483,14 @@ parse_file_into(struct config *cfg, const char *file)
       break;
   }
   fclose(fp);
+  /* [generic]'s policy and quota are defaults wherever they stand in the
+   * file, also for export sections above them. */
+  for (unsigned i = 0; r == 0 && i < cfg->nexports; i++) {
+    if (!cfg->exports[i].policy_set)
+      cfg->exports[i].policy = cfg->default_policy;
+    if (!cfg->exports[i].quota_set)
+      cfg->exports[i].quota = cfg->default_quota;
+  }
   return r;
 }
 

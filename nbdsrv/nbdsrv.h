@@ -93,6 +93,7 @@ struct export {
   unsigned npins;
   bool require_pin;       /* explicit IDs must be pinned */
   bool draining;          /* nbdsrv ctl drain: no new clients */
+  bool policy_set, quota_set;   /* given in its own section */
 };
 
 int peer_addr_parse(const char *s, struct peer_addr *a);

@@ -32,6 +32,7 @@
  */
 #include <config.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -353,11 +354,58 @@ overlay_peek_size(const struct export *exp, const char *id, uint64_t *size)
   return 0;
 }
 
+/* Ephemeral overlays whose client has not come back since the server
+ * started.  A restart closes every connection, and the janitor only drops
+ * overlays it saw closing; these it never saw.  Each goes unless its
+ * client is connected again (both under registry_lock). */
+static void
+sweep_ephemeral_orphans(void)
+{
+  for (unsigned i = 0, n = config_export_count(); i < n; i++) {
+    const struct export *e = config_export_at(i);
+    char dir[PATH_MAX];
+    struct dirent *de;
+    DIR *d;
+
+    if (e->policy != POLICY_EPHEMERAL ||
+        format_path(dir, sizeof dir, "%s/%s", config.overlay_dir, e->name) < 0 ||
+        !(d = opendir(dir)))
+      continue;
+    while ((de = readdir(d))) {
+      size_t len = strlen(de->d_name);
+      char key[sizeof ((struct overlay *)0)->key], prefix[PATH_MAX];
+
+      if (len < 5 || strcmp(de->d_name + len - 4, ".map") != 0 ||
+          !client_id_valid(de->d_name, len - 4))
+        continue;
+      snprintf(key, sizeof key, "%s/%.*s", e->name, (int)(len - 4), de->d_name);
+      if (format_path(prefix, sizeof prefix, "%s/%.*s", dir, (int)(len - 4),
+                      de->d_name) < 0)
+        continue;
+      pthread_mutex_lock(&registry_lock);
+      if (!*registry_find(key) && ovl_file_remove(prefix) == 0)
+        log_info("overlay %s: ephemeral, its client did not come back after the restart; dropped",
+                 prefix);
+      pthread_mutex_unlock(&registry_lock);
+    }
+    closedir(d);
+  }
+}
+
 void
 overlay_janitor(bool force)
 {
+  static time_t started;
+  static bool swept;
   time_t now = time(NULL);
   struct overlay *ov, **pp, *done = NULL;
+
+  if (!started)
+    started = now;
+  if (!swept && !force && now - started >= (time_t)config.ephemeral_linger) {
+    sweep_ephemeral_orphans();
+    swept = true;
+  }
 
   pthread_mutex_lock(&registry_lock);
   for (size_t i = 0; i < REGISTRY_BUCKETS; i++) {

@@ -3,7 +3,9 @@
 # lives while any connection of its ID is open, survives a reconnect
 # within --ephemeral-linger seconds of the last close, and is deleted
 # (files gone, client back to the pristine base) after that; other IDs
-# are unaffected.
+# are unaffected.  After a restart, an ephemeral overlay whose client
+# comes back within the linger time is kept; one whose client does not
+# is dropped.
 . "$(dirname "$0")/functions.sh"
 
 make_image "$TESTDIR/base.img" 16
@@ -62,5 +64,32 @@ h.shutdown()
 expect(k, "keep", "base@keep (connected all along)")
 check(len(files("keep")) == 2, "base@keep's files vanished")
 k.shutdown()
+PY
+stop_nbdsrv || fail "nbdsrv exited with $? on SIGTERM"
+# A restart with two ephemeral overlays on disk: "back" reconnects at
+# once and keeps its data, "gone" never returns and is dropped.
+start_nbdsrv -e base="$TESTDIR/base.img" -o "$TESTDIR/ov" \
+  --policy ephemeral --ephemeral-linger 60
+/usr/bin/python3 "$srcdir/server-lib.py" "$TESTDIR" <<'PY' || fail "ephemeral before the restart"
+for who in ("back", "gone"):
+    h = connect("base@" + who)
+    h.pwrite(pattern(who, 4096), 0)
+    h.flush()
+    h.shutdown()
+PY
+stop_nbdsrv KILL || true
+start_nbdsrv -e base="$TESTDIR/base.img" -o "$TESTDIR/ov" \
+  --policy ephemeral --ephemeral-linger $LINGER
+/usr/bin/python3 "$srcdir/server-lib.py" "$TESTDIR" <<'PY' || fail "ephemeral after the restart"
+tdir = sys.argv[1]
+linger = int(os.environ["LINGER"])
+ovdir = tdir + "/ov/base/"
+h = connect("base@back")
+check_data(h.pread(4096, 0), pattern("back", 4096), "back: reconnected after the restart")
+wait_for(lambda: not os.path.exists(ovdir + "gone.map"), "the orphan to be dropped",
+         timeout=linger + 20, interval=0.1)
+check(os.path.exists(ovdir + "back.map"), "a reconnected client's overlay was dropped")
+check_data(h.pread(4096, 0), pattern("back", 4096), "back: still connected")
+h.shutdown()
 PY
 stop_nbdsrv || fail "nbdsrv exited with $? on SIGTERM"

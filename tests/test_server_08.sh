@@ -12,12 +12,14 @@ srv_args=(-e base="$TESTDIR/base.img" -o "$TESTDIR/ov")
 start_nbdsrv "${srv_args[@]}"
 
 run_fio() {
-  fio --output="$TESTDIR/fio.out" --ioengine=nbd \
+  # In the test's directory: fio leaves its verify state files where it
+  # runs.
+  (cd "$TESTDIR" && fio --output="$TESTDIR/fio.out" --ioengine=nbd \
     --uri="nbd://127.0.0.1:$PORT/base@fio" --rw=randwrite --verify=crc32c \
     --verify_fatal=1 --end_fsync=1 --randrepeat=1 \
     --name=b4k --bs=4k --iodepth=32 --offset=0 --size=16m \
     --name=b1k --bs=1k --iodepth=16 --offset=20m --size=4m \
-    "$@" || { cat "$TESTDIR/fio.out" >&2; return 1; }
+    "$@") || { cat "$TESTDIR/fio.out" >&2; return 1; }
   grep -q 'err= 0' "$TESTDIR/fio.out" || { cat "$TESTDIR/fio.out" >&2; return 1; }
   if grep -qi 'verify.*fail\|bad magic\|crc32c.*wanted' "$TESTDIR/fio.out"; then
     cat "$TESTDIR/fio.out" >&2; return 1

@@ -131,4 +131,12 @@ mkdir -p "$TESTDIR/adir"
 bad_start 1 "export 'a': .* is not an image file" -e "a=/dev/null" -o "$TESTDIR/ov"
 touch "$TESTDIR/notadir"
 bad_start 1 "cannot create overlay directory" -e "a=$TESTDIR/base.img" -o "$TESTDIR/notadir/ov"
+# [generic]'s policy is the default of every export that sets none, even
+# of a section above it.
+printf '[late]\nimage = %s\n[early]\nimage = %s\npolicy = persistent\n[generic]\npolicy = ephemeral\n' \
+  "$TESTDIR/base.img" "$TESTDIR/base.img" >"$TESTDIR/order.conf"
+"$NBDSRV" --check-config -c "$TESTDIR/order.conf" -o "$TESTDIR/ov" >"$TESTDIR/out" 2>&1 ||
+  { cat "$TESTDIR/out"; fail "--check-config of order.conf"; }
+grep -q "late: .*(ephemeral)" "$TESTDIR/out" && grep -q "early: .*(persistent)" "$TESTDIR/out" ||
+  { cat "$TESTDIR/out"; fail "[generic] policy below an export section was not its default"; }
 exit 0
