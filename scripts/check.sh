@@ -1,6 +1,6 @@
 #!/bin/sh
 # Quick-start command 2: install dependencies, build, run the whole test
-# suite (make check), make distcheck, the fuzz targets for a bounded time
+# suite (make check), the demo (quick-start command 1), make distcheck, the fuzz targets for a bounded time
 # (make fuzz-check), then the server tests again under ASan+UBSan and under
 # valgrind.
 set -e
@@ -10,6 +10,18 @@ scripts/build.sh
 status=0
 (cd build && make -j2 check) || status=$?
 scripts/summarize-tests.sh build || status=1
+if [ "${NBDROOT_SKIP_DEMO:-0}" != 1 ]; then
+  # Quick-start command 1, as a user runs it (on a port of its own, in
+  # case something listens on 10809).
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  if NBDROOT_DEMO_PORT=$port scripts/demo.sh >build/demo.log 2>&1; then
+    echo "demo: passed (log: build/demo.log)"
+  else
+    tail -n 40 build/demo.log
+    echo "demo: FAILED (whole log: build/demo.log)"
+    status=1
+  fi
+fi
 if [ "${NBDROOT_SKIP_DISTCHECK:-0}" != 1 ]; then
   # make distcheck: the tarball builds from read-only sources, installs
   # into a prefix of its own and uninstalls cleanly, and its tests pass;

@@ -82,7 +82,7 @@ say "4. a QEMU guest boots its root through nbdsrv (twice)"
 for n in 1 2; do
   timeout 180 qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot \
     -nodefaults -serial stdio -kernel "$kernel" -initrd "$demo/initrd.gz" \
-    -append "console=ttyS0 panic=-1 quiet ip=dhcp root=nbd:10.0.2.2:$PORT/demo" \
+    -append "console=ttyS0 panic=-1 quiet ip=dhcp root=nbd:10.0.2.2:$PORT/demo rw" \
     -netdev user,id=n0 -device virtio-net-pci,netdev=n0,mac=52:54:00:de:00:01 \
     </dev/null | tr -d '\r' >"$demo/guest$n.console" || true
   grep -E "^(\[[ 0-9.]+\] )?nbdroot:|NBDROOT-DEMO" "$demo/guest$n.console" || true
