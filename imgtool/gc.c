@@ -249,9 +249,7 @@ cmd_gc(int argc, char **argv)
   bool dry_run = false, no_overlays = false;
   struct pins p = { 0 };
   unsigned count = 0;
-  int c, rc = 0;
-  DIR *d;
-  struct dirent *de;
+  int c, r, rc = 0;
   char **names = NULL;
   size_t nn = 0;
 
@@ -298,26 +296,10 @@ cmd_gc(int argc, char **argv)
   if (name) {
     names = xcalloc(1, sizeof *names);
     names[nn++] = xasprintf("%s/%s", store, name);
-  } else {
-    d = opendir(store);
-    if (!d) {
-      die_msg("cannot open store %s: %s", store, strerror(errno));
-      free(p.v);
-      return 1;
-    }
-    while ((de = readdir(d))) {
-      char *nd;
-      if (de->d_name[0] == '.')
-        continue;
-      nd = xasprintf("%s/%s", store, de->d_name);
-      if (store_is_namedir(nd)) {
-        names = xrealloc(names, (nn + 1) * sizeof *names);
-        names[nn++] = nd;
-      } else {
-        free(nd);
-      }
-    }
-    closedir(d);
+  } else if ((r = store_names(store, &names, &nn)) < 0) {
+    die_msg("cannot open store %s: %s", store, strerror(-r));
+    free(p.v);
+    return 1;
   }
   for (size_t i = 0; i < nn; i++) {
     if (gc_namedir(names[i], &p, dry_run, &count))

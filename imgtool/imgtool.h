@@ -190,6 +190,9 @@ char *store_version_path(const char *namedir, unsigned id, const char *ext);
 /* True when s is a store directory ("DIR/NAME": has a current link or
  * NNNN.img files). */
 bool store_is_namedir(const char *path);
+/* The image directories ("DIR/NAME") of a store, sorted, malloc'ed.
+ * Returns 0 or -errno. */
+int store_names(const char *store, char ***names, size_t *n);
 
 /* ---- info.c, gc.c, commit.c, initrd.c, pxe.c ---- */
 int cmd_info(int argc, char **argv);

@@ -106,8 +106,6 @@ static int
 for_each_namedir(const char *store, const char *name,
                  int (*fn)(const char *namedir))
 {
-  DIR *d;
-  struct dirent *de;
   char **names = NULL;
   size_t n = 0;
   int rc = 0;
@@ -124,32 +122,11 @@ for_each_namedir(const char *store, const char *name,
     free(nd);
     return rc;
   }
-  d = opendir(store);
-  if (!d) {
-    die_msg("cannot open store %s: %s", store, strerror(errno));
+  rc = store_names(store, &names, &n);
+  if (rc < 0) {
+    die_msg("cannot open store %s: %s", store, strerror(-rc));
     return 1;
   }
-  while ((de = readdir(d))) {
-    char *nd;
-    if (de->d_name[0] == '.')
-      continue;
-    nd = xasprintf("%s/%s", store, de->d_name);
-    if (store_is_namedir(nd)) {
-      names = xrealloc(names, (n + 1) * sizeof *names);
-      names[n++] = nd;
-    } else {
-      free(nd);
-    }
-  }
-  closedir(d);
-  /* Stable output whatever the directory order. */
-  for (size_t i = 0; i < n; i++)
-    for (size_t j = i + 1; j < n; j++)
-      if (strcmp(names[j], names[i]) < 0) {
-        char *t = names[i];
-        names[i] = names[j];
-        names[j] = t;
-      }
   for (size_t i = 0; i < n; i++) {
     if (fn(names[i]))
       rc = 1;

@@ -401,3 +401,40 @@ out:
   free(src);
   return r;
 }
+
+static int
+cmp_names(const void *a, const void *b)
+{
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int
+store_names(const char *store, char ***out, size_t *nout)
+{
+  struct dirent *de;
+  char **names = NULL;
+  size_t n = 0;
+  DIR *d = opendir(store);
+
+  if (!d)
+    return -errno;
+  while ((de = readdir(d))) {
+    char *nd;
+    if (de->d_name[0] == '.')
+      continue;
+    nd = xasprintf("%s/%s", store, de->d_name);
+    if (store_is_namedir(nd)) {
+      names = xrealloc(names, (n + 1) * sizeof *names);
+      names[n++] = nd;
+    } else {
+      free(nd);
+    }
+  }
+  closedir(d);
+  /* Stable order whatever the directory's. */
+  if (n > 1)
+    qsort(names, n, sizeof *names, cmp_names);
+  *out = names;
+  *nout = n;
+  return 0;
+}

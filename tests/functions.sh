@@ -122,3 +122,13 @@ with open(sys.argv[1], "wb") as f:
         f.write(r.randbytes(1 << 20))
 PY
 }
+
+# imgt ARGS...: runs imgtool; its stderr is kept in $TESTDIR/last.err (for
+# checking its messages), appended to imgtool.log and shown.
+imgt() {
+  local rc=0
+  "$IMGTOOL" "$@" 2>"$TESTDIR/last.err" || rc=$?
+  cat "$TESTDIR/last.err" >>"$TESTDIR/imgtool.log"
+  cat "$TESTDIR/last.err" >&2
+  return $rc
+}

@@ -18,13 +18,6 @@ umount "$TESTDIR"
 
 # imgtool with its stderr kept in the test's log, where a sanitizer report
 # fails the test.
-imgt() {
-  local rc=0
-  "$IMGTOOL" "$@" 2>"$TESTDIR/last.err" || rc=$?
-  cat "$TESTDIR/last.err" >>"$TESTDIR/imgtool.log"
-  cat "$TESTDIR/last.err" >&2
-  return $rc
-}
 
 export SOURCE_DATE_EPOCH=1700000000
 src=$TESTDIR/tree

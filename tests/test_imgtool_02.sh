@@ -11,13 +11,6 @@
 [ "$(id -u)" = 0 ] || skip "needs root (tmpfs mount, dropping capabilities)"
 requires_cmd dumpe2fs e2fsck setpriv mount
 
-imgt() {
-  local rc=0
-  "$IMGTOOL" "$@" 2>"$TESTDIR/last.err" || rc=$?
-  cat "$TESTDIR/last.err" >>"$TESTDIR/imgtool.log"
-  cat "$TESTDIR/last.err" >&2
-  return $rc
-}
 # expect_error WHAT PATTERN: the last command failed with exactly one line,
 # an imgtool error matching PATTERN.
 expect_error() {

@@ -8,13 +8,6 @@
 # new client of nbdsrv serving the store gets `current`.
 . "$(dirname "$0")/functions.sh"
 
-imgt() {
-  local rc=0
-  "$IMGTOOL" "$@" 2>"$TESTDIR/last.err" || rc=$?
-  cat "$TESTDIR/last.err" >>"$TESTDIR/imgtool.log"
-  cat "$TESTDIR/last.err" >&2
-  return $rc
-}
 meta() { sed -n "s/^$2=//p" "$1"; }
 
 export SOURCE_DATE_EPOCH=1700000000

@@ -9,13 +9,6 @@
 # refuses and removes nothing.
 . "$(dirname "$0")/functions.sh"
 
-imgt() {
-  local rc=0
-  "$IMGTOOL" "$@" 2>"$TESTDIR/last.err" || rc=$?
-  cat "$TESTDIR/last.err" >>"$TESTDIR/imgtool.log"
-  cat "$TESTDIR/last.err" >&2
-  return $rc
-}
 listing() { (cd "$1" && find . -printf '%p %s %y\n' | sort); }
 
 export SOURCE_DATE_EPOCH=1700000000

@@ -15,13 +15,6 @@
 [ "$(id -u)" = 0 ] || skip "needs root (loop mounts)"
 requires_cmd mount umount e2fsck debugfs nbdcopy
 
-imgt() {
-  local rc=0
-  "$IMGTOOL" "$@" 2>"$TESTDIR/last.err" || rc=$?
-  cat "$TESTDIR/last.err" >>"$TESTDIR/imgtool.log"
-  cat "$TESTDIR/last.err" >&2
-  return $rc
-}
 listing() { (cd "$1" && find . -printf '%p %s %y\n' | sort); }
 meta() { sed -n "s/^$2=//p" "$1"; }
 

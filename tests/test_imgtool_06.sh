@@ -13,13 +13,6 @@
 requires_cmd gzip cpio
 [ -x "$AGENT" ] || fail "the agent $AGENT is not built"
 
-imgt() {
-  local rc=0
-  "$IMGTOOL" "$@" 2>"$TESTDIR/last.err" || rc=$?
-  cat "$TESTDIR/last.err" >>"$TESTDIR/imgtool.log"
-  cat "$TESTDIR/last.err" >&2
-  return $rc
-}
 expect_error() {
   [ "$(wc -l <"$TESTDIR/last.err")" = 1 ] ||
     fail "$1: want one line of error, got: $(cat "$TESTDIR/last.err")"

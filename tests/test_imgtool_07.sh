@@ -12,14 +12,6 @@
 requires_cmd xz zstd gzip cpio
 [ -x "$AGENT" ] || fail "the agent $AGENT is not built"
 
-imgt() {
-  local rc=0
-  "$IMGTOOL" "$@" 2>"$TESTDIR/last.err" || rc=$?
-  cat "$TESTDIR/last.err" >>"$TESTDIR/imgtool.log"
-  cat "$TESTDIR/last.err" >&2
-  return $rc
-}
-
 kmod=
 for d in /lib/modules/*; do
   [ -f "$d/modules.dep" ] && grep -q '^kernel/fs/ext4/ext4\.ko:' "$d/modules.dep" &&
