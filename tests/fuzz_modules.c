@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +31,9 @@ static char moddir[64];
 static const char *const files[] = { "modules.dep", "modules.softdep",
                                      "modules.alias", "modules.builtin" };
 
+/* Removes the files of the last input. */
 static void
-cleanup(void)
+remove_files(void)
 {
   char path[128];
 
@@ -39,7 +41,24 @@ cleanup(void)
     snprintf(path, sizeof path, "%s/%s", moddir, files[i]);
     unlink(path);
   }
-  /* The fake module tree is left to the tmpfs; it is a few empty files. */
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+  (void)st;
+  (void)ftw;
+  if (type == FTW_DP)
+    rmdir(path);
+  else
+    unlink(path);
+  return 0;
+}
+
+static void
+cleanup(void)
+{
+  nftw(moddir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static void
@@ -125,7 +144,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   struct module_set set;
   unsigned i;
 
-  cleanup();
+  remove_files();
   for (i = 0; i < 6; i++) {
     const uint8_t *nul = memchr(p, '\0', (size_t)(end - p));
     size_t len = nul ? (size_t)(nul - p) : (size_t)(end - p);
