@@ -8,6 +8,7 @@
  */
 #include <config.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "nbdsrv.h"
@@ -69,5 +70,22 @@ conn_input(struct conn *c, const char *p, size_t len)
     case IN_DEAD:
       break;
     }
+  }
+}
+
+void
+conn_stop_input(struct conn *c)
+{
+  c->closing = true;
+  c->in = IN_DEAD;
+  if (c->cur) {
+    /* A write whose payload will never arrive: it counts as in flight
+     * (transmit_header counted it), so drop it here or the connection
+     * would wait for it forever. */
+    c->inflight_bytes -= c->cur->accounted;
+    c->inflight_reqs--;
+    free(c->cur->buf);
+    free(c->cur);
+    c->cur = NULL;
   }
 }

@@ -205,18 +205,7 @@ conn_close(struct conn *c, const char *why)
 {
   if (!c->closing && why)
     log_info("closing connection from %s: %s", c->peer, why);
-  c->closing = true;
-  c->in = IN_DEAD;
-  if (c->cur) {
-    /* A write whose payload will never arrive: it counts as in flight
-     * (transmit_header counted it), so drop it here or the connection
-     * would wait for it forever. */
-    c->inflight_bytes -= c->cur->accounted;
-    c->inflight_reqs--;
-    free(c->cur->buf);
-    free(c->cur);
-    c->cur = NULL;
-  }
+  conn_stop_input(c);
   cancel_recv(c);
   /* Wake a blocked send and make later ones fail fast. */
   shutdown(c->fd, SHUT_RDWR);

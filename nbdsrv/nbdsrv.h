@@ -453,6 +453,9 @@ int ctl_main(int argc, char **argv);
 /* ---- input.c ---- */
 /* Feeds len received bytes to the protocol state machine. */
 void conn_input(struct conn *c, const char *p, size_t len);
+/* The first half of closing a connection: no more input is taken, and a
+ * write whose payload was still arriving is dropped. */
+void conn_stop_input(struct conn *c);
 
 /* ---- handshake.c ---- */
 void handshake_start(struct conn *c);

@@ -134,17 +134,8 @@ void
 conn_close(struct conn *c, const char *why)
 {
   (void)why;
-  /* As loop.c: the connection stops reading, and a write whose payload
-   * was still arriving is dropped. */
-  c->closing = true;
-  c->in = IN_DEAD;
-  if (c->cur) {
-    c->inflight_bytes -= c->cur->accounted;
-    c->inflight_reqs--;
-    free(c->cur->buf);
-    free(c->cur);
-    c->cur = NULL;
-  }
+  /* As loop.c, less the socket. */
+  conn_stop_input(c);
 }
 
 /* ---- the model of the disk (mode 1) ---- */
