@@ -1,6 +1,6 @@
 # bench: build fragment, included from the top-level Makefile.am
 EXTRA_DIST += bench/bench.sh bench/bench.py bench/README.md \
-	bench/data/debian-boot.trace.gz
+	bench/boot-storm.sh bench/boot-storm.py bench/data/debian-boot.trace.gz
 
 # The boot-storm replay client (bench/boot-storm.sh); not installed.
 noinst_PROGRAMS += bench/replay

@@ -1,0 +1,523 @@
+#!/usr/bin/python3
+# nbdroot boot storm: N clients replay a recorded Debian boot at once
+# against nbdsrv, nbd-server and qemu-nbd serving the same image, in the
+# same run; one side-by-side table.  Run through bench/boot-storm.sh.
+#
+# Every server gets a fresh overlay directory and the image in the page
+# cache; the replay (bench/replay) starts all N clients at once and
+# reports total time, per-request and first-request latency, errors; this
+# script adds the server's CPU time (utime+stime over its process tree,
+# plus reaped children) and its peak RSS (sum of VmRSS over the tree,
+# sampled every 0.25 s).  Timings on shared machines are noisy: compare
+# figures of the same run only.
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+MiB = 1 << 20
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def log(*a):
+    print("boot-storm:", *a, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_listen(port, proc=None, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("server exited with %s at start-up" % proc.returncode)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nothing listens on port %d after %d s" % (port, timeout))
+
+
+def wait_pidfile(path, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            s = open(path).read().strip()
+            if s:
+                return int(s)
+        except FileNotFoundError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("no pid file %s after %d s" % (path, timeout))
+
+
+# ---- /proc accounting over a process tree
+
+def _stat(pid):
+    with open("/proc/%d/stat" % pid, "rb") as f:
+        s = f.read()
+    rest = s[s.rindex(b")") + 2:].split()
+    # state ppid ... utime stime cutime cstime (fields 3, 4, 14-17)
+    return (rest[0], int(rest[1]), int(rest[11]), int(rest[12]),
+            int(rest[13]), int(rest[14]))
+
+
+def tree(root):
+    kids = {}
+    for e in os.scandir("/proc"):
+        if e.name.isdigit():
+            try:
+                kids.setdefault(_stat(int(e.name))[1], []).append(int(e.name))
+            except (OSError, ValueError, IndexError):
+                pass
+    out, todo = [], [root]
+    while todo and len(out) < 100000:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cpu_seconds(root):
+    total = 0
+    for p in tree(root):
+        try:
+            _, _, ut, st, cut, cst = _stat(p)
+        except (OSError, ValueError, IndexError):
+            continue
+        total += ut + st + (cut + cst if p == root else 0)
+    return total / CLK_TCK
+
+
+def rss_bytes(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/statm" % p, "rb") as f:
+                total += int(f.read().split()[1]) * PAGE
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, root, interval=0.25):
+        super().__init__(daemon=True)
+        self.root, self.interval, self.peak = root, interval, 0
+        self.ev = threading.Event()
+
+    def run(self):
+        while not self.ev.is_set():
+            self.peak = max(self.peak, rss_bytes(tree(self.root)))
+            self.ev.wait(self.interval)
+
+    def stop(self):
+        self.ev.set()
+        self.join()
+        self.peak = max(self.peak, rss_bytes(tree(self.root)))
+        return self.peak
+
+
+def alive(pid):
+    try:
+        return _stat(pid)[0] != b"Z"
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+# ---- the servers
+
+class Server:
+    name = "?"
+    overlay = "?"
+    id_prefix = None
+
+    def __init__(self, work, image, n):
+        self.work = os.path.join(work, "%s-%d" % (self.name, n))
+        shutil.rmtree(self.work, ignore_errors=True)
+        os.makedirs(self.work)
+        self.image, self.n = image, n
+        self.port = free_port()
+        self.proc = None
+        self.pid = None
+
+    def logfile(self):
+        return open(os.path.join(self.work, "log"), "w")
+
+    def stop(self):
+        pids = tree(self.pid) if self.pid else []
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        end = time.monotonic() + 30
+        while time.monotonic() < end and any(alive(p) for p in pids):
+            time.sleep(0.1)
+        for p in pids:
+            if alive(p):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+class Nbdsrv(Server):
+    name = "nbdsrv"
+    overlay = "own persistent overlay per client (root@bootNNNN)"
+    id_prefix = "boot"
+
+    def start(self):
+        cfg = os.path.join(self.work, "nbdsrv.conf")
+        pidfile = os.path.join(self.work, "pid")
+        with open(cfg, "w") as f:
+            # all clients come from 127.0.0.1
+            f.write("[generic]\nmax-connections-per-address = %d\n" % (self.n + 64))
+        self.proc = subprocess.Popen(
+            [NBDSRV, "-f", "-c", cfg, "-l", "127.0.0.1:%d" % self.port, "-P", pidfile,
+             "-e", "root=" + self.image, "-o", os.path.join(self.work, "overlays")],
+            stdout=self.logfile(), stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        wait_pidfile(pidfile)
+        wait_listen(self.port, self.proc)
+
+
+class NbdServer(Server):
+    name = "nbd-server"
+    overlay = "copyonwrite: a diff file per connection (a forked process)"
+
+    def start(self):
+        cfg = os.path.join(self.work, "config")
+        pidfile = os.path.join(self.work, "pid")
+        # The diff files go next to the export: link the image in here.
+        img = os.path.join(self.work, "root.img")
+        os.symlink(self.image, img)
+        with open(cfg, "w") as f:
+            f.write("[generic]\n    listenaddr = 127.0.0.1\n    port = %d\n"
+                    "[root]\n    exportname = %s\n    copyonwrite = true\n"
+                    "    flush = true\n" % (self.port, img))
+        subprocess.run(["nbd-server", "-C", cfg, "-p", pidfile], cwd=self.work,
+                       check=True, stdout=self.logfile(), stderr=subprocess.STDOUT,
+                       timeout=30)
+        self.pid = wait_pidfile(pidfile)
+        wait_listen(self.port)
+
+
+class QemuNbd(Server):
+    name = "qemu-nbd"
+    overlay = "--snapshot: one temporary overlay shared by all clients"
+
+    def start(self):
+        pidfile = os.path.join(self.work, "pid")
+        env = dict(os.environ, TMPDIR=self.work)
+        self.proc = subprocess.Popen(
+            ["qemu-nbd", "-f", "raw", "--snapshot", "-t", "-b", "127.0.0.1",
+             "-p", str(self.port), "-x", "root", "--shared=%d" % (self.n + 16),
+             "--pid-file=" + pidfile, self.image],
+            env=env, stdout=self.logfile(), stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        wait_pidfile(pidfile)
+        wait_listen(self.port, self.proc)
+
+
+SERVERS = {c.name: c for c in (Nbdsrv, NbdServer, QemuNbd)}
+
+
+# ---- one run
+
+def storm(srv, args):
+    cmd = [REPLAY, "--json", "--verify", "-n", str(srv.n), "--port", str(srv.port),
+           "--export", "root", "--timeout", str(args.timeout),
+           "--depth", args.depth, "--threads", str(args.threads),
+           "--ramp", str(args.ramp)]
+    if srv.id_prefix:
+        cmd += ["--id", srv.id_prefix]
+    cmd.append(args.trace)
+    cpu0 = cpu_seconds(srv.pid)
+    sampler = RssSampler(srv.pid)
+    sampler.start()
+    try:
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=args.timeout + 120)
+    finally:
+        peak = sampler.stop()
+    cpu = cpu_seconds(srv.pid) - cpu0
+    out = r.stdout.strip().splitlines()
+    if not out or not out[-1].startswith("{"):
+        raise RuntimeError("replay exited %d: %s" % (r.returncode, r.stderr.strip()[-400:]))
+    res = json.loads(out[-1])
+    res["server_cpu_s"] = cpu
+    res["server_rss_mib"] = peak / MiB
+    if r.stderr.strip():
+        res["note"] = r.stderr.strip().splitlines()[-1][:200]
+    return res
+
+
+def image_size(trace):
+    opener = gzip.open if trace.endswith(".gz") else open
+    with opener(trace, "rt") as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            w = line.split()
+            if len(w) >= 3 and w[1] == "image-size":
+                return int(w[2])
+    raise RuntimeError("%s has no '# image-size' line: pass --image" % trace)
+
+
+def make_image(path, size):
+    log("creating a %d MiB image of random data" % (size // MiB))
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 16 * MiB)
+            f.write(os.urandom(n))
+            left -= n
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def warm(path):
+    with open(path, "rb") as f:
+        while f.read(16 * MiB):
+            pass
+
+
+# ---- the table
+
+def fmt_time(r, timeout):
+    if r.get("error"):
+        return "error"
+    if r.get("timed_out"):
+        return ">%d T/O" % timeout
+    return "%.2f" % r["total_s"]
+
+
+ROWS = [
+    # key, label, unit, format
+    ("total_s", "total time, all clients booted", "s", None),
+    ("client_done_p50_s", "  time per client, p50", "s", "%.2f"),
+    ("lat_p50_us", "request latency p50", "us", "%.0f"),
+    ("lat_p99_us", "request latency p99", "us", "%.0f"),
+    ("first_p99_us", "first-request latency p99", "us", "%.0f"),
+    ("connect_p99_us", "connect (TCP+handshake) p99", "ms", "ms"),
+    ("errors", "failed requests", "count", "%d"),
+    ("failed", "clients failed", "count", "%d"),
+    ("unfinished", "clients unfinished at the timeout", "count", "%d"),
+    ("mismatches", "read back not the client's own data", "count", "%d"),
+    ("server_cpu_s", "server CPU (utime+stime, tree)", "s", "%.2f"),
+    ("server_rss_mib", "server RSS peak (sum over tree)", "MiB", "%.1f"),
+    ("client_cpu_s", "replay client CPU", "s", "%.2f"),
+]
+RATIO_KEYS = ("total_s", "client_done_p50_s", "lat_p50_us", "lat_p99_us", "first_p99_us",
+              "connect_p99_us", "server_cpu_s", "server_rss_mib")
+
+
+def cell(key, r, timeout):
+    if not r or r.get("error"):
+        return "error" if r else "-"
+    if key == "total_s":
+        return fmt_time(r, timeout)
+    v = r.get(key)
+    if v is None:
+        return "n/a"
+    f = dict((k, f) for k, _, _, f in ROWS)[key]
+    if f == "ms":
+        return "%.1f" % (v / 1000.0)
+    return f % v
+
+
+def ratio(key, mine, peer, timeout):
+    if not mine or not peer or mine.get("error") or peer.get("error"):
+        return "-"
+    a, b = mine.get(key), peer.get(key)
+    if a is None or b is None:
+        return "-"
+    if key == "total_s":
+        if mine.get("timed_out"):
+            return "T/O"
+        if peer.get("timed_out"):
+            # the peer needed more than the timeout: a bound
+            return "<%.3f" % (a / float(timeout))
+    if peer.get("timed_out") and key != "server_rss_mib":
+        return "(T/O)"
+    if b == 0:
+        return "-"
+    return "%.3f" % (a / b)
+
+
+def report(results, names, ns, args, meta):
+    peers = [n for n in names if n != "nbdsrv"]
+    w0 = 38
+    print("nbdroot boot storm: %s" % meta)
+    head = "%-*s %-5s" % (w0, "N / measure", "unit") + "".join("%12s" % n for n in names)
+    if "nbdsrv" in names:
+        head += "".join("%13s" % ("/" + p) for p in peers)
+    print(head)
+    for n in ns:
+        print("N = %d" % n)
+        for key, label, unit, _ in ROWS:
+            line = "%-*s %-5s" % (w0, "  " + label, unit)
+            for s in names:
+                line += "%12s" % cell(key, results.get((s, n)), args.timeout)
+            if "nbdsrv" in names:
+                for p in peers:
+                    line += "%13s" % (ratio(key, results.get(("nbdsrv", n)),
+                                            results.get((p, n)), args.timeout)
+                                      if key in RATIO_KEYS else "")
+            print(line)
+    print("ratio columns: nbdsrv / peer (lower is better; 0.2 = 5x faster); "
+          "T/O: timed out after %d s" % args.timeout)
+    for s in names:
+        print("%-10s %s" % (s, SERVERS[s].overlay))
+    for (s, n), r in sorted(results.items()):
+        if r.get("error"):
+            print("%s N=%d: ERROR %s" % (s, n, r["error"]))
+        else:
+            if r.get("unfinished"):
+                print("%s N=%d: %d clients unfinished, %d of them still in TCP connect "
+                      "or handshake" % (s, n, r["unfinished"], r["unfinished_connecting"]))
+            if r.get("note"):
+                print("%s N=%d: %s" % (s, n, r["note"]))
+    # The targets of the issue.
+    tg = []
+
+    def get(s, n):
+        r = results.get((s, n))
+        return r if r and not r.get("error") else None
+
+    def speedup(n, peer, want):
+        a, b = get("nbdsrv", n), get(peer, n)
+        if not a or not b or a.get("timed_out"):
+            return None
+        tb = args.timeout if b.get("timed_out") else b["total_s"]
+        x = tb / a["total_s"]
+        extra = ""
+        if args.ramp:
+            # every client started by then: the ramp is the same for all
+            r = args.ramp / 1000.0
+            if a["total_s"] > r:
+                extra = " (%s%.1fx without the %.1f s ramp)" % (
+                    ">" if b.get("timed_out") else "", (tb - r) / (a["total_s"] - r), r)
+        return "N=%d: %s%.1fx faster than %s%s (target >= %gx): %s" % (
+            n, ">" if b.get("timed_out") else "", x, peer, extra, want,
+            "met" if x >= want else "MISSED")
+    for n, peer, want in ((50, "nbd-server", 5), (200, "qemu-nbd", 3)):
+        s = speedup(n, peer, want) if n in ns else None
+        if s:
+            tg.append(s)
+    for n in ns:
+        a = get("nbdsrv", n)
+        if a:
+            tg.append("N=%d: nbdsrv first-request p99 %.0f us (target < 1000 us): %s" % (
+                n, a["first_p99_us"], "met" if a["first_p99_us"] < 1000 else "MISSED"))
+    a = get("nbdsrv", 1000)
+    if a and 1000 in ns:
+        bad = a["errors"] + a["failed"] + a["unfinished"] + a["mismatches"]
+        tg.append("N=1000: nbdsrv %s, %d errors (target: completes, 0 errors): %s" % (
+            "completed" if not a["timed_out"] else "timed out", bad,
+            "met" if bad == 0 and not a["timed_out"] else "MISSED"))
+    for t in tg:
+        print("target " + t)
+
+
+def main():
+    global NBDSRV, REPLAY
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trace", required=True)
+    ap.add_argument("--image", help="the image to serve (default: random data, "
+                    "the size the trace names)")
+    ap.add_argument("--clients", default="50,200,1000")
+    ap.add_argument("--servers", default="nbdsrv,nbd-server,qemu-nbd")
+    ap.add_argument("--timeout", type=int, default=120, help="per run, seconds")
+    ap.add_argument("--depth", default="trace")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ramp", type=int, default=0,
+                    help="start the clients over this many ms (default: all at once)")
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    NBDSRV = os.environ["NBDSRV"]
+    REPLAY = os.environ["REPLAY"]
+    ns = [int(x) for x in args.clients.split(",") if x]
+    names = [s for s in args.servers.split(",") if s]
+    for s in names:
+        if s not in SERVERS:
+            sys.exit("boot-storm: unknown server %s" % s)
+
+    # Every client a socket (nbdsrv also overlay files and a pipe per client).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(ns) * 8 + 256
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+
+    work = tempfile.mkdtemp(prefix="nbdroot-storm.", dir=args.workdir)
+    results = {}
+    t_start = time.monotonic()
+    try:
+        if args.image:
+            image = os.path.abspath(args.image)
+        else:
+            image = os.path.join(work, "root.img")
+            make_image(image, image_size(args.trace))
+        stats = subprocess.run([REPLAY, "--stats", args.trace], stdout=subprocess.PIPE,
+                               text=True, check=True).stdout.splitlines()
+        log("trace: " + stats[0])
+        for n in ns:
+            for s in names:
+                warm(image)
+                srv = SERVERS[s](work, image, n)
+                log("%s, N=%d" % (s, n))
+                try:
+                    srv.start()
+                    r = results[(s, n)] = storm(srv, args)
+                    log("  total %.2f s%s, p50 %.0f us, p99 %.0f us, first p99 %.0f us, "
+                        "errors %d, failed %d, server CPU %.1f s, RSS %.0f MiB" % (
+                            r["total_s"], " (TIMED OUT: %d unfinished)" % r["unfinished"]
+                            if r["timed_out"] else "", r["lat_p50_us"], r["lat_p99_us"],
+                            r["first_p99_us"], r["errors"], r["failed"], r["server_cpu_s"],
+                            r["server_rss_mib"]))
+                except Exception as e:       # report it, go on with the others
+                    log("%s N=%d: %s" % (s, n, e))
+                    results[(s, n)] = {"error": str(e)[:300]}
+                finally:
+                    srv.stop()
+                    shutil.rmtree(srv.work, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    elapsed = time.monotonic() - t_start
+    meta = "%s; %s; replay depth %s, %d thread(s), %s; %.0f s in all" % (
+        os.path.basename(args.trace), stats[0].split(": ", 1)[-1], args.depth,
+        args.threads, "clients started over %d ms" % args.ramp if args.ramp
+        else "all clients at once", elapsed)
+    report(results, names, ns, args, meta)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"%s/%d" % k: v for k, v in results.items()}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
