@@ -8,12 +8,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -91,6 +94,49 @@ static void split_flags(const char *opts, unsigned long *flags, char *data,
   }
 }
 
+/* openat2(2) (Linux 5.6), not wrapped by every libc. */
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+struct open_how_v0 {
+  uint64_t flags;
+  uint64_t mode;
+  uint64_t resolve;
+};
+#define RESOLVE_IN_ROOT_FLAG 0x10
+
+/* Whether init is missing, or not an executable file, in the root at
+ * root.  The path is resolved as it will be after switch_root: Debian's
+ * /sbin/init is a link to /lib/systemd/systemd, which, looked up from
+ * here, would be searched for in the initramfs.  True with errno set. */
+static bool init_missing(const char *root, const char *init)
+{
+  struct open_how_v0 how = { .flags = O_PATH | O_CLOEXEC,
+                             .resolve = RESOLVE_IN_ROOT_FLAG };
+  struct stat st;
+  int rootfd, fd;
+
+  rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0)
+    return true;
+  fd = (int)syscall(SYS_openat2, rootfd, init, &how, sizeof(how));
+  close(rootfd);
+  if (fd < 0) {
+    /* A kernel without openat2 cannot tell: let exec say it. */
+    return errno != ENOSYS;
+  }
+  if (fstat(fd, &st) < 0) {
+    close(fd);
+    return true;
+  }
+  close(fd);
+  if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111)) {
+    errno = EACCES;
+    return true;
+  }
+  return false;
+}
+
 int mount_root(const struct agent_config *cfg, const char *dev,
                const char *target)
 {
@@ -144,15 +190,11 @@ fail:
       flags & MS_RDONLY ? "ro" : "rw", data, strerror(-ret));
   return ret;
 ok:
-  {
-    char path[512];
-    snprintf(path, sizeof(path), "%s%s", target, cfg->init);
-    if (access(path, X_OK)) {
-      say("the root on %s has no executable %s (%s); check init= and the "
-          "image", dev, cfg->init, strerror(errno));
-      umount(target);
-      return -ENOENT;
-    }
+  if (init_missing(target, cfg->init)) {
+    say("the root on %s has no executable %s (%s); check init= and the "
+        "image", dev, cfg->init, strerror(errno));
+    umount(target);
+    return -ENOENT;
   }
   return 0;
 }

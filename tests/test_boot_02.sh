@@ -4,7 +4,8 @@
 # named in nbdroot=; the second boot sees the first one's file.  Then a
 # guest with two NICs where BOOTIF= names the second one.  The address
 # the agent configured is still there for the booted system, and
-# /run/net-IFACE.conf says what it was.
+# /run/net-IFACE.conf says what it was.  /sbin/init is an absolute
+# symbolic link, as on Debian.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/boot-functions.sh"
 
@@ -24,6 +25,11 @@ echo "GUEST-WROTE"
 poweroff -f
 INIT
 make_rootfs "$TESTDIR/tree" "$TESTDIR/init"
+# As on Debian, /sbin/init is an absolute link (there: to
+# /lib/systemd/systemd): the agent must resolve it inside the new root.
+mkdir -p "$TESTDIR/tree/lib"
+mv "$TESTDIR/tree/sbin/init" "$TESTDIR/tree/lib/real-init"
+ln -s /lib/real-init "$TESTDIR/tree/sbin/init"
 make_root_image "$TESTDIR/tree" "$TESTDIR/root.img"
 make_initrd "$TESTDIR/initrd.gz"
 start_root_server "$TESTDIR/root.img" persistent
