@@ -96,6 +96,10 @@ loop_get_sqe(struct worker *w)
 
 /* ---- accept ---- */
 
+static unsigned next_worker;     /* whose turn it is to get a connection */
+
+static void conn_setup(struct worker *w, int res);
+
 static void
 arm_accept(struct worker *w)
 {
@@ -553,12 +557,8 @@ recv_done(struct worker *w, struct conn *c, int res, unsigned flags)
 static void
 accept_done(struct worker *w, int res, unsigned flags)
 {
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  const char *why;
-  struct conn *c;
-  unsigned slot;
-  int one = 1;
+  struct worker *to;
+  uint64_t one = 1;
 
   if (!(flags & IORING_CQE_F_MORE))
     w->accept_armed = false;
@@ -571,6 +571,61 @@ accept_done(struct worker *w, int res, unsigned flags)
   }
   if (!w->accept_armed && !w->stopping)
     arm_accept(w);
+  /* Every worker waits in accept on the same sockets, but the kernel
+   * wakes the same one each time: left alone, one thread would serve
+   * every client.  Connections are dealt out in turn instead. */
+  to = &workers[__atomic_fetch_add(&next_worker, 1, __ATOMIC_RELAXED) % nworkers];
+  if (to == w || w->stopping) {
+    conn_setup(w, res);
+    return;
+  }
+  pthread_mutex_lock(&to->mbox_lock);
+  if (to->mbox_n == to->mbox_cap) {
+    unsigned cap = to->mbox_cap ? to->mbox_cap * 2 : 64;
+    int *v = realloc(to->mbox, cap * sizeof *v);
+    if (!v) {
+      pthread_mutex_unlock(&to->mbox_lock);
+      conn_setup(w, res);   /* keep it here rather than lose it */
+      return;
+    }
+    to->mbox = v;
+    to->mbox_cap = cap;
+  }
+  to->mbox[to->mbox_n++] = res;
+  pthread_mutex_unlock(&to->mbox_lock);
+  if (write(to->wake_fd, &one, sizeof one) < 0)
+    log_err("cannot wake worker %u: %s", to->id, strerror(errno));
+}
+
+/* Takes the connections other workers accepted for this one. */
+static void
+adopt_connections(struct worker *w)
+{
+  int *v;
+  unsigned n;
+
+  pthread_mutex_lock(&w->mbox_lock);
+  v = w->mbox;
+  n = w->mbox_n;
+  w->mbox = NULL;
+  w->mbox_n = w->mbox_cap = 0;
+  pthread_mutex_unlock(&w->mbox_lock);
+  for (unsigned i = 0; i < n; i++)
+    conn_setup(w, v[i]);
+  free(v);
+}
+
+/* A new connection on this worker: its socket is res. */
+static void
+conn_setup(struct worker *w, int res)
+{
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  const char *why;
+  struct conn *c;
+  unsigned slot;
+  int one = 1;
+
   if (w->stopping || w->nconns == w->nslots) {
     if (!w->stopping)
       log_warn("connection refused: %u connections on this worker already", w->nconns);
@@ -866,6 +921,7 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
     if (__atomic_load_n(&w->stop_requested, __ATOMIC_ACQUIRE)) {
       worker_begin_stop(w);
     } else {
+      adopt_connections(w);
       close_kicked(w);
       arm_wake(w);
     }
@@ -1077,6 +1133,7 @@ workers_start(const int *fds, unsigned nfds, unsigned nthreads)
 
     w->id = i;
     pthread_mutex_init(&w->conns_lock, NULL);
+    pthread_mutex_init(&w->mbox_lock, NULL);
     w->wake_fd = eventfd(0, EFD_CLOEXEC);
     if (w->wake_fd < 0)
       return -errno;
@@ -1128,6 +1185,11 @@ workers_join(void)
     free(w->bufs);
     free(w->conns);
     close(w->wake_fd);
+    /* Connections handed over as it stopped: nobody serves them now. */
+    for (unsigned j = 0; j < w->mbox_n; j++)
+      close(w->mbox[j]);
+    free(w->mbox);
+    pthread_mutex_destroy(&w->mbox_lock);
     pthread_mutex_destroy(&w->conns_lock);
   }
   free(workers);

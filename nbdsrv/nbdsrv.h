@@ -384,6 +384,10 @@ struct worker {
    * control socket while it reads them (ctl.c). */
   pthread_mutex_t conns_lock;
   bool stop_requested;           /* with a wake: begin stopping */
+  /* Sockets other workers accepted for this one (with a wake). */
+  pthread_mutex_t mbox_lock;
+  int *mbox;
+  unsigned mbox_n, mbox_cap;
   uint32_t next_gen;
   unsigned ops_inflight;         /* SQEs whose CQE we still expect */
   bool accept_armed, stopping;

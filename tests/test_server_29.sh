@@ -3,6 +3,7 @@
 #   - the control socket is a root-only (0600) unix socket;
 #   - list: every connected client with its export, ID, address, image
 #     version, overlay data and request counts, as a table and as JSON;
+#     connections are spread over both worker threads;
 #   - kick: the client's connections close, it can reconnect;
 #   - reset: refused while the client is connected; once it is gone, its
 #     overlay files go and it starts again from the base image;
@@ -34,7 +35,7 @@ listener=$!
 on_exit "kill $listener 2>/dev/null"
 for _ in $(seq 50); do [ -S "$NOTIFY" ] && break; sleep 0.1; done
 NOTIFY_SOCKET=$NOTIFY start_nbdsrv -e base="$TESTDIR/base.img" -e other="$TESTDIR/base.img" \
-  -o "$TESTDIR/ov"
+  -o "$TESTDIR/ov" -t 2
 export PORT
 CTL=$TESTDIR/ctl.sock
 ctl() { "$NBDSRV_UNDER_VALGRIND_OR_NOT" ctl -s "$CTL" "$@"; }
@@ -73,6 +74,12 @@ check(al["export"] == "base" and al["address"] == "127.0.0.1" and al["image"] ==
 check(al["overlay_bytes"] == 8192 and al["requests"] == 2 and al["bytes_written"] == 8192
       and al["bytes_read"] == 4096, "alpha counters: %r" % al)
 check(rows["127.0.0.2"]["export"] == "other", "other row")
+# Connections are dealt out to both worker threads, not all to one.
+more = [connect("base@spread%d" % i) for i in range(6)]
+workers = {r["worker"] for r in json.loads(ctl("--json", "list"))}
+check(workers == {0, 1}, "connections all on worker(s) %s" % sorted(workers))
+for h in more:
+    h.shutdown()
 
 # kick
 check("kicked 1 connection" in ctl("kick", "alpha"), "kick")
