@@ -126,6 +126,12 @@ append_pending(struct overlay *ov, size_t n)
     memmove(ov->pending, ov->pending + n,
             (ov->npending - n) * sizeof *ov->pending);
     ov->npending -= n;
+    if (ov->npending == 0 && ov->cap_pending > 1024) {
+      /* A big burst is over: give its memory back. */
+      free(ov->pending);
+      ov->pending = NULL;
+      ov->cap_pending = 0;
+    }
   }
   return r;
 }
@@ -577,8 +583,17 @@ queue_record(struct overlay *ov, uint64_t first, uint64_t count,
              enum ovl_state s)
 {
   struct pending_record *p;
-  int r = ovl_map_set(&ov->file.map, first, count, s);
+  enum ovl_state cur;
+  int r;
 
+  /* Rewriting blocks the map already has in that state changes nothing
+   * to journal: a record that says so is either durable or pending, and
+   * then older than any flush that must cover this write.  (Without this,
+   * a client rewriting its blocks without flushing would pile up one
+   * record per write.) */
+  if (ovl_map_run(&ov->file.map, first, count, &cur) >= count && cur == s)
+    return 0;
+  r = ovl_map_set(&ov->file.map, first, count, s);
   if (r < 0)
     return r;
   ov->seq++;
