@@ -11,130 +11,21 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import nbd
 
+from serverproc import (RssSampler, cpu_seconds, free_port, rss_kib, status_kib,
+                        stop_tree, wait_listen, wait_pidfile)
+
 MiB = 1 << 20
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_listen(port, proc=None, timeout=30):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError("server exited with %s during start-up" % proc.returncode)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("server did not listen on port %d in %d s" % (port, timeout))
-
-
-def wait_pidfile(path, timeout=30):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            s = open(path).read().strip()
-            if s:
-                return int(s)
-        except FileNotFoundError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("no pid file %s after %d s" % (path, timeout))
-
-
-# ---- /proc accounting over a server's process tree (nbd-server forks a
-# process per connection; the others are one process).
-
-def _stat(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        s = f.read()
-    rest = s[s.rindex(")") + 2:].split()
-    # fields from 3 on: state ppid ... utime(14) stime(15) cutime(16) cstime(17)
-    return int(rest[1]), int(rest[11]), int(rest[12]), int(rest[13]), int(rest[14])
-
-
-def tree(root):
-    children = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                ppid = _stat(int(d))[0]
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def cpu_seconds(root):
-    """utime+stime of the tree, plus reaped children of the root."""
-    total = 0
-    for p in tree(root):
-        try:
-            _, ut, st, cut, cst = _stat(p)
-        except OSError:
-            continue
-        total += ut + st + (cut + cst if p == root else 0)
-    return total / CLK_TCK
-
-
-def status_kib(pid, key):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def rss_kib(root):
-    return sum(status_kib(p, "VmRSS") for p in tree(root))
-
-
-class RssSampler(threading.Thread):
-    def __init__(self, root, interval=0.05):
-        super().__init__(daemon=True)
-        self.root, self.interval, self.peak = root, interval, 0
-        self.stop_ev = threading.Event()
-
-    def run(self):
-        while not self.stop_ev.is_set():
-            self.peak = max(self.peak, rss_kib(self.root))
-            self.stop_ev.wait(self.interval)
-
-    def stop(self):
-        self.stop_ev.set()
-        self.join()
-        self.peak = max(self.peak, rss_kib(self.root))
-        return self.peak
 
 
 # ---- the servers
@@ -155,30 +46,7 @@ class Server:
         return "nbd://127.0.0.1:%d/%s" % (self.port, self.export(ident))
 
     def stop(self):
-        pids = tree(self.pid) if self.pid else []
-        for p in pids:
-            try:
-                os.kill(p, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        end = time.monotonic() + 20
-        while time.monotonic() < end and any(os.path.exists("/proc/%d" % p) and
-                                              _alive(p) for p in pids):
-            time.sleep(0.05)
-
-
-def _alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+        stop_tree(self.pid, self.proc, 20)
 
 
 class Nbdsrv(Server):
@@ -303,7 +171,7 @@ def many_clients(srv, n, size, ops=4):
     """n concurrent connections, each its own identity, each writing ops
     4 KiB blocks at offsets of its own then reading them back."""
     rss0 = rss_kib(srv.pid)
-    sampler = RssSampler(srv.pid)
+    sampler = RssSampler(srv.pid, 0.05)
     sampler.start()
     t0 = time.monotonic()
     hs = []

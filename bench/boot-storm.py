@@ -17,129 +17,18 @@ import json
 import os
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
+from serverproc import RssSampler, cpu_seconds, free_port, stop_tree, wait_listen, wait_pidfile
+
 MiB = 1 << 20
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def log(*a):
     print("boot-storm:", *a, file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_listen(port, proc=None, timeout=30):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError("server exited with %s at start-up" % proc.returncode)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("nothing listens on port %d after %d s" % (port, timeout))
-
-
-def wait_pidfile(path, timeout=30):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            s = open(path).read().strip()
-            if s:
-                return int(s)
-        except FileNotFoundError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("no pid file %s after %d s" % (path, timeout))
-
-
-# ---- /proc accounting over a process tree
-
-def _stat(pid):
-    with open("/proc/%d/stat" % pid, "rb") as f:
-        s = f.read()
-    rest = s[s.rindex(b")") + 2:].split()
-    # state ppid ... utime stime cutime cstime (fields 3, 4, 14-17)
-    return (rest[0], int(rest[1]), int(rest[11]), int(rest[12]),
-            int(rest[13]), int(rest[14]))
-
-
-def tree(root):
-    kids = {}
-    for e in os.scandir("/proc"):
-        if e.name.isdigit():
-            try:
-                kids.setdefault(_stat(int(e.name))[1], []).append(int(e.name))
-            except (OSError, ValueError, IndexError):
-                pass
-    out, todo = [], [root]
-    while todo and len(out) < 100000:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, []))
-    return out
-
-
-def cpu_seconds(root):
-    total = 0
-    for p in tree(root):
-        try:
-            _, _, ut, st, cut, cst = _stat(p)
-        except (OSError, ValueError, IndexError):
-            continue
-        total += ut + st + (cut + cst if p == root else 0)
-    return total / CLK_TCK
-
-
-def rss_bytes(pids):
-    total = 0
-    for p in pids:
-        try:
-            with open("/proc/%d/statm" % p, "rb") as f:
-                total += int(f.read().split()[1]) * PAGE
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
-
-
-class RssSampler(threading.Thread):
-    def __init__(self, root, interval=0.25):
-        super().__init__(daemon=True)
-        self.root, self.interval, self.peak = root, interval, 0
-        self.ev = threading.Event()
-
-    def run(self):
-        while not self.ev.is_set():
-            self.peak = max(self.peak, rss_bytes(tree(self.root)))
-            self.ev.wait(self.interval)
-
-    def stop(self):
-        self.ev.set()
-        self.join()
-        self.peak = max(self.peak, rss_bytes(tree(self.root)))
-        return self.peak
-
-
-def alive(pid):
-    try:
-        return _stat(pid)[0] != b"Z"
-    except (OSError, ValueError, IndexError):
-        return False
 
 
 # ---- the servers
@@ -162,27 +51,7 @@ class Server:
         return open(os.path.join(self.work, "log"), "w")
 
     def stop(self):
-        pids = tree(self.pid) if self.pid else []
-        for p in pids:
-            try:
-                os.kill(p, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        end = time.monotonic() + 30
-        while time.monotonic() < end and any(alive(p) for p in pids):
-            time.sleep(0.1)
-        for p in pids:
-            if alive(p):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        stop_tree(self.pid, self.proc, 30)
 
 
 class Nbdsrv(Server):
@@ -257,7 +126,7 @@ def storm(srv, args):
         cmd += ["--id", srv.id_prefix]
     cmd.append(args.trace)
     cpu0 = cpu_seconds(srv.pid)
-    sampler = RssSampler(srv.pid)
+    sampler = RssSampler(srv.pid, 0.25)
     sampler.start()
     try:
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -270,7 +139,7 @@ def storm(srv, args):
         raise RuntimeError("replay exited %d: %s" % (r.returncode, r.stderr.strip()[-400:]))
     res = json.loads(out[-1])
     res["server_cpu_s"] = cpu
-    res["server_rss_mib"] = peak / MiB
+    res["server_rss_mib"] = peak / 1024.0
     if r.stderr.strip():
         res["note"] = r.stderr.strip().splitlines()[-1][:200]
     return res

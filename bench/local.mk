@@ -1,5 +1,5 @@
 # bench: build fragment, included from the top-level Makefile.am
-EXTRA_DIST += bench/bench.sh bench/bench.py bench/README.md \
+EXTRA_DIST += bench/bench.sh bench/bench.py bench/serverproc.py bench/README.md \
 	bench/boot-storm.sh bench/boot-storm.py bench/data/debian-boot.trace.gz
 
 # The boot-storm replay client (bench/boot-storm.sh); not installed.
