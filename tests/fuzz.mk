@@ -31,12 +31,12 @@ fuzz_imgtool_flags = -I$(top_srcdir)/imgtool $(ZLIB_CFLAGS)
 
 EXTRA_DIST += tests/fuzz tests/fuzz_protocol.c tests/fuzz_config.c \
 	tests/fuzz_export_name.c tests/fuzz_cmdline.c tests/fuzz_modules.c \
-	tests/fuzz_cpio.c
+	tests/fuzz_cpio.c tests/fuzz.h
 CLEANFILES += $(FUZZ_TARGETS)
 
 fuzz-targets: $(FUZZ_TARGETS)
 
-tests/fuzz_protocol: $(srcdir)/tests/fuzz_protocol.c $(nbdsrv_nbdsrv_SOURCES) \
+tests/fuzz_protocol: $(srcdir)/tests/fuzz_protocol.c $(srcdir)/tests/fuzz.h $(nbdsrv_nbdsrv_SOURCES) \
 		$(fuzz_common_sources) $(fuzz_common_headers)
 	@$(MKDIR_P) tests
 	$(AM_V_CCLD)srcs=; for f in $(nbdsrv_nbdsrv_SOURCES); do \
@@ -71,7 +71,7 @@ tests/fuzz_cmdline: $(srcdir)/tests/fuzz_cmdline.c $(srcdir)/initrd/cmdline.c \
 		-I$(top_srcdir)/initrd -o $@ \
 		$(srcdir)/tests/fuzz_cmdline.c $(srcdir)/initrd/cmdline.c
 
-tests/fuzz_modules: $(srcdir)/tests/fuzz_modules.c $(srcdir)/imgtool/modules.c \
+tests/fuzz_modules: $(srcdir)/tests/fuzz_modules.c $(srcdir)/tests/fuzz.h $(srcdir)/imgtool/modules.c \
 		$(fuzz_imgtool_sources) $(srcdir)/imgtool/imgtool.h $(fuzz_common_headers)
 	@$(MKDIR_P) tests
 	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_CFLAGS) $(fuzz_imgtool_flags) -o $@ \

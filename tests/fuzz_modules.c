@@ -15,13 +15,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fuzz.h"
 #include "imgtool.h"
 
 #define MAX_NAMES 16
@@ -43,22 +43,10 @@ remove_files(void)
   }
 }
 
-static int
-rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-  (void)st;
-  (void)ftw;
-  if (type == FTW_DP)
-    rmdir(path);
-  else
-    unlink(path);
-  return 0;
-}
-
 static void
 cleanup(void)
 {
-  nftw(moddir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  fuzz_rm_rf(moddir);
 }
 
 static void

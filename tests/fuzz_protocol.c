@@ -53,7 +53,6 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +60,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fuzz.h"
 #include "log.h"
 #include "nbdsrv.h"
 
@@ -654,29 +654,11 @@ touch_images(void)
   }
 }
 
-static int
-rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-  (void)st;
-  (void)ftw;
-  if (type == FTW_DP)
-    rmdir(path);
-  else
-    unlink(path);
-  return 0;
-}
-
-static void
-rm_rf(const char *path)
-{
-  nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static void
 cleanup(void)
 {
   if (tmpdir[0])
-    rm_rf(tmpdir);
+    fuzz_rm_rf(tmpdir);
 }
 
 /* Descriptors open on our files (images, overlays, their directories):
@@ -759,7 +741,7 @@ self_test(void)
   n += put_request(s + n, NBD_CMD_FLUSH, 0, 0);
   run_serial(0, (const char *)s, n);
   overlay_janitor(true);
-  rm_rf(overlay_dir);
+  fuzz_rm_rf(overlay_dir);
   if (succeeded[NBD_CMD_WRITE] != 1 || succeeded[NBD_CMD_READ] != 1 ||
       succeeded[NBD_CMD_FLUSH] != 1)
     fail("self-test: a plain session failed (%u writes, %u reads, %u "
@@ -895,7 +877,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   if (nsqes)
     fail("%zu I/O operations left", nsqes);
   overlay_janitor(true);
-  rm_rf(overlay_dir);
+  fuzz_rm_rf(overlay_dir);
   if (open_files(false) > 0) {
     open_files(true);
     fail("descriptors left open after the input");
