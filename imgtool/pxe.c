@@ -595,12 +595,41 @@ loader_notes(struct buf *b, const struct pxe *x)
           x->dir);
 }
 
+/* What the DHCP files hand out: the iPXE script's URL and the boot
+ * loaders' TFTP paths. */
+struct boot_files {
+  char *script, *grub, *pxelinux0, *ipxe_efi, *undi;
+  char *pxelinux;   /* without ".0": dnsmasq's pxe-service adds it */
+};
+
+static void
+boot_files_get(const struct pxe *x, struct boot_files *f)
+{
+  f->script = ipxe_url(x, IPXE_SCRIPT);
+  f->grub = tftp_path(x, "grubx64.efi");
+  f->pxelinux0 = tftp_path(x, "pxelinux.0");
+  f->pxelinux = tftp_path(x, "pxelinux");
+  f->ipxe_efi = tftp_path(x, "ipxe.efi");
+  f->undi = tftp_path(x, "undionly.kpxe");
+}
+
+static void
+boot_files_free(struct boot_files *f)
+{
+  free(f->script);
+  free(f->grub);
+  free(f->pxelinux0);
+  free(f->pxelinux);
+  free(f->ipxe_efi);
+  free(f->undi);
+}
+
 static void
 write_dnsmasq_dhcp(struct buf *b, const struct pxe *x)
 {
-  char *script = ipxe_url(x, IPXE_SCRIPT), *grub = tftp_path(x, "grubx64.efi"),
-       *pxl = tftp_path(x, "pxelinux.0"), *ipxe_efi = tftp_path(x, "ipxe.efi"),
-       *undi = tftp_path(x, "undionly.kpxe");
+  struct boot_files f;
+
+  boot_files_get(x, &f);
 
   header(b, x, "dnsmasq-dhcp.conf: dnsmasq as the network's DHCP and TFTP "
                "server.");
@@ -640,21 +669,18 @@ write_dnsmasq_dhcp(struct buf *b, const struct pxe *x)
           "# use these two lines in place of the two above:\n"
           "#dhcp-boot=tag:!ipxe,tag:efi64,%s,,%s\n"
           "#dhcp-boot=tag:!ipxe,tag:!efi64,%s,,%s\n",
-          x->range_lo, x->range_hi, x->tftp_root, script, grub, x->tftp, pxl,
-          x->tftp, IPXE_SCRIPT, ipxe_efi, x->tftp, undi, x->tftp);
-  free(script);
-  free(grub);
-  free(pxl);
-  free(ipxe_efi);
-  free(undi);
+          x->range_lo, x->range_hi, x->tftp_root, f.script, f.grub, x->tftp,
+          f.pxelinux0, x->tftp, IPXE_SCRIPT, f.ipxe_efi, x->tftp, f.undi,
+          x->tftp);
+  boot_files_free(&f);
 }
 
 static void
 write_dnsmasq_proxy(struct buf *b, const struct pxe *x)
 {
-  char *script = ipxe_url(x, IPXE_SCRIPT), *grub = tftp_path(x, "grubx64.efi"),
-       *pxl = tftp_path(x, "pxelinux"), *ipxe_efi = tftp_path(x, "ipxe.efi"),
-       *undi = tftp_path(x, "undionly.kpxe");
+  struct boot_files f;
+
+  boot_files_get(x, &f);
 
   header(b, x, "dnsmasq-proxy.conf: dnsmasq as proxy-DHCP and TFTP server "
                "beside an existing DHCP server.");
@@ -704,21 +730,18 @@ write_dnsmasq_proxy(struct buf *b, const struct pxe *x)
           "#pxe-service=tag:!ipxe,x86PC,\"nbdroot %s (iPXE)\",%s\n"
           "#pxe-service=tag:!ipxe,BC_EFI,\"nbdroot %s (iPXE)\",%s\n"
           "#pxe-service=tag:!ipxe,x86-64_EFI,\"nbdroot %s (iPXE)\",%s\n",
-          x->tftp, x->tftp_root, script, x->export, pxl, x->export, grub,
-          x->export, grub, IPXE_SCRIPT, x->export, undi, x->export, ipxe_efi,
-          x->export, ipxe_efi);
-  free(script);
-  free(grub);
-  free(pxl);
-  free(ipxe_efi);
-  free(undi);
+          x->tftp, x->tftp_root, f.script, x->export, f.pxelinux, x->export, f.grub,
+          x->export, f.grub, IPXE_SCRIPT, x->export, f.undi, x->export, f.ipxe_efi,
+          x->export, f.ipxe_efi);
+  boot_files_free(&f);
 }
 
 static void
 write_dhcpd(struct buf *b, const struct pxe *x)
 {
-  char *script = ipxe_url(x, IPXE_SCRIPT), *grub = tftp_path(x, "grubx64.efi"),
-       *pxl = tftp_path(x, "pxelinux.0");
+  struct boot_files f;
+
+  boot_files_get(x, &f);
 
   header(b, x, "dhcpd.conf: boot settings for the ISC DHCP server "
                "(isc-dhcp-server).");
@@ -750,10 +773,8 @@ write_dhcpd(struct buf *b, const struct pxe *x)
           "} else {\n"
           "  filename \"%s\";\n"
           "}\n",
-          x->tftp, script, grub, pxl);
-  free(script);
-  free(grub);
-  free(pxl);
+          x->tftp, f.script, f.grub, f.pxelinux0);
+  boot_files_free(&f);
 }
 
 /* ---- writing ---- */
