@@ -8,19 +8,29 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
 status=0
+
+# logged_step NAME LOG LINES COMMAND...: runs COMMAND with its output in
+# LOG; says "NAME: passed", or shows the last LINES lines of LOG and counts
+# a failure.
+logged_step() {
+  name=$1 log=$2 lines=$3
+  shift 3
+  if "$@" >"$log" 2>&1; then
+    echo "$name: passed (log: $log)"
+  else
+    tail -n "$lines" "$log"
+    echo "$name: FAILED (whole log: $log)"
+    status=1
+  fi
+}
+
 (cd build && make -j2 check) || status=$?
 scripts/summarize-tests.sh build || status=1
 if [ "${NBDROOT_SKIP_DEMO:-0}" != 1 ]; then
   # Quick-start command 1, as a user runs it (on a port of its own, in
   # case something listens on 10809).
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  if NBDROOT_DEMO_PORT=$port scripts/demo.sh >build/demo.log 2>&1; then
-    echo "demo: passed (log: build/demo.log)"
-  else
-    tail -n 40 build/demo.log
-    echo "demo: FAILED (whole log: build/demo.log)"
-    status=1
-  fi
+  logged_step demo build/demo.log 40 env NBDROOT_DEMO_PORT="$port" scripts/demo.sh
 fi
 if [ "${NBDROOT_SKIP_DISTCHECK:-0}" != 1 ]; then
   # make distcheck: the tarball builds from read-only sources, installs
@@ -29,15 +39,11 @@ if [ "${NBDROOT_SKIP_DISTCHECK:-0}" != 1 ]; then
   # tests, about 2 minutes; the whole suite ran just above).  Root writes
   # to read-only directories at will: without CAP_DAC_OVERRIDE it cannot,
   # so a test that writes into the sources fails here.
-  if (cd build && timeout -k 30 1200 setpriv --inh-caps=-dac_override \
-        --bounding-set=-dac_override make -j2 distcheck TESTS='$(DISTCHECK_TESTS)') \
-       >build/distcheck.log 2>&1; then
-    echo "make distcheck: passed"
-  else
-    tail -n 60 build/distcheck.log
-    echo "make distcheck: FAILED (whole log: build/distcheck.log)"
-    status=1
-  fi
+  distcheck() {
+    (cd build && timeout -k 30 1200 setpriv --inh-caps=-dac_override \
+       --bounding-set=-dac_override make -j2 distcheck TESTS='$(DISTCHECK_TESTS)')
+  }
+  logged_step "make distcheck" build/distcheck.log 60 distcheck
 fi
 if [ "${NBDROOT_SKIP_FUZZ:-0}" != 1 ]; then
   # The fuzz targets: replays of past crashes, then FUZZ_SECONDS (30) of
