@@ -218,13 +218,6 @@ conn_close(struct conn *c, const char *why)
 
 /* ---- send ---- */
 
-/* What the one send in flight of a connection is doing. */
-enum send_kind {
-  SEND_IOV,      /* sendmsg of queued iovecs (headers, in-memory payloads) */
-  SEND_ZEROES,   /* sendmsg of a zero segment of a spliced reply */
-  SEND_SPLICE,   /* waiting for POLLOUT amid a spliced reply */
-};
-
 static const char zero_buf[64 << 10];
 
 static void send_next(struct conn *c);
@@ -318,7 +311,6 @@ submit_zeroes(struct conn *c, struct outmsg *m)
     c->send_iov[n++] = (struct iovec){ (void *)zero_buf, piece };
     left -= piece;
   }
-  c->sending = SEND_ZEROES;
   submit_sendmsg(c, n, msg_more_after(m, m->splice_segs[m->splice_cur].len - left)
                            ? MSG_MORE : 0);
 }
@@ -334,7 +326,6 @@ submit_poll_out(struct conn *c)
     sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(sqe, ud_conn(UD_POLL_OUT, c));
   c->send_inflight = true;
-  c->sending = SEND_SPLICE;
 }
 
 /* Sends the file segments of m, file -> pipe -> socket, right here with
@@ -417,7 +408,6 @@ conn_send(struct conn *c)
       break;
     }
   }
-  c->sending = SEND_IOV;
   submit_sendmsg(c, n, more);
 }
 
@@ -469,7 +459,10 @@ send_done(struct conn *c, int res)
     conn_close(c, res == -EPIPE || res == -ECONNRESET ? NULL : "send failed");
     return;
   }
-  if (c->sending == SEND_ZEROES) {
+  /* A sendmsg either gathers queued iovecs, and then the head message
+   * still had some to send, or sends a zero segment of a spliced reply,
+   * whose iovecs were all sent: the head tells which it was. */
+  if (msg_iov_sent(c->out_head) && c->out_head->splice_segs) {
     msg_advance_segment(c->out_head, (uint32_t)res);
     pop_if_sent(c);
     send_next(c);

@@ -359,7 +359,6 @@ struct conn {
   /* splice of a large read reply: a pipe, created on first use */
   int pipe_fd[2];
   uint32_t pipe_size, pipe_fill;   /* capacity; bytes in the pipe */
-  uint8_t sending;                 /* enum send_kind of the send in flight */
   unsigned inflight_reqs;
   size_t inflight_bytes;
   time_t connected;
