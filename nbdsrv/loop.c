@@ -782,6 +782,15 @@ worker_begin_stop(struct worker *w)
 static void
 close_kicked(struct worker *w)
 {
+  bool pending;
+
+  /* Most wakes hand over a connection; only a kick needs the scan. */
+  pthread_mutex_lock(&w->conns_lock);
+  pending = w->kick_pending;
+  w->kick_pending = false;
+  pthread_mutex_unlock(&w->conns_lock);
+  if (!pending)
+    return;
   for (unsigned i = 0; i < w->nslots && i <= w->max_slot; i++) {
     struct conn *c = w->conns[i];
     bool kick;
@@ -824,6 +833,8 @@ workers_kick(const char *who)
         mine++;
       }
     }
+    if (mine)
+      w->kick_pending = true;
     pthread_mutex_unlock(&w->conns_lock);
     if (mine && write(w->wake_fd, &one, sizeof one) < 0)
       log_err("cannot wake worker %u: %s", i, strerror(errno));

@@ -382,6 +382,7 @@ struct worker {
   /* Held by the worker while it adds or frees a connection, and by the
    * control socket while it reads them (ctl.c). */
   pthread_mutex_t conns_lock;
+  bool kick_pending;             /* some conn->kick is set (conns_lock) */
   bool stop_requested;           /* with a wake: begin stopping */
   /* Sockets other workers accepted for this one (with a wake). */
   pthread_mutex_t mbox_lock;
