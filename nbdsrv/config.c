@@ -204,17 +204,13 @@ exports_current(void)
   return &building;
 }
 
-unsigned
-config_export_count(void)
-{
-  return exports_current()->n;
-}
-
 const struct export *
-config_export_at(unsigned i)
+config_exports(unsigned *n)
 {
   const struct export_set *set = exports_current();
-  return i < set->n ? &set->v[i] : NULL;
+
+  *n = set->n;
+  return set->v;
 }
 
 static void

@@ -127,8 +127,12 @@ lookup_export(struct conn *c, const char *name, size_t len,
     *err = NBD_REP_ERR_INVALID;
     return NULL;
   }
-  if (!req->name[0] && config_export_count() == 1)
-    snprintf(req->name, sizeof req->name, "%s", config_export_at(0)->name);
+  if (!req->name[0]) {
+    unsigned n;
+    const struct export *all = config_exports(&n);
+    if (n == 1)
+      snprintf(req->name, sizeof req->name, "%s", all[0].name);
+  }
   exp = config_find_export(req->name);
   if (!exp) {
     *err = NBD_REP_ERR_UNKNOWN;
@@ -318,12 +322,15 @@ opt_export_name(struct conn *c)
 static void
 opt_list(struct conn *c)
 {
+  unsigned count;
+  const struct export *all = config_exports(&count);
+
   if (c->opt_len != 0) {
     opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
     return;
   }
-  for (unsigned i = 0, count = config_export_count(); i < count; i++) {
-    const struct export *e = config_export_at(i);
+  for (unsigned i = 0; i < count; i++) {
+    const struct export *e = &all[i];
     size_t n = strlen(e->name), dn = strlen(e->description);
     char buf[4 + sizeof e->name + sizeof e->description];
     uint32_t len = htobe32(n);

@@ -162,9 +162,10 @@ int config_start(void);
  * broken configuration is refused (logged) and the old one stays. */
 int config_reload(void);
 void config_free_cli(void);
-/* The exports new clients may ask for (the latest reload's). */
-unsigned config_export_count(void);
-const struct export *config_export_at(unsigned i);
+/* The exports new clients may ask for (the latest reload's), *n of them.
+ * One call gives one consistent set, valid for ever (a reload publishes
+ * a new one and keeps this). */
+const struct export *config_exports(unsigned *n);
 /* Reads one config file into config (used by config_parse_args; the fuzz
  * target calls it directly).  Errors go to stderr; returns 0 or -errno. */
 int config_file_parse(const char *file);

@@ -367,8 +367,11 @@ overlay_peek_size(const struct export *exp, const char *id, uint64_t *size)
 static void
 sweep_ephemeral_orphans(void)
 {
-  for (unsigned i = 0, n = config_export_count(); i < n; i++) {
-    const struct export *e = config_export_at(i);
+  unsigned n;
+  const struct export *all = config_exports(&n);
+
+  for (unsigned i = 0; i < n; i++) {
+    const struct export *e = &all[i];
     char dir[PATH_MAX];
     struct dirent *de;
     DIR *d;
