@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "nbdsrv.h"
 
@@ -88,4 +89,20 @@ conn_stop_input(struct conn *c)
     free(c->cur);
     c->cur = NULL;
   }
+}
+
+struct conn *
+conn_alloc(struct worker *w, int fd)
+{
+  struct conn *c = calloc(1, sizeof *c);
+
+  if (!c)
+    return NULL;
+  c->w = w;
+  c->fd = fd;
+  c->out_tail = &c->out_head;
+  c->connected = time(NULL);
+  /* A reload changes it for connections that come after. */
+  c->max_request = config.max_request;
+  return c;
 }

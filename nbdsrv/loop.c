@@ -629,19 +629,13 @@ conn_setup(struct worker *w, int res)
     ;
   if (slot > w->max_slot)
     w->max_slot = slot;
-  c = calloc(1, sizeof *c);
+  c = conn_alloc(w, res);
   if (!c) {
     close(res);
     return;
   }
-  c->w = w;
   c->slot = slot;
   c->gen = ++w->next_gen;
-  c->fd = res;
-  c->out_tail = &c->out_head;
-  c->connected = time(NULL);
-  /* A reload changes it for connections that come after. */
-  c->max_request = config.max_request;
   if (getpeername(res, (struct sockaddr *)&ss, &sl) == 0) {
     if (ss.ss_family == AF_INET)
       inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof c->peer);

@@ -458,6 +458,9 @@ int ctl_main(int argc, char **argv);
 /* ---- input.c ---- */
 /* Feeds len received bytes to the protocol state machine. */
 void conn_input(struct conn *c, const char *p, size_t len);
+/* A new connection of worker w on socket fd (-1: none), in no state yet
+ * (handshake_start() begins it); NULL when out of memory. */
+struct conn *conn_alloc(struct worker *w, int fd);
 /* The first half of closing a connection: no more input is taken, and a
  * write whose payload was still arriving is dropped. */
 void conn_stop_input(struct conn *c);

@@ -491,16 +491,10 @@ static const char *const peers[] = { "192.0.2.10", "192.0.2.66",
 static struct conn *
 conn_new(unsigned peer)
 {
-  struct conn *c = calloc(1, sizeof *c);
+  struct conn *c = conn_alloc(&worker, -1);
 
   if (!c)
     fail("out of memory");
-  /* As accept_done() in loop.c. */
-  c->w = &worker;
-  c->fd = -1;
-  c->out_tail = &c->out_head;
-  c->connected = time(NULL);
-  c->max_request = config.max_request;
   snprintf(c->peer, sizeof c->peer, "%s", peers[peer & 3]);
   if (limits_enter(c->peer))
     fail("connection limits reached: connections were not counted out");
