@@ -233,7 +233,6 @@ pop_head(struct conn *c)
   m->free(m);
 }
 
-
 static int
 conn_sock(const struct conn *c)
 {
@@ -262,7 +261,8 @@ msg_iov_sent(const struct outmsg *m)
   return m->iov_first == m->niov;
 }
 
-/* Bytes of m's spliced payload after the current segment's first n. */
+/* Whether m's spliced payload goes on after the current segment's first
+ * n bytes (then the socket is told more is coming). */
 static bool
 msg_more_after(const struct outmsg *m, uint32_t n)
 {
