@@ -415,7 +415,11 @@ void
 conn_queue(struct conn *c, struct outmsg *m)
 {
   if (c->closing) {
+    /* The reply of the last request a closing connection waited for:
+     * nobody else will free it.  (Inside conn_input() the armed recv
+     * keeps it alive.) */
     m->free(m);
+    conn_try_free(c);
     return;
   }
   m->next = NULL;

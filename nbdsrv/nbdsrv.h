@@ -429,6 +429,8 @@ void workers_join(void);
 
 /* Used by handshake.c / transmit.c. */
 struct io_uring_sqe *loop_get_sqe(struct worker *w);
+/* Sends m after what is queued; on a closing connection drops it, and the
+ * connection may be freed by that. */
 void conn_queue(struct conn *c, struct outmsg *m);
 void conn_close(struct conn *c, const char *why);
 void conn_recv_more(struct conn *c);
