@@ -158,23 +158,6 @@ lookup_export(struct conn *c, const char *name, size_t len,
   return exp;
 }
 
-/* Attaches the connection to its export and overlay: end of handshake. */
-static int
-attach(struct conn *c, const struct export *exp,
-       const struct export_request *req, const char **why)
-{
-  int r = overlay_acquire(exp, req->id, req->boot_id, &c->ovl, why);
-
-  if (r < 0)
-    return r;
-  c->exp = exp;
-  c->size = c->ovl->file.info.size;
-  c->eflags = export_flags(c);
-  log_info("%s: export %s, overlay %s (%s)", c->peer, exp->name, req->id,
-           policy_name(exp->policy));
-  return 0;
-}
-
 static void
 enter_transmission(struct conn *c)
 {
@@ -228,7 +211,22 @@ send_info_block_size(struct conn *c)
   opt_reply(c, NBD_REP_INFO, buf, sizeof buf);
 }
 
+/* The successful reply to NBD_OPT_INFO and NBD_OPT_GO. */
 static void
+send_info(struct conn *c, uint64_t size)
+{
+  send_info_export(c, size, export_flags(c));
+  if (c->want_name)
+    send_info_string(c, NBD_INFO_NAME, c->exp->name);
+  if (c->want_desc && c->exp->description[0])
+    send_info_string(c, NBD_INFO_DESCRIPTION, c->exp->description);
+  send_info_block_size(c);
+  opt_reply(c, NBD_REP_ACK, NULL, 0);
+}
+
+/* Returns true when the connection went to attach_begin(), which goes on
+ * with it (handshake_attached). */
+static bool
 opt_info_go(struct conn *c)
 {
   const char *d = c->opt_data, *why = NULL;
@@ -236,61 +234,48 @@ opt_info_go(struct conn *c)
   uint16_t nreq;
   struct export_request req;
   const struct export *exp;
-  bool want_name = false, want_desc = false;
   uint64_t size;
 
   if (c->opt_len < 6) {
     opt_error(c, NBD_REP_ERR_INVALID, "option too short");
-    return;
+    return false;
   }
   memcpy(&namelen, d, 4);
   namelen = be32toh(namelen);
   if (namelen > c->opt_len - 6) {
     opt_error(c, NBD_REP_ERR_INVALID, "export name length exceeds the option");
-    return;
+    return false;
   }
   memcpy(&nreq, d + 4 + namelen, 2);
   nreq = be16toh(nreq);
   if (c->opt_len != 6 + namelen + 2u * nreq) {
     opt_error(c, NBD_REP_ERR_INVALID, "option length does not match its information requests");
-    return;
+    return false;
   }
+  c->want_name = c->want_desc = false;
   for (unsigned i = 0; i < nreq; i++) {
     uint16_t t;
     memcpy(&t, d + 6 + namelen + 2 * i, 2);
     t = be16toh(t);
-    want_name |= t == NBD_INFO_NAME;
-    want_desc |= t == NBD_INFO_DESCRIPTION;
+    c->want_name |= t == NBD_INFO_NAME;
+    c->want_desc |= t == NBD_INFO_DESCRIPTION;
   }
   exp = lookup_export(c, d + 4, namelen, &req, &err, &why);
   if (!exp) {
     opt_error(c, err, why);
-    return;
+    return false;
   }
+  c->exp = exp;
   if (c->opt == NBD_OPT_GO) {
-    if (attach(c, exp, &req, &why) < 0) {
-      opt_error(c, NBD_REP_ERR_PLATFORM, why);
-      return;
-    }
-    size = c->size;
-  } else {
-    if (overlay_peek_size(exp, req.id, &size) < 0) {
-      opt_error(c, NBD_REP_ERR_PLATFORM, "the export's image cannot be opened (see the server log)");
-      return;
-    }
-    c->exp = exp; /* for export_flags() only */
+    attach_begin(c, exp, &req);
+    return true;
   }
-  send_info_export(c, size, export_flags(c));
-  if (want_name)
-    send_info_string(c, NBD_INFO_NAME, exp->name);
-  if (want_desc && exp->description[0])
-    send_info_string(c, NBD_INFO_DESCRIPTION, exp->description);
-  send_info_block_size(c);
-  opt_reply(c, NBD_REP_ACK, NULL, 0);
-  if (c->opt == NBD_OPT_GO)
-    enter_transmission(c);
+  if (overlay_peek_size(exp, req.id, &size) < 0)
+    opt_error(c, NBD_REP_ERR_PLATFORM, "the export's image cannot be opened (see the server log)");
   else
-    c->exp = NULL;
+    send_info(c, size); /* c->exp was for export_flags() only */
+  c->exp = NULL;
+  return false;
 }
 
 static void
@@ -300,15 +285,23 @@ opt_export_name(struct conn *c)
   uint32_t err;
   struct export_request req;
   const struct export *exp;
-  unsigned char buf[sizeof(struct nbd_export_name_reply) + 124];
-  struct nbd_export_name_reply *r = (void *)buf;
 
   exp = lookup_export(c, c->opt_data, c->opt_len, &req, &err, &why);
-  if (!exp || attach(c, exp, &req, &why) < 0) {
+  if (!exp) {
     /* NBD_OPT_EXPORT_NAME has no error reply: the spec says disconnect. */
     conn_close(c, why);
     return;
   }
+  c->exp = exp;
+  attach_begin(c, exp, &req);
+}
+
+static void
+send_export_name_reply(struct conn *c)
+{
+  unsigned char buf[sizeof(struct nbd_export_name_reply) + 124];
+  struct nbd_export_name_reply *r = (void *)buf;
+
   memset(buf, 0, sizeof buf);
   r->exportsize = htobe64(c->size);
   r->eflags = htobe16(c->eflags);
@@ -316,7 +309,34 @@ opt_export_name(struct conn *c)
    * only sizeof m->hdr (40) bytes. */
   queue_copy(c, buf, sizeof *r, buf + sizeof *r,
              c->no_zeroes ? 0 : sizeof buf - sizeof *r);
-  enter_transmission(c);
+}
+
+/* The end of NBD_OPT_GO and NBD_OPT_EXPORT_NAME, once attach.c has the
+ * overlay. */
+void
+handshake_attached(struct conn *c, int r, const char *why)
+{
+  if (r < 0) {
+    c->exp = NULL;
+    if (c->opt == NBD_OPT_EXPORT_NAME) {
+      conn_close(c, why); /* no error reply there */
+      return;
+    }
+    opt_error(c, NBD_REP_ERR_PLATFORM, why);
+    if (!c->closing)
+      expect_option(c);
+    return;
+  }
+  c->size = c->ovl->file.info.size;
+  c->eflags = export_flags(c);
+  log_info("%s: export %s, overlay %s (%s)", c->peer, c->exp->name,
+           strchr(c->ovl->key, '/') + 1, policy_name(c->exp->policy));
+  if (c->opt == NBD_OPT_EXPORT_NAME)
+    send_export_name_reply(c);
+  else
+    send_info(c, c->size);
+  if (!c->closing)
+    enter_transmission(c);
 }
 
 static void
@@ -476,7 +496,7 @@ handshake_option(struct conn *c)
   switch (c->opt) {
   case NBD_OPT_EXPORT_NAME:
     opt_export_name(c);
-    return; /* transmission or closed */
+    return; /* attaching, transmission or closed */
   case NBD_OPT_ABORT:
     opt_reply(c, NBD_REP_ACK, NULL, 0);
     c->disc = true;
@@ -495,9 +515,8 @@ handshake_option(struct conn *c)
     break;
   case NBD_OPT_INFO:
   case NBD_OPT_GO:
-    opt_info_go(c);
-    if (c->phase == PHASE_TRANSMIT)
-      return;
+    if (opt_info_go(c))
+      return; /* handshake_attached() decides what comes next */
     break;
   case NBD_OPT_LIST_META_CONTEXT:
   case NBD_OPT_SET_META_CONTEXT:

@@ -14,6 +14,32 @@
 
 #include "nbdsrv.h"
 
+/* A client has no reason to send anything before the reply to its
+ * NBD_OPT_GO (it does not know the export's size and flags yet); some
+ * pipelining is tolerated, a flood is not. */
+#define STASH_MAX (64u << 10)
+
+/* Keeps bytes that came while the connection waited for its overlay. */
+static int
+stash(struct conn *c, const char *p, size_t len)
+{
+  char *n;
+
+  if (len > STASH_MAX - c->stash_len) {
+    conn_close(c, "client sent more than 64 KiB before its NBD_OPT_GO was answered");
+    return -1;
+  }
+  n = realloc(c->stash, c->stash_len + len);
+  if (!n) {
+    conn_close(c, "out of memory");
+    return -1;
+  }
+  memcpy(n + c->stash_len, p, len);
+  c->stash = n;
+  c->stash_len += len;
+  return 0;
+}
+
 /* Feeds received bytes to the protocol state machine. */
 void
 conn_input(struct conn *c, const char *p, size_t len)
@@ -68,10 +94,29 @@ conn_input(struct conn *c, const char *p, size_t len)
       if (c->cur->payload_have == c->cur->count)
         transmit_payload_done(c);
       break;
+    case IN_ATTACHING:
+      if (stash(c, p, len) < 0)
+        return;
+      len = 0;
+      break;
     case IN_DEAD:
       break;
     }
   }
+}
+
+void
+conn_input_resume(struct conn *c)
+{
+  char *p = c->stash;
+  size_t len = c->stash_len;
+
+  if (!p)
+    return;
+  c->stash = NULL;
+  c->stash_len = 0;
+  conn_input(c, p, len);
+  free(p);
 }
 
 void

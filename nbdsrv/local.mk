@@ -10,6 +10,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/pagecache.c \
 	nbdsrv/overlay.c \
 	nbdsrv/loop.c \
+	nbdsrv/attach.c \
 	nbdsrv/input.c \
 	nbdsrv/trace.c \
 	nbdsrv/ctl.c \

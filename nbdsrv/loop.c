@@ -177,7 +177,8 @@ conn_try_free(struct conn *c)
 {
   struct worker *w = c->w;
 
-  if (!c->closing || c->recv_armed || c->send_inflight || c->inflight_reqs)
+  if (!c->closing || c->recv_armed || c->send_inflight || c->inflight_reqs ||
+      c->attach_job)
     return;
   /* Out of the table first: the control socket reads it, overlay and
    * all, under conns_lock. */
@@ -186,6 +187,7 @@ conn_try_free(struct conn *c)
   pthread_mutex_unlock(&w->conns_lock);
   conn_free_queue(c);
   free(c->opt_data);
+  free(c->stash);
   if (c->pipe_size) {
     close(c->pipe_fd[0]);
     close(c->pipe_fd[1]);
@@ -210,6 +212,7 @@ conn_close(struct conn *c, const char *why)
   if (!c->closing && why)
     log_info("closing connection from %s: %s", c->peer, why);
   conn_stop_input(c);
+  attach_cancel(c);
   cancel_recv(c);
   /* Wake a blocked send and make later ones fail fast. */
   shutdown(c->fd, SHUT_RDWR);
@@ -920,13 +923,14 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
     return;
   case UD_WAKE:
     KERNEL_WROTE(&w->wake_buf, sizeof w->wake_buf);
-    if (__atomic_load_n(&w->stop_requested, __ATOMIC_ACQUIRE)) {
+    if (!w->stopping && __atomic_load_n(&w->stop_requested, __ATOMIC_ACQUIRE))
       worker_begin_stop(w);
-    } else {
-      adopt_connections(w);
-      close_kicked(w);
+    adopt_connections(w);   /* when stopping, closes them */
+    attach_collect(w);
+    close_kicked(w);
+    /* A stopping worker listens only for the overlays it waits for. */
+    if (!w->stopping || w->attaching)
       arm_wake(w);
-    }
     return;
   case UD_TICK:
     tick_done(w);
@@ -1122,16 +1126,20 @@ worker_main(void *arg)
 int
 workers_start(const int *fds, unsigned nfds, unsigned nthreads)
 {
+  int r;
+
   listen_fds = fds;
   nlisten_fds = nfds;
   nworkers = nthreads;
   workers = calloc(nthreads, sizeof *workers);
   if (!workers)
     return -ENOMEM;
+  r = attach_thread_start();
+  if (r < 0)
+    return r;
   for (unsigned i = 0; i < nthreads; i++) {
     struct worker *w = &workers[i];
     sigset_t all, old;
-    int r;
 
     w->id = i;
     pthread_mutex_init(&w->conns_lock, NULL);
@@ -1187,7 +1195,7 @@ workers_join(void)
     free(w->bufs);
     free(w->conns);
     close(w->wake_fd);
-    /* Connections handed over as it stopped: nobody serves them now. */
+    /* Connections handed over after it stopped: nobody serves them. */
     for (unsigned j = 0; j < w->mbox_n; j++)
       close(w->mbox[j]);
     free(w->mbox);
@@ -1196,4 +1204,6 @@ workers_join(void)
   }
   free(workers);
   workers = NULL;
+  /* Last: a worker only stops once its connections' jobs came back. */
+  attach_thread_stop();
 }

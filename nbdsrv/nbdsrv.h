@@ -218,6 +218,9 @@ struct overlay {
   unsigned refs;                 /* connections using it */
   time_t idle_since;             /* when refs dropped to 0 */
   bool detached;                 /* replaced by a reset: files not ours */
+  bool opening, closing;         /* files being opened or closed, outside
+                                    registry_lock: wait (overlay.c) */
+  struct overlay *next_closing;  /* the janitor's list */
   /* Journal records of completed writes not yet in the map file; each
    * carries the write's sequence number so that a flush appends exactly
    * the records whose data its fdatasync covered. */
@@ -229,9 +232,17 @@ struct overlay {
   uint64_t requests, bytes_read, bytes_written;
 };
 
+/* The overlay of client id on exp, with a reference; opens or creates it
+ * (file system calls, and a wait while another thread opens or closes
+ * it: only the attach thread calls this).  Returns 0, or -errno with *why
+ * saying what is wrong. */
 int overlay_acquire(const struct export *exp, const char *id,
                     const char *boot_id, struct overlay **out,
                     const char **why);
+/* The same when the overlay is open and in use or idle, without waiting
+ * and without file I/O (the event loops call it); -EAGAIN otherwise. */
+int overlay_lookup(const struct export *exp, const char *id,
+                   const char *boot_id, struct overlay **out);
 void overlay_release(struct overlay *ov);
 /* Size the client would see, without creating anything (NBD_OPT_INFO). */
 int overlay_peek_size(const struct export *exp, const char *id,
@@ -327,6 +338,8 @@ enum in_state {
   IN_OPT_DISCARD,                /* oversized option: skip, then TOO_BIG */
   IN_REQ_HEADER,                 /* 28 bytes */
   IN_REQ_PAYLOAD,
+  IN_ATTACHING,                  /* NBD_OPT_GO waits for the overlay:
+                                    keep what comes (attach.c) */
   IN_DEAD,                       /* ignore everything: closing */
 };
 
@@ -351,6 +364,12 @@ struct conn {
   uint64_t size;
   uint16_t eflags;
   uint32_t max_request;          /* announced in NBD_INFO_BLOCK_SIZE */
+  bool want_name, want_desc;     /* NBD_OPT_GO asked for these infos */
+  /* While the attach thread opens the overlay: its job (which keeps the
+   * connection from being freed), and the bytes that came meanwhile. */
+  struct attach_job *attach_job;
+  char *stash;
+  size_t stash_len;
   /* output queue; one send (a sendmsg, or a pair of splices) in flight at
    * a time keeps the stream whole */
   struct outmsg *out_head, **out_tail;
@@ -389,6 +408,10 @@ struct worker {
   pthread_mutex_t mbox_lock;
   int *mbox;
   unsigned mbox_n, mbox_cap;
+  /* Overlays the attach thread opened for this worker's connections
+   * (mbox_lock, with a wake), and how many it still works on. */
+  struct attach_job *attached;
+  unsigned attaching;
   uint32_t next_gen;
   unsigned ops_inflight;         /* SQEs whose CQE we still expect */
   bool accept_armed, stopping;
@@ -438,6 +461,21 @@ void conn_recv_more(struct conn *c);
 int conn_pipe(struct conn *c);
 uint64_t loop_req_data(struct request *r, unsigned seg);
 
+/* ---- attach.c ---- */
+
+/* The thread that opens overlays for the event loops. */
+int attach_thread_start(void);
+void attach_thread_stop(void);
+/* NBD_OPT_GO or NBD_OPT_EXPORT_NAME: attaches c to its overlay, now when
+ * it is open, else once the attach thread opened it; then calls
+ * handshake_attached().  c reads no input until then. */
+void attach_begin(struct conn *c, const struct export *exp,
+                  const struct export_request *req);
+/* c is closing: its job, if any, need not open anything. */
+void attach_cancel(struct conn *c);
+/* On a wake: goes on with the connections whose overlay is ready. */
+void attach_collect(struct worker *w);
+
 /* ---- trace.c ---- */
 int trace_open(const char *path);
 void trace_close(void);
@@ -466,12 +504,17 @@ struct conn *conn_alloc(struct worker *w, int fd);
 /* The first half of closing a connection: no more input is taken, and a
  * write whose payload was still arriving is dropped. */
 void conn_stop_input(struct conn *c);
+/* Feeds what came while c waited for its overlay (IN_ATTACHING). */
+void conn_input_resume(struct conn *c);
 
 /* ---- handshake.c ---- */
 void handshake_start(struct conn *c);
 /* Handles a complete option (c->opt, c->opt_data, c->opt_len). */
 void handshake_option(struct conn *c);
 void handshake_discarded(struct conn *c);
+/* attach_begin()'s answer: c->ovl is set when r is 0, else why says what
+ * failed. */
+void handshake_attached(struct conn *c, int r, const char *why);
 
 /* ---- transmit.c ---- */
 /* Called with a complete request header in c->hdr. */

@@ -13,9 +13,19 @@
  * syncs and closes it (or deletes it), keeping blocking I/O out of the
  * event loops.
  *
- * Locking.  registry_lock guards the registry and refcounts;
- * ov->lock guards the map, the pending journal records and the journal
- * file offset.  Base and data reads are done by io_uring outside any lock.
+ * Opening.  Overlays are opened and created by the attach thread
+ * (attach.c), never by an event loop, and never under registry_lock: the
+ * overlay goes into the registry first, marked opening, so that a second
+ * connection of the client waits for it instead of opening it again, and
+ * the janitor, a reset and the ephemeral sweep leave it alone.  The
+ * janitor marks an overlay it closes the same way (closing) until its
+ * files are synced and closed: a reconnect in between waits, rather than
+ * opening files that are still being written.
+ *
+ * Locking.  registry_lock guards the registry, refcounts and the opening
+ * and closing marks (registry_cond tells when a mark goes); ov->lock
+ * guards the map, the pending journal records and the journal file
+ * offset.  Base and data reads are done by io_uring outside any lock.
  *
  * Writes.  A write that covers whole blocks goes to the data file
  * asynchronously; when it completed, its blocks are marked OVL_DATA in the
@@ -46,6 +56,7 @@
 #include "util.h"
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t registry_cond = PTHREAD_COND_INITIALIZER;
 
 /* The registry: a hash table of chains, so that finding a client's
  * overlay costs the same with 10 clients as with 10000. */
@@ -253,6 +264,37 @@ overlay_open(struct overlay *ov, const char *boot_id, const char **why)
   return 0;
 }
 
+/* Whether a new boot of a reset-on-boot client finds ov from its last
+ * boot (then it needs a fresh overlay). */
+static bool
+is_previous_boot(const struct overlay *ov, const struct export *exp,
+                 const char *boot_id)
+{
+  return exp->policy == POLICY_RESET_ON_BOOT &&
+         strcmp(ov->file.info.boot_id, boot_id) != 0;
+}
+
+int
+overlay_lookup(const struct export *exp, const char *id, const char *boot_id,
+               struct overlay **out)
+{
+  char key[sizeof ((struct overlay *)0)->key];
+  struct overlay *ov;
+
+  snprintf(key, sizeof key, "%s/%s", exp->name, id);
+  pthread_mutex_lock(&registry_lock);
+  ov = *registry_find(key);
+  if (!ov || ov->opening || ov->closing || is_previous_boot(ov, exp, boot_id)) {
+    pthread_mutex_unlock(&registry_lock);
+    return -EAGAIN;
+  }
+  ov->exp = exp;   /* see overlay_acquire */
+  ov->refs++;
+  pthread_mutex_unlock(&registry_lock);
+  *out = ov;
+  return 0;
+}
+
 int
 overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
                 struct overlay **out, const char **why)
@@ -263,10 +305,14 @@ overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
 
   snprintf(key, sizeof key, "%s/%s", exp->name, id);
   pthread_mutex_lock(&registry_lock);
-  pp = registry_find(key);
-  ov = *pp;
-  if (ov && exp->policy == POLICY_RESET_ON_BOOT &&
-      strcmp(ov->file.info.boot_id, boot_id) != 0) {
+  for (;;) {
+    pp = registry_find(key);
+    ov = *pp;
+    if (!ov || (!ov->opening && !ov->closing))
+      break;
+    pthread_cond_wait(&registry_cond, &registry_lock);
+  }
+  if (ov && is_previous_boot(ov, exp, boot_id)) {
     /* A new boot of a client whose previous boot may still hold
      * connections: those keep the old (now detached) overlay until they
      * go; the new boot gets a fresh one. */
@@ -293,7 +339,7 @@ overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
     return -ENOMEM;
   }
   pthread_mutex_init(&ov->lock, NULL);
-  ov->file.map_fd = ov->file.data_fd = -1;
+  ov->file.map_fd = ov->file.data_fd = ov->file.dir_fd = -1;
   ov->exp = exp;
   snprintf(ov->key, sizeof ov->key, "%s", key);
   if (format_path(ov->prefix, sizeof ov->prefix, "%s/%s/%s",
@@ -303,19 +349,27 @@ overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
     *why = "overlay path too long";
     return -ENAMETOOLONG;
   }
-  /* Opening under registry_lock keeps two first connections of one client
-   * from creating the overlay twice.  It is rare (once per client). */
-  r = overlay_open(ov, boot_id, why);
-  if (r < 0) {
-    pthread_mutex_unlock(&registry_lock);
-    overlay_free(ov);
-    return r;
-  }
+  /* In the registry, marked opening, while the files are opened without
+   * the lock: see the top of this file. */
+  ov->opening = true;
   ov->refs = 1;
   pp = registry_chain(key);
   ov->next = *pp;
   *pp = ov;
   pthread_mutex_unlock(&registry_lock);
+
+  r = overlay_open(ov, boot_id, why);
+
+  pthread_mutex_lock(&registry_lock);
+  ov->opening = false;
+  if (r < 0)
+    *registry_find(key) = ov->next;
+  pthread_cond_broadcast(&registry_cond);
+  pthread_mutex_unlock(&registry_lock);
+  if (r < 0) {
+    overlay_free(ov);
+    return r;
+  }
   *out = ov;
   return 0;
 }
@@ -416,24 +470,25 @@ overlay_janitor(bool force)
     swept = true;
   }
 
+  /* The overlays whose time has come are marked closing and listed on
+   * their own link (they stay in the registry until they are closed). */
   pthread_mutex_lock(&registry_lock);
   for (size_t i = 0; i < REGISTRY_BUCKETS; i++) {
-    for (pp = &registry[i]; (ov = *pp);) {
+    for (ov = registry[i]; ov; ov = ov->next) {
       unsigned wait = ov->exp->policy == POLICY_EPHEMERAL
                           ? config.ephemeral_linger : config.idle_close;
-      if (ov->refs == 0 && (force || now - ov->idle_since >= (time_t)wait)) {
-        *pp = ov->next;
-        ov->next = done;
+      if (ov->refs == 0 && !ov->opening &&
+          (force || now - ov->idle_since >= (time_t)wait)) {
+        ov->closing = true;
+        ov->next_closing = done;
         done = ov;
-      } else {
-        pp = &ov->next;
       }
     }
   }
   pthread_mutex_unlock(&registry_lock);
 
   while ((ov = done)) {
-    done = ov->next;
+    done = ov->next_closing;
     if (ov->exp->policy == POLICY_EPHEMERAL && !force) {
       int r = ovl_file_remove(ov->prefix);
       if (r < 0)
@@ -445,6 +500,12 @@ overlay_janitor(bool force)
       overlay_sync_all(ov);
       log_debug("overlay %s: closed (idle)", ov->prefix);
     }
+    pthread_mutex_lock(&registry_lock);
+    for (pp = registry_chain(ov->key); *pp != ov; pp = &(*pp)->next)
+      ;
+    *pp = ov->next;
+    pthread_cond_broadcast(&registry_cond);
+    pthread_mutex_unlock(&registry_lock);
     overlay_free(ov);
   }
 }
@@ -472,6 +533,11 @@ overlay_reset(const char *export, const char *id, const char **why)
   if (ov && ov->refs > 0) {
     pthread_mutex_unlock(&registry_lock);
     *why = "the client is connected: kick it first (its agent reconnects, so drain or stop it)";
+    return -EBUSY;
+  }
+  if (ov && ov->closing) {
+    pthread_mutex_unlock(&registry_lock);
+    *why = "the overlay is being closed right now: try again in a moment";
     return -EBUSY;
   }
   if (ov)

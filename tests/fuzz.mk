@@ -20,10 +20,10 @@ fuzz_common_sources = $(srcdir)/common/log.c $(srcdir)/common/util.c \
 fuzz_common_headers = $(srcdir)/common/log.h $(srcdir)/common/util.h \
 	$(srcdir)/common/export-name.h $(srcdir)/common/overlay-format.h \
 	$(srcdir)/common/nbd-protocol.h $(top_builddir)/config.h
-# Everything of nbdsrv but main.c, the event loop (the target stands in
-# for loop.c) and the control socket, picked from nbdsrv's own source list
+# Everything of nbdsrv but main.c, the event loop and the attach thread
+# (the target stands in for loop.c and attach.c) and the control socket, picked from nbdsrv's own source list
 # so that a new file of nbdsrv is fuzzed with the rest.
-fuzz_nbdsrv_skip = nbdsrv/main.c nbdsrv/loop.c nbdsrv/ctl.c nbdsrv/ctlclient.c
+fuzz_nbdsrv_skip = nbdsrv/main.c nbdsrv/loop.c nbdsrv/attach.c nbdsrv/ctl.c nbdsrv/ctlclient.c
 fuzz_nbdsrv_flags = -I$(top_srcdir)/nbdsrv $(LIBURING_CFLAGS) $(ZLIB_CFLAGS) -pthread
 fuzz_nbdsrv_libs = $(LIBURING_LIBS) $(ZLIB_LIBS)
 fuzz_imgtool_sources = $(srcdir)/imgtool/util.c

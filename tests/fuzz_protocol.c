@@ -1,8 +1,9 @@
 /* Fuzz target: nbdsrv's protocol code, handshake and transmission.
  *
  * The real handshake.c, transmit.c, overlay.c, image.c, acl.c, config.c
- * and input.c run; only loop.c is replaced, by the few functions below
- * that the protocol code calls (conn_queue, conn_close, loop_get_sqe ...).
+ * and input.c run; only loop.c and attach.c are replaced, by the few
+ * functions below that the protocol code calls (conn_queue, conn_close,
+ * loop_get_sqe, attach_begin ...).
  * The fuzz input is the byte stream of one or two client connections,
  * fed to conn_input() in pieces whose sizes the input also chooses, so
  * that every unit (client flags, option header, option data, request
@@ -136,6 +137,56 @@ conn_close(struct conn *c, const char *why)
   (void)why;
   /* As loop.c, less the socket. */
   conn_stop_input(c);
+}
+
+/* ---- attach.c's stand-in ---- */
+
+/* The overlay is opened for real (overlay_acquire), but, as in nbdsrv
+ * when it is not open yet, only later: at the next completion of I/O, so
+ * that what the client sends in between is kept and fed in afterwards.
+ * In mode 1 it is opened at once (one unit at a time). */
+static struct pending_attach {
+  struct conn *c;
+  const struct export *exp;
+  struct export_request req;
+} pending_attach[2];
+static unsigned npending_attach;
+static bool attach_at_once;
+
+void
+attach_begin(struct conn *c, const struct export *exp,
+             const struct export_request *req)
+{
+  c->in = IN_ATTACHING;
+  if (overlay_lookup(exp, req->id, req->boot_id, &c->ovl) == 0 ||
+      attach_at_once) {
+    const char *why = NULL;
+    int r = c->ovl ? 0 : overlay_acquire(exp, req->id, req->boot_id, &c->ovl, &why);
+    handshake_attached(c, r, why);
+    return;
+  }
+  if (npending_attach == 2)
+    fail("more connections wait for their overlay than there are");
+  pending_attach[npending_attach++] = (struct pending_attach){ c, exp, *req };
+}
+
+static void
+attach_finish(void)
+{
+  while (npending_attach > 0) {
+    struct pending_attach a = pending_attach[0];
+    const char *why = NULL;
+    int r;
+
+    pending_attach[0] = pending_attach[1];
+    npending_attach--;
+    r = overlay_acquire(a.exp, a.req.id, a.req.boot_id, &a.c->ovl, &why);
+    if (a.c->closing)
+      continue;  /* the overlay goes with the connection */
+    handshake_attached(a.c, r, why);
+    if (!a.c->closing)
+      conn_input_resume(a.c);
+  }
 }
 
 /* ---- the model of the disk (mode 1) ---- */
@@ -461,6 +512,8 @@ enum { DONE_ALL, DONE_NONE, DONE_ALL_REVERSED, DONE_OLDEST };
 static void
 complete(unsigned how, enum fault fault)
 {
+  if (how != DONE_NONE)
+    attach_finish();
   switch (how) {
   case DONE_NONE:
     return;
@@ -514,6 +567,7 @@ conn_end(struct conn *c)
     fail("after all I/O completed: %u requests, %zu bytes still in flight",
          c->inflight_reqs, c->inflight_bytes);
   free(c->opt_data);
+  free(c->stash);
   if (c->ovl)
     overlay_release(c->ovl);
   if (c->counted)
@@ -535,6 +589,7 @@ unit_need(const struct conn *c)
     return c->opt_len - c->opt_have;
   case IN_REQ_PAYLOAD:
     return c->cur->count - c->cur->payload_have;
+  case IN_ATTACHING:
   case IN_DEAD:
     break;
   }
@@ -548,6 +603,7 @@ run_serial(unsigned peer, const char *p, size_t len)
   struct conn *c = conn_new(peer);
 
   model.on = true;
+  attach_at_once = true;
   while (len > 0 && c->in != IN_DEAD) {
     size_t n = unit_need(c);
     if (n == 0 || n > len)
@@ -559,6 +615,7 @@ run_serial(unsigned peer, const char *p, size_t len)
   }
   conn_end(c);
   model_free();
+  attach_at_once = false;
 }
 
 struct piece {
