@@ -9,8 +9,12 @@
 #   bench/boot-storm.sh [--clients 50,200,1000] [--timeout 120]
 #                       [--servers nbdsrv,nbd-server,qemu-nbd]
 #                       [--trace FILE] [--image IMG] [--depth trace|N]
-#                       [--threads T] [--ramp MS] [--workdir DIR] [--json FILE]
+#                       [--threads T] [--ramp MS] [--pace] [--workdir DIR]
+#                       [--json FILE]
 #
+# --pace keeps the boot's think times (a real storm's load: what matters
+# is how much each boot is slowed down); by default the clients go as
+# fast as the server answers (its throughput).
 # --image serves that image (the one make-boot-trace.sh booted, say);
 # by default an image of random data of the size the trace names.
 # --timeout bounds each run: a server that leaves clients unserved is

@@ -3,7 +3,7 @@
  *
  *   replay [-n CLIENTS] [--host H] [--port P] [--export NAME] [--id PREFIX]
  *          [--depth trace|N] [--burst-gap USEC] [--threads T]
- *          [--timeout SECS] [--ramp MS] [--verify] [--json] TRACE[.gz]
+ *          [--timeout SECS] [--ramp MS] [--pace] [--verify] [--json] TRACE[.gz]
  *   replay --stats TRACE[.gz]
  *
  * The trace is what nbdsrv --trace writes ("USEC EXPORT/ID TYPE OFFSET
@@ -30,6 +30,15 @@
  * the first and the last extent it wrote (up to 64 KiB each) after its
  * boot and checks it got its own data back (it does not where the server
  * shares one overlay between clients).
+ *
+ * With --pace the clients keep the boot's own rhythm instead: the first
+ * request of a burst also waits, after everything before it completed,
+ * for as long as the trace shows between it and the request before (the
+ * guest's think time, plus the recording's own, small, round trip), so a
+ * client boots in the trace's time when the server answers at once, and
+ * every microsecond the server makes it wait adds to that.  This is the
+ * load of a real boot storm, where what matters is how much the server
+ * adds to each boot; without --pace the server's throughput is measured.
  *
  * All clients start at once (the storm), or with --ramp MS one after the
  * other, evenly over MS milliseconds (machines switched on by hand); they
@@ -91,7 +100,7 @@ static unsigned depth;            /* 0: from the trace */
 static unsigned burst_gap = 100;
 static unsigned timeout_s = 600;
 static unsigned ramp_ms;          /* client i starts at i * ramp / N */
-static bool verify, json;
+static bool verify, json, pace;
 
 #define MAX_DEPTH 128             /* the Linux nbd driver's queue depth */
 #define VERIFY_MAX (64u << 10)
@@ -123,6 +132,9 @@ struct client {
   unsigned inflight;
   unsigned cap;
   uint64_t t_start, t_connected, t_done;   /* ns from the start */
+  uint64_t last_complete;         /* ns, of its latest reply (--pace) */
+  uint64_t pace_due;              /* ns: in the thread's timer heap until */
+  bool pace_queued;
   uint32_t *lat;                  /* per request, 100 ns units */
   uint32_t first_lat;
   bool can_flush, can_fua, can_trim, can_zero, can_cache;
@@ -137,6 +149,8 @@ struct thread {
   unsigned n;
   unsigned active;
   char *scratch;                  /* read data goes here, unlooked at */
+  struct client **heap;           /* --pace: clients waiting, earliest first */
+  unsigned nheap;
   /* counters */
   uint64_t completed, errors, skipped, verified, mismatches, failed;
   char first_error[256];
@@ -360,6 +374,7 @@ complete_cb(void *user_data, int *error)
 
   s->done = true;
   s->err = *error;
+  s->c->last_complete = now_ns();
   if (s->idx < nreqs) {
     s->c->lat[s->idx] = lat > UINT32_MAX ? UINT32_MAX : lat;
     if (s->idx == 0)
@@ -401,6 +416,70 @@ free_cb(void *user_data)
   c->free_slots = s;
 }
 
+/* ---- --pace: a binary heap of clients by the time they go on ---- */
+
+static void
+heap_swap(struct thread *t, unsigned a, unsigned b)
+{
+  struct client *x = t->heap[a];
+
+  t->heap[a] = t->heap[b];
+  t->heap[b] = x;
+}
+
+static void
+heap_push(struct thread *t, struct client *c, uint64_t due)
+{
+  unsigned i = t->nheap++;
+
+  c->pace_due = due;
+  c->pace_queued = true;
+  t->heap[i] = c;
+  while (i > 0 && t->heap[(i - 1) / 2]->pace_due > due) {
+    heap_swap(t, i, (i - 1) / 2);
+    i = (i - 1) / 2;
+  }
+}
+
+static struct client *
+heap_pop(struct thread *t)
+{
+  struct client *top = t->heap[0];
+  unsigned i = 0;
+
+  t->heap[0] = t->heap[--t->nheap];
+  for (;;) {
+    unsigned l = 2 * i + 1, r = l + 1, m = i;
+    if (l < t->nheap && t->heap[l]->pace_due < t->heap[m]->pace_due)
+      m = l;
+    if (r < t->nheap && t->heap[r]->pace_due < t->heap[m]->pace_due)
+      m = r;
+    if (m == i)
+      break;
+    heap_swap(t, i, m);
+    i = m;
+  }
+  top->pace_queued = false;
+  return top;
+}
+
+/* --pace: whether request r (a burst's first) must still wait for the
+ * trace's think time; then the client is in the heap until it is over. */
+static bool
+pace_wait(struct client *c, size_t i)
+{
+  uint64_t due;
+
+  if (!pace || i == 0 || !reqs[i].wait)
+    return false;
+  due = c->last_complete + (reqs[i].usec - reqs[i - 1].usec) * 1000u;
+  if (now_ns() >= due)
+    return false;
+  if (!c->pace_queued)
+    heap_push(c->t, c, due);
+  return true;
+}
+
 /* Issues one request; returns false when it must wait. */
 static bool
 issue_one(struct client *c)
@@ -412,7 +491,8 @@ issue_one(struct client *c)
   uint32_t flags = 0;
   bool sup;
 
-  if (c->inflight >= c->cap || (r->wait && c->inflight > 0))
+  if (c->inflight >= c->cap || (r->wait && c->inflight > 0) ||
+      pace_wait(c, c->next))
     return false;
   switch (r->op) {
   case OP_FLUSH: sup = c->can_flush; break;
@@ -632,7 +712,8 @@ run_thread(void *arg)
 
   while (t->active > 0) {
     uint64_t now = now_ns(), wake = deadline;
-    int n, ms;
+    uint64_t wait_ns;
+    int n;
 
     if (now >= deadline)
       break;
@@ -653,8 +734,18 @@ run_thread(void *arg)
       }
       advance(c);
     }
-    ms = (wake - now) / 1000000 + 1;
-    n = epoll_wait(t->ep, evs, sizeof evs / sizeof evs[0], ms < 1000 ? ms : 1000);
+    /* Clients whose think time is over. */
+    while (t->nheap > 0 && t->heap[0]->pace_due <= now)
+      advance(heap_pop(t));
+    if (t->nheap > 0 && t->heap[0]->pace_due < wake)
+      wake = t->heap[0]->pace_due;
+    /* Think times are often a few hundred microseconds: a timeout in
+     * milliseconds would stretch every boot. */
+    wait_ns = wake - now < 1000000000u ? wake - now : 1000000000u;
+    n = epoll_pwait2(t->ep, evs, sizeof evs / sizeof evs[0],
+                     &(struct timespec){ .tv_sec = wait_ns / 1000000000u,
+                                         .tv_nsec = wait_ns % 1000000000u },
+                     NULL);
     if (n < 0 && errno != EINTR) {
       note_error(t, "epoll_wait", strerror(errno));
       break;
@@ -715,7 +806,8 @@ usage(FILE *f)
   fprintf(f,
           "usage: replay [-n CLIENTS] [--host H] [--port P] [--export NAME] [--id PREFIX]\n"
           "              [--depth trace|N] [--burst-gap USEC] [--threads T]\n"
-          "              [--timeout SECS] [--ramp MS] [--verify] [--json] TRACE[.gz]\n"
+          "              [--timeout SECS] [--ramp MS] [--pace] [--verify] [--json]\n"
+          "              TRACE[.gz]\n"
           "       replay --stats [--burst-gap USEC] TRACE[.gz]\n");
 }
 
@@ -749,6 +841,7 @@ main(int argc, char **argv)
     { "timeout", required_argument, NULL, 'T' },
     { "ramp", required_argument, NULL, 'r' },
     { "verify", no_argument, NULL, 'V' },
+    { "pace", no_argument, NULL, 'P' },
     { "json", no_argument, NULL, 'j' },
     { "stats", no_argument, NULL, 's' },
     { "help", no_argument, NULL, 'h' },
@@ -777,6 +870,7 @@ main(int argc, char **argv)
     case 'T': timeout_s = parse_num(optarg, "--timeout", 1, 86400); break;
     case 'r': ramp_ms = parse_num(optarg, "--ramp", 0, 3600000); break;
     case 'V': verify = true; break;
+    case 'P': pace = true; break;
     case 'j': json = true; break;
     case 's': stats = true; break;
     case 'h': usage(stdout); return 0;
@@ -793,6 +887,7 @@ main(int argc, char **argv)
   plan_verify();
   if (stats) {
     print_stats();
+    free(reqs);
     return 0;
   }
   if (nthreads > nclients)
@@ -828,7 +923,8 @@ main(int argc, char **argv)
     t->clients = &clients[(size_t)nclients * i / nthreads];
     t->n = (size_t)nclients * (i + 1) / nthreads - (size_t)nclients * i / nthreads;
     t->active = t->n;
-    if (t->ep < 0 || !t->scratch) {
+    t->heap = calloc(t->n, sizeof *t->heap);
+    if (t->ep < 0 || !t->scratch || !t->heap) {
       perror("replay");
       return 1;
     }
@@ -991,8 +1087,28 @@ main(int argc, char **argv)
   }
   if (first_error[0])
     fprintf(stderr, "replay: first error: %s\n", first_error);
+  bool ok = all && !errors;
 
-  for (unsigned i = 0; i < nclients; i++)
+  /* Everything goes back, so that a sanitizer build finds real leaks. */
+  free(lat);
+  free(oplat);
+  free(first);
+  free(conn);
+  free(done);
+  for (unsigned i = 0; i < nclients; i++) {
     nbd_close(clients[i].h);
-  return all && !errors ? 0 : 1;
+    for (struct slot *s = clients[i].free_slots; s; s = s->next_free)
+      free(s->buf);
+    free(clients[i].slots);
+    free(clients[i].lat);
+  }
+  for (unsigned i = 0; i < nthreads; i++) {
+    close(threads[i].ep);
+    free(threads[i].scratch);
+    free(threads[i].heap);
+  }
+  free(clients);
+  free(threads);
+  free(reqs);
+  return ok ? 0 : 1;
 }
