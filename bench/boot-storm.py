@@ -132,7 +132,9 @@ def storm(srv, args):
     sampler.start()
     try:
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           timeout=args.timeout + 120)
+                           timeout=args.timeout + 120,
+                           preexec_fn=(lambda: os.sched_setaffinity(0, args.replay_cpus))
+                           if args.pin else None)
     finally:
         peak = sampler.stop()
     cpu = cpu_seconds(srv.pid) - cpu0
@@ -332,9 +334,22 @@ def main():
                     help="start the clients over this many ms (default: all at once)")
     ap.add_argument("--pace", action="store_true",
                     help="keep the trace's think times (default: as fast as the server answers)")
+    ap.add_argument("--pin", metavar="SERVER_CPUS/REPLAY_CPUS",
+                    help="run the servers on some CPUs and the replay on the others, "
+                    "e.g. 0/1 (default: all share all)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
+    if args.pin:
+        try:
+            sv, rp = args.pin.split("/")
+            args.server_cpus = {int(x) for x in sv.split(",")}
+            args.replay_cpus = {int(x) for x in rp.split(",")}
+            # The servers are started by this process and inherit its CPUs.
+            os.sched_setaffinity(0, args.server_cpus)
+        except (ValueError, OSError) as e:
+            sys.exit("boot-storm: --pin %s: %s (want e.g. 0/1: server CPUs/replay CPUs)"
+                     % (args.pin, e))
     NBDSRV = os.environ["NBDSRV"]
     REPLAY = os.environ["REPLAY"]
     ns = [int(x) for x in args.clients.split(",") if x]
@@ -389,6 +404,10 @@ def main():
         args.threads, "clients started over %d ms" % args.ramp if args.ramp
         else "all clients at once",
         "paced (the trace's think times)" if args.pace else "no think time", elapsed)
+    if args.pin:
+        meta += "; servers on CPU %s, replay on CPU %s" % (
+            ",".join(map(str, sorted(args.server_cpus))),
+            ",".join(map(str, sorted(args.replay_cpus))))
     report(results, names, ns, args, meta)
     if args.json:
         with open(args.json, "w") as f:

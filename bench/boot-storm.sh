@@ -9,12 +9,14 @@
 #   bench/boot-storm.sh [--clients 50,200,1000] [--timeout 120]
 #                       [--servers nbdsrv,nbd-server,qemu-nbd]
 #                       [--trace FILE] [--image IMG] [--depth trace|N]
-#                       [--threads T] [--ramp MS] [--pace] [--workdir DIR]
-#                       [--json FILE]
+#                       [--threads T] [--ramp MS] [--pace] [--pin S/R]
+#                       [--workdir DIR] [--json FILE]
 #
 # --pace keeps the boot's think times (a real storm's load: what matters
 # is how much each boot is slowed down); by default the clients go as
-# fast as the server answers (its throughput).
+# fast as the server answers (its throughput).  --pin 0/1 runs the
+# servers on CPU 0 and the replay on CPU 1: the replay stands in for N
+# machines, and on a shared CPU its work delays the server's.
 # --image serves that image (the one make-boot-trace.sh booted, say);
 # by default an image of random data of the size the trace names.
 # --timeout bounds each run: a server that leaves clients unserved is
