@@ -68,7 +68,7 @@ class Nbdsrv(Server):
         self.proc = subprocess.Popen(
             [NBDSRV, "-f", "-c", cfg, "-l", "127.0.0.1:%d" % self.port, "-P", pidfile,
              "-e", "root=" + self.image, "-o", os.path.join(self.work, "overlays")],
-            stdout=self.logfile(), stderr=subprocess.STDOUT)
+            stdout=self.logfile(), stderr=subprocess.STDOUT, **SPAWN)
         self.pid = self.proc.pid
         wait_pidfile(pidfile)
         wait_listen(self.port, self.proc)
@@ -90,7 +90,7 @@ class NbdServer(Server):
                     "    flush = true\n" % (self.port, img))
         subprocess.run(["nbd-server", "-C", cfg, "-p", pidfile], cwd=self.work,
                        check=True, stdout=self.logfile(), stderr=subprocess.STDOUT,
-                       timeout=30)
+                       timeout=30, **SPAWN)
         self.pid = wait_pidfile(pidfile)
         wait_listen(self.port)
 
@@ -106,13 +106,16 @@ class QemuNbd(Server):
             ["qemu-nbd", "-f", "raw", "--snapshot", "-t", "-b", "127.0.0.1",
              "-p", str(self.port), "-x", "root", "--shared=%d" % (self.n + 16),
              "--pid-file=" + pidfile, self.image],
-            env=env, stdout=self.logfile(), stderr=subprocess.STDOUT)
+            env=env, stdout=self.logfile(), stderr=subprocess.STDOUT, **SPAWN)
         self.pid = self.proc.pid
         wait_pidfile(pidfile)
         wait_listen(self.port, self.proc)
 
 
 SERVERS = {c.name: c for c in (Nbdsrv, NbdServer, QemuNbd)}
+
+# How the servers are started: with --pin, on their CPUs.
+SPAWN = {}
 
 
 # ---- one run
@@ -345,8 +348,9 @@ def main():
             sv, rp = args.pin.split("/")
             args.server_cpus = {int(x) for x in sv.split(",")}
             args.replay_cpus = {int(x) for x in rp.split(",")}
-            # The servers are started by this process and inherit its CPUs.
-            os.sched_setaffinity(0, args.server_cpus)
+            # This script (its RSS sampler too) keeps off the servers' CPUs.
+            os.sched_setaffinity(0, args.replay_cpus)
+            SPAWN["preexec_fn"] = lambda: os.sched_setaffinity(0, args.server_cpus)
         except (ValueError, OSError) as e:
             sys.exit("boot-storm: --pin %s: %s (want e.g. 0/1: server CPUs/replay CPUs)"
                      % (args.pin, e))

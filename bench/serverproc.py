@@ -61,7 +61,26 @@ def _stat(pid):
 
 
 def tree(root):
-    """root and all its descendants."""
+    """root and all its descendants.  Read from /proc/PID/task/TID/children
+    where the kernel has it: a scan of all of /proc takes milliseconds of
+    CPU, and the RSS sampler runs it four times a second next to the
+    server it measures."""
+    if os.path.exists("/proc/self/task/%d/children" % os.getpid()):
+        out, todo = [], [root]
+        while todo and len(out) < 100000:
+            p = todo.pop()
+            out.append(p)
+            try:
+                tids = os.listdir("/proc/%d/task" % p)
+            except OSError:
+                continue
+            for t in tids:
+                try:
+                    with open("/proc/%d/task/%s/children" % (p, t)) as f:
+                        todo.extend(int(x) for x in f.read().split())
+                except (OSError, ValueError):
+                    pass
+        return out
     children = {}
     for e in os.scandir("/proc"):
         if e.name.isdigit():
