@@ -212,10 +212,13 @@ attach_collect(struct worker *w)
         conn_input_resume(c);
       }
     }
-    /* Until here the job kept the connection from being freed. */
-    c->attach_job = NULL;
+    /* Until here the job kept the connection from being freed.  The kept
+     * bytes may have held another NBD_OPT_GO (after this one failed):
+     * then its job holds the connection now. */
+    if (c->attach_job == j)
+      c->attach_job = NULL;
     free(j);
-    if (c->closing)
+    if (c->closing && !c->attach_job)
       conn_close(c, NULL);
   }
 }

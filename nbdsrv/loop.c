@@ -726,7 +726,9 @@ tick_done(struct worker *w)
   if (config.handshake_timeout) {
     for (unsigned i = 0; i < w->nslots && i <= w->max_slot; i++) {
       struct conn *c = w->conns[i];
+      /* Not while it waits for its overlay: that wait is ours. */
       if (c && c->phase == PHASE_HANDSHAKE && !c->closing &&
+          c->in != IN_ATTACHING &&
           now - c->connected >= (time_t)config.handshake_timeout)
         conn_close(c, "handshake timeout");
     }
@@ -1185,9 +1187,14 @@ workers_stop(void)
 void
 workers_join(void)
 {
+  for (unsigned i = 0; i < nworkers; i++)
+    pthread_join(workers[i].thread, NULL);
+  /* Then the attach thread: the last job it handed to a worker may have
+   * been collected before the thread got to write the worker's wake_fd,
+   * so the descriptors and the workers stay until it is gone. */
+  attach_thread_stop();
   for (unsigned i = 0; i < nworkers; i++) {
     struct worker *w = &workers[i];
-    pthread_join(w->thread, NULL);
     if (w->ring.ring_fd > 0)
       io_uring_queue_exit(&w->ring);
     if (w->br && w->br != MAP_FAILED)
@@ -1204,6 +1211,4 @@ workers_join(void)
   }
   free(workers);
   workers = NULL;
-  /* Last: a worker only stops once its connections' jobs came back. */
-  attach_thread_stop();
 }

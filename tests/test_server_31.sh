@@ -12,6 +12,8 @@
 #     a line in the log saying why;
 #   - 100 new clients at once all attach and read, while a connected
 #     client keeps reading and writing;
+#   - a failed NBD_OPT_GO with a second one behind it, the client gone
+#     while the second one waits (under ASan: no use after free);
 #   - SIGTERM while clients wait for their overlays: nbdsrv exits 0.
 # The valgrind pass runs it too (leaks of a job or a kept byte fail it).
 . "$(dirname "$0")/functions.sh"
@@ -152,6 +154,51 @@ for t in threads:
     t.join()
 bad = [(i, r) for i, r in enumerate(results) if r != "ok"]
 check(not bad, "storm clients failed: %s" % bad[:5])
+
+# 5. A failed NBD_OPT_GO and a second one sent with it: the second one
+# waits for the attach thread while its client hangs up (the thread kept
+# busy by a stream of new clients meanwhile).  Broken overlay: a map file
+# of garbage.
+os.makedirs(tdir + "/ov/base", exist_ok=True)
+open(tdir + "/ov/base/broken.map", "wb").write(b"garbage" * 200)
+stop_stream = False
+def stream_of_new_clients(k):
+    i = 0
+    while not stop_stream:
+        try:
+            r = Raw()
+            r.greeting(client_flags=None)
+            n = ("base@stream%d-%d" % (k, i)).encode()
+            r.send(struct.pack(">I", FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES) +
+                   struct.pack(">QII", IHAVEOPT, OPT_GO, len(n) + 6) +
+                   struct.pack(">I", len(n)) + n + struct.pack(">H", 0))
+            r.close()
+        except Exception:
+            pass
+        i += 1
+streams = [threading.Thread(target=stream_of_new_clients, args=(k,), daemon=True)
+           for k in range(3)]
+for t in streams:
+    t.start()
+time.sleep(0.3)
+for i in range(20):
+    r = Raw()
+    r.greeting(client_flags=None)
+    r.send(struct.pack(">I", FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES) +
+           struct.pack(">QII", IHAVEOPT, OPT_GO, len(go_data("base@broken"))) +
+           go_data("base@broken") +
+           struct.pack(">QII", IHAVEOPT, OPT_GO, len(go_data("base@second%d" % i))) +
+           go_data("base@second%d" % i))
+    rtype, rdata = r.recv_rep(OPT_GO)
+    check(rtype & REP_ERR, "OPT_GO of a broken overlay: reply %#x" % rtype)
+    r.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    r.close()
+stop_stream = True
+for t in streams:
+    t.join()
+h = connect("base@second3")
+check_data(h.pread(4096, 0), base[:4096], "a client whose second OPT_GO waited")
+h.shutdown()
 
 stop_keeper = True
 busy.join()
