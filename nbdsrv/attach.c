@@ -51,6 +51,9 @@ static pthread_cond_t queue_cond = PTHREAD_COND_INITIALIZER;
 static struct attach_job *queue_head, **queue_tail = &queue_head;
 static bool thread_running, thread_stop;
 static pthread_t thread;
+/* The job being worked on (queue_lock): until its overlay is in the
+ * registry, only this says that its client is back. */
+static struct attach_job *current;
 
 /* Hands a finished job back to its worker. */
 static void
@@ -84,6 +87,7 @@ attach_main(void *arg)
     queue_head = j->next;
     if (!queue_head)
       queue_tail = &queue_head;
+    current = j;
     pthread_mutex_unlock(&queue_lock);
     if (__atomic_load_n(&j->cancelled, __ATOMIC_ACQUIRE)) {
       j->r = -ECANCELED;
@@ -91,6 +95,9 @@ attach_main(void *arg)
     } else {
       j->r = overlay_acquire(j->exp, j->id, j->boot_id, &j->ovl, &j->why);
     }
+    pthread_mutex_lock(&queue_lock);
+    current = NULL;
+    pthread_mutex_unlock(&queue_lock);
     deliver(j);
     pthread_mutex_lock(&queue_lock);
   }
@@ -172,6 +179,25 @@ attach_begin(struct conn *c, const struct export *exp,
   queue_tail = &j->next;
   pthread_cond_signal(&queue_cond);
   pthread_mutex_unlock(&queue_lock);
+}
+
+static bool
+job_is(const struct attach_job *j, const struct export *exp, const char *id)
+{
+  return !strcmp(j->exp->name, exp->name) && !strcmp(j->id, id);
+}
+
+bool
+attach_waiting(const struct export *exp, const char *id)
+{
+  bool found;
+
+  pthread_mutex_lock(&queue_lock);
+  found = current && job_is(current, exp, id);
+  for (const struct attach_job *j = queue_head; j && !found; j = j->next)
+    found = job_is(j, exp, id);
+  pthread_mutex_unlock(&queue_lock);
+  return found;
 }
 
 void

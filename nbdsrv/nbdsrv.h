@@ -471,6 +471,9 @@ void attach_thread_stop(void);
  * handshake_attached().  c reads no input until then. */
 void attach_begin(struct conn *c, const struct export *exp,
                   const struct export_request *req);
+/* Whether client id of exp waits for the attach thread (its overlay may
+ * not be in the registry yet).  Called under registry_lock. */
+bool attach_waiting(const struct export *exp, const char *id);
 /* c is closing: its job, if any, need not open anything. */
 void attach_cancel(struct conn *c);
 /* On a wake: goes on with the connections whose overlay is ready. */

@@ -445,8 +445,12 @@ sweep_ephemeral_orphans(void)
       if (format_path(prefix, sizeof prefix, "%s/%.*s", dir, (int)(len - 4),
                       de->d_name) < 0)
         continue;
+      /* Its client may be back but still queued for the attach thread,
+       * not yet in the registry. */
       pthread_mutex_lock(&registry_lock);
-      if (!*registry_find(key) && ovl_file_remove(prefix) == 0)
+      if (!*registry_find(key) &&
+          !attach_waiting(e, key + strlen(e->name) + 1) &&
+          ovl_file_remove(prefix) == 0)
         log_info("overlay %s: ephemeral, its client did not come back after the restart; dropped",
                  prefix);
       pthread_mutex_unlock(&registry_lock);

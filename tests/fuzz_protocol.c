@@ -170,6 +170,16 @@ attach_begin(struct conn *c, const struct export *exp,
   pending_attach[npending_attach++] = (struct pending_attach){ c, exp, *req };
 }
 
+bool
+attach_waiting(const struct export *exp, const char *id)
+{
+  for (unsigned i = 0; i < npending_attach; i++)
+    if (!strcmp(pending_attach[i].exp->name, exp->name) &&
+        !strcmp(pending_attach[i].req.id, id))
+      return true;
+  return false;
+}
+
 static void
 attach_finish(void)
 {
