@@ -136,17 +136,22 @@ attach_thread_stop(void)
   thread_running = false;
 }
 
+static void
+set_overlay(struct conn *c, struct overlay *ovl)
+{
+  /* Under conns_lock: nbdsrv ctl reads c->ovl of other threads'
+   * connections. */
+  pthread_mutex_lock(&c->w->conns_lock);
+  c->ovl = ovl;
+  pthread_mutex_unlock(&c->w->conns_lock);
+}
+
 /* The connection has its overlay (or an error): the handshake goes on. */
 static void
 attached(struct conn *c, struct overlay *ovl, int r, const char *why)
 {
-  if (ovl) {
-    /* Under conns_lock: nbdsrv ctl reads c->ovl of other threads'
-     * connections. */
-    pthread_mutex_lock(&c->w->conns_lock);
-    c->ovl = ovl;
-    pthread_mutex_unlock(&c->w->conns_lock);
-  }
+  if (ovl)
+    set_overlay(c, ovl);
   handshake_attached(c, r, why);
 }
 
@@ -224,11 +229,8 @@ attach_collect(struct worker *w)
     if (c->closing) {
       /* Gone while it waited: the overlay goes with the connection. */
       log_debug("%s: connection closed before its overlay was open", c->peer);
-      if (j->ovl) {
-        pthread_mutex_lock(&w->conns_lock);
-        c->ovl = j->ovl;
-        pthread_mutex_unlock(&w->conns_lock);
-      }
+      if (j->ovl)
+        set_overlay(c, j->ovl);
     } else {
       attached(c, j->ovl, j->r, j->why);
       /* What the client sent in the meantime. */

@@ -465,7 +465,7 @@ overlay_janitor(bool force)
   static time_t started;
   static bool swept;
   time_t now = time(NULL);
-  struct overlay *ov, **pp, *done = NULL;
+  struct overlay *ov, *done = NULL;
 
   if (!started)
     started = now;
@@ -505,9 +505,7 @@ overlay_janitor(bool force)
       log_debug("overlay %s: closed (idle)", ov->prefix);
     }
     pthread_mutex_lock(&registry_lock);
-    for (pp = registry_chain(ov->key); *pp != ov; pp = &(*pp)->next)
-      ;
-    *pp = ov->next;
+    *registry_find(ov->key) = ov->next;   /* keys are unique: ov's link */
     pthread_cond_broadcast(&registry_cond);
     pthread_mutex_unlock(&registry_lock);
     overlay_free(ov);
