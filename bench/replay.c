@@ -1096,9 +1096,7 @@ main(int argc, char **argv)
   free(conn);
   free(done);
   for (unsigned i = 0; i < nclients; i++) {
-    nbd_close(clients[i].h);
-    for (struct slot *s = clients[i].free_slots; s; s = s->next_free)
-      free(s->buf);
+    nbd_close(clients[i].h);   /* retires every command: free_cb frees its buffer */
     free(clients[i].slots);
     free(clients[i].lat);
   }
