@@ -60,27 +60,28 @@ def _stat(pid):
             int(rest[13]), int(rest[14]))
 
 
-def tree(root):
-    """root and all its descendants.  Read from /proc/PID/task/TID/children
-    where the kernel has it: a scan of all of /proc takes milliseconds of
-    CPU, and the RSS sampler runs it four times a second next to the
-    server it measures."""
-    if os.path.exists("/proc/self/task/%d/children" % os.getpid()):
-        out, todo = [], [root]
-        while todo and len(out) < 100000:
-            p = todo.pop()
-            out.append(p)
-            try:
-                tids = os.listdir("/proc/%d/task" % p)
-            except OSError:
-                continue
-            for t in tids:
-                try:
-                    with open("/proc/%d/task/%s/children" % (p, t)) as f:
-                        todo.extend(int(x) for x in f.read().split())
-                except (OSError, ValueError):
-                    pass
+# /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN): a process's children
+# without a scan of all of /proc, which takes milliseconds of CPU; the RSS
+# sampler asks four times a second, next to the server it measures.
+HAVE_PROC_CHILDREN = os.path.exists("/proc/self/task/%d/children" % os.getpid())
+
+
+def _children_from_tasks(p):
+    out = []
+    try:
+        tids = os.listdir("/proc/%d/task" % p)
+    except OSError:
         return out
+    for t in tids:
+        try:
+            with open("/proc/%d/task/%s/children" % (p, t)) as f:
+                out.extend(int(x) for x in f.read().split())
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _children_from_scan():
     children = {}
     for e in os.scandir("/proc"):
         if e.name.isdigit():
@@ -88,11 +89,17 @@ def tree(root):
                 children.setdefault(_stat(int(e.name))[1], []).append(int(e.name))
             except (OSError, ValueError, IndexError):
                 pass
+    return lambda p: children.get(p, [])
+
+
+def tree(root):
+    """root and all its descendants."""
+    children_of = _children_from_tasks if HAVE_PROC_CHILDREN else _children_from_scan()
     out, todo = [], [root]
     while todo and len(out) < 100000:
         p = todo.pop()
         out.append(p)
-        todo.extend(children.get(p, []))
+        todo.extend(children_of(p))
     return out
 
 
