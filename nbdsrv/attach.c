@@ -19,14 +19,33 @@
  * meantime stays allocated until its job comes back: the job holds a
  * pointer to it.  One thread is enough: ext4 serialises creations in one
  * directory anyway, and the thread only does file system calls.
+ *
+ * The thread runs at SCHED_IDLE while it keeps up: clients already
+ * attached come first.  At the same priority a worker woken by a request
+ * waits for the attach thread's time slice to run out (a millisecond or
+ * more: the scheduler lets a running task reach its fair share before a
+ * woken one of equal weight preempts it), and in a boot storm that is what
+ * the first read of the clients attached so far waits for; nice values do
+ * not change that, SCHED_IDLE does (any other task preempts it at once).
+ * A thread at SCHED_IDLE gets almost nothing of a busy CPU, though, so
+ * when it has made no progress for ATTACH_PATIENCE_MS with clients
+ * waiting (one job taking that long, or a queued one not taken up), a
+ * watcher thread puts it back on the normal policy (the attach thread
+ * cannot notice that itself: it is the one not running), until its queue
+ * has stayed empty for ATTACH_CALM_MS.  Leaving SCHED_IDLE needs
+ * CAP_SYS_NICE or an RLIMIT_NICE that allows nice 0 (the systemd unit
+ * sets LimitNICE=+0); without either the thread stays at the normal
+ * policy.
  */
 #include <config.h>
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -39,6 +58,7 @@ struct attach_job {
   const struct export *exp;
   char id[CLIENT_ID_MAX + 1];
   char boot_id[BOOT_ID_MAX + 1];
+  uint64_t queued_ms;            /* CLOCK_MONOTONIC */
   bool cancelled;                /* the connection closed: skip the work */
   /* the result */
   struct overlay *ovl;
@@ -47,13 +67,160 @@ struct attach_job {
 };
 
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t queue_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t queue_cond;   /* on CLOCK_MONOTONIC */
 static struct attach_job *queue_head, **queue_tail = &queue_head;
-static bool thread_running, thread_stop;
+static bool started, thread_running, thread_stop;
 static pthread_t thread;
+/* The watcher: puts the attach thread back on the normal policy when it
+ * is starved (see the top of the file). */
+static pthread_cond_t watch_cond;   /* on CLOCK_MONOTONIC */
+static pthread_t watcher;
+static bool watcher_running;
 /* The job being worked on (queue_lock): until its overlay is in the
  * registry, only this says that its client is back. */
 static struct attach_job *current;
+/* Scheduling (queue_lock): whether the thread may, and does, run at
+ * SCHED_IDLE. */
+static bool may_idle, idling;
+
+#define ATTACH_PATIENCE_MS 20
+/* Back at SCHED_IDLE only once the queue has stayed empty this long: in
+ * a storm that starves it, the queue runs empty between arrivals, and
+ * each stall would cost the next client ATTACH_PATIENCE_MS again. */
+#define ATTACH_CALM_MS 200
+
+static uint64_t
+now_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Waits on cond (queue_lock held) until CLOCK_MONOTONIC reaches ms. */
+static void
+wait_until(pthread_cond_t *cond, uint64_t ms)
+{
+  struct timespec ts = {
+    .tv_sec = (time_t)(ms / 1000),
+    .tv_nsec = (long)(ms % 1000) * 1000000,
+  };
+
+  pthread_cond_timedwait(cond, &queue_lock, &ts);
+}
+
+static void
+init_monotonic_cond(pthread_cond_t *cond)
+{
+  pthread_condattr_t ca;
+
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(cond, &ca);
+  pthread_condattr_destroy(&ca);
+}
+
+static int
+set_policy(pthread_t t, int policy)
+{
+  struct sched_param sp = { .sched_priority = 0 };
+
+  return pthread_setschedparam(t, policy, &sp);
+}
+
+/* When the attach thread took up the current job (queue_lock). */
+static uint64_t current_since_ms;
+
+/* Under queue_lock: since when the attach thread has made no progress
+ * with jobs waiting for it, or 0 if none wait.  A thread that finishes
+ * jobs, if only in the CPU time others leave, is not starved, however
+ * long the queue behind it. */
+static uint64_t
+stalled_since(void)
+{
+  if (current)
+    return current_since_ms;
+  return queue_head ? queue_head->queued_ms : 0;
+}
+
+/* Under queue_lock, the attach thread idling and stalled. */
+static void
+unidle(uint64_t stalled)
+{
+  int r;
+
+  log_debug("attach thread: no progress for %llu ms with clients waiting: "
+            "normal scheduling until the queue stays empty",
+            (unsigned long long)stalled);
+  r = set_policy(thread, SCHED_OTHER);
+  if (r) {
+    /* attach_thread_start checked that it can; should it fail anyway,
+     * stop trying rather than spin. */
+    log_err("attach thread: cannot leave SCHED_IDLE: %s", strerror(r));
+    may_idle = false;
+  }
+  idling = false;
+}
+
+static void *
+watch_main(void *arg)
+{
+  (void)arg;
+  pthread_mutex_lock(&queue_lock);
+  while (!thread_stop) {
+    uint64_t since = stalled_since(), now = now_ms(), due;
+
+    if (!idling || !since) {
+      pthread_cond_wait(&watch_cond, &queue_lock);
+      continue;
+    }
+    due = since + ATTACH_PATIENCE_MS;
+    if (now >= due) {
+      unidle(now - since);
+      continue;
+    }
+    wait_until(&watch_cond, due);
+  }
+  pthread_mutex_unlock(&queue_lock);
+  return NULL;
+}
+
+/* Under queue_lock, in the attach thread, with nothing to do. */
+static void
+idle(void)
+{
+  if (set_policy(pthread_self(), SCHED_IDLE) == 0) {
+    log_debug("attach thread: queue empty: SCHED_IDLE");
+    idling = true;
+  } else {
+    may_idle = false;
+  }
+}
+
+static void *
+probe_main(void *arg)
+{
+  bool *ok = arg;
+
+  *ok = set_policy(pthread_self(), SCHED_IDLE) == 0 &&
+        set_policy(pthread_self(), SCHED_OTHER) == 0;
+  return NULL;
+}
+
+/* Whether a thread of this process can leave SCHED_IDLE: tried on a
+ * thread of its own, which is then gone. */
+static bool
+can_leave_idle(void)
+{
+  pthread_t t;
+  bool ok = false;
+
+  if (pthread_create(&t, NULL, probe_main, &ok) != 0)
+    return false;
+  pthread_join(t, NULL);
+  return ok;
+}
 
 /* Hands a finished job back to its worker. */
 static void
@@ -73,6 +240,8 @@ deliver(struct attach_job *j)
 static void *
 attach_main(void *arg)
 {
+  uint64_t empty_since = 0;
+
   (void)arg;
   pthread_mutex_lock(&queue_lock);
   for (;;) {
@@ -81,13 +250,25 @@ attach_main(void *arg)
     if (!j) {
       if (thread_stop)
         break;
+      if (may_idle && !idling) {
+        uint64_t now = now_ms();
+        if (!empty_since)
+          empty_since = now;
+        if (now - empty_since < ATTACH_CALM_MS) {
+          wait_until(&queue_cond, empty_since + ATTACH_CALM_MS);
+          continue;
+        }
+        idle();
+      }
       pthread_cond_wait(&queue_cond, &queue_lock);
       continue;
     }
+    empty_since = 0;
     queue_head = j->next;
     if (!queue_head)
       queue_tail = &queue_head;
     current = j;
+    current_since_ms = now_ms();
     pthread_mutex_unlock(&queue_lock);
     if (__atomic_load_n(&j->cancelled, __ATOMIC_ACQUIRE)) {
       j->r = -ECANCELED;
@@ -112,13 +293,30 @@ attach_thread_start(void)
   int r;
 
   thread_stop = false;
-  /* Like the workers, it takes no signals. */
+  idling = false;
+  may_idle = can_leave_idle();
+  if (!may_idle)
+    log_info("attach thread: no CAP_SYS_NICE and RLIMIT_NICE below nice 0: "
+             "opening overlays competes with serving requests");
+  init_monotonic_cond(&queue_cond);
+  init_monotonic_cond(&watch_cond);
+  started = true;
+  /* Like the workers, they take no signals. */
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &old);
+  /* The watcher first: without it the attach thread must not idle. */
+  if (may_idle && pthread_create(&watcher, NULL, watch_main, NULL) == 0) {
+    pthread_setname_np(watcher, "nbdsrv-attach-w");
+    watcher_running = true;
+  }
+  may_idle = watcher_running;
   r = pthread_create(&thread, NULL, attach_main, NULL);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (r)
+  if (r) {
+    attach_thread_stop();
     return -r;
+  }
+  pthread_setname_np(thread, "nbdsrv-attach");
   thread_running = true;
   return 0;
 }
@@ -126,14 +324,20 @@ attach_thread_start(void)
 void
 attach_thread_stop(void)
 {
-  if (!thread_running)
+  if (!started)
     return;
   pthread_mutex_lock(&queue_lock);
   thread_stop = true;
   pthread_cond_signal(&queue_cond);
+  pthread_cond_signal(&watch_cond);
   pthread_mutex_unlock(&queue_lock);
-  pthread_join(thread, NULL);
-  thread_running = false;
+  if (thread_running)
+    pthread_join(thread, NULL);
+  if (watcher_running)
+    pthread_join(watcher, NULL);
+  pthread_cond_destroy(&queue_cond);
+  pthread_cond_destroy(&watch_cond);
+  started = thread_running = watcher_running = false;
 }
 
 static void
@@ -179,10 +383,13 @@ attach_begin(struct conn *c, const struct export *exp,
   snprintf(j->boot_id, sizeof j->boot_id, "%s", req->boot_id);
   c->attach_job = j;
   c->w->attaching++;
+  j->queued_ms = now_ms();
   pthread_mutex_lock(&queue_lock);
   *queue_tail = j;
   queue_tail = &j->next;
   pthread_cond_signal(&queue_cond);
+  if (idling)
+    pthread_cond_signal(&watch_cond);
   pthread_mutex_unlock(&queue_lock);
 }
 

@@ -1154,6 +1154,12 @@ workers_start(const int *fds, unsigned nfds, unsigned nthreads)
     pthread_sigmask(SIG_BLOCK, &all, &old);
     r = pthread_create(&w->thread, NULL, worker_main, w);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r == 0) {
+      /* For top -H, perf and ps -L. */
+      char name[16];
+      snprintf(name, sizeof name, "nbdsrv-w%u", i % 10000000u);
+      pthread_setname_np(w->thread, name);
+    }
     if (r) {
       /* Threads already started wait for this count; make it whole. */
       pthread_mutex_lock(&start_lock);

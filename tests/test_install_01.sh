@@ -95,7 +95,8 @@ if [ -n "$systemdsystemunitdir" ]; then
       "ExecStart=$sbindir/nbdsrv -f -c $conf" \
       "ExecReload=/bin/kill -HUP \$MAINPID" \
       "StateDirectory=nbdsrv" "Restart=on-failure" \
-      "After=network-online.target" "WantedBy=multi-user.target"; do
+      "After=network-online.target" "WantedBy=multi-user.target" \
+      "LimitNICE=+0"; do
     grep -qxF "$line" "$unit" || fail "nbdsrv.service lacks the line '$line'"
   done
   grep -q '^LimitNOFILE=[0-9]\{5,\}$' "$unit" || fail "nbdsrv.service: LimitNOFILE below 10000"
