@@ -294,16 +294,16 @@ attach_thread_start(void)
 
   thread_stop = false;
   idling = false;
+  init_monotonic_cond(&queue_cond);
+  init_monotonic_cond(&watch_cond);
+  started = true;
+  /* Like the workers, they take no signals (nor does the probe). */
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
   may_idle = can_leave_idle();
   if (!may_idle)
     log_info("attach thread: no CAP_SYS_NICE and RLIMIT_NICE below nice 0: "
              "opening overlays competes with serving requests");
-  init_monotonic_cond(&queue_cond);
-  init_monotonic_cond(&watch_cond);
-  started = true;
-  /* Like the workers, they take no signals. */
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
   /* The watcher first: without it the attach thread must not idle. */
   if (may_idle && pthread_create(&watcher, NULL, watch_main, NULL) == 0) {
     pthread_setname_np(watcher, "nbdsrv-attach-w");
