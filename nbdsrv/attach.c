@@ -150,9 +150,7 @@ unidle(uint64_t stalled)
 {
   int r;
 
-  log_debug("attach thread: no progress for %llu ms with clients waiting: "
-            "normal scheduling until the queue stays empty",
-            (unsigned long long)stalled);
+  /* Switch first, log after: the starved thread may hold stderr's lock. */
   r = set_policy(thread, SCHED_OTHER);
   if (r) {
     /* attach_thread_start checked that it can; should it fail anyway,
@@ -161,6 +159,9 @@ unidle(uint64_t stalled)
     may_idle = false;
   }
   idling = false;
+  log_debug("attach thread: no progress for %llu ms with clients waiting: "
+            "normal scheduling until the queue stays empty",
+            (unsigned long long)stalled);
 }
 
 static void *
