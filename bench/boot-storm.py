@@ -134,10 +134,9 @@ def storm(srv, args):
     sampler = RssSampler(srv.pid, 0.25)
     sampler.start()
     try:
+        # With --pin the replay inherits this script's CPUs (main() set them).
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           timeout=args.timeout + 120,
-                           preexec_fn=(lambda: os.sched_setaffinity(0, args.replay_cpus))
-                           if args.pin else None)
+                           timeout=args.timeout + 120)
     finally:
         peak = sampler.stop()
     cpu = cpu_seconds(srv.pid) - cpu0
