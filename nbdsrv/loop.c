@@ -1155,7 +1155,8 @@ workers_start(const int *fds, unsigned nfds, unsigned nthreads)
     r = pthread_create(&w->thread, NULL, worker_main, w);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (r == 0) {
-      /* For top -H, perf and ps -L. */
+      /* For top -H, perf and ps -L.  A name has 15 characters at most;
+       * the modulo tells the compiler the number fits. */
       char name[16];
       snprintf(name, sizeof name, "nbdsrv-w%u", i % 10000000u);
       pthread_setname_np(w->thread, name);
