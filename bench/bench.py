@@ -312,12 +312,21 @@ def fmt(key, v):
     return "%.2f" % v if v < 100 else "%.0f" % v
 
 
+def ratio(mine, peer):
+    """nbdsrv's figure over a peer's, or n/a where either is missing."""
+    if mine is None or not peer:
+        return "n/a"
+    r = mine / peer
+    return "%.2g" % r if r < 0.1 else "%.2f" % r
+
+
 def report(results, names, args, elapsed):
     w0 = 44
     head = ["%-*s %-6s" % (w0, "measure", "unit")] + ["%11s" % n for n in names]
     peers = [n for n in names if n != "nbdsrv"]
-    if "nbdsrv" in names and peers:
-        head.append("%12s" % "nbdsrv/best")
+    ratios = "nbdsrv" in names and peers
+    if ratios:
+        head += ["%12s" % ("/" + p) for p in peers] + ["%12s" % "nbdsrv/best"]
     print("nbdroot bench: %d MiB image, fio runtime %d s, %d clients, %.0f s total"
           % (args.size_mib, args.runtime, args.clients, elapsed))
     print(" ".join(head))
@@ -327,17 +336,18 @@ def report(results, names, args, elapsed):
         line = ["%-*s %-6s" % (w0, label, unit)]
         for n in names:
             line.append("%11s" % fmt(key, results.get(n, {}).get(key)))
-        if "nbdsrv" in names and peers and key != "mc_err":
+        if ratios and key != "mc_err":
             mine = results["nbdsrv"].get(key)
-            vals = [results[p].get(key) for p in peers if results[p].get(key)]
-            if mine is not None and vals:
-                best = max(vals) if higher else min(vals)
-                line.append("%12s" % ("%.2f" % (mine / best)))
-            else:
-                line.append("%12s" % "n/a")
+            vals = [results[p].get(key) for p in peers]
+            for v in vals:
+                line.append("%12s" % ratio(mine, v))
+            known = [v for v in vals if v]
+            best = (max(known) if higher else min(known)) if known else None
+            line.append("%12s" % ratio(mine, best))
         print(" ".join(line))
-    print("ratio: nbdsrv / best peer (higher is better for MiB/s and IOPS, "
-          "lower for us/req, s and MiB)")
+    if ratios:
+        print("ratio columns: nbdsrv / that peer, and nbdsrv / the best peer "
+              "(higher is better for MiB/s and IOPS, lower for us/req, s and MiB)")
     for n in names:
         c = {x.name: x for x in (Nbdsrv, NbdServer, Nbdkit, QemuNbd)}[n]
         err = results.get(n, {}).get("error")
