@@ -18,7 +18,10 @@
  * kept and fed in afterwards (input.c).  A connection that closes in the
  * meantime stays allocated until its job comes back: the job holds a
  * pointer to it.  One thread is enough: ext4 serialises creations in one
- * directory anyway, and the thread only does file system calls.
+ * directory anyway, and the thread only does file system calls.  The
+ * one wait it would have, for an overlay the janitor is syncing and
+ * closing (seconds, on a busy disk), it does not do: that job is set
+ * aside until the close is done, and the others go on.
  *
  * The thread runs at SCHED_IDLE while it keeps up: clients already
  * attached come first.  At the same priority a worker woken by a request
@@ -79,6 +82,12 @@ static bool watcher_running;
 /* The job being worked on (queue_lock): until its overlay is in the
  * registry, only this says that its client is back. */
 static struct attach_job *current;
+/* Jobs whose overlay the janitor was closing (queue_lock): they go back
+ * in the queue once it closed one (attach_overlay_closed; closes counts
+ * those calls, so that one coming while a job is being turned away is
+ * not missed). */
+static struct attach_job *deferred, **deferred_tail = &deferred;
+static unsigned long closes;
 /* Scheduling (queue_lock): whether the thread may, and does, run at
  * SCHED_IDLE. */
 static bool may_idle, idling;
@@ -238,10 +247,54 @@ deliver(struct attach_job *j)
     log_err("cannot wake worker %u: %s", w->id, strerror(errno));
 }
 
+/* Under queue_lock: j found its overlay closing.  It waits for the end of
+ * a close, unless one ended since the job was taken up (closes moved on
+ * from seen): then it goes back in front of the queue and tries again at
+ * once. */
+static void
+defer(struct attach_job *j, unsigned long seen)
+{
+  if (closes != seen) {
+    j->queued_ms = now_ms();
+    j->next = queue_head;
+    queue_head = j;
+    if (!j->next)
+      queue_tail = &j->next;
+    return;
+  }
+  j->next = NULL;
+  *deferred_tail = j;
+  deferred_tail = &j->next;
+}
+
+void
+attach_overlay_closed(void)
+{
+  pthread_mutex_lock(&queue_lock);
+  closes++;
+  if (deferred) {
+    /* Back in front of the queue, in the order they came, as if they
+     * came now (they waited for the janitor, not for this thread). */
+    for (struct attach_job *j = deferred; j; j = j->next)
+      j->queued_ms = now_ms();
+    *deferred_tail = queue_head;
+    if (!queue_head)
+      queue_tail = deferred_tail;
+    queue_head = deferred;
+    deferred = NULL;
+    deferred_tail = &deferred;
+    pthread_cond_signal(&queue_cond);
+    if (idling)
+      pthread_cond_signal(&watch_cond);
+  }
+  pthread_mutex_unlock(&queue_lock);
+}
+
 static void *
 attach_main(void *arg)
 {
   uint64_t empty_since = 0;
+  unsigned long closes_seen;
 
   (void)arg;
   pthread_mutex_lock(&queue_lock);
@@ -270,15 +323,25 @@ attach_main(void *arg)
       queue_tail = &queue_head;
     current = j;
     current_since_ms = now_ms();
+    closes_seen = closes;
     pthread_mutex_unlock(&queue_lock);
     if (__atomic_load_n(&j->cancelled, __ATOMIC_ACQUIRE)) {
       j->r = -ECANCELED;
       j->why = "connection closed";
     } else {
       j->r = overlay_acquire(j->exp, j->id, j->boot_id, &j->ovl, &j->why);
+      /* Logged while j is the current job, so that the watcher sees this
+       * thread stall should it lose the CPU in there. */
+      if (j->r == -EAGAIN)
+        log_debug("client %s of %s: its overlay is being closed: it waits "
+                  "for that", j->id, j->exp->name);
     }
     pthread_mutex_lock(&queue_lock);
     current = NULL;
+    if (j->r == -EAGAIN) {
+      defer(j, closes_seen);
+      continue;
+    }
     pthread_mutex_unlock(&queue_lock);
     deliver(j);
     pthread_mutex_lock(&queue_lock);
@@ -408,6 +471,8 @@ attach_waiting(const struct export *exp, const char *id)
   pthread_mutex_lock(&queue_lock);
   found = current && job_is(current, exp, id);
   for (const struct attach_job *j = queue_head; j && !found; j = j->next)
+    found = job_is(j, exp, id);
+  for (const struct attach_job *j = deferred; j && !found; j = j->next)
     found = job_is(j, exp, id);
   pthread_mutex_unlock(&queue_lock);
   return found;

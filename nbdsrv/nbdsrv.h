@@ -220,7 +220,6 @@ struct overlay {
   bool detached;                 /* replaced by a reset: files not ours */
   bool opening, closing;         /* files being opened or closed, outside
                                     registry_lock: wait (overlay.c) */
-  struct overlay *next_closing;  /* the janitor's list */
   /* Journal records of completed writes not yet in the map file; each
    * carries the write's sequence number so that a flush appends exactly
    * the records whose data its fdatasync covered. */
@@ -233,9 +232,9 @@ struct overlay {
 };
 
 /* The overlay of client id on exp, with a reference; opens or creates it
- * (file system calls, and a wait while another thread opens or closes
- * it: only the attach thread calls this).  Returns 0, or -errno with *why
- * saying what is wrong. */
+ * (file system calls: only the attach thread calls this).  -EAGAIN while
+ * the janitor closes it (attach_overlay_closed() tells when that is done);
+ * else 0, or -errno with *why saying what is wrong. */
 int overlay_acquire(const struct export *exp, const char *id,
                     const char *boot_id, struct overlay **out,
                     const char **why);
@@ -474,6 +473,8 @@ void attach_begin(struct conn *c, const struct export *exp,
 /* Whether client id of exp waits for the attach thread (its overlay may
  * not be in the registry yet).  Called under registry_lock. */
 bool attach_waiting(const struct export *exp, const char *id);
+/* The janitor closed an overlay: clients that found it closing try again. */
+void attach_overlay_closed(void);
 /* c is closing: its job, if any, need not open anything. */
 void attach_cancel(struct conn *c);
 /* On a wake: goes on with the connections whose overlay is ready. */

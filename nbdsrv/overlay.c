@@ -18,9 +18,11 @@
  * overlay goes into the registry first, marked opening, so that a second
  * connection of the client waits for it instead of opening it again, and
  * the janitor, a reset and the ephemeral sweep leave it alone.  The
- * janitor marks an overlay it closes the same way (closing) until its
- * files are synced and closed: a reconnect in between waits, rather than
- * opening files that are still being written.
+ * janitor marks an overlay it closes the same way (closing), one at a
+ * time, until its files are synced and closed: a reconnect in between
+ * waits, rather than opening files that are still being written, and it
+ * waits in the attach thread's deferred list, not in the attach thread,
+ * so that other clients' overlays open meanwhile.
  *
  * Locking.  registry_lock guards the registry, refcounts and the opening
  * and closing marks (registry_cond tells when a mark goes); ov->lock
@@ -308,9 +310,17 @@ overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
   for (;;) {
     pp = registry_find(key);
     ov = *pp;
-    if (!ov || (!ov->opening && !ov->closing))
+    if (!ov || !ov->opening)
       break;
     pthread_cond_wait(&registry_cond, &registry_lock);
+  }
+  if (ov && ov->closing) {
+    /* Its files are being synced and closed, which may take seconds on a
+     * busy disk: the caller comes back once that is done
+     * (attach_overlay_closed) rather than make everyone behind it wait. */
+    pthread_mutex_unlock(&registry_lock);
+    *why = "the overlay is being closed";
+    return -EAGAIN;
   }
   if (ov && is_previous_boot(ov, exp, boot_id)) {
     /* A new boot of a client whose previous boot may still hold
@@ -459,13 +469,41 @@ sweep_ephemeral_orphans(void)
   }
 }
 
+/* An idle overlay whose time has come (any idle one if force), marked
+ * closing, or NULL; the search starts at bucket *from and leaves it where
+ * it found one, so that a janitor run looks at each bucket once. */
+static struct overlay *
+take_due(time_t now, bool force, size_t *from)
+{
+  struct overlay *due = NULL;
+
+  pthread_mutex_lock(&registry_lock);
+  for (; *from < REGISTRY_BUCKETS && !due; ) {
+    for (struct overlay *ov = registry[*from]; ov; ov = ov->next) {
+      unsigned wait = ov->exp->policy == POLICY_EPHEMERAL
+                          ? config.ephemeral_linger : config.idle_close;
+      if (ov->refs == 0 && !ov->opening && !ov->closing &&
+          (force || now - ov->idle_since >= (time_t)wait)) {
+        ov->closing = true;
+        due = ov;
+        break;
+      }
+    }
+    if (!due)
+      (*from)++;
+  }
+  pthread_mutex_unlock(&registry_lock);
+  return due;
+}
+
 void
 overlay_janitor(bool force)
 {
   static time_t started;
   static bool swept;
   time_t now = time(NULL);
-  struct overlay *ov, *done = NULL;
+  size_t bucket = 0;
+  struct overlay *ov;
 
   if (!started)
     started = now;
@@ -474,25 +512,11 @@ overlay_janitor(bool force)
     swept = true;
   }
 
-  /* The overlays whose time has come are marked closing and listed on
-   * their own link (they stay in the registry until they are closed). */
-  pthread_mutex_lock(&registry_lock);
-  for (size_t i = 0; i < REGISTRY_BUCKETS; i++) {
-    for (ov = registry[i]; ov; ov = ov->next) {
-      unsigned wait = ov->exp->policy == POLICY_EPHEMERAL
-                          ? config.ephemeral_linger : config.idle_close;
-      if (ov->refs == 0 && !ov->opening &&
-          (force || now - ov->idle_since >= (time_t)wait)) {
-        ov->closing = true;
-        ov->next_closing = done;
-        done = ov;
-      }
-    }
-  }
-  pthread_mutex_unlock(&registry_lock);
-
-  while ((ov = done)) {
-    done = ov->next_closing;
+  /* The overlays whose time has come, one at a time: an overlay is marked
+   * closing only while its own files are synced and closed, so a client
+   * that comes back waits for that one close at most, and one whose turn
+   * has not come finds its overlay open and keeps it. */
+  while ((ov = take_due(now, force, &bucket))) {
     if (ov->exp->policy == POLICY_EPHEMERAL && !force) {
       int r = ovl_file_remove(ov->prefix);
       if (r < 0)
@@ -501,6 +525,7 @@ overlay_janitor(bool force)
         log_info("overlay %s: ephemeral, dropped %us after its last connection",
                  ov->prefix, config.ephemeral_linger);
     } else {
+      log_debug("overlay %s: idle: syncing and closing", ov->prefix);
       overlay_sync_all(ov);
       log_debug("overlay %s: closed (idle)", ov->prefix);
     }
@@ -509,6 +534,7 @@ overlay_janitor(bool force)
     pthread_cond_broadcast(&registry_cond);
     pthread_mutex_unlock(&registry_lock);
     overlay_free(ov);
+    attach_overlay_closed();
   }
 }
 
