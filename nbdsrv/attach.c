@@ -196,14 +196,21 @@ watch_main(void *arg)
   return NULL;
 }
 
-/* Under queue_lock, in the attach thread, with nothing to do. */
+/* Under queue_lock, in the attach thread, with nothing to do.  It logs
+ * first: at SCHED_IDLE it may lose the CPU for long while it holds a lock
+ * the workers take (queue_lock, stderr's), and the watcher only helps
+ * while a job waits. */
 static void
 idle(void)
 {
-  if (set_policy(pthread_self(), SCHED_IDLE) == 0) {
-    log_debug("attach thread: queue empty: SCHED_IDLE");
+  int r;
+
+  log_debug("attach thread: queue empty: SCHED_IDLE");
+  r = set_policy(pthread_self(), SCHED_IDLE);
+  if (r == 0) {
     idling = true;
   } else {
+    log_err("attach thread: cannot enter SCHED_IDLE: %s", strerror(r));
     may_idle = false;
   }
 }
@@ -239,10 +246,12 @@ deliver(struct attach_job *j)
   struct worker *w = j->w;
   uint64_t one = 1;
 
-  pthread_mutex_lock(&w->mbox_lock);
-  j->next = w->attached;
-  w->attached = j;
-  pthread_mutex_unlock(&w->mbox_lock);
+  /* A lock-free push: at SCHED_IDLE this thread must not hold a lock the
+   * worker takes. */
+  j->next = __atomic_load_n(&w->attached, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(&w->attached, &j->next, j, true,
+                                      __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    ;
   if (write(w->wake_fd, &one, sizeof one) < 0)
     log_err("cannot wake worker %u: %s", w->id, strerror(errno));
 }
@@ -490,10 +499,7 @@ attach_collect(struct worker *w)
 {
   struct attach_job *j, *next;
 
-  pthread_mutex_lock(&w->mbox_lock);
-  j = w->attached;
-  w->attached = NULL;
-  pthread_mutex_unlock(&w->mbox_lock);
+  j = __atomic_exchange_n(&w->attached, NULL, __ATOMIC_ACQUIRE);
   for (; j; j = next) {
     struct conn *c = j->c;
 

@@ -408,7 +408,8 @@ struct worker {
   int *mbox;
   unsigned mbox_n, mbox_cap;
   /* Overlays the attach thread opened for this worker's connections
-   * (mbox_lock, with a wake), and how many it still works on. */
+   * (a lock-free stack: the attach thread pushes, the worker takes it
+   * whole, after a wake), and how many it still works on. */
   struct attach_job *attached;
   unsigned attaching;
   uint32_t next_gen;
