@@ -69,9 +69,12 @@
 #define OVL_BATCH_MAGIC 0x424c564fu /* "OVLB" little-endian */
 #define OVL_BATCH_MAX 65536         /* records per batch */
 #define OVL_LOG_RESERVE (64u << 10) /* journal space kept ahead (a power of 2) */
-#define CHUNK_SHIFT 12              /* 4096 blocks per chunk */
+#define CHUNK_SHIFT 12              /* 4096 blocks (16 MiB) per chunk */
 #define CHUNK_BLOCKS (1u << CHUNK_SHIFT)
 #define CHUNK_BYTES (CHUNK_BLOCKS / 4)
+#define GROUP_SHIFT 9               /* 512 chunks (8 GiB) per group */
+#define GROUP_CHUNKS (1u << GROUP_SHIFT)
+#define GROUP_BLOCKS ((uint64_t)CHUNK_BLOCKS << GROUP_SHIFT)
 
 struct ovl_batch_header {
   uint32_t magic;
@@ -82,35 +85,72 @@ struct ovl_batch_header {
 
 /* ---- in-memory map ---- */
 
+/* The map is a two-level table: groups of chunk pointers, chunks of two
+ * bits per block, both allocated when a block in them is first set to
+ * something other than OVL_BASE.  A lookup is two indexings; the memory
+ * is 1 KiB per 16 MiB region written and 4 KiB per 8 GiB region written,
+ * plus a pointer per 8 GiB of disk (128 for 1 TiB). */
+
 int
 ovl_map_init(struct ovl_map *m, uint64_t nblocks)
 {
   memset(m, 0, sizeof *m);
   m->nblocks = nblocks;
-  m->nchunks = (nblocks + CHUNK_BLOCKS - 1) >> CHUNK_SHIFT;
+  m->ngroups = (nblocks + GROUP_BLOCKS - 1) / GROUP_BLOCKS;
   return 0;
 }
 
 void
 ovl_map_free(struct ovl_map *m)
 {
-  if (m->chunks) {
-    for (size_t i = 0; i < m->nchunks; i++)
-      free(m->chunks[i]);
-    free(m->chunks);
+  if (m->groups) {
+    for (size_t g = 0; g < m->ngroups; g++) {
+      if (!m->groups[g])
+        continue;
+      for (size_t i = 0; i < GROUP_CHUNKS; i++)
+        free(m->groups[g][i]);
+      free(m->groups[g]);
+    }
+    free(m->groups);
   }
-  m->chunks = NULL;
+  m->groups = NULL;
   m->ndata = m->nzero = 0;
+}
+
+/* The chunk holding block, or NULL while every block in it is OVL_BASE. */
+static uint8_t *
+chunk_of(const struct ovl_map *m, uint64_t block)
+{
+  uint8_t **group;
+
+  if (!m->groups || block >= m->nblocks)
+    return NULL;
+  group = m->groups[block / GROUP_BLOCKS];
+  return group ? group[(block >> CHUNK_SHIFT) & (GROUP_CHUNKS - 1)] : NULL;
+}
+
+/* The same, allocated (and its group, and the group table) if need be. */
+static uint8_t *
+chunk_alloc(struct ovl_map *m, uint64_t block)
+{
+  uint8_t ***group, **chunk;
+
+  if (!m->groups && !(m->groups = calloc(m->ngroups, sizeof *m->groups)))
+    return NULL;
+  group = &m->groups[block / GROUP_BLOCKS];
+  if (!*group && !(*group = calloc(GROUP_CHUNKS, sizeof **group)))
+    return NULL;
+  chunk = &(*group)[(block >> CHUNK_SHIFT) & (GROUP_CHUNKS - 1)];
+  if (!*chunk)
+    *chunk = calloc(1, CHUNK_BYTES);
+  return *chunk;
 }
 
 enum ovl_state
 ovl_map_get(const struct ovl_map *m, uint64_t block)
 {
-  const uint8_t *c;
+  const uint8_t *c = chunk_of(m, block);
 
-  if (!m->chunks || block >= m->nblocks)
-    return OVL_BASE;
-  c = m->chunks[block >> CHUNK_SHIFT];
   if (!c)
     return OVL_BASE;
   block &= CHUNK_BLOCKS - 1;
@@ -132,24 +172,17 @@ ovl_map_set(struct ovl_map *m, uint64_t first, uint64_t count,
 {
   if (first >= m->nblocks || count > m->nblocks - first)
     return -EINVAL;
-  if (!m->chunks) {
-    if (state == OVL_BASE)
-      return 0;
-    m->chunks = calloc(m->nchunks, sizeof *m->chunks);
-    if (!m->chunks)
-      return -ENOMEM;
-  }
   while (count > 0) {
-    uint64_t ci = first >> CHUNK_SHIFT, off = first & (CHUNK_BLOCKS - 1);
+    uint64_t off = first & (CHUNK_BLOCKS - 1);
     uint64_t n = CHUNK_BLOCKS - off;
-    uint8_t *c = m->chunks[ci];
+    uint8_t *c = chunk_of(m, first);
 
     if (n > count)
       n = count;
     if (!c) {
       if (state == OVL_BASE)
         goto next;
-      c = m->chunks[ci] = calloc(1, CHUNK_BYTES);
+      c = chunk_alloc(m, first);
       if (!c)
         return -ENOMEM;
     }
@@ -180,10 +213,13 @@ ovl_map_run(const struct ovl_map *m, uint64_t block, uint64_t max,
   *state = s;
   while (n < max && block + n < m->nblocks) {
     uint64_t b = block + n;
-    /* Skip whole unallocated chunks when looking for the end of a BASE run. */
-    if (s == OVL_BASE && (!m->chunks || !m->chunks[b >> CHUNK_SHIFT]) &&
-        (b & (CHUNK_BLOCKS - 1)) == 0) {
-      n += CHUNK_BLOCKS;
+    /* Skip whole unallocated groups and chunks when looking for the end
+     * of a BASE run. */
+    if (s == OVL_BASE && (b & (CHUNK_BLOCKS - 1)) == 0 && !chunk_of(m, b)) {
+      if (b % GROUP_BLOCKS == 0 && (!m->groups || !m->groups[b / GROUP_BLOCKS]))
+        n += GROUP_BLOCKS;
+      else
+        n += CHUNK_BLOCKS;
       continue;
     }
     if (ovl_map_get(m, b) != s)
@@ -200,10 +236,15 @@ ovl_map_memory(const struct ovl_map *m)
 {
   size_t bytes = sizeof *m;
 
-  if (m->chunks) {
-    bytes += m->nchunks * sizeof *m->chunks;
-    for (size_t i = 0; i < m->nchunks; i++)
-      if (m->chunks[i])
+  if (!m->groups)
+    return bytes;
+  bytes += m->ngroups * sizeof *m->groups;
+  for (size_t g = 0; g < m->ngroups; g++) {
+    if (!m->groups[g])
+      continue;
+    bytes += GROUP_CHUNKS * sizeof *m->groups[g];
+    for (size_t i = 0; i < GROUP_CHUNKS; i++)
+      if (m->groups[g][i])
         bytes += CHUNK_BYTES;
   }
   return bytes;

@@ -22,12 +22,13 @@ enum ovl_state {
   OVL_ZERO = 2,   /* trimmed or zeroed: reads as zeroes, no space used */
 };
 
-/* Sparse two-bit-per-block map.  Memory is proportional to the number of
- * 16 MiB regions the client ever wrote, not to the size of the disk. */
+/* Sparse two-bit-per-block map, a two-level table (overlay-format.c):
+ * lookups take two indexings, and memory is proportional to the number
+ * of regions the client ever wrote, not to the size of the disk. */
 struct ovl_map {
   uint64_t nblocks;
-  size_t nchunks;
-  uint8_t **chunks;   /* NULL chunk: every block in it is OVL_BASE */
+  size_t ngroups;
+  uint8_t ***groups;  /* NULL group or chunk: all its blocks are OVL_BASE */
   uint64_t ndata;     /* blocks in OVL_DATA state */
   uint64_t nzero;     /* blocks in OVL_ZERO state */
 };

@@ -3,7 +3,10 @@
  *  - the journal: what is appended is what is replayed;
  *  - a torn batch at the end of the journal is cut off, the rest kept;
  *  - compaction keeps the map and shortens the journal;
- *  - an overlay that was never written costs almost no memory.
+ *  - an overlay that was never written costs almost no memory;
+ *  - on a 1 TiB disk, the map of a few writes costs memory for those
+ *    writes, not for the size of the disk, and runs cross the regions
+ *    never written.
  */
 #include <config.h>
 
@@ -66,6 +69,47 @@ check_map_equals_model(const struct ovl_map *m, const char *when)
           (unsigned long long)b);
     b += n;
   }
+}
+
+/* A 1 TiB disk written in three places: its first block, one in the
+ * middle and its last. */
+static void
+check_large_sparse_map(void)
+{
+  const uint64_t nblocks = (1ull << 40) / OVL_BLOCK_SIZE, mid = nblocks / 2 + 12345;
+  struct ovl_map m;
+  enum ovl_state s;
+  size_t bytes;
+
+  ovl_map_init(&m, nblocks);
+  CHECK(ovl_map_memory(&m) < 256, "an unwritten 1 TiB map uses %zu bytes",
+        ovl_map_memory(&m));
+  CHECK(ovl_map_set(&m, 0, 1, OVL_DATA) == 0 &&
+        ovl_map_set(&m, mid, 3, OVL_ZERO) == 0 &&
+        ovl_map_set(&m, nblocks - 1, 1, OVL_DATA) == 0, "set");
+  /* Three chunks, three groups of chunk pointers and the table of
+   * groups: some 16 KiB (a table of every chunk of the disk would be
+   * 512 KiB). */
+  bytes = ovl_map_memory(&m);
+  CHECK(bytes < 32 << 10, "three writes on 1 TiB use %zu bytes", bytes);
+  CHECK(ovl_map_get(&m, 0) == OVL_DATA && ovl_map_get(&m, 1) == OVL_BASE &&
+        ovl_map_get(&m, mid - 1) == OVL_BASE && ovl_map_get(&m, mid) == OVL_ZERO &&
+        ovl_map_get(&m, mid + 2) == OVL_ZERO && ovl_map_get(&m, mid + 3) == OVL_BASE &&
+        ovl_map_get(&m, nblocks - 2) == OVL_BASE &&
+        ovl_map_get(&m, nblocks - 1) == OVL_DATA && ovl_map_get(&m, nblocks) == OVL_BASE,
+        "states on the large map");
+  CHECK(ovl_map_run(&m, 1, nblocks, &s) == mid - 1 && s == OVL_BASE,
+        "the run from block 1 ends at the middle write");
+  CHECK(ovl_map_run(&m, mid, nblocks, &s) == 3 && s == OVL_ZERO, "the middle run");
+  CHECK(ovl_map_run(&m, mid + 3, nblocks, &s) == nblocks - 1 - (mid + 3) &&
+        s == OVL_BASE, "the run after the middle write ends at the last block");
+  CHECK(ovl_map_run(&m, 5, 100, &s) == 100 && s == OVL_BASE, "a run is cut at max");
+  CHECK(m.ndata == 2 && m.nzero == 3, "counters %llu/%llu",
+        (unsigned long long)m.ndata, (unsigned long long)m.nzero);
+  /* Back to BASE: the states follow (the memory stays). */
+  CHECK(ovl_map_set(&m, mid, 3, OVL_BASE) == 0 && ovl_map_get(&m, mid) == OVL_BASE &&
+        m.nzero == 0, "zeroes set back to base");
+  ovl_map_free(&m);
 }
 
 int
@@ -176,6 +220,8 @@ main(void)
   CHECK(ovl_file_open(prefix, false, &g) == -EBADMSG, "damaged header refused");
   ovl_file_remove(prefix);
   rmdir(dir);
+
+  check_large_sparse_map();
 
   if (failures) {
     fprintf(stderr, "unit_overlay: %d failures\n", failures);
