@@ -112,6 +112,18 @@ stop_nbdsrv() {
   return $rc
 }
 
+# wait_log PATTERN WHAT: until the server's log has a line matching
+# PATTERN, at most 30 s; then fails saying WHAT did not come.
+wait_log() {
+  local i=0
+  until grep -q "$1" "$TESTDIR/nbdsrv.log"; do
+    i=$((i + 1))
+    [ $i -lt 300 ] || fail "$2: not in the log after 30 s:
+$(tail -20 "$TESTDIR/nbdsrv.log")"
+    sleep 0.1
+  done
+}
+
 # make_image FILE SIZE_MIB: a reproducible pseudo-random image.
 make_image() {
   /usr/bin/python3 - "$1" "$2" <<'PY'
@@ -132,3 +144,26 @@ imgt() {
   cat "$TESTDIR/last.err" >&2
   return $rc
 }
+
+# freezable_overlay_dir EXPORT: makes $TESTDIR/ov/EXPORT, where nbdsrv
+# keeps that export's overlays, a small ext4 of its own that the test can
+# freeze (fsfreeze -f "$FREEZABLE") to hold the server's file system calls
+# there for as long as it wants.  It is mounted outside $TESTDIR (a run
+# killed while it is frozen must not leave the next run's removal of
+# $TESTDIR hanging) and reached through a symlink.  Call thaw_on_exit
+# after start_nbdsrv: the file system has to be thawed before the server
+# is killed (on_exit runs the last registered first).
+freezable_overlay_dir() {
+  requires_cmd fsfreeze mkfs.ext4 mount umount
+  [ "$(id -u)" = 0 ] || skip "needs root (loop mount, fsfreeze)"
+  FREEZABLE=$(mktemp -d)
+  on_exit "rmdir '$FREEZABLE'"
+  truncate -s 64M "$TESTDIR/$1.fs"
+  mkfs.ext4 -q -F "$TESTDIR/$1.fs" || fail "mkfs.ext4 failed"
+  mount -o loop "$TESTDIR/$1.fs" "$FREEZABLE" ||
+    skip "cannot loop-mount a file system here"
+  on_exit "umount '$FREEZABLE'"
+  mkdir -p "$TESTDIR/ov"
+  ln -s "$FREEZABLE" "$TESTDIR/ov/$1"
+}
+thaw_on_exit() { on_exit "fsfreeze -u '$FREEZABLE' 2>/dev/null"; }

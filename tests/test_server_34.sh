@@ -20,41 +20,18 @@
 # (Nothing here depends on timing: the frozen file system holds the close
 # for as long as it takes.)
 . "$(dirname "$0")/functions.sh"
-requires_cmd nbdsh fsfreeze mkfs.ext4 mount umount
-[ "$(id -u)" = 0 ] || skip "needs root (loop mount, fsfreeze)"
+requires_cmd nbdsh
 
 make_image "$TESTDIR/base.img" 16
-freeze=$(command -v fsfreeze)
-# Export slow's overlays live on a file system of their own, mounted
-# outside $TESTDIR (a run killed while it is frozen must not leave the
-# next run's removal of $TESTDIR hanging) and reached through a symlink.
-mnt=$(mktemp -d)
-on_exit "rmdir '$mnt'"
-truncate -s 64M "$TESTDIR/slow.fs"
-mkfs.ext4 -q -F "$TESTDIR/slow.fs" || fail "mkfs.ext4 failed"
-mount -o loop "$TESTDIR/slow.fs" "$mnt" || skip "cannot loop-mount a file system here"
-on_exit "umount '$mnt'"
-mkdir -p "$TESTDIR/ov"
-ln -s "$mnt" "$TESTDIR/ov/slow"
+freezable_overlay_dir slow
 
 start_nbdsrv -v -e slow="$TESTDIR/base.img" -e fast="$TESTDIR/base.img" \
   -o "$TESTDIR/ov"
 # Thawed before the server is killed (on_exit runs last first).
-on_exit "$freeze -u '$mnt' 2>/dev/null"
+thaw_on_exit
 
 uri() { echo "nbd://127.0.0.1:$PORT/$1"; }
 
-# wait_log PATTERN WHAT: until the server's log has a line matching
-# PATTERN, at most 20 s.
-wait_log() {
-  local i=0
-  until grep -q "$1" "$TESTDIR/nbdsrv.log"; do
-    i=$((i + 1))
-    [ $i -lt 200 ] || fail "$2: not in the log after 20 s:
-$(tail -20 "$TESTDIR/nbdsrv.log")"
-    sleep 0.1
-  done
-}
 
 # Client a writes 4 MiB without a flush (its close has journal records to
 # append) and clients c1 to c8 write a block each; the file system is
@@ -74,7 +51,7 @@ for i in range(1, 9):
     c.pwrite(('c%d' % i).encode().ljust(4096, b'.'), 8192)
     c.flush()
     cs.append(c)
-subprocess.run(['$freeze', '-f', '$mnt'], check=True)
+subprocess.run(['fsfreeze', '-f', '$FREEZABLE'], check=True)
 for h in [a] + cs:
     h.shutdown()
 " || fail "clients a and c1 to c8 could not write (or the freeze failed)"
@@ -117,7 +94,7 @@ kill -0 "$a_pid" 2>/dev/null || fail "client a did not wait for its overlay's cl
 grep -q "overlay .*/slow/a: closed (idle)" "$TESTDIR/nbdsrv.log" &&
   fail "a's overlay closed while its file system was frozen"
 
-"$freeze" -u "$mnt" || fail "cannot thaw the overlay file system"
+fsfreeze -u "$FREEZABLE" || fail "cannot thaw the overlay file system"
 wait "$a_pid" || fail "client a, back after the close, did not read its data"
 grep -q "overlay .*/slow/a: closed (idle)" "$TESTDIR/nbdsrv.log" ||
   fail "no end of a's close in the log"
