@@ -23,26 +23,32 @@
  * closing (seconds, on a busy disk), it does not do: that job is set
  * aside until the close is done, and the others go on.
  *
- * The thread runs at SCHED_IDLE while it keeps up: clients already
- * attached come first.  At the same priority a worker woken by a request
- * waits for the attach thread's time slice to run out (a millisecond or
- * more: the scheduler lets a running task reach its fair share before a
- * woken one of equal weight preempts it), and in a boot storm that is what
- * the first read of the clients attached so far waits for; nice values do
- * not change that, SCHED_IDLE does (any other task preempts it at once).
- * A thread at SCHED_IDLE gets almost nothing of a busy CPU, though, so
- * when it has made no progress for ATTACH_PATIENCE_MS with clients
- * waiting (one job taking that long, or a queued one not taken up), a
- * watcher thread puts it back on the normal policy (the attach thread
- * cannot notice that itself: it is the one not running), until its queue
- * has stayed empty for ATTACH_CALM_MS.  Leaving SCHED_IDLE needs
- * CAP_SYS_NICE or an RLIMIT_NICE that allows nice 0 (the systemd unit
- * sets LimitNICE=+0); without either the thread stays at the normal
- * policy.
+ * The thread opens overlays at SCHED_IDLE: clients already attached
+ * come first.  At the same priority a worker woken by a request waits for
+ * the attach thread's time slice to run out (a millisecond or more: the
+ * scheduler lets a running task reach its fair share before a woken one
+ * of equal weight preempts it), and in a boot storm that is what the
+ * first read of the clients attached so far waits for; nice values do not
+ * change that, SCHED_IDLE does (any other task preempts it at once).
+ * Only overlay_acquire() runs at SCHED_IDLE: the rest of the loop takes
+ * queue_lock, which the workers take too, and a thread at SCHED_IDLE
+ * preempted while it holds that lock would keep them waiting for as long
+ * as other tasks leave it no CPU.  (Inside overlay_acquire() it takes
+ * registry_lock, stderr's and malloc's locks, for which the watcher
+ * below answers.)  A thread at SCHED_IDLE gets almost nothing of a busy
+ * CPU, so when a job has run ATTACH_PATIENCE_MS at SCHED_IDLE and the
+ * thread is runnable, not waiting for a disk, a watcher thread puts it
+ * back on the normal policy (the attach thread cannot notice that itself:
+ * it is the one not running), and the jobs after it run at the normal
+ * policy too until the queue has stayed empty for ATTACH_CALM_MS.
+ * Leaving SCHED_IDLE needs CAP_SYS_NICE or an RLIMIT_NICE that allows
+ * nice 0 (the systemd unit sets LimitNICE=+0); without either the thread
+ * never goes there.
  */
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -88,14 +94,21 @@ static struct attach_job *current;
  * not missed). */
 static struct attach_job *deferred, **deferred_tail = &deferred;
 static unsigned long closes;
-/* Scheduling (queue_lock): whether the thread may, and does, run at
- * SCHED_IDLE. */
-static bool may_idle, idling;
+/* Scheduling (queue_lock): whether jobs may run at SCHED_IDLE; whether
+ * the watcher found one starved, so that the next ones run at the normal
+ * policy; whether the current job runs at SCHED_IDLE, and when the
+ * watcher last looked at it (0: not yet); the attach thread, as the
+ * kernel and pthreads know it. */
+static bool may_idle, boosted, current_idle;
+static uint64_t current_checked_ms;
+static pid_t thread_tid;
+static pthread_t thread_self;
 
 #define ATTACH_PATIENCE_MS 20
-/* Back at SCHED_IDLE only once the queue has stayed empty this long: in
- * a storm that starves it, the queue runs empty between arrivals, and
- * each stall would cost the next client ATTACH_PATIENCE_MS again. */
+/* Jobs at SCHED_IDLE again only once the queue has stayed empty this
+ * long: in a storm that starves them, the queue runs empty between
+ * arrivals, and each stall would cost the next client ATTACH_PATIENCE_MS
+ * again. */
 #define ATTACH_CALM_MS 200
 
 static uint64_t
@@ -141,36 +154,51 @@ set_policy(pthread_t t, int policy)
 /* When the attach thread took up the current job (queue_lock). */
 static uint64_t current_since_ms;
 
-/* Under queue_lock: since when the attach thread has made no progress
- * with jobs waiting for it, or 0 if none wait.  A thread that finishes
- * jobs, if only in the CPU time others leave, is not starved, however
- * long the queue behind it. */
-static uint64_t
-stalled_since(void)
+/* Whether thread tid of this process is runnable: starved, if it does
+ * not run, rather than waiting (for a disk, say), when its policy does
+ * not matter. */
+static bool
+thread_runnable(pid_t tid)
 {
-  if (current)
-    return current_since_ms;
-  return queue_head ? queue_head->queued_ms : 0;
+  char path[64], buf[512], *p;
+  ssize_t n;
+  int fd;
+
+  snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return true;
+  n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return true;
+  buf[n] = '\0';
+  /* "tid (comm) S ...": the state follows the last parenthesis. */
+  p = strrchr(buf, ')');
+  return !p || p[1] != ' ' || p[2] == 'R';
 }
 
-/* Under queue_lock, the attach thread idling and stalled. */
-static void
-unidle(uint64_t stalled)
+/* Under queue_lock: the current job has run ATTACH_PATIENCE_MS at
+ * SCHED_IDLE with the attach thread runnable.  Whether this is the first
+ * time since the jobs last ran at SCHED_IDLE (then the caller logs). */
+static bool
+rescue(void)
 {
+  bool first = !boosted;
   int r;
 
-  /* Switch first, log after: the starved thread may hold stderr's lock. */
-  r = set_policy(thread, SCHED_OTHER);
+  /* Again every ATTACH_PATIENCE_MS while the job lasts: the thread may
+   * have been preempted between deciding to run the job at SCHED_IDLE
+   * and switching, and switch after this. */
+  r = set_policy(thread_self, SCHED_OTHER);
   if (r) {
     /* attach_thread_start checked that it can; should it fail anyway,
      * stop trying rather than spin. */
     log_err("attach thread: cannot leave SCHED_IDLE: %s", strerror(r));
     may_idle = false;
   }
-  idling = false;
-  log_debug("attach thread: no progress for %llu ms with clients waiting: "
-            "normal scheduling until the queue stays empty",
-            (unsigned long long)stalled);
+  boosted = true;
+  return first;
 }
 
 static void *
@@ -179,40 +207,31 @@ watch_main(void *arg)
   (void)arg;
   pthread_mutex_lock(&queue_lock);
   while (!thread_stop) {
-    uint64_t since = stalled_since(), now = now_ms(), due;
+    uint64_t now = now_ms(), since, due;
 
-    if (!idling || !since) {
+    if (!current || !current_idle) {
       pthread_cond_wait(&watch_cond, &queue_lock);
       continue;
     }
-    due = since + ATTACH_PATIENCE_MS;
-    if (now >= due) {
-      unidle(now - since);
+    since = current_since_ms;
+    due = (current_checked_ms ? current_checked_ms : since) + ATTACH_PATIENCE_MS;
+    if (now < due) {
+      wait_until(&watch_cond, due);
       continue;
     }
-    wait_until(&watch_cond, due);
+    current_checked_ms = now;
+    if (thread_runnable(thread_tid) && rescue()) {
+      /* Logged without queue_lock: the starved thread may hold stderr's
+       * lock, and it needs queue_lock to finish its job. */
+      pthread_mutex_unlock(&queue_lock);
+      log_debug("attach thread: no progress for %llu ms at SCHED_IDLE: "
+                "normal scheduling until the queue stays empty",
+                (unsigned long long)(now - since));
+      pthread_mutex_lock(&queue_lock);
+    }
   }
   pthread_mutex_unlock(&queue_lock);
   return NULL;
-}
-
-/* Under queue_lock, in the attach thread, with nothing to do.  It logs
- * first: at SCHED_IDLE it may lose the CPU for long while it holds a lock
- * the workers take (queue_lock, stderr's), and the watcher only helps
- * while a job waits. */
-static void
-idle(void)
-{
-  int r;
-
-  log_debug("attach thread: queue empty: SCHED_IDLE");
-  r = set_policy(pthread_self(), SCHED_IDLE);
-  if (r == 0) {
-    idling = true;
-  } else {
-    log_err("attach thread: cannot enter SCHED_IDLE: %s", strerror(r));
-    may_idle = false;
-  }
 }
 
 static void *
@@ -293,10 +312,33 @@ attach_overlay_closed(void)
     deferred = NULL;
     deferred_tail = &deferred;
     pthread_cond_signal(&queue_cond);
-    if (idling)
-      pthread_cond_signal(&watch_cond);
   }
   pthread_mutex_unlock(&queue_lock);
+}
+
+/* Runs j's overlay_acquire(), at SCHED_IDLE when idle is true. */
+static void
+run_job(struct attach_job *j, bool idle)
+{
+  int r;
+
+  if (idle && set_policy(pthread_self(), SCHED_IDLE) != 0)
+    idle = false;
+  j->r = overlay_acquire(j->exp, j->id, j->boot_id, &j->ovl, &j->why);
+  /* Logged while j is the current job, so that the watcher sees this
+   * thread stall should it lose the CPU in there. */
+  if (j->r == -EAGAIN)
+    log_debug("client %s of %s: its overlay is being closed: it waits "
+              "for that", j->id, j->exp->name);
+  if (idle && (r = set_policy(pthread_self(), SCHED_OTHER)) != 0) {
+    /* The start-up probe said it can.  Should it fail anyway, leave the
+     * thread to the watcher (which can switch it back) and stop going to
+     * SCHED_IDLE. */
+    log_err("attach thread: cannot leave SCHED_IDLE: %s", strerror(r));
+    pthread_mutex_lock(&queue_lock);
+    may_idle = false;
+    pthread_mutex_unlock(&queue_lock);
+  }
 }
 
 static void *
@@ -307,13 +349,16 @@ attach_main(void *arg)
 
   (void)arg;
   pthread_mutex_lock(&queue_lock);
+  thread_tid = gettid();
+  thread_self = pthread_self();
   for (;;) {
     struct attach_job *j = queue_head;
+    bool cancelled, idle;
 
     if (!j) {
       if (thread_stop)
         break;
-      if (may_idle && !idling) {
+      if (boosted) {
         uint64_t now = now_ms();
         if (!empty_since)
           empty_since = now;
@@ -321,7 +366,9 @@ attach_main(void *arg)
           wait_until(&queue_cond, empty_since + ATTACH_CALM_MS);
           continue;
         }
-        idle();
+        boosted = false;
+        log_debug("attach thread: queue empty: overlays opened at "
+                  "SCHED_IDLE again");
       }
       pthread_cond_wait(&queue_cond, &queue_lock);
       continue;
@@ -330,23 +377,24 @@ attach_main(void *arg)
     queue_head = j->next;
     if (!queue_head)
       queue_tail = &queue_head;
+    cancelled = __atomic_load_n(&j->cancelled, __ATOMIC_ACQUIRE);
     current = j;
     current_since_ms = now_ms();
+    current_checked_ms = 0;
+    idle = current_idle = may_idle && !boosted && !cancelled;
+    if (idle)
+      pthread_cond_signal(&watch_cond);
     closes_seen = closes;
     pthread_mutex_unlock(&queue_lock);
-    if (__atomic_load_n(&j->cancelled, __ATOMIC_ACQUIRE)) {
+    if (cancelled) {
       j->r = -ECANCELED;
       j->why = "connection closed";
     } else {
-      j->r = overlay_acquire(j->exp, j->id, j->boot_id, &j->ovl, &j->why);
-      /* Logged while j is the current job, so that the watcher sees this
-       * thread stall should it lose the CPU in there. */
-      if (j->r == -EAGAIN)
-        log_debug("client %s of %s: its overlay is being closed: it waits "
-                  "for that", j->id, j->exp->name);
+      run_job(j, idle);
     }
     pthread_mutex_lock(&queue_lock);
     current = NULL;
+    current_idle = false;
     if (j->r == -EAGAIN) {
       defer(j, closes_seen);
       continue;
@@ -366,7 +414,7 @@ attach_thread_start(void)
   int r;
 
   thread_stop = false;
-  idling = false;
+  boosted = false;
   init_monotonic_cond(&queue_cond);
   init_monotonic_cond(&watch_cond);
   started = true;
@@ -461,8 +509,6 @@ attach_begin(struct conn *c, const struct export *exp,
   *queue_tail = j;
   queue_tail = &j->next;
   pthread_cond_signal(&queue_cond);
-  if (idling)
-    pthread_cond_signal(&watch_cond);
   pthread_mutex_unlock(&queue_lock);
 }
 
