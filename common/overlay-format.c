@@ -117,16 +117,66 @@ ovl_map_free(struct ovl_map *m)
   m->ndata = m->nzero = 0;
 }
 
-/* The chunk holding block, or NULL while every block in it is OVL_BASE. */
-static uint8_t *
-chunk_of(const struct ovl_map *m, uint64_t block)
+/* Where the pointer to the chunk holding block is, or NULL when its group
+ * has none. */
+static uint8_t **
+chunk_slot(const struct ovl_map *m, uint64_t block)
 {
   uint8_t **group;
 
   if (!m->groups || block >= m->nblocks)
     return NULL;
   group = m->groups[block / GROUP_BLOCKS];
-  return group ? group[(block >> CHUNK_SHIFT) & (GROUP_CHUNKS - 1)] : NULL;
+  return group ? &group[(block >> CHUNK_SHIFT) & (GROUP_CHUNKS - 1)] : NULL;
+}
+
+/* The chunk holding block, or NULL while every block in it is OVL_BASE. */
+static uint8_t *
+chunk_of(const struct ovl_map *m, uint64_t block)
+{
+  uint8_t **slot = chunk_slot(m, block);
+
+  return slot ? *slot : NULL;
+}
+
+/* A chunk byte whose four blocks are all in state s. */
+static uint8_t
+state_byte(enum ovl_state s)
+{
+  return (uint8_t)(s * 0x55);
+}
+
+/* Whether every block of chunk c is in state s. */
+static bool
+chunk_uniform(const uint8_t *c, enum ovl_state s)
+{
+  uint64_t want, w;
+
+  memset(&want, state_byte(s), sizeof want);
+  for (size_t i = 0; i < CHUNK_BYTES; i += sizeof w) {
+    memcpy(&w, c + i, sizeof w);
+    if (w != want)
+      return false;
+  }
+  return true;
+}
+
+/* Takes the blocks of chunk c out of the map's counters: two bits per
+ * block, 01 for OVL_DATA and 10 for OVL_ZERO, counted a word at a time. */
+static void
+uncount_chunk(struct ovl_map *m, const uint8_t *c)
+{
+  const uint64_t low = 0x5555555555555555ull;
+
+  for (size_t i = 0; i < CHUNK_BYTES; i += sizeof(uint64_t)) {
+    uint64_t w, lo, hi;
+
+    memcpy(&w, c + i, sizeof w);
+    lo = w & low;
+    hi = (w >> 1) & low;
+    m->ndata -= (uint64_t)__builtin_popcountll(lo & ~hi);
+    m->nzero -= (uint64_t)__builtin_popcountll(hi & ~lo);
+  }
 }
 
 /* The same, allocated (and its group, and the group table) if need be. */
@@ -179,6 +229,24 @@ ovl_map_set(struct ovl_map *m, uint64_t first, uint64_t count,
 
     if (n > count)
       n = count;
+    if (n == CHUNK_BLOCKS) {
+      /* A whole chunk (a TRIM of a large range, say): at once, and
+       * unallocated again if it goes back to OVL_BASE. */
+      if (c)
+        uncount_chunk(m, c);
+      if (state == OVL_BASE) {
+        if (c) {
+          free(c);
+          *chunk_slot(m, first) = NULL;
+        }
+        goto next;
+      }
+      if (!c && !(c = chunk_alloc(m, first)))
+        return -ENOMEM;
+      memset(c, state_byte(state), CHUNK_BYTES);
+      count_state(m, state, CHUNK_BLOCKS);
+      goto next;
+    }
     if (!c) {
       if (state == OVL_BASE)
         goto next;
@@ -213,14 +281,18 @@ ovl_map_run(const struct ovl_map *m, uint64_t block, uint64_t max,
   *state = s;
   while (n < max && block + n < m->nblocks) {
     uint64_t b = block + n;
-    /* Skip whole unallocated groups and chunks when looking for the end
-     * of a BASE run. */
-    if (s == OVL_BASE && (b & (CHUNK_BLOCKS - 1)) == 0 && !chunk_of(m, b)) {
-      if (b % GROUP_BLOCKS == 0 && (!m->groups || !m->groups[b / GROUP_BLOCKS]))
+    /* Skip whole unallocated groups, and whole chunks all in state s. */
+    if ((b & (CHUNK_BLOCKS - 1)) == 0) {
+      const uint8_t *c = chunk_of(m, b);
+      if (s == OVL_BASE && !c && b % GROUP_BLOCKS == 0 &&
+          (!m->groups || !m->groups[b / GROUP_BLOCKS])) {
         n += GROUP_BLOCKS;
-      else
+        continue;
+      }
+      if (c ? chunk_uniform(c, s) : s == OVL_BASE) {
         n += CHUNK_BLOCKS;
-      continue;
+        continue;
+      }
     }
     if (ovl_map_get(m, b) != s)
       break;

@@ -11,10 +11,10 @@
 #     starving, and the watcher leaves it; thawed, the client attaches;
 #   - with every CPU kept busy by other processes, which leave a thread at
 #     SCHED_IDLE next to nothing, a job with real CPU work (reopening an
-#     overlay whose journal sets 8 million blocks) starves: the log shows
-#     the switch back to the normal policy, the client and four new ones
-#     attach, write and read, and once the queue stays empty the log says
-#     overlays are opened at SCHED_IDLE again;
+#     overlay whose journal sets 8 million blocks one by one) starves: the
+#     log shows the switch back to the normal policy, the client and four
+#     new ones attach, write and read, and once the queue stays empty the
+#     log says overlays are opened at SCHED_IDLE again;
 #   - without CAP_SYS_NICE and with RLIMIT_NICE 0 a thread cannot leave
 #     SCHED_IDLE, so the attach thread never goes there: it stays at the
 #     normal policy, the log says why, and clients attach.
@@ -107,12 +107,13 @@ fsfreeze -u "$FREEZABLE" || fail "cannot thaw"
 wait "$f1" || fail "client f1 could not attach, write and read after the thaw"
 wait_policy nbdsrv-attach TS
 
-# An overlay whose journal takes real CPU to replay: its client zeroes
-# its whole 32 GiB disk (8 million blocks), flushes and goes; the janitor
-# closes the overlay.
+# An overlay whose journal takes real CPU to replay: its client trims
+# its 32 GiB disk but the first block of every 16 MiB (2048 trims of 4095
+# blocks, none a whole chunk of the map: each sets its blocks one by one),
+# flushes and goes; the janitor closes the overlay.
 nbdsh -u "$(uri huge@big)" -c "
-for i in range(32):
-    h.trim(1 << 30, i << 30)
+for i in range(2048):
+    h.trim(4095 * 4096, (i * 4096 + 1) * 4096)
 h.flush()
 " || fail "client big could not trim its disk"
 wait_log "overlay .*/huge/big: closed (idle)" "the close of big's overlay"

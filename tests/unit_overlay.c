@@ -109,6 +109,26 @@ check_large_sparse_map(void)
   /* Back to BASE: the states follow (the memory stays). */
   CHECK(ovl_map_set(&m, mid, 3, OVL_BASE) == 0 && ovl_map_get(&m, mid) == OVL_BASE &&
         m.nzero == 0, "zeroes set back to base");
+
+  /* A TRIM of 64 GiB in the middle: 16 million blocks at once, a chunk
+   * at a time; a run crosses them in one call; back to BASE, the chunks
+   * are freed (4 MiB of them; the tables of the 8 groups stay). */
+  const uint64_t tfirst = (nblocks / 4) & ~(uint64_t)4095, tcount = 1ull << 24;
+  bytes = ovl_map_memory(&m);
+  CHECK(ovl_map_set(&m, tfirst + 1, tcount - 2, OVL_ZERO) == 0 &&
+        m.nzero == tcount - 2, "a 64 GiB trim: %llu zero blocks", (unsigned long long)m.nzero);
+  CHECK(ovl_map_get(&m, tfirst) == OVL_BASE && ovl_map_get(&m, tfirst + 1) == OVL_ZERO &&
+        ovl_map_get(&m, tfirst + tcount - 2) == OVL_ZERO &&
+        ovl_map_get(&m, tfirst + tcount - 1) == OVL_BASE, "the trim's ends");
+  CHECK(ovl_map_run(&m, tfirst + 1, nblocks, &s) == tcount - 2 && s == OVL_ZERO,
+        "the run over the trim");
+  CHECK(ovl_map_set(&m, tfirst + 5, 7, OVL_DATA) == 0 &&
+        ovl_map_run(&m, tfirst + 1, nblocks, &s) == 4 && s == OVL_ZERO &&
+        ovl_map_run(&m, tfirst + 12, nblocks, &s) == tcount - 13 && s == OVL_ZERO &&
+        m.ndata == 2 + 7 && m.nzero == tcount - 2 - 7, "data inside the trim");
+  CHECK(ovl_map_set(&m, tfirst, tcount, OVL_BASE) == 0 && m.ndata == 2 && m.nzero == 0 &&
+        ovl_map_memory(&m) <= bytes + (64u << 10),
+        "back to base: %zu bytes, %zu before the trim", ovl_map_memory(&m), bytes);
   ovl_map_free(&m);
 }
 
@@ -148,6 +168,11 @@ main(void)
       uint64_t first = rand_r(&seed) % NBLOCKS;
       uint32_t count = 1 + rand_r(&seed) % (round % 10 == 0 ? 5000 : 40);
       enum ovl_state s = rand_r(&seed) % 3;
+      if (i % 7 == 3) {
+        /* Whole chunks (4096 blocks), set at once. */
+        first = (uint64_t)(rand_r(&seed) % 5) * 4096;
+        count = 4096 * (1 + rand_r(&seed) % 2);
+      }
       if (first + count > NBLOCKS)
         count = NBLOCKS - first;
       CHECK(ovl_map_set(&f.map, first, count, s) == 0, "set");
