@@ -30,12 +30,13 @@
  * of equal weight preempts it), and in a boot storm that is what the
  * first read of the clients attached so far waits for; nice values do not
  * change that, SCHED_IDLE does (any other task preempts it at once).
- * Only overlay_acquire() runs at SCHED_IDLE: the rest of the loop takes
- * queue_lock, which the workers take too, and a thread at SCHED_IDLE
- * preempted while it holds that lock would keep them waiting for as long
- * as other tasks leave it no CPU.  (Inside overlay_acquire() it takes
- * registry_lock, stderr's and malloc's locks, for which the watcher
- * below answers.)  A thread at SCHED_IDLE gets almost nothing of a busy
+ * Only the file system calls of opening or creating an overlay run at
+ * SCHED_IDLE: the rest takes queue_lock and registry_lock, which the
+ * workers take too, and a thread at SCHED_IDLE preempted while it holds
+ * one would keep them waiting for as long as other tasks leave it no
+ * CPU.  (Around those file system calls it takes the image table's,
+ * stderr's and malloc's locks now and then, for which the watcher below
+ * answers.)  A thread at SCHED_IDLE gets almost nothing of a busy
  * CPU, so when a job has run ATTACH_PATIENCE_MS at SCHED_IDLE and the
  * thread is runnable, not waiting for a disk, a watcher thread puts it
  * back on the normal policy (the attach thread cannot notice that itself:
@@ -316,21 +317,19 @@ attach_overlay_closed(void)
   pthread_mutex_unlock(&queue_lock);
 }
 
-/* Runs j's overlay_acquire(), at SCHED_IDLE when idle is true. */
+/* overlay_acquire()'s hook around the file system calls of opening an
+ * overlay: those, and only those, run at SCHED_IDLE. */
 static void
-run_job(struct attach_job *j, bool idle)
+files_at_idle(bool before)
 {
   int r;
 
-  if (idle && set_policy(pthread_self(), SCHED_IDLE) != 0)
-    idle = false;
-  j->r = overlay_acquire(j->exp, j->id, j->boot_id, &j->ovl, &j->why);
-  /* Logged while j is the current job, so that the watcher sees this
-   * thread stall should it lose the CPU in there. */
-  if (j->r == -EAGAIN)
-    log_debug("client %s of %s: its overlay is being closed: it waits "
-              "for that", j->id, j->exp->name);
-  if (idle && (r = set_policy(pthread_self(), SCHED_OTHER)) != 0) {
+  if (before) {
+    set_policy(pthread_self(), SCHED_IDLE);
+    return;
+  }
+  r = set_policy(pthread_self(), SCHED_OTHER);
+  if (r) {
     /* The start-up probe said it can.  Should it fail anyway, leave the
      * thread to the watcher (which can switch it back) and stop going to
      * SCHED_IDLE. */
@@ -339,6 +338,18 @@ run_job(struct attach_job *j, bool idle)
     may_idle = false;
     pthread_mutex_unlock(&queue_lock);
   }
+}
+
+/* Runs j's overlay_acquire(), its file system calls at SCHED_IDLE when
+ * idle is true. */
+static void
+run_job(struct attach_job *j, bool idle)
+{
+  j->r = overlay_acquire(j->exp, j->id, j->boot_id, idle ? files_at_idle : NULL,
+                         &j->ovl, &j->why);
+  if (j->r == -EAGAIN)
+    log_debug("client %s of %s: its overlay is being closed: it waits "
+              "for that", j->id, j->exp->name);
 }
 
 static void *

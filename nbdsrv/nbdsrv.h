@@ -232,12 +232,14 @@ struct overlay {
 };
 
 /* The overlay of client id on exp, with a reference; opens or creates it
- * (file system calls: only the attach thread calls this).  -EAGAIN while
- * the janitor closes it (attach_overlay_closed() tells when that is done);
- * else 0, or -errno with *why saying what is wrong. */
+ * (file system calls: only the attach thread calls this).  around_files,
+ * unless NULL, is called with true just before those file system calls
+ * and with false just after them, outside registry_lock.  -EAGAIN while
+ * the janitor closes the overlay (attach_overlay_closed() tells when that
+ * is done); else 0, or -errno with *why saying what is wrong. */
 int overlay_acquire(const struct export *exp, const char *id,
-                    const char *boot_id, struct overlay **out,
-                    const char **why);
+                    const char *boot_id, void (*around_files)(bool before),
+                    struct overlay **out, const char **why);
 /* The same when the overlay is open and in use or idle, without waiting
  * and without file I/O (the event loops call it); -EAGAIN otherwise. */
 int overlay_lookup(const struct export *exp, const char *id,

@@ -299,7 +299,8 @@ overlay_lookup(const struct export *exp, const char *id, const char *boot_id,
 
 int
 overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
-                struct overlay **out, const char **why)
+                void (*around_files)(bool before), struct overlay **out,
+                const char **why)
 {
   char key[sizeof ((struct overlay *)0)->key];
   struct overlay *ov, **pp;
@@ -368,7 +369,11 @@ overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
   *pp = ov;
   pthread_mutex_unlock(&registry_lock);
 
+  if (around_files)
+    around_files(true);
   r = overlay_open(ov, boot_id, why);
+  if (around_files)
+    around_files(false);
 
   pthread_mutex_lock(&registry_lock);
   ov->opening = false;

@@ -161,7 +161,7 @@ attach_begin(struct conn *c, const struct export *exp,
   if (overlay_lookup(exp, req->id, req->boot_id, &c->ovl) == 0 ||
       attach_at_once) {
     const char *why = NULL;
-    int r = c->ovl ? 0 : overlay_acquire(exp, req->id, req->boot_id, &c->ovl, &why);
+    int r = c->ovl ? 0 : overlay_acquire(exp, req->id, req->boot_id, NULL, &c->ovl, &why);
     handshake_attached(c, r, why);
     return;
   }
@@ -197,7 +197,7 @@ attach_finish(void)
 
     pending_attach[0] = pending_attach[1];
     npending_attach--;
-    r = overlay_acquire(a.exp, a.req.id, a.req.boot_id, &a.c->ovl, &why);
+    r = overlay_acquire(a.exp, a.req.id, a.req.boot_id, NULL, &a.c->ovl, &why);
     if (a.c->closing)
       continue;  /* the overlay goes with the connection */
     handshake_attached(a.c, r, why);
