@@ -68,7 +68,6 @@ struct attach_job {
   const struct export *exp;
   char id[CLIENT_ID_MAX + 1];
   char boot_id[BOOT_ID_MAX + 1];
-  uint64_t queued_ms;            /* CLOCK_MONOTONIC */
   bool cancelled;                /* the connection closed: skip the work */
   /* the result */
   struct overlay *ovl;
@@ -97,11 +96,11 @@ static struct attach_job *deferred, **deferred_tail = &deferred;
 static unsigned long closes;
 /* Scheduling (queue_lock): whether jobs may run at SCHED_IDLE; whether
  * the watcher found one starved, so that the next ones run at the normal
- * policy; whether the current job runs at SCHED_IDLE, and when the
- * watcher last looked at it (0: not yet); the attach thread, as the
- * kernel and pthreads know it. */
+ * policy; whether the current job runs at SCHED_IDLE, when the thread
+ * took it up and when the watcher last looked at it (0: not yet); the
+ * attach thread, as the kernel and pthreads know it. */
 static bool may_idle, boosted, current_idle;
-static uint64_t current_checked_ms;
+static uint64_t current_since_ms, current_checked_ms;
 static pid_t thread_tid;
 static pthread_t thread_self;
 
@@ -151,9 +150,6 @@ set_policy(pthread_t t, int policy)
 
   return pthread_setschedparam(t, policy, &sp);
 }
-
-/* When the attach thread took up the current job (queue_lock). */
-static uint64_t current_since_ms;
 
 /* Whether thread tid of this process is runnable: starved, if it does
  * not run, rather than waiting (for a disk, say), when its policy does
@@ -284,7 +280,6 @@ static void
 defer(struct attach_job *j, unsigned long seen)
 {
   if (closes != seen) {
-    j->queued_ms = now_ms();
     j->next = queue_head;
     queue_head = j;
     if (!j->next)
@@ -302,10 +297,7 @@ attach_overlay_closed(void)
   pthread_mutex_lock(&queue_lock);
   closes++;
   if (deferred) {
-    /* Back in front of the queue, in the order they came, as if they
-     * came now (they waited for the janitor, not for this thread). */
-    for (struct attach_job *j = deferred; j; j = j->next)
-      j->queued_ms = now_ms();
+    /* Back in front of the queue, in the order they came. */
     *deferred_tail = queue_head;
     if (!queue_head)
       queue_tail = deferred_tail;
@@ -515,7 +507,6 @@ attach_begin(struct conn *c, const struct export *exp,
   snprintf(j->boot_id, sizeof j->boot_id, "%s", req->boot_id);
   c->attach_job = j;
   c->w->attaching++;
-  j->queued_ms = now_ms();
   pthread_mutex_lock(&queue_lock);
   *queue_tail = j;
   queue_tail = &j->next;

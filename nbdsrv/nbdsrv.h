@@ -219,7 +219,7 @@ struct overlay {
   time_t idle_since;             /* when refs dropped to 0 */
   bool detached;                 /* replaced by a reset: files not ours */
   bool opening, closing;         /* files being opened or closed, outside
-                                    registry_lock: wait (overlay.c) */
+                                    registry_lock (overlay.c) */
   /* Journal records of completed writes not yet in the map file; each
    * carries the write's sequence number so that a flush appends exactly
    * the records whose data its fdatasync covered. */
