@@ -183,17 +183,17 @@ uncount_chunk(struct ovl_map *m, const uint8_t *c)
 static uint8_t *
 chunk_alloc(struct ovl_map *m, uint64_t block)
 {
-  uint8_t ***group, **chunk;
+  uint8_t ***group, **slot;
 
   if (!m->groups && !(m->groups = calloc(m->ngroups, sizeof *m->groups)))
     return NULL;
   group = &m->groups[block / GROUP_BLOCKS];
   if (!*group && !(*group = calloc(GROUP_CHUNKS, sizeof **group)))
     return NULL;
-  chunk = &(*group)[(block >> CHUNK_SHIFT) & (GROUP_CHUNKS - 1)];
-  if (!*chunk)
-    *chunk = calloc(1, CHUNK_BYTES);
-  return *chunk;
+  slot = chunk_slot(m, block);
+  if (!*slot)
+    *slot = calloc(1, CHUNK_BYTES);
+  return *slot;
 }
 
 enum ovl_state
