@@ -91,6 +91,9 @@ start_nbdsrv() {
   done
 }
 
+# uri EXPORT: the NBD URI of EXPORT on the server started last.
+uri() { echo "nbd://127.0.0.1:$PORT/$1"; }
+
 # stop_nbdsrv [SIGNAL]: stops the server started last and waits for it,
 # at most 30 s (then it is killed, and that is a failure: 124).
 # Returns the server's exit status.

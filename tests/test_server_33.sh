@@ -68,7 +68,6 @@ truncate -s 32G "$TESTDIR/huge.img"
 start_nbdsrv -v -e base="$TESTDIR/base.img" -e frz="$TESTDIR/base.img" \
   -e huge="$TESTDIR/huge.img" -o "$TESTDIR/ov"
 thaw_on_exit
-uri() { echo "nbd://127.0.0.1:$PORT/$1"; }
 wait_policy nbdsrv-attach TS
 [ "$(policy_of nbdsrv-w0)" = TS ] || fail "worker 0 is not at the normal policy"
 attach_clients quiet 3

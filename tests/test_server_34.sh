@@ -30,9 +30,6 @@ start_nbdsrv -v -e slow="$TESTDIR/base.img" -e fast="$TESTDIR/base.img" \
 # Thawed before the server is killed (on_exit runs last first).
 thaw_on_exit
 
-uri() { echo "nbd://127.0.0.1:$PORT/$1"; }
-
-
 # Client a writes 4 MiB without a flush (its close has journal records to
 # append) and clients c1 to c8 write a block each; the file system is
 # frozen while all are still connected, so that a's close cannot start
