@@ -178,8 +178,7 @@ fs_is_clean(int fd)
   uint16_t state;
   uint32_t incompat;
 
-  if (pread_full(fd, sb, sizeof sb, 1024) != (ssize_t)sizeof sb ||
-      sb[0x38] != 0x53 || sb[0x39] != 0xef)
+  if (ext_superblock_read(fd, sb) < 0)
     return true; /* not ext*: nothing to judge */
   state = (uint16_t)(sb[0x3a] | sb[0x3b] << 8);
   incompat = (uint32_t)sb[0x60] | (uint32_t)sb[0x61] << 8 |

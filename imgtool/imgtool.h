@@ -77,6 +77,9 @@ int write_all(int fd, const void *buf, size_t len);
 /* Reads up to len bytes at off; returns bytes read (short only at EOF). */
 ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off);
 bool is_zero(const void *buf, size_t len);
+/* The ext2/3/4 superblock of fd (1024 bytes at offset 1024): 0, -EINVAL
+ * when there is none (a short file, no magic number), or -errno. */
+int ext_superblock_read(int fd, uint8_t sb[1024]);
 
 /* Runs argv, stdout to out_fd (or inherited when -1).  Returns the exit
  * status, or -errno if it could not be started. */
@@ -186,6 +189,17 @@ int store_read_meta(const char *namedir, unsigned id, struct version_meta *m);
  * On failure nothing new stays visible (image is left to the caller). */
 int store_publish(const char *namedir, struct outfile *image,
                   const char *source, unsigned parent, unsigned *id_out);
+/* Points current at version id, atomically (a new link renamed over it),
+ * and syncs the directory.  The lock must be held. */
+int store_set_current(const char *namedir, unsigned id);
+/* Whether version id is intact: its metadata reads, the image's size and
+ * SHA-256 are the published ones, the image is read-only.  Returns 0
+ * (msg: "sha256=...") or -errno (msg: what is wrong). */
+int store_check_version(const char *namedir, unsigned id, char *msg,
+                        size_t len);
+/* "DIR/NAME" of an existing image name (malloc'ed), or NULL after saying
+ * that it is missing. */
+char *store_name_dir(const char *store, const char *name);
 char *store_version_path(const char *namedir, unsigned id, const char *ext);
 /* True when s is a store directory ("DIR/NAME": has a current link or
  * NNNN.img files). */

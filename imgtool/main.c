@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <ext2fs/ext2_err.h>
+
 #include "imgtool.h"
 
 static const struct command {
@@ -52,6 +54,9 @@ main(int argc, char **argv)
     printf("imgtool (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
     return 0;
   }
+  /* libext2fs's errors in words ("Attempt to read block from filesystem
+   * resulted in short read"), not "Unknown code ext2 36". */
+  initialize_ext2_error_table();
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
     if (strcmp(argv[1], commands[i].name) == 0) {
       int rc = commands[i].run(argc - 1, argv + 1);

@@ -3,9 +3,10 @@
 # their metadata; `current` moves from the first to the second atomically
 # (a reader polling it during the second build only ever sees one of the
 # two, never nothing); published versions are read-only and never change;
-# info and verify report them; verify catches a modified or writable
-# version and a dangling `current`; concurrent builds are serialised; a
-# new client of nbdsrv serving the store gets `current`.
+# info and verify report them (info on a file that is not an image says
+# so in words); verify catches a modified or writable version and a
+# dangling `current`; concurrent builds are serialised; a new client of
+# nbdsrv serving the store gets `current`.
 . "$(dirname "$0")/functions.sh"
 
 meta() { sed -n "s/^$2=//p" "$1"; }
@@ -98,6 +99,16 @@ imgt info "$os" | cmp -s - "$TESTDIR/info" || fail "info DIR/NAME differs from i
 imgt info "$os/0002.img" >"$TESTDIR/info2" || fail "info IMAGE"
 grep -qx "uuid=$(meta "$os/0002.meta" uuid)" "$TESTDIR/info2" || fail "info IMAGE: $(cat "$TESTDIR/info2")"
 grep -qx "size=$(meta "$os/0002.meta" size)" "$TESTDIR/info2" || fail "info IMAGE size"
+# A file that is not an image: said in words, in one line, exit 1.
+: >"$TESTDIR/empty"
+for f in /etc/passwd "$TESTDIR/empty"; do
+  rc=0
+  imgt info "$f" >"$TESTDIR/info3" || rc=$?
+  [ $rc = 1 ] || fail "info $f: exit $rc, want 1"
+  [ ! -s "$TESTDIR/info3" ] || fail "info $f printed: $(cat "$TESTDIR/info3")"
+  [ "$(cat "$TESTDIR/last.err")" = "imgtool: error: $f is not an ext4 image (no ext2/3/4 superblock): give an image file, a store DIR or DIR/NAME" ] ||
+    fail "info $f: $(cat "$TESTDIR/last.err")"
+done
 imgt verify --store "$store" >"$TESTDIR/verify" || fail "verify of a sound store"
 [ "$(grep -c '^ok ' "$TESTDIR/verify")" = 2 ] || fail "verify: $(cat "$TESTDIR/verify")"
 # The portable SHA-256 and the CPU's agree.
