@@ -1,10 +1,10 @@
 /* imgtool: private header shared by the imgtool sources.
  *
  * imgtool builds root filesystem images (build.c over scan.c), keeps them
- * in a versioned store (store.c, info.c, gc.c, commit.c) and packs the
- * initramfs the clients boot from (initrd.c over modules.c and cpio.c),
- * and writes the boot loader and DHCP configurations that boot them
- * (pxe.c).
+ * in a versioned store (store.c, info.c, gc.c, commit.c, rollback.c) and
+ * packs the initramfs the clients boot from (initrd.c over modules.c and
+ * cpio.c), and writes the boot loader and DHCP configurations that boot
+ * them (pxe.c).
  * Every function returns 0 or -errno unless said otherwise; the command
  * functions (cmd_*) return the process exit status and print their own
  * one-line error.
@@ -200,6 +200,11 @@ int store_check_version(const char *namedir, unsigned id, char *msg,
 /* "DIR/NAME" of an existing image name (malloc'ed), or NULL after saying
  * that it is missing. */
 char *store_name_dir(const char *store, const char *name);
+/* A version as given on the command line: "2", "0002" or "0002.img". */
+int store_parse_version(const char *s, unsigned *id);
+/* "0002, 0003", or for long lists "0002, 0003, ..., 0107 (12 versions)"
+ * (malloc'ed). */
+char *store_format_ids(const unsigned *ids, size_t n);
 char *store_version_path(const char *namedir, unsigned id, const char *ext);
 /* True when s is a store directory ("DIR/NAME": has a current link or
  * NNNN.img files). */
@@ -208,11 +213,12 @@ bool store_is_namedir(const char *path);
  * Returns 0 or -errno. */
 int store_names(const char *store, char ***names, size_t *n);
 
-/* ---- info.c, gc.c, commit.c, initrd.c, pxe.c ---- */
+/* ---- info.c, gc.c, commit.c, rollback.c, initrd.c, pxe.c ---- */
 int cmd_info(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
+int cmd_rollback(int argc, char **argv);
 int cmd_initrd(int argc, char **argv);
 int cmd_pxe(int argc, char **argv);
 

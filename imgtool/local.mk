@@ -11,6 +11,7 @@ imgtool_imgtool_SOURCES = \
 	imgtool/info.c \
 	imgtool/gc.c \
 	imgtool/commit.c \
+	imgtool/rollback.c \
 	imgtool/cpio.c \
 	imgtool/modules.c \
 	imgtool/initrd.c \

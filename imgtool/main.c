@@ -6,6 +6,7 @@
  *   imgtool verify  --store DIR [--name NAME]                    info.c
  *   imgtool gc      --store DIR --overlays DIR [--dry-run]       gc.c
  *   imgtool commit  --store DIR --name NAME --overlay PREFIX     commit.c
+ *   imgtool rollback --store DIR NAME VERSION                    rollback.c
  *   imgtool pxe     --server ADDR --export NAME ... -o DIR       pxe.c
  */
 #include <config.h>
@@ -28,6 +29,7 @@ static const struct command {
   { "verify", cmd_verify, "check the checksums of a store's versions" },
   { "gc", cmd_gc, "remove versions neither current nor used by overlays" },
   { "commit", cmd_commit, "fold a client's overlay into a new version" },
+  { "rollback", cmd_rollback, "point current back at an earlier version" },
   { "pxe", cmd_pxe, "write PXELINUX, GRUB, iPXE and DHCP boot configs" },
 };
 
@@ -36,7 +38,7 @@ usage(FILE *f)
 {
   fputs("usage: imgtool COMMAND [OPTIONS]   (imgtool COMMAND --help)\n", f);
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
 }
 
 int

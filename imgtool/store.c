@@ -492,3 +492,40 @@ store_name_dir(const char *store, const char *name)
   free(nd);
   return NULL;
 }
+
+int
+store_parse_version(const char *s, unsigned *id)
+{
+  unsigned v = version_of(s, "img");
+  size_t digits = strspn(s, "0123456789");
+
+  /* "2", "0002" or "0002.img". */
+  if (!v && digits && !s[digits] && digits <= 9)
+    v = (unsigned)strtoul(s, NULL, 10);
+  *id = v;
+  return v ? 0 : -EINVAL;
+}
+
+char *
+store_format_ids(const unsigned *ids, size_t n)
+{
+  char *out = xstrdup(""), *next;
+
+  /* Long lists keep their ends: the reader wants the range and a count. */
+  for (size_t i = 0; i < n; i++) {
+    if (n > 6 && i == 2) {
+      next = xasprintf("%s, ...", out);
+      i = n - 2;
+    } else {
+      next = xasprintf("%s%s%04u", out, i ? ", " : "", ids[i]);
+    }
+    free(out);
+    out = next;
+  }
+  if (n > 6) {
+    next = xasprintf("%s (%zu versions)", out, n);
+    free(out);
+    out = next;
+  }
+  return out;
+}
