@@ -133,10 +133,27 @@ struct tree {
   uint8_t digest[32];     /* sha256 of all metadata, in sorted order */
 };
 
-/* Reads the tree at path (lstat, readdir, readlink, xattrs), sorted.
- * Prints its own error (which file, why) and returns -errno on failure. */
+/* ---- exclude.c: build --exclude patterns ---- */
+struct exclude_list {
+  char **pat;  /* anchored ones start with '/'; no trailing '/' */
+  size_t n;
+};
+/* Adds a pattern; -EINVAL (after a message) for one that can match no
+ * entry. */
+int exclude_add(struct exclude_list *x, const char *pattern);
+void exclude_free(struct exclude_list *x);
+/* The first pattern that excludes the entry at rel (its path from the
+ * tree's root: "/etc/fstab"), or -1.  x may be NULL. */
+int exclude_match(const struct exclude_list *x, const char *rel);
+/* Whether the entry at rel or a directory above it is excluded. */
+bool exclude_covers(const struct exclude_list *x, const char *rel);
+
+/* Reads the tree at path (lstat, readdir, readlink, xattrs), sorted,
+ * without the entries x excludes (warning about patterns that match
+ * nothing).  Prints its own error (which file, why) and returns -errno on
+ * failure. */
 int tree_scan(const char *path, int64_t clamp, bool clamp_set,
-              struct tree *t);
+              const struct exclude_list *x, struct tree *t);
 void tree_free(struct tree *t);
 
 /* ---- build.c ---- */
@@ -154,6 +171,7 @@ struct build_opts {
   const char *label;
   bool quiet;
   bool progress;          /* force progress output */
+  struct exclude_list exclude;
 };
 
 /* Builds the image into the already created, empty file fd, which path

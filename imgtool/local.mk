@@ -6,6 +6,7 @@ imgtool_imgtool_SOURCES = \
 	imgtool/util.c \
 	imgtool/sha256.c \
 	imgtool/scan.c \
+	imgtool/exclude.c \
 	imgtool/build.c \
 	imgtool/store.c \
 	imgtool/info.c \
