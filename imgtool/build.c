@@ -675,7 +675,8 @@ journal_blocks_for(uint64_t nblocks)
 }
 
 int
-build_image(const struct build_opts *o, int fd, const char *path)
+build_image(const struct build_opts *o, int fd, const char *path,
+            const char **fstab_problem)
 {
   struct bctx c;
   struct tree t;
@@ -695,6 +696,7 @@ build_image(const struct build_opts *o, int fd, const char *path)
     tree_free(&t);
     return r;
   }
+  *fstab_problem = tree_fstab_problem(&t);
   c.o = o;
   c.t = &t;
   c.clamp = sde;
@@ -1094,6 +1096,7 @@ cmd_build(int argc, char **argv)
 {
   struct build_args a;
   struct build_opts *o = &a.o;
+  const char *fstab_problem = NULL;
   char *namedir = NULL, *tree_real = NULL, *lockpath = NULL;
   struct outfile of = { .fd = -1 };
   bool made_store = false;
@@ -1163,7 +1166,7 @@ cmd_build(int argc, char **argv)
             strerror(-r));
     goto done;
   }
-  r = build_image(o, of.fd, of.path);
+  r = build_image(o, of.fd, of.path, &fstab_problem);
   if (r < 0)
     goto done;
   if (fsync(of.fd) < 0) {
@@ -1188,6 +1191,11 @@ cmd_build(int argc, char **argv)
       goto done;
     rc = 0;
   }
+  if (fstab_problem)
+    warn_msg("tree %s: %s, so nothing remounts the root read-write: the "
+             "clients run on a read-only root unless booted with rw; add a "
+             "line such as '/dev/nbd0 / ext4 defaults 0 1'", o->tree,
+             fstab_problem);
 done:
   outfile_close(&of);
   if (rc == 0) {

@@ -156,6 +156,11 @@ int tree_scan(const char *path, int64_t clamp, bool clamp_set,
               const struct exclude_list *x, struct tree *t);
 void tree_free(struct tree *t);
 
+/* ---- fstab.c ---- */
+/* NULL when the tree's /etc/fstab mounts the root (or cannot be judged:
+ * a symbolic link), else why not, as a phrase ("there is no /etc/fstab"). */
+const char *tree_fstab_problem(const struct tree *t);
+
 /* ---- build.c ---- */
 struct build_opts {
   const char *tree;
@@ -175,8 +180,10 @@ struct build_opts {
 };
 
 /* Builds the image into the already created, empty file fd, which path
- * opens (libext2fs opens images by name). */
-int build_image(const struct build_opts *o, int fd, const char *path);
+ * opens (libext2fs opens images by name).  *fstab_problem: see
+ * tree_fstab_problem, for a warning once the image is in place. */
+int build_image(const struct build_opts *o, int fd, const char *path,
+                const char **fstab_problem);
 int cmd_build(int argc, char **argv);
 
 /* ---- store.c ---- */

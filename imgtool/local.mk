@@ -7,6 +7,7 @@ imgtool_imgtool_SOURCES = \
 	imgtool/sha256.c \
 	imgtool/scan.c \
 	imgtool/exclude.c \
+	imgtool/fstab.c \
 	imgtool/build.c \
 	imgtool/store.c \
 	imgtool/info.c \
