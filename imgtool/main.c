@@ -4,7 +4,7 @@
  *   imgtool initrd  -o FILE.gz [...] | --list FILE               initrd.c
  *   imgtool info    IMAGE | --store DIR [--name NAME]            info.c
  *   imgtool verify  --store DIR [--name NAME]                    info.c
- *   imgtool gc      --store DIR --overlays DIR [--dry-run]       gc.c
+ *   imgtool gc      --store DIR --overlays DIR [--keep N]        gc.c
  *   imgtool commit  --store DIR --name NAME --overlay PREFIX     commit.c
  *   imgtool rollback --store DIR NAME VERSION                    rollback.c
  *   imgtool pxe     --server ADDR --export NAME ... -o DIR       pxe.c
