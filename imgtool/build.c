@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -674,7 +675,8 @@ journal_blocks_for(uint64_t nblocks)
 }
 
 int
-build_image(const struct build_opts *o, int fd, const char *path)
+build_image(const struct build_opts *o, int fd, const char *path,
+            const char **fstab_problem)
 {
   struct bctx c;
   struct tree t;
@@ -689,11 +691,12 @@ build_image(const struct build_opts *o, int fd, const char *path)
   have_sde = source_date_epoch(&sde);
   if (have_sde < 0)
     return -EINVAL;
-  r = tree_scan(o->tree, sde, have_sde > 0, &t);
+  r = tree_scan(o->tree, sde, have_sde > 0, &o->exclude, &t);
   if (r < 0) {
     tree_free(&t);
     return r;
   }
+  *fstab_problem = tree_fstab_problem(&t);
   c.o = o;
   c.t = &t;
   c.clamp = sde;
@@ -894,13 +897,82 @@ static void
 build_usage(FILE *f)
 {
   fputs("usage: imgtool build TREE (-o IMAGE | --store DIR --name NAME)\n"
-        "         [--size SIZE] [--headroom N%|SIZE] [--inodes N]\n"
-        "         [--uuid UUID] [--hash-seed UUID] [--label LABEL]\n"
-        "         [--force] [--quiet | --progress]\n", f);
+        "         [--exclude PATTERN]... [--size SIZE] [--headroom N%|SIZE]\n"
+        "         [--inodes N] [--uuid UUID] [--hash-seed UUID]\n"
+        "         [--label LABEL] [--force] [--quiet | --progress]\n", f);
 }
 
-int
-cmd_build(int argc, char **argv)
+/* The absolute, resolved path out (a file or directory that may not
+ * exist yet, in a directory that does) will have, or NULL. */
+static char *
+future_realpath(const char *out)
+{
+  char *copy1, *copy2, *dir, *p;
+
+  p = realpath(out, NULL);
+  if (p)
+    return p;
+  copy1 = xstrdup(out);
+  copy2 = xstrdup(out);
+  dir = realpath(dirname(copy1), NULL);
+  p = dir ? xasprintf("%s/%s", strcmp(dir, "/") ? dir : "",
+                      basename(copy2)) : NULL;
+  free(dir);
+  free(copy1);
+  free(copy2);
+  return p;
+}
+
+/* Refuses an output (the image, or the store) that the scan of the tree
+ * would read: every build would copy the previous images into the new
+ * one, which then outgrows them all.  Where --exclude leaves out the
+ * directory that holds it (the store itself, or the image's directory,
+ * where its temporary is made too), it is fine: building from / with
+ * /srv excluded, say. */
+static int
+check_output_outside_tree(const char *tree_real, const char *out,
+                          bool is_store, const struct exclude_list *x)
+{
+  char *dir = future_realpath(out), *slash;
+  size_t tl = strlen(tree_real);
+  const char *rel = NULL;
+  int r = 0;
+
+  if (!dir)
+    return 0; /* creating it will fail and say why */
+  if (!is_store && (slash = strrchr(dir, '/')))
+    *slash = '\0';
+  if (strcmp(tree_real, "/") == 0)
+    rel = dir;
+  else if (strncmp(dir, tree_real, tl) == 0 && (!dir[tl] || dir[tl] == '/'))
+    rel = dir + tl;
+  if (rel && (!*rel || !exclude_covers(x, rel))) {
+    char *hint = *rel ? xasprintf(", or leave %s out with --exclude '%s'",
+                                  is_store ? "it" : "its directory", rel)
+                      : xstrdup("");
+    die_msg("%s %s is inside the tree %s being built: %s; put it outside "
+            "the tree%s", is_store ? "store" : "image", out, tree_real,
+            is_store ? "every build would copy the earlier versions into "
+                       "the new one"
+                     : "the image would contain itself", hint);
+    free(hint);
+    r = -EINVAL;
+  }
+  free(dir);
+  return r;
+}
+
+/* The command line of build. */
+struct build_args {
+  struct build_opts o;
+  const char *out, *store, *name;
+  bool force;
+};
+
+/* Fills a from the command line.  Returns -1 to go on building, else the
+ * exit status (0 after --help, 2 after a usage error). */
+static int
+parse_build_args(int argc, char **argv, struct build_args *a)
 {
   static const struct option opts[] = {
     { "output", required_argument, NULL, 'o' },
@@ -915,28 +987,24 @@ cmd_build(int argc, char **argv)
     { "force", no_argument, NULL, 'f' },
     { "quiet", no_argument, NULL, 'q' },
     { "progress", no_argument, NULL, 'P' },
+    { "exclude", required_argument, NULL, 'x' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  struct build_opts o;
-  const char *out = NULL, *store = NULL, *name = NULL;
-  bool force = false, headroom_pct_set = false;
-  char *namedir = NULL, *tree_real = NULL, *lockpath = NULL;
-  struct outfile of = { .fd = -1 };
-  bool made_store = false;
-  int c, r = 0, lock = -1, rc = 1;
-  struct stat st;
+  struct build_opts *o = &a->o;
+  bool headroom_pct_set = false;
+  int c;
 
-  memset(&o, 0, sizeof o);
-  o.headroom_pct = 20;
-  o.headroom_abs = 16u << 20;
+  memset(a, 0, sizeof *a);
+  o->headroom_pct = 20;
+  o->headroom_abs = 16u << 20;
   while ((c = getopt_long(argc, argv, "o:s:qfh", opts, NULL)) != -1) {
     switch (c) {
-    case 'o': out = optarg; break;
-    case 'S': store = optarg; break;
-    case 'N': name = optarg; break;
+    case 'o': a->out = optarg; break;
+    case 'S': a->store = optarg; break;
+    case 'N': a->name = optarg; break;
     case 's':
-      if (parse_size(optarg, &o.size) < 0 || o.size < (16u << 20)) {
+      if (parse_size(optarg, &o->size) < 0 || o->size < (16u << 20)) {
         die_msg("--size '%s': give a size of at least 16M, e.g. 2G", optarg);
         return 2;
       }
@@ -951,50 +1019,54 @@ cmd_build(int argc, char **argv)
                   "size (e.g. 256M)", optarg);
           return 2;
         }
-        o.headroom_pct = (unsigned)v;
+        o->headroom_pct = (unsigned)v;
         headroom_pct_set = true;
-      } else if (parse_size(optarg, &o.headroom_abs) < 0) {
+      } else if (parse_size(optarg, &o->headroom_abs) < 0) {
         die_msg("--headroom '%s': give a percentage (e.g. 30%%) or a size "
                 "(e.g. 256M)", optarg);
         return 2;
       } else if (!headroom_pct_set) {
-        o.headroom_pct = 0;
+        o->headroom_pct = 0;
       }
       break;
     }
     case 'i': {
       char *end;
-      o.inodes = strtoull(optarg, &end, 10);
-      if (*end || !o.inodes) {
+      o->inodes = strtoull(optarg, &end, 10);
+      if (*end || !o->inodes) {
         die_msg("--inodes '%s': give a positive number", optarg);
         return 2;
       }
       break;
     }
     case 'U':
-      if (parse_uuid(optarg, o.uuid) < 0) {
+      if (parse_uuid(optarg, o->uuid) < 0) {
         die_msg("--uuid '%s' is not a UUID (32 hex digits)", optarg);
         return 2;
       }
-      o.uuid_set = true;
+      o->uuid_set = true;
       break;
     case 'E':
-      if (parse_uuid(optarg, o.hash_seed) < 0) {
+      if (parse_uuid(optarg, o->hash_seed) < 0) {
         die_msg("--hash-seed '%s' is not a UUID (32 hex digits)", optarg);
         return 2;
       }
-      o.hash_seed_set = true;
+      o->hash_seed_set = true;
       break;
     case 'L':
       if (strlen(optarg) > 16) {
         die_msg("--label '%s' is longer than 16 bytes", optarg);
         return 2;
       }
-      o.label = optarg;
+      o->label = optarg;
       break;
-    case 'f': force = true; break;
-    case 'q': o.quiet = true; break;
-    case 'P': o.progress = true; break;
+    case 'f': a->force = true; break;
+    case 'q': o->quiet = true; break;
+    case 'P': o->progress = true; break;
+    case 'x':
+      if (exclude_add(&o->exclude, optarg) < 0)
+        return 2;
+      break;
     case 'h': build_usage(stdout); return 0;
     default: build_usage(stderr); return 2;
     }
@@ -1004,50 +1076,76 @@ cmd_build(int argc, char **argv)
     build_usage(stderr);
     return 2;
   }
-  o.tree = argv[optind];
-  if (!out == !store || (store && !name) || (name && !store)) {
+  o->tree = argv[optind];
+  if (!a->out == !a->store || (a->store && !a->name) ||
+      (a->name && !a->store)) {
     die_msg("build needs either -o IMAGE or --store DIR --name NAME");
     return 2;
   }
-  if (name && (!*name || strchr(name, '/') || name[0] == '.' ||
-               strlen(name) > 200)) {
+  if (a->name && (!*a->name || strchr(a->name, '/') || a->name[0] == '.' ||
+                  strlen(a->name) > 200)) {
     die_msg("--name '%s': give a plain name without '/' or a leading '.'",
-            name);
+            a->name);
     return 2;
   }
+  return -1;
+}
+
+int
+cmd_build(int argc, char **argv)
+{
+  struct build_args a;
+  struct build_opts *o = &a.o;
+  const char *fstab_problem = NULL;
+  char *namedir = NULL, *tree_real = NULL, *lockpath = NULL;
+  struct outfile of = { .fd = -1 };
+  bool made_store = false;
+  int r, lock = -1, rc;
+  struct stat st;
+
+  rc = parse_build_args(argc, argv, &a);
+  if (rc >= 0) {
+    exclude_free(&o->exclude);
+    return rc;
+  }
+  rc = 1;
   /* Check the tree before creating anything. */
-  if (stat(o.tree, &st) < 0) {
-    die_msg("tree %s: %s: give the directory to turn into an image", o.tree,
-            strerror(errno));
-    return 1;
+  if (stat(o->tree, &st) < 0) {
+    die_msg("tree %s: %s: give the directory to turn into an image",
+            o->tree, strerror(errno));
+    goto done;
   }
   if (!S_ISDIR(st.st_mode)) {
     die_msg("tree %s is not a directory: give the directory to turn into "
-            "an image", o.tree);
-    return 1;
+            "an image", o->tree);
+    goto done;
   }
-  tree_real = realpath(o.tree, NULL);
+  tree_real = realpath(o->tree, NULL);
+  if (tree_real &&
+      check_output_outside_tree(tree_real, a.out ? a.out : a.store, !a.out,
+                                &o->exclude) < 0)
+    goto done;
   tmpfile_install_signals();
 
-  if (out) {
-    if (!force && lstat(out, &st) == 0) {
-      die_msg("%s already exists: remove it or pass --force", out);
+  if (a.out) {
+    if (!a.force && lstat(a.out, &st) == 0) {
+      die_msg("%s already exists: remove it or pass --force", a.out);
       goto done;
     }
-    o.output = out;
-    r = outfile_create(out, 0644, &of);
+    o->output = a.out;
+    r = outfile_create(a.out, 0644, &of);
   } else {
     char *target;
 
     /* What this run creates goes again if it fails, even on a signal. */
-    if (mkdir(store, 0755) == 0) {
+    if (mkdir(a.store, 0755) == 0) {
       made_store = true;
-      tmpdir_register(store);
+      tmpdir_register(a.store);
     } else if (errno != EEXIST) {
-      die_msg("cannot create store %s: %s", store, strerror(errno));
+      die_msg("cannot create store %s: %s", a.store, strerror(errno));
       goto done;
     }
-    namedir = xasprintf("%s/%s", store, name);
+    namedir = xasprintf("%s/%s", a.store, a.name);
     if (mkdir(namedir, 0755) == 0) {
       lockpath = xasprintf("%s/.lock", namedir);
       tmpdir_register(namedir);
@@ -1058,46 +1156,51 @@ cmd_build(int argc, char **argv)
       die_msg("cannot lock store %s: %s", namedir, strerror(-lock));
       goto done;
     }
-    o.output = namedir;
+    o->output = namedir;
     target = xasprintf("%s/build.img", namedir);
     r = outfile_create(target, 0644, &of);
     free(target);
   }
   if (r < 0) {
-    die_msg("cannot create a file next to %s: %s", out ? out : namedir,
+    die_msg("cannot create a file next to %s: %s", a.out ? a.out : namedir,
             strerror(-r));
     goto done;
   }
-  r = build_image(&o, of.fd, of.path);
+  r = build_image(o, of.fd, of.path, &fstab_problem);
   if (r < 0)
     goto done;
   if (fsync(of.fd) < 0) {
-    die_msg("cannot write %s: %s", o.output, strerror(errno));
+    die_msg("cannot write %s: %s", o->output, strerror(errno));
     goto done;
   }
-  if (out) {
-    r = force ? outfile_install(&of, out) : outfile_link(&of, out);
+  if (a.out) {
+    r = a.force ? outfile_install(&of, a.out) : outfile_link(&of, a.out);
     if (r < 0) {
-      die_msg("cannot create %s: %s", out,
+      die_msg("cannot create %s: %s", a.out,
               r == -EEXIST ? "it appeared while building (remove it or "
                              "pass --force)" : strerror(-r));
       goto done;
     }
-    fsync_dir_of(out);
-    printf("%s\n", out);
+    fsync_dir_of(a.out);
+    printf("%s\n", a.out);
     rc = 0;
   } else {
     unsigned id;
-    r = store_publish(namedir, &of, tree_real ? tree_real : o.tree, 0, &id);
+    r = store_publish(namedir, &of, tree_real ? tree_real : o->tree, 0, &id);
     if (r < 0)
       goto done;
     rc = 0;
   }
+  if (fstab_problem)
+    warn_msg("tree %s: %s, so nothing remounts the root read-write: the "
+             "clients run on a read-only root unless booted with rw; add a "
+             "line such as '/dev/nbd0 / ext4 defaults 0 1'", o->tree,
+             fstab_problem);
 done:
   outfile_close(&of);
   if (rc == 0) {
     if (made_store)
-      tmpfile_forget(store);
+      tmpfile_forget(a.store);
     if (lockpath) {
       tmpfile_forget(namedir);
       tmpfile_forget(lockpath);
@@ -1109,9 +1212,10 @@ done:
     store_unlock(lock);
   }
   if (rc && made_store)
-    rmdir(store); /* only if still empty */
+    rmdir(a.store); /* only if still empty */
   free(lockpath);
   free(namedir);
   free(tree_real);
+  exclude_free(&o->exclude);
   return rc;
 }

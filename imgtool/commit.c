@@ -24,7 +24,10 @@
  * checks nbdsrv makes before serving it); the filesystem the client left
  * behind was not cleanly unmounted (the client still runs, or crashed):
  * publishing it would give every new client a filesystem that needs
- * recovery, so that takes --force.
+ * recovery, so that takes --force.  So does an overlay whose base is not
+ * `current`: the new version is that base plus the client's changes, so
+ * it would silently drop every version published after the base (and gc
+ * would then offer to delete them), or undo a rollback of current.
  */
 #include <config.h>
 
@@ -178,13 +181,62 @@ fs_is_clean(int fd)
   uint16_t state;
   uint32_t incompat;
 
-  if (pread_full(fd, sb, sizeof sb, 1024) != (ssize_t)sizeof sb ||
-      sb[0x38] != 0x53 || sb[0x39] != 0xef)
+  if (ext_superblock_read(fd, sb) < 0)
     return true; /* not ext*: nothing to judge */
   state = (uint16_t)(sb[0x3a] | sb[0x3b] << 8);
   incompat = (uint32_t)sb[0x60] | (uint32_t)sb[0x61] << 8 |
              (uint32_t)sb[0x62] << 16 | (uint32_t)sb[0x63] << 24;
   return (state & 1) && !(state & 2) && !(incompat & 0x4 /* RECOVER */);
+}
+
+/* Whether the overlay's base (parent) is current.  When it is not, says
+ * what committing it would undo and refuses (-1), or with force returns
+ * 0 with *undone set to that, for the report.  0 when it is. */
+static int
+check_base_is_current(const char *namedir, const char *prefix,
+                      unsigned parent, const unsigned *ids, size_t n,
+                      bool force, char **undone)
+{
+  unsigned cur = 0, *newer = xcalloc(n, sizeof *newer);
+  size_t k = 0;
+  char *list;
+
+  *undone = NULL;
+  if (store_current(namedir, &cur) < 0) {
+    die_msg("%s/current is not a version link: repair it with imgtool "
+            "rollback before committing", namedir);
+    free(newer);
+    return -1;
+  }
+  if (!cur || cur == parent) {
+    free(newer);
+    return 0;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (ids[i] > parent && ids[i] <= cur)
+      newer[k++] = ids[i];
+  list = store_format_ids(newer, k);
+  free(newer);
+  if (!force) {
+    char *effect = parent < cur ? xasprintf("roll back %s", list)
+                                : xasprintf("undo the rollback to %04u", cur);
+    die_msg("overlay %s was made on version %04u, not on current %04u: "
+            "committing it would %s (the new version would be %04u + this "
+            "client's changes); reset the client (remove %s.map and "
+            "%s.data), boot it on %04u and redo its changes, or pass "
+            "--force to %s", prefix, parent, cur, effect, parent, prefix,
+            prefix, cur, parent < cur ? "roll them back" : "undo it");
+    free(effect);
+    free(list);
+    return -1;
+  }
+  /* The same, said of the commit made. */
+  if (parent < cur)
+    *undone = xasprintf("rolls back %s (current was %04u)", list, cur);
+  else
+    *undone = xasprintf("undoes the rollback to %04u", cur);
+  free(list);
+  return 0;
 }
 
 /* "P", "P.map" or "P.data" -> "P" (malloc'ed). */
@@ -226,7 +278,8 @@ cmd_commit(int argc, char **argv)
   };
   const char *store = NULL, *name = NULL, *overlay = NULL, *ovdir = NULL,
              *client = NULL;
-  char *namedir = NULL, *prefix = NULL, *source = NULL, *buf = NULL;
+  char *namedir = NULL, *prefix = NULL, *source = NULL, *buf = NULL,
+       *undone = NULL;
   struct ovl_file ov = { .map_fd = -1, .data_fd = -1 };
   struct outfile of = { .fd = -1 };
   struct stat st, bst;
@@ -333,6 +386,9 @@ cmd_commit(int argc, char **argv)
             ov.info.base_path, namedir);
     goto out;
   }
+  if (check_base_is_current(namedir, prefix, parent, ids, n, force,
+                            &undone) < 0)
+    goto out;
 
   /* The client's view, into a new file in the store. */
   {
@@ -381,6 +437,9 @@ cmd_commit(int argc, char **argv)
           "written, %llu KiB zeroed by the client)\n", id, parent, prefix,
           (unsigned long long)(written >> 10),
           (unsigned long long)(zeroed >> 10));
+  if (undone)
+    warn_msg("commit --force: %04u is %04u + this client's changes: it %s",
+             id, parent, undone);
   rc = 0;
 out:
   outfile_close(&of);
@@ -392,6 +451,7 @@ out:
   free(ids);
   free(buf);
   free(source);
+  free(undone);
   free(prefix);
   free(namedir);
   return rc;

@@ -7,9 +7,15 @@
  * compared by device and inode, so any path spelling of the same file
  * matches.
  *
+ * --keep N also keeps the N newest published versions (by number), so
+ * that a rollback has somewhere to go.
+ *
  * Safety first: if one overlay's header cannot be read, gc removes nothing
- * (it cannot tell what that client needs).  The store lock is held while
- * removing, so a concurrent build or commit never loses its new version.
+ * (it cannot tell what that client needs); nor does it plan with an
+ * overlay directory that holds no overlay at all unless told to (--force):
+ * a mistyped path would otherwise make every client's version garbage.
+ * The store lock is held while removing, so a concurrent build or commit
+ * never loses its new version.
  * Leftovers of interrupted runs (an .img without .meta, temporaries) go
  * too: nothing can use them.
  */
@@ -134,13 +140,38 @@ remove_one(const char *path, bool dry_run, unsigned *count)
   }
 }
 
+/* What one image name keeps besides its overlays' bases: current and
+ * the newest published versions (--keep). */
+struct keep {
+  const struct pins *pins;
+  unsigned cur;
+  unsigned *ids;  /* published versions, sorted */
+  size_t n;
+  unsigned newest; /* how many of the last ids to keep */
+};
+
+/* Whether version id stays: its image (img, the path of its .img) and,
+ * with it, its metadata. */
+static bool
+version_kept(const char *img, unsigned id, const struct keep *k)
+{
+  struct stat st;
+
+  if (id == k->cur)
+    return true;
+  for (size_t i = k->n > k->newest ? k->n - k->newest : 0; i < k->n; i++)
+    if (k->ids[i] == id)
+      return true;
+  return stat(img, &st) == 0 && pinned(k->pins, &st);
+}
+
 static int
 gc_namedir(const char *namedir, const struct pins *p, bool dry_run,
-           unsigned *count)
+           unsigned keep_newest, unsigned *count)
 {
   DIR *d;
   struct dirent *de;
-  unsigned cur = 0;
+  struct keep k = { .pins = p, .newest = keep_newest };
   int lock, r;
   char **victims = NULL;
   size_t nv = 0;
@@ -150,15 +181,17 @@ gc_namedir(const char *namedir, const struct pins *p, bool dry_run,
     die_msg("cannot lock store %s: %s", namedir, strerror(-lock));
     return 1;
   }
-  r = store_current(namedir, &cur);
+  r = store_current(namedir, &k.cur);
   if (r < 0) {
     die_msg("%s/current is not a version link: fix it before gc", namedir);
     store_unlock(lock);
     return 1;
   }
-  d = opendir(namedir);
+  r = store_list(namedir, &k.ids, &k.n);
+  d = r < 0 ? NULL : opendir(namedir);
   if (!d) {
-    die_msg("cannot read %s: %s", namedir, strerror(errno));
+    die_msg("cannot read %s: %s", namedir, strerror(r < 0 ? -r : errno));
+    free(k.ids);
     store_unlock(lock);
     return 1;
   }
@@ -166,9 +199,8 @@ gc_namedir(const char *namedir, const struct pins *p, bool dry_run,
     const char *n = de->d_name;
     char *path = xasprintf("%s/%s", namedir, n);
     unsigned id = 0;
-    bool is_img = false, is_meta = false;
+    bool is_img = false, is_meta = false, keep;
     size_t l = strlen(n);
-    struct stat st;
 
     /* NNNN.img and NNNN.meta: at least four digits, nothing else. */
     if (l >= 8 && strspn(n, "0123456789") == l - 4 &&
@@ -189,24 +221,17 @@ gc_namedir(const char *namedir, const struct pins *p, bool dry_run,
       free(path);
       continue;
     }
-    if (id == cur) {
+    if (is_meta) {
+      /* NNNN.meta -> NNNN.img: the same digits, whatever their number. */
+      char *img = xasprintf("%s/%.*s.img", namedir, (int)(l - 5), n);
+      keep = version_kept(img, id, &k);
+      free(img);
+    } else {
+      keep = version_kept(path, id, &k);
+    }
+    if (keep) {
       free(path);
       continue;
-    }
-    if (is_img) {
-      if (stat(path, &st) == 0 && pinned(p, &st)) {
-        free(path);
-        continue;
-      }
-    } else {
-      /* Keep the metadata of a kept image. */
-      char *img = store_version_path(namedir, id, "img");
-      bool keep = stat(img, &st) == 0 && pinned(p, &st);
-      free(img);
-      if (keep) {
-        free(path);
-        continue;
-      }
     }
     victims = xrealloc(victims, (nv + 1) * sizeof *victims);
     victims[nv++] = path;
@@ -225,9 +250,27 @@ gc_namedir(const char *namedir, const struct pins *p, bool dry_run,
     free(victims[i]);
   }
   free(victims);
+  free(k.ids);
   if (!dry_run)
     fsync_dir(namedir);
   store_unlock(lock);
+  return 0;
+}
+
+/* --keep N: a count of versions, 0 to a million. */
+static int
+parse_keep(const char *s, unsigned *out)
+{
+  char *end;
+  unsigned long v;
+
+  if (!*s || strspn(s, "0123456789") != strlen(s))
+    return -EINVAL;
+  errno = 0;
+  v = strtoul(s, &end, 10);
+  if (errno || v > 1000000)
+    return -ERANGE;
+  *out = (unsigned)v;
   return 0;
 }
 
@@ -240,20 +283,22 @@ cmd_gc(int argc, char **argv)
     { "overlays", required_argument, NULL, 'O' },
     { "no-overlays", no_argument, NULL, 'Z' },
     { "dry-run", no_argument, NULL, 'n' },
+    { "keep", required_argument, NULL, 'k' },
+    { "force", no_argument, NULL, 'f' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
   const char *store = NULL, *name = NULL;
   const char **ovdirs = NULL;
   size_t novdirs = 0;
-  bool dry_run = false, no_overlays = false;
+  bool dry_run = false, no_overlays = false, force = false;
   struct pins p = { 0 };
-  unsigned count = 0;
+  unsigned count = 0, keep = 0;
   int c, r, rc = 0;
   char **names = NULL;
   size_t nn = 0;
 
-  while ((c = getopt_long(argc, argv, "nh", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "nfh", opts, NULL)) != -1) {
     switch (c) {
     case 'S': store = optarg; break;
     case 'N': name = optarg; break;
@@ -263,9 +308,19 @@ cmd_gc(int argc, char **argv)
       break;
     case 'Z': no_overlays = true; break;
     case 'n': dry_run = true; break;
+    case 'f': force = true; break;
+    case 'k':
+      if (parse_keep(optarg, &keep) < 0) {
+        die_msg("--keep '%s': give how many of the newest versions to "
+                "keep, e.g. --keep 3", optarg);
+        free(ovdirs);
+        return 2;
+      }
+      break;
     case 'h':
       puts("usage: imgtool gc --store DIR [--name NAME] "
-           "(--overlays OVERLAY_DIR... | --no-overlays) [--dry-run]");
+           "(--overlays OVERLAY_DIR... | --no-overlays) [--keep N]\n"
+           "         [--force] [--dry-run]");
       return 0;
     default:
       free(ovdirs);
@@ -284,14 +339,25 @@ cmd_gc(int argc, char **argv)
     free(ovdirs);
     return 2;
   }
-  for (size_t i = 0; i < novdirs; i++) {
+  for (size_t i = 0; i < novdirs && !rc; i++) {
+    size_t before = p.overlays;
+
     if (collect_pins(ovdirs[i], &p, 0) < 0) {
-      free(ovdirs);
-      free(p.v);
-      return 1;
+      rc = 1;
+    } else if (p.overlays == before && !force) {
+      /* Planning with the wrong directory would remove the versions
+       * every client uses: an empty one is most likely a typo. */
+      die_msg("overlay directory %s holds no overlays (no *.map files): "
+              "give nbdsrv's -o directory, or pass --force if no client "
+              "has an overlay yet", ovdirs[i]);
+      rc = 1;
     }
   }
   free(ovdirs);
+  if (rc) {
+    free(p.v);
+    return rc;
+  }
 
   if (name) {
     names = xcalloc(1, sizeof *names);
@@ -302,7 +368,7 @@ cmd_gc(int argc, char **argv)
     return 1;
   }
   for (size_t i = 0; i < nn; i++) {
-    if (gc_namedir(names[i], &p, dry_run, &count))
+    if (gc_namedir(names[i], &p, dry_run, keep, &count))
       rc = 1;
     free(names[i]);
   }

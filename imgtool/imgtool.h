@@ -1,10 +1,10 @@
 /* imgtool: private header shared by the imgtool sources.
  *
  * imgtool builds root filesystem images (build.c over scan.c), keeps them
- * in a versioned store (store.c, info.c, gc.c, commit.c) and packs the
- * initramfs the clients boot from (initrd.c over modules.c and cpio.c),
- * and writes the boot loader and DHCP configurations that boot them
- * (pxe.c).
+ * in a versioned store (store.c, info.c, gc.c, commit.c, rollback.c) and
+ * packs the initramfs the clients boot from (initrd.c over modules.c and
+ * cpio.c), and writes the boot loader and DHCP configurations that boot
+ * them (pxe.c).
  * Every function returns 0 or -errno unless said otherwise; the command
  * functions (cmd_*) return the process exit status and print their own
  * one-line error.
@@ -77,6 +77,9 @@ int write_all(int fd, const void *buf, size_t len);
 /* Reads up to len bytes at off; returns bytes read (short only at EOF). */
 ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off);
 bool is_zero(const void *buf, size_t len);
+/* The ext2/3/4 superblock of fd (1024 bytes at offset 1024): 0, -EINVAL
+ * when there is none (a short file, no magic number), or -errno. */
+int ext_superblock_read(int fd, uint8_t sb[1024]);
 
 /* Runs argv, stdout to out_fd (or inherited when -1).  Returns the exit
  * status, or -errno if it could not be started. */
@@ -130,11 +133,33 @@ struct tree {
   uint8_t digest[32];     /* sha256 of all metadata, in sorted order */
 };
 
-/* Reads the tree at path (lstat, readdir, readlink, xattrs), sorted.
- * Prints its own error (which file, why) and returns -errno on failure. */
+/* ---- exclude.c: build --exclude patterns ---- */
+struct exclude_list {
+  char **pat;  /* anchored ones start with '/'; no trailing '/' */
+  size_t n;
+};
+/* Adds a pattern; -EINVAL (after a message) for one that can match no
+ * entry. */
+int exclude_add(struct exclude_list *x, const char *pattern);
+void exclude_free(struct exclude_list *x);
+/* The first pattern that excludes the entry at rel (its path from the
+ * tree's root: "/etc/fstab"), or -1.  x may be NULL. */
+int exclude_match(const struct exclude_list *x, const char *rel);
+/* Whether the entry at rel or a directory above it is excluded. */
+bool exclude_covers(const struct exclude_list *x, const char *rel);
+
+/* Reads the tree at path (lstat, readdir, readlink, xattrs), sorted,
+ * without the entries x excludes (warning about patterns that match
+ * nothing).  Prints its own error (which file, why) and returns -errno on
+ * failure. */
 int tree_scan(const char *path, int64_t clamp, bool clamp_set,
-              struct tree *t);
+              const struct exclude_list *x, struct tree *t);
 void tree_free(struct tree *t);
+
+/* ---- fstab.c ---- */
+/* NULL when the tree's /etc/fstab mounts the root (or cannot be judged:
+ * a symbolic link), else why not, as a phrase ("there is no /etc/fstab"). */
+const char *tree_fstab_problem(const struct tree *t);
 
 /* ---- build.c ---- */
 struct build_opts {
@@ -151,11 +176,14 @@ struct build_opts {
   const char *label;
   bool quiet;
   bool progress;          /* force progress output */
+  struct exclude_list exclude;
 };
 
 /* Builds the image into the already created, empty file fd, which path
- * opens (libext2fs opens images by name). */
-int build_image(const struct build_opts *o, int fd, const char *path);
+ * opens (libext2fs opens images by name).  *fstab_problem: see
+ * tree_fstab_problem, for a warning once the image is in place. */
+int build_image(const struct build_opts *o, int fd, const char *path,
+                const char **fstab_problem);
 int cmd_build(int argc, char **argv);
 
 /* ---- store.c ---- */
@@ -186,6 +214,22 @@ int store_read_meta(const char *namedir, unsigned id, struct version_meta *m);
  * On failure nothing new stays visible (image is left to the caller). */
 int store_publish(const char *namedir, struct outfile *image,
                   const char *source, unsigned parent, unsigned *id_out);
+/* Points current at version id, atomically (a new link renamed over it),
+ * and syncs the directory.  The lock must be held. */
+int store_set_current(const char *namedir, unsigned id);
+/* Whether version id is intact: its metadata reads, the image's size and
+ * SHA-256 are the published ones, the image is read-only.  Returns 0
+ * (msg: "sha256=...") or -errno (msg: what is wrong). */
+int store_check_version(const char *namedir, unsigned id, char *msg,
+                        size_t len);
+/* "DIR/NAME" of an existing image name (malloc'ed), or NULL after saying
+ * that it is missing. */
+char *store_name_dir(const char *store, const char *name);
+/* A version as given on the command line: "2", "0002" or "0002.img". */
+int store_parse_version(const char *s, unsigned *id);
+/* "0002, 0003", or for long lists "0002, 0003, ..., 0107 (12 versions)"
+ * (malloc'ed). */
+char *store_format_ids(const unsigned *ids, size_t n);
 char *store_version_path(const char *namedir, unsigned id, const char *ext);
 /* True when s is a store directory ("DIR/NAME": has a current link or
  * NNNN.img files). */
@@ -194,11 +238,12 @@ bool store_is_namedir(const char *path);
  * Returns 0 or -errno. */
 int store_names(const char *store, char ***names, size_t *n);
 
-/* ---- info.c, gc.c, commit.c, initrd.c, pxe.c ---- */
+/* ---- info.c, gc.c, commit.c, rollback.c, initrd.c, pxe.c ---- */
 int cmd_info(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
+int cmd_rollback(int argc, char **argv);
 int cmd_initrd(int argc, char **argv);
 int cmd_pxe(int argc, char **argv);
 

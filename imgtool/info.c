@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,28 @@ fmt_time(int64_t t, char out[32])
   strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* Whether path holds an ext2/3/4 superblock; says why not when it does
+ * not, in words rather than as a libext2fs error code. */
+static bool
+looks_like_image(const char *path)
+{
+  uint8_t sb[1024];
+  int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+
+  if (fd < 0) {
+    die_msg("cannot read %s: %s", path, strerror(errno));
+    return false;
+  }
+  r = ext_superblock_read(fd, sb);
+  close(fd);
+  if (r == -EINVAL)
+    die_msg("%s is not an ext4 image (no ext2/3/4 superblock): give an "
+            "image file, a store DIR or DIR/NAME", path);
+  else if (r < 0)
+    die_msg("cannot read %s: %s", path, strerror(-r));
+  return r == 0;
+}
+
 static int
 info_image(const char *path)
 {
@@ -38,9 +61,12 @@ info_image(const char *path)
   const uint8_t *u;
   char created[32];
 
+  if (!looks_like_image(path))
+    return 1;
   e = ext2fs_open(path, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs);
   if (e) {
-    die_msg("%s is not an ext2/3/4 image: %s", path, error_message(e));
+    die_msg("%s has an ext2/3/4 superblock but cannot be opened (%s): "
+            "check it with e2fsck -fn", path, error_message(e));
     return 1;
   }
   u = fs->super->s_uuid;
@@ -111,13 +137,9 @@ for_each_namedir(const char *store, const char *name,
   int rc = 0;
 
   if (name) {
-    char *nd = xasprintf("%s/%s", store, name);
-    struct stat st;
-    if (stat(nd, &st) < 0 || !S_ISDIR(st.st_mode)) {
-      die_msg("no image %s in store %s (%s is missing)", name, store, nd);
-      free(nd);
+    char *nd = store_name_dir(store, name);
+    if (!nd)
       return 1;
-    }
     rc = fn(nd);
     free(nd);
     return rc;
@@ -151,28 +173,14 @@ verify_namedir(const char *namedir)
   }
   rcur = store_current(namedir, &cur);
   for (size_t i = 0; i < n; i++) {
-    struct version_meta m;
     char *img = store_version_path(namedir, ids[i], "img");
-    char sha[65];
-    uint64_t size = 0;
-    struct stat st;
+    char msg[256];
 
-    if (store_read_meta(namedir, ids[i], &m) < 0) {
-      printf("BAD %s: metadata unreadable\n", img);
-      rc = 1;
-    } else if ((r = sha256_file(img, sha, &size)) < 0) {
-      printf("BAD %s: %s\n", img, strerror(-r));
-      rc = 1;
-    } else if (size != m.size || strcmp(sha, m.sha256) != 0) {
-      printf("BAD %s: checksum mismatch (sha256 %s, published %s): the "
-             "image was modified\n", img, sha, m.sha256);
-      rc = 1;
-    } else if (stat(img, &st) == 0 && (st.st_mode & 0222)) {
-      printf("BAD %s: writable (mode %04o), published versions must be "
-             "read-only\n", img, (unsigned)(st.st_mode & 07777));
+    if (store_check_version(namedir, ids[i], msg, sizeof msg) < 0) {
+      printf("BAD %s: %s\n", img, msg);
       rc = 1;
     } else {
-      printf("ok %s sha256=%s\n", img, sha);
+      printf("ok %s %s\n", img, msg);
     }
     if (ids[i] == cur)
       cur_ok = true;

@@ -6,11 +6,14 @@ imgtool_imgtool_SOURCES = \
 	imgtool/util.c \
 	imgtool/sha256.c \
 	imgtool/scan.c \
+	imgtool/exclude.c \
+	imgtool/fstab.c \
 	imgtool/build.c \
 	imgtool/store.c \
 	imgtool/info.c \
 	imgtool/gc.c \
 	imgtool/commit.c \
+	imgtool/rollback.c \
 	imgtool/cpio.c \
 	imgtool/modules.c \
 	imgtool/initrd.c \

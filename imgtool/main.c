@@ -4,14 +4,17 @@
  *   imgtool initrd  -o FILE.gz [...] | --list FILE               initrd.c
  *   imgtool info    IMAGE | --store DIR [--name NAME]            info.c
  *   imgtool verify  --store DIR [--name NAME]                    info.c
- *   imgtool gc      --store DIR --overlays DIR [--dry-run]       gc.c
+ *   imgtool gc      --store DIR --overlays DIR [--keep N]        gc.c
  *   imgtool commit  --store DIR --name NAME --overlay PREFIX     commit.c
+ *   imgtool rollback --store DIR NAME VERSION                    rollback.c
  *   imgtool pxe     --server ADDR --export NAME ... -o DIR       pxe.c
  */
 #include <config.h>
 
 #include <stdio.h>
 #include <string.h>
+
+#include <ext2fs/ext2_err.h>
 
 #include "imgtool.h"
 
@@ -26,6 +29,7 @@ static const struct command {
   { "verify", cmd_verify, "check the checksums of a store's versions" },
   { "gc", cmd_gc, "remove versions neither current nor used by overlays" },
   { "commit", cmd_commit, "fold a client's overlay into a new version" },
+  { "rollback", cmd_rollback, "point current back at an earlier version" },
   { "pxe", cmd_pxe, "write PXELINUX, GRUB, iPXE and DHCP boot configs" },
 };
 
@@ -34,7 +38,7 @@ usage(FILE *f)
 {
   fputs("usage: imgtool COMMAND [OPTIONS]   (imgtool COMMAND --help)\n", f);
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
 }
 
 int
@@ -52,6 +56,9 @@ main(int argc, char **argv)
     printf("imgtool (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
     return 0;
   }
+  /* libext2fs's errors in words ("Attempt to read block from filesystem
+   * resulted in short read"), not "Unknown code ext2 36". */
+  initialize_ext2_error_table();
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
     if (strcmp(argv[1], commands[i].name) == 0) {
       int rc = commands[i].run(argc - 1, argv + 1);

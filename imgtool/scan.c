@@ -14,6 +14,8 @@
  *
  * Mount points inside the tree (a /proc left mounted in a chroot) are kept
  * as empty directories: their contents belong to another filesystem.
+ * Entries that --exclude leaves out (exclude.c) are dropped as readdir
+ * returns them, before anything else is read or hashed.
  */
 #include <config.h>
 
@@ -87,6 +89,8 @@ struct scan_ctx {
   bool clamp_set;
   dev_t root_dev;
   size_t rootlen;
+  const struct exclude_list *x;
+  size_t *hits;  /* per pattern: entries it excluded */
 };
 
 static int
@@ -266,6 +270,8 @@ scan_dir(struct scan_ctx *c, struct node *n)
   }
   for (;;) {
     struct node *k;
+    char *path;
+    int ex;
 
     errno = 0;
     de = readdir(d);
@@ -280,13 +286,21 @@ scan_dir(struct scan_ctx *c, struct node *n)
     }
     if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
       continue;
+    path = xasprintf("%s/%s", n->path, de->d_name);
+    /* Left out before anything is read: not even stat'ed. */
+    ex = exclude_match(c->x, path + c->rootlen);
+    if (ex >= 0) {
+      c->hits[ex]++;
+      free(path);
+      continue;
+    }
     if (n->nkids == cap) {
       cap = cap ? cap * 2 : 16;
       n->kids = xrealloc(n->kids, cap * sizeof *n->kids);
     }
     k = xcalloc(1, sizeof *k);
     k->name = xstrdup(de->d_name);
-    k->path = xasprintf("%s/%s", n->path, de->d_name);
+    k->path = path;
     n->kids[n->nkids++] = k;
     dirbytes += 8 + ((strlen(de->d_name) + 3) & ~3u);
   }
@@ -378,7 +392,8 @@ scan_dir(struct scan_ctx *c, struct node *n)
 }
 
 int
-tree_scan(const char *path, int64_t clamp, bool clamp_set, struct tree *t)
+tree_scan(const char *path, int64_t clamp, bool clamp_set,
+          const struct exclude_list *x, struct tree *t)
 {
   struct scan_ctx c;
   struct node *root;
@@ -389,6 +404,7 @@ tree_scan(const char *path, int64_t clamp, bool clamp_set, struct tree *t)
   c.t = t;
   c.clamp = clamp;
   c.clamp_set = clamp_set;
+  c.x = x;
   sha256_init(&c.sha);
   hash_u64(&c.sha, clamp_set ? (uint64_t)clamp : UINT64_MAX);
 
@@ -418,8 +434,15 @@ tree_scan(const char *path, int64_t clamp, bool clamp_set, struct tree *t)
     die_msg("cannot read extended attributes of %s: %s", path, strerror(-r));
     return r;
   }
+  c.hits = xcalloc(x ? x->n : 0, sizeof *c.hits);
   r = scan_dir(&c, root);
   free(c.hl.slots);
+  /* Most likely a typo, or a path given with the host's prefix. */
+  for (size_t i = 0; r == 0 && x && i < x->n; i++)
+    if (!c.hits[i])
+      warn_msg("--exclude '%s' matched nothing in %s (patterns with a '/' "
+               "are paths from the tree's root)", x->pat[i], path);
+  free(c.hits);
   if (r < 0)
     return r;
   sha256_final(&c.sha, t->digest);

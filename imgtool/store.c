@@ -261,8 +261,7 @@ image_uuid(const char *path, char out[40])
   out[0] = '\0';
   if (fd < 0)
     return;
-  if (pread_full(fd, sb, sizeof sb, 1024) == (ssize_t)sizeof sb &&
-      sb[0x38] == 0x53 && sb[0x39] == 0xef) {
+  if (ext_superblock_read(fd, sb) == 0) {
     const uint8_t *u = sb + 0x68;
     snprintf(out, 40,
              "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
@@ -283,6 +282,59 @@ clean_value(char *s)
 }
 
 int
+store_set_current(const char *namedir, unsigned id)
+{
+  char *target = xasprintf("%04u.img", id);
+  char *cur_tmp = xasprintf("%s/current.tmp", namedir);
+  char *cur = xasprintf("%s/current", namedir);
+  int r = 0;
+
+  /* A leftover of an interrupted run would make symlink() fail. */
+  unlink(cur_tmp);
+  if (symlink(target, cur_tmp) < 0) {
+    r = -errno;
+  } else if (rename(cur_tmp, cur) < 0) {
+    r = -errno;
+    unlink(cur_tmp);
+  } else {
+    fsync_dir(namedir);
+  }
+  free(target);
+  free(cur_tmp);
+  free(cur);
+  return r;
+}
+
+int
+store_check_version(const char *namedir, unsigned id, char *msg, size_t len)
+{
+  char *img = store_version_path(namedir, id, "img");
+  struct version_meta m;
+  char sha[65];
+  uint64_t size = 0;
+  struct stat st;
+  int r;
+
+  if ((r = store_read_meta(namedir, id, &m)) < 0) {
+    snprintf(msg, len, "metadata unreadable");
+  } else if ((r = sha256_file(img, sha, &size)) < 0) {
+    snprintf(msg, len, "%s", strerror(-r));
+  } else if (size != m.size || strcmp(sha, m.sha256) != 0) {
+    snprintf(msg, len, "checksum mismatch (sha256 %s, published %s): the "
+             "image was modified", sha, m.sha256);
+    r = -EBADMSG;
+  } else if (stat(img, &st) == 0 && (st.st_mode & 0222)) {
+    snprintf(msg, len, "writable (mode %04o), published versions must be "
+             "read-only", (unsigned)(st.st_mode & 07777));
+    r = -EPERM;
+  } else {
+    snprintf(msg, len, "sha256=%s", sha);
+  }
+  free(img);
+  return r;
+}
+
+int
 store_publish(const char *namedir, struct outfile *image, const char *source,
               unsigned parent, unsigned *id_out)
 {
@@ -291,8 +343,7 @@ store_publish(const char *namedir, struct outfile *image, const char *source,
   unsigned id = 0;
   char sha[65], uuid[40];
   uint64_t size = 0;
-  char *img = NULL, *meta = NULL, *cur_tmp = NULL, *cur = NULL,
-       *target = NULL, *src = xstrdup(source), *base;
+  char *img = NULL, *meta = NULL, *src = xstrdup(source), *base;
   struct outfile mf = { .fd = -1 };
   FILE *f;
   int r;
@@ -363,21 +414,10 @@ store_publish(const char *namedir, struct outfile *image, const char *source,
   if (r < 0)
     goto err_held;
 
-  target = xasprintf("%04u.img", id);
-  cur_tmp = xasprintf("%s/current.tmp", namedir);
-  cur = xasprintf("%s/current", namedir);
-  unlink(cur_tmp);
-  if (symlink(target, cur_tmp) < 0) {
-    r = -errno;
+  r = store_set_current(namedir, id);
+  if (r < 0)
     goto err_held;
-  }
-  if (rename(cur_tmp, cur) < 0) {
-    r = -errno;
-    unlink(cur_tmp);
-    goto err_held;
-  }
   signals_hold(false);
-  fsync_dir(namedir);
   printf("%s\n", img);
   fflush(stdout);
   *id_out = id;
@@ -395,9 +435,6 @@ out:
   outfile_close(&mf);
   free(img);
   free(meta);
-  free(cur_tmp);
-  free(cur);
-  free(target);
   free(src);
   return r;
 }
@@ -437,4 +474,58 @@ store_names(const char *store, char ***out, size_t *nout)
   *out = names;
   *nout = n;
   return 0;
+}
+
+char *
+store_name_dir(const char *store, const char *name)
+{
+  char *nd = xasprintf("%s/%s", store, name);
+  struct stat st;
+
+  if (stat(nd, &st) == 0 && S_ISDIR(st.st_mode))
+    return nd;
+  if (stat(store, &st) < 0)
+    die_msg("no store %s (%s): give the --store DIR images were built "
+            "into", store, strerror(errno));
+  else
+    die_msg("no image %s in store %s (%s is missing)", name, store, nd);
+  free(nd);
+  return NULL;
+}
+
+int
+store_parse_version(const char *s, unsigned *id)
+{
+  unsigned v = version_of(s, "img");
+  size_t digits = strspn(s, "0123456789");
+
+  /* "2", "0002" or "0002.img". */
+  if (!v && digits && !s[digits] && digits <= 9)
+    v = (unsigned)strtoul(s, NULL, 10);
+  *id = v;
+  return v ? 0 : -EINVAL;
+}
+
+char *
+store_format_ids(const unsigned *ids, size_t n)
+{
+  char *out = xstrdup(""), *next;
+
+  /* Long lists keep their ends: the reader wants the range and a count. */
+  for (size_t i = 0; i < n; i++) {
+    if (n > 6 && i == 2) {
+      next = xasprintf("%s, ...", out);
+      i = n - 2;
+    } else {
+      next = xasprintf("%s%s%04u", out, i ? ", " : "", ids[i]);
+    }
+    free(out);
+    out = next;
+  }
+  if (n > 6) {
+    next = xasprintf("%s (%zu versions)", out, n);
+    free(out);
+    out = next;
+  }
+  return out;
 }

@@ -447,6 +447,18 @@ pread_full(int fd, void *buf, size_t len, uint64_t off)
   return (ssize_t)done;
 }
 
+int
+ext_superblock_read(int fd, uint8_t sb[1024])
+{
+  ssize_t n = pread_full(fd, sb, 1024, 1024);
+
+  if (n < 0)
+    return (int)n;
+  if (n != 1024 || sb[0x38] != 0x53 || sb[0x39] != 0xef)
+    return -EINVAL;
+  return 0;
+}
+
 bool
 is_zero(const void *buf, size_t len)
 {

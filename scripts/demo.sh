@@ -53,6 +53,9 @@ echo "NBDROOT-DEMO: booted through nbdsrv, root is $(grep ' / ' /proc/mounts | c
 poweroff -f
 EOF
 chmod 755 "$tree/sbin/init"
+# The root's line (busybox's init reads no fstab, but imgtool build warns
+# about a tree whose root nothing would remount read-write).
+echo '/dev/nbd0 / ext4 defaults 0 0' >"$tree/etc/fstab"
 image=$("$IMGTOOL" build "$tree" --store "$demo/store" --name demo)
 echo "image: $image"
 "$IMGTOOL" initrd -o "$demo/initrd.gz" --kernel-version "$kver" --agent "$AGENT"

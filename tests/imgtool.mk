@@ -9,7 +9,9 @@ IMGTOOL_TESTS = \
 	tests/test_imgtool_05.sh \
 	tests/test_imgtool_06.sh \
 	tests/test_imgtool_07.sh \
-	tests/test_imgtool_08.sh
+	tests/test_imgtool_08.sh \
+	tests/test_imgtool_09_build_exclude.sh \
+	tests/test_imgtool_10_fstab_warning.sh
 
 TESTS += $(IMGTOOL_TESTS)
 SANITIZE_TESTS += $(IMGTOOL_TESTS)

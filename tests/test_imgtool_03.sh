@@ -3,9 +3,13 @@
 # their metadata; `current` moves from the first to the second atomically
 # (a reader polling it during the second build only ever sees one of the
 # two, never nothing); published versions are read-only and never change;
-# info and verify report them; verify catches a modified or writable
-# version and a dangling `current`; concurrent builds are serialised; a
-# new client of nbdsrv serving the store gets `current`.
+# info and verify report them (info on a file that is not an image says
+# so in words); verify catches a modified or writable version and a
+# dangling `current`; concurrent builds are serialised; a new client of
+# nbdsrv serving the store gets `current`.  rollback moves `current` back
+# to an intact version (info shows it, the next new client of nbdsrv gets
+# it, an older client keeps its own) and refuses a missing version, name
+# or store and a damaged version with one line.
 . "$(dirname "$0")/functions.sh"
 
 meta() { sed -n "s/^$2=//p" "$1"; }
@@ -98,6 +102,16 @@ imgt info "$os" | cmp -s - "$TESTDIR/info" || fail "info DIR/NAME differs from i
 imgt info "$os/0002.img" >"$TESTDIR/info2" || fail "info IMAGE"
 grep -qx "uuid=$(meta "$os/0002.meta" uuid)" "$TESTDIR/info2" || fail "info IMAGE: $(cat "$TESTDIR/info2")"
 grep -qx "size=$(meta "$os/0002.meta" size)" "$TESTDIR/info2" || fail "info IMAGE size"
+# A file that is not an image: said in words, in one line, exit 1.
+: >"$TESTDIR/empty"
+for f in /etc/passwd "$TESTDIR/empty"; do
+  rc=0
+  imgt info "$f" >"$TESTDIR/info3" || rc=$?
+  [ $rc = 1 ] || fail "info $f: exit $rc, want 1"
+  [ ! -s "$TESTDIR/info3" ] || fail "info $f printed: $(cat "$TESTDIR/info3")"
+  [ "$(cat "$TESTDIR/last.err")" = "imgtool: error: $f is not an ext4 image (no ext2/3/4 superblock): give an image file, a store DIR or DIR/NAME" ] ||
+    fail "info $f: $(cat "$TESTDIR/last.err")"
+done
 imgt verify --store "$store" >"$TESTDIR/verify" || fail "verify of a sound store"
 [ "$(grep -c '^ok ' "$TESTDIR/verify")" = 2 ] || fail "verify: $(cat "$TESTDIR/verify")"
 # The portable SHA-256 and the CPU's agree.
@@ -134,19 +148,63 @@ cur=$(readlink "$os/current")
 imgt verify --store "$store" >/dev/null || fail "verify after concurrent builds"
 [ -z "$(find "$os" -name '.*' ! -name .lock)" ] || fail "temporaries left: $(find "$os" -name '.*')"
 
-# nbdsrv serving the store: a new client gets current.
-start_nbdsrv -e os="$os" -o "$TESTDIR/ov"
-/usr/bin/python3 - "$PORT" "$os/$cur" <<'PY' || fail "a new client did not get current"
+# new_client ID IMAGE: a new client ID of nbdsrv reads exactly IMAGE.
+new_client() {
+  /usr/bin/python3 - "$PORT" "$1" "$2" <<'PY'
 import nbd, sys
 h = nbd.NBD()
-h.set_export_name("os@new")
+h.set_export_name("os@" + sys.argv[2])
 h.connect_tcp("127.0.0.1", sys.argv[1])
-want = open(sys.argv[2], "rb").read()
+want = open(sys.argv[3], "rb").read()
 assert h.get_size() == len(want), (h.get_size(), len(want))
 for off in range(0, len(want), 4 << 20):
     n = min(4 << 20, len(want) - off)
     assert h.pread(n, off) == want[off:off + n], off
 h.shutdown()
 PY
+}
+
+# nbdsrv serving the store: a new client gets current.
+start_nbdsrv -e os="$os" -o "$TESTDIR/ov"
+new_client new "$os/$cur" || fail "a new client did not get current"
+
+# rollback: current goes back to version 1 (atomically, as publishing
+# moves it), info says so and the next new client gets version 1.
+imgt rollback --store "$store" os 1 >"$TESTDIR/out" || fail "rollback to 1"
+[ "$(cat "$TESTDIR/out")" = "$os/0001.img" ] || fail "rollback printed $(cat "$TESTDIR/out")"
+grep -qx "imgtool: rollback: current of $os is now 0001 (was ${cur%.img})" "$TESTDIR/last.err" ||
+  fail "rollback message: $(cat "$TESTDIR/last.err")"
+[ "$(readlink "$os/current")" = 0001.img ] || fail "current after rollback: $(readlink "$os/current")"
+imgt info --store "$store" --name os >"$TESTDIR/info" || fail "info after rollback"
+[ "$(grep -c ' current=yes ' "$TESTDIR/info")" = 1 ] && grep -q "^version=$os/0001.img id=0001 current=yes " "$TESTDIR/info" ||
+  fail "info after rollback: $(cat "$TESTDIR/info")"
+new_client after-rollback "$os/0001.img" || fail "a new client after the rollback did not get version 1"
+new_client new "$os/$cur" || fail "the client made before the rollback lost its version"
+imgt verify --store "$store" >/dev/null || fail "verify after rollback"
+# Forward again with the other spellings of a version; the same version
+# twice is no error.
+imgt rollback --store "$store" --name os "$cur" >/dev/null || fail "rollback --name os $cur"
+imgt rollback --store "$store" os "${cur%.img}" >/dev/null || fail "rollback to current"
+grep -qx "imgtool: rollback: ${cur%.img} is already current in $os" "$TESTDIR/last.err" || fail "rollback to current: $(cat "$TESTDIR/last.err")"
+[ "$(readlink "$os/current")" = "$cur" ] || fail "current after rolling forward: $(readlink "$os/current")"
+# Refusals: one line each, current untouched.
+# rollback_refused STATUS PATTERN ARGS...
+rollback_refused() {
+  local want=$1 pattern=$2 rc=0
+  shift 2
+  imgt rollback "$@" >/dev/null || rc=$?
+  [ $rc = "$want" ] || fail "rollback $*: exit $rc, want $want"
+  [ "$(wc -l <"$TESTDIR/last.err")" = 1 ] && grep -q "^imgtool: error: $pattern" "$TESTDIR/last.err" ||
+    fail "rollback $*: $(cat "$TESTDIR/last.err")"
+  [ "$(readlink "$os/current")" = "$cur" ] || fail "a refused rollback moved current to $(readlink "$os/current")"
+}
+rollback_refused 1 "$os has no version 0009 (published: 0001, 0002, 0003, 0004): give one of those" --store "$store" os 9
+rollback_refused 1 "no image nosuch in store $store" --store "$store" nosuch 1
+rollback_refused 1 "no store $TESTDIR/nostore (No such file or directory)" --store "$TESTDIR/nostore" os 1
+rollback_refused 2 "version 'latest': give a version number" --store "$store" os latest
+rollback_refused 2 "rollback needs --store DIR" os 1
+chmod u+w "$os/0002.img"
+rollback_refused 1 "version 0002 of $os fails verification (writable" --store "$store" os 2
+chmod a-w "$os/0002.img"
 stop_nbdsrv || fail "nbdsrv exited with $? on SIGTERM"
 exit 0

@@ -6,7 +6,10 @@
 # runs, say what it removed, and leave both clients' disks as they were,
 # before and after a server restart.  --dry-run removes nothing; gc
 # without the overlay directory, or with an overlay it cannot read,
-# refuses and removes nothing.
+# refuses and removes nothing.  --keep N keeps the N newest versions
+# besides current and the pinned ones.  An overlay directory that holds
+# no overlays (a wrong path) is refused, even for a dry run, unless
+# --force.
 . "$(dirname "$0")/functions.sh"
 
 listing() { (cd "$1" && find . -printf '%p %s %y\n' | sort); }
@@ -114,4 +117,49 @@ rm "$ov/os/x.map" "$ov/os/x.data"
 imgt gc --store "$store" --name os --overlays "$ov" >"$TESTDIR/gc3" || fail "gc after x left"
 [ "$(cat "$TESTDIR/gc3")" = "$(printf 'removed %s\n' "$os/0001.img" "$os/0001.meta")" ] ||
   fail "gc after x left: $(cat "$TESTDIR/gc3")"
+
+# --keep N keeps the N newest versions besides current and the pinned
+# ones: with versions 3 (pinned by y), 5, 6 (current after a rollback), 7
+# and 8, --keep 1 keeps 8 and removes 5 and 7.
+for i in 6 7 8; do
+  mkdir -p "$TESTDIR/t$i/etc"
+  echo "version $i" >"$TESTDIR/t$i/etc/version"
+  publish $i
+done
+imgt rollback --store "$store" os 6 >/dev/null || fail "rollback to 6"
+imgt gc --store "$store" --overlays "$ov" --keep 1 >"$TESTDIR/gc4" || fail "gc --keep 1"
+[ "$(cat "$TESTDIR/gc4")" = "$(printf 'removed %s\n' "$os/0005.img" "$os/0005.meta" "$os/0007.img" "$os/0007.meta")" ] ||
+  fail "gc --keep 1 removed: $(cat "$TESTDIR/gc4")"
+[ "$(cd "$os" && ls)" = "$(printf '%s\n' 0003.img 0003.meta 0006.img 0006.meta 0008.img 0008.meta current)" ] ||
+  fail "after gc --keep 1 the store holds: $(cd "$os" && ls)"
+for bad in -1 x 1.5 ''; do
+  rc=0
+  imgt gc --store "$store" --overlays "$ov" --keep "$bad" || rc=$?
+  [ $rc = 2 ] || fail "gc --keep '$bad': exit $rc, want 2"
+  grep -q "^imgtool: error: --keep '$bad': give how many" "$TESTDIR/last.err" || fail "gc --keep '$bad': $(cat "$TESTDIR/last.err")"
+done
+
+# An overlay directory without overlays is most likely a wrong path: gc
+# refuses to plan with it (even a dry run), unless --force.
+mkdir "$TESTDIR/empty-ov"
+before=$(listing "$store")
+for dry in "" --dry-run; do
+  rc=0
+  imgt gc --store "$store" --overlays "$TESTDIR/empty-ov" $dry >"$TESTDIR/gc5" || rc=$?
+  [ $rc = 1 ] || fail "gc $dry with an empty overlay directory: exit $rc, want 1"
+  [ ! -s "$TESTDIR/gc5" ] || fail "gc $dry with an empty overlay directory planned: $(cat "$TESTDIR/gc5")"
+  [ "$(cat "$TESTDIR/last.err")" = "imgtool: error: overlay directory $TESTDIR/empty-ov holds no overlays (no *.map files): give nbdsrv's -o directory, or pass --force if no client has an overlay yet" ] ||
+    fail "gc $dry with an empty overlay directory: $(cat "$TESTDIR/last.err")"
+done
+# One right directory does not make a wrong one right.
+if imgt gc --store "$store" --overlays "$ov" --overlays "$TESTDIR/empty-ov"; then fail "gc with one empty overlay directory of two"; fi
+grep -q "holds no overlays" "$TESTDIR/last.err" || fail "gc with one empty directory of two: $(cat "$TESTDIR/last.err")"
+if imgt gc --store "$store" --overlays "$TESTDIR/no-such-dir"; then fail "gc with a missing overlay directory"; fi
+grep -q "^imgtool: error: cannot read overlay directory $TESTDIR/no-such-dir" "$TESTDIR/last.err" || fail "gc with a missing directory: $(cat "$TESTDIR/last.err")"
+[ "$(listing "$store")" = "$before" ] || fail "a refused gc removed something"
+# --force: no client has an overlay, only current stays.
+imgt gc --store "$store" --overlays "$TESTDIR/empty-ov" --force >"$TESTDIR/gc6" || fail "gc --force with an empty overlay directory"
+[ "$(cat "$TESTDIR/gc6")" = "$(printf 'removed %s\n' "$os/0003.img" "$os/0003.meta" "$os/0008.img" "$os/0008.meta")" ] ||
+  fail "gc --force with an empty overlay directory removed: $(cat "$TESTDIR/gc6")"
+grep -q "removed 4 file(s); 0 overlay(s) pin 0 version(s)" "$TESTDIR/last.err" || fail "gc --force summary: $(cat "$TESTDIR/last.err")"
 exit 0

@@ -8,8 +8,13 @@
 # WRITE_ZEROES).  The committed version must be byte for byte that copy and
 # the client's export, e2fsck clean, with version 1 as parent; version 1
 # and the overlay stay untouched; the client keeps its view, new clients
-# get the commit.  A filesystem that was not cleanly unmounted, a missing
-# overlay, an overlay of another store and a changed base are refused.
+# get the commit.  An overlay whose base is no longer current (a version
+# was published since) is refused, saying which versions committing it
+# would roll back; with --force it is committed (version 1 + the client's
+# changes) with a line saying what it rolled back; one that would undo a
+# rollback of current is refused as well.  A filesystem that was
+# not cleanly unmounted, a missing overlay, an overlay of another store
+# and a changed base are refused.
 . "$(dirname "$0")/functions.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (loop mounts)"
@@ -118,14 +123,37 @@ cmp "$TESTDIR/export2.img" "$TESTDIR/view.img" || fail "the client's view change
 nbdcopy "nbd://127.0.0.1:$PORT/os@c2" "$TESTDIR/export3.img" || fail "nbdcopy of a new client"
 cmp "$TESTDIR/export3.img" "$os/0002.img" || fail "a new client does not get the commit"
 
-# Same overlay named by directory and client: the same bytes again.
-imgt commit --store "$store" --name os --overlays "$ov" --client c1 >/dev/null || fail "commit --overlays --client"
-cmp "$os/0003.img" "$os/0002.img" || fail "second commit of the same overlay differs"
+# A version built after the commit (another tree): the overlay, still on
+# version 1, is no longer on current.  Committing it again would publish
+# 1 + c1 and silently drop versions 2 and 3: refused, saying so, store
+# untouched.
+mkdir -p "$TESTDIR/tree3/etc"
+echo built-later >"$TESTDIR/tree3/etc/hostname"
+imgt build "$TESTDIR/tree3" --store "$store" --name os >/dev/null || fail "build version 3"
+before=$(listing "$store")
+rc=0
+imgt commit --store "$store" --name os --overlays "$ov" --client c1 >"$TESTDIR/out" || rc=$?
+[ $rc = 1 ] || fail "commit of an overlay on 0001 with current 0003: exit $rc, want 1"
+[ "$(wc -l <"$TESTDIR/last.err")" = 1 ] || fail "refusal is not one line: $(cat "$TESTDIR/last.err")"
+grep -q "^imgtool: error: overlay $ov/os/c1 was made on version 0001, not on current 0003: committing it would roll back 0002, 0003 .*reset the client .*boot it on 0003 .*or pass --force" "$TESTDIR/last.err" ||
+  fail "rollback refusal: $(cat "$TESTDIR/last.err")"
+[ ! -s "$TESTDIR/out" ] || fail "a refused commit printed $(cat "$TESTDIR/out")"
+[ "$(listing "$store")" = "$before" ] || fail "a refused commit changed the store"
+# --force commits it (same overlay named by directory and client: the
+# same bytes as the first commit, without version 3's file) and says what
+# it rolled back.
+imgt commit --store "$store" --name os --overlays "$ov" --client c1 --force >"$TESTDIR/out" || fail "commit --force over newer versions"
+[ "$(cat "$TESTDIR/out")" = "$os/0004.img" ] || fail "commit --force printed $(cat "$TESTDIR/out")"
+grep -qx "imgtool: warning: commit --force: 0004 is 0001 + this client's changes: it rolls back 0002, 0003 (current was 0003)" "$TESTDIR/last.err" ||
+  fail "commit --force message: $(cat "$TESTDIR/last.err")"
+cmp "$os/0004.img" "$TESTDIR/view.img" || fail "commit --force is not version 1 + the client's changes"
+[ "$(readlink "$os/current")" = 0004.img ] || fail "current after commit --force: $(readlink "$os/current")"
+[ "$(meta "$os/0004.meta" parent)" = 0001 ] || fail "parent of the forced commit: $(meta "$os/0004.meta" parent)"
 
 # Refusals leave the store as it is.
 before=$(listing "$store")
 # A filesystem that was not cleanly unmounted (the client still runs).
-cp "$os/0003.img" "$TESTDIR/dirty.img"
+cp "$os/0004.img" "$TESTDIR/dirty.img"
 chmod u+w "$TESTDIR/dirty.img"
 debugfs -w -R "ssv state 0" "$TESTDIR/dirty.img" >/dev/null 2>&1 || fail "debugfs ssv"
 /usr/bin/python3 - "$PORT" "$TESTDIR/dirty.img" <<'PY' || fail "client c3 writes"
@@ -157,7 +185,15 @@ stop_nbdsrv || fail "nbdsrv exited with $? on SIGTERM"
 
 # --force publishes the unclean one anyway.
 imgt commit --store "$store" --name os --overlay "$ov/os/c3" --force >/dev/null || fail "commit --force"
-cmp -n 4096 "$os/0004.img" "$TESTDIR/dirty.img" || fail "commit --force content"
+cmp -n 4096 "$os/0005.img" "$TESTDIR/dirty.img" || fail "commit --force content"
+# After a rollback of current to version 2, committing an overlay on
+# version 4 would undo the rollback: refused too.
+imgt rollback --store "$store" os 2 >/dev/null || fail "rollback to 2"
+before=$(listing "$store")
+if imgt commit --store "$store" --name os --overlay "$ov/os/c3"; then fail "commit undoing a rollback"; fi
+grep -q "^imgtool: error: overlay $ov/os/c3 was made on version 0004, not on current 0002: committing it would undo the rollback to 0002 .*or pass --force to undo it" "$TESTDIR/last.err" ||
+  fail "commit undoing a rollback: $(cat "$TESTDIR/last.err")"
+[ "$(listing "$store")" = "$before" ] || fail "a refused commit changed the store"
 # A base changed under the overlay cannot be rebuilt.
 touch -d @1500000000 "$os/0001.img"
 before=$(listing "$store")
