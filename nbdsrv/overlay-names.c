@@ -121,7 +121,7 @@ pick_renames(const char *dir, int dfd, struct old_name *v, size_t n)
                  dir, v[k].id, dir, v[k].canon, dir, v[k].id);
     } else if (j - i > 1) {
       for (size_t k = i; k < j; k++)
-        log_warn("overlay %s/%s: left as it is: %s/%s names the same MAC; rename the one to keep to %s.map and %s.data, remove the other, and restart",
+        log_warn("overlay %s/%s: left as it is: %s/%s names the same MAC; with nbdsrv stopped, rename the .map and .data of the one to keep to %s.map and %s.data and remove the other",
                  dir, v[k].id, dir, v[k == i ? i + 1 : i].id, v[k].canon,
                  v[k].canon);
     } else

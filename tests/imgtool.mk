@@ -9,7 +9,8 @@ IMGTOOL_TESTS = \
 	tests/test_imgtool_05.sh \
 	tests/test_imgtool_06.sh \
 	tests/test_imgtool_07.sh \
-	tests/test_imgtool_08.sh
+	tests/test_imgtool_08.sh \
+	tests/test_imgtool_09_mac_ids.sh
 
 TESTS += $(IMGTOOL_TESTS)
 SANITIZE_TESTS += $(IMGTOOL_TESTS)
