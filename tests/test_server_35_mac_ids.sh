@@ -55,13 +55,6 @@ def ctl(*args):
                        capture_output=True, text=True)
     return r.returncode, r.stdout + r.stderr
 
-def dead(h):
-    try:
-        h.pread(512, 0)
-        return False
-    except nbd.Error:
-        return True
-
 def write(name, src, data, off=0):
     h = connect(name, src=src)
     h.pwrite(data, off)
