@@ -1,4 +1,5 @@
-/* nbdroot: parsing "NAME[@ID[,boot=BOOTID]]" export requests. */
+/* nbdroot: client IDs, and parsing "NAME[@ID[,boot=BOOTID]]" export
+ * requests. */
 #include <config.h>
 
 #include <ctype.h>

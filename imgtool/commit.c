@@ -228,7 +228,7 @@ cmd_commit(int argc, char **argv)
   const char *store = NULL, *name = NULL, *overlay = NULL, *ovdir = NULL,
              *client = NULL;
   char *namedir = NULL, *prefix = NULL, *source = NULL, *buf = NULL;
-  char cid[CLIENT_ID_MAX + 1];
+  char cid[CLIENT_ID_MAX + 1] = "";
   struct ovl_file ov = { .map_fd = -1, .data_fd = -1 };
   struct outfile of = { .fd = -1 };
   struct stat st, bst;

@@ -129,30 +129,45 @@ pick_renames(const char *dir, int dfd, struct old_name *v, size_t n)
   }
 }
 
-/* Renames ID.suffix to CANON.suffix for every overlay picked; a missing
- * data file is no error (see the top of the file). */
+static int
+move(int dfd, const char *from_id, const char *to_id, const char *suffix)
+{
+  file_name from, to;
+
+  snprintf(from, sizeof from, "%s%s", from_id, suffix);
+  snprintf(to, sizeof to, "%s%s", to_id, suffix);
+  return renameat(dfd, from, dfd, to) == 0 ? 0 : -errno;
+}
+
+/* Renames ID.suffix to CANON.suffix for every overlay picked.  A missing
+ * data file is no error (see the top of the file); an overlay whose map
+ * is gone is dropped from the list (someone else moved it). */
 static void
 rename_all(const char *dir, int dfd, struct old_name *v, size_t n,
            const char *suffix)
 {
+  bool map = strcmp(suffix, ".map") == 0;
   size_t done = 0;
 
   for (size_t i = 0; i < n; i++) {
-    file_name from, to;
+    int r;
 
     if (!v[i].rename)
       continue;
-    snprintf(from, sizeof from, "%s%s", v[i].id, suffix);
-    snprintf(to, sizeof to, "%s%s", v[i].canon, suffix);
-    if (renameat(dfd, from, dfd, to) == 0) {
+    r = move(dfd, v[i].id, v[i].canon, suffix);
+    if (r == 0) {
       done++;
       continue;
     }
-    if (errno == ENOENT)
+    v[i].rename = r == -ENOENT && !map;
+    if (r == -ENOENT)
       continue;
-    log_err("overlay %s/%s: cannot rename %s to %s: %s; it stays under its old name",
-            dir, v[i].id, from, to, strerror(errno));
-    v[i].rename = false;
+    log_err("overlay %s/%s: cannot rename it to %s: %s; it stays under its old name",
+            dir, v[i].id, v[i].canon, strerror(-r));
+    /* Its data file went ahead: it goes back, or the client's first
+     * connection would create an empty overlay over it. */
+    if (map)
+      move(dfd, v[i].canon, v[i].id, ".data");
   }
   if (done && fsync(dfd) < 0)
     log_err("overlay directory %s: fsync: %s", dir, strerror(errno));
