@@ -1,6 +1,8 @@
-/* nbdroot: parsing "NAME[@ID[,boot=BOOTID]]" export requests. */
+/* nbdroot: client IDs, and parsing "NAME[@ID[,boot=BOOTID]]" export
+ * requests. */
 #include <config.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <string.h>
 
@@ -23,6 +25,37 @@ client_id_valid(const char *s, size_t len)
     if (!id_char(s[i]))
       return false;
   return true;
+}
+
+/* Six pairs of hex digits, each pair but the last followed by ':' or '-'.
+ * No IP address has this shape: an IPv6 address has eight groups or a
+ * "::", an IPv4 address dots. */
+bool
+client_id_is_mac(const char *s, size_t len)
+{
+  if (len != CLIENT_ID_MAC_LEN)
+    return false;
+  for (size_t i = 0; i < len; i++) {
+    bool sep = i % 3 == 2;
+    if (sep ? s[i] != ':' && s[i] != '-' : !isxdigit((unsigned char)s[i]))
+      return false;
+  }
+  return true;
+}
+
+bool
+client_id_normalize(char *id)
+{
+  bool changed = false;
+
+  if (!client_id_is_mac(id, strlen(id)))
+    return false;
+  for (size_t i = 0; i < CLIENT_ID_MAC_LEN; i++) {
+    char c = i % 3 == 2 ? '-' : (char)tolower((unsigned char)id[i]);
+    changed |= c != id[i];
+    id[i] = c;
+  }
+  return changed;
 }
 
 int
@@ -54,6 +87,8 @@ export_request_parse(const char *s, size_t len, struct export_request *out,
     return -EINVAL;
   }
   memcpy(out->id, at, (comma ? comma : end) - at);
+  /* However the client spells its MAC, it gets the agent's overlay. */
+  client_id_normalize(out->id);
 
   /* Parameters after the ID: a comma-separated key=value list. */
   while (comma) {

@@ -22,8 +22,25 @@ struct export_request {
 /* True when s is a valid client ID: [A-Za-z0-9._:-]{1,64}. */
 bool client_id_valid(const char *s, size_t len);
 
+/* Client IDs that are MAC addresses have one canonical form, the one the
+ * nbdroot agent sends and PXELINUX uses: lower case, dashes
+ * ("40-01-1c-47-44-1e").  An ID is MAC-shaped when it is six pairs of hex
+ * digits separated by ':' or '-', in any case; every place that takes an
+ * ID (export names, pins, nbdsrv ctl, imgtool) turns those into the
+ * canonical form, so that "40:01:1C:47:44:1E" names the same client. */
+#define CLIENT_ID_MAC_LEN 17
+
+/* True when s (len bytes) is MAC-shaped.  No IP address is. */
+bool client_id_is_mac(const char *s, size_t len);
+
+/* Rewrites the NUL-terminated id in place in the canonical form when it
+ * is MAC-shaped; other IDs are left alone.  Returns true when id
+ * changed, i.e. it was a MAC in another spelling. */
+bool client_id_normalize(char *id);
+
 /* Parses a requested export name of len bytes (not NUL-terminated, may
- * contain NULs).  Returns 0, or -EINVAL with *why set to a static reason. */
+ * contain NULs); a MAC-shaped ID comes out canonical.  Returns 0, or
+ * -EINVAL with *why set to a static reason. */
 int export_request_parse(const char *s, size_t len, struct export_request *out,
                          const char **why);
 

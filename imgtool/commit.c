@@ -40,6 +40,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "export-name.h"
 #include "imgtool.h"
 #include "overlay-format.h"
 
@@ -280,6 +281,7 @@ cmd_commit(int argc, char **argv)
              *client = NULL;
   char *namedir = NULL, *prefix = NULL, *source = NULL, *buf = NULL,
        *undone = NULL;
+  char cid[CLIENT_ID_MAX + 1] = "";
   struct ovl_file ov = { .map_fd = -1, .data_fd = -1 };
   struct outfile of = { .fd = -1 };
   struct stat st, bst;
@@ -314,16 +316,19 @@ cmd_commit(int argc, char **argv)
     return 2;
   }
   /* The identities nbdsrv accepts (an address or NAME@ID's ID). */
-  if (client && (!*client || strlen(client) > 64 || client[0] == '.' ||
-                 strspn(client, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
-                                "qrstuvwxyz0123456789._:-") != strlen(client))) {
+  if (client && (!client_id_valid(client, strlen(client)) || client[0] == '.')) {
     die_msg("--client '%s' is not a client identity (1 to 64 of "
             "[A-Za-z0-9._:-], e.g. 52-54-00-12-34-56 or 10.0.0.7)", client);
     return 2;
   }
+  if (client) {
+    /* nbdsrv names a MAC's overlay in the canonical form. */
+    snprintf(cid, sizeof cid, "%s", client);
+    client_id_normalize(cid);
+  }
   namedir = xasprintf("%s/%s", store, name);
   prefix = overlay ? overlay_prefix(overlay)
-                   : xasprintf("%s/%s/%s", ovdir, name, client);
+                   : xasprintf("%s/%s/%s", ovdir, name, cid);
   if (stat(namedir, &st) < 0 || !S_ISDIR(st.st_mode)) {
     die_msg("no image %s in store %s (%s is missing)", name, store, namedir);
     goto out;

@@ -10,6 +10,10 @@
  *                     so one lab machine cannot open another's disk;
  *   require-pin       every ID a client names must be pinned.
  *
+ * A pinned ID that is a MAC is kept in its canonical spelling, the one
+ * the export-name parser hands out (common/export-name.h): an admin
+ * writes "40:01:1C:47:44:1E", the agent sends "40-01-1c-47-44-1e".
+ *
  * A client without an ID is identified by its address, and an ID that is
  * itself an IP address is taken to mean that identity: it is only accepted
  * from that address.  Otherwise any client could name another's address
@@ -144,6 +148,7 @@ export_add_pin(struct export *e, const char *spec)
   p = &e->pins[e->npins];
   memset(p, 0, sizeof *p);
   memcpy(p->id, spec, n);
+  client_id_normalize(p->id);   /* an admin writes MACs with colons */
   if (cidr_list_add(&p->from, spec + n) < 0) {
     cidr_list_free(&p->from);
     return -EINVAL;

@@ -158,11 +158,22 @@ cmd_list(struct answer *a, bool json)
   free(v);
 }
 
+/* The ID that ends ADDRESS, ID or EXPORT/ID in its canonical form: an
+ * admin may write a MAC with colons or in upper case. */
 static void
-cmd_kick(struct answer *a, const char *who)
+normalize_id_arg(char *arg)
+{
+  char *slash = strrchr(arg, '/');
+
+  client_id_normalize(slash ? slash + 1 : arg);
+}
+
+static void
+cmd_kick(struct answer *a, char *who)
 {
   unsigned n;
 
+  normalize_id_arg(who);
   if (!*who) {
     say(a, "ERR usage: kick ADDRESS|ID|EXPORT/ID\n");
     return;
@@ -177,13 +188,14 @@ cmd_kick(struct answer *a, const char *who)
 }
 
 static void
-cmd_reset(struct answer *a, const char *key)
+cmd_reset(struct answer *a, char *key)
 {
   const char *slash = strchr(key, '/');
   const char *why = NULL;
   char export[256];
   int r;
 
+  normalize_id_arg(key);
   if (!slash || slash == key || (size_t)(slash - key) >= sizeof export ||
       !client_id_valid(slash + 1, strlen(slash + 1))) {
     say(a, "ERR usage: reset EXPORT/ID\n");

@@ -9,6 +9,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/image.c \
 	nbdsrv/pagecache.c \
 	nbdsrv/overlay.c \
+	nbdsrv/overlay-names.c \
 	nbdsrv/loop.c \
 	nbdsrv/attach.c \
 	nbdsrv/input.c \

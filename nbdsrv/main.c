@@ -246,8 +246,10 @@ main(int argc, char **argv)
     nthreads = n > 0 ? (unsigned)n : 1;
   }
   r = config_start();
-  if (r == 0)
+  if (r == 0) {
+    overlay_rename_old_macs();   /* before any client can open one */
     r = workers_start(fds, nfds, nthreads);
+  }
   if (r < 0) {
     log_err("cannot start the worker threads: %s", strerror(-r));
     return 1;

@@ -250,6 +250,9 @@ int overlay_peek_size(const struct export *exp, const char *id,
                       uint64_t *size);
 /* Closes idle overlays whose time has come; all of them if force. */
 void overlay_janitor(bool force);
+/* At start-up: renames overlays named by a MAC in another spelling than
+ * the canonical one (overlay-names.c). */
+void overlay_rename_old_macs(void);
 /* nbdsrv ctl reset: deletes the overlay of a client with no connection.
  * Returns 0, or -errno with *why saying what is wrong. */
 int overlay_reset(const char *export, const char *id, const char **why);

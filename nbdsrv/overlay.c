@@ -452,9 +452,15 @@ sweep_ephemeral_orphans(void)
     while ((de = readdir(d))) {
       size_t len = strlen(de->d_name);
       char key[sizeof ((struct overlay *)0)->key], prefix[PATH_MAX];
+      char id[CLIENT_ID_MAX + 1];
 
       if (len < 5 || strcmp(de->d_name + len - 4, ".map") != 0 ||
           !client_id_valid(de->d_name, len - 4))
+        continue;
+      /* An old spelling of a MAC left beside its client's overlay (see
+       * overlay-names.c) is the administrator's to keep or remove. */
+      snprintf(id, sizeof id, "%.*s", (int)(len - 4), de->d_name);
+      if (client_id_normalize(id))
         continue;
       snprintf(key, sizeof key, "%s/%.*s", e->name, (int)(len - 4), de->d_name);
       if (format_path(prefix, sizeof prefix, "%s/%.*s", dir, (int)(len - 4),

@@ -5,7 +5,8 @@
  * NUL-terminated.  Besides the sanitizers, the target checks what the
  * server relies on: a parsed name, ID and boot id are NUL-terminated and
  * within their limits, the ID and boot id use only the allowed
- * characters, and a failure always says why.
+ * characters, a MAC-shaped ID is canonical, and a failure always says
+ * why.
  */
 #include <config.h>
 
@@ -48,6 +49,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       abort();
     if (idn && !client_id_valid(req.id, idn))
       abort();
+    if (client_id_normalize(req.id))
+      abort(); /* a MAC comes out in its canonical spelling */
     if (bn && (!idn || !client_id_valid(req.boot_id, bn)))
       abort();
   }

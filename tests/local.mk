@@ -19,8 +19,14 @@ include $(srcdir)/tests/install.mk
 
 # Unit tests: small C programs over the shared code.
 check_PROGRAMS += tests/unit_overlay
-tests_unit_overlay_SOURCES = tests/unit_overlay.c
+tests_unit_overlay_SOURCES = tests/unit_overlay.c tests/unit.h
 tests_unit_overlay_CFLAGS = $(AM_CFLAGS) $(ZLIB_CFLAGS)
 tests_unit_overlay_LDADD = common/libcommon.a $(ZLIB_LIBS)
 TESTS += tests/unit_overlay
 SANITIZE_TESTS += tests/unit_overlay
+
+check_PROGRAMS += tests/unit_export_name
+tests_unit_export_name_SOURCES = tests/unit_export_name.c tests/unit.h
+tests_unit_export_name_LDADD = common/libcommon.a
+TESTS += tests/unit_export_name
+SANITIZE_TESTS += tests/unit_export_name

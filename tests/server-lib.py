@@ -332,6 +332,15 @@ def raw_session(name="base", src=None):
     return r
 
 
+def dead(h):
+    """True when the server has closed the connection of handle h."""
+    try:
+        h.pread(512, 0)
+        return False
+    except nbd.Error:
+        return True
+
+
 def wait_for(cond, what, timeout=20, interval=0.05):
     """Polls cond() until true, at most timeout seconds."""
     deadline = time.monotonic() + timeout

@@ -19,20 +19,9 @@
 #include <unistd.h>
 
 #include "overlay-format.h"
+#include "unit.h"
 
 #define NBLOCKS 20000 /* several chunks, last one partial */
-
-static int failures;
-
-#define CHECK(cond, ...)                                       \
-  do {                                                         \
-    if (!(cond)) {                                             \
-      fprintf(stderr, "%s:%d: FAIL %s: ", __FILE__, __LINE__, #cond); \
-      fprintf(stderr, __VA_ARGS__);                            \
-      fputc('\n', stderr);                                     \
-      failures++;                                              \
-    }                                                          \
-  } while (0)
 
 static unsigned char model[NBLOCKS];
 
