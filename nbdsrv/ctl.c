@@ -36,6 +36,7 @@
 
 #include "log.h"
 #include "nbdsrv.h"
+#include "util.h"
 
 /* A growing answer. */
 struct answer {
@@ -90,24 +91,6 @@ say_json_string(struct answer *a, const char *s)
   say(a, "\"");
 }
 
-/* A human size: 0, 12K, 3.4M, 1.2G. */
-static void
-human(uint64_t v, char out[16])
-{
-  static const char units[] = "KMGTP";
-  double d = v;
-  int u = -1;
-
-  while (d >= 1024 && u < 4) {
-    d /= 1024;
-    u++;
-  }
-  if (u < 0)
-    snprintf(out, 16, "%llu", (unsigned long long)v);
-  else
-    snprintf(out, 16, d < 10 ? "%.1f%c" : "%.0f%c", d, units[u]);
-}
-
 static void
 cmd_list(struct answer *a, bool json)
 {
@@ -145,9 +128,9 @@ cmd_list(struct answer *a, bool json)
     for (size_t i = 0; i < n; i++) {
       char ov[16], rd[16], wr[16], up[32];
       long long secs = now - v[i].connected;
-      human(v[i].overlay_bytes, ov);
-      human(v[i].bytes_read, rd);
-      human(v[i].bytes_written, wr);
+      format_size(v[i].overlay_bytes, ov);
+      format_size(v[i].bytes_read, rd);
+      format_size(v[i].bytes_written, wr);
       snprintf(up, sizeof up, "%lld:%02lld:%02lld", secs / 3600, secs / 60 % 60, secs % 60);
       say(a, "%-20s %-24s %-16s %-14s %8s %8s %10llu %8s %8s\n", v[i].export,
           v[i].id, v[i].peer, v[i].image, ov, up,
