@@ -546,11 +546,12 @@ transmit_header(struct conn *c)
     if (r->count > c->max_request) {
       /* We cannot skip a payload this large without reading it all; the
        * spec allows a hard disconnect. */
-      log_warn("%s: write of %u bytes exceeds the maximum payload (%u): disconnecting",
-               c->peer, r->count, c->max_request);
+      char why[128];
+      snprintf(why, sizeof why, "write of %u bytes exceeds the maximum payload (%u)",
+               r->count, c->max_request);
       free(r);
       c->inflight_reqs--;
-      conn_close(c, NULL);
+      conn_close(c, why);
       return;
     }
     r->buf = malloc(r->count ? r->count : 1);
