@@ -269,9 +269,11 @@ int overlay_plan_read(struct overlay *ov, uint64_t off, uint32_t len,
  * asynchronously; overlay_write_done() records it once it completed. */
 bool overlay_write_is_aligned(struct overlay *ov, uint64_t off, uint32_t len);
 void overlay_write_done(struct overlay *ov, uint64_t off, uint32_t len);
-/* -ENOSPC when writing [off, off+len) would take the overlay past its
+/* -EDQUOT when writing [off, off+len) would take the overlay past its
  * export's quota (blocks already written count once), else 0.  Writes in
- * flight at the same time may overshoot it by their own size. */
+ * flight at the same time may overshoot it by their own size.  (The
+ * client gets NBD_ENOSPC, as for a full file system; the log tells
+ * them apart.) */
 int overlay_quota_check(struct overlay *ov, uint64_t off, uint64_t len);
 /* Synchronous paths (partial blocks, TRIM, WRITE_ZEROES): return 0/-errno. */
 int overlay_write_sync(struct overlay *ov, const void *buf, uint64_t off,
