@@ -57,3 +57,21 @@ parse_size(const char *s, uint64_t *out)
   *out = (uint64_t)v << shift;
   return 0;
 }
+
+char *
+format_size(uint64_t v, char out[16])
+{
+  static const char units[] = "KMGTP";
+  double d = (double)v;
+  int u = -1;
+
+  while (d >= 1024 && u < 4) {
+    d /= 1024;
+    u++;
+  }
+  if (u < 0)
+    snprintf(out, 16, "%llu", (unsigned long long)v);
+  else
+    snprintf(out, 16, d < 10 ? "%.1f%c" : "%.0f%c", d, units[u]);
+  return out;
+}

@@ -13,5 +13,7 @@ int format_path(char *buf, size_t len, const char *fmt, ...)
 /* "123", "64K", "512M", "2G", "1T" (binary units).  0, -EINVAL or
  * -ERANGE. */
 int parse_size(const char *s, uint64_t *out);
+/* The other way, for people: "0", "512", "12K", "3.4M", "1.2G". */
+char *format_size(uint64_t v, char out[16]);
 
 #endif

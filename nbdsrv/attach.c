@@ -474,12 +474,15 @@ set_overlay(struct conn *c, struct overlay *ovl)
   pthread_mutex_unlock(&c->w->conns_lock);
 }
 
-/* The connection has its overlay (or an error): the handshake goes on. */
+/* Client id of c has its overlay (or an error): the handshake goes on. */
 static void
-attached(struct conn *c, struct overlay *ovl, int r, const char *why)
+attached(struct conn *c, const char *id, struct overlay *ovl, int r,
+         const char *why)
 {
   if (ovl)
     set_overlay(c, ovl);
+  if (r < 0)
+    handshake_log_refusal(c->peer, c->exp->name, id, why);
   handshake_attached(c, r, why);
 }
 
@@ -492,12 +495,12 @@ attach_begin(struct conn *c, const struct export *exp,
 
   c->in = IN_ATTACHING;
   if (overlay_lookup(exp, req->id, req->boot_id, &ovl) == 0) {
-    attached(c, ovl, 0, NULL);
+    attached(c, req->id, ovl, 0, NULL);
     return;
   }
   j = calloc(1, sizeof *j);
   if (!j) {
-    attached(c, NULL, -ENOMEM, "out of memory");
+    attached(c, req->id, NULL, -ENOMEM, "out of memory");
     return;
   }
   j->c = c;
@@ -559,7 +562,7 @@ attach_collect(struct worker *w)
       if (j->ovl)
         set_overlay(c, j->ovl);
     } else {
-      attached(c, j->ovl, j->r, j->why);
+      attached(c, j->id, j->ovl, j->r, j->why);
       /* What the client sent in the meantime. */
       if (!c->closing && c->stash) {
         log_debug("%s: %zu bytes came before the overlay was open", c->peer,

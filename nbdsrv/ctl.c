@@ -9,6 +9,10 @@
  *   list [--json]          connected clients: identity, address, export,
  *                          image version, overlay data, requests and
  *                          bytes since connect
+ *   exports [--json]       the exports: policy, image and the version a
+ *                          new client gets, drained or not, clients,
+ *                          overlays on disk and the space they take,
+ *                          quota
  *   kick WHO               close the connections of a client: WHO is an
  *                          address, an ID, or EXPORT/ID
  *   reset EXPORT/ID        delete a disconnected client's overlay
@@ -18,9 +22,14 @@
  * Connections belong to worker threads, which alone may touch their
  * rings: listing reads a snapshot under each worker's conns_lock, and a
  * kick only marks the connection and wakes its worker, which closes it.
+ * `exports` stats every file under OVERLAY_DIR/EXPORT, in the main
+ * thread: clients are not held up, but signals and the janitor wait
+ * for it (a microsecond or so a file on a local disk, a round trip a
+ * file on a network file system).
  */
 #include <config.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -36,6 +45,7 @@
 
 #include "log.h"
 #include "nbdsrv.h"
+#include "util.h"
 
 /* A growing answer. */
 struct answer {
@@ -90,24 +100,6 @@ say_json_string(struct answer *a, const char *s)
   say(a, "\"");
 }
 
-/* A human size: 0, 12K, 3.4M, 1.2G. */
-static void
-human(uint64_t v, char out[16])
-{
-  static const char units[] = "KMGTP";
-  double d = v;
-  int u = -1;
-
-  while (d >= 1024 && u < 4) {
-    d /= 1024;
-    u++;
-  }
-  if (u < 0)
-    snprintf(out, 16, "%llu", (unsigned long long)v);
-  else
-    snprintf(out, 16, d < 10 ? "%.1f%c" : "%.0f%c", d, units[u]);
-}
-
 static void
 cmd_list(struct answer *a, bool json)
 {
@@ -145,9 +137,9 @@ cmd_list(struct answer *a, bool json)
     for (size_t i = 0; i < n; i++) {
       char ov[16], rd[16], wr[16], up[32];
       long long secs = now - v[i].connected;
-      human(v[i].overlay_bytes, ov);
-      human(v[i].bytes_read, rd);
-      human(v[i].bytes_written, wr);
+      format_size(v[i].overlay_bytes, ov);
+      format_size(v[i].bytes_read, rd);
+      format_size(v[i].bytes_written, wr);
       snprintf(up, sizeof up, "%lld:%02lld:%02lld", secs / 3600, secs / 60 % 60, secs % 60);
       say(a, "%-20s %-24s %-16s %-14s %8s %8s %10llu %8s %8s\n", v[i].export,
           v[i].id, v[i].peer, v[i].image, ov, up,
@@ -155,6 +147,192 @@ cmd_list(struct answer *a, bool json)
     }
     say(a, "%zu connection%s\n", n, n == 1 ? "" : "s");
   }
+  free(v);
+}
+
+/* What `exports` shows of one export. */
+struct export_view {
+  const struct export *e;
+  bool store;                    /* an image-store directory */
+  char current[PATH_MAX];        /* the version a new client gets */
+  int image_err;                 /* why there is none: -errno, or 0 */
+  unsigned clients, conns;       /* connected, by identity and in all */
+  unsigned overlays;             /* ID.map files on disk */
+  uint64_t overlay_bytes;        /* disk space of all its files */
+  int scan_err;                  /* why those are unknown: -errno, or 0 */
+};
+
+static int
+conn_info_cmp(const void *pa, const void *pb)
+{
+  const struct ctl_conn_info *a = pa, *b = pb;
+  int r = strcmp(a->export, b->export);
+
+  return r ? r : strcmp(a->id, b->id);
+}
+
+/* Connections and distinct clients of v->e in v[0..n), sorted by
+ * conn_info_cmp. */
+static void
+count_clients(struct export_view *x, const struct ctl_conn_info *v, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    if (strcmp(v[i].export, x->e->name) != 0)
+      continue;
+    x->conns++;
+    if (i == 0 || strcmp(v[i - 1].export, v[i].export) != 0 ||
+        strcmp(v[i - 1].id, v[i].id) != 0)
+      x->clients++;
+  }
+}
+
+static bool
+ends_with(const char *s, const char *suffix)
+{
+  size_t n = strlen(s), m = strlen(suffix);
+
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Overlays on disk under OVERLAY_DIR/EXPORT and the space their files
+ * take (allocated blocks: the data files are sparse). */
+static void
+scan_overlays(struct export_view *x)
+{
+  char dir[PATH_MAX];
+  struct dirent *d;
+  DIR *dp;
+
+  x->scan_err = format_path(dir, sizeof dir, "%s/%s", config.overlay_dir,
+                            x->e->name);
+  if (x->scan_err < 0)
+    return;
+  dp = opendir(dir);
+  if (!dp) {
+    /* No client has written yet: nothing there. */
+    x->scan_err = errno == ENOENT ? 0 : -errno;
+    return;
+  }
+  while ((d = readdir(dp))) {
+    struct stat st;
+
+    if (fstatat(dirfd(dp), d->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+        !S_ISREG(st.st_mode))
+      continue;
+    x->overlay_bytes += (uint64_t)st.st_blocks * 512;
+    if (ends_with(d->d_name, ".map"))
+      x->overlays++;
+  }
+  closedir(dp);
+}
+
+static void
+view_export(struct export_view *x, const struct export *e,
+            const struct ctl_conn_info *v, size_t n)
+{
+  struct stat st;
+
+  memset(x, 0, sizeof *x);
+  x->e = e;
+  x->store = stat(e->image, &st) == 0 && S_ISDIR(st.st_mode);
+  x->image_err = image_resolve(e, x->current, sizeof x->current);
+  count_clients(x, v, n);
+  scan_overlays(x);
+}
+
+static const char *
+base_name(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+
+  return slash ? slash + 1 : path;
+}
+
+static void
+say_export_json(struct answer *a, const struct export_view *x)
+{
+  say(a, "{\"name\": ");
+  say_json_string(a, x->e->name);
+  say(a, ", \"policy\": \"%s\", \"image\": ", policy_name(x->e->policy));
+  say_json_string(a, x->e->image);
+  say(a, ", \"image_type\": \"%s\", \"current\": ", x->store ? "store" : "file");
+  if (x->image_err) {
+    say(a, "null, \"version\": null, \"image_error\": ");
+    say_json_string(a, strerror(-x->image_err));
+  } else {
+    say_json_string(a, x->current);
+    say(a, ", \"version\": ");
+    say_json_string(a, base_name(x->current));
+  }
+  say(a, ", \"drained\": %s, \"clients\": %u, \"connections\": %u, "
+         "\"overlays\": %u, \"overlay_bytes\": %llu, ",
+      __atomic_load_n(&x->e->draining, __ATOMIC_RELAXED) ? "true" : "false",
+      x->clients, x->conns, x->overlays, (unsigned long long)x->overlay_bytes);
+  if (x->scan_err) {
+    say(a, "\"overlay_error\": ");
+    say_json_string(a, strerror(-x->scan_err));
+    say(a, ", ");
+  }
+  say(a, "\"quota\": %llu}", (unsigned long long)x->e->quota);
+}
+
+static void
+say_export_row(struct answer *a, const struct export_view *x)
+{
+  char used[16], quota[16];
+
+  format_size(x->overlay_bytes, used);
+  if (x->e->quota)
+    format_size(x->e->quota, quota);
+  else
+    snprintf(quota, sizeof quota, "none");
+  say(a, "%-16s %-13s %-7s %7u %5u %8u %8s %8s %-5s %-14s %s", x->e->name,
+      policy_name(x->e->policy),
+      __atomic_load_n(&x->e->draining, __ATOMIC_RELAXED) ? "drained" : "serving",
+      x->clients, x->conns, x->overlays, x->scan_err ? "?" : used, quota,
+      x->store ? "store" : "file", x->image_err ? "?" : base_name(x->current),
+      x->e->image);
+  if (x->image_err)
+    say(a, " (no current version: %s)", strerror(-x->image_err));
+  if (x->scan_err)
+    say(a, " (overlays: %s)", strerror(-x->scan_err));
+  say(a, "\n");
+}
+
+static void
+cmd_exports(struct answer *a, bool json)
+{
+  struct ctl_conn_info *v = NULL;
+  struct export_view x;
+  size_t n = 0;
+  unsigned ne;
+  const struct export *all = config_exports(&ne);
+
+  if (workers_snapshot(&v, &n) < 0) {
+    say(a, "ERR out of memory\n");
+    return;
+  }
+  qsort(v, n, sizeof *v, conn_info_cmp);
+  say(a, "OK\n");
+  if (json)
+    say(a, "[");
+  else
+    say(a, "%-16s %-13s %-7s %7s %5s %8s %8s %8s %-5s %-14s %s\n", "EXPORT",
+        "POLICY", "STATE", "CLIENTS", "CONNS", "OVERLAYS", "USED", "QUOTA",
+        "TYPE", "VERSION", "IMAGE");
+  for (unsigned i = 0; i < ne; i++) {
+    view_export(&x, &all[i], v, n);
+    if (json) {
+      say(a, "%s\n ", i ? "," : "");
+      say_export_json(a, &x);
+    } else {
+      say_export_row(a, &x);
+    }
+  }
+  if (json)
+    say(a, "%s]\n", ne ? "\n" : "");
+  else
+    say(a, "%u export%s\n", ne, ne == 1 ? "" : "s");
   free(v);
 }
 
@@ -245,6 +423,8 @@ run_command(char *line, struct answer *a)
     arg = end;
   if (!strcmp(line, "list"))
     cmd_list(a, json);
+  else if (!strcmp(line, "exports"))
+    cmd_exports(a, json);
   else if (!strcmp(line, "kick"))
     cmd_kick(a, arg);
   else if (!strcmp(line, "reset"))
@@ -254,7 +434,7 @@ run_command(char *line, struct answer *a)
   else if (!strcmp(line, "resume"))
     cmd_drain(a, arg, false);
   else
-    say(a, "ERR unknown command '%s' (list, kick, reset, drain, resume)\n", line);
+    say(a, "ERR unknown command '%s' (list, exports, kick, reset, drain, resume)\n", line);
 }
 
 int

@@ -1,6 +1,7 @@
 /* nbdsrv ctl: talks to a running nbdsrv over its control socket.
  *
  *   nbdsrv ctl [-s SOCKET] [--json] list
+ *   nbdsrv ctl [-s SOCKET] [--json] exports
  *   nbdsrv ctl [-s SOCKET] kick ADDRESS|ID|EXPORT/ID
  *   nbdsrv ctl [-s SOCKET] reset EXPORT/ID
  *   nbdsrv ctl [-s SOCKET] drain|resume EXPORT
@@ -25,6 +26,7 @@
 static const char ctl_usage[] =
   "usage: nbdsrv ctl [-s SOCKET] [--json] COMMAND [ARG]\n"
   "  list                     connected clients\n"
+  "  exports                  exports: image version, state, clients, overlays\n"
   "  kick ADDRESS|ID|EXPORT/ID  close a client's connections\n"
   "  reset EXPORT/ID          delete a disconnected client's overlay\n"
   "  drain EXPORT             refuse new clients of an export\n"

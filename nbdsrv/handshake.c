@@ -8,6 +8,11 @@
  * message saying what was wrong.  Only a broken framing (a bad magic) or
  * an unknown export on NBD_OPT_EXPORT_NAME, which has no error reply,
  * closes the connection.
+ *
+ * Every client turned away (an unknown export, a refusal) is logged
+ * without -v, rate-limited (log_limited): the admin of a lab whose
+ * clients do not boot looks here first, and a flood must not fill the
+ * disk.
  */
 #include <config.h>
 
@@ -22,6 +27,10 @@
 
 #define META_ALLOC_ID 1
 #define META_ALLOC_NAME "base:allocation"
+
+static struct log_limit unknown_export_log =
+  LOG_LIMIT(LOG_WARNING, "unknown exports");
+static struct log_limit refusal_log = LOG_LIMIT(LOG_WARNING, "refusals");
 
 static void
 outmsg_free_heap(struct outmsg *m)
@@ -115,11 +124,57 @@ export_flags(const struct conn *c)
   return f;
 }
 
+void
+handshake_log_refusal(const char *peer, const char *export, const char *id,
+                      const char *why)
+{
+  if (export)
+    log_limited(&refusal_log, "%s: refused export %s as client %s: %s", peer,
+                export, id, why);
+  else
+    log_limited(&refusal_log, "%s: refused connection: %s", peer, why);
+}
+
+/* The export names, comma-separated, as many as fit in buf (len > 32). */
+static void
+export_names(char *buf, size_t len)
+{
+  const size_t tail = 32;   /* kept for the end of a list cut short */
+  unsigned n;
+  const struct export *all = config_exports(&n);
+  size_t o = 0;
+
+  snprintf(buf, len, "(none)");
+  for (unsigned i = 0; i < n; i++) {
+    int k = snprintf(buf + o, len - tail - o, "%s%s", i ? ", " : "",
+                     all[i].name);
+    if (k < 0 || (size_t)k >= len - tail - o) {
+      /* Cut at the last whole name, and say how many there are. */
+      snprintf(buf + o, len - o, "%s... (%u in all)", i ? ", " : "", n);
+      return;
+    }
+    o += k;
+  }
+}
+
+/* What the admin needs to see when a client asks for an export we do not
+ * have: what it asked for (from the network: quoted) and what we have. */
+static void
+log_unknown_export(const struct conn *c, const struct export_request *req)
+{
+  char name[128], names[384];
+
+  export_names(names, sizeof names);
+  log_limited(&unknown_export_log, "%s: unknown export %s%s%s; the exports are: %s",
+              c->peer, log_quote(name, sizeof name, req->name, strlen(req->name)),
+              req->id[0] ? " as client " : "", req->id, names);
+}
+
 /* Parses the export name and finds the export and the client identity.
  * Returns the export, or NULL with *err set to an NBD_REP_ERR_*. */
 static const struct export *
-lookup_export(struct conn *c, const char *name, size_t len,
-              struct export_request *req, uint32_t *err, const char **why)
+find_export(struct conn *c, const char *name, size_t len,
+            struct export_request *req, uint32_t *err, const char **why)
 {
   const struct export *exp;
 
@@ -150,12 +205,47 @@ lookup_export(struct conn *c, const char *name, size_t len,
   }
   *why = acl_check(exp, c->peer, req->id);
   if (*why) {
-    log_warn("%s: refused export %s as client %s: %s", c->peer, exp->name,
-             req->id, *why);
     *err = NBD_REP_ERR_POLICY;
     return NULL;
   }
   return exp;
+}
+
+static uint32_t
+name_hash(const char *s, size_t len)
+{
+  uint32_t h = 2166136261u;   /* FNV-1a */
+
+  for (size_t i = 0; i < len; i++)
+    h = (h ^ (unsigned char)s[i]) * 16777619u;
+  return h | 1;               /* never 0, which means none */
+}
+
+/* find_export(), and the log line of a client turned away. */
+static const struct export *
+lookup_export(struct conn *c, const char *name, size_t len,
+              struct export_request *req, uint32_t *err, const char **why)
+{
+  const struct export *exp = find_export(c, name, len, req, err, why);
+  char quoted[128];
+  uint32_t h;
+
+  if (exp)
+    return exp;
+  /* libnbd asks twice, with NBD_OPT_SET_META_CONTEXT and then
+   * NBD_OPT_GO: one line says it. */
+  h = name_hash(name, len);
+  if (h == c->turned_away)
+    return NULL;
+  c->turned_away = h;
+  if (*err == NBD_REP_ERR_UNKNOWN)
+    log_unknown_export(c, req);
+  else if (*err == NBD_REP_ERR_INVALID)
+    log_limited(&refusal_log, "%s: refused export request %s: %s", c->peer,
+                log_quote(quoted, sizeof quoted, name, len), *why);
+  else
+    handshake_log_refusal(c->peer, req->name, req->id, *why);
+  return NULL;
 }
 
 static void
@@ -288,8 +378,9 @@ opt_export_name(struct conn *c)
 
   exp = lookup_export(c, c->opt_data, c->opt_len, &req, &err, &why);
   if (!exp) {
-    /* NBD_OPT_EXPORT_NAME has no error reply: the spec says disconnect. */
-    conn_close(c, why);
+    /* NBD_OPT_EXPORT_NAME has no error reply: the spec says disconnect.
+     * (lookup_export logged why.) */
+    conn_close(c, NULL);
     return;
   }
   c->exp = exp;
@@ -319,7 +410,7 @@ handshake_attached(struct conn *c, int r, const char *why)
   if (r < 0) {
     c->exp = NULL;
     if (c->opt == NBD_OPT_EXPORT_NAME) {
-      conn_close(c, why); /* no error reply there */
+      conn_close(c, NULL); /* no error reply there; attach.c logged why */
       return;
     }
     opt_error(c, NBD_REP_ERR_PLATFORM, why);

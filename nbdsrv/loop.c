@@ -63,6 +63,10 @@ enum ud_kind {
 #define RECV_BUF_SIZE (32u << 10)
 #define BUF_GROUP 0
 
+/* Why a connection ended early (bad framing, a handshake timeout...):
+ * clients decide how often that happens. */
+static struct log_limit close_log = LOG_LIMIT(LOG_INFO, "closed connections");
+
 static struct worker *workers;
 static unsigned nworkers;
 static const int *listen_fds;
@@ -210,7 +214,7 @@ void
 conn_close(struct conn *c, const char *why)
 {
   if (!c->closing && why)
-    log_info("closing connection from %s: %s", c->peer, why);
+    log_limited(&close_log, "closing connection from %s: %s", c->peer, why);
   conn_stop_input(c);
   attach_cancel(c);
   cancel_recv(c);
@@ -615,20 +619,47 @@ adopt_connections(struct worker *w)
   free(v);
 }
 
+/* The address of the peer of socket fd, as text ("unknown" if none). */
+static void
+peer_name(int fd, char out[INET6_ADDRSTRLEN])
+{
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+
+  out[0] = '\0';
+  if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+    if (ss.ss_family == AF_INET)
+      inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, INET6_ADDRSTRLEN);
+    else if (ss.ss_family == AF_INET6) {
+      struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+      /* IPv4-mapped: use the plain IPv4 form, so the identity does not
+       * depend on which socket family accepted the client. */
+      if (IN6_IS_ADDR_V4MAPPED(a))
+        inet_ntop(AF_INET, &a->s6_addr[12], out, INET6_ADDRSTRLEN);
+      else
+        inet_ntop(AF_INET6, a, out, INET6_ADDRSTRLEN);
+    }
+  }
+  if (!out[0])
+    snprintf(out, INET6_ADDRSTRLEN, "unknown");
+}
+
 /* A new connection on this worker: its socket is res. */
 static void
 conn_setup(struct worker *w, int res)
 {
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
   const char *why;
   struct conn *c;
   unsigned slot;
   int one = 1;
 
   if (w->stopping || w->nconns == w->nslots) {
-    if (!w->stopping)
-      log_warn("connection refused: %u connections on this worker already", w->nconns);
+    if (!w->stopping) {
+      char peer[INET6_ADDRSTRLEN];
+      peer_name(res, peer);
+      handshake_log_refusal(peer, NULL, NULL,
+                            "its worker thread holds as many connections as it can");
+    }
     close(res);
     return;
   }
@@ -643,29 +674,10 @@ conn_setup(struct worker *w, int res)
   }
   c->slot = slot;
   c->gen = ++w->next_gen;
-  if (getpeername(res, (struct sockaddr *)&ss, &sl) == 0) {
-    if (ss.ss_family == AF_INET)
-      inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof c->peer);
-    else if (ss.ss_family == AF_INET6) {
-      struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-      /* IPv4-mapped: use the plain IPv4 form, so the identity does not
-       * depend on which socket family accepted the client. */
-      if (IN6_IS_ADDR_V4MAPPED(a))
-        inet_ntop(AF_INET, &a->s6_addr[12], c->peer, sizeof c->peer);
-      else
-        inet_ntop(AF_INET6, a, c->peer, sizeof c->peer);
-    }
-  }
-  if (!c->peer[0])
-    snprintf(c->peer, sizeof c->peer, "unknown");
+  peer_name(res, c->peer);
   why = limits_enter(c->peer);
   if (why) {
-    /* Logged at most once a second: a flood must not flood the log too. */
-    time_t now = time(NULL);
-    if (now != w->last_refusal_log) {
-      log_warn("connection from %s refused: %s", c->peer, why);
-      w->last_refusal_log = now;
-    }
+    handshake_log_refusal(c->peer, NULL, NULL, why);
     close(res);
     free(c);
     return;

@@ -299,6 +299,8 @@ main(int argc, char **argv)
       notify_systemd("READY=1");
     }
     overlay_janitor(false);
+    /* The count of a flood of log lines that stopped. */
+    log_limit_flush(false);
   }
   notify_systemd("STOPPING=1");
   close(sfd);
@@ -312,6 +314,7 @@ main(int argc, char **argv)
     close(fds[i]);
   overlay_janitor(true);
   trace_close();
+  log_limit_flush(true);
   if (config.pidfile[0])
     unlink(config.pidfile);
   config_free();

@@ -272,9 +272,11 @@ int overlay_plan_read(struct overlay *ov, uint64_t off, uint32_t len,
  * asynchronously; overlay_write_done() records it once it completed. */
 bool overlay_write_is_aligned(struct overlay *ov, uint64_t off, uint32_t len);
 void overlay_write_done(struct overlay *ov, uint64_t off, uint32_t len);
-/* -ENOSPC when writing [off, off+len) would take the overlay past its
+/* -EDQUOT when writing [off, off+len) would take the overlay past its
  * export's quota (blocks already written count once), else 0.  Writes in
- * flight at the same time may overshoot it by their own size. */
+ * flight at the same time may overshoot it by their own size.  (The
+ * client gets NBD_ENOSPC, as for a full file system; the log tells
+ * them apart.) */
 int overlay_quota_check(struct overlay *ov, uint64_t off, uint64_t len);
 /* Synchronous paths (partial blocks, TRIM, WRITE_ZEROES): return 0/-errno. */
 int overlay_write_sync(struct overlay *ov, const void *buf, uint64_t off,
@@ -369,6 +371,8 @@ struct conn {
   uint16_t eflags;
   uint32_t max_request;          /* announced in NBD_INFO_BLOCK_SIZE */
   bool want_name, want_desc;     /* NBD_OPT_GO asked for these infos */
+  uint32_t turned_away;          /* hash of the export request last
+                                    refused and logged (handshake.c) */
   /* While the attach thread opens the overlay: its job (which keeps the
    * connection from being freed), and the bytes that came meanwhile. */
   struct attach_job *attach_job;
@@ -428,7 +432,6 @@ struct worker {
   bool tick_armed;
   size_t trace_len;              /* bytes in trace_buf (trace.c) */
   char trace_buf[64 << 10];
-  time_t last_refusal_log;
 };
 
 /* Read replies at least this long are spliced from the files. */
@@ -525,6 +528,10 @@ void handshake_discarded(struct conn *c);
 /* attach_begin()'s answer: c->ovl is set when r is 0, else why says what
  * failed. */
 void handshake_attached(struct conn *c, int r, const char *why);
+/* Logs, rate-limited, that the client at peer was turned away and why;
+ * export and id are NULL when it was refused before it named them. */
+void handshake_log_refusal(const char *peer, const char *export,
+                           const char *id, const char *why);
 
 /* ---- transmit.c ---- */
 /* Called with a complete request header in c->hdr. */

@@ -682,7 +682,7 @@ overlay_quota_check(struct overlay *ov, uint64_t off, uint64_t len)
   }
   used = ov->file.map.ndata;
   pthread_mutex_unlock(&ov->lock);
-  return (used + fresh) * OVL_BLOCK_SIZE > quota ? -ENOSPC : 0;
+  return (used + fresh) * OVL_BLOCK_SIZE > quota ? -EDQUOT : 0;
 }
 
 /* Queues a journal record; called with ov->lock held. */

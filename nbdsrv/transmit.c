@@ -12,7 +12,9 @@
  *
  * Invalid requests get an error reply (EINVAL, EPERM, EOVERFLOW...) and
  * the connection goes on; only a broken framing (bad magic, or a write
- * payload too large to skip safely) ends it.
+ * payload too large to skip safely) ends it.  A write that finds no room
+ * (the export's quota, or a full overlay file system) is logged, with a
+ * rate limit: it is the one error that is the admin's to fix.
  */
 #include <config.h>
 
@@ -25,8 +27,13 @@
 
 #include "log.h"
 #include "nbdsrv.h"
+#include "util.h"
 
 #define BLOCK_STATUS_MAX_DESC 1024
+
+static struct log_limit quota_log = LOG_LIMIT(LOG_WARNING, "writes over quota");
+static struct log_limit full_log =
+  LOG_LIMIT(LOG_ERR, "writes to a full overlay file system");
 
 static void
 request_free(struct outmsg *m)
@@ -138,9 +145,55 @@ request_reply(struct request *r)
   conn_queue(c, m);
 }
 
+static bool
+no_space(int err)
+{
+  return err == ENOSPC || err == EDQUOT;
+}
+
+/* "write of 4096 bytes at 8192", for the log. */
+static void
+describe(const struct request *r, char *buf, size_t len)
+{
+  static const char *const names[] = {
+    [NBD_CMD_WRITE] = "write", [NBD_CMD_TRIM] = "trim",
+    [NBD_CMD_WRITE_ZEROES] = "write zeroes",
+  };
+  const char *name = r->type < sizeof names / sizeof names[0] && names[r->type]
+                         ? names[r->type] : NULL;
+
+  if (name)
+    snprintf(buf, len, "%s of %u bytes at %llu", name, r->count,
+             (unsigned long long)r->offset);
+  else
+    snprintf(buf, len, "%s", r->type == NBD_CMD_FLUSH ? "flush" : "request");
+}
+
+/* r found no room: EDQUOT is the export's quota (overlay_quota_check) or
+ * a quota the file system keeps, ENOSPC a full file system. */
+static void
+log_no_space(const struct request *r, int err)
+{
+  const struct overlay *ov = r->c->ovl;
+  uint64_t quota = ov->exp->quota;
+  char what[80], q[16];
+
+  describe(r, what, sizeof what);
+  if (err == EDQUOT)
+    log_limited(&quota_log, "overlay %s (%s): %s refused: %s%s", ov->key,
+                r->c->peer, what,
+                quota ? "the overlay is at its quota of " : "the file system's disk quota is exceeded",
+                quota ? format_size(quota, q) : "");
+  else
+    log_limited(&full_log, "overlay %s (%s): %s failed: the overlay file system is full (%s)",
+                ov->key, r->c->peer, what, config.overlay_dir);
+}
+
 static void
 reply_error(struct request *r, int err)
 {
+  if (no_space(err))
+    log_no_space(r, err);
   r->error = nbd_errno(err);
   request_reply(r);
 }
@@ -177,14 +230,16 @@ flush_step(struct request *r, int res)
   if (r->stage == STAGE_FLUSH_DIR)
     overlay_flush_dir_done(ov, res);
   if (res < 0) {
-    log_err("overlay %s: fsync: %s", ov->prefix, strerror(-res));
+    if (!no_space(-res))
+      log_err("overlay %s: fsync: %s", ov->prefix, strerror(-res));
     reply_error(r, -res);
     return;
   }
   if (r->stage == STAGE_FLUSH_DATA) {
     e = overlay_flush_journal(ov, r->flush_seq, &need_sync, &r->flush_end);
     if (e < 0) {
-      log_err("overlay %s: journal append: %s", ov->prefix, strerror(-e));
+      if (!no_space(-e))
+        log_err("overlay %s: journal append: %s", ov->prefix, strerror(-e));
       reply_error(r, -e);
       return;
     }
@@ -325,7 +380,7 @@ static void
 write_done(struct request *r, int res)
 {
   if (res < 0) {
-    if (res != -ENOSPC && res != -EDQUOT)
+    if (!no_space(-res))
       log_err("overlay %s: write: %s", r->c->ovl->prefix, strerror(-res));
     reply_error(r, -res);
     return;
@@ -546,11 +601,12 @@ transmit_header(struct conn *c)
     if (r->count > c->max_request) {
       /* We cannot skip a payload this large without reading it all; the
        * spec allows a hard disconnect. */
-      log_warn("%s: write of %u bytes exceeds the maximum payload (%u): disconnecting",
-               c->peer, r->count, c->max_request);
+      char why[128];
+      snprintf(why, sizeof why, "write of %u bytes exceeds the maximum payload (%u)",
+               r->count, c->max_request);
       free(r);
       c->inflight_reqs--;
-      conn_close(c, NULL);
+      conn_close(c, why);
       return;
     }
     r->buf = malloc(r->count ? r->count : 1);
