@@ -71,14 +71,16 @@ void cmdline_print(const struct agent_config *cfg, int fd);
 int cmdline_wire_name(const struct agent_config *cfg, const char *mac,
                       const char *boot_id, char *out, size_t len);
 
-/* ---- main.c: console output ------------------------------------------ */
+/* ---- console.c: console output and time (calls no other agent file) -- */
 
-/* One line on the console, prefixed with a kernel-style timestamp. */
+/* One line on the console, prefixed with a kernel-style timestamp unless
+ * console_timestamps(false) turned that off (--parse-cmdline on a host). */
 void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Sleeps ms milliseconds (restarting on EINTR). */
 void sleep_ms(unsigned ms);
 /* Milliseconds since boot (CLOCK_MONOTONIC). */
 uint64_t now_ms(void);
+void console_timestamps(bool on);
 
 /* ---- modules.c ------------------------------------------------------- */
 

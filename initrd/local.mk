@@ -4,7 +4,8 @@
 # musl (MUSL_CC, found by configure), not with $(CC), so it has its own
 # rule.  It is installed to pkglibexecdir, where imgtool initrd finds it.
 initrd_agent_sources = \
-	$(srcdir)/initrd/main.c $(srcdir)/initrd/cmdline.c \
+	$(srcdir)/initrd/main.c $(srcdir)/initrd/console.c \
+	$(srcdir)/initrd/cmdline.c \
 	$(srcdir)/initrd/modules.c $(srcdir)/initrd/net.c \
 	$(srcdir)/initrd/dhcp.c $(srcdir)/initrd/nbd-handshake.c \
 	$(srcdir)/initrd/nbd-netlink.c $(srcdir)/initrd/switch-root.c \
@@ -16,7 +17,7 @@ INITRD_AGENT_CFLAGS = -static -Os -s -std=gnu11 -D_GNU_SOURCE \
 	$(WARN_CFLAGS) -I$(top_srcdir)/common
 
 pkglibexec_SCRIPTS = initrd/nbdroot-agent
-EXTRA_DIST += initrd/main.c initrd/cmdline.c initrd/modules.c initrd/net.c \
+EXTRA_DIST += initrd/main.c initrd/console.c initrd/cmdline.c initrd/modules.c initrd/net.c \
 	initrd/dhcp.c initrd/nbd-handshake.c initrd/nbd-netlink.c \
 	initrd/switch-root.c initrd/supervisor.c initrd/agent.h initrd/uapi.h
 CLEANFILES += initrd/nbdroot-agent

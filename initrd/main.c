@@ -12,63 +12,17 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
 
 #define MODULE_LIST "/etc/nbdroot/modules"
 #define NEWROOT "/newroot"
-
-static bool timestamps = true;
-
-uint64_t now_ms(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-void sleep_ms(unsigned ms)
-{
-  struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-  while (nanosleep(&ts, &ts) && errno == EINTR)
-    ;
-}
-
-/* The timestamp has the kernel's format, so the agent's lines read in
- * order with the kernel's on the console. */
-void say(const char *fmt, ...)
-{
-  char buf[1024];
-  struct timespec ts;
-  va_list ap;
-  int n = 0;
-
-  if (timestamps) {
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    n = snprintf(buf, sizeof(buf), "[%5ld.%06ld] ", (long)ts.tv_sec,
-                 ts.tv_nsec / 1000);
-  }
-  n += snprintf(buf + n, sizeof(buf) - (size_t)n, AGENT_NAME ": ");
-  va_start(ap, fmt);
-  n += vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
-  va_end(ap);
-  if (n > (int)sizeof(buf) - 2)
-    n = (int)sizeof(buf) - 2;
-  buf[n++] = '\n';
-  if (write(STDERR_FILENO, buf, (size_t)n) < 0) {
-    /* nowhere else to report it */
-  }
-}
 
 static int read_small_file(const char *path, char *buf, size_t len)
 {
@@ -354,7 +308,7 @@ int main(int argc, char **argv)
     struct agent_config cfg;
     char err[512];
 
-    timestamps = false;
+    console_timestamps(false);
     if (cmdline_parse(argv[2], &cfg, err, sizeof(err))) {
       say("bad kernel command line: %s", err);
       return 1;
