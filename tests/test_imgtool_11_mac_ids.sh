@@ -38,8 +38,13 @@ imgt commit --store "$store" --name os --overlays "$ov" --client 52:54:00:AB:CD:
 cmp "$os/0002.img" "$TESTDIR/view.img" || fail "the committed version is not the client's view"
 grep -q "^source=commit of overlay $ov/os/52-54-00-ab-cd-ef on 0001.img$" "$os/0002.meta" ||
   fail "source: $(grep ^source= "$os/0002.meta")"
-imgt commit --store "$store" --name os --overlays "$ov" --client 52-54-00-AB-CD-EF >/dev/null ||
-  fail "commit --client with dashes and upper case"
+# The overlay sits on 0001 and 0002 is now current: a second commit is
+# refused unless forced, whatever the spelling.
+if imgt commit --store "$store" --name os --overlays "$ov" --client 52-54-00-AB-CD-EF; then
+  fail "commit of an overlay whose base is no longer current"
+fi
+imgt commit --store "$store" --name os --overlays "$ov" --client 52-54-00-AB-CD-EF --force >/dev/null ||
+  fail "commit --force --client with dashes and upper case"
 cmp "$os/0003.img" "$TESTDIR/view.img" || fail "the second commit is not the client's view"
 
 if imgt commit --store "$store" --name os --overlays "$ov" --client 52:54:00:AB:CD:EE; then
