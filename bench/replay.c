@@ -2,8 +2,9 @@
  * clients, a boot storm.
  *
  *   replay [-n CLIENTS] [--host H] [--port P] [--export NAME] [--id PREFIX]
- *          [--depth trace|N] [--burst-gap USEC] [--threads T]
- *          [--timeout SECS] [--ramp MS] [--pace] [--verify] [--json] TRACE[.gz]
+ *          [--source ADDR] [--depth trace|N] [--burst-gap USEC] [--threads T]
+ *          [--timeout SECS] [--ramp MS] [--pace] [--verify] [--json]
+ *          [--client-times FILE] TRACE[.gz]
  *   replay --stats TRACE[.gz]
  *
  * The trace is what nbdsrv --trace writes ("USEC EXPORT/ID TYPE OFFSET
@@ -41,7 +42,11 @@
  * adds to each boot; without --pace the server's throughput is measured.
  *
  * All clients start at once (the storm), or with --ramp MS one after the
- * other, evenly over MS milliseconds (machines switched on by hand); they
+ * other, evenly over MS milliseconds (machines switched on by hand).  With
+ * --source ADDR client i connects from the IPv4 address ADDR + i, as a
+ * lab's machines each have their own (bench/lab-storm.sh gives a network
+ * namespace those addresses); --client-times FILE writes each client's
+ * boot time, first-request latency and connect time, one line each.  They
  * are driven with libnbd's aio
  * API from one epoll loop per thread (--threads, default 1).  Reported:
  * total time until every client finished, time each needed, latency of
@@ -62,7 +67,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -101,6 +110,11 @@ static unsigned burst_gap = 100;
 static unsigned timeout_s = 600;
 static unsigned ramp_ms;          /* client i starts at i * ramp / N */
 static bool verify, json, pace;
+static const char *client_times;  /* --client-times FILE */
+static bool have_source;          /* --source: client i binds to source + i */
+static uint32_t source_base;      /* host byte order */
+static struct sockaddr_storage server_addr;   /* resolved once, with --source */
+static socklen_t server_addrlen;
 
 #define MAX_DEPTH 128             /* the Linux nbd driver's queue depth */
 #define VERIFY_MAX (64u << 10)
@@ -702,6 +716,52 @@ watch(struct client *c)
   c->ev = ev;
 }
 
+/* --source: a non-blocking connect from the client's own address, handed
+ * to libnbd while the TCP handshake is still under way (libnbd waits for
+ * the server's greeting, which comes once the socket is connected). */
+static int
+connect_from_source(struct client *c)
+{
+  struct sockaddr_in src = { .sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(source_base + c->idx) };
+  int one = 1;
+  int fd = socket(server_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+  if (fd < 0) {
+    note_error(c->t, "socket", strerror(errno));
+    return -1;
+  }
+  /* Thousands of clients from their own addresses: let connect() pick
+   * the port, so that bind() does not reserve one per address. */
+  setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+  if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0 ||
+      (connect(fd, (struct sockaddr *)&server_addr, server_addrlen) < 0 &&
+       errno != EINPROGRESS)) {
+    char a[INET_ADDRSTRLEN];
+    note_error(c->t, inet_ntop(AF_INET, &src.sin_addr, a, sizeof a), strerror(errno));
+    close(fd);
+    return -1;
+  }
+  /* The handle owns the socket from here on, also when this fails. */
+  if (nbd_aio_connect_socket(c->h, fd) < 0) {
+    note_error(c->t, "connecting", nbd_get_error());
+    return -1;
+  }
+  return 0;
+}
+
+static int
+start_connect(struct client *c)
+{
+  if (have_source)
+    return connect_from_source(c);
+  if (nbd_aio_connect_tcp(c->h, host, port) < 0) {
+    note_error(c->t, "connecting", nbd_get_error());
+    return -1;
+  }
+  return 0;
+}
+
 static void *
 run_thread(void *arg)
 {
@@ -727,8 +787,7 @@ run_thread(void *arg)
       }
       started++;
       c->t_start = now_ns() - t0;
-      if (nbd_aio_connect_tcp(c->h, host, port) < 0) {
-        note_error(t, "connecting", nbd_get_error());
+      if (start_connect(c) < 0) {
         finish(c, C_FAILED);
         continue;
       }
@@ -783,18 +842,19 @@ cmp_u32(const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
-struct pct { double p50, p99, max; size_t n; };
+struct pct { double p50, p90, p99, max; size_t n; };
 
 /* Percentiles (nearest rank) of V[0..N), in the unit of V times SCALE. */
 static struct pct
 percentiles(uint32_t *v, size_t n, double scale)
 {
-  struct pct p = { 0, 0, 0, n };
+  struct pct p = { 0, 0, 0, 0, n };
 
   if (!n)
     return p;
   qsort(v, n, sizeof *v, cmp_u32);
   p.p50 = v[(n * 50 + 99) / 100 - 1] * scale;
+  p.p90 = v[(n * 90 + 99) / 100 - 1] * scale;
   p.p99 = v[(n * 99 + 99) / 100 - 1] * scale;
   p.max = v[n - 1] * scale;
   return p;
@@ -805,9 +865,9 @@ usage(FILE *f)
 {
   fprintf(f,
           "usage: replay [-n CLIENTS] [--host H] [--port P] [--export NAME] [--id PREFIX]\n"
-          "              [--depth trace|N] [--burst-gap USEC] [--threads T]\n"
+          "              [--source ADDR] [--depth trace|N] [--burst-gap USEC] [--threads T]\n"
           "              [--timeout SECS] [--ramp MS] [--pace] [--verify] [--json]\n"
-          "              TRACE[.gz]\n"
+          "              [--client-times FILE] TRACE[.gz]\n"
           "       replay --stats [--burst-gap USEC] TRACE[.gz]\n");
 }
 
@@ -826,6 +886,71 @@ parse_num(const char *s, const char *what, unsigned lo, unsigned hi)
   return v;
 }
 
+static void
+parse_source(const char *s)
+{
+  struct in_addr a;
+
+  if (inet_pton(AF_INET, s, &a) != 1) {
+    fprintf(stderr, "replay: --source %s: not an IPv4 address\n", s);
+    exit(2);
+  }
+  source_base = ntohl(a.s_addr);
+  have_source = true;
+}
+
+/* --source: the server's address, resolved once for every client. */
+static void
+resolve_server(void)
+{
+  struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *ai;
+  int r = getaddrinfo(host, port, &hints, &ai);
+
+  if (r != 0) {
+    fprintf(stderr, "replay: %s:%s: %s\n", host, port, gai_strerror(r));
+    exit(2);
+  }
+  if ((uint64_t)source_base + nclients > UINT32_MAX + 1ull) {
+    fprintf(stderr, "replay: --source leaves no room for %u addresses\n", nclients);
+    exit(2);
+  }
+  memcpy(&server_addr, ai->ai_addr, ai->ai_addrlen);
+  server_addrlen = ai->ai_addrlen;
+  freeaddrinfo(ai);
+}
+
+/* --client-times: one line per client (boot time, first-request latency,
+ * connect time; "-" where the client never got there), for plots. */
+static void
+write_client_times(const struct client *clients)
+{
+  FILE *f = fopen(client_times, "w");
+
+  if (!f) {
+    fprintf(stderr, "replay: %s: %s\n", client_times, strerror(errno));
+    return;
+  }
+  fprintf(f, "# client done_s first_us connect_us\n");
+  for (unsigned i = 0; i < nclients; i++) {
+    const struct client *c = &clients[i];
+    fprintf(f, "%u ", i);
+    if (c->state == C_DONE)
+      fprintf(f, "%.6f ", (c->t_done - c->t_start) / 1e9);
+    else
+      fprintf(f, "- ");
+    if (c->first_lat)
+      fprintf(f, "%.1f ", c->first_lat / 10.0);
+    else
+      fprintf(f, "- ");
+    if (c->t_connected)
+      fprintf(f, "%.1f\n", (c->t_connected - c->t_start) / 1e3);
+    else
+      fprintf(f, "-\n");
+  }
+  if (fclose(f) != 0)
+    fprintf(stderr, "replay: %s: %s\n", client_times, strerror(errno));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -841,6 +966,8 @@ main(int argc, char **argv)
     { "timeout", required_argument, NULL, 'T' },
     { "ramp", required_argument, NULL, 'r' },
     { "verify", no_argument, NULL, 'V' },
+    { "source", required_argument, NULL, 'S' },
+    { "client-times", required_argument, NULL, 'C' },
     { "pace", no_argument, NULL, 'P' },
     { "json", no_argument, NULL, 'j' },
     { "stats", no_argument, NULL, 's' },
@@ -870,6 +997,8 @@ main(int argc, char **argv)
     case 'T': timeout_s = parse_num(optarg, "--timeout", 1, 86400); break;
     case 'r': ramp_ms = parse_num(optarg, "--ramp", 0, 3600000); break;
     case 'V': verify = true; break;
+    case 'S': parse_source(optarg); break;
+    case 'C': client_times = optarg; break;
     case 'P': pace = true; break;
     case 'j': json = true; break;
     case 's': stats = true; break;
@@ -892,6 +1021,8 @@ main(int argc, char **argv)
   }
   if (nthreads > nclients)
     nthreads = nclients;
+  if (have_source)
+    resolve_server();
 
   /* A socket per client, and a margin. */
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < nclients + 64u) {
@@ -1040,6 +1171,8 @@ main(int argc, char **argv)
     printf("{\"clients\": %u, \"requests_per_client\": %zu, \"depth\": \"%s\", "
            "\"max_depth\": %u, \"finished\": %u, \"failed\": %u, \"unfinished\": %u, "
            "\"timed_out\": %s, \"total_s\": %.3f, \"client_done_p50_s\": %.3f, "
+           "\"client_done_p90_s\": %.3f, \"client_done_p99_s\": %.3f, "
+           "\"client_done_max_s\": %.3f, "
            "\"completed\": %" PRIu64 ", \"errors\": %" PRIu64 ", \"skipped\": %" PRIu64 ", "
            "\"lat_p50_us\": %.1f, \"lat_p99_us\": %.1f, \"lat_max_us\": %.1f, "
            "\"first_p50_us\": %.1f, \"first_p99_us\": %.1f, \"first_max_us\": %.1f, "
@@ -1047,7 +1180,7 @@ main(int argc, char **argv)
            "\"verified\": %" PRIu64 ", \"mismatches\": %" PRIu64 ", "
            "\"unfinished_connecting\": %u, \"ramp_ms\": %u, \"client_cpu_s\": %.3f",
            nclients, nreqs, depth ? "fixed" : "trace", cap, finished, failed, unfinished,
-           unfinished ? "true" : "false", total, pd.p50, completed, errors, skipped,
+           unfinished ? "true" : "false", total, pd.p50, pd.p90, pd.p99, pd.max, completed, errors, skipped,
            pl.p50, pl.p99, pl.max, pf.p50, pf.p99, pf.max, pc.p50, pc.p99, pc.max,
            verified, mismatches, stuck_connecting, ramp_ms, cpu);
     for (unsigned o = 0; o < OP_N; o++)
@@ -1087,6 +1220,8 @@ main(int argc, char **argv)
   }
   if (first_error[0])
     fprintf(stderr, "replay: first error: %s\n", first_error);
+  if (client_times)
+    write_client_times(clients);
   bool ok = all && !errors;
 
   /* Everything goes back, so that a sanitizer build finds real leaks. */
