@@ -22,7 +22,8 @@ import sys
 import tempfile
 import time
 
-from serverproc import RssSampler, cpu_seconds, free_port, stop_tree, wait_listen, wait_pidfile
+from serverproc import RssSampler, cpu_seconds
+from servers import SERVERS
 
 MiB = 1 << 20
 
@@ -30,89 +31,6 @@ MiB = 1 << 20
 def log(*a):
     print("boot-storm:", *a, file=sys.stderr, flush=True)
 
-
-# ---- the servers
-
-class Server:
-    name = "?"
-    overlay = "?"
-    id_prefix = None
-
-    def __init__(self, work, image, n):
-        self.work = os.path.join(work, "%s-%d" % (self.name, n))
-        shutil.rmtree(self.work, ignore_errors=True)
-        os.makedirs(self.work)
-        self.image, self.n = image, n
-        self.port = free_port()
-        self.proc = None
-        self.pid = None
-
-    def logfile(self):
-        return open(os.path.join(self.work, "log"), "w")
-
-    def stop(self):
-        stop_tree(self.pid, self.proc, 30)
-
-
-class Nbdsrv(Server):
-    name = "nbdsrv"
-    overlay = "own persistent overlay per client (root@bootNNNN)"
-    id_prefix = "boot"
-
-    def start(self):
-        cfg = os.path.join(self.work, "nbdsrv.conf")
-        pidfile = os.path.join(self.work, "pid")
-        with open(cfg, "w") as f:
-            # all clients come from 127.0.0.1
-            f.write("[generic]\nmax-connections-per-address = %d\n" % (self.n + 64))
-        self.proc = subprocess.Popen(
-            [NBDSRV, "-f", "-c", cfg, "-l", "127.0.0.1:%d" % self.port, "-P", pidfile,
-             "-e", "root=" + self.image, "-o", os.path.join(self.work, "overlays")],
-            stdout=self.logfile(), stderr=subprocess.STDOUT, **SPAWN)
-        self.pid = self.proc.pid
-        wait_pidfile(pidfile)
-        wait_listen(self.port, self.proc)
-
-
-class NbdServer(Server):
-    name = "nbd-server"
-    overlay = "copyonwrite: a diff file per connection (a forked process)"
-
-    def start(self):
-        cfg = os.path.join(self.work, "config")
-        pidfile = os.path.join(self.work, "pid")
-        # The diff files go next to the export: link the image in here.
-        img = os.path.join(self.work, "root.img")
-        os.symlink(self.image, img)
-        with open(cfg, "w") as f:
-            f.write("[generic]\n    listenaddr = 127.0.0.1\n    port = %d\n"
-                    "[root]\n    exportname = %s\n    copyonwrite = true\n"
-                    "    flush = true\n" % (self.port, img))
-        subprocess.run(["nbd-server", "-C", cfg, "-p", pidfile], cwd=self.work,
-                       check=True, stdout=self.logfile(), stderr=subprocess.STDOUT,
-                       timeout=30, **SPAWN)
-        self.pid = wait_pidfile(pidfile)
-        wait_listen(self.port)
-
-
-class QemuNbd(Server):
-    name = "qemu-nbd"
-    overlay = "--snapshot: one temporary overlay shared by all clients"
-
-    def start(self):
-        pidfile = os.path.join(self.work, "pid")
-        env = dict(os.environ, TMPDIR=self.work)
-        self.proc = subprocess.Popen(
-            ["qemu-nbd", "-f", "raw", "--snapshot", "-t", "-b", "127.0.0.1",
-             "-p", str(self.port), "-x", "root", "--shared=%d" % (self.n + 16),
-             "--pid-file=" + pidfile, self.image],
-            env=env, stdout=self.logfile(), stderr=subprocess.STDOUT, **SPAWN)
-        self.pid = self.proc.pid
-        wait_pidfile(pidfile)
-        wait_listen(self.port, self.proc)
-
-
-SERVERS = {c.name: c for c in (Nbdsrv, NbdServer, QemuNbd)}
 
 # How the servers are started: with --pin, on their CPUs.
 SPAWN = {}
@@ -382,7 +300,7 @@ def main():
         for n in ns:
             for s in names:
                 warm(image)
-                srv = SERVERS[s](work, image, n)
+                srv = SERVERS[s](work, image, n, spawn=SPAWN, nbdsrv=NBDSRV)
                 log("%s, N=%d" % (s, n))
                 try:
                     srv.start()

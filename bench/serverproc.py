@@ -24,16 +24,36 @@ def free_port():
     return p
 
 
-def wait_listen(port, proc=None, timeout=30):
+def _listening(pid, port):
+    """Whether the network namespace of pid has a TCP listener on port
+    (read from /proc/PID/net/tcp, which shows that namespace's sockets)."""
+    want = ":%04X" % port
+    try:
+        with open("/proc/%d/net/tcp" % pid) as f:
+            next(f)
+            return any(w[1].endswith(want) and w[3] == "0A"
+                       for w in (line.split() for line in f))
+    except (OSError, StopIteration, IndexError):
+        return False
+
+
+def wait_listen(port, proc=None, timeout=30, host="127.0.0.1", pid=None):
+    """Until the server listens on host:port; with pid, in pid's network
+    namespace, which this process may not be able to reach."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError("server exited with %s during start-up" % proc.returncode)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
+        if pid is not None:
+            if _listening(pid, port):
+                return
+        else:
+            try:
+                socket.create_connection((host, port), timeout=1).close()
+                return
+            except OSError:
+                pass
+        time.sleep(0.05)
     raise RuntimeError("server did not listen on port %d in %d s" % (port, timeout))
 
 
