@@ -14,6 +14,7 @@ apt-get install -y -qq --no-install-recommends \
   liburing-dev libnbd-dev zlib1g-dev libext2fs-dev musl-tools \
   libnbd-bin python3-libnbd nbdkit nbd-server qemu-utils qemu-system-x86 \
   fio clang libclang-rt-14-dev valgrind e2fsprogs cpio attr acl \
+  python3-matplotlib \
   busybox-static linux-image-amd64 kmod procps psmisc iproute2 \
   dnsmasq-base isc-dhcp-server pxelinux syslinux-common ovmf grub-efi-amd64-signed \
   python3 util-linux gzip xz-utils zstd >/dev/null
