@@ -4,7 +4,9 @@ common_libcommon_a_SOURCES = \
 	common/nbd-protocol.h \
 	common/log.c common/log.h \
 	common/export-name.c common/export-name.h \
-	common/util.c common/util.h
+	common/util.c common/util.h \
+	common/io.c common/io.h \
+	common/clock.c common/clock.h
 
 common_libcommon_a_SOURCES += \
 	common/overlay-format.c common/overlay-format.h

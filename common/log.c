@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 
 int log_verbosity = LOG_INFO;
@@ -37,7 +38,7 @@ log_open(const char *ident, bool to_stderr)
 static void __attribute__((format(printf, 2, 0)))
 log_vmsg(int priority, const char *fmt, va_list ap)
 {
-  char line[1024];
+  char line[2048];   /* room for two long paths (imgtool) */
 
   vsnprintf(line, sizeof line, fmt, ap);
   if (log_to_stderr) {
@@ -65,10 +66,7 @@ log_msg(int priority, const char *fmt, ...)
 static time_t
 monotonic_second(void)
 {
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec;
+  return (time_t)(now_ms() / 1000);
 }
 
 /* Under limit_lock: makes now the second l counts, and returns how many

@@ -61,6 +61,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "io.h"
 #include "overlay-format.h"
 
 #define OVL_MAGIC "NBDROVL1"
@@ -328,45 +329,6 @@ static void
 path_of(char *buf, size_t len, const char *prefix, const char *suffix)
 {
   snprintf(buf, len, "%s%s", prefix, suffix);
-}
-
-static int
-full_pwrite(int fd, const void *buf, size_t len, off_t off)
-{
-  const char *p = buf;
-
-  while (len > 0) {
-    ssize_t r = pwrite(fd, p, len, off);
-    if (r < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    p += r;
-    len -= r;
-    off += r;
-  }
-  return 0;
-}
-
-static ssize_t
-full_pread(int fd, void *buf, size_t len, off_t off)
-{
-  char *p = buf;
-  size_t done = 0;
-
-  while (done < len) {
-    ssize_t r = pread(fd, p + done, len - done, off + done);
-    if (r < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    if (r == 0)
-      break;
-    done += r;
-  }
-  return done;
 }
 
 static void

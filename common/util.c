@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "util.h"
 
@@ -74,4 +75,12 @@ format_size(uint64_t v, char out[16])
   else
     snprintf(out, 16, d < 10 ? "%.1f%c" : "%.0f%c", d, units[u]);
   return out;
+}
+
+bool
+ends_with(const char *s, const char *suffix)
+{
+  size_t n = strlen(s), m = strlen(suffix);
+
+  return n >= m && strcmp(s + n - m, suffix) == 0;
 }

@@ -2,8 +2,12 @@
 #ifndef NBDROOT_UTIL_H
 #define NBDROOT_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* The number of elements of an array (not of a pointer). */
+#define ARRAY_SIZE(a) (sizeof (a) / sizeof (a)[0])
 
 /* snprintf that reports truncation: 0, or -ENAMETOOLONG when the result
  * did not fit (buf then holds a truncated, terminated string). */
@@ -15,5 +19,8 @@ int format_path(char *buf, size_t len, const char *fmt, ...)
 int parse_size(const char *s, uint64_t *out);
 /* The other way, for people: "0", "512", "12K", "3.4M", "1.2G". */
 char *format_size(uint64_t v, char out[16]);
+
+/* Whether s ends with suffix ("x.map" with ".map"). */
+bool ends_with(const char *s, const char *suffix);
 
 #endif

@@ -66,7 +66,7 @@ struct bctx {
   /* progress */
   bool progress;
   bool tty;
-  double t0, last;
+  uint64_t t0, last;       /* now_ms() */
   uint64_t done_inodes, done_bytes;
   const char *failed_path; /* for the error message */
 };
@@ -103,11 +103,11 @@ errcode_to_errno(errcode_t e)
 static void
 progress(struct bctx *c, bool final)
 {
-  double t, every = c->tty ? 1.0 : 5.0;
+  uint64_t t, every = c->tty ? 1000 : 5000;
 
   if (!c->progress)
     return;
-  t = now_sec();
+  t = now_ms();
   if (!final && (t - c->last < every || t - c->t0 < every))
     return;
   if (final && c->last == c->t0 && !c->o->progress)
@@ -232,7 +232,7 @@ copy_data(struct bctx *c, ext2_ino_t ino, const struct node *n)
   fd = open(n->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     int r = errno;
-    die_msg("cannot read %s: %s (fix its permissions or leave it out of "
+    log_err("cannot read %s: %s (fix its permissions or leave it out of "
             "the tree)", n->path, strerror(r));
     c->failed_path = n->path;
     return (errcode_t)r;
@@ -259,11 +259,11 @@ copy_data(struct bctx *c, ext2_ino_t ino, const struct node *n)
     while (data < hole) {
       size_t want = (size_t)(hole - data) < c->bufsz ? (size_t)(hole - data)
                                                       : c->bufsz;
-      ssize_t got = pread_full(fd, c->buf, want, (uint64_t)data);
+      ssize_t got = full_pread(fd, c->buf, want, (uint64_t)data);
       size_t i = 0;
 
       if (got < 0) {
-        die_msg("cannot read %s: %s", n->path, strerror((int)-got));
+        log_err("cannot read %s: %s", n->path, strerror((int)-got));
         c->failed_path = n->path;
         e = (errcode_t)-got;
         goto out;
@@ -704,7 +704,7 @@ build_image(const struct build_opts *o, int fd, const char *path,
   c.now = have_sde > 0 ? (time_t)sde : time(NULL);
   c.progress = !o->quiet && (o->progress || isatty(2));
   c.tty = isatty(2);
-  c.t0 = c.last = now_sec();
+  c.t0 = c.last = now_ms();
   c.bufsz = 1 << 20;
   c.buf = xmalloc(c.bufsz);
 
@@ -718,7 +718,7 @@ build_image(const struct build_opts *o, int fd, const char *path,
     ninodes = t.ninodes + t.ninodes * o->headroom_pct / 100 + 1024;
   }
   if (ninodes < t.ninodes + 16) {
-    die_msg("--inodes %llu is too few: the tree has %llu inodes",
+    log_err("--inodes %llu is too few: the tree has %llu inodes",
             (unsigned long long)ninodes, (unsigned long long)t.ninodes);
     r = -ENOSPC;
     goto out;
@@ -747,12 +747,12 @@ build_image(const struct build_opts *o, int fd, const char *path,
     }
     if (e) {
       if (o->size && (e == EXT2_ET_TOO_MANY_INODES || is_nospace(e)))
-        die_msg("the tree needs %llu inodes, too many for --size %llu MiB: "
+        log_err("the tree needs %llu inodes, too many for --size %llu MiB: "
                 "give a larger --size or drop it",
                 (unsigned long long)t.ninodes,
                 (unsigned long long)(o->size >> 20));
       else
-        die_msg("cannot create the filesystem: %s", ext2_strerror(e));
+        log_err("cannot create the filesystem: %s", ext2_strerror(e));
       r = -EINVAL;
       goto out;
     }
@@ -764,7 +764,7 @@ build_image(const struct build_opts *o, int fd, const char *path,
     fs = NULL;
     if (o->size || tries >= 20) {
       uint64_t mib = ((nblocks - freeb) + want + 255) / 256;
-      die_msg("tree %s does not fit: it needs about %llu MiB, --size is "
+      log_err("tree %s does not fit: it needs about %llu MiB, --size is "
               "%llu MiB; give --size %lluM or more, or drop --size",
               o->tree, (unsigned long long)mib,
               (unsigned long long)(nblocks / 256), (unsigned long long)mib);
@@ -777,7 +777,7 @@ build_image(const struct build_opts *o, int fd, const char *path,
   /* The kernel wants the device (here: the file) as large as the fs. */
   if (ftruncate(fd, (off_t)(ext2fs_blocks_count(fs->super) * BLK)) < 0) {
     r = -errno;
-    die_msg("cannot size image %s: %s", o->output, strerror(-r));
+    log_err("cannot size image %s: %s", o->output, strerror(-r));
     goto out;
   }
 
@@ -824,7 +824,7 @@ build_image(const struct build_opts *o, int fd, const char *path,
   if (!e)
     e = prepare_lost_found(&c);
   if (e) {
-    die_msg("cannot set up the filesystem: %s", ext2_strerror(e));
+    log_err("cannot set up the filesystem: %s", ext2_strerror(e));
     r = errcode_to_errno(e);
     goto out;
   }
@@ -832,12 +832,12 @@ build_image(const struct build_opts *o, int fd, const char *path,
   e = populate_dir(&c, t.root, EXT2_ROOT_INO, EXT2_ROOT_INO);
   if (e) {
     if (is_nospace(e))
-      die_msg("image full while adding %s: the tree does not fit%s",
+      log_err("image full while adding %s: the tree does not fit%s",
               c.failed_path ? c.failed_path : o->tree,
               o->size ? "; give a larger --size or drop it"
                       : " (size estimate too low: give --size)");
     else if (e >= 4096 || !c.failed_path)
-      die_msg("cannot add %s: %s", c.failed_path ? c.failed_path : o->tree,
+      log_err("cannot add %s: %s", c.failed_path ? c.failed_path : o->tree,
               ext2_strerror(e));
     r = errcode_to_errno(e);
     goto out;
@@ -852,7 +852,7 @@ build_image(const struct build_opts *o, int fd, const char *path,
     e = ext2fs_close_free(&fs);
   c.fs = fs = NULL;
   if (e) {
-    die_msg("cannot write image %s: %s", o->output, ext2_strerror(e));
+    log_err("cannot write image %s: %s", o->output, ext2_strerror(e));
     r = errcode_to_errno(e);
     goto out;
   }
@@ -950,7 +950,7 @@ check_output_outside_tree(const char *tree_real, const char *out,
     char *hint = *rel ? xasprintf(", or leave %s out with --exclude '%s'",
                                   is_store ? "it" : "its directory", rel)
                       : xstrdup("");
-    die_msg("%s %s is inside the tree %s being built: %s; put it outside "
+    log_err("%s %s is inside the tree %s being built: %s; put it outside "
             "the tree%s", is_store ? "store" : "image", out, tree_real,
             is_store ? "every build would copy the earlier versions into "
                        "the new one"
@@ -1005,7 +1005,7 @@ parse_build_args(int argc, char **argv, struct build_args *a)
     case 'N': a->name = optarg; break;
     case 's':
       if (parse_size(optarg, &o->size) < 0 || o->size < (16u << 20)) {
-        die_msg("--size '%s': give a size of at least 16M, e.g. 2G", optarg);
+        log_err("--size '%s': give a size of at least 16M, e.g. 2G", optarg);
         return 2;
       }
       break;
@@ -1015,14 +1015,14 @@ parse_build_args(int argc, char **argv, struct build_args *a)
         char *end;
         unsigned long v = strtoul(optarg, &end, 10);
         if (*end != '%' || v > 1000) {
-          die_msg("--headroom '%s': give a percentage (e.g. 30%%) or a "
+          log_err("--headroom '%s': give a percentage (e.g. 30%%) or a "
                   "size (e.g. 256M)", optarg);
           return 2;
         }
         o->headroom_pct = (unsigned)v;
         headroom_pct_set = true;
       } else if (parse_size(optarg, &o->headroom_abs) < 0) {
-        die_msg("--headroom '%s': give a percentage (e.g. 30%%) or a size "
+        log_err("--headroom '%s': give a percentage (e.g. 30%%) or a size "
                 "(e.g. 256M)", optarg);
         return 2;
       } else if (!headroom_pct_set) {
@@ -1034,28 +1034,28 @@ parse_build_args(int argc, char **argv, struct build_args *a)
       char *end;
       o->inodes = strtoull(optarg, &end, 10);
       if (*end || !o->inodes) {
-        die_msg("--inodes '%s': give a positive number", optarg);
+        log_err("--inodes '%s': give a positive number", optarg);
         return 2;
       }
       break;
     }
     case 'U':
       if (parse_uuid(optarg, o->uuid) < 0) {
-        die_msg("--uuid '%s' is not a UUID (32 hex digits)", optarg);
+        log_err("--uuid '%s' is not a UUID (32 hex digits)", optarg);
         return 2;
       }
       o->uuid_set = true;
       break;
     case 'E':
       if (parse_uuid(optarg, o->hash_seed) < 0) {
-        die_msg("--hash-seed '%s' is not a UUID (32 hex digits)", optarg);
+        log_err("--hash-seed '%s' is not a UUID (32 hex digits)", optarg);
         return 2;
       }
       o->hash_seed_set = true;
       break;
     case 'L':
       if (strlen(optarg) > 16) {
-        die_msg("--label '%s' is longer than 16 bytes", optarg);
+        log_err("--label '%s' is longer than 16 bytes", optarg);
         return 2;
       }
       o->label = optarg;
@@ -1072,19 +1072,19 @@ parse_build_args(int argc, char **argv, struct build_args *a)
     }
   }
   if (optind != argc - 1) {
-    die_msg("build needs exactly one TREE directory");
+    log_err("build needs exactly one TREE directory");
     build_usage(stderr);
     return 2;
   }
   o->tree = argv[optind];
   if (!a->out == !a->store || (a->store && !a->name) ||
       (a->name && !a->store)) {
-    die_msg("build needs either -o IMAGE or --store DIR --name NAME");
+    log_err("build needs either -o IMAGE or --store DIR --name NAME");
     return 2;
   }
   if (a->name && (!*a->name || strchr(a->name, '/') || a->name[0] == '.' ||
                   strlen(a->name) > 200)) {
-    die_msg("--name '%s': give a plain name without '/' or a leading '.'",
+    log_err("--name '%s': give a plain name without '/' or a leading '.'",
             a->name);
     return 2;
   }
@@ -1111,12 +1111,12 @@ cmd_build(int argc, char **argv)
   rc = 1;
   /* Check the tree before creating anything. */
   if (stat(o->tree, &st) < 0) {
-    die_msg("tree %s: %s: give the directory to turn into an image",
+    log_err("tree %s: %s: give the directory to turn into an image",
             o->tree, strerror(errno));
     goto done;
   }
   if (!S_ISDIR(st.st_mode)) {
-    die_msg("tree %s is not a directory: give the directory to turn into "
+    log_err("tree %s is not a directory: give the directory to turn into "
             "an image", o->tree);
     goto done;
   }
@@ -1129,7 +1129,7 @@ cmd_build(int argc, char **argv)
 
   if (a.out) {
     if (!a.force && lstat(a.out, &st) == 0) {
-      die_msg("%s already exists: remove it or pass --force", a.out);
+      log_err("%s already exists: remove it or pass --force", a.out);
       goto done;
     }
     o->output = a.out;
@@ -1142,7 +1142,7 @@ cmd_build(int argc, char **argv)
       made_store = true;
       tmpdir_register(a.store);
     } else if (errno != EEXIST) {
-      die_msg("cannot create store %s: %s", a.store, strerror(errno));
+      log_err("cannot create store %s: %s", a.store, strerror(errno));
       goto done;
     }
     namedir = xasprintf("%s/%s", a.store, a.name);
@@ -1153,7 +1153,7 @@ cmd_build(int argc, char **argv)
     }
     lock = store_lock(namedir, true);
     if (lock < 0) {
-      die_msg("cannot lock store %s: %s", namedir, strerror(-lock));
+      log_err("cannot lock store %s: %s", namedir, strerror(-lock));
       goto done;
     }
     o->output = namedir;
@@ -1162,7 +1162,7 @@ cmd_build(int argc, char **argv)
     free(target);
   }
   if (r < 0) {
-    die_msg("cannot create a file next to %s: %s", a.out ? a.out : namedir,
+    log_err("cannot create a file next to %s: %s", a.out ? a.out : namedir,
             strerror(-r));
     goto done;
   }
@@ -1170,13 +1170,13 @@ cmd_build(int argc, char **argv)
   if (r < 0)
     goto done;
   if (fsync(of.fd) < 0) {
-    die_msg("cannot write %s: %s", o->output, strerror(errno));
+    log_err("cannot write %s: %s", o->output, strerror(errno));
     goto done;
   }
   if (a.out) {
     r = a.force ? outfile_install(&of, a.out) : outfile_link(&of, a.out);
     if (r < 0) {
-      die_msg("cannot create %s: %s", a.out,
+      log_err("cannot create %s: %s", a.out,
               r == -EEXIST ? "it appeared while building (remove it or "
                              "pass --force)" : strerror(-r));
       goto done;
@@ -1192,7 +1192,7 @@ cmd_build(int argc, char **argv)
     rc = 0;
   }
   if (fstab_problem)
-    warn_msg("tree %s: %s, so nothing remounts the root read-write: the "
+    log_warn("tree %s: %s, so nothing remounts the root read-write: the "
              "clients run on a read-only root unless booted with rw; add a "
              "line such as '/dev/nbd0 / ext4 defaults 0 1'", o->tree,
              fstab_problem);

@@ -74,7 +74,7 @@ copy_range(int in, int out, uint64_t off, uint64_t len, bool target_hole,
     /* No in-kernel copy between these files: read and write. */
     while (off < end) {
       size_t chunk = end - off > COPY_CHUNK ? COPY_CHUNK : (size_t)(end - off);
-      ssize_t got = pread_full(in, buf, chunk, off);
+      ssize_t got = full_pread(in, buf, chunk, off);
       int r;
 
       if (got < 0)
@@ -82,7 +82,7 @@ copy_range(int in, int out, uint64_t off, uint64_t len, bool target_hole,
       if ((size_t)got != chunk)
         return -EIO;
       if (!target_hole || !is_zero(buf, chunk)) {
-        r = pwrite_all(out, buf, chunk, off);
+        r = full_pwrite(out, buf, chunk, off);
         if (r < 0)
           return r;
       }
@@ -104,7 +104,7 @@ zero_range(int fd, uint64_t off, uint64_t len, char *buf)
   memset(buf, 0, COPY_CHUNK);
   while (len) {
     size_t chunk = len > COPY_CHUNK ? COPY_CHUNK : (size_t)len;
-    int r = pwrite_all(fd, buf, chunk, off);
+    int r = full_pwrite(fd, buf, chunk, off);
     if (r < 0)
       return r;
     off += chunk;
@@ -204,7 +204,7 @@ check_base_is_current(const char *namedir, const char *prefix,
 
   *undone = NULL;
   if (store_current(namedir, &cur) < 0) {
-    die_msg("%s/current is not a version link: repair it with imgtool "
+    log_err("%s/current is not a version link: repair it with imgtool "
             "rollback before committing", namedir);
     free(newer);
     return -1;
@@ -221,7 +221,7 @@ check_base_is_current(const char *namedir, const char *prefix,
   if (!force) {
     char *effect = parent < cur ? xasprintf("roll back %s", list)
                                 : xasprintf("undo the rollback to %04u", cur);
-    die_msg("overlay %s was made on version %04u, not on current %04u: "
+    log_err("overlay %s was made on version %04u, not on current %04u: "
             "committing it would %s (the new version would be %04u + this "
             "client's changes); reset the client (remove %s.map and "
             "%s.data), boot it on %04u and redo its changes, or pass "
@@ -305,19 +305,19 @@ cmd_commit(int argc, char **argv)
   }
   if (optind != argc || !store || !name ||
       !overlay == !(ovdir && client) || (!ovdir != !client)) {
-    die_msg("commit needs --store DIR --name NAME and either --overlay "
+    log_err("commit needs --store DIR --name NAME and either --overlay "
             "PREFIX or --overlays DIR --client ID");
     commit_usage(stderr);
     return 2;
   }
   if (!*name || strchr(name, '/') || name[0] == '.') {
-    die_msg("--name '%s': give a plain name without '/' or a leading '.'",
+    log_err("--name '%s': give a plain name without '/' or a leading '.'",
             name);
     return 2;
   }
   /* The identities nbdsrv accepts (an address or NAME@ID's ID). */
   if (client && (!client_id_valid(client, strlen(client)) || client[0] == '.')) {
-    die_msg("--client '%s' is not a client identity (1 to 64 of "
+    log_err("--client '%s' is not a client identity (1 to 64 of "
             "[A-Za-z0-9._:-], e.g. 52-54-00-12-34-56 or 10.0.0.7)", client);
     return 2;
   }
@@ -330,7 +330,7 @@ cmd_commit(int argc, char **argv)
   prefix = overlay ? overlay_prefix(overlay)
                    : xasprintf("%s/%s/%s", ovdir, name, cid);
   if (stat(namedir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-    die_msg("no image %s in store %s (%s is missing)", name, store, namedir);
+    log_err("no image %s in store %s (%s is missing)", name, store, namedir);
     goto out;
   }
 
@@ -338,16 +338,16 @@ cmd_commit(int argc, char **argv)
   r = ovl_file_open(prefix, false, &ov);
   if (r < 0) {
     if (r == -ENOENT)
-      die_msg("no overlay at %s (%s.map is missing): give the client's "
+      log_err("no overlay at %s (%s.map is missing): give the client's "
               "overlay, OVERLAY_DIR/NAME/ID", prefix, prefix);
     else
-      die_msg("cannot read overlay %s: %s", prefix, strerror(-r));
+      log_err("cannot read overlay %s: %s", prefix, strerror(-r));
     goto out;
   }
   tmpfile_install_signals();
   lock = store_lock(namedir, false);
   if (lock < 0) {
-    die_msg("cannot lock store %s: %s", namedir, strerror(-lock));
+    log_err("cannot lock store %s: %s", namedir, strerror(-lock));
     goto out;
   }
 
@@ -355,27 +355,27 @@ cmd_commit(int argc, char **argv)
    * made on it. */
   base_fd = open(ov.info.base_path, O_RDONLY | O_CLOEXEC);
   if (base_fd < 0 || fstat(base_fd, &bst) < 0) {
-    die_msg("overlay %s was made on %s, which cannot be read: %s", prefix,
+    log_err("overlay %s was made on %s, which cannot be read: %s", prefix,
             ov.info.base_path, strerror(errno));
     goto out;
   }
   if ((uint64_t)bst.st_size != ov.info.base_size ||
       (int64_t)bst.st_mtim.tv_sec * 1000000000 + bst.st_mtim.tv_nsec !=
         ov.info.base_mtime_ns) {
-    die_msg("base %s changed since overlay %s was made on it (size or "
+    log_err("base %s changed since overlay %s was made on it (size or "
             "mtime differ): the client's view cannot be rebuilt",
             ov.info.base_path, prefix);
     goto out;
   }
   if (ov.info.size != ov.info.base_size) {
-    die_msg("overlay %s is %llu bytes but its base %s is %llu: not an "
+    log_err("overlay %s is %llu bytes but its base %s is %llu: not an "
             "overlay nbdsrv made", prefix, (unsigned long long)ov.info.size,
             ov.info.base_path, (unsigned long long)ov.info.base_size);
     goto out;
   }
   r = store_list(namedir, &ids, &n);
   if (r < 0) {
-    die_msg("cannot read store %s: %s", namedir, strerror(-r));
+    log_err("cannot read store %s: %s", namedir, strerror(-r));
     goto out;
   }
   for (size_t i = 0; i < n && !parent; i++) {
@@ -386,7 +386,7 @@ cmd_commit(int argc, char **argv)
     free(img);
   }
   if (!parent) {
-    die_msg("overlay %s was made on %s, which is not a version of %s: "
+    log_err("overlay %s was made on %s, which is not a version of %s: "
             "give the store and name the client was served from", prefix,
             ov.info.base_path, namedir);
     goto out;
@@ -402,7 +402,7 @@ cmd_commit(int argc, char **argv)
     free(target);
   }
   if (r < 0) {
-    die_msg("cannot create a file in %s: %s", namedir, strerror(-r));
+    log_err("cannot create a file in %s: %s", namedir, strerror(-r));
     goto out;
   }
   buf = xmalloc(COPY_CHUNK);
@@ -414,11 +414,11 @@ cmd_commit(int argc, char **argv)
       r = apply_overlay(&ov, of.fd, ov.info.size, buf, &written, &zeroed);
   }
   if (r < 0) {
-    die_msg("cannot write the new version in %s: %s", namedir, strerror(-r));
+    log_err("cannot write the new version in %s: %s", namedir, strerror(-r));
     goto out;
   }
   if (!fs_is_clean(of.fd) && !force) {
-    die_msg("the filesystem on overlay %s was not cleanly unmounted (the "
+    log_err("the filesystem on overlay %s was not cleanly unmounted (the "
             "client is still running, or crashed): shut the client down "
             "and commit again, or pass --force", prefix);
     goto out;
@@ -443,7 +443,7 @@ cmd_commit(int argc, char **argv)
           (unsigned long long)(written >> 10),
           (unsigned long long)(zeroed >> 10));
   if (undone)
-    warn_msg("commit --force: %04u is %04u + this client's changes: it %s",
+    log_warn("commit --force: %04u is %04u + this client's changes: it %s",
              id, parent, undone);
   rc = 0;
 out:

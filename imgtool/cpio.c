@@ -42,7 +42,7 @@ flush_out(struct cpio_writer *w, int flush)
     zr = deflate(&w->z, flush);
     if (zr == Z_STREAM_ERROR)
       return -EIO;
-    int r = write_all(w->fd, w->out, sizeof w->out - w->z.avail_out);
+    int r = full_write(w->fd, w->out, sizeof w->out - w->z.avail_out);
     if (r < 0)
       return r;
   } while (w->z.avail_out == 0 || (flush == Z_FINISH && zr != Z_STREAM_END));
@@ -66,7 +66,7 @@ put(struct cpio_writer *w, const void *data, size_t len)
       w->z.avail_out = sizeof w->out;
       if (deflate(&w->z, Z_NO_FLUSH) == Z_STREAM_ERROR)
         return -EIO;
-      r = write_all(w->fd, w->out, sizeof w->out - w->z.avail_out);
+      r = full_write(w->fd, w->out, sizeof w->out - w->z.avail_out);
       if (r < 0)
         return r;
     }

@@ -34,7 +34,7 @@ exclude_add(struct exclude_list *x, const char *pattern)
   while (l > 1 && p[l - 1] == '/')
     p[--l] = '\0';
   if (l == 0 || strcmp(p, "/") == 0) {
-    die_msg("--exclude '%s' matches no entry (the tree's root cannot be "
+    log_err("--exclude '%s' matches no entry (the tree's root cannot be "
             "excluded): give e.g. '/var/cache/*' or '*.pyc'", pattern);
     free(p);
     return -EINVAL;

@@ -44,13 +44,6 @@ struct pins {
   size_t overlays;
 };
 
-static bool
-ends_with(const char *s, const char *suffix)
-{
-  size_t a = strlen(s), b = strlen(suffix);
-  return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
 /* Walks dir for PREFIX.map files and records the base each one pins. */
 static int
 collect_pins(const char *dir, struct pins *p, int depth)
@@ -61,7 +54,7 @@ collect_pins(const char *dir, struct pins *p, int depth)
 
   if (!d) {
     r = -errno;
-    die_msg("cannot read overlay directory %s: %s", dir, strerror(-r));
+    log_err("cannot read overlay directory %s: %s", dir, strerror(-r));
     return r;
   }
   while (!r && (de = readdir(d))) {
@@ -84,7 +77,7 @@ collect_pins(const char *dir, struct pins *p, int depth)
       path[strlen(path) - 4] = '\0';
       r = ovl_file_read_header(path, &info);
       if (r < 0) {
-        die_msg("cannot read overlay %s.map: %s; refusing to collect "
+        log_err("cannot read overlay %s.map: %s; refusing to collect "
                 "garbage without knowing which version it uses", path,
                 strerror(-r));
       } else {
@@ -136,7 +129,7 @@ remove_one(const char *path, bool dry_run, unsigned *count)
     printf("removed %s\n", path);
     (*count)++;
   } else if (errno != ENOENT) {
-    warn_msg("cannot remove %s: %s", path, strerror(errno));
+    log_warn("cannot remove %s: %s", path, strerror(errno));
   }
 }
 
@@ -178,19 +171,19 @@ gc_namedir(const char *namedir, const struct pins *p, bool dry_run,
 
   lock = store_lock(namedir, false);
   if (lock < 0) {
-    die_msg("cannot lock store %s: %s", namedir, strerror(-lock));
+    log_err("cannot lock store %s: %s", namedir, strerror(-lock));
     return 1;
   }
   r = store_current(namedir, &k.cur);
   if (r < 0) {
-    die_msg("%s/current is not a version link: fix it before gc", namedir);
+    log_err("%s/current is not a version link: fix it before gc", namedir);
     store_unlock(lock);
     return 1;
   }
   r = store_list(namedir, &k.ids, &k.n);
   d = r < 0 ? NULL : opendir(namedir);
   if (!d) {
-    die_msg("cannot read %s: %s", namedir, strerror(r < 0 ? -r : errno));
+    log_err("cannot read %s: %s", namedir, strerror(r < 0 ? -r : errno));
     free(k.ids);
     store_unlock(lock);
     return 1;
@@ -311,7 +304,7 @@ cmd_gc(int argc, char **argv)
     case 'f': force = true; break;
     case 'k':
       if (parse_keep(optarg, &keep) < 0) {
-        die_msg("--keep '%s': give how many of the newest versions to "
+        log_err("--keep '%s': give how many of the newest versions to "
                 "keep, e.g. --keep 3", optarg);
         free(ovdirs);
         return 2;
@@ -328,12 +321,12 @@ cmd_gc(int argc, char **argv)
     }
   }
   if (!store || optind != argc) {
-    die_msg("gc needs --store DIR and --overlays OVERLAY_DIR (nbdsrv's -o)");
+    log_err("gc needs --store DIR and --overlays OVERLAY_DIR (nbdsrv's -o)");
     free(ovdirs);
     return 2;
   }
   if (!novdirs && !no_overlays) {
-    die_msg("gc needs --overlays OVERLAY_DIR (nbdsrv's -o) to keep the "
+    log_err("gc needs --overlays OVERLAY_DIR (nbdsrv's -o) to keep the "
             "versions clients use; pass --no-overlays if no server uses "
             "this store");
     free(ovdirs);
@@ -347,7 +340,7 @@ cmd_gc(int argc, char **argv)
     } else if (p.overlays == before && !force) {
       /* Planning with the wrong directory would remove the versions
        * every client uses: an empty one is most likely a typo. */
-      die_msg("overlay directory %s holds no overlays (no *.map files): "
+      log_err("overlay directory %s holds no overlays (no *.map files): "
               "give nbdsrv's -o directory, or pass --force if no client "
               "has an overlay yet", ovdirs[i]);
       rc = 1;
@@ -363,7 +356,7 @@ cmd_gc(int argc, char **argv)
     names = xcalloc(1, sizeof *names);
     names[nn++] = xasprintf("%s/%s", store, name);
   } else if ((r = store_names(store, &names, &nn)) < 0) {
-    die_msg("cannot open store %s: %s", store, strerror(-r));
+    log_err("cannot open store %s: %s", store, strerror(-r));
     free(p.v);
     return 1;
   }

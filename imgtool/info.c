@@ -40,16 +40,16 @@ looks_like_image(const char *path)
   int fd = open(path, O_RDONLY | O_CLOEXEC), r;
 
   if (fd < 0) {
-    die_msg("cannot read %s: %s", path, strerror(errno));
+    log_err("cannot read %s: %s", path, strerror(errno));
     return false;
   }
   r = ext_superblock_read(fd, sb);
   close(fd);
   if (r == -EINVAL)
-    die_msg("%s is not an ext4 image (no ext2/3/4 superblock): give an "
+    log_err("%s is not an ext4 image (no ext2/3/4 superblock): give an "
             "image file, a store DIR or DIR/NAME", path);
   else if (r < 0)
-    die_msg("cannot read %s: %s", path, strerror(-r));
+    log_err("cannot read %s: %s", path, strerror(-r));
   return r == 0;
 }
 
@@ -65,7 +65,7 @@ info_image(const char *path)
     return 1;
   e = ext2fs_open(path, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs);
   if (e) {
-    die_msg("%s has an ext2/3/4 superblock but cannot be opened (%s): "
+    log_err("%s has an ext2/3/4 superblock but cannot be opened (%s): "
             "check it with e2fsck -fn", path, error_message(e));
     return 1;
   }
@@ -96,7 +96,7 @@ info_namedir(const char *namedir)
 
   r = store_list(namedir, &ids, &n);
   if (r < 0) {
-    die_msg("cannot read store %s: %s", namedir, strerror(-r));
+    log_err("cannot read store %s: %s", namedir, strerror(-r));
     return 1;
   }
   store_current(namedir, &cur);
@@ -146,7 +146,7 @@ for_each_namedir(const char *store, const char *name,
   }
   rc = store_names(store, &names, &n);
   if (rc < 0) {
-    die_msg("cannot open store %s: %s", store, strerror(-rc));
+    log_err("cannot open store %s: %s", store, strerror(-rc));
     return 1;
   }
   for (size_t i = 0; i < n; i++) {
@@ -168,7 +168,7 @@ verify_namedir(const char *namedir)
 
   r = store_list(namedir, &ids, &n);
   if (r < 0) {
-    die_msg("cannot read store %s: %s", namedir, strerror(-r));
+    log_err("cannot read store %s: %s", namedir, strerror(-r));
     return 1;
   }
   rcur = store_current(namedir, &cur);
@@ -225,7 +225,7 @@ store_cmd(int argc, char **argv, bool verify)
     const char *arg = argv[optind];
     struct stat st;
     if (stat(arg, &st) < 0) {
-      die_msg("%s: %s", arg, strerror(errno));
+      log_err("%s: %s", arg, strerror(errno));
       return 1;
     }
     if (S_ISDIR(st.st_mode)) {
@@ -235,13 +235,13 @@ store_cmd(int argc, char **argv, bool verify)
       return verify ? verify_namedir(arg) : info_namedir(arg);
     }
     if (verify) {
-      die_msg("verify checks a store: give --store DIR [--name NAME]");
+      log_err("verify checks a store: give --store DIR [--name NAME]");
       return 2;
     }
     return info_image(arg);
   }
   if (!store || optind != argc) {
-    die_msg("%s needs --store DIR [--name NAME]%s", verify ? "verify" : "info",
+    log_err("%s needs --store DIR [--name NAME]%s", verify ? "verify" : "info",
             verify ? "" : " or an IMAGE");
     return 2;
   }

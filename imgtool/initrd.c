@@ -119,7 +119,7 @@ read_file(const char *path, char **data, size_t *len)
     return r;
   }
   *data = xmalloc((size_t)st.st_size + 1);
-  n = pread_full(fd, *data, (size_t)st.st_size, 0);
+  n = full_pread(fd, *data, (size_t)st.st_size, 0);
   close(fd);
   if (n < 0) {
     free(*data);
@@ -178,9 +178,9 @@ decompress_with(const char *tool, const char *path, char **data, size_t *len)
     free(*data);
     *data = NULL;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-      die_msg("cannot decompress %s: %s not found (install it)", path, tool);
+      log_err("cannot decompress %s: %s not found (install it)", path, tool);
     else
-      die_msg("cannot decompress %s with %s: corrupt or truncated (check "
+      log_err("cannot decompress %s with %s: corrupt or truncated (check "
               "it with %s -t)", path, tool, tool);
     return -EIO;
   }
@@ -207,7 +207,7 @@ gunzip_file(const char *path, char **data, size_t *len)
     if (n < 0) {
       gzclose(g);
       free(*data);
-      die_msg("cannot decompress %s: corrupt gzip data", path);
+      log_err("cannot decompress %s: corrupt gzip data", path);
       return -EIO;
     }
     if (n == 0)
@@ -216,13 +216,6 @@ gunzip_file(const char *path, char **data, size_t *len)
   }
   gzclose(g);
   return 0;
-}
-
-static bool
-ends_with(const char *s, const char *suffix)
-{
-  size_t a = strlen(s), b = strlen(suffix);
-  return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
 /* Loads a module file, decompressed; *plain gets its .ko name. */
@@ -246,11 +239,11 @@ load_module(const char *moddir, const char *rel, char **data, size_t *len,
   } else {
     r = read_file(path, data, len);
     if (r < 0)
-      die_msg("cannot read module %s: %s", path, strerror(-r));
+      log_err("cannot read module %s: %s", path, strerror(-r));
   }
   free(path);
   if (r == 0 && (*len < 4 || memcmp(*data, "\177ELF", 4) != 0)) {
-    die_msg("module %s/%s is not an ELF object after decompression", moddir,
+    log_err("module %s/%s is not an ELF object after decompression", moddir,
             rel);
     free(*data);
     r = -EINVAL;
@@ -272,7 +265,7 @@ check_agent(const char *path, const char *data, size_t len)
   uint16_t phentsize, phnum;
 
   if (len < 64 || memcmp(e, "\177ELF", 4) != 0 || e[4] != 2 || e[5] != 1) {
-    die_msg("agent %s is not a 64-bit little-endian ELF executable: give "
+    log_err("agent %s is not a 64-bit little-endian ELF executable: give "
             "the built nbdroot-agent with --agent", path);
     return -ENOEXEC;
   }
@@ -285,7 +278,7 @@ check_agent(const char *path, const char *data, size_t len)
     uint32_t type;
     memcpy(&type, e + phoff + (uint64_t)i * phentsize, 4);
     if (type == 3 /* PT_INTERP */) {
-      die_msg("agent %s is dynamically linked: /init must be a static "
+      log_err("agent %s is dynamically linked: /init must be a static "
               "binary (build it with musl-gcc -static)", path);
       return -ENOEXEC;
     }
@@ -383,7 +376,7 @@ cmd_initrd(int argc, char **argv)
     }
   }
   if (optind != argc) {
-    die_msg("initrd: unexpected argument '%s'", argv[optind]);
+    log_err("initrd: unexpected argument '%s'", argv[optind]);
     initrd_usage(stderr);
     free(agent);
     return 2;
@@ -392,19 +385,19 @@ cmd_initrd(int argc, char **argv)
     free(agent);
     r = cpio_list(list, stdout);
     if (r < 0) {
-      die_msg("%s is not a gzip'd newc cpio archive (or is truncated)", list);
+      log_err("%s is not a gzip'd newc cpio archive (or is truncated)", list);
       return 1;
     }
     return 0;
   }
   if (!out) {
-    die_msg("initrd needs -o FILE.gz");
+    log_err("initrd needs -o FILE.gz");
     initrd_usage(stderr);
     free(agent);
     return 2;
   }
   if (kver && moddir_opt) {
-    die_msg("give --kernel-version or --modules-dir, not both");
+    log_err("give --kernel-version or --modules-dir, not both");
     free(agent);
     return 2;
   }
@@ -417,7 +410,7 @@ cmd_initrd(int argc, char **argv)
   if (moddir_opt) {
     moddir = realpath(moddir_opt, NULL);
     if (!moddir) {
-      die_msg("--modules-dir %s: %s", moddir_opt, strerror(errno));
+      log_err("--modules-dir %s: %s", moddir_opt, strerror(errno));
       goto done;
     }
     version = xstrdup(strrchr(moddir, '/') + 1);
@@ -429,7 +422,7 @@ cmd_initrd(int argc, char **argv)
     }
     if (!*kver || strchr(kver, '/') || strcmp(kver, ".") == 0 ||
         strcmp(kver, "..") == 0) {
-      die_msg("--kernel-version '%s' is not a kernel version (e.g. %s)", kver,
+      log_err("--kernel-version '%s' is not a kernel version (e.g. %s)", kver,
               "6.1.0-18-amd64");
       goto done;
     }
@@ -437,7 +430,7 @@ cmd_initrd(int argc, char **argv)
     moddir = xasprintf("%s/%s", MODULES_ROOT, kver);
   }
   if (stat(moddir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-    die_msg("no modules for kernel %s: %s is missing; give --kernel-version "
+    log_err("no modules for kernel %s: %s is missing; give --kernel-version "
             "of an installed kernel (see ls %s) or --modules-dir", version,
             moddir, MODULES_ROOT);
     goto done;
@@ -452,9 +445,9 @@ cmd_initrd(int argc, char **argv)
     split_list(mods, &req, &nreq);
     for (size_t i = 0; i < nreq; i++) {
       if (strcmp(req[i], "default") == 0) {
-        for (size_t j = 0; j < sizeof default_required / sizeof *default_required; j++)
+        for (size_t j = 0; j < ARRAY_SIZE(default_required); j++)
           split_list(default_required[j], &names, &nnames);
-        for (size_t j = 0; j < sizeof default_optional / sizeof *default_optional; j++)
+        for (size_t j = 0; j < ARRAY_SIZE(default_optional); j++)
           split_list(default_optional[j], &optional, &noptional);
         free(req[i]);
       } else {
@@ -478,7 +471,7 @@ cmd_initrd(int argc, char **argv)
 
     r = read_file(agent, &data, &len);
     if (r < 0) {
-      die_msg("cannot read the initrd agent %s: %s (build it, or give "
+      log_err("cannot read the initrd agent %s: %s (build it, or give "
               "--agent PATH)", agent, strerror(-r));
       goto done;
     }
@@ -497,7 +490,7 @@ cmd_initrd(int argc, char **argv)
                                         "root", "newroot", "etc",
                                         "etc/nbdroot" };
     struct entry *e;
-    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++)
+    for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
       add_entry(&ents, dirs[i], S_IFDIR | (strcmp(dirs[i], "tmp") == 0
                                              ? 01777 : 0755));
     e = add_entry(&ents, "dev/console", S_IFCHR | 0600);
@@ -547,7 +540,7 @@ cmd_initrd(int argc, char **argv)
   tmpfile_install_signals();
   r = outfile_create(out, 0644, &of);
   if (r < 0) {
-    die_msg("cannot create a file next to %s: %s", out, strerror(-r));
+    log_err("cannot create a file next to %s: %s", out, strerror(-r));
     goto done;
   }
   r = cpio_open(of.fd, &w);
@@ -565,7 +558,7 @@ cmd_initrd(int argc, char **argv)
   if (!r)
     r = outfile_install(&of, out);
   if (r < 0) {
-    die_msg("cannot write %s: %s", out, strerror(-r));
+    log_err("cannot write %s: %s", out, strerror(-r));
     goto done;
   }
   fsync_dir_of(out);

@@ -37,13 +37,14 @@ static void
 usage(FILE *f)
 {
   fputs("usage: imgtool COMMAND [OPTIONS]   (imgtool COMMAND --help)\n", f);
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+  for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
     fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
 }
 
 int
 main(int argc, char **argv)
 {
+  log_open("imgtool", true);
   if (argc < 2) {
     usage(stderr);
     return 2;
@@ -59,7 +60,7 @@ main(int argc, char **argv)
   /* libext2fs's errors in words ("Attempt to read block from filesystem
    * resulted in short read"), not "Unknown code ext2 36". */
   initialize_ext2_error_table();
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+  for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
     if (strcmp(argv[1], commands[i].name) == 0) {
       int rc = commands[i].run(argc - 1, argv + 1);
       fflush(stdout);
@@ -67,7 +68,7 @@ main(int argc, char **argv)
       return rc;
     }
   }
-  fprintf(stderr, "imgtool: error: unknown command '%s'\n", argv[1]);
+  log_err("unknown command '%s'", argv[1]);
   usage(stderr);
   return 2;
 }

@@ -344,7 +344,7 @@ visit(struct moddb *db, struct mod *m)
   for (size_t i = 0; i < m->ndeps; i++) {
     struct mod *d = find_mod_path(db, m->deps[i]);
     if (!d) {
-      die_msg("%s/modules.dep: %s needs %s, which is not listed: run "
+      log_err("%s/modules.dep: %s needs %s, which is not listed: run "
               "depmod for this kernel", db->moddir, m->path, m->deps[i]);
       return -ENOENT;
     }
@@ -371,7 +371,7 @@ modules_resolve(const char *moddir, char **names, size_t nnames,
   memset(out, 0, sizeof *out);
   r = load_db(&db, moddir);
   if (r < 0) {
-    die_msg("cannot read %s/modules.dep: %s (is this a kernel modules "
+    log_err("cannot read %s/modules.dep: %s (is this a kernel modules "
             "directory? run depmod for it)", moddir, strerror(-r));
     return r;
   }
@@ -384,7 +384,7 @@ modules_resolve(const char *moddir, char **names, size_t nnames,
   for (size_t i = 0; i < nnames; i++) {
     r = visit_name(&db, names[i]);
     if (r == -ENOENT)
-      die_msg("module '%s' not found in %s (not in modules.dep, "
+      log_err("module '%s' not found in %s (not in modules.dep, "
               "modules.alias or modules.builtin): check the name with "
               "modinfo", names[i], moddir);
     if (r < 0)

@@ -386,7 +386,7 @@ open_source(const char *opt, const char *path, bool kernel, off_t *size)
     return -EINVAL;
   }
   memset(h, 0, sizeof h);
-  n = pread_full(fd, h, sizeof h, 0);
+  n = full_pread(fd, h, sizeof h, 0);
   if (n < 0) {
     die_msg("cannot read %s %s: %s", opt, path, strerror((int)-n));
     close(fd);
@@ -798,7 +798,7 @@ copy_fd(int in, int out, off_t size)
   while (off < (uint64_t)size) {
     size_t want = (uint64_t)size - off > COPY_CHUNK
                     ? COPY_CHUNK : (size_t)((uint64_t)size - off);
-    ssize_t n = pread_full(in, buf, want, off);
+    ssize_t n = full_pread(in, buf, want, off);
     if (n < 0) {
       r = (int)n;
       break;
@@ -807,7 +807,7 @@ copy_fd(int in, int out, off_t size)
       r = -EIO; /* shrank while copied */
       break;
     }
-    r = write_all(out, buf, (size_t)n);
+    r = full_write(out, buf, (size_t)n);
     if (r < 0)
       break;
     off += (uint64_t)n;
@@ -1184,7 +1184,7 @@ cmd_pxe(int argc, char **argv)
     if (f->src >= 0)
       r = copy_fd(f->src, f->of.fd, f->src_size);
     else
-      r = write_all(f->of.fd, f->text.p, f->text.len);
+      r = full_write(f->of.fd, f->text.p, f->text.len);
     if (!r && fsync(f->of.fd) < 0)
       r = -errno;
     if (r < 0) {

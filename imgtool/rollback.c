@@ -52,12 +52,12 @@ rollback_locked(const char *namedir, unsigned id)
 
   r = store_list(namedir, &ids, &n);
   if (r < 0) {
-    die_msg("cannot read store %s: %s", namedir, strerror(-r));
+    log_err("cannot read store %s: %s", namedir, strerror(-r));
     return 1;
   }
   if (!is_published(ids, n, id)) {
     list = store_format_ids(ids, n);
-    die_msg("%s has no version %04u (published: %s): give one of those",
+    log_err("%s has no version %04u (published: %s): give one of those",
             namedir, id, n ? list : "none");
     free(list);
     goto out;
@@ -72,13 +72,13 @@ rollback_locked(const char *namedir, unsigned id)
     goto out;
   }
   if (store_check_version(namedir, id, msg, sizeof msg) < 0) {
-    die_msg("version %04u of %s fails verification (%s): current stays "
+    log_err("version %04u of %s fails verification (%s): current stays "
             "as it is", id, namedir, msg);
     goto out;
   }
   r = store_set_current(namedir, id);
   if (r < 0) {
-    die_msg("cannot move %s/current: %s", namedir, strerror(-r));
+    log_err("cannot move %s/current: %s", namedir, strerror(-r));
     goto out;
   }
   printf("%s/%04u.img\n", namedir, id);
@@ -119,18 +119,18 @@ cmd_rollback(int argc, char **argv)
   if (!name && optind < argc)
     name = argv[optind++];
   if (!store || !name || optind != argc - 1) {
-    die_msg("rollback needs --store DIR, the image NAME and the VERSION "
+    log_err("rollback needs --store DIR, the image NAME and the VERSION "
             "to make current (imgtool rollback --help)");
     return 2;
   }
   version = argv[optind];
   if (!*name || strchr(name, '/') || name[0] == '.') {
-    die_msg("image name '%s': give a plain name without '/' or a leading "
+    log_err("image name '%s': give a plain name without '/' or a leading "
             "'.'", name);
     return 2;
   }
   if (store_parse_version(version, &id) < 0) {
-    die_msg("version '%s': give a version number such as 2, 0002 or "
+    log_err("version '%s': give a version number such as 2, 0002 or "
             "0002.img (imgtool info lists them)", version);
     return 2;
   }
@@ -139,7 +139,7 @@ cmd_rollback(int argc, char **argv)
     return 1;
   lock = store_lock(namedir, false);
   if (lock < 0) {
-    die_msg("cannot lock store %s: %s", namedir, strerror(-lock));
+    log_err("cannot lock store %s: %s", namedir, strerror(-lock));
     free(namedir);
     return 1;
   }

@@ -145,7 +145,7 @@ read_xattrs(struct node *n)
     struct xattr *x;
 
     if (!xattr_supported(p)) {
-      warn_msg("%s: extended attribute %s cannot be stored in ext4, skipped",
+      log_warn("%s: extended attribute %s cannot be stored in ext4, skipped",
                n->path, p);
       continue;
     }
@@ -256,7 +256,7 @@ scan_dir(struct scan_ctx *c, struct node *n)
   int r = 0;
 
   if (n->st.st_dev != c->root_dev) {
-    warn_msg("%s is a mount point (another filesystem): stored as an empty "
+    log_warn("%s is a mount point (another filesystem): stored as an empty "
              "directory", n->path);
     hash_node(c, n);
     c->t->meta_blocks += 1;
@@ -265,7 +265,7 @@ scan_dir(struct scan_ctx *c, struct node *n)
   d = opendir(n->path);
   if (!d) {
     r = -errno;
-    die_msg("cannot read directory %s: %s", n->path, strerror(-r));
+    log_err("cannot read directory %s: %s", n->path, strerror(-r));
     return r;
   }
   for (;;) {
@@ -278,7 +278,7 @@ scan_dir(struct scan_ctx *c, struct node *n)
     if (!de) {
       if (errno) {
         r = -errno;
-        die_msg("cannot read directory %s: %s", n->path, strerror(-r));
+        log_err("cannot read directory %s: %s", n->path, strerror(-r));
         closedir(d);
         return r;
       }
@@ -317,7 +317,7 @@ scan_dir(struct scan_ctx *c, struct node *n)
 
     if (lstat(k->path, &k->st) < 0) {
       r = -errno;
-      die_msg("cannot stat %s: %s", k->path, strerror(-r));
+      log_err("cannot stat %s: %s", k->path, strerror(-r));
       return r;
     }
     c->t->nnodes++;
@@ -325,7 +325,7 @@ scan_dir(struct scan_ctx *c, struct node *n)
       struct node *first = hl_find_or_add(&c->hl, k);
       if (first) {
         if (first->hl_count >= 65000) {
-          die_msg("%s: more than 65000 hard links to one file (ext4's "
+          log_err("%s: more than 65000 hard links to one file (ext4's "
                   "limit): make some of them copies", k->path);
           return -EMLINK;
         }
@@ -341,7 +341,7 @@ scan_dir(struct scan_ctx *c, struct node *n)
     c->t->ninodes++;
     r = read_xattrs(k);
     if (r < 0) {
-      die_msg("cannot read extended attributes of %s: %s", k->path,
+      log_err("cannot read extended attributes of %s: %s", k->path,
               strerror(-r));
       return r;
     }
@@ -357,7 +357,7 @@ scan_dir(struct scan_ctx *c, struct node *n)
       ssize_t len;
 
       if (sz > BLK) {
-        die_msg("symlink %s: target longer than %u bytes cannot be stored",
+        log_err("symlink %s: target longer than %u bytes cannot be stored",
                 k->path, BLK - 1);
         return -ENAMETOOLONG;
       }
@@ -365,7 +365,7 @@ scan_dir(struct scan_ctx *c, struct node *n)
       len = readlink(k->path, k->link, sz);
       if (len < 0) {
         r = -errno;
-        die_msg("cannot read symlink %s: %s", k->path, strerror(-r));
+        log_err("cannot read symlink %s: %s", k->path, strerror(-r));
         return r;
       }
       k->link[len] = '\0';
@@ -418,11 +418,11 @@ tree_scan(const char *path, int64_t clamp, bool clamp_set,
   t->root = root;
   if (stat(root->path, &root->st) < 0) {
     r = -errno;
-    die_msg("tree %s: %s", path, strerror(-r));
+    log_err("tree %s: %s", path, strerror(-r));
     return r;
   }
   if (!S_ISDIR(root->st.st_mode)) {
-    die_msg("tree %s is not a directory: give the directory to turn into "
+    log_err("tree %s is not a directory: give the directory to turn into "
             "an image", path);
     return -ENOTDIR;
   }
@@ -431,7 +431,7 @@ tree_scan(const char *path, int64_t clamp, bool clamp_set,
   t->nnodes = t->ninodes = 1;
   r = read_xattrs(root);
   if (r < 0) {
-    die_msg("cannot read extended attributes of %s: %s", path, strerror(-r));
+    log_err("cannot read extended attributes of %s: %s", path, strerror(-r));
     return r;
   }
   c.hits = xcalloc(x ? x->n : 0, sizeof *c.hits);
@@ -440,7 +440,7 @@ tree_scan(const char *path, int64_t clamp, bool clamp_set,
   /* Most likely a typo, or a path given with the host's prefix. */
   for (size_t i = 0; r == 0 && x && i < x->n; i++)
     if (!c.hits[i])
-      warn_msg("--exclude '%s' matched nothing in %s (patterns with a '/' "
+      log_warn("--exclude '%s' matched nothing in %s (patterns with a '/' "
                "are paths from the tree's root)", x->pat[i], path);
   free(c.hits);
   if (r < 0)

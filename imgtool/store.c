@@ -430,7 +430,7 @@ err_held:
     unlink(meta);
   signals_hold(false);
 err:
-  die_msg("cannot publish a new version in %s: %s", namedir, strerror(-r));
+  log_err("cannot publish a new version in %s: %s", namedir, strerror(-r));
 out:
   outfile_close(&mf);
   free(img);
@@ -485,10 +485,10 @@ store_name_dir(const char *store, const char *name)
   if (stat(nd, &st) == 0 && S_ISDIR(st.st_mode))
     return nd;
   if (stat(store, &st) < 0)
-    die_msg("no store %s (%s): give the --store DIR images were built "
+    log_err("no store %s (%s): give the --store DIR images were built "
             "into", store, strerror(errno));
   else
-    die_msg("no image %s in store %s (%s is missing)", name, store, nd);
+    log_err("no image %s in store %s (%s is missing)", name, store, nd);
   free(nd);
   return NULL;
 }

@@ -1,4 +1,4 @@
-/* imgtool: small helpers (messages, allocation, sizes, temporary files,
+/* imgtool: small helpers (allocation, sizes, temporary files,
  * durable writes, subprocesses).
  *
  * Temporary files: every output is written under a temporary name next to
@@ -24,34 +24,10 @@
 
 #include "imgtool.h"
 
-void
-die_msg(const char *fmt, ...)
-{
-  va_list ap;
-  char line[2048];
-
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  fprintf(stderr, "imgtool: error: %s\n", line);
-}
-
-void
-warn_msg(const char *fmt, ...)
-{
-  va_list ap;
-  char line[2048];
-
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  fprintf(stderr, "imgtool: warning: %s\n", line);
-}
-
 static void
 oom(void)
 {
-  fputs("imgtool: error: out of memory\n", stderr);
+  log_err("out of memory");
   tmpfile_cleanup();
   exit(1);
 }
@@ -119,7 +95,7 @@ source_date_epoch(int64_t *out)
   errno = 0;
   v = strtoll(s, &end, 10);
   if (errno || *end || v < 0 || v > 0x3ffffffffLL) {
-    die_msg("SOURCE_DATE_EPOCH='%s' is not a number of seconds since 1970: "
+    log_err("SOURCE_DATE_EPOCH='%s' is not a number of seconds since 1970: "
             "set it to e.g. $(date +%%s) or unset it", s);
     return -EINVAL;
   }
@@ -391,66 +367,9 @@ fsync_dir_of(const char *path)
 }
 
 int
-pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-  const char *p = buf;
-
-  while (len) {
-    ssize_t n = pwrite(fd, p, len, (off_t)off);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    p += n;
-    len -= (size_t)n;
-    off += (uint64_t)n;
-  }
-  return 0;
-}
-
-int
-write_all(int fd, const void *buf, size_t len)
-{
-  const char *p = buf;
-
-  while (len) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-ssize_t
-pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-  char *p = buf;
-  size_t done = 0;
-
-  while (done < len) {
-    ssize_t n = pread(fd, p + done, len - done, (off_t)(off + done));
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    if (n == 0)
-      break;
-    done += (size_t)n;
-  }
-  return (ssize_t)done;
-}
-
-int
 ext_superblock_read(int fd, uint8_t sb[1024])
 {
-  ssize_t n = pread_full(fd, sb, 1024, 1024);
+  ssize_t n = full_pread(fd, sb, 1024, 1024);
 
   if (n < 0)
     return (int)n;
@@ -491,13 +410,4 @@ run_cmd(char *const argv[], int out_fd)
   if (WIFEXITED(status))
     return WEXITSTATUS(status);
   return 128 + WTERMSIG(status);
-}
-
-double
-now_sec(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }

@@ -13,6 +13,9 @@
 #include <netinet/in.h>
 #include <net/if.h>
 
+#include "clock.h"  /* common/: now_ms, milliseconds since boot */
+#include "util.h"   /* common/: ARRAY_SIZE */
+
 #define AGENT_NAME "nbdroot"
 
 /* ---- cmdline.c ------------------------------------------------------- */
@@ -78,8 +81,6 @@ int cmdline_wire_name(const struct agent_config *cfg, const char *mac,
 void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Sleeps ms milliseconds (restarting on EINTR). */
 void sleep_ms(unsigned ms);
-/* Milliseconds since boot (CLOCK_MONOTONIC). */
-uint64_t now_ms(void);
 void console_timestamps(bool on);
 
 /* ---- modules.c ------------------------------------------------------- */

@@ -9,9 +9,11 @@ initrd_agent_sources = \
 	$(srcdir)/initrd/modules.c $(srcdir)/initrd/net.c \
 	$(srcdir)/initrd/dhcp.c $(srcdir)/initrd/nbd-handshake.c \
 	$(srcdir)/initrd/nbd-netlink.c $(srcdir)/initrd/switch-root.c \
-	$(srcdir)/initrd/supervisor.c
+	$(srcdir)/initrd/supervisor.c \
+	$(srcdir)/common/io.c $(srcdir)/common/clock.c
 initrd_agent_headers = $(srcdir)/initrd/agent.h $(srcdir)/initrd/uapi.h \
-	$(srcdir)/common/nbd-protocol.h
+	$(srcdir)/common/nbd-protocol.h $(srcdir)/common/io.h \
+	$(srcdir)/common/clock.h $(srcdir)/common/util.h
 INITRD_AGENT_CFLAGS = -static -Os -s -std=gnu11 -D_GNU_SOURCE \
 	-ffunction-sections -fdata-sections -Wl,--gc-sections \
 	$(WARN_CFLAGS) -I$(top_srcdir)/common

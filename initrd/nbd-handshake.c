@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "io.h"
 #include "nbd-protocol.h"
 
 #define CONNECT_TIMEOUT_MS 10000
@@ -102,40 +103,25 @@ static int set_timeouts(int fd, int secs)
   return 0;
 }
 
-static int read_all(int fd, void *buf, size_t len)
+/* The socket has SO_RCVTIMEO/SO_SNDTIMEO set: EAGAIN means a timeout. */
+static int sock_error(ssize_t n)
 {
-  char *p = buf;
-
-  while (len) {
-    ssize_t n = recv(fd, p, len, 0);
-    if (n == 0)
-      return -ECONNRESET;
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return errno == EAGAIN ? -ETIMEDOUT : -errno;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
+  return n == -EAGAIN ? -ETIMEDOUT : (int)n;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
+/* All of len bytes, or -ECONNRESET when the server closed first. */
+static int sock_read(int fd, void *buf, size_t len)
 {
-  const char *p = buf;
+  ssize_t n = full_read(fd, buf, len);
 
-  while (len) {
-    ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return errno == EAGAIN ? -ETIMEDOUT : -errno;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
+  if (n < 0)
+    return sock_error(n);
+  return (size_t)n < len ? -ECONNRESET : 0;
+}
+
+static int sock_write(int fd, const void *buf, size_t len)
+{
+  return sock_error(full_send(fd, buf, len));
 }
 
 static int send_option(int fd, uint32_t opt, const void *data, uint32_t len)
@@ -145,9 +131,9 @@ static int send_option(int fd, uint32_t opt, const void *data, uint32_t len)
     .option = htobe32(opt),
     .optlen = htobe32(len),
   };
-  int ret = write_all(fd, &h, sizeof(h));
+  int ret = sock_write(fd, &h, sizeof(h));
 
-  return ret ? ret : write_all(fd, data, len);
+  return ret ? ret : sock_write(fd, data, len);
 }
 
 static const char *rep_err_name(uint32_t r)
@@ -188,7 +174,7 @@ static int opt_go(int fd, const struct nbd_target *t,
     uint32_t type, len;
     char msg[256] = "";
 
-    ret = read_all(fd, &r, sizeof(r));
+    ret = sock_read(fd, &r, sizeof(r));
     if (ret)
       return ret;
     type = be32toh(r.reply);
@@ -200,7 +186,7 @@ static int opt_go(int fd, const struct nbd_target *t,
     }
     if (len > sizeof(buf))
       return -EPROTO;
-    ret = read_all(fd, buf, len);
+    ret = sock_read(fd, buf, len);
     if (ret)
       return ret;
     if (type == NBD_REP_ACK)
@@ -258,7 +244,7 @@ static int opt_export_name(int fd, const struct nbd_target *t,
                     (uint32_t)strlen(t->name));
   if (ret)
     return ret;
-  ret = read_all(fd, &r, sizeof(r));
+  ret = sock_read(fd, &r, sizeof(r));
   if (ret == -ECONNRESET) {
     /* the only way this old option can say "no such export" */
     if (!quiet)
@@ -269,7 +255,7 @@ static int opt_export_name(int fd, const struct nbd_target *t,
   }
   if (ret)
     return ret;
-  if (!no_zeroes && (ret = read_all(fd, zeroes, sizeof(zeroes))))
+  if (!no_zeroes && (ret = sock_read(fd, zeroes, sizeof(zeroes))))
     return ret;
   info->size = be64toh(r.exportsize);
   info->flags = be16toh(r.eflags);
@@ -288,7 +274,7 @@ int nbd_connect_export(const struct nbd_target *t, struct nbd_export_info *info,
   if (fd < 0)
     return fd;
   set_timeouts(fd, HANDSHAKE_TIMEOUT_S);
-  ret = read_all(fd, &g, sizeof(g));
+  ret = sock_read(fd, &g, sizeof(g));
   if (ret) {
     if (!quiet)
       say("NBD server %s:%s: no NBD greeting (%s); is an NBD server "
@@ -311,7 +297,7 @@ int nbd_connect_export(const struct nbd_target *t, struct nbd_export_info *info,
   }
   cflags = htobe32(NBD_FLAG_C_FIXED_NEWSTYLE |
                    (gflags & NBD_FLAG_NO_ZEROES ? NBD_FLAG_C_NO_ZEROES : 0));
-  ret = write_all(fd, &cflags, sizeof(cflags));
+  ret = sock_write(fd, &cflags, sizeof(cflags));
   if (ret)
     goto io_err;
   memset(info, 0, sizeof(*info));

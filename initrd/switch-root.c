@@ -39,7 +39,7 @@ int mount_early(void)
 {
   int fd, ret = 0;
 
-  for (size_t i = 0; i < sizeof(early) / sizeof(early[0]); i++) {
+  for (size_t i = 0; i < ARRAY_SIZE(early); i++) {
     mkdir(early[i].dir, 0755);
     if (mount(early[i].src, early[i].dir, early[i].type, early[i].flags,
               early[i].data) && errno != EBUSY)
@@ -82,10 +82,10 @@ static void split_flags(const char *opts, unsigned long *flags, char *data,
   snprintf(buf, sizeof(buf), "%s", opts);
   for (char *o = strtok_r(buf, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
     size_t i;
-    for (i = 0; i < sizeof(mflags) / sizeof(mflags[0]); i++)
+    for (i = 0; i < ARRAY_SIZE(mflags); i++)
       if (!strcmp(o, mflags[i].name))
         break;
-    if (i < sizeof(mflags) / sizeof(mflags[0])) {
+    if (i < ARRAY_SIZE(mflags)) {
       *flags = (*flags | mflags[i].set) & ~mflags[i].clear;
       continue;
     }
@@ -237,7 +237,7 @@ int switch_root(const char *newroot, const char *init)
   struct stat st;
   int fd;
 
-  for (size_t i = 0; i < sizeof(moves) / sizeof(moves[0]); i++) {
+  for (size_t i = 0; i < ARRAY_SIZE(moves); i++) {
     snprintf(target, sizeof(target), "%s%s", newroot, moves[i]);
     if (stat(target, &st) || !S_ISDIR(st.st_mode)) {
       say("the new root has no %s directory; unmounting it instead",

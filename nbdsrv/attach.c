@@ -58,6 +58,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "nbdsrv.h"
 
@@ -110,15 +111,6 @@ static pthread_t thread_self;
  * arrivals, and each stall would cost the next client ATTACH_PATIENCE_MS
  * again. */
 #define ATTACH_CALM_MS 200
-
-static uint64_t
-now_ms(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Waits on cond (queue_lock held) until CLOCK_MONOTONIC reaches ms. */
 static void

@@ -186,14 +186,6 @@ count_clients(struct export_view *x, const struct ctl_conn_info *v, size_t n)
   }
 }
 
-static bool
-ends_with(const char *s, const char *suffix)
-{
-  size_t n = strlen(s), m = strlen(suffix);
-
-  return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
 /* Overlays on disk under OVERLAY_DIR/EXPORT and the space their files
  * take (allocated blocks: the data files are sparse). */
 static void

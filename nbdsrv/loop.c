@@ -44,6 +44,7 @@
 
 #include "log.h"
 #include "nbdsrv.h"
+#include "util.h"
 
 enum ud_kind {
   UD_IO = 1,       /* request file I/O: pointer-based */
@@ -1013,7 +1014,7 @@ setup_ring(struct worker *w)
     { IORING_OP_WRITE, "WRITE" }, { IORING_OP_FSYNC, "FSYNC" },
     { IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL" },
   };
-  for (size_t i = 0; probe && i < sizeof need / sizeof need[0]; i++)
+  for (size_t i = 0; probe && i < ARRAY_SIZE(need); i++)
     if (!io_uring_opcode_supported(probe, need[i].op)) {
       log_err("io_uring: kernel lacks IORING_OP_%s; nbdsrv needs Linux 6.0 or later", need[i].name);
       io_uring_free_probe(probe);

@@ -53,6 +53,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io.h"
 #include "log.h"
 #include "nbdsrv.h"
 #include "util.h"
@@ -454,7 +455,7 @@ sweep_ephemeral_orphans(void)
       char key[sizeof ((struct overlay *)0)->key], prefix[PATH_MAX];
       char id[CLIENT_ID_MAX + 1];
 
-      if (len < 5 || strcmp(de->d_name + len - 4, ".map") != 0 ||
+      if (len < 5 || !ends_with(de->d_name, ".map") ||
           !client_id_valid(de->d_name, len - 4))
         continue;
       /* An old spelling of a MAC left beside its client's overlay (see
@@ -755,44 +756,17 @@ read_block(struct overlay *ov, uint64_t b, char *buf)
 {
   enum ovl_state s = ovl_map_get(&ov->file.map, b);
   int fd = s == OVL_BASE ? ov->base->fd : ov->file.data_fd;
-  size_t done = 0;
+  ssize_t n;
 
   if (s == OVL_ZERO) {
     memset(buf, 0, OVL_BLOCK_SIZE);
     return 0;
   }
-  while (done < OVL_BLOCK_SIZE) {
-    ssize_t r = pread(fd, buf + done, OVL_BLOCK_SIZE - done,
-                      (b << OVL_BLOCK_SHIFT) + done);
-    if (r < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    if (r == 0) {
-      /* The base image ends inside its last block: the rest reads 0. */
-      memset(buf + done, 0, OVL_BLOCK_SIZE - done);
-      break;
-    }
-    done += r;
-  }
-  return 0;
-}
-
-static int
-pwrite_all(int fd, const char *buf, size_t len, uint64_t off)
-{
-  while (len > 0) {
-    ssize_t r = pwrite(fd, buf, len, off);
-    if (r < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    buf += r;
-    len -= r;
-    off += r;
-  }
+  n = full_pread(fd, buf, OVL_BLOCK_SIZE, b << OVL_BLOCK_SHIFT);
+  if (n < 0)
+    return (int)n;
+  /* The base image ends inside its last block: the rest reads 0. */
+  memset(buf + n, 0, OVL_BLOCK_SIZE - (size_t)n);
   return 0;
 }
 
@@ -817,10 +791,10 @@ write_locked(struct overlay *ov, const char *buf, uint64_t off, uint64_t len)
       /* Whole blocks in the middle: write them as they are. */
       uint64_t whole = (end - off) & ~(uint64_t)(OVL_BLOCK_SIZE - 1);
       if (buf) {
-        r = pwrite_all(ov->file.data_fd, buf, whole, off);
+        r = full_pwrite(ov->file.data_fd, buf, whole, off);
       } else {
         for (uint64_t i = 0; i < whole; i += OVL_BLOCK_SIZE) {
-          r = pwrite_all(ov->file.data_fd, zero_block, OVL_BLOCK_SIZE, off + i);
+          r = full_pwrite(ov->file.data_fd, zero_block, OVL_BLOCK_SIZE, off + i);
           if (r < 0)
             break;
         }
@@ -840,7 +814,7 @@ write_locked(struct overlay *ov, const char *buf, uint64_t off, uint64_t len)
       return r;
     src = buf ? buf : zero_block;
     memcpy(block + in, src, n);
-    r = pwrite_all(ov->file.data_fd, block, OVL_BLOCK_SIZE, boff);
+    r = full_pwrite(ov->file.data_fd, block, OVL_BLOCK_SIZE, boff);
     if (r < 0)
       return r;
     r = queue_record(ov, b, 1, OVL_DATA);

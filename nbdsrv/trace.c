@@ -25,8 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io.h"
 #include "log.h"
 #include "nbdsrv.h"
+#include "util.h"
 
 static int trace_fd = -1;
 
@@ -59,18 +61,11 @@ trace_enabled(void)
 void
 trace_flush(struct worker *w)
 {
-  size_t off = 0;
+  int r = full_write(trace_fd, w->trace_buf, w->trace_len);
 
-  while (off < w->trace_len) {
-    ssize_t n = write(trace_fd, w->trace_buf + off, w->trace_len - off);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      log_err("trace: %s; tracing stops", strerror(errno));
-      trace_close();
-      break;
-    }
-    off += n;
+  if (r < 0) {
+    log_err("trace: %s; tracing stops", strerror(-r));
+    trace_close();
   }
   w->trace_len = 0;
 }
@@ -85,7 +80,7 @@ trace_request(struct conn *c, uint16_t type, uint16_t flags, uint64_t offset,
     [NBD_CMD_WRITE_ZEROES] = "Z", [NBD_CMD_BLOCK_STATUS] = "B",
   };
   struct worker *w = c->w;
-  const char *name = type < sizeof names / sizeof names[0] && names[type]
+  const char *name = type < ARRAY_SIZE(names) && names[type]
                          ? names[type] : "?";
   struct timespec ts;
   int n;

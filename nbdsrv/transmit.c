@@ -159,7 +159,7 @@ describe(const struct request *r, char *buf, size_t len)
     [NBD_CMD_WRITE] = "write", [NBD_CMD_TRIM] = "trim",
     [NBD_CMD_WRITE_ZEROES] = "write zeroes",
   };
-  const char *name = r->type < sizeof names / sizeof names[0] && names[r->type]
+  const char *name = r->type < ARRAY_SIZE(names) && names[r->type]
                          ? names[r->type] : NULL;
 
   if (name)

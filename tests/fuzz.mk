@@ -16,8 +16,10 @@ FUZZ_TARGETS = tests/fuzz_protocol tests/fuzz_config tests/fuzz_export_name \
 	tests/fuzz_cmdline tests/fuzz_modules tests/fuzz_cpio
 
 fuzz_common_sources = $(srcdir)/common/log.c $(srcdir)/common/util.c \
-	$(srcdir)/common/export-name.c $(srcdir)/common/overlay-format.c
+	$(srcdir)/common/export-name.c $(srcdir)/common/overlay-format.c \
+	$(srcdir)/common/io.c $(srcdir)/common/clock.c
 fuzz_common_headers = $(srcdir)/common/log.h $(srcdir)/common/util.h \
+	$(srcdir)/common/io.h $(srcdir)/common/clock.h \
 	$(srcdir)/common/export-name.h $(srcdir)/common/overlay-format.h \
 	$(srcdir)/common/nbd-protocol.h $(top_builddir)/config.h
 # Everything of nbdsrv but main.c, the event loop and the attach thread
@@ -26,7 +28,8 @@ fuzz_common_headers = $(srcdir)/common/log.h $(srcdir)/common/util.h \
 fuzz_nbdsrv_skip = nbdsrv/main.c nbdsrv/loop.c nbdsrv/attach.c nbdsrv/ctl.c nbdsrv/ctlclient.c
 fuzz_nbdsrv_flags = -I$(top_srcdir)/nbdsrv $(LIBURING_CFLAGS) $(ZLIB_CFLAGS) -pthread
 fuzz_nbdsrv_libs = $(LIBURING_LIBS) $(ZLIB_LIBS)
-fuzz_imgtool_sources = $(srcdir)/imgtool/util.c
+fuzz_imgtool_sources = $(srcdir)/imgtool/util.c $(srcdir)/common/log.c \
+	$(srcdir)/common/util.c $(srcdir)/common/io.c $(srcdir)/common/clock.c
 fuzz_imgtool_flags = -I$(top_srcdir)/imgtool $(ZLIB_CFLAGS)
 
 EXTRA_DIST += tests/fuzz tests/fuzz_protocol.c tests/fuzz_config.c \

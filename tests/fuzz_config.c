@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "nbdsrv.h"
+#include "util.h"
 
 static int memfd = -1;
 static char path[64];
@@ -56,9 +57,9 @@ check_exports(void)
       abort();
     if (config_find_export(e->name) != e)
       abort(); /* names are unique */
-    for (unsigned p = 0; p < sizeof peers / sizeof peers[0]; p++) {
+    for (unsigned p = 0; p < ARRAY_SIZE(peers); p++) {
       (void)acl_check_address(e, peers[p]);
-      for (unsigned k = 0; k < sizeof ids / sizeof ids[0]; k++)
+      for (unsigned k = 0; k < ARRAY_SIZE(ids); k++)
         (void)acl_check(e, peers[p], ids[k]);
     }
     for (unsigned k = 0; k < e->npins; k++)

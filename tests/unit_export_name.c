@@ -17,6 +17,7 @@
 
 #include "export-name.h"
 #include "unit.h"
+#include "util.h"
 
 static void
 check_normalize(const char *in, const char *want)
@@ -49,7 +50,7 @@ check_macs(void)
     "40-01-1c-47-44-1e", "40:01-1c:47-44:1E",
   };
 
-  for (size_t i = 0; i < sizeof spellings / sizeof *spellings; i++) {
+  for (size_t i = 0; i < ARRAY_SIZE(spellings); i++) {
     check_normalize(spellings[i], "40-01-1c-47-44-1e");
     CHECK(client_id_is_mac(spellings[i], strlen(spellings[i])),
           "'%s' is not MAC-shaped", spellings[i]);
@@ -75,7 +76,7 @@ check_others(void)
     "ab:cd:ef:1:2:3::", "::ab:cd:ef:01:23",
   };
 
-  for (size_t i = 0; i < sizeof others / sizeof *others; i++) {
+  for (size_t i = 0; i < ARRAY_SIZE(others); i++) {
     check_normalize(others[i], others[i]);
     CHECK(!client_id_is_mac(others[i], strlen(others[i])),
           "'%s' is MAC-shaped", others[i]);
