@@ -107,6 +107,25 @@ cidr_list_free(struct cidr_list *l)
   l->n = 0;
 }
 
+void
+cidr_list_format(const struct cidr_list *l, char *buf, size_t len)
+{
+  size_t used = 0;
+
+  buf[0] = '\0';
+  for (unsigned i = 0; i < l->n; i++) {
+    const struct cidr *c = &l->v[i];
+    char a[INET6_ADDRSTRLEN];
+    int n;
+
+    inet_ntop(c->a.family, c->a.addr, a, sizeof a);
+    n = snprintf(buf + used, len - used, "%s%s/%u", i ? ", " : "", a, c->prefix);
+    if (n < 0 || (size_t)n >= len - used)
+      return;
+    used += n;
+  }
+}
+
 static bool
 cidr_match(const struct cidr *c, const struct peer_addr *a)
 {

@@ -41,27 +41,8 @@ cfg_err(const char *fmt, ...)
 }
 
 struct config config = {
-  .overlay_dir = "/var/lib/nbdsrv",
-  .default_policy = POLICY_PERSISTENT,
-  .ephemeral_linger = 60,
   .idle_close = 2,
-  .max_conns = 8192,
-  .max_conns_per_addr = 256,
-  .handshake_timeout = 30,
-  .max_request = NBDSRV_MAX_PAYLOAD,
-  .keepalive = 60,
-  .control_socket = "/run/nbdsrv.sock",
 };
-
-
-static const char usage[] =
-  "usage: nbdsrv [-c FILE] [-l ADDR[:PORT]]... [-e NAME=IMAGE]... [-o OVERLAY_DIR]\n"
-  "              [--policy persistent|reset-on-boot|ephemeral] [--ephemeral-linger SECS]\n"
-  "              [-t THREADS] [-P PIDFILE] [--control-socket PATH|none]\n"
-  "              [--trace FILE] [--no-splice] [--check-config] [-f] [-v]\n"
-  "       nbdsrv ctl [-s SOCKET] [--json] list|kick|reset|drain|resume [ARG]\n"
-  "Serves root images over NBD with a copy-on-write overlay per client.\n"
-  "See nbdsrv(8).\n";
 
 const char *
 policy_name(enum policy p)
@@ -88,9 +69,8 @@ policy_parse(const char *s, enum policy *p)
   return 0;
 }
 
-/* "ADDR", "ADDR:PORT", "[V6]", "[V6]:PORT", ":PORT" or "PORT". */
-static int
-parse_listen(const char *s, struct listen_addr *la)
+int
+listen_parse(const char *s, struct listen_addr *la)
 {
   const char *colon;
 
@@ -263,33 +243,6 @@ config_find_export(const char *name)
   return NULL;
 }
 
-static int
-parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-  char *end;
-  unsigned long v;
-
-  errno = 0;
-  v = strtoul(s, &end, 10);
-  if (errno || end == s || *end || v < min || v > max)
-    return -EINVAL;
-  *out = v;
-  return 0;
-}
-
-
-static bool
-parse_bool(const char *s, bool *out)
-{
-  if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "1"))
-    *out = true;
-  else if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "0"))
-    *out = false;
-  else
-    return false;
-  return true;
-}
-
 static char *
 trim(char *s)
 {
@@ -303,180 +256,143 @@ trim(char *s)
   return s;
 }
 
-/* Whether an option was given on the command line (which wins). */
-static bool cli_listen, cli_overlay_dir, cli_policy, cli_threads, cli_linger;
-static bool cli_control_socket;
+/* Which keys the command line set: it wins over the file's [generic]. */
+static bool cli_set[NBDSRV_MAX_KEYS];
+
+/* Where the file parser is. */
+struct parse {
+  struct config *cfg;
+  const char *file;
+  unsigned line;
+  char section[256];
+  struct export *exp;              /* NULL in [generic] */
+  unsigned seen[NBDSRV_MAX_KEYS];  /* line each key was set on in this
+                                      section, 0: not yet */
+};
 
 static int
-config_file_key(struct config *cfg, const char *file, unsigned line, const char *section,
-                struct export *exp, const char *key, const char *val)
+unknown_key(const struct parse *p, enum key_scope scope, const char *key)
 {
-  if (strcmp(section, "generic") == 0) {
-    if (strcmp(key, "listen") == 0) {
-      if (cli_listen)
-        return 0;
-      if (cfg->nlisten == NBDSRV_MAX_LISTEN ||
-          parse_listen(val, &cfg->listen[cfg->nlisten]) < 0)
-        goto bad;
-      cfg->nlisten++;
-    } else if (strcmp(key, "overlay-dir") == 0) {
-      if (!cli_overlay_dir)
-        snprintf(cfg->overlay_dir, sizeof cfg->overlay_dir, "%s", val);
-    } else if (strcmp(key, "policy") == 0) {
-      enum policy p;
-      if (policy_parse(val, &p) < 0)
-        goto bad;
-      if (!cli_policy)
-        cfg->default_policy = p;
-    } else if (strcmp(key, "threads") == 0) {
-      unsigned t;
-      if (parse_uint(val, 0, 256, &t) < 0)
-        goto bad;
-      if (!cli_threads)
-        cfg->threads = t;
-    } else if (strcmp(key, "ephemeral-linger") == 0) {
-      unsigned t;
-      if (parse_uint(val, 0, 86400 * 365, &t) < 0)
-        goto bad;
-      if (!cli_linger)
-        cfg->ephemeral_linger = t;
-    } else if (strcmp(key, "max-connections") == 0) {
-      if (parse_uint(val, 0, 1000000, &cfg->max_conns) < 0)
-        goto bad;
-    } else if (strcmp(key, "max-connections-per-address") == 0) {
-      if (parse_uint(val, 0, 1000000, &cfg->max_conns_per_addr) < 0)
-        goto bad;
-    } else if (strcmp(key, "handshake-timeout") == 0) {
-      if (parse_uint(val, 0, 86400, &cfg->handshake_timeout) < 0)
-        goto bad;
-    } else if (strcmp(key, "keepalive") == 0) {
-      if (parse_uint(val, 0, 86400, &cfg->keepalive) < 0)
-        goto bad;
-    } else if (strcmp(key, "max-request") == 0) {
-      uint64_t v;
-      /* At least a block; at most what the protocol's 32-bit length and
-       * a sane amount of memory per request allow. */
-      if (parse_size(val, &v) < 0 || v < OVL_BLOCK_SIZE || v > (128u << 20))
-        goto bad;
-      cfg->max_request = (uint32_t)v;
-    } else if (strcmp(key, "quota") == 0) {
-      if (parse_size(val, &cfg->default_quota) < 0)
-        goto bad;
-    } else if (strcmp(key, "control-socket") == 0) {
-      if (strlen(val) >= sizeof cfg->control_socket)
-        goto bad;
-      if (!cli_control_socket) {
-        snprintf(cfg->control_socket, sizeof cfg->control_socket, "%s",
-                 strcmp(val, "none") == 0 ? "" : val);
-        cfg->control_socket_set = true;
-      }
-    } else if (strcmp(key, "trace") == 0) {
-      if (!cfg->trace[0])
-        snprintf(cfg->trace, sizeof cfg->trace, "%s", val);
-    } else {
-      goto unknown;
-    }
-    return 0;
+  char hint[160];
+
+  key_hint(scope, key, hint, sizeof hint);
+  cfg_err("%s:%u: unknown key '%s' in section [%s]%s%s%s", p->file, p->line, key,
+          p->section, *hint ? " (" : "", hint, *hint ? ")" : "");
+  return -EINVAL;
+}
+
+/* A [generic] key the command line set is checked, then dropped. */
+static void *
+key_target(struct parse *p, const struct key *k)
+{
+  static struct config scratch;
+
+  if (k->scope == KEY_EXPORT)
+    return p->exp;
+  if (!cli_set[k - keys])
+    return p->cfg;
+  scratch.nlisten = 0;
+  return &scratch;
+}
+
+static int
+file_key(struct parse *p, const char *key, const char *val)
+{
+  enum key_scope scope = p->exp ? KEY_EXPORT : KEY_GENERIC;
+  const struct key *k = key_find(scope, key);
+  unsigned i;
+  void *base;
+  int r;
+
+  if (!k)
+    return unknown_key(p, scope, key);
+  i = k - keys;
+  if (p->seen[i] && !k->repeatable) {
+    cfg_err("%s:%u: '%s' is set twice in [%s] (first on line %u)", p->file, p->line,
+            key, p->section, p->seen[i]);
+    return -EINVAL;
   }
-  if (strcmp(key, "image") == 0)
-    snprintf(exp->image, sizeof exp->image, "%s", val);
-  else if (strcmp(key, "description") == 0)
-    snprintf(exp->description, sizeof exp->description, "%s", val);
-  else if (strcmp(key, "policy") == 0) {
-    if (policy_parse(val, &exp->policy) < 0)
-      goto bad;
-    exp->policy_set = true;
-  } else if (strcmp(key, "readonly") == 0) {
-    if (!parse_bool(val, &exp->readonly))
-      goto bad;
-  } else if (strcmp(key, "require-pin") == 0) {
-    if (!parse_bool(val, &exp->require_pin))
-      goto bad;
-  } else if (strcmp(key, "quota") == 0) {
-    if (parse_size(val, &exp->quota) < 0)
-      goto bad;
-    exp->quota_set = true;
-  } else if (strcmp(key, "allow") == 0) {
-    if (cidr_list_add(&exp->allow, val) < 0)
-      goto bad_addr;
-  } else if (strcmp(key, "deny") == 0) {
-    if (cidr_list_add(&exp->deny, val) < 0)
-      goto bad_addr;
-  } else if (strcmp(key, "pin") == 0) {
-    if (export_add_pin(exp, val) < 0) {
-      cfg_err("%s:%u: invalid pin '%s': expected 'pin = ID ADDR[/PREFIX][, ...]'",
-              file, line, val);
-      return -EINVAL;
-    }
-  } else
-    goto unknown;
+  if (!p->seen[i])
+    p->seen[i] = p->line;
+  base = key_target(p, k);
+  r = key_set(k, base, val);
+  if (r == -ENOMEM)
+    cfg_err("out of memory");
+  if (r < 0 && r != -ENOMEM) {
+    char why[160];
+    cfg_err("%s:%u: invalid value '%s' for '%s': %s", p->file, p->line, val, key,
+            key_expects(k, why, sizeof why));
+  }
+  if (r < 0)
+    return r;
+  key_mark_set(k, base);
+  if (k->type == KT_LISTEN)
+    ((struct config *)base)->listen[((struct config *)base)->nlisten - 1].line = p->line;
+  if (k->scope == KEY_EXPORT && k->offset == offsetof(struct export, image))
+    p->exp->image_line = p->line;
   return 0;
-bad:
-  cfg_err("%s:%u: invalid value '%s' for '%s'", file, line,
-          val, key);
-  return -EINVAL;
-bad_addr:
-  cfg_err("%s:%u: invalid address list '%s' for '%s': expected ADDR[/PREFIX][, ...]",
-          file, line, val, key);
-  return -EINVAL;
-unknown:
-  cfg_err("%s:%u: unknown key '%s' in section [%s]", file,
-          line, key, section);
-  return -EINVAL;
+}
+
+static int
+section_header(struct parse *p, char *s)
+{
+  char *end = strchr(s, ']');
+  char where[64];
+
+  if (!end || end[1] != '\0') {
+    cfg_err("%s:%u: malformed section header", p->file, p->line);
+    return -EINVAL;
+  }
+  *end = '\0';
+  snprintf(p->section, sizeof p->section, "%s", trim(s + 1));
+  memset(p->seen, 0, sizeof p->seen);
+  p->exp = NULL;
+  if (strcmp(p->section, "generic") == 0)
+    return 0;
+  snprintf(where, sizeof where, "%s:%u", p->file, p->line);
+  p->exp = add_export(p->cfg, p->section, where);
+  if (!p->exp)
+    return -EINVAL;
+  p->exp->line = p->line;
+  return 0;
+}
+
+static int
+parse_line(struct parse *p, char *s)
+{
+  char *eq;
+
+  if (*s == '\0' || *s == '#' || *s == ';')
+    return 0;
+  if (*s == '[')
+    return section_header(p, s);
+  eq = strchr(s, '=');
+  if (!eq || !p->section[0]) {
+    cfg_err("%s:%u: expected 'key = value' inside a section", p->file, p->line);
+    return -EINVAL;
+  }
+  *eq = '\0';
+  return file_key(p, trim(s), trim(eq + 1));
 }
 
 static int
 parse_file_into(struct config *cfg, const char *file)
 {
+  static struct parse p;   /* large: not on the stack */
   FILE *fp = fopen(file, "r");
-  char buf[4096], section[256] = "";
-  struct export *exp = NULL;
-  unsigned line = 0;
+  char buf[4096];
   int r = 0;
 
   if (!fp) {
-    cfg_err("cannot open config file %s: %s", file,
-            strerror(errno));
+    cfg_err("cannot open config file %s: %s", file, strerror(errno));
     return -errno;
   }
-  while (fgets(buf, sizeof buf, fp)) {
-    char *s = trim(buf), *eq;
-
-    line++;
-    if (*s == '\0' || *s == '#' || *s == ';')
-      continue;
-    if (*s == '[') {
-      char *end = strchr(s, ']');
-      if (!end || end[1] != '\0') {
-        cfg_err("%s:%u: malformed section header", file, line);
-        r = -EINVAL;
-        break;
-      }
-      *end = '\0';
-      snprintf(section, sizeof section, "%s", trim(s + 1));
-      exp = NULL;
-      if (strcmp(section, "generic") != 0) {
-        char where[64];
-        snprintf(where, sizeof where, "%s:%u", file, line);
-        exp = add_export(cfg, section, where);
-        if (!exp) {
-          r = -EINVAL;
-          break;
-        }
-      }
-      continue;
-    }
-    eq = strchr(s, '=');
-    if (!eq || !*section) {
-      cfg_err("%s:%u: expected 'key = value' inside a section",
-              file, line);
-      r = -EINVAL;
-      break;
-    }
-    *eq = '\0';
-    r = config_file_key(cfg, file, line, section, exp, trim(s), trim(eq + 1));
-    if (r < 0)
-      break;
+  memset(&p, 0, sizeof p);
+  p.cfg = cfg;
+  p.file = file;
+  while (r == 0 && fgets(buf, sizeof buf, fp)) {
+    p.line++;
+    r = parse_line(&p, trim(buf));
   }
   fclose(fp);
   /* [generic]'s policy and quota are defaults wherever they stand in the
@@ -521,6 +437,14 @@ make_absolute(char *path, size_t size)
     return -ENAMETOOLONG;
   snprintf(path, size, "%s", buf);
   return 0;
+}
+
+static void
+default_listen(struct config *cfg)
+{
+  for (unsigned i = 0; i < nkeys; i++)
+    if (keys[i].type == KT_LISTEN)
+      key_set(&keys[i], cfg, keys[i].def);
 }
 
 /* Builds the configuration in cfg (which holds the command line's):
@@ -573,10 +497,8 @@ build(struct config *cfg)
     cfg_err("a path is too long once made absolute");
     return -EINVAL;
   }
-  if (cfg->nlisten == 0) {
-    cfg->nlisten = 1;
-    parse_listen("", &cfg->listen[0]);
-  }
+  if (cfg->nlisten == 0)
+    default_listen(cfg);
   return 0;
 }
 
@@ -677,145 +599,195 @@ config_reload(void)
   return 0;
 }
 
+/* Options that are no key of the file. */
+static const struct option plain_options[] = {
+  { "config", required_argument, NULL, 'c' },
+  { "export", required_argument, NULL, 'e' },
+  { "pidfile", required_argument, NULL, 'P' },
+  { "foreground", no_argument, NULL, 'f' },
+  { "verbose", no_argument, NULL, 'v' },
+  { "no-splice", no_argument, NULL, 'S' },
+  { "check-config", no_argument, NULL, 'K' },
+  { "list-keys", no_argument, NULL, 'k' },
+  { "version", no_argument, NULL, 'V' },
+  { "help", no_argument, NULL, 'h' },
+};
+#define NPLAIN (sizeof plain_options / sizeof plain_options[0])
+#define KEY_OPTION 0x100   /* getopt's value for keys[i]: KEY_OPTION + i */
+
+static void
+usage(FILE *fp)
+{
+  fputs("usage: nbdsrv [-c FILE] [-e NAME=IMAGE]... [-P PIDFILE] [--no-splice] [-f] [-v]\n"
+        "              [--check-config] [--list-keys] [-V|--version] [SETTING]...\n"
+        "       nbdsrv ctl [-s SOCKET | -c FILE] [--json] list|exports|kick|reset|drain|resume|reload [ARG]\n"
+        "  SETTING: a key of [generic] in nbdsrv.conf(5), over the file's:\n", fp);
+  for (unsigned i = 0; i < nkeys; i++) {
+    const struct key *k = &keys[i];
+    char opt[96], sh[8] = "    ";
+
+    if (!k->option)
+      continue;
+    if (k->short_opt)
+      snprintf(sh, sizeof sh, "-%c, ", k->short_opt);
+    snprintf(opt, sizeof opt, "%s--%s %s", sh, k->option, key_syntax(k));
+    fprintf(fp, "  %-42s %s%s\n", opt, k->help, k->repeatable ? " (repeatable)" : "");
+  }
+  fputs("Serves root images over NBD with a copy-on-write overlay per client.\n"
+        "See nbdsrv(8) and nbdsrv.conf(5).\n", fp);
+}
+
+/* getopt's tables: the plain options, then one per key that has one. */
+static void
+build_options(struct option *opts, char *shortopts)
+{
+  unsigned n = NPLAIN;
+
+  memcpy(opts, plain_options, sizeof plain_options);
+  strcpy(shortopts, "c:e:P:fvhV");
+  for (unsigned i = 0; i < nkeys; i++) {
+    if (!keys[i].option)
+      continue;
+    opts[n++] = (struct option){ keys[i].option, required_argument, NULL,
+                                 keys[i].short_opt ? keys[i].short_opt : (int)(KEY_OPTION + i) };
+    if (keys[i].short_opt) {
+      size_t l = strlen(shortopts);
+      shortopts[l] = keys[i].short_opt;
+      shortopts[l + 1] = ':';
+      shortopts[l + 2] = '\0';
+    }
+  }
+  opts[n] = (struct option){ NULL, 0, NULL, 0 };
+}
+
+/* The key an option of getopt stands for, or NULL. */
+static const struct key *
+option_key(int c)
+{
+  if (c >= KEY_OPTION && c < (int)(KEY_OPTION + nkeys))
+    return &keys[c - KEY_OPTION];
+  for (unsigned i = 0; i < nkeys; i++)
+    if (keys[i].option && keys[i].short_opt == c)
+      return &keys[i];
+  return NULL;
+}
+
+static int
+cli_key(const struct key *k, const char *val)
+{
+  unsigned i = k - keys;
+  int r;
+
+  /* The first -l replaces the file's addresses; more add up. */
+  if (k->type == KT_LISTEN && !cli_set[i])
+    config.nlisten = 0;
+  cli_set[i] = true;
+  r = key_set(k, &config, val);
+  if (r < 0) {
+    char why[160], opt[64];
+    if (k->short_opt)
+      snprintf(opt, sizeof opt, "-%c", k->short_opt);
+    else
+      snprintf(opt, sizeof opt, "--%s", k->option);
+    cfg_err("%s %s: %s", opt, val,
+            r == -ENOMEM ? "out of memory" : key_expects(k, why, sizeof why));
+    return r;
+  }
+  key_mark_set(k, &config);
+  return 0;
+}
+
+static int
+add_cli_export(const char *arg)
+{
+  char **n = realloc(cli_exports, (ncli_exports + 1) * sizeof *n);
+
+  if (!n)
+    return -ENOMEM;
+  cli_exports = n;
+  if (!(cli_exports[ncli_exports] = strdup(arg)))
+    return -ENOMEM;
+  ncli_exports++;
+  return 0;
+}
+
+/* The options that end the program at once. */
+static void __attribute__((noreturn))
+answer_and_exit(int c)
+{
+  if (c == 'h')
+    usage(stdout);
+  else if (c == 'V')
+    printf("nbdsrv (nbdroot) %s\n", PACKAGE_VERSION);
+  else
+    keys_list(stdout);
+  config_free_cli();
+  exit(fflush(stdout) == 0 ? 0 : 1);
+}
+
+static int
+plain_option(int c, const char **config_file)
+{
+  switch (c) {
+  case 'c':
+    *config_file = optarg;
+    return 0;
+  case 'e':
+    return add_cli_export(optarg);
+  case 'P':
+    snprintf(config.pidfile, sizeof config.pidfile, "%s", optarg);
+    return 0;
+  case 'f':
+    config.foreground = true;
+    return 0;
+  case 'v':
+    log_verbosity = LOG_DEBUG;
+    return 0;
+  case 'S':
+    config.no_splice = true;
+    return 0;
+  case 'K':
+    config.check_only = true;
+    return 0;
+  case 'h':
+  case 'V':
+  case 'k':
+    answer_and_exit(c);
+  }
+  usage(stderr);
+  return -EINVAL;
+}
+
 int
 config_parse_args(int argc, char **argv)
 {
-  static const struct option longopts[] = {
-    { "config", required_argument, NULL, 'c' },
-    { "listen", required_argument, NULL, 'l' },
-    { "export", required_argument, NULL, 'e' },
-    { "overlay-dir", required_argument, NULL, 'o' },
-    { "policy", required_argument, NULL, 'p' },
-    { "ephemeral-linger", required_argument, NULL, 'L' },
-    { "threads", required_argument, NULL, 't' },
-    { "pidfile", required_argument, NULL, 'P' },
-    { "foreground", no_argument, NULL, 'f' },
-    { "verbose", no_argument, NULL, 'v' },
-    { "no-splice", no_argument, NULL, 'S' },
-    { "trace", required_argument, NULL, 'T' },
-    { "control-socket", required_argument, NULL, 'C' },
-    { "check-config", no_argument, NULL, 'K' },
-    { "help", no_argument, NULL, 'h' },
-    { NULL, 0, NULL, 0 },
-  };
+  struct option opts[NPLAIN + NBDSRV_MAX_KEYS + 1];
+  char shortopts[16 + 3 * NBDSRV_MAX_KEYS];
   const char *config_file = NULL;
   int c, r = 0;
 
-  while ((c = getopt_long(argc, argv, "c:l:e:o:t:P:fvh", longopts, NULL)) != -1) {
-    switch (c) {
-    case 'c':
-      config_file = optarg;
-      break;
-    case 'l':
-      if (!cli_listen)
-        config.nlisten = 0;
-      cli_listen = true;
-      if (config.nlisten == NBDSRV_MAX_LISTEN ||
-          parse_listen(optarg, &config.listen[config.nlisten]) < 0) {
-        cfg_err("-l %s: expected ADDR, ADDR:PORT or [V6ADDR]:PORT (at most %d)",
-                optarg, NBDSRV_MAX_LISTEN);
-        r = -EINVAL;
-        goto out;
-      }
-      config.nlisten++;
-      break;
-    case 'e': {
-      char **n = realloc(cli_exports, (ncli_exports + 1) * sizeof *n);
-      if (!n) {
-        r = -ENOMEM;
-        goto out;
-      }
-      cli_exports = n;
-      if (!(cli_exports[ncli_exports] = strdup(optarg))) {
-        r = -ENOMEM;
-        goto out;
-      }
-      ncli_exports++;
-      break;
-    }
-    case 'o':
-      cli_overlay_dir = true;
-      snprintf(config.overlay_dir, sizeof config.overlay_dir, "%s", optarg);
-      break;
-    case 'p':
-      cli_policy = true;
-      if (policy_parse(optarg, &config.default_policy) < 0) {
-        cfg_err("--policy %s: expected persistent, reset-on-boot or ephemeral", optarg);
-        r = -EINVAL;
-        goto out;
-      }
-      break;
-    case 'L':
-      cli_linger = true;
-      if (parse_uint(optarg, 0, 86400 * 365, &config.ephemeral_linger) < 0) {
-        cfg_err("--ephemeral-linger %s: expected seconds", optarg);
-        r = -EINVAL;
-        goto out;
-      }
-      break;
-    case 't':
-      cli_threads = true;
-      if (parse_uint(optarg, 1, 256, &config.threads) < 0) {
-        cfg_err("-t %s: expected 1 to 256 threads", optarg);
-        r = -EINVAL;
-        goto out;
-      }
-      break;
-    case 'P':
-      snprintf(config.pidfile, sizeof config.pidfile, "%s", optarg);
-      break;
-    case 'f':
-      config.foreground = true;
-      break;
-    case 'v':
-      log_verbosity = LOG_DEBUG;
-      break;
-    case 'S':
-      config.no_splice = true;
-      break;
-    case 'T':
-      snprintf(config.trace, sizeof config.trace, "%s", optarg);
-      break;
-    case 'C':
-      if (strlen(optarg) >= sizeof config.control_socket) {
-        cfg_err("--control-socket %s: path too long", optarg);
-        r = -EINVAL;
-        goto out;
-      }
-      snprintf(config.control_socket, sizeof config.control_socket, "%s",
-               strcmp(optarg, "none") == 0 ? "" : optarg);
-      config.control_socket_set = cli_control_socket = true;
-      break;
-    case 'K':
-      config.check_only = true;
-      break;
-    case 'h':
-      fputs(usage, stdout);
-      config_free_cli();
-      exit(0);
-    default:
-      fputs(usage, stderr);
-      r = -EINVAL;
-      goto out;
-    }
+  keys_defaults(&config);
+  build_options(opts, shortopts);
+  while (r == 0 && (c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
+    const struct key *k = option_key(c);
+    r = k ? cli_key(k, optarg) : plain_option(c, &config_file);
   }
+  if (r < 0)
+    return r;
   if (optind < argc) {
-    fprintf(stderr, "nbdsrv: unexpected argument '%s'\n%s", argv[optind], usage);
-    r = -EINVAL;
-    goto out;
+    fprintf(stderr, "nbdsrv: unexpected argument '%s'\n", argv[optind]);
+    usage(stderr);
+    return -EINVAL;
   }
   if (config_file) {
     snprintf(config_file_path, sizeof config_file_path, "%s", config_file);
     if (make_absolute(config_file_path, sizeof config_file_path) < 0) {
       cfg_err("config file path %s is too long", config_file);
-      r = -EINVAL;
-      goto out;
+      return -EINVAL;
     }
   }
   cli_config = config;
-  r = build(&config);
-out:
-  return r;
+  return build(&config);
 }
 
 void

@@ -4,6 +4,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/nbdsrv.h \
 	nbdsrv/main.c \
 	nbdsrv/config.c \
+	nbdsrv/keys.c \
 	nbdsrv/acl.c \
 	nbdsrv/limits.c \
 	nbdsrv/image.c \

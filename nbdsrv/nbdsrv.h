@@ -2,6 +2,9 @@
  *
  *   main.c       command line, start-up, signals, janitor
  *   config.c     configuration (command line and INI file), exports
+ *   keys.c       the table of configuration keys
+ *   check.c      what --check-config looks at beyond the syntax
+ *   reload.c     a reload's report of what changed
  *   acl.c        access control: address lists, ID pinning
  *   limits.c     connection limits, total and per address
  *   image.c      base images, opened once and shared
@@ -23,6 +26,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -43,6 +47,7 @@
 #define NBDSRV_MAX_CONN_BYTES (64u << 20)    /* per-connection buffered data */
 #define NBDSRV_MAX_CONN_REQS 256             /* per-connection requests */
 #define NBDSRV_MAX_LISTEN 16
+#define NBDSRV_MAX_KEYS 64                   /* rows of keys[] (keys.c) */
 
 /* The kernel filled [p, p+n) through io_uring, behind memcheck's back. */
 #ifdef HAVE_VALGRIND_MEMCHECK_H
@@ -94,12 +99,16 @@ struct export {
   bool require_pin;       /* explicit IDs must be pinned */
   bool draining;          /* nbdsrv ctl drain: no new clients */
   bool policy_set, quota_set;   /* given in its own section */
+  unsigned line, image_line;    /* of its section and image in the config
+                                   file; 0: from -e */
 };
 
 int peer_addr_parse(const char *s, struct peer_addr *a);
 /* Adds "CIDR[, CIDR...]" to l.  Returns 0, -EINVAL or -ENOMEM. */
 int cidr_list_add(struct cidr_list *l, const char *s);
 bool cidr_list_match(const struct cidr_list *l, const struct peer_addr *a);
+/* "ADDR/PREFIX, ..." into buf (cut short if it does not fit). */
+void cidr_list_format(const struct cidr_list *l, char *buf, size_t len);
 void cidr_list_free(struct cidr_list *l);
 /* "ID CIDR[, CIDR...]".  Returns 0, -EINVAL or -ENOMEM. */
 int export_add_pin(struct export *e, const char *spec);
@@ -119,7 +128,11 @@ void limits_leave(const char *addr);
 struct listen_addr {
   char host[256];
   char port[16];
+  unsigned line;                /* of the config file; 0: command line */
 };
+/* "ADDR", "ADDR:PORT", "[V6]", "[V6]:PORT", ":PORT" or "PORT": 0 or
+ * -EINVAL. */
+int listen_parse(const char *s, struct listen_addr *la);
 
 struct config {
   struct listen_addr listen[NBDSRV_MAX_LISTEN];
@@ -147,6 +160,64 @@ struct config {
 };
 
 extern struct config config;
+
+/* ---- configuration keys (keys.c) ---- */
+
+enum key_scope { KEY_GENERIC, KEY_EXPORT };
+enum key_type {
+  KT_LISTEN,     /* listen_parse(), into config.listen[] */
+  KT_PATH,       /* a string of at most size - 1 bytes */
+  KT_SOCKET,     /* the same, or "none" (stored as "") */
+  KT_TEXT,
+  KT_POLICY,
+  KT_UINT,       /* unsigned, min to max */
+  KT_SECS,
+  KT_SIZE,       /* parse_size(), min to max, into 4 or 8 bytes */
+  KT_BOOL,
+  KT_ADDRLIST,   /* added to a struct cidr_list */
+  KT_PIN,        /* export_add_pin() */
+};
+
+struct key {
+  const char *name;          /* in the file */
+  enum key_scope scope;      /* [generic] (struct config) or an export
+                                section (struct export) */
+  enum key_type type;
+  const char *option;        /* long option, without "--"; NULL: none */
+  char short_opt;            /* or 0 */
+  uint64_t min, max;         /* KT_UINT, KT_SECS, KT_SIZE */
+  const char *def;           /* the default, as written in the file */
+  bool repeatable;           /* values add up */
+  bool restart;              /* a reload cannot change it */
+  size_t offset, size;       /* the field it sets */
+  size_t set_flag;           /* offset of a bool "given", or 0 */
+  const char *help;
+};
+
+extern const struct key keys[];
+extern const unsigned nkeys;
+
+const struct key *key_find(enum key_scope scope, const char *name);
+/* Sets the field of k in base (a struct config or a struct export) from
+ * val: 0, -EINVAL (then key_expects() says what was expected) or
+ * -ENOMEM.  key_mark_set() records that it was given. */
+int key_set(const struct key *k, void *base, const char *val);
+void key_mark_set(const struct key *k, void *base);
+char *key_expects(const struct key *k, char *buf, size_t len);
+/* The value syntax, as the man page writes it: "SIZE", "PATH|none"... */
+const char *key_syntax(const struct key *k);
+/* The value of k in base, as it would be written in the file. */
+void key_format(const struct key *k, const void *base, char *buf, size_t len);
+/* The table's defaults of [generic] into cfg (listen excepted: an empty
+ * list means the default). */
+void keys_defaults(struct config *cfg);
+/* Why an unknown key may be unknown: a close key, nbd-server's name for
+ * it, or the other section; "" when nothing comes to mind. */
+char *key_hint(enum key_scope scope, const char *name, char *buf, size_t len);
+/* nbdsrv --list-keys */
+void keys_list(FILE *fp);
+/* An exact size, "32M", "4096". */
+char *size_text(uint64_t v, char out[32]);
 
 /* Parses the command line and the config file into config (errors were
  * printed when it fails). */

@@ -36,6 +36,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     abort();
   }
   snprintf(path, sizeof path, "/proc/self/fd/%d", memfd);
+  keys_defaults(&config);
   initial = config;
   return 0;
 }

@@ -101,7 +101,7 @@ if [ -n "$systemdsystemunitdir" ]; then
   done
   grep -q '^LimitNOFILE=[0-9]\{5,\}$' "$unit" || fail "nbdsrv.service: LimitNOFILE below 10000"
   # The overlay directory the unit makes is the server's default one.
-  grep -q '"/var/lib/nbdsrv"' "$top_srcdir/nbdsrv/config.c" ||
+  "$nbdsrv" --list-keys | grep -q '^generic  *overlay-dir  *[^ ]*  *PATH  */var/lib/nbdsrv ' ||
     fail "nbdsrv's default overlay directory is no longer /var/lib/nbdsrv: StateDirectory= must follow"
   if command -v systemd-analyze >/dev/null; then
     # Verified as installed, but with the programs and man pages of the
@@ -132,11 +132,11 @@ if command -v man >/dev/null; then
   done
 fi
 
-# The example configuration: every key of nbdsrv/config.c is in it and in
-# nbdsrv.conf(5).
+# The example configuration: every key of the server's table (nbdsrv
+# --list-keys) is in it and in nbdsrv.conf(5).
 example=$dest$sysconfdir/nbdroot/nbdsrv.conf.example
-keys=$(sed -n 's/.*strcmp(key, "\([a-z-]*\)").*/\1/p' "$top_srcdir/nbdsrv/config.c" | sort -u)
-[ "$(echo "$keys" | wc -l)" -ge 20 ] || fail "cannot find the configuration keys in nbdsrv/config.c"
+keys=$("$nbdsrv" --list-keys | awk 'NR > 1 { print $2 }' | sort -u)
+[ "$(echo "$keys" | wc -l)" -ge 20 ] || fail "nbdsrv --list-keys lists too few keys: $keys"
 # Each key is the tag of a paragraph there: ".B KEY", ".BI KEY ..." or
 # ".BR KEY ...".
 sed 's/\\-/-/g' "$dest$mandir/man5/nbdsrv.conf.5" >"$TESTDIR/conf5.txt"

@@ -122,7 +122,7 @@ bad_start 2 "no exports" -o "$TESTDIR/ov"
 bad_start 2 "-e base: expected NAME=IMAGE" -e base
 bad_start 2 "--policy forever: expected persistent, reset-on-boot or ephemeral" \
   -e "a=$TESTDIR/base.img" --policy forever
-bad_start 2 "-t 0: expected 1 to 256 threads" -e "a=$TESTDIR/base.img" -t 0
+bad_start 2 "-t 300: expected a number from 0 to 256" -e "a=$TESTDIR/base.img" -t 300
 bad_start 2 "unexpected argument 'stray'" -e "a=$TESTDIR/base.img" stray
 bad_start 2 "unrecognized option" -e "a=$TESTDIR/base.img" --bogus
 bad_start 1 "export 'a': image .*missing.img: No such file or directory" \
