@@ -47,6 +47,107 @@
 #include "nbdsrv.h"
 #include "util.h"
 
+/* What nbdsrv ctl list shows of a connection. */
+struct ctl_conn_info {
+  char export[256];
+  char id[CLIENT_ID_MAX + 1];
+  char peer[INET6_ADDRSTRLEN];
+  char image[256];               /* the pinned image version's file name */
+  uint64_t overlay_bytes;
+  time_t connected;
+  uint64_t requests, bytes_read, bytes_written;
+  unsigned worker;
+};
+
+
+/* The attached connections of all workers, as a growing array. */
+struct snapshot {
+  struct ctl_conn_info *v;
+  size_t n, cap;
+};
+
+/* Called under the worker's conns_lock: the overlay stays while the
+ * connection does; the counters may be a request behind. */
+static int
+snapshot_add(struct conn *c, void *arg)
+{
+  struct snapshot *sn = arg;
+  struct ctl_conn_info *x;
+  const char *slash;
+
+  if (sn->n == sn->cap) {
+    size_t cap = sn->cap ? sn->cap * 2 : 64;
+    x = realloc(sn->v, cap * sizeof *x);
+    if (!x)
+      return -ENOMEM;
+    sn->v = x;
+    sn->cap = cap;
+  }
+  x = &sn->v[sn->n++];
+  memset(x, 0, sizeof *x);
+  slash = strchr(c->ovl->key, '/');
+  snprintf(x->export, sizeof x->export, "%s", c->ovl->exp->name);
+  snprintf(x->id, sizeof x->id, "%.*s", (int)sizeof x->id - 1,
+           slash ? slash + 1 : c->ovl->key);
+  snprintf(x->peer, sizeof x->peer, "%s", c->peer);
+  slash = strrchr(c->ovl->base->path, '/');
+  snprintf(x->image, sizeof x->image, "%.*s", (int)sizeof x->image - 1,
+           slash ? slash + 1 : c->ovl->base->path);
+  pthread_mutex_lock(&c->ovl->lock);
+  x->overlay_bytes = c->ovl->file.map.ndata * (uint64_t)OVL_BLOCK_SIZE;
+  pthread_mutex_unlock(&c->ovl->lock);
+  x->connected = c->connected;
+  x->requests = c->requests;
+  x->bytes_read = c->bytes_read;
+  x->bytes_written = c->bytes_written;
+  x->worker = c->w->id;
+  return 0;
+}
+
+/* The attached connections of all workers (malloc'ed array). */
+static int
+snapshot_take(struct ctl_conn_info **out, size_t *n)
+{
+  struct snapshot sn = { 0 };
+  int r = workers_each_conn(snapshot_add, &sn);
+
+  if (r < 0) {
+    free(sn.v);
+    return r;
+  }
+  *out = sn.v;
+  *n = sn.n;
+  return 0;
+}
+
+/* Whether c is the client who names: its address, ID or EXPORT/ID. */
+static bool
+conn_is(const struct conn *c, const char *who)
+{
+  const char *slash = strchr(c->ovl->key, '/');
+
+  return !strcmp(c->peer, who) || !strcmp(c->ovl->key, who) ||
+         (slash && !strcmp(slash + 1, who));
+}
+
+struct kick {
+  const char *who;
+  unsigned n;
+};
+
+/* Marks c for its worker to close (under the worker's conns_lock). */
+static int
+kick_mark(struct conn *c, void *arg)
+{
+  struct kick *k = arg;
+
+  if (!conn_is(c, k->who))
+    return 0;
+  c->kick = true;
+  k->n++;
+  return 1;
+}
+
 /* A growing answer. */
 struct answer {
   char *buf;
@@ -107,7 +208,7 @@ cmd_list(struct answer *a, bool json)
   size_t n = 0;
   time_t now = time(NULL);
 
-  if (workers_snapshot(&v, &n) < 0) {
+  if (snapshot_take(&v, &n) < 0) {
     say(a, "ERR out of memory\n");
     return;
   }
@@ -300,7 +401,7 @@ cmd_exports(struct answer *a, bool json)
   unsigned ne;
   const struct export *all = config_exports(&ne);
 
-  if (workers_snapshot(&v, &n) < 0) {
+  if (snapshot_take(&v, &n) < 0) {
     say(a, "ERR out of memory\n");
     return;
   }
@@ -348,7 +449,10 @@ cmd_kick(struct answer *a, char *who)
     say(a, "ERR usage: kick ADDRESS|ID|EXPORT/ID\n");
     return;
   }
-  n = workers_kick(who);
+  struct kick k = { who, 0 };
+
+  workers_each_conn(kick_mark, &k);
+  n = k.n;
   if (n == 0) {
     say(a, "ERR no connection of '%s'\n", who);
     return;

@@ -135,19 +135,3 @@ conn_stop_input(struct conn *c)
     c->cur = NULL;
   }
 }
-
-struct conn *
-conn_alloc(struct worker *w, int fd)
-{
-  struct conn *c = calloc(1, sizeof *c);
-
-  if (!c)
-    return NULL;
-  c->w = w;
-  c->fd = fd;
-  c->out_tail = &c->out_head;
-  c->connected = time(NULL);
-  /* A reload changes it for connections that come after. */
-  c->max_request = config.max_request;
-  return c;
-}

@@ -12,6 +12,9 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/overlay.c \
 	nbdsrv/overlay-names.c \
 	nbdsrv/loop.c \
+	nbdsrv/ring.c \
+	nbdsrv/conn.c \
+	nbdsrv/output.c \
 	nbdsrv/attach.c \
 	nbdsrv/input.c \
 	nbdsrv/trace.c \

@@ -9,21 +9,14 @@
  *
  * Sockets are installed in the ring's registered file table at the
  * connection's slot index.  Input arrives through a multishot recv that
- * picks buffers from the worker's provided-buffer ring; every buffer is
- * parsed at once (bytes are copied into the connection's header, option
- * or request payload) and handed back to the kernel, so no buffer is ever
- * held by a slow connection.  When a connection has too much in flight,
- * its recv is cancelled and re-armed once it drained: TCP then pushes
- * back on the client.
+ * picks buffers from the worker's provided-buffer ring (conn.c arms it,
+ * input.c cuts the bytes into protocol units); output is a queue per
+ * connection (output.c).  Connections are dealt out to the workers in
+ * turn, and set up and freed by conn.c.
  *
- * Output is a queue per connection drained by one sendmsg at a time, so
- * replies are never interleaved however requests complete; each sendmsg
- * gathers every queued reply (batching small replies into one syscall).
- *
- * user_data: connection operations carry kind | slot << 4 | generation
- * << 32, so a completion for a slot that was since reused is recognised
- * and ignored; file I/O carries the request pointer (16-byte aligned) |
- * kind | segment << 48.  A worker exits only when no operation is in
+ * user_data (nbdsrv.h): connection operations carry a slot and a
+ * generation, so a completion for a slot that was since reused is
+ * recognised and ignored.  A worker exits only when no operation is in
  * flight, so no completion can ever name freed memory.
  */
 #include <config.h>
@@ -46,64 +39,21 @@
 #include "nbdsrv.h"
 #include "util.h"
 
-enum ud_kind {
-  UD_IO = 1,       /* request file I/O: pointer-based */
-  UD_ACCEPT = 2,
-  UD_RECV = 3,
-  UD_SEND = 4,
-  UD_WAKE = 5,
-  UD_CANCEL = 6,
-  UD_POLL_OUT = 7,    /* socket writable again (spliced replies) */
-  UD_TICK = 8,        /* once a second */
-};
 
 #define RING_ENTRIES 1024
 #define CQ_ENTRIES 16384
 #define SLOTS_PER_WORKER 8192
 #define RECV_BUFS 128          /* power of two */
 #define RECV_BUF_SIZE (32u << 10)
-#define BUF_GROUP 0
-
-/* Why a connection ended early (bad framing, a handshake timeout...):
- * clients decide how often that happens. */
-static struct log_limit close_log = LOG_LIMIT(LOG_INFO, "closed connections");
 
 static struct worker *workers;
 static unsigned nworkers;
 static const int *listen_fds;
 static unsigned nlisten_fds;
 
-static uint64_t
-ud_conn(enum ud_kind k, const struct conn *c)
-{
-  return k | (uint64_t)c->slot << 4 | (uint64_t)c->gen << 32;
-}
-
-uint64_t
-loop_req_data(struct request *r, unsigned seg)
-{
-  return (uint64_t)(uintptr_t)r | UD_IO | (uint64_t)seg << 48;
-}
-
-struct io_uring_sqe *
-loop_get_sqe(struct worker *w)
-{
-  struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-
-  while (!sqe) {
-    /* SQ full: push what we have to the kernel and take a fresh entry. */
-    io_uring_submit(&w->ring);
-    sqe = io_uring_get_sqe(&w->ring);
-  }
-  w->ops_inflight++;
-  return sqe;
-}
-
 /* ---- accept ---- */
 
 static unsigned next_worker;     /* whose turn it is to get a connection */
-
-static void conn_setup(struct worker *w, int res);
 
 static void
 arm_accept(struct worker *w)
@@ -119,443 +69,7 @@ arm_accept(struct worker *w)
   w->accept_armed = true;
 }
 
-static bool
-conn_over_limit(const struct conn *c)
-{
-  return c->inflight_reqs >= NBDSRV_MAX_CONN_REQS ||
-         c->inflight_bytes >= NBDSRV_MAX_CONN_BYTES;
-}
-
-static void
-arm_recv(struct conn *c)
-{
-  struct io_uring_sqe *sqe;
-
-  if (c->recv_armed || c->closing || c->disc || c->w->stopping ||
-      conn_over_limit(c))
-    return;
-  sqe = loop_get_sqe(c->w);
-  io_uring_prep_recv_multishot(sqe, c->w->fixed_files ? (int)c->slot : c->fd,
-                               NULL, 0, 0);
-  if (c->w->fixed_files)
-    sqe->flags |= IOSQE_FIXED_FILE;
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = BUF_GROUP;
-  io_uring_sqe_set_data64(sqe, ud_conn(UD_RECV, c));
-  c->recv_armed = true;
-}
-
-static void
-cancel_recv(struct conn *c)
-{
-  struct io_uring_sqe *sqe;
-
-  if (!c->recv_armed || c->recv_cancelling)
-    return;
-  sqe = loop_get_sqe(c->w);
-  io_uring_prep_cancel64(sqe, ud_conn(UD_RECV, c), 0);
-  io_uring_sqe_set_data64(sqe, UD_CANCEL);
-  c->recv_cancelling = true;
-}
-
-void
-conn_recv_more(struct conn *c)
-{
-  arm_recv(c);
-}
-
-static void
-conn_free_queue(struct conn *c)
-{
-  struct outmsg *m;
-
-  while ((m = c->out_head)) {
-    c->out_head = m->next;
-    m->free(m);
-  }
-  c->out_tail = &c->out_head;
-}
-
-/* Frees the connection once nothing of it is in flight any more. */
-static void
-conn_try_free(struct conn *c)
-{
-  struct worker *w = c->w;
-
-  if (!c->closing || c->recv_armed || c->send_inflight || c->inflight_reqs ||
-      c->attach_job)
-    return;
-  /* Out of the table first: the control socket reads it, overlay and
-   * all, under conns_lock. */
-  pthread_mutex_lock(&w->conns_lock);
-  w->conns[c->slot] = NULL;
-  pthread_mutex_unlock(&w->conns_lock);
-  conn_free_queue(c);
-  free(c->opt_data);
-  free(c->stash);
-  if (c->pipe_size) {
-    close(c->pipe_fd[0]);
-    close(c->pipe_fd[1]);
-  }
-  if (c->ovl)
-    overlay_release(c->ovl);
-  if (w->fixed_files) {
-    int minus_one = -1;
-    io_uring_register_files_update(&w->ring, c->slot, &minus_one, 1);
-  }
-  close(c->fd);
-  if (c->counted)
-    limits_leave(c->peer);
-  w->nconns--;
-  log_debug("connection from %s closed", c->peer);
-  free(c);
-}
-
-void
-conn_close(struct conn *c, const char *why)
-{
-  if (!c->closing && why)
-    log_limited(&close_log, "closing connection from %s: %s", c->peer, why);
-  conn_stop_input(c);
-  attach_cancel(c);
-  cancel_recv(c);
-  /* Wake a blocked send and make later ones fail fast. */
-  shutdown(c->fd, SHUT_RDWR);
-  conn_try_free(c);
-}
-
-/* ---- send ---- */
-
-static const char zero_buf[64 << 10];
-
-static void send_next(struct conn *c);
-
-static void
-pop_head(struct conn *c)
-{
-  struct outmsg *m = c->out_head;
-
-  c->out_head = m->next;
-  if (!c->out_head)
-    c->out_tail = &c->out_head;
-  m->free(m);
-}
-
-static int
-conn_sock(const struct conn *c)
-{
-  return c->w->fixed_files ? (int)c->slot : c->fd;
-}
-
-static void
-submit_sendmsg(struct conn *c, unsigned niov, int more)
-{
-  struct io_uring_sqe *sqe;
-
-  memset(&c->send_msg, 0, sizeof c->send_msg);
-  c->send_msg.msg_iov = c->send_iov;
-  c->send_msg.msg_iovlen = niov;
-  sqe = loop_get_sqe(c->w);
-  io_uring_prep_sendmsg(sqe, conn_sock(c), &c->send_msg, MSG_NOSIGNAL | more);
-  if (c->w->fixed_files)
-    sqe->flags |= IOSQE_FIXED_FILE;
-  io_uring_sqe_set_data64(sqe, ud_conn(UD_SEND, c));
-  c->send_inflight = true;
-}
-
-static bool
-msg_iov_sent(const struct outmsg *m)
-{
-  return m->iov_first == m->niov;
-}
-
-/* Whether m's spliced payload goes on after the current segment's first
- * n bytes (then the socket is told more is coming). */
-static bool
-msg_more_after(const struct outmsg *m, uint32_t n)
-{
-  if (m->splice_cur == m->nsplice)
-    return false;
-  return m->splice_segs[m->splice_cur].len > n || m->splice_cur + 1 < m->nsplice;
-}
-
-static void
-msg_advance_segment(struct outmsg *m, uint32_t n)
-{
-  struct segment *s = &m->splice_segs[m->splice_cur];
-
-  s->file_off += n;
-  s->buf_off += n;
-  s->len -= n;
-  if (s->len == 0)
-    m->splice_cur++;
-}
-
-int
-conn_pipe(struct conn *c)
-{
-  int size;
-
-  if (c->pipe_size)
-    return 0;
-  if (pipe2(c->pipe_fd, O_CLOEXEC) < 0)
-    return -errno;
-  /* A larger pipe means fewer, larger splices; the default maximum for
-   * F_SETPIPE_SZ is 1 MiB, and the pipe only holds page references. */
-  fcntl(c->pipe_fd[1], F_SETPIPE_SZ, 1 << 20);
-  size = fcntl(c->pipe_fd[1], F_GETPIPE_SZ);
-  c->pipe_size = size > 0 ? (uint32_t)size : 65536;
-  return 0;
-}
-
-static void
-submit_zeroes(struct conn *c, struct outmsg *m)
-{
-  uint32_t left = m->splice_segs[m->splice_cur].len;
-  unsigned n = 0;
-
-  while (left > 0 && n < 64) {
-    uint32_t piece = left < sizeof zero_buf ? left : sizeof zero_buf;
-    c->send_iov[n++] = (struct iovec){ (void *)zero_buf, piece };
-    left -= piece;
-  }
-  submit_sendmsg(c, n, msg_more_after(m, m->splice_segs[m->splice_cur].len - left)
-                           ? MSG_MORE : 0);
-}
-
-/* Waits (in the ring) until the socket can take more. */
-static void
-submit_poll_out(struct conn *c)
-{
-  struct io_uring_sqe *sqe = loop_get_sqe(c->w);
-
-  io_uring_prep_poll_add(sqe, conn_sock(c), POLLOUT);
-  if (c->w->fixed_files)
-    sqe->flags |= IOSQE_FIXED_FILE;
-  io_uring_sqe_set_data64(sqe, ud_conn(UD_POLL_OUT, c));
-  c->send_inflight = true;
-}
-
-/* Sends the file segments of m, file -> pipe -> socket, right here with
- * splice(2): the pages go from the page cache to the socket by reference,
- * never copied by us.  start_read() only takes this path for ranges that
- * are in the page cache, so the file side does not wait for a disk, and
- * the socket is non-blocking: when it is full we wait for POLLOUT in the
- * ring.  (IORING_OP_SPLICE would do the same in io_uring's worker threads,
- * and the thread switches cost more than the copies saved.)
- * Returns 0 when m is all sent, 1 when waiting, -errno on failure. */
-static int
-splice_segments(struct conn *c, struct outmsg *m)
-{
-  while (m->splice_cur < m->nsplice || c->pipe_fill > 0) {
-    ssize_t n;
-
-    if (c->pipe_fill == 0) {
-      struct segment *sg = &m->splice_segs[m->splice_cur];
-      loff_t off = (loff_t)sg->file_off;
-
-      if (sg->fd < 0) {
-        submit_zeroes(c, m);
-        return 1;
-      }
-      n = splice(sg->fd, &off, c->pipe_fd[1], NULL,
-                 sg->len < c->pipe_size ? sg->len : c->pipe_size,
-                 SPLICE_F_NONBLOCK);
-      if (n <= 0)
-        return n == 0 ? -ENODATA : -errno;
-      msg_advance_segment(m, (uint32_t)n);
-      c->pipe_fill = (uint32_t)n;
-    }
-    n = splice(c->pipe_fd[0], NULL, c->fd, NULL, c->pipe_fill,
-               SPLICE_F_NONBLOCK | (msg_more_after(m, 0) ? SPLICE_F_MORE : 0));
-    if (n < 0) {
-      if (errno == EAGAIN) {
-        submit_poll_out(c);
-        return 1;
-      }
-      return -errno;
-    }
-    c->pipe_fill -= (uint32_t)n;
-  }
-  return 0;
-}
-
-static void
-conn_send(struct conn *c)
-{
-  struct outmsg *m = c->out_head;
-  unsigned n = 0;
-  int more = 0;
-
-  while (m && msg_iov_sent(m) && m->splice_segs) {
-    int r = splice_segments(c, m);
-
-    if (r > 0)
-      return;
-    if (r < 0) {
-      /* The reply header promised these bytes; without them the stream
-       * is broken, so the connection has to go (the client reconnects). */
-      conn_free_queue(c);
-      conn_close(c, r == -EPIPE || r == -ECONNRESET ? NULL : strerror(-r));
-      return;
-    }
-    pop_head(c);
-    m = c->out_head;
-  }
-  if (!m) {
-    send_next(c);
-    return;
-  }
-  /* Gather every queued reply, up to the first one with a spliced payload,
-   * which has to follow its header on the stream. */
-  for (; m && n < 64; m = m->next) {
-    for (unsigned i = m->iov_first; i < m->niov && n < 64; i++)
-      c->send_iov[n++] = m->iov[i];
-    if (m->splice_segs) {
-      more = MSG_MORE;
-      break;
-    }
-  }
-  submit_sendmsg(c, n, more);
-}
-
-void
-conn_queue(struct conn *c, struct outmsg *m)
-{
-  if (c->closing) {
-    /* The reply of the last request a closing connection waited for:
-     * nobody else will free it.  (Inside conn_input() the armed recv
-     * keeps it alive.) */
-    m->free(m);
-    conn_try_free(c);
-    return;
-  }
-  m->next = NULL;
-  *c->out_tail = m;
-  c->out_tail = &m->next;
-  if (!c->send_inflight)
-    conn_send(c);
-}
-
-/* After a send finished: the next one, or the end of the connection. */
-static void
-send_next(struct conn *c)
-{
-  if (c->out_head && !c->closing) {
-    conn_send(c);
-  } else if (c->disc && c->inflight_reqs == 0 && !c->out_head) {
-    conn_close(c, NULL);
-  } else if (c->closing) {
-    conn_free_queue(c);
-    conn_try_free(c);
-  }
-}
-
-/* Drops the head message once all of it is on the stream. */
-static void
-pop_if_sent(struct conn *c)
-{
-  struct outmsg *m = c->out_head;
-
-  if (m && msg_iov_sent(m) && c->pipe_fill == 0 &&
-      (!m->splice_segs || m->splice_cur == m->nsplice))
-    pop_head(c);
-}
-
-static void
-send_done(struct conn *c, int res)
-{
-  c->send_inflight = false;
-  if (res < 0) {
-    conn_free_queue(c);
-    conn_close(c, res == -EPIPE || res == -ECONNRESET ? NULL : "send failed");
-    return;
-  }
-  /* A sendmsg either gathers queued iovecs, and then the head message
-   * still had some to send, or sends a zero segment of a spliced reply,
-   * whose iovecs were all sent: the head tells which it was. */
-  if (msg_iov_sent(c->out_head) && c->out_head->splice_segs) {
-    msg_advance_segment(c->out_head, (uint32_t)res);
-    pop_if_sent(c);
-    send_next(c);
-    return;
-  }
-  size_t left = res;
-  while (c->out_head) {
-    struct outmsg *m = c->out_head;
-    while (m->iov_first < m->niov && left >= m->iov[m->iov_first].iov_len) {
-      left -= m->iov[m->iov_first].iov_len;
-      m->iov_first++;
-    }
-    if (m->iov_first < m->niov) {
-      /* Partly sent: resume inside this iovec. */
-      m->iov[m->iov_first].iov_base = (char *)m->iov[m->iov_first].iov_base + left;
-      m->iov[m->iov_first].iov_len -= left;
-      break;
-    }
-    if (m->splice_segs)
-      break; /* its payload goes next, by splice */
-    pop_head(c);
-  }
-  send_next(c);
-}
-
-static void
-poll_out_done(struct conn *c, int res)
-{
-  c->send_inflight = false;
-  if (res < 0 && res != -ECANCELED) {
-    conn_free_queue(c);
-    conn_close(c, strerror(-res));
-    return;
-  }
-  send_next(c);
-}
-
 /* ---- receive ---- */
-
-static void
-recv_done(struct worker *w, struct conn *c, int res, unsigned flags)
-{
-  bool more = flags & IORING_CQE_F_MORE;
-
-  if (flags & IORING_CQE_F_BUFFER) {
-    unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
-    char *buf = w->bufs + (size_t)bid * w->buf_size;
-
-    if (res > 0) {
-      KERNEL_WROTE(buf, res);
-      conn_input(c, buf, res);
-    }
-    /* Hand the buffer straight back: we copied what we needed. */
-    io_uring_buf_ring_add(w->br, buf, w->buf_size, bid,
-                          io_uring_buf_ring_mask(w->nbufs), 0);
-    io_uring_buf_ring_advance(w->br, 1);
-  }
-  if (!more) {
-    c->recv_armed = false;
-    c->recv_cancelling = false;
-  }
-  if (res == 0) {
-    if (!c->closing)
-      conn_close(c, c->phase == PHASE_HANDSHAKE ? "client went away during the handshake" : NULL);
-    else
-      conn_try_free(c);
-    return;
-  }
-  if (res < 0 && res != -ENOBUFS && res != -ECANCELED) {
-    conn_close(c, res == -ECONNRESET ? NULL : strerror(-res));
-    return;
-  }
-  if (c->closing) {
-    conn_try_free(c);
-    return;
-  }
-  if (c->recv_armed && conn_over_limit(c))
-    cancel_recv(c);
-  else if (!c->recv_armed)
-    arm_recv(c);
-}
 
 /* ---- accept ---- */
 
@@ -618,97 +132,6 @@ adopt_connections(struct worker *w)
   for (unsigned i = 0; i < n; i++)
     conn_setup(w, v[i]);
   free(v);
-}
-
-/* The address of the peer of socket fd, as text ("unknown" if none). */
-static void
-peer_name(int fd, char out[INET6_ADDRSTRLEN])
-{
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-
-  out[0] = '\0';
-  if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
-    if (ss.ss_family == AF_INET)
-      inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, INET6_ADDRSTRLEN);
-    else if (ss.ss_family == AF_INET6) {
-      struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-      /* IPv4-mapped: use the plain IPv4 form, so the identity does not
-       * depend on which socket family accepted the client. */
-      if (IN6_IS_ADDR_V4MAPPED(a))
-        inet_ntop(AF_INET, &a->s6_addr[12], out, INET6_ADDRSTRLEN);
-      else
-        inet_ntop(AF_INET6, a, out, INET6_ADDRSTRLEN);
-    }
-  }
-  if (!out[0])
-    snprintf(out, INET6_ADDRSTRLEN, "unknown");
-}
-
-/* A new connection on this worker: its socket is res. */
-static void
-conn_setup(struct worker *w, int res)
-{
-  const char *why;
-  struct conn *c;
-  unsigned slot;
-  int one = 1;
-
-  if (w->stopping || w->nconns == w->nslots) {
-    if (!w->stopping) {
-      char peer[INET6_ADDRSTRLEN];
-      peer_name(res, peer);
-      handshake_log_refusal(peer, NULL, NULL,
-                            "its worker thread holds as many connections as it can");
-    }
-    close(res);
-    return;
-  }
-  for (slot = 0; w->conns[slot]; slot++)
-    ;
-  if (slot > w->max_slot)
-    w->max_slot = slot;
-  c = conn_alloc(w, res);
-  if (!c) {
-    close(res);
-    return;
-  }
-  c->slot = slot;
-  c->gen = ++w->next_gen;
-  peer_name(res, c->peer);
-  why = limits_enter(c->peer);
-  if (why) {
-    handshake_log_refusal(c->peer, NULL, NULL, why);
-    close(res);
-    free(c);
-    return;
-  }
-  c->counted = true;
-  setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (config.keepalive) {
-    /* Notice clients that vanished (power cut, cable pulled) within about
-     * keepalive + 60 s, and let their connection go. */
-    int idle = (int)config.keepalive, intvl = 10, cnt = 6;
-    setsockopt(res, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-    setsockopt(res, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-    setsockopt(res, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
-    setsockopt(res, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
-  }
-  if (w->fixed_files &&
-      io_uring_register_files_update(&w->ring, slot, &res, 1) != 1) {
-    log_err("cannot register socket in the ring's file table");
-    limits_leave(c->peer);
-    close(res);
-    free(c);
-    return;
-  }
-  pthread_mutex_lock(&w->conns_lock);
-  w->conns[slot] = c;
-  pthread_mutex_unlock(&w->conns_lock);
-  w->nconns++;
-  log_debug("connection from %s (worker %u slot %u)", c->peer, w->id, slot);
-  handshake_start(c);
-  arm_recv(c);
 }
 
 /* ---- the once-a-second tick: handshake timeouts ---- */
@@ -785,7 +208,7 @@ worker_begin_stop(struct worker *w)
       /* Finish what is in flight, then close. */
       c->disc = true;
       c->in = IN_DEAD;
-      cancel_recv(c);
+      conn_cancel_recv(c);
       if (c->inflight_reqs == 0 && !c->send_inflight)
         conn_close(c, NULL);
     }
@@ -822,96 +245,36 @@ close_kicked(struct worker *w)
   }
 }
 
-static bool
-conn_is(const struct conn *c, const char *who)
-{
-  const char *slash = strchr(c->ovl->key, '/');
-
-  return !strcmp(c->peer, who) || !strcmp(c->ovl->key, who) ||
-         (slash && !strcmp(slash + 1, who));
-}
-
-unsigned
-workers_kick(const char *who)
+int
+workers_each_conn(int (*fn)(struct conn *c, void *arg), void *arg)
 {
   uint64_t one = 1;
-  unsigned n = 0;
 
   for (unsigned i = 0; i < nworkers; i++) {
     struct worker *w = &workers[i];
-    unsigned mine = 0;
+    bool wake = false;
+    int r = 0;
 
     pthread_mutex_lock(&w->conns_lock);
-    for (unsigned j = 0; j < w->nslots && j <= w->max_slot; j++) {
+    for (unsigned j = 0; j < w->nslots && j <= w->max_slot && r >= 0; j++) {
       struct conn *c = w->conns[j];
-      if (c && c->ovl && !c->closing && conn_is(c, who)) {
-        c->kick = true;
-        mine++;
-      }
-    }
-    if (mine)
-      w->kick_pending = true;
-    pthread_mutex_unlock(&w->conns_lock);
-    if (mine && write(w->wake_fd, &one, sizeof one) < 0)
-      log_err("cannot wake worker %u: %s", i, strerror(errno));
-    n += mine;
-  }
-  return n;
-}
-
-int
-workers_snapshot(struct ctl_conn_info **out, size_t *np)
-{
-  struct ctl_conn_info *v = NULL;
-  size_t n = 0, cap = 0;
-
-  for (unsigned i = 0; i < nworkers; i++) {
-    struct worker *w = &workers[i];
-
-    pthread_mutex_lock(&w->conns_lock);
-    for (unsigned j = 0; j < w->nslots && j <= w->max_slot; j++) {
-      struct conn *c = w->conns[j];
-      struct ctl_conn_info *x;
-      const char *slash;
 
       /* Only attached ones: a handshake has no identity yet.  The
        * overlay stays while the connection does (freeing it needs this
-       * lock); the counters may be a request behind. */
+       * lock). */
       if (!c || !c->ovl || c->closing)
         continue;
-      if (n == cap) {
-        cap = cap ? cap * 2 : 64;
-        x = realloc(v, cap * sizeof *v);
-        if (!x) {
-          pthread_mutex_unlock(&w->conns_lock);
-          free(v);
-          return -ENOMEM;
-        }
-        v = x;
-      }
-      x = &v[n++];
-      memset(x, 0, sizeof *x);
-      slash = strchr(c->ovl->key, '/');
-      snprintf(x->export, sizeof x->export, "%s", c->ovl->exp->name);
-      snprintf(x->id, sizeof x->id, "%.*s", (int)sizeof x->id - 1,
-               slash ? slash + 1 : c->ovl->key);
-      snprintf(x->peer, sizeof x->peer, "%s", c->peer);
-      slash = strrchr(c->ovl->base->path, '/');
-      snprintf(x->image, sizeof x->image, "%.*s", (int)sizeof x->image - 1,
-               slash ? slash + 1 : c->ovl->base->path);
-      pthread_mutex_lock(&c->ovl->lock);
-      x->overlay_bytes = c->ovl->file.map.ndata * (uint64_t)OVL_BLOCK_SIZE;
-      pthread_mutex_unlock(&c->ovl->lock);
-      x->connected = c->connected;
-      x->requests = c->requests;
-      x->bytes_read = c->bytes_read;
-      x->bytes_written = c->bytes_written;
-      x->worker = w->id;
+      r = fn(c, arg);
+      wake |= r > 0;
     }
+    if (wake)
+      w->kick_pending = true;
     pthread_mutex_unlock(&w->conns_lock);
+    if (wake && write(w->wake_fd, &one, sizeof one) < 0)
+      log_err("cannot wake worker %u: %s", i, strerror(errno));
+    if (r < 0)
+      return r;
   }
-  *out = v;
-  *np = n;
   return 0;
 }
 
@@ -969,11 +332,11 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
       return;
     }
     if (kind == UD_RECV)
-      recv_done(w, c, cqe->res, cqe->flags);
+      conn_recv_done(w, c, cqe->res, cqe->flags);
     else if (kind == UD_SEND)
-      send_done(c, cqe->res);
+      conn_send_done(c, cqe->res);
     else
-      poll_out_done(c, cqe->res);
+      conn_poll_out_done(c, cqe->res);
     return;
   }
   default:

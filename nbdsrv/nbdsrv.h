@@ -10,7 +10,11 @@
  *   image.c      base images, opened once and shared
  *   pagecache.c  page cache residency of file ranges (cachestat)
  *   overlay.c    per-client overlays: registry, copy-on-write I/O, flush
- *   loop.c       the io_uring event loop of one worker thread
+ *   loop.c       the io_uring event loop of one worker thread: ring,
+ *                accept and hand-off, dispatch of completions, tick
+ *   ring.c       SQEs of a worker's ring and their user_data
+ *   conn.c       a connection's life: set up, stages, close, free
+ *   output.c     a connection's output queue: sendmsg and splice
  *   trace.c      the request trace (--trace)
  *   ctl.c        the control socket (nbdsrv ctl), server side
  *   ctlclient.c  nbdsrv ctl, the command
@@ -505,40 +509,48 @@ struct worker {
   char trace_buf[64 << 10];
 };
 
+/* user_data of the ring's operations: connection operations carry kind |
+ * slot << 4 | generation << 32, so a completion for a slot that was since
+ * reused is recognised and ignored; file I/O carries the request pointer
+ * (16-byte aligned) | kind | segment << 48. */
+enum ud_kind {
+  UD_IO = 1,       /* request file I/O: pointer-based */
+  UD_ACCEPT = 2,
+  UD_RECV = 3,
+  UD_SEND = 4,
+  UD_WAKE = 5,
+  UD_CANCEL = 6,
+  UD_POLL_OUT = 7,    /* socket writable again (spliced replies) */
+  UD_TICK = 8,        /* once a second */
+};
+
+static inline uint64_t
+ud_conn(enum ud_kind k, const struct conn *c)
+{
+  return k | (uint64_t)c->slot << 4 | (uint64_t)c->gen << 32;
+}
+
+/* The user_data of file I/O of request r, segment seg. */
+uint64_t loop_req_data(struct request *r, unsigned seg);
+/* An SQE of w's ring, counted in w->ops_inflight (its completion is
+ * expected); never NULL. */
+struct io_uring_sqe *loop_get_sqe(struct worker *w);
+
+/* The provided-buffer group of recv buffers (one per worker ring). */
+#define BUF_GROUP 0
+
 /* Read replies at least this long are spliced from the files. */
 #define NBDSRV_SPLICE_MIN (64u << 10)
 
-/* What nbdsrv ctl list shows of a connection. */
-struct ctl_conn_info {
-  char export[256];
-  char id[CLIENT_ID_MAX + 1];
-  char peer[INET6_ADDRSTRLEN];
-  char image[256];               /* the pinned image version's file name */
-  uint64_t overlay_bytes;
-  time_t connected;
-  uint64_t requests, bytes_read, bytes_written;
-  unsigned worker;
-};
-
 int workers_start(const int *listen_fds, unsigned nlisten, unsigned nthreads);
-/* The attached connections of all workers (malloc'ed array). */
-int workers_snapshot(struct ctl_conn_info **out, size_t *n);
-/* Has every connection whose address, ID or EXPORT/ID is who closed by
- * its worker.  Returns how many. */
-unsigned workers_kick(const char *who);
+/* Calls fn(c, arg) for each attached connection of every worker, under
+ * that worker's conns_lock (fn may read c and its overlay, and set
+ * c->kick).  fn returns < 0 to stop (that is returned), 0 to go on, > 0
+ * when it set c->kick: the worker then closes c. */
+int workers_each_conn(int (*fn)(struct conn *c, void *arg), void *arg);
 void workers_stop(void);
 void workers_join(void);
 
-/* Used by handshake.c / transmit.c. */
-struct io_uring_sqe *loop_get_sqe(struct worker *w);
-/* Sends m after what is queued; on a closing connection drops it, and the
- * connection may be freed by that. */
-void conn_queue(struct conn *c, struct outmsg *m);
-void conn_close(struct conn *c, const char *why);
-void conn_recv_more(struct conn *c);
-/* Creates the connection's splice pipe if it has none; 0 or -errno. */
-int conn_pipe(struct conn *c);
-uint64_t loop_req_data(struct request *r, unsigned seg);
 
 /* ---- attach.c ---- */
 
@@ -582,14 +594,38 @@ int ctl_main(int argc, char **argv);
 /* ---- input.c ---- */
 /* Feeds len received bytes to the protocol state machine. */
 void conn_input(struct conn *c, const char *p, size_t len);
-/* A new connection of worker w on socket fd (-1: none), in no state yet
- * (handshake_start() begins it); NULL when out of memory. */
-struct conn *conn_alloc(struct worker *w, int fd);
+/* Feeds what came while c waited for its overlay (IN_ATTACHING). */
+void conn_input_resume(struct conn *c);
 /* The first half of closing a connection: no more input is taken, and a
  * write whose payload was still arriving is dropped. */
 void conn_stop_input(struct conn *c);
-/* Feeds what came while c waited for its overlay (IN_ATTACHING). */
-void conn_input_resume(struct conn *c);
+
+/* ---- conn.c ---- */
+/* A new connection of worker w on socket fd (-1: none), in no state yet
+ * (handshake_start() begins it); NULL when out of memory. */
+struct conn *conn_alloc(struct worker *w, int fd);
+/* A new connection on worker w: its socket is fd. */
+void conn_setup(struct worker *w, int fd);
+void conn_close(struct conn *c, const char *why);
+/* Frees c once nothing of it is in flight any more. */
+void conn_try_free(struct conn *c);
+/* Arms c's recv again unless c has too much in flight. */
+void conn_recv_more(struct conn *c);
+void conn_cancel_recv(struct conn *c);
+/* A recv completion of c (buffer in flags). */
+void conn_recv_done(struct worker *w, struct conn *c, int res, unsigned flags);
+
+/* ---- output.c ---- */
+/* Sends m after what is queued; on a closing connection drops it, and the
+ * connection may be freed by that. */
+void conn_queue(struct conn *c, struct outmsg *m);
+/* Drops every queued message unsent. */
+void conn_free_queue(struct conn *c);
+/* Creates the connection's splice pipe if it has none; 0 or -errno. */
+int conn_pipe(struct conn *c);
+/* Completions of a sendmsg and of a wait for POLLOUT. */
+void conn_send_done(struct conn *c, int res);
+void conn_poll_out_done(struct conn *c, int res);
 
 /* ---- handshake.c ---- */
 void handshake_start(struct conn *c);

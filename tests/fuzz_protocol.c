@@ -1,9 +1,10 @@
 /* Fuzz target: nbdsrv's protocol code, handshake and transmission.
  *
  * The real handshake.c, transmit.c, overlay.c, image.c, acl.c, config.c
- * and input.c run; only loop.c and attach.c are replaced, by the few
- * functions below that the protocol code calls (conn_queue, conn_close,
- * loop_get_sqe, attach_begin ...).
+ * and input.c run; only the event loop and the connection's life and
+ * output (loop.c, ring.c, conn.c, output.c) and attach.c are replaced, by
+ * the few functions below that the protocol code calls (conn_alloc,
+ * conn_queue, conn_close, loop_get_sqe, attach_begin ...).
  * The fuzz input is the byte stream of one or two client connections,
  * fed to conn_input() in pieces whose sizes the input also chooses, so
  * that every unit (client flags, option header, option data, request
@@ -59,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fuzz.h"
@@ -88,7 +90,7 @@ fail(const char *fmt, ...)
   abort();
 }
 
-/* ---- the stand-in for loop.c ---- */
+/* ---- the stand-in for loop.c, ring.c, conn.c and output.c ---- */
 
 static struct worker worker;
 
@@ -129,6 +131,22 @@ conn_pipe(struct conn *c)
 {
   (void)c;
   return 0;
+}
+
+struct conn *
+conn_alloc(struct worker *w, int fd)
+{
+  /* As conn.c, less the socket's slot. */
+  struct conn *c = calloc(1, sizeof *c);
+
+  if (!c)
+    return NULL;
+  c->w = w;
+  c->fd = fd;
+  c->out_tail = &c->out_head;
+  c->connected = time(NULL);
+  c->max_request = config.max_request;
+  return c;
 }
 
 void

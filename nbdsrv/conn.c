@@ -1,0 +1,278 @@
+/* nbdsrv: the life of a connection: set up, stages, close, free.
+ *
+ * Design notes
+ * ------------
+ * A connection is created on the worker that will serve it (conn_setup:
+ * a slot, a generation, the connection limits, socket options, the
+ * registered file table) and freed by that worker only once nothing of
+ * it is in flight any more: no armed recv, no send, no request, no job
+ * at the attach thread (conn_try_free).  Closing is two steps: conn_close
+ * stops everything new (no more input, recv cancelled, the socket shut
+ * down), and the connection goes once what is in flight completed.
+ *
+ * Must never happen: a connection freed while an operation of the ring,
+ * a request or an attach job still names it; a slot reused without a
+ * new generation (stale completions are recognised by it).
+ */
+#include <config.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "nbdsrv.h"
+
+/* Why a connection ended early (bad framing, a handshake timeout...):
+ * clients decide how often that happens. */
+static struct log_limit close_log = LOG_LIMIT(LOG_INFO, "closed connections");
+
+static bool
+conn_over_limit(const struct conn *c)
+{
+  return c->inflight_reqs >= NBDSRV_MAX_CONN_REQS ||
+         c->inflight_bytes >= NBDSRV_MAX_CONN_BYTES;
+}
+
+static void
+arm_recv(struct conn *c)
+{
+  struct io_uring_sqe *sqe;
+
+  if (c->recv_armed || c->closing || c->disc || c->w->stopping ||
+      conn_over_limit(c))
+    return;
+  sqe = loop_get_sqe(c->w);
+  io_uring_prep_recv_multishot(sqe, c->w->fixed_files ? (int)c->slot : c->fd,
+                               NULL, 0, 0);
+  if (c->w->fixed_files)
+    sqe->flags |= IOSQE_FIXED_FILE;
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = BUF_GROUP;
+  io_uring_sqe_set_data64(sqe, ud_conn(UD_RECV, c));
+  c->recv_armed = true;
+}
+
+void
+conn_cancel_recv(struct conn *c)
+{
+  struct io_uring_sqe *sqe;
+
+  if (!c->recv_armed || c->recv_cancelling)
+    return;
+  sqe = loop_get_sqe(c->w);
+  io_uring_prep_cancel64(sqe, ud_conn(UD_RECV, c), 0);
+  io_uring_sqe_set_data64(sqe, UD_CANCEL);
+  c->recv_cancelling = true;
+}
+
+void
+conn_recv_more(struct conn *c)
+{
+  arm_recv(c);
+}
+
+/* Frees the connection once nothing of it is in flight any more. */
+void
+conn_try_free(struct conn *c)
+{
+  struct worker *w = c->w;
+
+  if (!c->closing || c->recv_armed || c->send_inflight || c->inflight_reqs ||
+      c->attach_job)
+    return;
+  /* Out of the table first: the control socket reads it, overlay and
+   * all, under conns_lock. */
+  pthread_mutex_lock(&w->conns_lock);
+  w->conns[c->slot] = NULL;
+  pthread_mutex_unlock(&w->conns_lock);
+  conn_free_queue(c);
+  free(c->opt_data);
+  free(c->stash);
+  if (c->pipe_size) {
+    close(c->pipe_fd[0]);
+    close(c->pipe_fd[1]);
+  }
+  if (c->ovl)
+    overlay_release(c->ovl);
+  if (w->fixed_files) {
+    int minus_one = -1;
+    io_uring_register_files_update(&w->ring, c->slot, &minus_one, 1);
+  }
+  close(c->fd);
+  if (c->counted)
+    limits_leave(c->peer);
+  w->nconns--;
+  log_debug("connection from %s closed", c->peer);
+  free(c);
+}
+
+void
+conn_close(struct conn *c, const char *why)
+{
+  if (!c->closing && why)
+    log_limited(&close_log, "closing connection from %s: %s", c->peer, why);
+  conn_stop_input(c);
+  attach_cancel(c);
+  conn_cancel_recv(c);
+  /* Wake a blocked send and make later ones fail fast. */
+  shutdown(c->fd, SHUT_RDWR);
+  conn_try_free(c);
+}
+
+/* The address of the peer of socket fd, as text ("unknown" if none). */
+static void
+peer_name(int fd, char out[INET6_ADDRSTRLEN])
+{
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+
+  out[0] = '\0';
+  if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+    if (ss.ss_family == AF_INET)
+      inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, INET6_ADDRSTRLEN);
+    else if (ss.ss_family == AF_INET6) {
+      struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+      /* IPv4-mapped: use the plain IPv4 form, so the identity does not
+       * depend on which socket family accepted the client. */
+      if (IN6_IS_ADDR_V4MAPPED(a))
+        inet_ntop(AF_INET, &a->s6_addr[12], out, INET6_ADDRSTRLEN);
+      else
+        inet_ntop(AF_INET6, a, out, INET6_ADDRSTRLEN);
+    }
+  }
+  if (!out[0])
+    snprintf(out, INET6_ADDRSTRLEN, "unknown");
+}
+
+struct conn *
+conn_alloc(struct worker *w, int fd)
+{
+  struct conn *c = calloc(1, sizeof *c);
+
+  if (!c)
+    return NULL;
+  c->w = w;
+  c->fd = fd;
+  c->out_tail = &c->out_head;
+  c->connected = time(NULL);
+  /* A reload changes it for connections that come after. */
+  c->max_request = config.max_request;
+  return c;
+}
+
+/* A new connection on this worker: its socket is res. */
+void
+conn_setup(struct worker *w, int res)
+{
+  const char *why;
+  struct conn *c;
+  unsigned slot;
+  int one = 1;
+
+  if (w->stopping || w->nconns == w->nslots) {
+    if (!w->stopping) {
+      char peer[INET6_ADDRSTRLEN];
+      peer_name(res, peer);
+      handshake_log_refusal(peer, NULL, NULL,
+                            "its worker thread holds as many connections as it can");
+    }
+    close(res);
+    return;
+  }
+  for (slot = 0; w->conns[slot]; slot++)
+    ;
+  if (slot > w->max_slot)
+    w->max_slot = slot;
+  c = conn_alloc(w, res);
+  if (!c) {
+    close(res);
+    return;
+  }
+  c->slot = slot;
+  c->gen = ++w->next_gen;
+  peer_name(res, c->peer);
+  why = limits_enter(c->peer);
+  if (why) {
+    handshake_log_refusal(c->peer, NULL, NULL, why);
+    close(res);
+    free(c);
+    return;
+  }
+  c->counted = true;
+  setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (config.keepalive) {
+    /* Notice clients that vanished (power cut, cable pulled) within about
+     * keepalive + 60 s, and let their connection go. */
+    int idle = (int)config.keepalive, intvl = 10, cnt = 6;
+    setsockopt(res, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(res, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(res, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(res, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+  }
+  if (w->fixed_files &&
+      io_uring_register_files_update(&w->ring, slot, &res, 1) != 1) {
+    log_err("cannot register socket in the ring's file table");
+    limits_leave(c->peer);
+    close(res);
+    free(c);
+    return;
+  }
+  pthread_mutex_lock(&w->conns_lock);
+  w->conns[slot] = c;
+  pthread_mutex_unlock(&w->conns_lock);
+  w->nconns++;
+  log_debug("connection from %s (worker %u slot %u)", c->peer, w->id, slot);
+  handshake_start(c);
+  arm_recv(c);
+}
+
+void
+conn_recv_done(struct worker *w, struct conn *c, int res, unsigned flags)
+{
+  bool more = flags & IORING_CQE_F_MORE;
+
+  if (flags & IORING_CQE_F_BUFFER) {
+    unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+    char *buf = w->bufs + (size_t)bid * w->buf_size;
+
+    if (res > 0) {
+      KERNEL_WROTE(buf, res);
+      conn_input(c, buf, res);
+    }
+    /* Hand the buffer straight back: we copied what we needed. */
+    io_uring_buf_ring_add(w->br, buf, w->buf_size, bid,
+                          io_uring_buf_ring_mask(w->nbufs), 0);
+    io_uring_buf_ring_advance(w->br, 1);
+  }
+  if (!more) {
+    c->recv_armed = false;
+    c->recv_cancelling = false;
+  }
+  if (res == 0) {
+    if (!c->closing)
+      conn_close(c, c->phase == PHASE_HANDSHAKE ? "client went away during the handshake" : NULL);
+    else
+      conn_try_free(c);
+    return;
+  }
+  if (res < 0 && res != -ENOBUFS && res != -ECANCELED) {
+    conn_close(c, res == -ECONNRESET ? NULL : strerror(-res));
+    return;
+  }
+  if (c->closing) {
+    conn_try_free(c);
+    return;
+  }
+  if (c->recv_armed && conn_over_limit(c))
+    conn_cancel_recv(c);
+  else if (!c->recv_armed)
+    arm_recv(c);
+}
