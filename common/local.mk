@@ -6,7 +6,8 @@ common_libcommon_a_SOURCES = \
 	common/export-name.c common/export-name.h \
 	common/util.c common/util.h \
 	common/io.c common/io.h \
-	common/clock.c common/clock.h
+	common/clock.c common/clock.h \
+	common/vec.c common/vec.h
 
 common_libcommon_a_SOURCES += \
 	common/overlay-format.c common/overlay-format.h

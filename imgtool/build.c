@@ -398,12 +398,8 @@ static void
 dir_new_block(struct dirlay *d)
 {
   struct bctx *c = d->c;
-  size_t need = (size_t)(d->nblocks + 1) * BLK;
 
-  if (need > c->dirbuf_cap) {
-    c->dirbuf_cap = need * 2;
-    c->dirbuf = xrealloc(c->dirbuf, c->dirbuf_cap);
-  }
+  XVEC_RESERVE(c->dirbuf, c->dirbuf_cap, (size_t)(d->nblocks + 1) * BLK);
   memset(c->dirbuf + (size_t)d->nblocks * BLK, 0, BLK);
   d->nblocks++;
   d->off = 0;
@@ -598,13 +594,13 @@ prepare_lost_found(struct bctx *c)
 static void
 uuid_from(uint8_t out[16], const uint8_t digest[32], const char *what)
 {
-  struct sha256 s;
-  uint8_t d[32];
+  struct sha256_ctx s;
+  uint8_t d[SHA256_DIGEST_SIZE];
 
   sha256_init(&s);
-  sha256_update(&s, digest, 32);
-  sha256_update(&s, what, strlen(what));
-  sha256_final(&s, d);
+  sha256_update(&s, SHA256_DIGEST_SIZE, digest);
+  sha256_update(&s, strlen(what), (const uint8_t *)what);
+  sha256_digest(&s, sizeof d, d);
   memcpy(out, d, 16);
   out[6] = (uint8_t)((out[6] & 0x0f) | 0x40); /* RFC 4122 layout */
   out[8] = (uint8_t)((out[8] & 0x3f) | 0x80);
@@ -969,6 +965,99 @@ struct build_args {
   bool force;
 };
 
+/* --headroom N% or SIZE: a percentage of the used space, or bytes; a
+ * size alone drops the default percentage, unless one was given. */
+static int
+parse_headroom(const char *arg, struct build_opts *o, bool *pct_set)
+{
+  size_t l = strlen(arg);
+
+  if (l > 1 && arg[l - 1] == '%') {
+    char *end;
+    unsigned long v = strtoul(arg, &end, 10);
+    if (*end != '%' || v > 1000) {
+      log_err("--headroom '%s': give a percentage (e.g. 30%%) or a "
+              "size (e.g. 256M)", arg);
+      return -EINVAL;
+    }
+    o->headroom_pct = (unsigned)v;
+    *pct_set = true;
+  } else if (parse_size(arg, &o->headroom_abs) < 0) {
+    log_err("--headroom '%s': give a percentage (e.g. 30%%) or a size "
+            "(e.g. 256M)", arg);
+    return -EINVAL;
+  } else if (!*pct_set) {
+    o->headroom_pct = 0;
+  }
+  return 0;
+}
+
+/* The options that shape the filesystem: --inodes, --uuid, --hash-seed,
+ * --label; anything else is a usage error (after the usage). */
+static int
+parse_image_option(int c, const char *arg, struct build_opts *o)
+{
+  char *end;
+
+  switch (c) {
+  case 'i':
+    o->inodes = strtoull(arg, &end, 10);
+    if (*end || !o->inodes) {
+      log_err("--inodes '%s': give a positive number", arg);
+      return -EINVAL;
+    }
+    return 0;
+  case 'U':
+    if (parse_uuid(arg, o->uuid) < 0) {
+      log_err("--uuid '%s' is not a UUID (32 hex digits)", arg);
+      return -EINVAL;
+    }
+    o->uuid_set = true;
+    return 0;
+  case 'E':
+    if (parse_uuid(arg, o->hash_seed) < 0) {
+      log_err("--hash-seed '%s' is not a UUID (32 hex digits)", arg);
+      return -EINVAL;
+    }
+    o->hash_seed_set = true;
+    return 0;
+  case 'L':
+    if (strlen(arg) > 16) {
+      log_err("--label '%s' is longer than 16 bytes", arg);
+      return -EINVAL;
+    }
+    o->label = arg;
+    return 0;
+  }
+  build_usage(stderr);
+  return -EINVAL;
+}
+
+/* What must hold once every option is read: one TREE, and either -o or
+ * --store with a plain --name.  -1 to go on, or 2. */
+static int
+check_build_args(int argc, char **argv, struct build_args *a)
+{
+  if (optind != argc - 1) {
+    log_err("build needs exactly one TREE directory");
+    build_usage(stderr);
+    return 2;
+  }
+  a->o.tree = argv[optind];
+  if (!a->out == !a->store || (a->store && !a->name) ||
+      (a->name && !a->store)) {
+    log_err("build needs either -o IMAGE or --store DIR --name NAME");
+    return 2;
+  }
+  if (a->name && (!*a->name || strchr(a->name, '/') || a->name[0] == '.' ||
+                  strlen(a->name) > 200)) {
+    log_err("--name '%s': give a plain name without '/' or a leading '.'",
+            a->name);
+    return 2;
+  }
+  return -1;
+}
+
 /* Fills a from the command line.  Returns -1 to go on building, else the
  * exit status (0 after --help, 2 after a usage error). */
 static int
@@ -1009,56 +1098,9 @@ parse_build_args(int argc, char **argv, struct build_args *a)
         return 2;
       }
       break;
-    case 'H': {
-      size_t l = strlen(optarg);
-      if (l > 1 && optarg[l - 1] == '%') {
-        char *end;
-        unsigned long v = strtoul(optarg, &end, 10);
-        if (*end != '%' || v > 1000) {
-          log_err("--headroom '%s': give a percentage (e.g. 30%%) or a "
-                  "size (e.g. 256M)", optarg);
-          return 2;
-        }
-        o->headroom_pct = (unsigned)v;
-        headroom_pct_set = true;
-      } else if (parse_size(optarg, &o->headroom_abs) < 0) {
-        log_err("--headroom '%s': give a percentage (e.g. 30%%) or a size "
-                "(e.g. 256M)", optarg);
+    case 'H':
+      if (parse_headroom(optarg, o, &headroom_pct_set) < 0)
         return 2;
-      } else if (!headroom_pct_set) {
-        o->headroom_pct = 0;
-      }
-      break;
-    }
-    case 'i': {
-      char *end;
-      o->inodes = strtoull(optarg, &end, 10);
-      if (*end || !o->inodes) {
-        log_err("--inodes '%s': give a positive number", optarg);
-        return 2;
-      }
-      break;
-    }
-    case 'U':
-      if (parse_uuid(optarg, o->uuid) < 0) {
-        log_err("--uuid '%s' is not a UUID (32 hex digits)", optarg);
-        return 2;
-      }
-      o->uuid_set = true;
-      break;
-    case 'E':
-      if (parse_uuid(optarg, o->hash_seed) < 0) {
-        log_err("--hash-seed '%s' is not a UUID (32 hex digits)", optarg);
-        return 2;
-      }
-      o->hash_seed_set = true;
-      break;
-    case 'L':
-      if (strlen(optarg) > 16) {
-        log_err("--label '%s' is longer than 16 bytes", optarg);
-        return 2;
-      }
-      o->label = optarg;
       break;
     case 'f': a->force = true; break;
     case 'q': o->quiet = true; break;
@@ -1068,154 +1110,193 @@ parse_build_args(int argc, char **argv, struct build_args *a)
         return 2;
       break;
     case 'h': build_usage(stdout); return 0;
-    default: build_usage(stderr); return 2;
+    default:
+      if (parse_image_option(c, optarg, o) < 0)
+        return 2;
+      break;
     }
   }
-  if (optind != argc - 1) {
-    log_err("build needs exactly one TREE directory");
-    build_usage(stderr);
-    return 2;
+  return check_build_args(argc, argv, a);
+}
+
+/* What one run of build holds, released in one place (build_job_end). */
+struct build_job {
+  char *namedir, *tree_real, *lockpath;
+  struct outfile of;
+  bool made_store;
+  int lock;
+};
+
+/* Checks the tree before anything is created. */
+static int
+check_tree(const struct build_args *a, struct build_job *j)
+{
+  const struct build_opts *o = &a->o;
+  struct stat st;
+
+  if (stat(o->tree, &st) < 0) {
+    log_err("tree %s: %s: give the directory to turn into an image",
+            o->tree, strerror(errno));
+    return -errno;
   }
-  o->tree = argv[optind];
-  if (!a->out == !a->store || (a->store && !a->name) ||
-      (a->name && !a->store)) {
-    log_err("build needs either -o IMAGE or --store DIR --name NAME");
-    return 2;
+  if (!S_ISDIR(st.st_mode)) {
+    log_err("tree %s is not a directory: give the directory to turn into "
+            "an image", o->tree);
+    return -ENOTDIR;
   }
-  if (a->name && (!*a->name || strchr(a->name, '/') || a->name[0] == '.' ||
-                  strlen(a->name) > 200)) {
-    log_err("--name '%s': give a plain name without '/' or a leading '.'",
-            a->name);
-    return 2;
+  j->tree_real = realpath(o->tree, NULL);
+  if (j->tree_real)
+    return check_output_outside_tree(j->tree_real, a->out ? a->out : a->store,
+                                     !a->out, &o->exclude);
+  return 0;
+}
+
+/* The file the image is built in, in place of path (output: for the
+ * message). */
+static int
+create_image(const char *path, const char *output, struct build_job *j)
+{
+  int r = outfile_create(path, 0644, &j->of);
+
+  if (r < 0)
+    log_err("cannot create a file next to %s: %s", output, strerror(-r));
+  return r;
+}
+
+/* -o IMAGE: the image is made as an unnamed file beside it. */
+static int
+open_image_file(struct build_args *a, struct build_job *j)
+{
+  struct stat st;
+
+  if (!a->force && lstat(a->out, &st) == 0) {
+    log_err("%s already exists: remove it or pass --force", a->out);
+    return -EEXIST;
   }
-  return -1;
+  a->o.output = a->out;
+  return create_image(a->out, a->out, j);
+}
+
+/* --store DIR --name NAME: the store and the name's directory are made
+ * if need be (and go again if the build fails, even on a signal), the
+ * name is locked and the image is made inside. */
+static int
+open_store_image(struct build_args *a, struct build_job *j)
+{
+  char *target;
+  int r;
+
+  if (mkdir(a->store, 0755) == 0) {
+    j->made_store = true;
+    tmpdir_register(a->store);
+  } else if (errno != EEXIST) {
+    log_err("cannot create store %s: %s", a->store, strerror(errno));
+    return -errno;
+  }
+  j->namedir = xasprintf("%s/%s", a->store, a->name);
+  if (mkdir(j->namedir, 0755) == 0) {
+    j->lockpath = xasprintf("%s/.lock", j->namedir);
+    tmpdir_register(j->namedir);
+    tmpfile_register(j->lockpath);
+  }
+  j->lock = store_lock(j->namedir, true);
+  if (j->lock < 0) {
+    log_err("cannot lock store %s: %s", j->namedir, strerror(-j->lock));
+    return j->lock;
+  }
+  a->o.output = j->namedir;
+  target = xasprintf("%s/build.img", j->namedir);
+  r = create_image(target, j->namedir, j);
+  free(target);
+  return r;
+}
+
+/* The complete image takes its name, or is published in the store. */
+static int
+name_image(struct build_args *a, struct build_job *j)
+{
+  unsigned id;
+  int r;
+
+  if (!a->out)
+    return store_publish(j->namedir, &j->of,
+                         j->tree_real ? j->tree_real : a->o.tree, 0, &id);
+  r = a->force ? outfile_install(&j->of, a->out) : outfile_link(&j->of, a->out);
+  if (r < 0) {
+    log_err("cannot create %s: %s", a->out,
+            r == -EEXIST ? "it appeared while building (remove it or "
+                           "pass --force)" : strerror(-r));
+    return r;
+  }
+  fsync_dir_of(a->out);
+  printf("%s\n", a->out);
+  return 0;
+}
+
+static int
+run_build(struct build_args *a, struct build_job *j)
+{
+  const char *fstab_problem = NULL;
+  int r = check_tree(a, j);
+
+  if (r < 0)
+    return r;
+  tmpfile_install_signals();
+  r = a->out ? open_image_file(a, j) : open_store_image(a, j);
+  if (r < 0)
+    return r;
+  r = build_image(&a->o, j->of.fd, j->of.path, &fstab_problem);
+  if (r < 0)
+    return r;
+  if (fsync(j->of.fd) < 0) {
+    log_err("cannot write %s: %s", a->o.output, strerror(errno));
+    return -errno;
+  }
+  r = name_image(a, j);
+  if (r == 0 && fstab_problem)
+    log_warn("tree %s: %s, so nothing remounts the root read-write: the "
+             "clients run on a read-only root unless booted with rw; add a "
+             "line such as '/dev/nbd0 / ext4 defaults 0 1'", a->o.tree,
+             fstab_problem);
+  return r;
+}
+
+/* Releases what the run holds; after a failure, removes what it made. */
+static void
+build_job_end(const struct build_args *a, struct build_job *j, int rc)
+{
+  outfile_close(&j->of);
+  if (rc == 0) {
+    if (j->made_store)
+      tmpfile_forget(a->store);
+    if (j->lockpath) {
+      tmpfile_forget(j->namedir);
+      tmpfile_forget(j->lockpath);
+    }
+  }
+  if (j->lock >= 0) {
+    if (rc)
+      store_abandon(j->namedir);
+    store_unlock(j->lock);
+  }
+  if (rc && j->made_store)
+    rmdir(a->store); /* only if still empty */
+  free(j->lockpath);
+  free(j->namedir);
+  free(j->tree_real);
 }
 
 int
 cmd_build(int argc, char **argv)
 {
   struct build_args a;
-  struct build_opts *o = &a.o;
-  const char *fstab_problem = NULL;
-  char *namedir = NULL, *tree_real = NULL, *lockpath = NULL;
-  struct outfile of = { .fd = -1 };
-  bool made_store = false;
-  int r, lock = -1, rc;
-  struct stat st;
+  struct build_job j = { .of = { .fd = -1 }, .lock = -1 };
+  int rc = parse_build_args(argc, argv, &a);
 
-  rc = parse_build_args(argc, argv, &a);
-  if (rc >= 0) {
-    exclude_free(&o->exclude);
-    return rc;
+  if (rc < 0) {
+    rc = run_build(&a, &j) < 0 ? 1 : 0;
+    build_job_end(&a, &j, rc);
   }
-  rc = 1;
-  /* Check the tree before creating anything. */
-  if (stat(o->tree, &st) < 0) {
-    log_err("tree %s: %s: give the directory to turn into an image",
-            o->tree, strerror(errno));
-    goto done;
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    log_err("tree %s is not a directory: give the directory to turn into "
-            "an image", o->tree);
-    goto done;
-  }
-  tree_real = realpath(o->tree, NULL);
-  if (tree_real &&
-      check_output_outside_tree(tree_real, a.out ? a.out : a.store, !a.out,
-                                &o->exclude) < 0)
-    goto done;
-  tmpfile_install_signals();
-
-  if (a.out) {
-    if (!a.force && lstat(a.out, &st) == 0) {
-      log_err("%s already exists: remove it or pass --force", a.out);
-      goto done;
-    }
-    o->output = a.out;
-    r = outfile_create(a.out, 0644, &of);
-  } else {
-    char *target;
-
-    /* What this run creates goes again if it fails, even on a signal. */
-    if (mkdir(a.store, 0755) == 0) {
-      made_store = true;
-      tmpdir_register(a.store);
-    } else if (errno != EEXIST) {
-      log_err("cannot create store %s: %s", a.store, strerror(errno));
-      goto done;
-    }
-    namedir = xasprintf("%s/%s", a.store, a.name);
-    if (mkdir(namedir, 0755) == 0) {
-      lockpath = xasprintf("%s/.lock", namedir);
-      tmpdir_register(namedir);
-      tmpfile_register(lockpath);
-    }
-    lock = store_lock(namedir, true);
-    if (lock < 0) {
-      log_err("cannot lock store %s: %s", namedir, strerror(-lock));
-      goto done;
-    }
-    o->output = namedir;
-    target = xasprintf("%s/build.img", namedir);
-    r = outfile_create(target, 0644, &of);
-    free(target);
-  }
-  if (r < 0) {
-    log_err("cannot create a file next to %s: %s", a.out ? a.out : namedir,
-            strerror(-r));
-    goto done;
-  }
-  r = build_image(o, of.fd, of.path, &fstab_problem);
-  if (r < 0)
-    goto done;
-  if (fsync(of.fd) < 0) {
-    log_err("cannot write %s: %s", o->output, strerror(errno));
-    goto done;
-  }
-  if (a.out) {
-    r = a.force ? outfile_install(&of, a.out) : outfile_link(&of, a.out);
-    if (r < 0) {
-      log_err("cannot create %s: %s", a.out,
-              r == -EEXIST ? "it appeared while building (remove it or "
-                             "pass --force)" : strerror(-r));
-      goto done;
-    }
-    fsync_dir_of(a.out);
-    printf("%s\n", a.out);
-    rc = 0;
-  } else {
-    unsigned id;
-    r = store_publish(namedir, &of, tree_real ? tree_real : o->tree, 0, &id);
-    if (r < 0)
-      goto done;
-    rc = 0;
-  }
-  if (fstab_problem)
-    log_warn("tree %s: %s, so nothing remounts the root read-write: the "
-             "clients run on a read-only root unless booted with rw; add a "
-             "line such as '/dev/nbd0 / ext4 defaults 0 1'", o->tree,
-             fstab_problem);
-done:
-  outfile_close(&of);
-  if (rc == 0) {
-    if (made_store)
-      tmpfile_forget(a.store);
-    if (lockpath) {
-      tmpfile_forget(namedir);
-      tmpfile_forget(lockpath);
-    }
-  }
-  if (lock >= 0) {
-    if (rc)
-      store_abandon(namedir);
-    store_unlock(lock);
-  }
-  if (rc && made_store)
-    rmdir(a.store); /* only if still empty */
-  free(lockpath);
-  free(namedir);
-  free(tree_real);
-  exclude_free(&o->exclude);
+  exclude_free(&a.o.exclude);
   return rc;
 }

@@ -39,7 +39,7 @@ exclude_add(struct exclude_list *x, const char *pattern)
     free(p);
     return -EINVAL;
   }
-  x->pat = xrealloc(x->pat, (x->n + 1) * sizeof *x->pat);
+  XVEC_RESERVE(x->pat, x->cap, x->n + 1);
   x->pat[x->n++] = p;
   return 0;
 }
@@ -51,7 +51,7 @@ exclude_free(struct exclude_list *x)
     free(x->pat[i]);
   free(x->pat);
   x->pat = NULL;
-  x->n = 0;
+  x->n = x->cap = 0;
 }
 
 int

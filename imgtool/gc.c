@@ -40,7 +40,7 @@ struct pin {
 
 struct pins {
   struct pin *v;
-  size_t n;
+  size_t n, cap;
   size_t overlays;
 };
 
@@ -83,7 +83,7 @@ collect_pins(const char *dir, struct pins *p, int depth)
       } else {
         p->overlays++;
         if (stat(info.base_path, &bst) == 0) {
-          p->v = xrealloc(p->v, (p->n + 1) * sizeof *p->v);
+          XVEC_RESERVE(p->v, p->cap, p->n + 1);
           p->v[p->n].dev = bst.st_dev;
           p->v[p->n].ino = bst.st_ino;
           p->n++;
@@ -166,8 +166,7 @@ gc_namedir(const char *namedir, const struct pins *p, bool dry_run,
   struct dirent *de;
   struct keep k = { .pins = p, .newest = keep_newest };
   int lock, r;
-  char **victims = NULL;
-  size_t nv = 0;
+  struct strv victims = { 0 };
 
   lock = store_lock(namedir, false);
   if (lock < 0) {
@@ -206,8 +205,7 @@ gc_namedir(const char *namedir, const struct pins *p, bool dry_run,
       id = (unsigned)strtoul(n, NULL, 10);
 
     if (is_leftover_tmp(n)) {
-      victims = xrealloc(victims, (nv + 1) * sizeof *victims);
-      victims[nv++] = path;
+      strv_push(&victims, path);
       continue;
     }
     if (!is_img && !is_meta) {
@@ -226,23 +224,14 @@ gc_namedir(const char *namedir, const struct pins *p, bool dry_run,
       free(path);
       continue;
     }
-    victims = xrealloc(victims, (nv + 1) * sizeof *victims);
-    victims[nv++] = path;
+    strv_push(&victims, path);
   }
   closedir(d);
   /* Sorted, so the report reads in version order. */
-  for (size_t i = 0; i < nv; i++)
-    for (size_t j = i + 1; j < nv; j++)
-      if (strcmp(victims[j], victims[i]) < 0) {
-        char *t = victims[i];
-        victims[i] = victims[j];
-        victims[j] = t;
-      }
-  for (size_t i = 0; i < nv; i++) {
-    remove_one(victims[i], dry_run, count);
-    free(victims[i]);
-  }
-  free(victims);
+  strv_sort(&victims);
+  for (size_t i = 0; i < victims.n; i++)
+    remove_one(victims.v[i], dry_run, count);
+  strv_free(&victims);
   free(k.ids);
   if (!dry_run)
     fsync_dir(namedir);
@@ -267,8 +256,27 @@ parse_keep(const char *s, unsigned *out)
   return 0;
 }
 
-int
-cmd_gc(int argc, char **argv)
+/* The command line of gc. */
+struct gc_opts {
+  const char *store, *name;
+  const char **ovdirs;  /* --overlays, in argv */
+  size_t novdirs, ovdirs_cap;
+  bool dry_run, no_overlays, force;
+  unsigned keep;
+};
+
+static void
+gc_usage(FILE *f)
+{
+  fputs("usage: imgtool gc --store DIR [--name NAME] "
+        "(--overlays OVERLAY_DIR... | --no-overlays) [--keep N]\n"
+        "         [--force] [--dry-run]\n", f);
+}
+
+/* Fills o from the command line.  Returns -1 to go on, else the exit
+ * status (0 after --help, 2 after a usage error). */
+static int
+parse_gc_args(int argc, char **argv, struct gc_opts *o)
 {
   static const struct option opts[] = {
     { "store", required_argument, NULL, 'S' },
@@ -281,94 +289,101 @@ cmd_gc(int argc, char **argv)
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  const char *store = NULL, *name = NULL;
-  const char **ovdirs = NULL;
-  size_t novdirs = 0;
-  bool dry_run = false, no_overlays = false, force = false;
-  struct pins p = { 0 };
-  unsigned count = 0, keep = 0;
-  int c, r, rc = 0;
-  char **names = NULL;
-  size_t nn = 0;
+  int c;
 
   while ((c = getopt_long(argc, argv, "nfh", opts, NULL)) != -1) {
     switch (c) {
-    case 'S': store = optarg; break;
-    case 'N': name = optarg; break;
+    case 'S': o->store = optarg; break;
+    case 'N': o->name = optarg; break;
     case 'O':
-      ovdirs = xrealloc(ovdirs, (novdirs + 1) * sizeof *ovdirs);
-      ovdirs[novdirs++] = optarg;
+      XVEC_RESERVE(o->ovdirs, o->ovdirs_cap, o->novdirs + 1);
+      o->ovdirs[o->novdirs++] = optarg;
       break;
-    case 'Z': no_overlays = true; break;
-    case 'n': dry_run = true; break;
-    case 'f': force = true; break;
+    case 'Z': o->no_overlays = true; break;
+    case 'n': o->dry_run = true; break;
+    case 'f': o->force = true; break;
     case 'k':
-      if (parse_keep(optarg, &keep) < 0) {
+      if (parse_keep(optarg, &o->keep) < 0) {
         log_err("--keep '%s': give how many of the newest versions to "
                 "keep, e.g. --keep 3", optarg);
-        free(ovdirs);
         return 2;
       }
       break;
-    case 'h':
-      puts("usage: imgtool gc --store DIR [--name NAME] "
-           "(--overlays OVERLAY_DIR... | --no-overlays) [--keep N]\n"
-           "         [--force] [--dry-run]");
-      return 0;
-    default:
-      free(ovdirs);
-      return 2;
+    case 'h': gc_usage(stdout); return 0;
+    default: return 2;
     }
   }
-  if (!store || optind != argc) {
+  if (!o->store || optind != argc) {
     log_err("gc needs --store DIR and --overlays OVERLAY_DIR (nbdsrv's -o)");
-    free(ovdirs);
     return 2;
   }
-  if (!novdirs && !no_overlays) {
+  if (!o->novdirs && !o->no_overlays) {
     log_err("gc needs --overlays OVERLAY_DIR (nbdsrv's -o) to keep the "
             "versions clients use; pass --no-overlays if no server uses "
             "this store");
-    free(ovdirs);
     return 2;
   }
-  for (size_t i = 0; i < novdirs && !rc; i++) {
-    size_t before = p.overlays;
+  return -1;
+}
 
-    if (collect_pins(ovdirs[i], &p, 0) < 0) {
-      rc = 1;
-    } else if (p.overlays == before && !force) {
+/* The versions the overlays in o->ovdirs pin, into p: 0, or 1 after a
+ * message. */
+static int
+gc_collect(const struct gc_opts *o, struct pins *p)
+{
+  for (size_t i = 0; i < o->novdirs; i++) {
+    size_t before = p->overlays;
+
+    if (collect_pins(o->ovdirs[i], p, 0) < 0)
+      return 1;
+    if (p->overlays == before && !o->force) {
       /* Planning with the wrong directory would remove the versions
        * every client uses: an empty one is most likely a typo. */
       log_err("overlay directory %s holds no overlays (no *.map files): "
               "give nbdsrv's -o directory, or pass --force if no client "
-              "has an overlay yet", ovdirs[i]);
-      rc = 1;
+              "has an overlay yet", o->ovdirs[i]);
+      return 1;
     }
   }
-  free(ovdirs);
-  if (rc) {
-    free(p.v);
-    return rc;
-  }
+  return 0;
+}
 
-  if (name) {
-    names = xcalloc(1, sizeof *names);
-    names[nn++] = xasprintf("%s/%s", store, name);
-  } else if ((r = store_names(store, &names, &nn)) < 0) {
-    log_err("cannot open store %s: %s", store, strerror(-r));
-    free(p.v);
+static int
+run_gc(const struct gc_opts *o, struct pins *p, struct strv *names)
+{
+  unsigned count = 0;
+  int r, rc;
+
+  rc = gc_collect(o, p);
+  if (rc)
+    return rc;
+  if (o->name) {
+    strv_push(names, xasprintf("%s/%s", o->store, o->name));
+  } else if ((r = store_names(o->store, names)) < 0) {
+    log_err("cannot open store %s: %s", o->store, strerror(-r));
     return 1;
   }
-  for (size_t i = 0; i < nn; i++) {
-    if (gc_namedir(names[i], &p, dry_run, keep, &count))
+  for (size_t i = 0; i < names->n; i++)
+    if (gc_namedir(names->v[i], p, o->dry_run, o->keep, &count))
       rc = 1;
-    free(names[i]);
-  }
-  free(names);
   fprintf(stderr, "imgtool: gc: %s %u file(s); %zu overlay(s) pin %zu "
-          "version(s)\n", dry_run ? "would remove" : "removed", count,
-          p.overlays, p.n);
+          "version(s)\n", o->dry_run ? "would remove" : "removed", count,
+          p->overlays, p->n);
+  return rc;
+}
+
+int
+cmd_gc(int argc, char **argv)
+{
+  struct gc_opts o = { 0 };
+  struct pins p = { 0 };
+  struct strv names = { 0 };
+  int rc = parse_gc_args(argc, argv, &o);
+
+  if (rc < 0)
+    rc = run_gc(&o, &p, &names);
+  free(o.ovdirs);
   free(p.v);
+  strv_free(&names);
   return rc;
 }

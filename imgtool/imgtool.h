@@ -20,10 +20,13 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include <nettle/sha2.h>
+
 #include "clock.h"  /* common/: now_ms */
 #include "io.h"     /* common/: full_read, full_pwrite, ... */
 #include "log.h"    /* common/: log_err, log_warn */
 #include "util.h"   /* common/: format_path, parse_size, ends_with */
+#include "vec.h"    /* common/: VEC_RESERVE */
 
 /* ---- util.c ---- */
 
@@ -32,11 +35,31 @@
  * until pxe.c moves over. */
 #define die_msg log_err
 #define warn_msg log_warn
+/* Says "out of memory", removes the temporary files and exits 1. */
+void out_of_memory(void) __attribute__((noreturn));
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* VEC_RESERVE, out_of_memory() when there is none. */
+#define XVEC_RESERVE(ptr, cap, need)                \
+  do {                                              \
+    if (VEC_RESERVE(ptr, cap, need) < 0)            \
+      out_of_memory();                              \
+  } while (0)
+
+/* A growable list of malloc'ed strings, owned by the list. */
+struct strv {
+  char **v;
+  size_t n, cap;
+};
+/* Appends s (malloc'ed: the list takes it). */
+void strv_push(struct strv *l, char *s);
+/* Sorts the strings bytewise. */
+void strv_sort(struct strv *l);
+/* Frees the strings (NULL ones are skipped) and the list. */
+void strv_free(struct strv *l);
 
 /* SOURCE_DATE_EPOCH: true and *out set when the variable is set and valid;
  * -EINVAL (after an error message) when it is set but malformed. */
@@ -85,17 +108,8 @@ int ext_superblock_read(int fd, uint8_t sb[1024]);
  * status, or -errno if it could not be started. */
 int run_cmd(char *const argv[], int out_fd);
 
-/* ---- sha256.c ---- */
-struct sha256 {
-  uint32_t h[8];
-  uint64_t len;
-  uint8_t buf[64];
-  size_t fill;
-};
-void sha256_init(struct sha256 *s);
-void sha256_update(struct sha256 *s, const void *data, size_t len);
-void sha256_final(struct sha256 *s, uint8_t out[32]);
-void sha256_hex(const uint8_t d[32], char out[65]);
+/* ---- sha256.c (SHA-256 itself: nettle's sha256_init/update/digest) ---- */
+void sha256_hex(const uint8_t d[SHA256_DIGEST_SIZE], char out[65]);
 /* sha256 of a whole file, as hex. */
 int sha256_file(const char *path, char out[65], uint64_t *size);
 
@@ -133,7 +147,7 @@ struct tree {
 /* ---- exclude.c: build --exclude patterns ---- */
 struct exclude_list {
   char **pat;  /* anchored ones start with '/'; no trailing '/' */
-  size_t n;
+  size_t n, cap;
 };
 /* Adds a pattern; -EINVAL (after a message) for one that can match no
  * entry. */
@@ -231,9 +245,9 @@ char *store_version_path(const char *namedir, unsigned id, const char *ext);
 /* True when s is a store directory ("DIR/NAME": has a current link or
  * NNNN.img files). */
 bool store_is_namedir(const char *path);
-/* The image directories ("DIR/NAME") of a store, sorted, malloc'ed.
+/* The image directories ("DIR/NAME") of a store, sorted, into names.
  * Returns 0 or -errno. */
-int store_names(const char *store, char ***names, size_t *n);
+int store_names(const char *store, struct strv *names);
 
 /* ---- info.c, gc.c, commit.c, rollback.c, initrd.c, pxe.c ---- */
 int cmd_info(int argc, char **argv);
@@ -259,7 +273,7 @@ int cpio_list(const char *path, FILE *out);
 /* ---- modules.c ---- */
 struct module_set {
   char **paths;   /* relative to the modules dir, as in modules.dep */
-  size_t n;
+  size_t n, cap;
 };
 /* Resolves the names (modules or aliases) and everything they need,
  * in load order.  Names in optional[] are skipped when absent. */

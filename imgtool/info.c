@@ -132,8 +132,7 @@ static int
 for_each_namedir(const char *store, const char *name,
                  int (*fn)(const char *namedir))
 {
-  char **names = NULL;
-  size_t n = 0;
+  struct strv names = { 0 };
   int rc = 0;
 
   if (name) {
@@ -144,17 +143,16 @@ for_each_namedir(const char *store, const char *name,
     free(nd);
     return rc;
   }
-  rc = store_names(store, &names, &n);
+  rc = store_names(store, &names);
   if (rc < 0) {
     log_err("cannot open store %s: %s", store, strerror(-rc));
+    strv_free(&names);
     return 1;
   }
-  for (size_t i = 0; i < n; i++) {
-    if (fn(names[i]))
+  for (size_t i = 0; i < names.n; i++)
+    if (fn(names.v[i]))
       rc = 1;
-    free(names[i]);
-  }
-  free(names);
+  strv_free(&names);
   return rc;
 }
 

@@ -72,10 +72,7 @@ add_entry(struct entries *e, const char *name, uint32_t mode)
   for (size_t i = 0; i < e->n; i++)
     if (strcmp(e->v[i].name, name) == 0)
       return S_ISDIR(mode) && S_ISDIR(e->v[i].mode) ? &e->v[i] : NULL;
-  if (e->n == e->cap) {
-    e->cap = e->cap ? e->cap * 2 : 64;
-    e->v = xrealloc(e->v, e->cap * sizeof *e->v);
-  }
+  XVEC_RESERVE(e->v, e->cap, e->n + 1);
   x = &e->v[e->n++];
   memset(x, 0, sizeof *x);
   x->name = xstrdup(name);
@@ -160,10 +157,7 @@ decompress_with(const char *tool, const char *path, char **data, size_t *len)
   *len = 0;
   for (;;) {
     ssize_t n;
-    if (*len == cap) {
-      cap *= 2;
-      *data = xrealloc(*data, cap);
-    }
+    XVEC_RESERVE(*data, cap, *len + 1);
     n = read(p[0], *data + *len, cap - *len);
     if (n < 0 && errno == EINTR)
       continue;
@@ -199,10 +193,7 @@ gunzip_file(const char *path, char **data, size_t *len)
   *len = 0;
   for (;;) {
     int n;
-    if (*len == cap) {
-      cap *= 2;
-      *data = xrealloc(*data, cap);
-    }
+    XVEC_RESERVE(*data, cap, *len + 1);
     n = gzread(g, *data + *len, (unsigned)(cap - *len));
     if (n < 0) {
       gzclose(g);
@@ -322,20 +313,36 @@ initrd_usage(FILE *f)
         "  what is packed without --modules.\n", f);
 }
 
+/* Appends the comma-separated names of s to l. */
 static void
-split_list(const char *s, char ***v, size_t *n)
+split_list(const char *s, struct strv *l)
 {
   char *copy = xstrdup(s), *save, *tok;
 
-  for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    *v = xrealloc(*v, (*n + 1) * sizeof **v);
-    (*v)[(*n)++] = xstrdup(tok);
-  }
+  for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+    strv_push(l, xstrdup(tok));
   free(copy);
 }
 
-int
-cmd_initrd(int argc, char **argv)
+/* The command line of initrd. */
+struct initrd_opts {
+  const char *out, *kver, *moddir, *mods, *list;
+  char *agent;          /* malloc'ed: --agent or the one found */
+};
+
+/* What one run of initrd holds, freed in one place (initrd_job_free). */
+struct initrd_job {
+  char *moddir, *version;
+  struct strv names, optional;  /* modules asked for, and if present */
+  struct module_set set;
+  struct entries ents;
+  uint32_t mtime;
+};
+
+/* Fills o from the command line.  Returns -1 to go on, else the exit
+ * status (0 after --help, 2 after a usage error). */
+static int
+parse_initrd_args(int argc, char **argv, struct initrd_opts *o)
 {
   static const struct option opts[] = {
     { "output", required_argument, NULL, 'o' },
@@ -347,30 +354,16 @@ cmd_initrd(int argc, char **argv)
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  const char *out = NULL, *kver = NULL, *moddir_opt = NULL, *mods = NULL,
-             *list = NULL;
-  char *agent = NULL, *moddir = NULL, *version = NULL;
-  struct outfile of = { .fd = -1 };
-  char **names = NULL, **optional = NULL;
-  size_t nnames = 0, noptional = 0;
-  struct module_set set = { 0 };
-  struct entries ents = { 0 };
-  struct cpio_writer *w = NULL;
-  struct stat st;
-  int64_t sde = 0;
-  uint32_t mtime;
-  int c, r, rc = 1;
-  char *listing = NULL;
-  size_t listing_len = 0;
+  int c;
 
   while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
     switch (c) {
-    case 'o': out = optarg; break;
-    case 'k': kver = optarg; break;
-    case 'm': moddir_opt = optarg; break;
-    case 'M': mods = optarg; break;
-    case 'a': agent = xstrdup(optarg); break;
-    case 'l': list = optarg; break;
+    case 'o': o->out = optarg; break;
+    case 'k': o->kver = optarg; break;
+    case 'm': o->moddir = optarg; break;
+    case 'M': o->mods = optarg; break;
+    case 'a': free(o->agent); o->agent = xstrdup(optarg); break;
+    case 'l': o->list = optarg; break;
     case 'h': initrd_usage(stdout); return 0;
     default: initrd_usage(stderr); return 2;
     }
@@ -378,44 +371,39 @@ cmd_initrd(int argc, char **argv)
   if (optind != argc) {
     log_err("initrd: unexpected argument '%s'", argv[optind]);
     initrd_usage(stderr);
-    free(agent);
     return 2;
   }
-  if (list) {
-    free(agent);
-    r = cpio_list(list, stdout);
-    if (r < 0) {
-      log_err("%s is not a gzip'd newc cpio archive (or is truncated)", list);
-      return 1;
-    }
-    return 0;
-  }
-  if (!out) {
+  if (o->list)
+    return -1;
+  if (!o->out) {
     log_err("initrd needs -o FILE.gz");
     initrd_usage(stderr);
-    free(agent);
     return 2;
   }
-  if (kver && moddir_opt) {
+  if (o->kver && o->moddir) {
     log_err("give --kernel-version or --modules-dir, not both");
-    free(agent);
     return 2;
   }
-  r = source_date_epoch(&sde);
-  if (r < 0)
-    goto done;
-  mtime = r > 0 ? (uint32_t)sde : 0;
+  return -1;
+}
 
-  /* Which kernel. */
-  if (moddir_opt) {
-    moddir = realpath(moddir_opt, NULL);
-    if (!moddir) {
-      log_err("--modules-dir %s: %s", moddir_opt, strerror(errno));
-      goto done;
+/* Which kernel: j->moddir and j->version from --modules-dir, or from
+ * --kernel-version (default: the running kernel). */
+static int
+find_kernel(const struct initrd_opts *o, struct initrd_job *j)
+{
+  const char *kver = o->kver;
+  struct utsname u;
+  struct stat st;
+
+  if (o->moddir) {
+    j->moddir = realpath(o->moddir, NULL);
+    if (!j->moddir) {
+      log_err("--modules-dir %s: %s", o->moddir, strerror(errno));
+      return -errno;
     }
-    version = xstrdup(strrchr(moddir, '/') + 1);
+    j->version = xstrdup(strrchr(j->moddir, '/') + 1);
   } else {
-    struct utsname u;
     if (!kver) {
       uname(&u);
       kver = u.release;
@@ -424,96 +412,111 @@ cmd_initrd(int argc, char **argv)
         strcmp(kver, "..") == 0) {
       log_err("--kernel-version '%s' is not a kernel version (e.g. %s)", kver,
               "6.1.0-18-amd64");
-      goto done;
+      return -EINVAL;
     }
-    version = xstrdup(kver);
-    moddir = xasprintf("%s/%s", MODULES_ROOT, kver);
+    j->version = xstrdup(kver);
+    j->moddir = xasprintf("%s/%s", MODULES_ROOT, kver);
   }
-  if (stat(moddir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+  if (stat(j->moddir, &st) < 0 || !S_ISDIR(st.st_mode)) {
     log_err("no modules for kernel %s: %s is missing; give --kernel-version "
-            "of an installed kernel (see ls %s) or --modules-dir", version,
-            moddir, MODULES_ROOT);
-    goto done;
+            "of an installed kernel (see ls %s) or --modules-dir", j->version,
+            j->moddir, MODULES_ROOT);
+    return -ENOENT;
   }
+  return 0;
+}
 
-  /* Which modules. */
-  if (!mods)
-    mods = "default";
-  {
-    char **req = NULL;
-    size_t nreq = 0;
-    split_list(mods, &req, &nreq);
-    for (size_t i = 0; i < nreq; i++) {
-      if (strcmp(req[i], "default") == 0) {
-        for (size_t j = 0; j < ARRAY_SIZE(default_required); j++)
-          split_list(default_required[j], &names, &nnames);
-        for (size_t j = 0; j < ARRAY_SIZE(default_optional); j++)
-          split_list(default_optional[j], &optional, &noptional);
-        free(req[i]);
-      } else {
-        names = xrealloc(names, (nnames + 1) * sizeof *names);
-        names[nnames++] = req[i];
-      }
+/* Which modules: --modules (default "default") into j->names and
+ * j->optional, then resolved with their dependencies into j->set. */
+static int
+choose_modules(const char *mods, struct initrd_job *j)
+{
+  struct strv req = { 0 };
+
+  split_list(mods ? mods : "default", &req);
+  for (size_t i = 0; i < req.n; i++) {
+    if (strcmp(req.v[i], "default") == 0) {
+      for (size_t k = 0; k < ARRAY_SIZE(default_required); k++)
+        split_list(default_required[k], &j->names);
+      for (size_t k = 0; k < ARRAY_SIZE(default_optional); k++)
+        split_list(default_optional[k], &j->optional);
+    } else {
+      strv_push(&j->names, req.v[i]);
+      req.v[i] = NULL;
     }
-    free(req);
   }
-  r = modules_resolve(moddir, names, nnames, optional, noptional, &set);
-  if (r < 0)
-    goto done;
+  strv_free(&req);
+  return modules_resolve(j->moddir, j->names.v, j->names.n, j->optional.v,
+                         j->optional.n, &j->set);
+}
 
-  /* The agent. */
-  if (!agent)
-    agent = find_agent();
-  {
-    struct entry *e;
-    char *data;
-    size_t len;
+/* /init: the agent, which must be a static executable. */
+static int
+add_agent(struct entries *ents, const char *agent)
+{
+  struct entry *e;
+  char *data;
+  size_t len;
+  int r = read_file(agent, &data, &len);
 
-    r = read_file(agent, &data, &len);
-    if (r < 0) {
-      log_err("cannot read the initrd agent %s: %s (build it, or give "
-              "--agent PATH)", agent, strerror(-r));
-      goto done;
-    }
-    if (check_agent(agent, data, len) < 0) {
-      free(data);
-      goto done;
-    }
-    e = add_entry(&ents, "init", S_IFREG | 0755);
-    e->data = data;
-    e->len = len;
+  if (r < 0) {
+    log_err("cannot read the initrd agent %s: %s (build it, or give "
+            "--agent PATH)", agent, strerror(-r));
+    return r;
   }
-
-  /* Fixed skeleton. */
-  {
-    static const char *const dirs[] = { "dev", "proc", "sys", "run", "tmp",
-                                        "root", "newroot", "etc",
-                                        "etc/nbdroot" };
-    struct entry *e;
-    for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
-      add_entry(&ents, dirs[i], S_IFDIR | (strcmp(dirs[i], "tmp") == 0
-                                             ? 01777 : 0755));
-    e = add_entry(&ents, "dev/console", S_IFCHR | 0600);
-    e->rmajor = 5;
-    e->rminor = 1;
-    e = add_entry(&ents, "dev/null", S_IFCHR | 0666);
-    e->rmajor = 1;
-    e->rminor = 3;
+  r = check_agent(agent, data, len);
+  if (r < 0) {
+    free(data);
+    return r;
   }
+  e = add_entry(ents, "init", S_IFREG | 0755);
+  e->data = data;
+  e->len = len;
+  return 0;
+}
 
-  /* Modules and their list. */
-  for (size_t i = 0; i < set.n; i++) {
+/* The fixed skeleton: mount points and the two device nodes. */
+static void
+add_skeleton(struct entries *ents)
+{
+  static const char *const dirs[] = { "dev", "proc", "sys", "run", "tmp",
+                                      "root", "newroot", "etc",
+                                      "etc/nbdroot" };
+  struct entry *e;
+
+  for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
+    add_entry(ents, dirs[i], S_IFDIR | (strcmp(dirs[i], "tmp") == 0
+                                          ? 01777 : 0755));
+  e = add_entry(ents, "dev/console", S_IFCHR | 0600);
+  e->rmajor = 5;
+  e->rminor = 1;
+  e = add_entry(ents, "dev/null", S_IFCHR | 0666);
+  e->rmajor = 1;
+  e->rminor = 3;
+}
+
+/* The modules of j->set, and etc/nbdroot/modules listing them in load
+ * order. */
+static int
+add_modules(struct initrd_job *j)
+{
+  char *listing = NULL;
+  size_t listing_len = 0, listing_cap = 0;
+  struct entry *e;
+
+  for (size_t i = 0; i < j->set.n; i++) {
     char *data, *plain, *name;
     size_t len;
-    struct entry *e;
+    int r = load_module(j->moddir, j->set.paths[i], &data, &len, &plain);
 
-    r = load_module(moddir, set.paths[i], &data, &len, &plain);
-    if (r < 0)
-      goto done;
-    name = xasprintf("lib/modules/%s/%s", version, plain);
+    if (r < 0) {
+      free(listing);
+      return r;
+    }
+    name = xasprintf("lib/modules/%s/%s", j->version, plain);
     free(plain);
-    add_parents(&ents, name);
-    e = add_entry(&ents, name, S_IFREG | 0644);
+    add_parents(&j->ents, name);
+    e = add_entry(&j->ents, name, S_IFREG | 0644);
     if (!e) {
       free(data);
       free(name);
@@ -521,32 +524,39 @@ cmd_initrd(int argc, char **argv)
     }
     e->data = data;
     e->len = len;
-    listing = xrealloc(listing, listing_len + strlen(name) + 2);
+    XVEC_RESERVE(listing, listing_cap, listing_len + strlen(name) + 1);
     memcpy(listing + listing_len, name, strlen(name));
     listing_len += strlen(name);
     listing[listing_len++] = '\n';
     free(name);
   }
-  {
-    struct entry *e = add_entry(&ents, "etc/nbdroot/modules", S_IFREG | 0644);
-    e->data = listing ? listing : xstrdup("");
-    e->len = listing_len;
-    listing = NULL;
-  }
-  if (ents.n > 1)
-    qsort(ents.v, ents.n, sizeof *ents.v, cmp_entry);
+  e = add_entry(&j->ents, "etc/nbdroot/modules", S_IFREG | 0644);
+  e->data = listing ? listing : xstrdup("");
+  e->len = listing_len;
+  return 0;
+}
 
-  /* Write it as an anonymous (or temporary) file, named only when whole. */
+/* Writes the sorted entries to out as an anonymous (or temporary) file,
+ * named only when whole. */
+static int
+write_initrd(const char *out, struct initrd_job *j)
+{
+  struct outfile of = { .fd = -1 };
+  struct cpio_writer *w = NULL;
+  int r;
+
+  if (j->ents.n > 1)
+    qsort(j->ents.v, j->ents.n, sizeof *j->ents.v, cmp_entry);
   tmpfile_install_signals();
   r = outfile_create(out, 0644, &of);
   if (r < 0) {
     log_err("cannot create a file next to %s: %s", out, strerror(-r));
-    goto done;
+    return r;
   }
   r = cpio_open(of.fd, &w);
-  for (size_t i = 0; !r && i < ents.n; i++) {
-    struct entry *e = &ents.v[i];
-    r = cpio_add(w, e->name, e->mode, 0, 0, mtime, e->rmajor, e->rminor,
+  for (size_t i = 0; !r && i < j->ents.n; i++) {
+    struct entry *e = &j->ents.v[i];
+    r = cpio_add(w, e->name, e->mode, 0, 0, j->mtime, e->rmajor, e->rminor,
                  e->data, e->len);
   }
   if (!r) {
@@ -557,32 +567,81 @@ cmd_initrd(int argc, char **argv)
     r = -errno;
   if (!r)
     r = outfile_install(&of, out);
-  if (r < 0) {
+  if (r < 0)
     log_err("cannot write %s: %s", out, strerror(-r));
-    goto done;
-  }
-  fsync_dir_of(out);
-  fprintf(stderr, "imgtool: initrd %s: kernel %s, %zu modules\n", out,
-          version, set.n);
-  rc = 0;
-done:
+  else
+    fsync_dir_of(out);
   cpio_abort(w);
   outfile_close(&of);
-  for (size_t i = 0; i < ents.n; i++) {
-    free(ents.v[i].name);
-    free(ents.v[i].data);
+  return r;
+}
+
+static void
+initrd_job_free(struct initrd_job *j)
+{
+  for (size_t i = 0; i < j->ents.n; i++) {
+    free(j->ents.v[i].name);
+    free(j->ents.v[i].data);
   }
-  free(ents.v);
-  for (size_t i = 0; i < nnames; i++)
-    free(names[i]);
-  free(names);
-  for (size_t i = 0; i < noptional; i++)
-    free(optional[i]);
-  free(optional);
-  free(listing);
-  module_set_free(&set);
-  free(agent);
-  free(moddir);
-  free(version);
+  free(j->ents.v);
+  strv_free(&j->names);
+  strv_free(&j->optional);
+  module_set_free(&j->set);
+  free(j->moddir);
+  free(j->version);
+}
+
+/* Packs the initrd o asks for: 0 or -errno, after its message. */
+static int
+run_initrd(struct initrd_opts *o, struct initrd_job *j)
+{
+  int64_t sde = 0;
+  int r = source_date_epoch(&sde);
+
+  if (r < 0)
+    return r;
+  j->mtime = r > 0 ? (uint32_t)sde : 0;
+  r = find_kernel(o, j);
+  if (!r)
+    r = choose_modules(o->mods, j);
+  if (!r && !o->agent)
+    o->agent = find_agent();
+  if (!r)
+    r = add_agent(&j->ents, o->agent);
+  if (r < 0)
+    return r;
+  add_skeleton(&j->ents);
+  r = add_modules(j);
+  if (!r)
+    r = write_initrd(o->out, j);
+  if (!r)
+    fprintf(stderr, "imgtool: initrd %s: kernel %s, %zu modules\n", o->out,
+            j->version, j->set.n);
+  return r;
+}
+
+static int
+list_initrd(const char *path)
+{
+  if (cpio_list(path, stdout) < 0) {
+    log_err("%s is not a gzip'd newc cpio archive (or is truncated)", path);
+    return 1;
+  }
+  return 0;
+}
+
+int
+cmd_initrd(int argc, char **argv)
+{
+  struct initrd_opts o = { 0 };
+  struct initrd_job j = { 0 };
+  int rc = parse_initrd_args(argc, argv, &o);
+
+  if (rc < 0 && o.list)
+    rc = list_initrd(o.list);
+  else if (rc < 0)
+    rc = run_initrd(&o, &j) < 0 ? 1 : 0;
+  initrd_job_free(&j);
+  free(o.agent);
   return rc;
 }

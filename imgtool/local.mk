@@ -23,5 +23,6 @@ imgtool_imgtool_SOURCES = \
 # when imgtool runs from the build tree.
 imgtool_imgtool_CPPFLAGS = $(AM_CPPFLAGS) \
 	-DAGENT_PATH='"$(pkglibexecdir)/nbdroot-agent"' \
-	$(EXT2FS_CFLAGS) $(ZLIB_CFLAGS)
-imgtool_imgtool_LDADD = common/libcommon.a $(EXT2FS_LIBS) $(ZLIB_LIBS)
+	$(EXT2FS_CFLAGS) $(ZLIB_CFLAGS) $(NETTLE_CFLAGS)
+imgtool_imgtool_LDADD = common/libcommon.a $(EXT2FS_LIBS) $(ZLIB_LIBS) \
+	$(NETTLE_LIBS)

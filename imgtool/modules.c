@@ -170,10 +170,7 @@ load_db(struct moddb *db, const char *moddir)
     if (!colon)
       continue;
     *colon = '\0';
-    if (db->nmods == cap) {
-      cap = cap ? cap * 2 : 1024;
-      db->mods = xrealloc(db->mods, cap * sizeof *db->mods);
-    }
+    XVEC_RESERVE(db->mods, cap, db->nmods + 1);
     m = &db->mods[db->nmods++];
     memset(m, 0, sizeof *m);
     m->path = xstrdup(line);
@@ -198,10 +195,7 @@ load_db(struct moddb *db, const char *moddir)
 
     if (n < 2 || strcmp(words[0], "softdep") != 0)
       continue;
-    if (db->nsoft == cap) {
-      cap = cap ? cap * 2 : 64;
-      db->soft = xrealloc(db->soft, cap * sizeof *db->soft);
-    }
+    XVEC_RESERVE(db->soft, cap, db->nsoft + 1);
     s = &db->soft[db->nsoft++];
     memset(s, 0, sizeof *s);
     s->name = xstrdup(words[1]);
@@ -228,10 +222,7 @@ load_db(struct moddb *db, const char *moddir)
     char *words[3];
     if (split_words(line, words, 3) != 3 || strcmp(words[0], "alias") != 0)
       continue;
-    if (db->naliases == cap) {
-      cap = cap ? cap * 2 : 4096;
-      db->aliases = xrealloc(db->aliases, cap * sizeof *db->aliases);
-    }
+    XVEC_RESERVE(db->aliases, cap, db->naliases + 1);
     db->aliases[db->naliases].pattern = xstrdup(words[1]);
     db->aliases[db->naliases].module = xstrdup(words[2]);
     normalise(db->aliases[db->naliases].module);
@@ -243,10 +234,7 @@ load_db(struct moddb *db, const char *moddir)
   cap = 0;
   for (line = strtok_r(text, "\n", &save); line;
        line = strtok_r(NULL, "\n", &save)) {
-    if (db->nbuiltin == cap) {
-      cap = cap ? cap * 2 : 1024;
-      db->builtin = xrealloc(db->builtin, cap * sizeof *db->builtin);
-    }
+    XVEC_RESERVE(db->builtin, cap, db->nbuiltin + 1);
     db->builtin[db->nbuiltin++] = name_of_path(line);
   }
   free(text);
@@ -353,8 +341,7 @@ visit(struct moddb *db, struct mod *m)
       return r;
   }
   m->state = 2;
-  db->out->paths = xrealloc(db->out->paths,
-                            (db->out->n + 1) * sizeof *db->out->paths);
+  XVEC_RESERVE(db->out->paths, db->out->cap, db->out->n + 1);
   db->out->paths[db->out->n++] = xstrdup(m->path);
   for (size_t i = 0; s && i < s->npost; i++)
     visit_name(db, s->post[i]);
@@ -404,6 +391,5 @@ module_set_free(struct module_set *s)
   for (size_t i = 0; i < s->n; i++)
     free(s->paths[i]);
   free(s->paths);
-  s->paths = NULL;
-  s->n = 0;
+  *s = (struct module_set){ 0 };
 }

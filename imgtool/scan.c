@@ -84,7 +84,7 @@ hl_find_or_add(struct hl_table *t, struct node *n)
 struct scan_ctx {
   struct tree *t;
   struct hl_table hl;
-  struct sha256 sha;
+  struct sha256_ctx sha;
   int64_t clamp;
   bool clamp_set;
   dev_t root_dev;
@@ -155,10 +155,7 @@ read_xattrs(struct node *n)
       free(names);
       return r;
     }
-    if (n->nxattrs == cap) {
-      cap = cap ? cap * 2 : 4;
-      n->xattrs = xrealloc(n->xattrs, cap * sizeof *n->xattrs);
-    }
+    XVEC_RESERVE(n->xattrs, cap, n->nxattrs + 1);
     x = &n->xattrs[n->nxattrs];
     x->name = xstrdup(p);
     x->value = xmalloc((size_t)vlen);
@@ -180,19 +177,19 @@ read_xattrs(struct node *n)
 }
 
 static void
-hash_u64(struct sha256 *s, uint64_t v)
+hash_u64(struct sha256_ctx *s, uint64_t v)
 {
   uint8_t b[8];
   for (int i = 0; i < 8; i++)
     b[i] = (uint8_t)(v >> (8 * i));
-  sha256_update(s, b, 8);
+  sha256_update(s, sizeof b, b);
 }
 
 static void
-hash_str(struct sha256 *s, const char *str, size_t len)
+hash_str(struct sha256_ctx *s, const char *str, size_t len)
 {
   hash_u64(s, len);
-  sha256_update(s, str, len);
+  sha256_update(s, len, (const uint8_t *)str);
 }
 
 /* Hashes what ends up in the image for node n: the canonical identity of
@@ -294,10 +291,7 @@ scan_dir(struct scan_ctx *c, struct node *n)
       free(path);
       continue;
     }
-    if (n->nkids == cap) {
-      cap = cap ? cap * 2 : 16;
-      n->kids = xrealloc(n->kids, cap * sizeof *n->kids);
-    }
+    XVEC_RESERVE(n->kids, cap, n->nkids + 1);
     k = xcalloc(1, sizeof *k);
     k->name = xstrdup(de->d_name);
     k->path = path;
@@ -445,7 +439,7 @@ tree_scan(const char *path, int64_t clamp, bool clamp_set,
   free(c.hits);
   if (r < 0)
     return r;
-  sha256_final(&c.sha, t->digest);
+  sha256_digest(&c.sha, sizeof t->digest, t->digest);
   return 0;
 }
 

@@ -146,10 +146,7 @@ list_ext(const char *namedir, const char *ext, unsigned **ids, size_t *n)
     unsigned v = version_of(de->d_name, ext);
     if (!v)
       continue;
-    if (*n == cap) {
-      cap = cap ? cap * 2 : 16;
-      *ids = xrealloc(*ids, cap * sizeof **ids);
-    }
+    XVEC_RESERVE(*ids, cap, *n + 1);
     (*ids)[(*n)++] = v;
   }
   closedir(d);
@@ -439,18 +436,10 @@ out:
   return r;
 }
 
-static int
-cmp_names(const void *a, const void *b)
-{
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 int
-store_names(const char *store, char ***out, size_t *nout)
+store_names(const char *store, struct strv *names)
 {
   struct dirent *de;
-  char **names = NULL;
-  size_t n = 0;
   DIR *d = opendir(store);
 
   if (!d)
@@ -460,19 +449,14 @@ store_names(const char *store, char ***out, size_t *nout)
     if (de->d_name[0] == '.')
       continue;
     nd = xasprintf("%s/%s", store, de->d_name);
-    if (store_is_namedir(nd)) {
-      names = xrealloc(names, (n + 1) * sizeof *names);
-      names[n++] = nd;
-    } else {
+    if (store_is_namedir(nd))
+      strv_push(names, nd);
+    else
       free(nd);
-    }
   }
   closedir(d);
   /* Stable order whatever the directory's. */
-  if (n > 1)
-    qsort(names, n, sizeof *names, cmp_names);
-  *out = names;
-  *nout = n;
+  strv_sort(names);
   return 0;
 }
 

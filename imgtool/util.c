@@ -24,8 +24,8 @@
 
 #include "imgtool.h"
 
-static void
-oom(void)
+void
+out_of_memory(void)
 {
   log_err("out of memory");
   tmpfile_cleanup();
@@ -37,7 +37,7 @@ xmalloc(size_t n)
 {
   void *p = malloc(n ? n : 1);
   if (!p)
-    oom();
+    out_of_memory();
   return p;
 }
 
@@ -46,7 +46,7 @@ xcalloc(size_t n, size_t size)
 {
   void *p = calloc(n ? n : 1, size ? size : 1);
   if (!p)
-    oom();
+    out_of_memory();
   return p;
 }
 
@@ -55,7 +55,7 @@ xrealloc(void *p, size_t n)
 {
   p = realloc(p, n ? n : 1);
   if (!p)
-    oom();
+    out_of_memory();
   return p;
 }
 
@@ -64,7 +64,7 @@ xstrdup(const char *s)
 {
   char *p = strdup(s);
   if (!p)
-    oom();
+    out_of_memory();
   return p;
 }
 
@@ -79,8 +79,37 @@ xasprintf(const char *fmt, ...)
   r = vasprintf(&p, fmt, ap);
   va_end(ap);
   if (r < 0)
-    oom();
+    out_of_memory();
   return p;
+}
+
+void
+strv_push(struct strv *l, char *s)
+{
+  XVEC_RESERVE(l->v, l->cap, l->n + 1);
+  l->v[l->n++] = s;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void
+strv_sort(struct strv *l)
+{
+  if (l->n > 1)
+    qsort(l->v, l->n, sizeof *l->v, cmp_str);
+}
+
+void
+strv_free(struct strv *l)
+{
+  for (size_t i = 0; i < l->n; i++)
+    free(l->v[i]);
+  free(l->v);
+  *l = (struct strv){ 0 };
 }
 
 int

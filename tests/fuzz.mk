@@ -17,9 +17,9 @@ FUZZ_TARGETS = tests/fuzz_protocol tests/fuzz_config tests/fuzz_export_name \
 
 fuzz_common_sources = $(srcdir)/common/log.c $(srcdir)/common/util.c \
 	$(srcdir)/common/export-name.c $(srcdir)/common/overlay-format.c \
-	$(srcdir)/common/io.c $(srcdir)/common/clock.c
+	$(srcdir)/common/io.c $(srcdir)/common/clock.c $(srcdir)/common/vec.c
 fuzz_common_headers = $(srcdir)/common/log.h $(srcdir)/common/util.h \
-	$(srcdir)/common/io.h $(srcdir)/common/clock.h \
+	$(srcdir)/common/io.h $(srcdir)/common/clock.h $(srcdir)/common/vec.h \
 	$(srcdir)/common/export-name.h $(srcdir)/common/overlay-format.h \
 	$(srcdir)/common/nbd-protocol.h $(top_builddir)/config.h
 # Everything of nbdsrv but main.c, the event loop, the ring, connections
@@ -31,8 +31,9 @@ fuzz_nbdsrv_skip = nbdsrv/main.c nbdsrv/loop.c nbdsrv/ring.c nbdsrv/conn.c \
 fuzz_nbdsrv_flags = -I$(top_srcdir)/nbdsrv $(LIBURING_CFLAGS) $(ZLIB_CFLAGS) -pthread
 fuzz_nbdsrv_libs = $(LIBURING_LIBS) $(ZLIB_LIBS)
 fuzz_imgtool_sources = $(srcdir)/imgtool/util.c $(srcdir)/common/log.c \
-	$(srcdir)/common/util.c $(srcdir)/common/io.c $(srcdir)/common/clock.c
-fuzz_imgtool_flags = -I$(top_srcdir)/imgtool $(ZLIB_CFLAGS)
+	$(srcdir)/common/util.c $(srcdir)/common/io.c $(srcdir)/common/clock.c \
+	$(srcdir)/common/vec.c
+fuzz_imgtool_flags = -I$(top_srcdir)/imgtool $(ZLIB_CFLAGS) $(NETTLE_CFLAGS)
 
 EXTRA_DIST += tests/fuzz tests/fuzz_protocol.c tests/fuzz_config.c \
 	tests/fuzz_export_name.c tests/fuzz_cmdline.c tests/fuzz_modules.c \
