@@ -418,7 +418,7 @@ def targets(results, args, floors):
     return out
 
 
-def plot(results, names, out, args):
+def plot(results, names, out, args, floors):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -435,6 +435,10 @@ def plot(results, names, out, args):
         if t:
             ax.step(t, [(i + 1) / args.clients for i in range(len(t))], where="post",
                     label="%s (%d of %d booted)" % (s, len(t), args.clients))
+    for key, label, style in (("wire_s", "wire floor", "--"), ("disk_s", "disk floor", ":")):
+        if floors.get(key):
+            ax.axvline(floors[key], color="gray", linestyle=style,
+                       label="%s %.1f s" % (label, floors[key]))
     ax.set_xlabel("replay time per client (s)")
     ax.set_ylabel("fraction of clients booted")
     ax.set_ylim(0, 1.02)
@@ -562,7 +566,7 @@ def main():
         time.monotonic() - t0))
     lines = table(results, args.names, args, floors)
     lines += ["target " + t for t in targets(results, args, floors)]
-    lines.append(plot(results, args.names, args.out, args))
+    lines.append(plot(results, args.names, args.out, args, floors))
     for line in lines:
         print(line)
     with open(os.path.join(args.out, "results.json"), "w") as f:
