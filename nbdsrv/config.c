@@ -25,19 +25,36 @@
  * reload) go to the log, not to a terminal nobody watches. */
 static bool config_running;
 
-static void __attribute__((format(printf, 1, 2)))
-cfg_err(const char *fmt, ...)
+static void
+config_say(int priority, const char *fmt, va_list ap)
 {
   char line[1024];
+
+  vsnprintf(line, sizeof line, fmt, ap);
+  if (config_running)
+    log_msg(priority, "%s", line);
+  else
+    fprintf(stderr, "nbdsrv: %s%s\n", priority == LOG_WARNING ? "warning: " : "", line);
+}
+
+void
+config_err(const char *fmt, ...)
+{
   va_list ap;
 
   va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
+  config_say(LOG_ERR, fmt, ap);
   va_end(ap);
-  if (config_running)
-    log_err("%s", line);
-  else
-    fprintf(stderr, "nbdsrv: %s\n", line);
+}
+
+void
+config_warn(const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start(ap, fmt);
+  config_say(LOG_WARNING, fmt, ap);
+  va_end(ap);
 }
 
 struct config config = {
@@ -124,18 +141,18 @@ add_export(struct config *cfg, const char *name, const char *where)
   struct export *e;
 
   if (!export_name_valid(name)) {
-    cfg_err("%s: invalid export name '%s': use letters, digits and . _ - + (not starting with '.')",
+    config_err("%s: invalid export name '%s': use letters, digits and . _ - + (not starting with '.')",
             where, name);
     return NULL;
   }
   for (unsigned i = 0; i < cfg->nexports; i++)
     if (strcmp(cfg->exports[i].name, name) == 0) {
-      cfg_err("%s: export '%s' is defined twice", where, name);
+      config_err("%s: export '%s' is defined twice", where, name);
       return NULL;
     }
   e = realloc(cfg->exports, (cfg->nexports + 1) * sizeof *e);
   if (!e) {
-    cfg_err("out of memory");
+    config_err("out of memory");
     return NULL;
   }
   cfg->exports = e;
@@ -276,7 +293,7 @@ unknown_key(const struct parse *p, enum key_scope scope, const char *key)
   char hint[160];
 
   key_hint(scope, key, hint, sizeof hint);
-  cfg_err("%s:%u: unknown key '%s' in section [%s]%s%s%s", p->file, p->line, key,
+  config_err("%s:%u: unknown key '%s' in section [%s]%s%s%s", p->file, p->line, key,
           p->section, *hint ? " (" : "", hint, *hint ? ")" : "");
   return -EINVAL;
 }
@@ -308,7 +325,7 @@ file_key(struct parse *p, const char *key, const char *val)
     return unknown_key(p, scope, key);
   i = k - keys;
   if (p->seen[i] && !k->repeatable) {
-    cfg_err("%s:%u: '%s' is set twice in [%s] (first on line %u)", p->file, p->line,
+    config_err("%s:%u: '%s' is set twice in [%s] (first on line %u)", p->file, p->line,
             key, p->section, p->seen[i]);
     return -EINVAL;
   }
@@ -317,10 +334,10 @@ file_key(struct parse *p, const char *key, const char *val)
   base = key_target(p, k);
   r = key_set(k, base, val);
   if (r == -ENOMEM)
-    cfg_err("out of memory");
+    config_err("out of memory");
   if (r < 0 && r != -ENOMEM) {
     char why[160];
-    cfg_err("%s:%u: invalid value '%s' for '%s': %s", p->file, p->line, val, key,
+    config_err("%s:%u: invalid value '%s' for '%s': %s", p->file, p->line, val, key,
             key_expects(k, why, sizeof why));
   }
   if (r < 0)
@@ -340,7 +357,7 @@ section_header(struct parse *p, char *s)
   char where[64];
 
   if (!end || end[1] != '\0') {
-    cfg_err("%s:%u: malformed section header", p->file, p->line);
+    config_err("%s:%u: malformed section header", p->file, p->line);
     return -EINVAL;
   }
   *end = '\0';
@@ -368,7 +385,7 @@ parse_line(struct parse *p, char *s)
     return section_header(p, s);
   eq = strchr(s, '=');
   if (!eq || !p->section[0]) {
-    cfg_err("%s:%u: expected 'key = value' inside a section", p->file, p->line);
+    config_err("%s:%u: expected 'key = value' inside a section", p->file, p->line);
     return -EINVAL;
   }
   *eq = '\0';
@@ -384,7 +401,7 @@ parse_file_into(struct config *cfg, const char *file)
   int r = 0;
 
   if (!fp) {
-    cfg_err("cannot open config file %s: %s", file, strerror(errno));
+    config_err("cannot open config file %s: %s", file, strerror(errno));
     return -errno;
   }
   memset(&p, 0, sizeof p);
@@ -416,6 +433,12 @@ config_file_parse(const char *file)
  * the file was read, the file's absolute path, and the -e exports. */
 static struct config cli_config;
 static char config_file_path[PATH_MAX];
+
+const char *
+config_file_name(void)
+{
+  return config_file_path;
+}
 static char **cli_exports;
 static unsigned ncli_exports;
 
@@ -466,7 +489,7 @@ build(struct config *cfg)
     struct export *e;
 
     if (!eq || eq == cli_exports[i] || !eq[1]) {
-      cfg_err("-e %s: expected NAME=IMAGE", cli_exports[i]);
+      config_err("-e %s: expected NAME=IMAGE", cli_exports[i]);
       return -EINVAL;
     }
     *eq = '\0';
@@ -477,51 +500,28 @@ build(struct config *cfg)
     snprintf(e->image, sizeof e->image, "%s", eq + 1);
   }
   if (cfg->nexports == 0) {
-    cfg_err("no exports: give -e NAME=IMAGE or a config file with an export section");
+    config_err("no exports: give -e NAME=IMAGE or a config file with an export section");
     return -EINVAL;
   }
   for (unsigned i = 0; i < cfg->nexports; i++) {
     if (!cfg->exports[i].image[0]) {
-      cfg_err("export '%s' has no image: add 'image = PATH' to its section",
+      config_err("export '%s' has no image: add 'image = PATH' to its section",
               cfg->exports[i].name);
       return -EINVAL;
     }
     if (make_absolute(cfg->exports[i].image, sizeof cfg->exports[i].image) < 0) {
-      cfg_err("export '%s': image path too long", cfg->exports[i].name);
+      config_err("export '%s': image path too long", cfg->exports[i].name);
       return -EINVAL;
     }
   }
   if (make_absolute(cfg->overlay_dir, sizeof cfg->overlay_dir) < 0 ||
       make_absolute(cfg->trace, sizeof cfg->trace) < 0 ||
       make_absolute(cfg->pidfile, sizeof cfg->pidfile) < 0) {
-    cfg_err("a path is too long once made absolute");
+    config_err("a path is too long once made absolute");
     return -EINVAL;
   }
   if (cfg->nlisten == 0)
     default_listen(cfg);
-  return 0;
-}
-
-int
-config_check(const struct config *cfg)
-{
-  struct stat st;
-
-  for (unsigned i = 0; i < cfg->nexports; i++) {
-    const struct export *e = &cfg->exports[i];
-    char path[PATH_MAX];
-    int r = image_resolve(e, path, sizeof path);
-
-    if (r < 0) {
-      cfg_err("export '%s': image %s: %s%s", e->name, e->image, strerror(-r),
-              r == -ENOENT ? " (build one with 'imgtool build', or fix the path)" : "");
-      return r;
-    }
-    if (stat(path, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
-      cfg_err("export '%s': %s is not an image file", e->name, path);
-      return -EINVAL;
-    }
-  }
   return 0;
 }
 
@@ -689,7 +689,7 @@ cli_key(const struct key *k, const char *val)
       snprintf(opt, sizeof opt, "-%c", k->short_opt);
     else
       snprintf(opt, sizeof opt, "--%s", k->option);
-    cfg_err("%s %s: %s", opt, val,
+    config_err("%s %s: %s", opt, val,
             r == -ENOMEM ? "out of memory" : key_expects(k, why, sizeof why));
     return r;
   }
@@ -782,7 +782,7 @@ config_parse_args(int argc, char **argv)
   if (config_file) {
     snprintf(config_file_path, sizeof config_file_path, "%s", config_file);
     if (make_absolute(config_file_path, sizeof config_file_path) < 0) {
-      cfg_err("config file path %s is too long", config_file);
+      config_err("config file path %s is too long", config_file);
       return -EINVAL;
     }
   }

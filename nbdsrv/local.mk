@@ -5,6 +5,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/main.c \
 	nbdsrv/config.c \
 	nbdsrv/keys.c \
+	nbdsrv/check.c \
 	nbdsrv/acl.c \
 	nbdsrv/limits.c \
 	nbdsrv/image.c \

@@ -209,6 +209,9 @@ main(int argc, char **argv)
   if (check_exports() < 0)
     return 1;
   if (config.check_only) {
+    if (config_check_listen(&config) < 0)
+      return 1;
+    config_warn_unpinned(&config);
     printf("nbdsrv: configuration OK: %u export%s, overlays in %s\n",
            config.nexports, config.nexports == 1 ? "" : "s", config.overlay_dir);
     for (unsigned i = 0; i < config.nexports; i++)
@@ -247,6 +250,7 @@ main(int argc, char **argv)
   }
   r = config_start();
   if (r == 0) {
+    config_warn_unpinned(&config);
     overlay_rename_old_macs();   /* before any client can open one */
     r = workers_start(fds, nfds, nthreads);
   }

@@ -226,8 +226,23 @@ char *size_text(uint64_t v, char out[32]);
 /* Parses the command line and the config file into config (errors were
  * printed when it fails). */
 int config_parse_args(int argc, char **argv);
-/* Checks what would otherwise fail per client: every export's image. */
+/* Configuration errors and warnings: to stderr, or to the log once the
+ * server runs (config_start()). */
+void config_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void config_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The config file's absolute path, or "" when there is none. */
+const char *config_file_name(void);
+
+/* ---- checks beyond the syntax (check.c) ---- */
+
+/* What would otherwise fail per client: every export's image exists and
+ * is an image (not a root tree, a compressed file, a text file...).
+ * Errors and warnings name the file and line. */
 int config_check(const struct config *cfg);
+/* --check-config: every listen address can be bound now. */
+int config_check_listen(const struct config *cfg);
+/* Warns about the exports that serve any client ID that is not pinned. */
+void config_warn_unpinned(const struct config *cfg);
 /* Publishes the exports for the workers; from now on configuration
  * errors are logged. */
 int config_start(void);

@@ -53,7 +53,8 @@ tests/fuzz_protocol: $(srcdir)/tests/fuzz_protocol.c $(srcdir)/tests/fuzz.h $(nb
 		$(srcdir)/tests/fuzz_protocol.c $$srcs \
 		$(fuzz_common_sources) $(fuzz_nbdsrv_libs)
 
-fuzz_config_sources = $(srcdir)/nbdsrv/config.c $(srcdir)/nbdsrv/keys.c $(srcdir)/nbdsrv/acl.c \
+fuzz_config_sources = $(srcdir)/nbdsrv/config.c $(srcdir)/nbdsrv/keys.c \
+	$(srcdir)/nbdsrv/check.c $(srcdir)/nbdsrv/acl.c \
 	$(srcdir)/nbdsrv/image.c $(fuzz_common_sources)
 tests/fuzz_config: $(srcdir)/tests/fuzz_config.c $(fuzz_config_sources) \
 		$(srcdir)/nbdsrv/nbdsrv.h $(fuzz_common_headers)
