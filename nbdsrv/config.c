@@ -25,7 +25,7 @@
  * reload) go to the log, not to a terminal nobody watches. */
 static bool config_running;
 
-static void
+static void __attribute__((format(printf, 2, 0)))
 config_say(int priority, const char *fmt, va_list ap)
 {
   char line[1024];
