@@ -46,6 +46,7 @@
 #include "log.h"
 #include "nbdsrv.h"
 #include "util.h"
+#include "vec.h"
 
 /* What nbdsrv ctl list shows of a connection. */
 struct ctl_conn_info {
@@ -75,14 +76,8 @@ snapshot_add(struct conn *c, void *arg)
   struct ctl_conn_info *x;
   const char *slash;
 
-  if (sn->n == sn->cap) {
-    size_t cap = sn->cap ? sn->cap * 2 : 64;
-    x = realloc(sn->v, cap * sizeof *x);
-    if (!x)
-      return -ENOMEM;
-    sn->v = x;
-    sn->cap = cap;
-  }
+  if (VEC_RESERVE(sn->v, sn->cap, sn->n + 1) < 0)
+    return -ENOMEM;
   x = &sn->v[sn->n++];
   memset(x, 0, sizeof *x);
   slash = strchr(c->ovl->key, '/');
@@ -173,14 +168,10 @@ say(struct answer *a, const char *fmt, ...)
       a->len += n;
       return;
     }
-    size_t cap = (a->cap ? a->cap * 2 : 4096) + n;
-    char *b = realloc(a->buf, cap);
-    if (!b) {
+    if (VEC_RESERVE(a->buf, a->cap, a->len + n + 1) < 0) {
       a->failed = true;
       return;
     }
-    a->buf = b;
-    a->cap = cap;
   }
 }
 

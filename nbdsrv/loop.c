@@ -38,6 +38,7 @@
 #include "log.h"
 #include "nbdsrv.h"
 #include "util.h"
+#include "vec.h"
 
 
 #define RING_ENTRIES 1024
@@ -99,16 +100,10 @@ accept_done(struct worker *w, int res, unsigned flags)
     return;
   }
   pthread_mutex_lock(&to->mbox_lock);
-  if (to->mbox_n == to->mbox_cap) {
-    unsigned cap = to->mbox_cap ? to->mbox_cap * 2 : 64;
-    int *v = realloc(to->mbox, cap * sizeof *v);
-    if (!v) {
-      pthread_mutex_unlock(&to->mbox_lock);
-      conn_setup(w, res);   /* keep it here rather than lose it */
-      return;
-    }
-    to->mbox = v;
-    to->mbox_cap = cap;
+  if (VEC_RESERVE(to->mbox, to->mbox_cap, to->mbox_n + 1) < 0) {
+    pthread_mutex_unlock(&to->mbox_lock);
+    conn_setup(w, res);   /* keep it here rather than lose it */
+    return;
   }
   to->mbox[to->mbox_n++] = res;
   pthread_mutex_unlock(&to->mbox_lock);

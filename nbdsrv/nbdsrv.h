@@ -505,7 +505,8 @@ struct worker {
   /* Sockets other workers accepted for this one (with a wake). */
   pthread_mutex_t mbox_lock;
   int *mbox;
-  unsigned mbox_n, mbox_cap;
+  unsigned mbox_n;
+  size_t mbox_cap;
   /* Overlays the attach thread opened for this worker's connections
    * (a lock-free stack: the attach thread pushes, the worker takes it
    * whole, after a wake), and how many it still works on. */

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "vec.h"
 #include "nbdsrv.h"
 #include "util.h"
 
@@ -65,7 +66,7 @@ by_canon(const void *a, const void *b)
 static int
 find_old_names(DIR *d, struct old_name **out, size_t *np)
 {
-  struct old_name *v = NULL, *nv;
+  struct old_name *v = NULL;
   struct dirent *de;
   size_t n = 0, cap = 0;
 
@@ -79,14 +80,9 @@ find_old_names(DIR *d, struct old_name **out, size_t *np)
     memcpy(o.canon, o.id, sizeof o.canon);
     if (!client_id_normalize(o.canon))
       continue;
-    if (n == cap) {
-      cap = cap ? cap * 2 : 16;
-      nv = realloc(v, cap * sizeof *v);
-      if (!nv) {
-        free(v);
-        return -ENOMEM;
-      }
-      v = nv;
+    if (VEC_RESERVE(v, cap, n + 1) < 0) {
+      free(v);
+      return -ENOMEM;
     }
     v[n++] = o;
   }

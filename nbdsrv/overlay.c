@@ -57,6 +57,7 @@
 #include "log.h"
 #include "nbdsrv.h"
 #include "util.h"
+#include "vec.h"
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t registry_cond = PTHREAD_COND_INITIALIZER;
@@ -614,11 +615,13 @@ int
 overlay_plan_read(struct overlay *ov, uint64_t off, uint32_t len,
                   struct segment **segsp, unsigned *nsegsp)
 {
-  unsigned cap = 4, n = 0;
-  struct segment *segs = malloc(cap * sizeof *segs);
+  unsigned n = 0;
+  size_t cap = 0;
+  struct segment *segs = NULL;
   uint64_t pos = off, end = off + len;
 
-  if (!segs)
+  /* Allocated even for no segment: the caller owns an array either way. */
+  if (VEC_RESERVE(segs, cap, 4) < 0)
     return -ENOMEM;
   pthread_mutex_lock(&ov->lock);
   while (pos < end) {
@@ -630,14 +633,10 @@ overlay_plan_read(struct overlay *ov, uint64_t off, uint32_t len,
     run_end = (b + run) << OVL_BLOCK_SHIFT;
     if (run_end > end)
       run_end = end;
-    if (n == cap) {
-      struct segment *ns = realloc(segs, (cap *= 2) * sizeof *segs);
-      if (!ns) {
-        pthread_mutex_unlock(&ov->lock);
-        free(segs);
-        return -ENOMEM;
-      }
-      segs = ns;
+    if (VEC_RESERVE(segs, cap, n + 1) < 0) {
+      pthread_mutex_unlock(&ov->lock);
+      free(segs);
+      return -ENOMEM;
     }
     segs[n++] = (struct segment){
       .fd = s == OVL_BASE ? ov->base->fd : s == OVL_DATA ? ov->file.data_fd : -1,
@@ -717,14 +716,8 @@ queue_record(struct overlay *ov, uint64_t first, uint64_t count,
       return 0;
     }
   }
-  if (ov->npending == ov->cap_pending) {
-    size_t cap = ov->cap_pending ? ov->cap_pending * 2 : 16;
-    p = realloc(ov->pending, cap * sizeof *p);
-    if (!p)
-      return -ENOMEM;
-    ov->pending = p;
-    ov->cap_pending = cap;
-  }
+  if (VEC_RESERVE(ov->pending, ov->cap_pending, ov->npending + 1) < 0)
+    return -ENOMEM;
   while (count > 0) {
     uint32_t n = count > UINT32_MAX ? UINT32_MAX : (uint32_t)count;
     if (ov->npending == ov->cap_pending)
