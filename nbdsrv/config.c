@@ -25,12 +25,23 @@
  * reload) go to the log, not to a terminal nobody watches. */
 static bool config_running;
 
+/* The last error, for nbdsrv ctl reload to show. */
+static char last_error[1024];
+
+const char *
+config_last_error(void)
+{
+  return last_error;
+}
+
 static void __attribute__((format(printf, 2, 0)))
 config_say(int priority, const char *fmt, va_list ap)
 {
   char line[1024];
 
   vsnprintf(line, sizeof line, fmt, ap);
+  if (priority == LOG_ERR)
+    snprintf(last_error, sizeof last_error, "%s", line);
   if (config_running)
     log_msg(priority, "%s", line);
   else
@@ -424,6 +435,21 @@ parse_file_into(struct config *cfg, const char *file)
 }
 
 int
+config_control_socket(const char *file, char *path, size_t len)
+{
+  static struct config cfg;
+  int r;
+
+  memset(&cfg, 0, sizeof cfg);
+  keys_defaults(&cfg);
+  r = parse_file_into(&cfg, file);
+  free_exports(cfg.exports, cfg.nexports);
+  if (r == 0)
+    snprintf(path, len, "%s", cfg.control_socket);
+  return r;
+}
+
+int
 config_file_parse(const char *file)
 {
   return parse_file_into(&config, file);
@@ -534,19 +560,11 @@ config_start(void)
   return r;
 }
 
-/* Reload: non-zero when a setting only a restart can change differs. */
-static void
-warn_restart(const char *what, bool changed)
-{
-  if (changed)
-    log_warn("reload: '%s' changed, which takes effect only after a restart", what);
-}
-
 int
-config_reload(void)
+config_reload(reload_echo_fn *echo, void *ctx)
 {
   struct config next = cli_config;
-  unsigned added = 0, removed = 0;
+  unsigned changes;
   int r;
 
   r = build(&next);
@@ -557,25 +575,12 @@ config_reload(void)
     log_err("reload refused: the configuration above is broken; still serving the previous one");
     return r;
   }
-  warn_restart("listen", next.nlisten != config.nlisten ||
-               memcmp(next.listen, config.listen, sizeof next.listen) != 0);
-  warn_restart("overlay-dir", strcmp(next.overlay_dir, config.overlay_dir) != 0);
-  warn_restart("threads", next.threads != config.threads);
-  warn_restart("trace", strcmp(next.trace, config.trace) != 0);
-  warn_restart("control-socket", strcmp(next.control_socket, config.control_socket) != 0);
   for (unsigned i = 0; i < next.nexports; i++) {
     const struct export *old = config_find_export(next.exports[i].name);
     if (old)
       next.exports[i].draining = __atomic_load_n(&old->draining, __ATOMIC_RELAXED);
-    else
-      added++;
   }
-  for (unsigned i = 0; i < config.nexports; i++) {
-    bool kept = false;
-    for (unsigned j = 0; j < next.nexports && !kept; j++)
-      kept = strcmp(config.exports[i].name, next.exports[j].name) == 0;
-    removed += !kept;
-  }
+  changes = reload_report(&config, &next, echo, ctx);
   r = publish(&next);
   if (r < 0) {
     free_exports(next.exports, next.nexports);
@@ -586,16 +591,14 @@ config_reload(void)
    * go; a stale value for a moment does no harm). */
   config.exports = next.exports;
   config.nexports = next.nexports;
-  config.max_conns = next.max_conns;
-  config.max_conns_per_addr = next.max_conns_per_addr;
-  config.handshake_timeout = next.handshake_timeout;
-  config.max_request = next.max_request;
-  config.keepalive = next.keepalive;
-  config.ephemeral_linger = next.ephemeral_linger;
-  config.default_policy = next.default_policy;
-  config.default_quota = next.default_quota;
-  log_info("configuration reloaded: %u exports (%u new, %u removed)",
-           next.nexports, added, removed);
+  reload_apply(&config, &next);
+  if (changes)
+    log_info("configuration reloaded: %u export%s, %u change%s", next.nexports,
+             next.nexports == 1 ? "" : "s", changes, changes == 1 ? "" : "s");
+  else
+    log_info("configuration reloaded: %u export%s, nothing changed", next.nexports,
+             next.nexports == 1 ? "" : "s");
+  config_warn_unpinned(&next);
   return 0;
 }
 

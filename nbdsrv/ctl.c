@@ -18,6 +18,8 @@
  *   reset EXPORT/ID        delete a disconnected client's overlay
  *   drain EXPORT           refuse new clients of EXPORT (others go on)
  *   resume EXPORT          accept them again
+ *   reload                 read the configuration again, as on SIGHUP,
+ *                          and say what changed
  *
  * Connections belong to worker threads, which alone may touch their
  * rings: listing reads a snapshot under each worker's conns_lock, and a
@@ -491,6 +493,28 @@ cmd_drain(struct answer *a, const char *name, bool drain)
 }
 
 static void
+echo_line(const char *line, void *ctx)
+{
+  say(ctx, "%s\n", line);
+}
+
+static void
+cmd_reload(struct answer *a)
+{
+  struct answer report = { 0 };
+
+  log_info("control: reloading the configuration");
+  if (config_reload(echo_line, &report) < 0) {
+    say(a, "ERR reload refused, still serving the previous configuration: %s\n",
+        config_last_error()[0] ? config_last_error() : "see the log");
+    free(report.buf);
+    return;
+  }
+  say(a, "OK\n%s", report.len ? report.buf : "nothing changed\n");
+  free(report.buf);
+}
+
+static void
 run_command(char *line, struct answer *a)
 {
   char *arg, *end;
@@ -520,8 +544,10 @@ run_command(char *line, struct answer *a)
     cmd_drain(a, arg, true);
   else if (!strcmp(line, "resume"))
     cmd_drain(a, arg, false);
+  else if (!strcmp(line, "reload"))
+    cmd_reload(a);
   else
-    say(a, "ERR unknown command '%s' (list, exports, kick, reset, drain, resume)\n", line);
+    say(a, "ERR unknown command '%s' (list, exports, kick, reset, drain, resume, reload)\n", line);
 }
 
 int

@@ -5,7 +5,10 @@
  *   nbdsrv ctl [-s SOCKET] kick ADDRESS|ID|EXPORT/ID
  *   nbdsrv ctl [-s SOCKET] reset EXPORT/ID
  *   nbdsrv ctl [-s SOCKET] drain|resume EXPORT
+ *   nbdsrv ctl [-s SOCKET] reload
  *
+ * -c FILE takes the socket from the config file (control-socket), as the
+ * server would.
  * Sends the command as one line and prints the answer (see ctl.c).  Exit
  * status: 0 done, 1 the server refused (its reason on stderr), 2 usage or
  * no server to talk to.
@@ -24,35 +27,57 @@
 #include "nbdsrv.h"
 
 static const char ctl_usage[] =
-  "usage: nbdsrv ctl [-s SOCKET] [--json] COMMAND [ARG]\n"
+  "usage: nbdsrv ctl [-s SOCKET | -c FILE] [--json] COMMAND [ARG]\n"
   "  list                     connected clients\n"
   "  exports                  exports: image version, state, clients, overlays\n"
   "  kick ADDRESS|ID|EXPORT/ID  close a client's connections\n"
   "  reset EXPORT/ID          delete a disconnected client's overlay\n"
   "  drain EXPORT             refuse new clients of an export\n"
   "  resume EXPORT            accept them again\n"
-  "SOCKET defaults to /run/nbdsrv.sock (control-socket in nbdsrv.conf).\n";
+  "  reload                   read the configuration again; say what changed\n"
+  "SOCKET defaults to /run/nbdsrv.sock, or the control-socket of the config\n"
+  "file given with -c (nbdsrv.conf(5)).\n";
+
+/* -c FILE: the file's control-socket, or NULL (said why). */
+static const char *
+socket_of_file(const char *file, char *path, size_t len)
+{
+  if (config_control_socket(file, path, len) < 0)
+    return NULL;
+  if (!path[0]) {
+    fprintf(stderr, "nbdsrv ctl: %s sets control-socket = none: that server has no control socket\n",
+            file);
+    return NULL;
+  }
+  return path;
+}
 
 int
 ctl_main(int argc, char **argv)
 {
   static const struct option longopts[] = {
     { "socket", required_argument, NULL, 's' },
+    { "config", required_argument, NULL, 'c' },
     { "json", no_argument, NULL, 'j' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
   const char *path = "/run/nbdsrv.sock";
+  char from_file[sizeof config.control_socket];
   struct sockaddr_un sa = { .sun_family = AF_UNIX };
   char line[1024], buf[65536];
   bool json = false;
   size_t len = 0;
   int c, fd, n;
 
-  while ((c = getopt_long(argc, argv, "+s:h", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "+s:c:h", longopts, NULL)) != -1) {
     switch (c) {
     case 's':
       path = optarg;
+      break;
+    case 'c':
+      if (!(path = socket_of_file(optarg, from_file, sizeof from_file)))
+        return 2;
       break;
     case 'j':
       json = true;

@@ -363,6 +363,31 @@ key_format(const struct key *k, const void *base, char *buf, size_t len)
   }
 }
 
+/* ---- nbdsrv --check-config -v ---- */
+
+static void
+print_section(FILE *fp, enum key_scope scope, const void *base)
+{
+  static char v[4096];
+
+  for (unsigned i = 0; i < nkeys; i++)
+    if (keys[i].scope == scope) {
+      key_format(&keys[i], base, v, sizeof v);
+      fprintf(fp, "  %s = %s\n", keys[i].name, v);
+    }
+}
+
+void
+config_print(FILE *fp, const struct config *cfg)
+{
+  fprintf(fp, "[generic]\n");
+  print_section(fp, KEY_GENERIC, cfg);
+  for (unsigned i = 0; i < cfg->nexports; i++) {
+    fprintf(fp, "[%s]\n", cfg->exports[i].name);
+    print_section(fp, KEY_EXPORT, &cfg->exports[i]);
+  }
+}
+
 /* ---- nbdsrv --list-keys ---- */
 
 void

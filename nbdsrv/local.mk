@@ -6,6 +6,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/config.c \
 	nbdsrv/keys.c \
 	nbdsrv/check.c \
+	nbdsrv/reload.c \
 	nbdsrv/acl.c \
 	nbdsrv/limits.c \
 	nbdsrv/image.c \

@@ -218,6 +218,8 @@ main(int argc, char **argv)
       printf("  %s: %s (%s%s)\n", config.exports[i].name, config.exports[i].image,
              policy_name(config.exports[i].policy),
              config.exports[i].readonly ? ", read-only" : "");
+    if (log_verbosity >= LOG_DEBUG)
+      config_print(stdout, &config);
     config_free();
     config_free_cli();
     return 0;
@@ -299,7 +301,7 @@ main(int argc, char **argv)
     if (sig == SIGHUP) {
       log_info("SIGHUP: reloading the configuration");
       notify_systemd("RELOADING=1");
-      config_reload();
+      config_reload(NULL, NULL);
       notify_systemd("READY=1");
     }
     overlay_janitor(false);

@@ -223,6 +223,9 @@ void keys_list(FILE *fp);
 /* An exact size, "32M", "4096". */
 char *size_text(uint64_t v, char out[32]);
 
+/* A line of a reload's report, for nbdsrv ctl reload. */
+typedef void reload_echo_fn(const char *line, void *ctx);
+
 /* Parses the command line and the config file into config (errors were
  * printed when it fails). */
 int config_parse_args(int argc, char **argv);
@@ -250,7 +253,25 @@ int config_start(void);
  * ones refuse new clients, changed limits apply to new connections;
  * connected clients keep the export settings they started with.  A
  * broken configuration is refused (logged) and the old one stays. */
-int config_reload(void);
+int config_reload(reload_echo_fn *echo, void *ctx);
+/* The last configuration error (for nbdsrv ctl reload). */
+const char *config_last_error(void);
+/* Reads FILE as the server would and gives its control socket ("" for
+ * none): nbdsrv ctl -c FILE.  0 or -errno (the error was printed). */
+int config_control_socket(const char *file, char *path, size_t len);
+/* Prints the value of every key, as the file would write it
+ * (--check-config -v). */
+void config_print(FILE *fp, const struct config *cfg);
+
+/* ---- reload.c ---- */
+
+/* Logs, one line each, how next differs from old (keys of [generic],
+ * exports added, removed or changed, key by key) and hands each line to
+ * echo unless it is NULL.  Returns how many differences there are. */
+unsigned reload_report(const struct config *old, const struct config *next,
+                       reload_echo_fn *echo, void *ctx);
+/* Copies into live the [generic] keys a reload may change. */
+void reload_apply(struct config *live, const struct config *next);
 void config_free_cli(void);
 /* The exports new clients may ask for (the latest reload's), *n of them.
  * One call gives one consistent set, valid for ever (a reload publishes

@@ -7,6 +7,9 @@
 #   - a broken configuration on reload is refused with a log line saying
 #     so, and the previous one keeps serving;
 #   - settings only a restart can change (threads) are reported so;
+#   - each reload logs what changed, key by key and export by export;
+#     nbdsrv ctl reload (with -c FILE: the socket named in the file) does
+#     the same and answers with those lines, or with why it refused;
 #   - drain state survives a reload;
 #   - --check-config says OK (exit 0) for a good file, and for a bad one
 #     names the file and line (exit 2) or the missing image (exit 1).
@@ -18,6 +21,7 @@ write_conf() {
   cat >"$conf" <<CONF
 [generic]
 overlay-dir = $TESTDIR/ov
+control-socket = $TESTDIR/ctl.sock
 max-request = $1
 ${3:-}
 $2
@@ -61,7 +65,9 @@ image = $TESTDIR/base.img
 quota = 64K"
 kill -HUP "$SRV_PID"
 for _ in $(seq 100); do grep -q "configuration reloaded" "$TESTDIR/nbdsrv.log" && break; sleep 0.1; done
-grep -q "configuration reloaded: 2 exports (1 new, 0 removed)" "$TESTDIR/nbdsrv.log" ||
+grep -q "configuration reloaded: 2 exports, 2 changes" "$TESTDIR/nbdsrv.log" &&
+  grep -q "reload: export two: added" "$TESTDIR/nbdsrv.log" &&
+  grep -q "reload: max-request changed: 1M -> 2M" "$TESTDIR/nbdsrv.log" ||
   { cat "$TESTDIR/nbdsrv.log"; fail "first reload not logged"; }
 
 /usr/bin/python3 "$srcdir/server-lib.py" "$TESTDIR" <<'PY' || fail "after the first reload"
@@ -82,10 +88,26 @@ image = $TESTDIR/base.img
 quota = 64K" "threads = 7"
 kill -HUP "$SRV_PID"
 for _ in $(seq 100); do [ "$(grep -c "configuration reloaded" "$TESTDIR/nbdsrv.log")" = 2 ] && break; sleep 0.1; done
-grep -q "configuration reloaded: 1 exports (0 new, 1 removed)" "$TESTDIR/nbdsrv.log" ||
+grep -q "configuration reloaded: 1 export, 2 changes" "$TESTDIR/nbdsrv.log" &&
+  grep -q "reload: export one: removed" "$TESTDIR/nbdsrv.log" ||
   { cat "$TESTDIR/nbdsrv.log"; fail "second reload not logged"; }
 grep -q "'threads' changed, which takes effect only after a restart" "$TESTDIR/nbdsrv.log" ||
   fail "a threads change was not reported"
+
+# nbdsrv ctl reload, the socket taken from the file: per key changes.
+write_conf 2M "[two]
+image = $TESTDIR/base.img
+quota = 128K
+allow = 127.0.0.0/8"
+"$NBDSRV" ctl -c "$conf" reload >"$TESTDIR/ctl.out" 2>&1 || { cat "$TESTDIR/ctl.out"; fail "ctl -c reload"; }
+[ "$(cat "$TESTDIR/ctl.out")" = "export two: quota changed: 64K -> 128K
+export two: allow changed" ] || fail "ctl reload answered: $(cat "$TESTDIR/ctl.out")"
+grep -q "reload: export two: quota changed: 64K -> 128K" "$TESTDIR/nbdsrv.log" ||
+  fail "ctl reload: the change is not in the log"
+"$NBDSRV" ctl -c "$conf" reload >"$TESTDIR/ctl.out" 2>&1 || fail "second ctl reload"
+[ "$(cat "$TESTDIR/ctl.out")" = "nothing changed" ] || fail "an idle reload answered: $(cat "$TESTDIR/ctl.out")"
+grep -q "configuration reloaded: 1 export, nothing changed" "$TESTDIR/nbdsrv.log" ||
+  fail "an idle reload is not logged so"
 
 # A broken configuration is refused; "two" goes on, "three" never comes.
 write_conf 2M "[two]
@@ -95,13 +117,16 @@ image = $TESTDIR/base.img
 colour = blue"
 kill -HUP "$SRV_PID"
 for _ in $(seq 100); do grep -q "reload refused" "$TESTDIR/nbdsrv.log" && break; sleep 0.1; done
-grep -q "nbdsrv.conf:9: unknown key 'colour'" "$TESTDIR/nbdsrv.log" &&
+grep -q "nbdsrv.conf:10: unknown key 'colour'" "$TESTDIR/nbdsrv.log" &&
   grep -q "reload refused" "$TESTDIR/nbdsrv.log" || { cat "$TESTDIR/nbdsrv.log"; fail "broken reload not refused"; }
+rc=0; "$NBDSRV" ctl -s "$TESTDIR/ctl.sock" reload >"$TESTDIR/ctl.out" 2>&1 || rc=$?
+[ $rc = 1 ] && grep -q "^nbdsrv ctl: reload refused, still serving the previous configuration: .*nbdsrv.conf:10: unknown key 'colour'" "$TESTDIR/ctl.out" ||
+  fail "ctl reload of a broken file: exit $rc: $(cat "$TESTDIR/ctl.out")"
 write_conf 2M "[two]
 image = $TESTDIR/missing.img"
 kill -HUP "$SRV_PID"
-for _ in $(seq 100); do [ "$(grep -c "reload refused" "$TESTDIR/nbdsrv.log")" = 2 ] && break; sleep 0.1; done
-[ "$(grep -c "reload refused" "$TESTDIR/nbdsrv.log")" = 2 ] || fail "a reload with a missing image was not refused"
+for _ in $(seq 100); do [ "$(grep -c "reload refused" "$TESTDIR/nbdsrv.log")" = 3 ] && break; sleep 0.1; done
+[ "$(grep -c "reload refused" "$TESTDIR/nbdsrv.log")" = 3 ] || fail "a reload with a missing image was not refused"
 
 touch "$TESTDIR/stay.go"
 /usr/bin/python3 "$srcdir/server-lib.py" "$TESTDIR" <<'PY' || fail "after the refused reloads"
