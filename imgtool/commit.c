@@ -264,8 +264,48 @@ commit_usage(FILE *f)
         "  OVERLAY_DIR/NAME/ID for nbdsrv -o OVERLAY_DIR.\n", f);
 }
 
-int
-cmd_commit(int argc, char **argv)
+/* The command line of commit. */
+struct commit_opts {
+  const char *store, *name, *overlay, *ovdir, *client;
+  char cid[CLIENT_ID_MAX + 1];  /* client, canonical */
+  bool force;
+};
+
+/* What must hold once every option is read.  -1 to go on, or 2. */
+static int
+check_commit_args(int argc, struct commit_opts *o)
+{
+  if (optind != argc || !o->store || !o->name ||
+      !o->overlay == !(o->ovdir && o->client) || (!o->ovdir != !o->client)) {
+    log_err("commit needs --store DIR --name NAME and either --overlay "
+            "PREFIX or --overlays DIR --client ID");
+    commit_usage(stderr);
+    return 2;
+  }
+  if (!*o->name || strchr(o->name, '/') || o->name[0] == '.') {
+    log_err("--name '%s': give a plain name without '/' or a leading '.'",
+            o->name);
+    return 2;
+  }
+  /* The identities nbdsrv accepts (an address or NAME@ID's ID). */
+  if (o->client && (!client_id_valid(o->client, strlen(o->client)) ||
+                    o->client[0] == '.')) {
+    log_err("--client '%s' is not a client identity (1 to 64 of "
+            "[A-Za-z0-9._:-], e.g. 52-54-00-12-34-56 or 10.0.0.7)", o->client);
+    return 2;
+  }
+  if (o->client) {
+    /* nbdsrv names a MAC's overlay in the canonical form. */
+    snprintf(o->cid, sizeof o->cid, "%s", o->client);
+    client_id_normalize(o->cid);
+  }
+  return -1;
+}
+
+/* Fills o from the command line.  Returns -1 to go on, else the exit
+ * status (0 after --help, 2 after a usage error). */
+static int
+parse_commit_args(int argc, char **argv, struct commit_opts *o)
 {
   static const struct option opts[] = {
     { "store", required_argument, NULL, 'S' },
@@ -277,187 +317,241 @@ cmd_commit(int argc, char **argv)
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  const char *store = NULL, *name = NULL, *overlay = NULL, *ovdir = NULL,
-             *client = NULL;
-  char *namedir = NULL, *prefix = NULL, *source = NULL, *buf = NULL,
-       *undone = NULL;
-  char cid[CLIENT_ID_MAX + 1] = "";
-  struct ovl_file ov = { .map_fd = -1, .data_fd = -1 };
-  struct outfile of = { .fd = -1 };
-  struct stat st, bst;
-  unsigned *ids = NULL, parent = 0, id;
-  size_t n = 0;
-  uint64_t written = 0, zeroed = 0;
-  int c, r, lock = -1, base_fd = -1, rc = 1;
-  bool force = false;
+  int c;
 
   while ((c = getopt_long(argc, argv, "fh", opts, NULL)) != -1) {
     switch (c) {
-    case 'S': store = optarg; break;
-    case 'N': name = optarg; break;
-    case 'O': overlay = optarg; break;
-    case 'D': ovdir = optarg; break;
-    case 'C': client = optarg; break;
-    case 'f': force = true; break;
+    case 'S': o->store = optarg; break;
+    case 'N': o->name = optarg; break;
+    case 'O': o->overlay = optarg; break;
+    case 'D': o->ovdir = optarg; break;
+    case 'C': o->client = optarg; break;
+    case 'f': o->force = true; break;
     case 'h': commit_usage(stdout); return 0;
     default: commit_usage(stderr); return 2;
     }
   }
-  if (optind != argc || !store || !name ||
-      !overlay == !(ovdir && client) || (!ovdir != !client)) {
-    log_err("commit needs --store DIR --name NAME and either --overlay "
-            "PREFIX or --overlays DIR --client ID");
-    commit_usage(stderr);
-    return 2;
-  }
-  if (!*name || strchr(name, '/') || name[0] == '.') {
-    log_err("--name '%s': give a plain name without '/' or a leading '.'",
-            name);
-    return 2;
-  }
-  /* The identities nbdsrv accepts (an address or NAME@ID's ID). */
-  if (client && (!client_id_valid(client, strlen(client)) || client[0] == '.')) {
-    log_err("--client '%s' is not a client identity (1 to 64 of "
-            "[A-Za-z0-9._:-], e.g. 52-54-00-12-34-56 or 10.0.0.7)", client);
-    return 2;
-  }
-  if (client) {
-    /* nbdsrv names a MAC's overlay in the canonical form. */
-    snprintf(cid, sizeof cid, "%s", client);
-    client_id_normalize(cid);
-  }
-  namedir = xasprintf("%s/%s", store, name);
-  prefix = overlay ? overlay_prefix(overlay)
-                   : xasprintf("%s/%s/%s", ovdir, name, cid);
-  if (stat(namedir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-    log_err("no image %s in store %s (%s is missing)", name, store, namedir);
-    goto out;
-  }
+  return check_commit_args(argc, o);
+}
 
-  /* Read-only: replays the journal in memory, writes nothing. */
-  r = ovl_file_open(prefix, false, &ov);
+/* What one run of commit holds, released in one place (commit_job_end). */
+struct commit_job {
+  char *namedir, *prefix, *buf, *undone;
+  struct ovl_file ov;
+  struct outfile of;
+  struct stat bst;        /* of the base */
+  unsigned *ids, parent;  /* the store's versions; the overlay's base */
+  size_t n;
+  uint64_t written, zeroed;
+  int lock, base_fd;
+};
+
+/* Opens the overlay read-only (its journal replayed in memory) and locks
+ * the image's directory in the store. */
+static int
+open_overlay(const struct commit_opts *o, struct commit_job *j)
+{
+  struct stat st;
+  int r;
+
+  j->namedir = xasprintf("%s/%s", o->store, o->name);
+  j->prefix = o->overlay ? overlay_prefix(o->overlay)
+                         : xasprintf("%s/%s/%s", o->ovdir, o->name, o->cid);
+  if (stat(j->namedir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+    log_err("no image %s in store %s (%s is missing)", o->name, o->store,
+            j->namedir);
+    return -ENOENT;
+  }
+  r = ovl_file_open(j->prefix, false, &j->ov);
   if (r < 0) {
     if (r == -ENOENT)
       log_err("no overlay at %s (%s.map is missing): give the client's "
-              "overlay, OVERLAY_DIR/NAME/ID", prefix, prefix);
+              "overlay, OVERLAY_DIR/NAME/ID", j->prefix, j->prefix);
     else
-      log_err("cannot read overlay %s: %s", prefix, strerror(-r));
-    goto out;
+      log_err("cannot read overlay %s: %s", j->prefix, strerror(-r));
+    return r;
   }
   tmpfile_install_signals();
-  lock = store_lock(namedir, false);
-  if (lock < 0) {
-    log_err("cannot lock store %s: %s", namedir, strerror(-lock));
-    goto out;
-  }
+  j->lock = store_lock(j->namedir, false);
+  if (j->lock < 0)
+    log_err("cannot lock store %s: %s", j->namedir, strerror(-j->lock));
+  return j->lock < 0 ? j->lock : 0;
+}
 
-  /* The base: a version of this store, unchanged since the overlay was
-   * made on it. */
-  base_fd = open(ov.info.base_path, O_RDONLY | O_CLOEXEC);
-  if (base_fd < 0 || fstat(base_fd, &bst) < 0) {
-    log_err("overlay %s was made on %s, which cannot be read: %s", prefix,
-            ov.info.base_path, strerror(errno));
-    goto out;
+/* Opens the overlay's base, which must be unchanged since the overlay
+ * was made on it. */
+static int
+open_base(struct commit_job *j)
+{
+  const struct ovl_header_info *h = &j->ov.info;
+
+  j->base_fd = open(h->base_path, O_RDONLY | O_CLOEXEC);
+  if (j->base_fd < 0 || fstat(j->base_fd, &j->bst) < 0) {
+    log_err("overlay %s was made on %s, which cannot be read: %s", j->prefix,
+            h->base_path, strerror(errno));
+    return -errno;
   }
-  if ((uint64_t)bst.st_size != ov.info.base_size ||
-      (int64_t)bst.st_mtim.tv_sec * 1000000000 + bst.st_mtim.tv_nsec !=
-        ov.info.base_mtime_ns) {
+  if ((uint64_t)j->bst.st_size != h->base_size ||
+      (int64_t)j->bst.st_mtim.tv_sec * 1000000000 + j->bst.st_mtim.tv_nsec !=
+        h->base_mtime_ns) {
     log_err("base %s changed since overlay %s was made on it (size or "
             "mtime differ): the client's view cannot be rebuilt",
-            ov.info.base_path, prefix);
-    goto out;
+            h->base_path, j->prefix);
+    return -ESTALE;
   }
-  if (ov.info.size != ov.info.base_size) {
+  if (h->size != h->base_size) {
     log_err("overlay %s is %llu bytes but its base %s is %llu: not an "
-            "overlay nbdsrv made", prefix, (unsigned long long)ov.info.size,
-            ov.info.base_path, (unsigned long long)ov.info.base_size);
-    goto out;
+            "overlay nbdsrv made", j->prefix, (unsigned long long)h->size,
+            h->base_path, (unsigned long long)h->base_size);
+    return -EINVAL;
   }
-  r = store_list(namedir, &ids, &n);
+  return 0;
+}
+
+/* The version of this store the base is (j->parent), which must be
+ * current unless forced. */
+static int
+find_parent(struct commit_job *j, bool force)
+{
+  struct stat st;
+  int r = store_list(j->namedir, &j->ids, &j->n);
+
   if (r < 0) {
-    log_err("cannot read store %s: %s", namedir, strerror(-r));
-    goto out;
+    log_err("cannot read store %s: %s", j->namedir, strerror(-r));
+    return r;
   }
-  for (size_t i = 0; i < n && !parent; i++) {
-    char *img = store_version_path(namedir, ids[i], "img");
-    if (stat(img, &st) == 0 && st.st_dev == bst.st_dev &&
-        st.st_ino == bst.st_ino)
-      parent = ids[i];
+  for (size_t i = 0; i < j->n && !j->parent; i++) {
+    char *img = store_version_path(j->namedir, j->ids[i], "img");
+    if (stat(img, &st) == 0 && st.st_dev == j->bst.st_dev &&
+        st.st_ino == j->bst.st_ino)
+      j->parent = j->ids[i];
     free(img);
   }
-  if (!parent) {
+  if (!j->parent) {
     log_err("overlay %s was made on %s, which is not a version of %s: "
-            "give the store and name the client was served from", prefix,
-            ov.info.base_path, namedir);
-    goto out;
+            "give the store and name the client was served from", j->prefix,
+            j->ov.info.base_path, j->namedir);
+    return -ENOENT;
   }
-  if (check_base_is_current(namedir, prefix, parent, ids, n, force,
-                            &undone) < 0)
-    goto out;
+  if (check_base_is_current(j->namedir, j->prefix, j->parent, j->ids, j->n,
+                            force, &j->undone) < 0)
+    return -EPERM;
+  return 0;
+}
 
-  /* The client's view, into a new file in the store. */
-  {
-    char *target = xasprintf("%s/commit.img", namedir);
-    r = outfile_create(target, 0644, &of);
-    free(target);
-  }
+/* The client's view (base + overlay), into a new file in the store. */
+static int
+write_view(struct commit_job *j, bool force)
+{
+  char *target = xasprintf("%s/commit.img", j->namedir);
+  uint64_t size = j->ov.info.size;
+  int r = outfile_create(target, 0644, &j->of);
+
+  free(target);
   if (r < 0) {
-    log_err("cannot create a file in %s: %s", namedir, strerror(-r));
-    goto out;
+    log_err("cannot create a file in %s: %s", j->namedir, strerror(-r));
+    return r;
   }
-  buf = xmalloc(COPY_CHUNK);
-  if (ftruncate(of.fd, (off_t)ov.info.size) < 0) {
+  j->buf = xmalloc(COPY_CHUNK);
+  if (ftruncate(j->of.fd, (off_t)size) < 0) {
     r = -errno;
   } else {
-    r = copy_base(base_fd, of.fd, ov.info.size, buf);
+    r = copy_base(j->base_fd, j->of.fd, size, j->buf);
     if (r == 0)
-      r = apply_overlay(&ov, of.fd, ov.info.size, buf, &written, &zeroed);
+      r = apply_overlay(&j->ov, j->of.fd, size, j->buf, &j->written,
+                        &j->zeroed);
   }
   if (r < 0) {
-    log_err("cannot write the new version in %s: %s", namedir, strerror(-r));
-    goto out;
+    log_err("cannot write the new version in %s: %s", j->namedir,
+            strerror(-r));
+    return r;
   }
-  if (!fs_is_clean(of.fd) && !force) {
+  if (!fs_is_clean(j->of.fd) && !force) {
     log_err("the filesystem on overlay %s was not cleanly unmounted (the "
             "client is still running, or crashed): shut the client down "
-            "and commit again, or pass --force", prefix);
-    goto out;
+            "and commit again, or pass --force", j->prefix);
+    return -EBUSY;
   }
+  return 0;
+}
 
-  {
-    const char *slash = strrchr(ov.info.base_path, '/');
-    char *mapp = xasprintf("%s.map", prefix), pabs[PATH_MAX];
+/* The new version's source, for its metadata (malloc'ed). */
+static char *
+commit_source(const struct commit_job *j)
+{
+  const char *slash = strrchr(j->ov.info.base_path, '/');
+  char *mapp = xasprintf("%s.map", j->prefix), pabs[PATH_MAX], *source;
 
-    if (!realpath(mapp, pabs))
-      snprintf(pabs, sizeof pabs, "%s", mapp);
-    pabs[strlen(pabs) - 4] = '\0';
-    source = xasprintf("commit of overlay %s on %s", pabs,
-                       slash ? slash + 1 : ov.info.base_path);
-    free(mapp);
-  }
-  r = store_publish(namedir, &of, source, parent, &id);
+  if (!realpath(mapp, pabs))
+    snprintf(pabs, sizeof pabs, "%s", mapp);
+  pabs[strlen(pabs) - 4] = '\0';
+  source = xasprintf("commit of overlay %s on %s", pabs,
+                     slash ? slash + 1 : j->ov.info.base_path);
+  free(mapp);
+  return source;
+}
+
+static int
+run_commit(const struct commit_opts *o, struct commit_job *j)
+{
+  char *source;
+  unsigned id;
+  int r = open_overlay(o, j);
+
+  if (!r)
+    r = open_base(j);
+  if (!r)
+    r = find_parent(j, o->force);
+  if (!r)
+    r = write_view(j, o->force);
   if (r < 0)
-    goto out;
-  fprintf(stderr, "imgtool: commit: %04u = %04u + overlay %s (%llu KiB "
-          "written, %llu KiB zeroed by the client)\n", id, parent, prefix,
-          (unsigned long long)(written >> 10),
-          (unsigned long long)(zeroed >> 10));
-  if (undone)
-    log_warn("commit --force: %04u is %04u + this client's changes: it %s",
-             id, parent, undone);
-  rc = 0;
-out:
-  outfile_close(&of);
-  if (lock >= 0)
-    store_unlock(lock);
-  if (base_fd >= 0)
-    close(base_fd);
-  ovl_file_close(&ov);
-  free(ids);
-  free(buf);
+    return r;
+  source = commit_source(j);
+  r = store_publish(j->namedir, &j->of, source, j->parent, &id);
   free(source);
-  free(undone);
-  free(prefix);
-  free(namedir);
+  if (r < 0)
+    return r;
+  fprintf(stderr, "imgtool: commit: %04u = %04u + overlay %s (%llu KiB "
+          "written, %llu KiB zeroed by the client)\n", id, j->parent,
+          j->prefix, (unsigned long long)(j->written >> 10),
+          (unsigned long long)(j->zeroed >> 10));
+  if (j->undone)
+    log_warn("commit --force: %04u is %04u + this client's changes: it %s",
+             id, j->parent, j->undone);
+  return 0;
+}
+
+static void
+commit_job_end(struct commit_job *j)
+{
+  outfile_close(&j->of);
+  if (j->lock >= 0)
+    store_unlock(j->lock);
+  if (j->base_fd >= 0)
+    close(j->base_fd);
+  ovl_file_close(&j->ov);
+  free(j->ids);
+  free(j->buf);
+  free(j->undone);
+  free(j->prefix);
+  free(j->namedir);
+}
+
+int
+cmd_commit(int argc, char **argv)
+{
+  struct commit_opts o = { 0 };
+  struct commit_job j = {
+    .ov = { .map_fd = -1, .data_fd = -1 },
+    .of = { .fd = -1 },
+    .lock = -1,
+    .base_fd = -1,
+  };
+  int rc = parse_commit_args(argc, argv, &o);
+
+  if (rc < 0) {
+    rc = run_commit(&o, &j) < 0 ? 1 : 0;
+    commit_job_end(&j);
+  }
   return rc;
 }
