@@ -670,6 +670,220 @@ journal_blocks_for(uint64_t nblocks)
   return j > 0 ? (uint64_t)j : 0;
 }
 
+/* The filesystem's size: what the tree needs, the headroom on top, and
+ * the inodes and blocks to create it with. */
+struct geometry {
+  uint64_t need, headroom, ninodes, nblocks;
+};
+
+/* A first guess at the geometry, from the tree and the options. */
+static int
+plan_geometry(const struct build_opts *o, const struct tree *t,
+              struct geometry *g)
+{
+  /* What the tree needs: data, directories, lost+found, root, slack for
+   * extent-tree growth and allocation rounding. */
+  g->need = t->data_blocks + t->meta_blocks + LPF_BLOCKS + 16;
+  g->need += g->need / 100;
+  g->headroom = g->need * o->headroom_pct / 100 +
+                (o->headroom_abs + BLK - 1) / BLK;
+  g->ninodes = o->inodes;
+  if (!g->ninodes)
+    g->ninodes = t->ninodes + t->ninodes * o->headroom_pct / 100 + 1024;
+  if (g->ninodes < t->ninodes + 16) {
+    log_err("--inodes %llu is too few: the tree has %llu inodes",
+            (unsigned long long)g->ninodes, (unsigned long long)t->ninodes);
+    return -ENOSPC;
+  }
+  if (o->size) {
+    g->nblocks = o->size / BLK;
+  } else {
+    /* First guess: data + headroom + inode tables + journal + 2%. */
+    g->nblocks = g->need + g->headroom + g->ninodes * INODE_SIZE / BLK;
+    g->nblocks += journal_blocks_for(g->nblocks) + g->nblocks / 50;
+    if (!o->inodes && g->ninodes < g->nblocks * BLK / 16384)
+      g->ninodes = g->nblocks * BLK / 16384; /* mke2fs's default density */
+  }
+  return 0;
+}
+
+/* Creates the filesystem in memory, growing it (without --size) until
+ * the tree and the headroom fit. */
+static int
+create_fs(const struct build_opts *o, const struct tree *t, const char *path,
+          struct geometry *g, ext2_filsys *fsp)
+{
+  for (int tries = 0;; tries++) {
+    uint64_t freeb, want;
+    errcode_t e;
+
+    if (g->nblocks < 4096)
+      g->nblocks = 4096; /* 16 MiB: below that the journal does not fit */
+    g->nblocks = (g->nblocks + 255) & ~255ull;
+    if (g->ninodes > 0xffffffffull)
+      g->ninodes = 0xffffffffull;
+    e = make_fs(path, g->nblocks, g->ninodes, fsp);
+    if (e == EXT2_ET_TOO_MANY_INODES && !o->size && tries < 20) {
+      g->nblocks += g->nblocks / 2;
+      continue;
+    }
+    if (e) {
+      if (o->size && (e == EXT2_ET_TOO_MANY_INODES || is_nospace(e)))
+        log_err("the tree needs %llu inodes, too many for --size %llu MiB: "
+                "give a larger --size or drop it",
+                (unsigned long long)t->ninodes,
+                (unsigned long long)(o->size >> 20));
+      else
+        log_err("cannot create the filesystem: %s", ext2_strerror(e));
+      return -EINVAL;
+    }
+    freeb = fs_free_blocks(*fsp);
+    want = g->need + journal_blocks_for(g->nblocks) +
+           (o->size ? 0 : g->headroom);
+    if (freeb >= want)
+      return 0;
+    ext2fs_free(*fsp);
+    *fsp = NULL;
+    if (o->size || tries >= 20) {
+      uint64_t mib = ((g->nblocks - freeb) + want + 255) / 256;
+      log_err("tree %s does not fit: it needs about %llu MiB, --size is "
+              "%llu MiB; give --size %lluM or more, or drop --size",
+              o->tree, (unsigned long long)mib,
+              (unsigned long long)(g->nblocks / 256), (unsigned long long)mib);
+      return -ENOSPC;
+    }
+    g->nblocks += (want - freeb) + (want - freeb) / 8;
+  }
+}
+
+/* Identity (from the options or from the tree's metadata digest) and the
+ * superblock fields that make the image reproducible. */
+static void
+set_identity(struct bctx *c)
+{
+  const struct build_opts *o = c->o;
+  ext2_filsys fs = c->fs;
+
+  if (o->uuid_set)
+    memcpy(fs->super->s_uuid, o->uuid, 16);
+  else
+    uuid_from(fs->super->s_uuid, c->t->digest, "uuid");
+  if (o->hash_seed_set)
+    memcpy(fs->super->s_hash_seed, o->hash_seed, 16);
+  else
+    uuid_from((uint8_t *)fs->super->s_hash_seed, c->t->digest, "hash_seed");
+  fs->super->s_def_hash_version = EXT2_HASH_HALF_MD4;
+  /* The same hash flag whatever the building machine's char signedness. */
+  fs->super->s_flags &= ~(EXT2_FLAGS_SIGNED_HASH | EXT2_FLAGS_UNSIGNED_HASH);
+  fs->super->s_flags |= EXT2_FLAGS_UNSIGNED_HASH;
+  fs->super->s_checksum_type = EXT2_CRC32C_CHKSUM;
+  fs->super->s_max_mnt_count = (uint16_t)-1;
+  fs->super->s_mkfs_time = fs->super->s_lastcheck = (uint32_t)c->now;
+  fs->super->s_kbytes_written = 0;
+  fs->now = c->now;
+  if (o->label)
+    strncpy((char *)fs->super->s_volume_name, o->label,
+            sizeof fs->super->s_volume_name);
+  ext2fs_init_csum_seed(fs);
+  for (dgrp_t g = 0; g < fs->group_desc_count; g++)
+    ext2fs_bg_flags_set(fs, g, EXT2_BG_INODE_ZEROED);
+  ext2fs_mark_super_dirty(fs);
+}
+
+/* Reserved inodes as mke2fs leaves them (root, the bad-block inode and
+ * the others up to the first non-reserved one), the journal and
+ * lost+found. */
+static int
+set_up_fs(struct bctx *c)
+{
+  ext2_filsys fs = c->fs;
+  struct ext2fs_journal_params jp;
+  errcode_t e;
+
+  ext2fs_inode_alloc_stats2(fs, EXT2_ROOT_INO, +1, 1);
+  for (ext2_ino_t i = EXT2_ROOT_INO + 1; i < EXT2_FIRST_INODE(fs->super); i++)
+    ext2fs_inode_alloc_stats2(fs, i, +1, 0);
+  ext2fs_inode_alloc_stats2(fs, EXT2_BAD_INO, +1, 0);
+  ext2fs_mark_ib_dirty(fs);
+  e = ext2fs_update_bb_inode(fs, NULL);
+  if (!e)
+    e = ext2fs_get_journal_params(&jp, fs);
+  if (!e)
+    e = ext2fs_add_journal_inode3(fs, &jp, ~0ULL,
+                                  EXT2_MKJOURNAL_LAZYINIT |
+                                    EXT2_MKJOURNAL_NO_MNT_CHECK);
+  if (!e)
+    e = prepare_lost_found(c);
+  if (e) {
+    log_err("cannot set up the filesystem: %s", ext2_strerror(e));
+    return errcode_to_errno(e);
+  }
+  return 0;
+}
+
+/* Copies the tree in, then writes the summary and closes the fs (c->fs
+ * is NULL afterwards, whatever happened to the close). */
+static int
+fill_fs(struct bctx *c)
+{
+  const struct build_opts *o = c->o;
+  errcode_t e;
+
+  c->t->root->ino = EXT2_ROOT_INO;
+  e = populate_dir(c, c->t->root, EXT2_ROOT_INO, EXT2_ROOT_INO);
+  if (e) {
+    if (is_nospace(e))
+      log_err("image full while adding %s: the tree does not fit%s",
+              c->failed_path ? c->failed_path : o->tree,
+              o->size ? "; give a larger --size or drop it"
+                      : " (size estimate too low: give --size)");
+    else if (e >= 4096 || !c->failed_path)
+      log_err("cannot add %s: %s", c->failed_path ? c->failed_path : o->tree,
+              ext2_strerror(e));
+    return errcode_to_errno(e);
+  }
+  /* Counts from the bitmaps, then per-group unused-inode marks and
+   * checksums (calculate_summary_stats alone gets itable_unused wrong
+   * when a group's last inode is in use). */
+  e = ext2fs_calculate_summary_stats(c->fs, 0);
+  if (!e)
+    e = ext2fs_set_gdt_csum(c->fs);
+  if (!e)
+    e = ext2fs_close_free(&c->fs);
+  c->fs = NULL;
+  if (e) {
+    log_err("cannot write image %s: %s", o->output, ext2_strerror(e));
+    return errcode_to_errno(e);
+  }
+  return 0;
+}
+
+/* The filesystem of the scanned tree in the file fd, which path opens. */
+static int
+build_fs(struct bctx *c, int fd, const char *path)
+{
+  struct geometry g;
+  int r = plan_geometry(c->o, c->t, &g);
+
+  if (!r)
+    r = create_fs(c->o, c->t, path, &g, &c->fs);
+  if (r < 0)
+    return r;
+  /* The kernel wants the device (here: the file) as large as the fs. */
+  if (ftruncate(fd, (off_t)(ext2fs_blocks_count(c->fs->super) * BLK)) < 0) {
+    r = -errno;
+    log_err("cannot size image %s: %s", c->o->output, strerror(-r));
+    return r;
+  }
+  set_identity(c);
+  r = set_up_fs(c);
+  if (!r)
+    r = fill_fs(c);
+  if (!r)
+    progress(c, true);
+  return r;
+}
+
 int
 build_image(const struct build_opts *o, int fd, const char *path,
             const char **fstab_problem)
@@ -678,10 +892,6 @@ build_image(const struct build_opts *o, int fd, const char *path,
   struct tree t;
   int64_t sde = 0;
   int r, have_sde;
-  uint64_t need, ninodes, nblocks, headroom;
-  ext2_filsys fs = NULL;
-  errcode_t e = 0;
-  struct ext2fs_journal_params jp;
 
   memset(&c, 0, sizeof c);
   have_sde = source_date_epoch(&sde);
@@ -703,160 +913,9 @@ build_image(const struct build_opts *o, int fd, const char *path,
   c.t0 = c.last = now_ms();
   c.bufsz = 1 << 20;
   c.buf = xmalloc(c.bufsz);
-
-  /* What the tree needs: data, directories, lost+found, root, slack for
-   * extent-tree growth and allocation rounding. */
-  need = t.data_blocks + t.meta_blocks + LPF_BLOCKS + 16;
-  need += need / 100;
-  headroom = need * o->headroom_pct / 100 + (o->headroom_abs + BLK - 1) / BLK;
-  ninodes = o->inodes;
-  if (!ninodes) {
-    ninodes = t.ninodes + t.ninodes * o->headroom_pct / 100 + 1024;
-  }
-  if (ninodes < t.ninodes + 16) {
-    log_err("--inodes %llu is too few: the tree has %llu inodes",
-            (unsigned long long)ninodes, (unsigned long long)t.ninodes);
-    r = -ENOSPC;
-    goto out;
-  }
-  if (o->size) {
-    nblocks = o->size / BLK;
-  } else {
-    /* First guess: data + headroom + inode tables + journal + 2%. */
-    nblocks = need + headroom + ninodes * INODE_SIZE / BLK;
-    nblocks += journal_blocks_for(nblocks) + nblocks / 50;
-    if (!o->inodes && ninodes < nblocks * BLK / 16384)
-      ninodes = nblocks * BLK / 16384; /* mke2fs's default density */
-  }
-  for (int tries = 0;; tries++) {
-    uint64_t freeb, want;
-
-    if (nblocks < 4096)
-      nblocks = 4096; /* 16 MiB: below that the journal does not fit */
-    nblocks = (nblocks + 255) & ~255ull;
-    if (ninodes > 0xffffffffull)
-      ninodes = 0xffffffffull;
-    e = make_fs(path, nblocks, ninodes, &fs);
-    if (e == EXT2_ET_TOO_MANY_INODES && !o->size && tries < 20) {
-      nblocks += nblocks / 2;
-      continue;
-    }
-    if (e) {
-      if (o->size && (e == EXT2_ET_TOO_MANY_INODES || is_nospace(e)))
-        log_err("the tree needs %llu inodes, too many for --size %llu MiB: "
-                "give a larger --size or drop it",
-                (unsigned long long)t.ninodes,
-                (unsigned long long)(o->size >> 20));
-      else
-        log_err("cannot create the filesystem: %s", ext2_strerror(e));
-      r = -EINVAL;
-      goto out;
-    }
-    freeb = fs_free_blocks(fs);
-    want = need + journal_blocks_for(nblocks) + (o->size ? 0 : headroom);
-    if (freeb >= want)
-      break;
-    ext2fs_free(fs);
-    fs = NULL;
-    if (o->size || tries >= 20) {
-      uint64_t mib = ((nblocks - freeb) + want + 255) / 256;
-      log_err("tree %s does not fit: it needs about %llu MiB, --size is "
-              "%llu MiB; give --size %lluM or more, or drop --size",
-              o->tree, (unsigned long long)mib,
-              (unsigned long long)(nblocks / 256), (unsigned long long)mib);
-      r = -ENOSPC;
-      goto out;
-    }
-    nblocks += (want - freeb) + (want - freeb) / 8;
-  }
-  c.fs = fs;
-  /* The kernel wants the device (here: the file) as large as the fs. */
-  if (ftruncate(fd, (off_t)(ext2fs_blocks_count(fs->super) * BLK)) < 0) {
-    r = -errno;
-    log_err("cannot size image %s: %s", o->output, strerror(-r));
-    goto out;
-  }
-
-  /* Identity: from the options or from the tree's metadata digest. */
-  if (o->uuid_set)
-    memcpy(fs->super->s_uuid, o->uuid, 16);
-  else
-    uuid_from(fs->super->s_uuid, t.digest, "uuid");
-  if (o->hash_seed_set)
-    memcpy(fs->super->s_hash_seed, o->hash_seed, 16);
-  else
-    uuid_from((uint8_t *)fs->super->s_hash_seed, t.digest, "hash_seed");
-  fs->super->s_def_hash_version = EXT2_HASH_HALF_MD4;
-  /* The same hash flag whatever the building machine's char signedness. */
-  fs->super->s_flags &= ~(EXT2_FLAGS_SIGNED_HASH | EXT2_FLAGS_UNSIGNED_HASH);
-  fs->super->s_flags |= EXT2_FLAGS_UNSIGNED_HASH;
-  fs->super->s_checksum_type = EXT2_CRC32C_CHKSUM;
-  fs->super->s_max_mnt_count = (uint16_t)-1;
-  fs->super->s_mkfs_time = fs->super->s_lastcheck = (uint32_t)c.now;
-  fs->super->s_kbytes_written = 0;
-  fs->now = c.now;
-  if (o->label)
-    strncpy((char *)fs->super->s_volume_name, o->label,
-            sizeof fs->super->s_volume_name);
-  ext2fs_init_csum_seed(fs);
-  for (dgrp_t g = 0; g < fs->group_desc_count; g++)
-    ext2fs_bg_flags_set(fs, g, EXT2_BG_INODE_ZEROED);
-  ext2fs_mark_super_dirty(fs);
-
-  /* Reserved inodes as mke2fs leaves them: root, the bad-block inode and
-   * the others up to the first non-reserved one. */
-  ext2fs_inode_alloc_stats2(fs, EXT2_ROOT_INO, +1, 1);
-  for (ext2_ino_t i = EXT2_ROOT_INO + 1; i < EXT2_FIRST_INODE(fs->super); i++)
-    ext2fs_inode_alloc_stats2(fs, i, +1, 0);
-  ext2fs_inode_alloc_stats2(fs, EXT2_BAD_INO, +1, 0);
-  ext2fs_mark_ib_dirty(fs);
-  e = ext2fs_update_bb_inode(fs, NULL);
-  if (!e)
-    e = ext2fs_get_journal_params(&jp, fs);
-  if (!e)
-    e = ext2fs_add_journal_inode3(fs, &jp, ~0ULL,
-                                  EXT2_MKJOURNAL_LAZYINIT |
-                                    EXT2_MKJOURNAL_NO_MNT_CHECK);
-  if (!e)
-    e = prepare_lost_found(&c);
-  if (e) {
-    log_err("cannot set up the filesystem: %s", ext2_strerror(e));
-    r = errcode_to_errno(e);
-    goto out;
-  }
-  t.root->ino = EXT2_ROOT_INO;
-  e = populate_dir(&c, t.root, EXT2_ROOT_INO, EXT2_ROOT_INO);
-  if (e) {
-    if (is_nospace(e))
-      log_err("image full while adding %s: the tree does not fit%s",
-              c.failed_path ? c.failed_path : o->tree,
-              o->size ? "; give a larger --size or drop it"
-                      : " (size estimate too low: give --size)");
-    else if (e >= 4096 || !c.failed_path)
-      log_err("cannot add %s: %s", c.failed_path ? c.failed_path : o->tree,
-              ext2_strerror(e));
-    r = errcode_to_errno(e);
-    goto out;
-  }
-  /* Counts from the bitmaps, then per-group unused-inode marks and
-   * checksums (calculate_summary_stats alone gets itable_unused wrong
-   * when a group's last inode is in use). */
-  e = ext2fs_calculate_summary_stats(fs, 0);
-  if (!e)
-    e = ext2fs_set_gdt_csum(fs);
-  if (!e)
-    e = ext2fs_close_free(&fs);
-  c.fs = fs = NULL;
-  if (e) {
-    log_err("cannot write image %s: %s", o->output, ext2_strerror(e));
-    r = errcode_to_errno(e);
-    goto out;
-  }
-  progress(&c, true);
-  r = 0;
-out:
-  if (fs)
-    ext2fs_free(fs);
+  r = build_fs(&c, fd, path);
+  if (c.fs)
+    ext2fs_free(c.fs);
   free(c.buf);
   free(c.dirbuf);
   tree_free(&t);
