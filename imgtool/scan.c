@@ -242,45 +242,27 @@ xattr_blocks(const struct node *n)
   return total > 96 ? 1 : 0;
 }
 
-/* Reads the directory at n (already lstat'ed), recursively. */
+/* The entries of directory n, not excluded, sorted, in n->kids (not yet
+ * lstat'ed); their directory blocks counted. */
 static int
-scan_dir(struct scan_ctx *c, struct node *n)
+read_entries(struct scan_ctx *c, struct node *n)
 {
-  DIR *d;
+  DIR *d = opendir(n->path);
   struct dirent *de;
   size_t cap = 0;
   uint64_t dirbytes = 24; /* "." and ".." */
   int r = 0;
 
-  if (n->st.st_dev != c->root_dev) {
-    log_warn("%s is a mount point (another filesystem): stored as an empty "
-             "directory", n->path);
-    hash_node(c, n);
-    c->t->meta_blocks += 1;
-    return 0;
-  }
-  d = opendir(n->path);
   if (!d) {
     r = -errno;
     log_err("cannot read directory %s: %s", n->path, strerror(-r));
     return r;
   }
-  for (;;) {
+  for (errno = 0; (de = readdir(d)); errno = 0) {
     struct node *k;
     char *path;
     int ex;
 
-    errno = 0;
-    de = readdir(d);
-    if (!de) {
-      if (errno) {
-        r = -errno;
-        log_err("cannot read directory %s: %s", n->path, strerror(-r));
-        closedir(d);
-        return r;
-      }
-      break;
-    }
     if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
       continue;
     path = xasprintf("%s/%s", n->path, de->d_name);
@@ -298,89 +280,153 @@ scan_dir(struct scan_ctx *c, struct node *n)
     n->kids[n->nkids++] = k;
     dirbytes += 8 + ((strlen(de->d_name) + 3) & ~3u);
   }
+  if (errno) {
+    r = -errno;
+    log_err("cannot read directory %s: %s", n->path, strerror(-r));
+  }
   closedir(d);
+  if (r < 0)
+    return r;
   if (n->nkids > 1)
     qsort(n->kids, n->nkids, sizeof *n->kids, cmp_node);
   /* Entries never span blocks and each block keeps 12 bytes for its
    * checksum tail: allow for the slack at the end of every block. */
   c->t->meta_blocks += (dirbytes + dirbytes / 16) / (BLK - 12) + 1;
+  return 0;
+}
+
+/* Whether k is a further name of an inode already seen (*seen); counts
+ * the names of an inode on the first one. */
+static int
+link_hard(struct scan_ctx *c, struct node *k, bool *seen)
+{
+  struct node *first = NULL;
+
+  *seen = false;
+  if (!S_ISDIR(k->st.st_mode) && k->st.st_nlink > 1)
+    first = hl_find_or_add(&c->hl, k);
+  if (!first) {
+    k->hl_count = 1;
+    return 0;
+  }
+  if (first->hl_count >= 65000) {
+    log_err("%s: more than 65000 hard links to one file (ext4's "
+            "limit): make some of them copies", k->path);
+    return -EMLINK;
+  }
+  k->hl_first = first;
+  first->hl_count++;
+  *seen = true;
+  return 0;
+}
+
+/* A symlink's target (and a block for a long one). */
+static int
+read_symlink(struct scan_ctx *c, struct node *k)
+{
+  size_t sz = (size_t)k->st.st_size + 1;
+  ssize_t len;
+
+  if (sz > BLK) {
+    log_err("symlink %s: target longer than %u bytes cannot be stored",
+            k->path, BLK - 1);
+    return -ENAMETOOLONG;
+  }
+  k->link = xmalloc(sz + 1);
+  len = readlink(k->path, k->link, sz);
+  if (len < 0) {
+    int r = -errno;
+    log_err("cannot read symlink %s: %s", k->path, strerror(-r));
+    return r;
+  }
+  k->link[len] = '\0';
+  if (len >= 60)
+    c->t->meta_blocks++;
+  return 0;
+}
+
+/* The blocks a regular file's data will take. */
+static void
+count_file(struct scan_ctx *c, const struct node *k)
+{
+  uint64_t size = (uint64_t)k->st.st_size;
+  uint64_t blocks = (size + BLK - 1) / BLK;
+  uint64_t alloc = (uint64_t)k->st.st_blocks * 512;
+
+  /* A sparse source file needs only its allocated blocks, plus one
+   * for a partial block at either end of each hole. */
+  if (alloc < size)
+    blocks = (alloc + BLK - 1) / BLK + 2 < blocks
+               ? (alloc + BLK - 1) / BLK + 2 : blocks;
+  /* Extent tree: four extents fit in the inode, beyond that one
+   * index block per 340 extents of at most 128 MiB each. */
+  c->t->data_blocks += blocks + blocks / 32768 + (blocks > 4 * 32768);
+  c->t->file_bytes += size;
+}
+
+static int scan_dir(struct scan_ctx *c, struct node *n);
+
+/* One entry of a directory: its inode, attributes and contents. */
+static int
+scan_entry(struct scan_ctx *c, struct node *k)
+{
+  bool seen;
+  int r;
+
+  if (lstat(k->path, &k->st) < 0) {
+    r = -errno;
+    log_err("cannot stat %s: %s", k->path, strerror(-r));
+    return r;
+  }
+  c->t->nnodes++;
+  r = link_hard(c, k, &seen);
+  if (r < 0 || seen) {
+    if (!r)
+      hash_node(c, k);
+    return r;
+  }
+  c->t->ninodes++;
+  r = read_xattrs(k);
+  if (r < 0) {
+    log_err("cannot read extended attributes of %s: %s", k->path,
+            strerror(-r));
+    return r;
+  }
+  c->t->meta_blocks += xattr_blocks(k);
+  if (S_ISDIR(k->st.st_mode))
+    return scan_dir(c, k);
+  if (S_ISLNK(k->st.st_mode)) {
+    r = read_symlink(c, k);
+    if (r < 0)
+      return r;
+  } else if (S_ISREG(k->st.st_mode)) {
+    count_file(c, k);
+  }
+  hash_node(c, k);
+  return 0;
+}
+
+/* Reads the directory at n (already lstat'ed), recursively. */
+static int
+scan_dir(struct scan_ctx *c, struct node *n)
+{
+  int r;
+
+  if (n->st.st_dev != c->root_dev) {
+    log_warn("%s is a mount point (another filesystem): stored as an empty "
+             "directory", n->path);
+    hash_node(c, n);
+    c->t->meta_blocks += 1;
+    return 0;
+  }
+  r = read_entries(c, n);
+  if (r < 0)
+    return r;
   hash_node(c, n);
-
   for (size_t i = 0; i < n->nkids; i++) {
-    struct node *k = n->kids[i];
-
-    if (lstat(k->path, &k->st) < 0) {
-      r = -errno;
-      log_err("cannot stat %s: %s", k->path, strerror(-r));
+    r = scan_entry(c, n->kids[i]);
+    if (r < 0)
       return r;
-    }
-    c->t->nnodes++;
-    if (!S_ISDIR(k->st.st_mode) && k->st.st_nlink > 1) {
-      struct node *first = hl_find_or_add(&c->hl, k);
-      if (first) {
-        if (first->hl_count >= 65000) {
-          log_err("%s: more than 65000 hard links to one file (ext4's "
-                  "limit): make some of them copies", k->path);
-          return -EMLINK;
-        }
-        k->hl_first = first;
-        first->hl_count++;
-        hash_node(c, k);
-        continue;
-      }
-      k->hl_count = 1;
-    } else {
-      k->hl_count = 1;
-    }
-    c->t->ninodes++;
-    r = read_xattrs(k);
-    if (r < 0) {
-      log_err("cannot read extended attributes of %s: %s", k->path,
-              strerror(-r));
-      return r;
-    }
-    c->t->meta_blocks += xattr_blocks(k);
-    if (S_ISDIR(k->st.st_mode)) {
-      r = scan_dir(c, k);
-      if (r < 0)
-        return r;
-      continue;
-    }
-    if (S_ISLNK(k->st.st_mode)) {
-      size_t sz = (size_t)k->st.st_size + 1;
-      ssize_t len;
-
-      if (sz > BLK) {
-        log_err("symlink %s: target longer than %u bytes cannot be stored",
-                k->path, BLK - 1);
-        return -ENAMETOOLONG;
-      }
-      k->link = xmalloc(sz + 1);
-      len = readlink(k->path, k->link, sz);
-      if (len < 0) {
-        r = -errno;
-        log_err("cannot read symlink %s: %s", k->path, strerror(-r));
-        return r;
-      }
-      k->link[len] = '\0';
-      if (len >= 60)
-        c->t->meta_blocks++;
-    } else if (S_ISREG(k->st.st_mode)) {
-      uint64_t size = (uint64_t)k->st.st_size;
-      uint64_t blocks = (size + BLK - 1) / BLK;
-      uint64_t alloc = (uint64_t)k->st.st_blocks * 512;
-
-      /* A sparse source file needs only its allocated blocks, plus one
-       * for a partial block at either end of each hole. */
-      if (alloc < size)
-        blocks = (alloc + BLK - 1) / BLK + 2 < blocks
-                   ? (alloc + BLK - 1) / BLK + 2 : blocks;
-      /* Extent tree: four extents fit in the inode, beyond that one
-       * index block per 340 extents of at most 128 MiB each. */
-      c->t->data_blocks += blocks + blocks / 32768 + (blocks > 4 * 32768);
-      c->t->file_bytes += size;
-    }
-    hash_node(c, k);
   }
   return 0;
 }

@@ -331,108 +331,124 @@ store_check_version(const char *namedir, unsigned id, char *msg, size_t len)
   return r;
 }
 
-int
-store_publish(const char *namedir, struct outfile *image, const char *source,
-              unsigned parent, unsigned *id_out)
+/* The next version's id: above any version file, published or not, so
+ * that a leftover of a crashed run is never reused under a new meaning. */
+static int
+next_version_id(const char *namedir, unsigned *id)
 {
   unsigned *ids;
   size_t n;
-  unsigned id = 0;
-  char sha[65], uuid[40];
-  uint64_t size = 0;
-  char *img = NULL, *meta = NULL, *src = xstrdup(source), *base;
-  struct outfile mf = { .fd = -1 };
-  FILE *f;
-  int r;
-  bool img_made = false, meta_made = false;
+  int r = list_ext(namedir, "img", &ids, &n);
 
-  clean_value(src);
-  /* The next id is above any version file, published or not, so a
-   * leftover of a crashed run is never reused under a new meaning. */
-  r = list_ext(namedir, "img", &ids, &n);
   if (r < 0)
-    goto err;
-  if (n)
-    id = ids[n - 1];
+    return r;
+  *id = n ? ids[n - 1] : 0;
   free(ids);
   r = list_ext(namedir, "meta", &ids, &n);
   if (r < 0)
-    goto err;
-  if (n && ids[n - 1] > id)
-    id = ids[n - 1];
+    return r;
+  if (n && ids[n - 1] > *id)
+    *id = ids[n - 1];
   free(ids);
-  id++;
+  (*id)++;
+  return 0;
+}
 
-  if (fchmod(image->fd, 0444) < 0 || fsync(image->fd) < 0) {
-    r = -errno;
-    goto err;
-  }
-  r = sha256_file(image->path, sha, &size);
+/* Writes version id's metadata, for the image at path (read-only and
+ * synced by now), into the new unnamed file mf. */
+static int
+write_meta(const char *namedir, unsigned id, const char *path,
+           const char *source, unsigned parent, struct outfile *mf)
+{
+  char sha[65], uuid[40], *meta, *src;
+  const char *base = strrchr(namedir, '/');
+  uint64_t size = 0;
+  FILE *f;
+  int r = sha256_file(path, sha, &size);
+
   if (r < 0)
-    goto err;
-  image_uuid(image->path, uuid);
-
-  img = store_version_path(namedir, id, "img");
+    return r;
+  image_uuid(path, uuid);
   meta = store_version_path(namedir, id, "meta");
-  r = outfile_create(meta, 0444, &mf);
+  r = outfile_create(meta, 0444, mf);
+  free(meta);
   if (r < 0)
-    goto err;
-  f = fdopen(dup(mf.fd), "w");
-  if (!f) {
-    r = -errno;
-    goto err;
-  }
-  base = strrchr(namedir, '/');
+    return r;
+  f = fdopen(dup(mf->fd), "w");
+  if (!f)
+    return -errno;
+  src = xstrdup(source);
+  clean_value(src);
   fprintf(f, "id=%04u\nname=%s\nuuid=%s\nsha256=%s\nsize=%llu\n"
              "created=%lld\nsource=%s\n",
           id, base ? base + 1 : namedir, uuid, sha, (unsigned long long)size,
           (long long)time(NULL), src);
+  free(src);
   if (parent)
     fprintf(f, "parent=%04u\n", parent);
-  if (fflush(f) != 0 || fsync(fileno(f)) < 0) {
-    r = -errno;
-    fclose(f);
-    goto err;
-  }
+  r = fflush(f) != 0 || fsync(fileno(f)) < 0 ? -errno : 0;
   fclose(f);
+  return r;
+}
+
+/* Names the image and its metadata as version id and points current at
+ * it; on failure, removes the names it made. */
+static int
+link_version(const char *namedir, unsigned id, struct outfile *image,
+             struct outfile *mf)
+{
+  char *img = store_version_path(namedir, id, "img");
+  char *meta = store_version_path(namedir, id, "meta");
+  bool img_made = false, meta_made = false;
+  int r;
 
   /* From here until current names the new version, a signal must not cut
    * in: the cleanup handler knows nothing of these names. */
   signals_hold(true);
   r = outfile_link(image, img);
-  if (r < 0)
-    goto err_held;
-  img_made = true;
-  r = outfile_link(&mf, meta);
-  if (r < 0)
-    goto err_held;
-  meta_made = true;
-  r = fsync_dir(namedir);
-  if (r < 0)
-    goto err_held;
-
-  r = store_set_current(namedir, id);
-  if (r < 0)
-    goto err_held;
-  signals_hold(false);
-  printf("%s\n", img);
-  fflush(stdout);
-  *id_out = id;
-  r = 0;
-  goto out;
-err_held:
-  if (img_made)
+  if (!r) {
+    img_made = true;
+    r = outfile_link(mf, meta);
+  }
+  if (!r) {
+    meta_made = true;
+    r = fsync_dir(namedir);
+  }
+  if (!r)
+    r = store_set_current(namedir, id);
+  if (r < 0 && img_made)
     unlink(img);
-  if (meta_made)
+  if (r < 0 && meta_made)
     unlink(meta);
   signals_hold(false);
-err:
-  log_err("cannot publish a new version in %s: %s", namedir, strerror(-r));
-out:
-  outfile_close(&mf);
+  if (!r) {
+    printf("%s\n", img);
+    fflush(stdout);
+  }
   free(img);
   free(meta);
-  free(src);
+  return r;
+}
+
+int
+store_publish(const char *namedir, struct outfile *image, const char *source,
+              unsigned parent, unsigned *id_out)
+{
+  struct outfile mf = { .fd = -1 };
+  unsigned id = 0;
+  int r = next_version_id(namedir, &id);
+
+  if (!r && (fchmod(image->fd, 0444) < 0 || fsync(image->fd) < 0))
+    r = -errno;
+  if (!r)
+    r = write_meta(namedir, id, image->path, source, parent, &mf);
+  if (!r)
+    r = link_version(namedir, id, image, &mf);
+  if (r < 0)
+    log_err("cannot publish a new version in %s: %s", namedir, strerror(-r));
+  else
+    *id_out = id;
+  outfile_close(&mf);
   return r;
 }
 
