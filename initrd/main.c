@@ -189,6 +189,57 @@ static void wait_for_node(const char *dev, unsigned ms)
     sleep_ms(20);
 }
 
+/* The server (from the command line, else from ip= or DHCP), its port
+ * and the name to ask it for.  Does not return if there is none. */
+static void choose_target(const struct agent_config *cfg,
+                          const struct net_lease *lease, const char *mac,
+                          const char *bid, struct nbd_target *target)
+{
+  if (cfg->host[0]) {
+    snprintf(target->host, sizeof(target->host), "%s", cfg->host);
+  } else if (lease->has_server || lease->siaddr.s_addr) {
+    struct in_addr a = lease->siaddr.s_addr ? lease->siaddr : lease->server;
+    inet_ntop(AF_INET, &a, target->host, sizeof(target->host));
+    say("no server in nbdroot=, using %s from %s", target->host,
+        cfg->ip_mode == IP_STATIC ? "ip=" : "DHCP");
+  } else {
+    say("no NBD server: nbdroot= has none and neither ip= nor DHCP gave one");
+    rescue(cfg, "fix nbdroot=SERVER,EXPORT");
+  }
+  snprintf(target->port, sizeof(target->port), "%s", cfg->port);
+  /* The server keys the client's overlay by the MAC and tells a new boot
+   * from a reconnect by the boot id (see common/export-name.h). */
+  if (cmdline_wire_name(cfg, mac, bid, target->name, sizeof(target->name))) {
+    say("export name '%s' with @%s,boot=%s is too long", cfg->export_name,
+        mac, bid);
+    rescue(cfg, "shorten the export name in root=/nbdroot=");
+  }
+}
+
+/* The socket of a finished handshake, retried with backoff as often as
+ * nbdroot.retries= allows.  Does not return if the retries run out. */
+static int connect_export(const struct agent_config *cfg,
+                          const struct nbd_target *target,
+                          struct nbd_export_info *info)
+{
+  for (unsigned i = 0;; i++) {
+    int sock = nbd_connect_export(target, info, false);
+    unsigned ms;
+
+    if (sock >= 0)
+      return sock;
+    if (cfg->retries && i + 1 >= cfg->retries) {
+      say("giving up after %u attempts to reach %s:%s", i + 1, target->host,
+          target->port);
+      rescue(cfg, "NBD server unreachable or export refused");
+    }
+    ms = backoff_ms(i, 10000);
+    say("retrying in %u.%u s (attempt %u of %u)", ms / 1000, ms % 1000 / 100,
+        i + 2, cfg->retries);
+    sleep_ms(ms);
+  }
+}
+
 static int agent_main(void)
 {
   static struct agent_config cfg;
@@ -221,27 +272,9 @@ static int agent_main(void)
   if (ret)
     rescue(&cfg, "no network (see the line above)");
 
-  if (cfg.host[0]) {
-    snprintf(target.host, sizeof(target.host), "%s", cfg.host);
-  } else if (lease.has_server || lease.siaddr.s_addr) {
-    struct in_addr a = lease.siaddr.s_addr ? lease.siaddr : lease.server;
-    inet_ntop(AF_INET, &a, target.host, sizeof(target.host));
-    say("no server in nbdroot=, using %s from %s", target.host,
-        cfg.ip_mode == IP_STATIC ? "ip=" : "DHCP");
-  } else {
-    say("no NBD server: nbdroot= has none and neither ip= nor DHCP gave one");
-    rescue(&cfg, "fix nbdroot=SERVER,EXPORT");
-  }
-  snprintf(target.port, sizeof(target.port), "%s", cfg.port);
   net_format_mac(ifc.mac, '-', mac);
   boot_id(bid, sizeof(bid));
-  /* The server keys the client's overlay by the MAC and tells a new boot
-   * from a reconnect by the boot id (see common/export-name.h). */
-  if (cmdline_wire_name(&cfg, mac, bid, target.name, sizeof(target.name))) {
-    say("export name '%s' with @%s,boot=%s is too long", cfg.export_name,
-        mac, bid);
-    rescue(&cfg, "shorten the export name in root=/nbdroot=");
-  }
+  choose_target(&cfg, &lease, mac, bid, &target);
   if (cfg.nbdopts[0])
     say("ignoring dracut's nbd-client options '%s' in root=; the agent "
         "has its own (nbdroot.timeout=, nbdroot.dead_timeout=, ...)",
@@ -250,21 +283,7 @@ static int agent_main(void)
   ret = nbd_nl_open(&nl);
   if (ret)
     rescue(&cfg, "the kernel's NBD netlink interface is missing");
-
-  for (unsigned i = 0;; i++) {
-    sock = nbd_connect_export(&target, &info, false);
-    if (sock >= 0)
-      break;
-    if (cfg.retries && i + 1 >= cfg.retries) {
-      say("giving up after %u attempts to reach %s:%s", i + 1, target.host,
-          target.port);
-      rescue(&cfg, "NBD server unreachable or export refused");
-    }
-    unsigned ms = backoff_ms(i, 10000);
-    say("retrying in %u.%u s (attempt %u of %u)", ms / 1000, ms % 1000 / 100,
-        i + 2, cfg.retries);
-    sleep_ms(ms);
-  }
+  sock = connect_export(&cfg, &target, &info);
 
   index = nbd_nl_connect(&nl, sock, cfg.nbd_index, &info, cfg.io_timeout,
                          cfg.dead_timeout);
