@@ -28,7 +28,8 @@ static struct image *images;
 int
 image_resolve(const struct export *exp, char *path, size_t len)
 {
-  char buf[PATH_MAX];
+  char buf[PATH_MAX], real[PATH_MAX];
+  size_t real_len;
   struct stat st;
 
   if (stat(exp->image, &st) < 0)
@@ -40,9 +41,13 @@ image_resolve(const struct export *exp, char *path, size_t len)
   } else {
     snprintf(buf, sizeof buf, "%s", exp->image);
   }
-  if (!realpath(buf, path))
+  /* realpath() needs PATH_MAX bytes; the caller's buffer may be less. */
+  if (!realpath(buf, real))
     return -errno;
-  (void)len;
+  real_len = strlen(real);
+  if (real_len >= len)
+    return -ENAMETOOLONG;
+  memcpy(path, real, real_len + 1);
   return 0;
 }
 

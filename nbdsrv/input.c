@@ -84,14 +84,14 @@ conn_input(struct conn *c, const char *p, size_t len)
         handshake_discarded(c);
       break;
     case IN_REQ_PAYLOAD:
-      n = c->cur->count - c->cur->payload_have;
+      n = c->cur->count - c->cur->received;
       if (n > len)
         n = len;
-      memcpy(c->cur->buf + c->cur->payload_have, p, n);
-      c->cur->payload_have += n;
+      memcpy(c->cur->buf + c->cur->received, p, n);
+      c->cur->received += n;
       p += n;
       len -= n;
-      if (c->cur->payload_have == c->cur->count)
+      if (c->cur->received == c->cur->count)
         transmit_payload_done(c);
       break;
     case IN_ATTACHING:

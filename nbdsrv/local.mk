@@ -12,6 +12,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/image.c \
 	nbdsrv/pagecache.c \
 	nbdsrv/overlay.c \
+	nbdsrv/journal.c \
 	nbdsrv/overlay-names.c \
 	nbdsrv/loop.c \
 	nbdsrv/ring.c \

@@ -9,7 +9,8 @@
  *   limits.c     connection limits, total and per address
  *   image.c      base images, opened once and shared
  *   pagecache.c  page cache residency of file ranges (cachestat)
- *   overlay.c    per-client overlays: registry, copy-on-write I/O, flush
+ *   overlay.c    per-client overlays: registry, copy-on-write I/O
+ *   journal.c    an overlay's journal: pending records, batches, flush
  *   loop.c       the io_uring event loop of one worker thread: ring,
  *                accept and hand-off, dispatch of completions, tick
  *   ring.c       SQEs of a worker's ring and their user_data
@@ -331,7 +332,7 @@ struct overlay {
   bool detached;                 /* replaced by a reset: files not ours */
   bool opening, closing;         /* files being opened or closed, outside
                                     registry_lock (overlay.c) */
-  /* Journal records of completed writes not yet in the map file; each
+  /* Journal records (journal.c) of completed writes not yet in the map file; each
    * carries the write's sequence number so that a flush appends exactly
    * the records whose data its fdatasync covered. */
   struct pending_record *pending;
@@ -393,21 +394,35 @@ int overlay_quota_check(struct overlay *ov, uint64_t off, uint64_t len);
 int overlay_write_sync(struct overlay *ov, const void *buf, uint64_t off,
                        uint32_t len);
 int overlay_zero(struct overlay *ov, uint64_t off, uint64_t len, bool trim);
-/* Flush in three steps: begin (remember what must be covered), then once
- * fdatasync(data) completed, journal (append covered records; returns
- * true when the map file needs an fdatasync), then map_synced. */
-uint64_t overlay_flush_begin(struct overlay *ov);
-int overlay_flush_journal(struct overlay *ov, uint64_t seq, bool *need_sync,
-                          uint64_t *end);
-void overlay_flush_done(struct overlay *ov, uint64_t end);
-/* A new overlay's first flush also syncs its directory (creating an
- * overlay syncs nothing, see ovl_file_create): the descriptor to fsync,
- * or -1 when it is durable already; then overlay_flush_dir_done(res). */
-int overlay_flush_dir_begin(struct overlay *ov);
-void overlay_flush_dir_done(struct overlay *ov, int res);
 /* base:allocation for [off, off+len): fills up to max descriptors. */
 unsigned overlay_block_status(struct overlay *ov, uint64_t off, uint64_t len,
                               struct nbd_block_descriptor *d, unsigned max);
+
+/* ---- the journal (journal.c) ---- */
+
+/* Records that blocks [first, first+count) are now in state s (the map
+ * changes at once, the record waits for a flush); ov->lock held.  0, or
+ * -errno with nothing changed. */
+int journal_record(struct overlay *ov, uint64_t first, uint64_t count,
+                   enum ovl_state s);
+/* Makes everything written so far durable and folds it into the map file
+ * (the janitor: no connection uses ov). */
+int journal_sync_all(struct overlay *ov);
+
+/* One asynchronous flush of an overlay: fdatasync(data) -> journal
+ * append -> fdatasync(map) [-> fsync(dir) the first time]. */
+struct journal_flush {
+  enum { FLUSH_DATA, FLUSH_MAP, FLUSH_DIR } stage;
+  uint64_t seq;                  /* the last write it covers */
+  uint64_t end;                  /* journal bytes it made durable */
+};
+/* Starts f: returns the descriptor to fdatasync first. */
+int journal_flush_begin(struct overlay *ov, struct journal_flush *f);
+/* The fsync of f's current stage completed with res: 0 with *fd the next
+ * descriptor to fdatasync, or -1 when the flush is complete; or -errno
+ * (logged unless it means no space). */
+int journal_flush_next(struct overlay *ov, struct journal_flush *f, int res,
+                       int *fd);
 
 /* ---- event loop (loop.c) ---- */
 
@@ -436,12 +451,14 @@ struct request {
   uint32_t count;
   uint16_t type, flags;
   char *buf;                     /* write payload or read data */
-  uint32_t payload_have;
+  uint32_t received;             /* write payload bytes come so far */
+  uint32_t written;              /* bytes of an io_uring write done */
+  uint32_t desc_len;             /* BLOCK_STATUS: descriptor bytes in buf */
   uint32_t accounted;             /* bytes counted in c->inflight_bytes */
   int pending;                   /* io_uring operations in flight */
   int error;                     /* first NBD error, 0 if none */
-  uint64_t flush_seq, flush_end;
-  enum { STAGE_IO, STAGE_FLUSH_DATA, STAGE_FLUSH_MAP, STAGE_FLUSH_DIR } stage;
+  enum { STAGE_IO, STAGE_FLUSH } stage;
+  struct journal_flush flush;
   struct segment *segs;
   unsigned nsegs;
 };

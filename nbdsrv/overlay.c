@@ -36,11 +36,8 @@
  * under ov->lock so that two partial writes to one block cannot lose
  * each other's bytes.
  *
- * Flush.  overlay_flush_begin() notes the sequence number of the last
- * completed write; the caller fdatasyncs the data file; then the records
- * up to that number are appended to the journal, which is fdatasync'ed
- * before the flush is acknowledged.  Data always reaches the disk before
- * the map entry that points at it.
+ * Flush.  The journal of completed writes and the fdatasync chain that
+ * makes it durable are journal.c's.
  */
 #include <config.h>
 
@@ -118,71 +115,6 @@ overlay_free(struct overlay *ov)
   pthread_mutex_destroy(&ov->lock);
   free(ov->pending);
   free(ov);
-}
-
-/* Appends the first n pending records to the journal as one batch (one
- * write, checked whole on replay); lock held. */
-static int
-append_pending(struct overlay *ov, size_t n)
-{
-  struct ovl_record *recs;
-  int r;
-
-  if (n == 0)
-    return 0;
-  recs = malloc(n * sizeof *recs);
-  if (!recs)
-    return -ENOMEM;
-  for (size_t i = 0; i < n; i++)
-    recs[i] = ov->pending[i].rec;
-  r = ovl_file_append(&ov->file, recs, n);
-  free(recs);
-  if (r == 0) {
-    memmove(ov->pending, ov->pending + n,
-            (ov->npending - n) * sizeof *ov->pending);
-    ov->npending -= n;
-    if (ov->npending == 0 && ov->cap_pending > 1024) {
-      /* A big burst is over: give its memory back. */
-      free(ov->pending);
-      ov->pending = NULL;
-      ov->cap_pending = 0;
-    }
-  }
-  return r;
-}
-
-/* Makes everything written so far durable and folds it into the map file.
- * Called when no connection uses the overlay (or at shutdown). */
-static int
-overlay_sync_all(struct overlay *ov)
-{
-  int r = 0;
-
-  if (ov->detached)
-    return 0;
-  pthread_mutex_lock(&ov->lock);
-  if (ov->npending > 0 || ov->file.log_end > ov->map_synced_end) {
-    if (fdatasync(ov->file.data_fd) < 0)
-      r = -errno;
-    if (r == 0)
-      r = append_pending(ov, ov->npending);
-    if (r == 0) {
-      /* A journal much longer than the map it describes is compacted. */
-      if (ov->file.log_records > 1024 &&
-          ov->file.log_records > 4 * (ov->file.map.ndata + ov->file.map.nzero))
-        r = ovl_file_compact(&ov->file, ov->prefix);
-      else if (fdatasync(ov->file.map_fd) < 0)
-        r = -errno;
-    }
-    if (r == 0)
-      ov->map_synced_end = ov->file.log_end;
-  }
-  if (r == 0)
-    r = ovl_file_make_durable(&ov->file);
-  pthread_mutex_unlock(&ov->lock);
-  if (r < 0)
-    log_err("overlay %s: cannot sync: %s", ov->prefix, strerror(-r));
-  return r;
 }
 
 /* Opens the overlay for key (creating it on the client's first connect). */
@@ -284,32 +216,56 @@ overlay_lookup(const struct export *exp, const char *id, const char *boot_id,
 {
   char key[sizeof ((struct overlay *)0)->key];
   struct overlay *ov;
+  int r = -EAGAIN;
 
   snprintf(key, sizeof key, "%s/%s", exp->name, id);
   pthread_mutex_lock(&registry_lock);
   ov = *registry_find(key);
-  if (!ov || ov->opening || ov->closing || is_previous_boot(ov, exp, boot_id)) {
-    pthread_mutex_unlock(&registry_lock);
-    return -EAGAIN;
+  if (ov && !ov->opening && !ov->closing && !is_previous_boot(ov, exp, boot_id)) {
+    ov->exp = exp;   /* see registry_claim */
+    ov->refs++;
+    *out = ov;
+    r = 0;
   }
-  ov->exp = exp;   /* see overlay_acquire */
-  ov->refs++;
   pthread_mutex_unlock(&registry_lock);
+  return r;
+}
+
+/* A new overlay for key, in no registry yet: 0, or -errno with *why. */
+static int
+overlay_new(const char *key, const struct export *exp, const char *id,
+            struct overlay **out, const char **why)
+{
+  struct overlay *ov = calloc(1, sizeof *ov);
+
+  if (!ov) {
+    *why = "out of memory";
+    return -ENOMEM;
+  }
+  pthread_mutex_init(&ov->lock, NULL);
+  ov->file.map_fd = ov->file.data_fd = ov->file.dir_fd = -1;
+  ov->exp = exp;
+  snprintf(ov->key, sizeof ov->key, "%s", key);
+  if (format_path(ov->prefix, sizeof ov->prefix, "%s/%s/%s",
+                  config.overlay_dir, exp->name, id) < 0) {
+    overlay_free(ov);
+    *why = "overlay path too long";
+    return -ENAMETOOLONG;
+  }
   *out = ov;
   return 0;
 }
 
-int
-overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
-                void (*around_files)(bool before), struct overlay **out,
-                const char **why)
+/* Under registry_lock: the overlay of key for a new connection, with a
+ * reference.  1: it is open (*out); 0: *out is new, in the registry marked
+ * opening, and the caller opens its files; -errno with *why. */
+static int
+registry_claim(const char *key, const struct export *exp, const char *id,
+               const char *boot_id, struct overlay **out, const char **why)
 {
-  char key[sizeof ((struct overlay *)0)->key];
   struct overlay *ov, **pp;
   int r;
 
-  snprintf(key, sizeof key, "%s/%s", exp->name, id);
-  pthread_mutex_lock(&registry_lock);
   for (;;) {
     pp = registry_find(key);
     ov = *pp;
@@ -321,7 +277,6 @@ overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
     /* Its files are being synced and closed, which may take seconds on a
      * busy disk: the caller comes back once that is done
      * (attach_overlay_closed) rather than make everyone behind it wait. */
-    pthread_mutex_unlock(&registry_lock);
     *why = "the overlay is being closed";
     return -EAGAIN;
   }
@@ -341,27 +296,12 @@ overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
      * them (config.c keeps old export sets). */
     ov->exp = exp;
     ov->refs++;
-    pthread_mutex_unlock(&registry_lock);
     *out = ov;
-    return 0;
+    return 1;
   }
-  ov = calloc(1, sizeof *ov);
-  if (!ov) {
-    pthread_mutex_unlock(&registry_lock);
-    *why = "out of memory";
-    return -ENOMEM;
-  }
-  pthread_mutex_init(&ov->lock, NULL);
-  ov->file.map_fd = ov->file.data_fd = ov->file.dir_fd = -1;
-  ov->exp = exp;
-  snprintf(ov->key, sizeof ov->key, "%s", key);
-  if (format_path(ov->prefix, sizeof ov->prefix, "%s/%s/%s",
-                  config.overlay_dir, exp->name, id) < 0) {
-    pthread_mutex_unlock(&registry_lock);
-    overlay_free(ov);
-    *why = "overlay path too long";
-    return -ENAMETOOLONG;
-  }
+  r = overlay_new(key, exp, id, &ov, why);
+  if (r < 0)
+    return r;
   /* In the registry, marked opening, while the files are opened without
    * the lock: see the top of this file. */
   ov->opening = true;
@@ -369,7 +309,28 @@ overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
   pp = registry_chain(key);
   ov->next = *pp;
   *pp = ov;
+  *out = ov;
+  return 0;
+}
+
+int
+overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
+                void (*around_files)(bool before), struct overlay **out,
+                const char **why)
+{
+  char key[sizeof ((struct overlay *)0)->key];
+  struct overlay *ov;
+  int r;
+
+  snprintf(key, sizeof key, "%s/%s", exp->name, id);
+  pthread_mutex_lock(&registry_lock);
+  r = registry_claim(key, exp, id, boot_id, &ov, why);
   pthread_mutex_unlock(&registry_lock);
+  if (r != 0) {
+    if (r > 0)
+      *out = ov;
+    return r < 0 ? r : 0;
+  }
 
   if (around_files)
     around_files(true);
@@ -539,7 +500,7 @@ overlay_janitor(bool force)
                  ov->prefix, config.ephemeral_linger);
     } else {
       log_debug("overlay %s: idle: syncing and closing", ov->prefix);
-      overlay_sync_all(ov);
+      journal_sync_all(ov);
       log_debug("overlay %s: closed (idle)", ov->prefix);
     }
     pthread_mutex_lock(&registry_lock);
@@ -555,6 +516,7 @@ int
 overlay_reset(const char *export, const char *id, const char **why)
 {
   char key[sizeof ((struct overlay *)0)->key], prefix[PATH_MAX];
+  char map[PATH_MAX + 8];
   struct overlay *ov, **pp;
   struct stat st;
   int r;
@@ -568,38 +530,37 @@ overlay_reset(const char *export, const char *id, const char **why)
                   export, id);
   if (r < 0)
     return r;
+  snprintf(map, sizeof map, "%s.map", prefix);
   pthread_mutex_lock(&registry_lock);
   pp = registry_find(key);
   ov = *pp;
   if (ov && ov->refs > 0) {
-    pthread_mutex_unlock(&registry_lock);
     *why = "the client is connected: kick it first (its agent reconnects, so drain or stop it)";
-    return -EBUSY;
+    r = -EBUSY;
+    goto out;
   }
   if (ov && ov->closing) {
-    pthread_mutex_unlock(&registry_lock);
     *why = "the overlay is being closed right now: try again in a moment";
-    return -EBUSY;
+    r = -EBUSY;
+    goto out;
   }
-  if (ov)
-    *pp = ov->next;   /* idle but open: close it, then remove it */
-  else {
-    char map[PATH_MAX + 8];
-    snprintf(map, sizeof map, "%s.map", prefix);
-    if (stat(map, &st) < 0) {
-      pthread_mutex_unlock(&registry_lock);
-      *why = "the client has no overlay";
-      return -ENOENT;
-    }
+  if (!ov && stat(map, &st) < 0) {
+    *why = "the client has no overlay";
+    r = -ENOENT;
+    goto out;
   }
-  /* Under registry_lock, so that the client cannot reconnect to the old
-   * files half-way through. */
-  if (ov)
+  /* Still under registry_lock, so that the client cannot reconnect to
+   * the old files half-way through.  An idle but open overlay is closed
+   * first. */
+  if (ov) {
+    *pp = ov->next;
     overlay_free(ov);
+  }
   r = ovl_file_remove(prefix);
-  pthread_mutex_unlock(&registry_lock);
   if (r < 0)
     *why = "cannot remove the overlay's files (see the server log)";
+out:
+  pthread_mutex_unlock(&registry_lock);
   return r;
 }
 
@@ -619,6 +580,7 @@ overlay_plan_read(struct overlay *ov, uint64_t off, uint32_t len,
   size_t cap = 0;
   struct segment *segs = NULL;
   uint64_t pos = off, end = off + len;
+  int r = 0;
 
   /* Allocated even for no segment: the caller owns an array either way. */
   if (VEC_RESERVE(segs, cap, 4) < 0)
@@ -634,9 +596,8 @@ overlay_plan_read(struct overlay *ov, uint64_t off, uint32_t len,
     if (run_end > end)
       run_end = end;
     if (VEC_RESERVE(segs, cap, n + 1) < 0) {
-      pthread_mutex_unlock(&ov->lock);
-      free(segs);
-      return -ENOMEM;
+      r = -ENOMEM;
+      break;
     }
     segs[n++] = (struct segment){
       .fd = s == OVL_BASE ? ov->base->fd : s == OVL_DATA ? ov->file.data_fd : -1,
@@ -646,9 +607,15 @@ overlay_plan_read(struct overlay *ov, uint64_t off, uint32_t len,
     };
     pos = run_end;
   }
-  ov->requests++;
-  ov->bytes_read += len;
+  if (r == 0) {
+    ov->requests++;
+    ov->bytes_read += len;
+  }
   pthread_mutex_unlock(&ov->lock);
+  if (r < 0) {
+    free(segs);
+    return r;
+  }
   *segsp = segs;
   *nsegsp = n;
   return 0;
@@ -685,58 +652,13 @@ overlay_quota_check(struct overlay *ov, uint64_t off, uint64_t len)
   return (used + fresh) * OVL_BLOCK_SIZE > quota ? -EDQUOT : 0;
 }
 
-/* Queues a journal record; called with ov->lock held. */
-static int
-queue_record(struct overlay *ov, uint64_t first, uint64_t count,
-             enum ovl_state s)
-{
-  struct pending_record *p;
-  enum ovl_state cur;
-  int r;
-
-  /* Rewriting blocks the map already has in that state changes nothing
-   * to journal: a record that says so is either durable or pending, and
-   * then older than any flush that must cover this write.  (Without this,
-   * a client rewriting its blocks without flushing would pile up one
-   * record per write.) */
-  if (ovl_map_run(&ov->file.map, first, count, &cur) >= count && cur == s)
-    return 0;
-  r = ovl_map_set(&ov->file.map, first, count, s);
-  if (r < 0)
-    return r;
-  ov->seq++;
-  /* Extend the last record when this one continues it (sequential I/O). */
-  if (ov->npending > 0) {
-    p = &ov->pending[ov->npending - 1];
-    if (p->rec.state == (uint32_t)s &&
-        p->rec.first + p->rec.count == first &&
-        (uint64_t)p->rec.count + count <= UINT32_MAX) {
-      p->rec.count += count;
-      p->seq = ov->seq;
-      return 0;
-    }
-  }
-  if (VEC_RESERVE(ov->pending, ov->cap_pending, ov->npending + 1) < 0)
-    return -ENOMEM;
-  while (count > 0) {
-    uint32_t n = count > UINT32_MAX ? UINT32_MAX : (uint32_t)count;
-    if (ov->npending == ov->cap_pending)
-      return -ENOMEM; /* only for absurd single records; never in practice */
-    ov->pending[ov->npending++] =
-        (struct pending_record){ { first, n, s }, ov->seq };
-    first += n;
-    count -= n;
-  }
-  return 0;
-}
-
 void
 overlay_write_done(struct overlay *ov, uint64_t off, uint32_t len)
 {
   uint64_t first = block_of(off), last = block_of(off + len - 1);
 
   pthread_mutex_lock(&ov->lock);
-  if (queue_record(ov, first, last - first + 1, OVL_DATA) < 0)
+  if (journal_record(ov, first, last - first + 1, OVL_DATA) < 0)
     log_err("overlay %s: out of memory recording a write", ov->prefix);
   ov->requests++;
   ov->bytes_written += len;
@@ -794,7 +716,7 @@ write_locked(struct overlay *ov, const char *buf, uint64_t off, uint64_t len)
       }
       if (r < 0)
         return r;
-      r = queue_record(ov, b, whole >> OVL_BLOCK_SHIFT, OVL_DATA);
+      r = journal_record(ov, b, whole >> OVL_BLOCK_SHIFT, OVL_DATA);
       if (r < 0)
         return r;
       off += whole;
@@ -810,7 +732,7 @@ write_locked(struct overlay *ov, const char *buf, uint64_t off, uint64_t len)
     r = full_pwrite(ov->file.data_fd, block, OVL_BLOCK_SIZE, boff);
     if (r < 0)
       return r;
-    r = queue_record(ov, b, 1, OVL_DATA);
+    r = journal_record(ov, b, 1, OVL_DATA);
     if (r < 0)
       return r;
     off += n;
@@ -865,7 +787,7 @@ overlay_zero(struct overlay *ov, uint64_t off, uint64_t len, bool trim)
     r = -errno;
     goto out;
   }
-  r = queue_record(ov, block_of(first), (last - first) >> OVL_BLOCK_SHIFT,
+  r = journal_record(ov, block_of(first), (last - first) >> OVL_BLOCK_SHIFT,
                    OVL_ZERO);
   if (r < 0)
     goto out;
@@ -874,71 +796,6 @@ overlay_zero(struct overlay *ov, uint64_t off, uint64_t len, bool trim)
 out:
   pthread_mutex_unlock(&ov->lock);
   return r;
-}
-
-uint64_t
-overlay_flush_begin(struct overlay *ov)
-{
-  uint64_t seq;
-
-  pthread_mutex_lock(&ov->lock);
-  seq = ov->seq;
-  pthread_mutex_unlock(&ov->lock);
-  return seq;
-}
-
-int
-overlay_flush_journal(struct overlay *ov, uint64_t seq, bool *need_sync,
-                      uint64_t *end)
-{
-  size_t n = 0;
-  int r = 0;
-
-  pthread_mutex_lock(&ov->lock);
-  while (n < ov->npending && ov->pending[n].seq <= seq)
-    n++;
-  r = append_pending(ov, n);
-  *end = ov->file.log_end;
-  *need_sync = ov->file.log_end > ov->map_synced_end;
-  pthread_mutex_unlock(&ov->lock);
-  return r;
-}
-
-void
-overlay_flush_done(struct overlay *ov, uint64_t end)
-{
-  pthread_mutex_lock(&ov->lock);
-  if (end > ov->map_synced_end)
-    ov->map_synced_end = end;
-  pthread_mutex_unlock(&ov->lock);
-}
-
-int
-overlay_flush_dir_begin(struct overlay *ov)
-{
-  int fd = -1;
-
-  pthread_mutex_lock(&ov->lock);
-  if (!ov->file.durable && ov->file.dir_fd >= 0) {
-    fd = ov->file.dir_fd;
-    ov->dir_syncs++;
-  }
-  pthread_mutex_unlock(&ov->lock);
-  return fd;
-}
-
-void
-overlay_flush_dir_done(struct overlay *ov, int res)
-{
-  pthread_mutex_lock(&ov->lock);
-  ov->dir_syncs--;
-  if (res == 0)
-    ov->file.durable = true;
-  /* Another connection of the client may be syncing it too: the
-   * descriptor goes when the last of them is done. */
-  if (ov->file.durable && ov->dir_syncs == 0)
-    ovl_file_durable(&ov->file);
-  pthread_mutex_unlock(&ov->lock);
 }
 
 /* Appends one descriptor, merging with the previous one of equal flags. */

@@ -126,19 +126,19 @@ request_reply(struct request *r)
     memcpy(m->hdr + sizeof h, &off, 8);
     m->iov[0] = (struct iovec){ m->hdr, sizeof h + 8 };
     attach_payload(r);
-  } else { /* BLOCK_STATUS: r->buf holds the descriptors, r->payload_have their bytes */
+  } else { /* BLOCK_STATUS: r->buf holds the descriptors, r->desc_len their bytes */
     struct nbd_structured_reply h = {
       .magic = htobe32(NBD_STRUCTURED_REPLY_MAGIC),
       .flags = htobe16(NBD_REPLY_FLAG_DONE),
       .type = htobe16(NBD_REPLY_TYPE_BLOCK_STATUS),
       .cookie = htobe64(r->cookie),
-      .length = htobe32(4 + r->payload_have),
+      .length = htobe32(4 + r->desc_len),
     };
     uint32_t id = htobe32(1);
     memcpy(m->hdr, &h, sizeof h);
     memcpy(m->hdr + sizeof h, &id, 4);
     m->iov[0] = (struct iovec){ m->hdr, sizeof h + 4 };
-    m->iov[1] = (struct iovec){ r->buf, r->payload_have };
+    m->iov[1] = (struct iovec){ r->buf, r->desc_len };
     m->niov = 2;
   }
   c->inflight_reqs--;
@@ -198,7 +198,7 @@ reply_error(struct request *r, int err)
   request_reply(r);
 }
 
-/* ---- flush: fdatasync(data) -> journal -> fdatasync(map) ---- */
+/* ---- flush: the chain of fsyncs journal.c asks for ---- */
 
 static void
 submit_fsync(struct request *r, int fd)
@@ -213,50 +213,21 @@ submit_fsync(struct request *r, int fd)
 static void
 start_flush(struct request *r)
 {
-  struct overlay *ov = r->c->ovl;
-
-  r->stage = STAGE_FLUSH_DATA;
-  r->flush_seq = overlay_flush_begin(ov);
-  submit_fsync(r, ov->file.data_fd);
+  r->stage = STAGE_FLUSH;
+  submit_fsync(r, journal_flush_begin(r->c->ovl, &r->flush));
 }
 
 static void
 flush_step(struct request *r, int res)
 {
-  struct overlay *ov = r->c->ovl;
-  bool need_sync;
-  int e, dir;
+  int fd, e = journal_flush_next(r->c->ovl, &r->flush, res, &fd);
 
-  if (r->stage == STAGE_FLUSH_DIR)
-    overlay_flush_dir_done(ov, res);
-  if (res < 0) {
-    if (!no_space(-res))
-      log_err("overlay %s: fsync: %s", ov->prefix, strerror(-res));
-    reply_error(r, -res);
-    return;
-  }
-  if (r->stage == STAGE_FLUSH_DATA) {
-    e = overlay_flush_journal(ov, r->flush_seq, &need_sync, &r->flush_end);
-    if (e < 0) {
-      if (!no_space(-e))
-        log_err("overlay %s: journal append: %s", ov->prefix, strerror(-e));
-      reply_error(r, -e);
-      return;
-    }
-    if (need_sync) {
-      r->stage = STAGE_FLUSH_MAP;
-      submit_fsync(r, ov->file.map_fd);
-      return;
-    }
-  } else if (r->stage == STAGE_FLUSH_MAP) {
-    overlay_flush_done(ov, r->flush_end);
-  }
-  if (r->stage != STAGE_FLUSH_DIR && (dir = overlay_flush_dir_begin(ov)) >= 0) {
-    r->stage = STAGE_FLUSH_DIR;
-    submit_fsync(r, dir);
-    return;
-  }
-  request_reply(r);
+  if (e < 0)
+    reply_error(r, -e);
+  else if (fd >= 0)
+    submit_fsync(r, fd);
+  else
+    request_reply(r);
 }
 
 /* After a write or zeroing succeeded: FUA means flush before replying. */
@@ -370,8 +341,8 @@ submit_write(struct request *r)
 {
   struct io_uring_sqe *sqe = loop_get_sqe(r->c->w);
 
-  io_uring_prep_write(sqe, r->c->ovl->file.data_fd, r->buf + r->payload_have,
-                      r->count - r->payload_have, r->offset + r->payload_have);
+  io_uring_prep_write(sqe, r->c->ovl->file.data_fd, r->buf + r->written,
+                      r->count - r->written, r->offset + r->written);
   io_uring_sqe_set_data64(sqe, loop_req_data(r, 0));
   r->pending = 1;
 }
@@ -385,8 +356,8 @@ write_done(struct request *r, int res)
     reply_error(r, -res);
     return;
   }
-  r->payload_have += res;
-  if (r->payload_have < r->count) {
+  r->written += res;
+  if (r->written < r->count) {
     submit_write(r); /* short write: go on where it stopped */
     return;
   }
@@ -427,7 +398,7 @@ do_block_status(struct request *r)
     d[i].status_flags = htobe32(d[i].status_flags);
   }
   r->buf = (char *)d;
-  r->payload_have = n * sizeof *d;
+  r->desc_len = n * sizeof *d;
   request_reply(r);
 }
 
@@ -501,7 +472,6 @@ dispatch(struct request *r)
     if (r->count > NBDSRV_INLINE_WRITE_MAX &&
         overlay_write_is_aligned(ov, r->offset, r->count)) {
       r->stage = STAGE_IO;
-      r->payload_have = 0; /* now: bytes written so far */
       submit_write(r);
       return;
     }
@@ -638,6 +608,5 @@ transmit_payload_done(struct conn *c)
   c->cur = NULL;
   c->in = IN_REQ_HEADER;
   c->hdr_need = sizeof(struct nbd_request);
-  r->payload_have = 0;
   dispatch(r);
 }

@@ -623,7 +623,7 @@ unit_need(const struct conn *c)
   case IN_OPT_DISCARD:
     return c->opt_len - c->opt_have;
   case IN_REQ_PAYLOAD:
-    return c->cur->count - c->cur->payload_have;
+    return c->cur->count - c->cur->received;
   case IN_ATTACHING:
   case IN_DEAD:
     break;
