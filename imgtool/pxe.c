@@ -13,9 +13,12 @@
  *   KERNEL, INITRD         copies, under their own base names
  *
  * Every configuration boots the kernel with the agent's command line,
- * "ip=dhcp root=nbd:SERVER:PORT/EXPORT", plus BOOTIF= where the loader
+ * "ip=dhcp root=nbd:SERVER:PORT/EXPORT rw", plus BOOTIF= where the loader
  * knows the booting NIC's MAC, so a client with several NICs brings up
- * the one it booted from.
+ * the one it booted from.  "rw" because the overlay makes writes safe and
+ * a root is often not set up to remount itself read-write.  Several
+ * --export give a menu in each loader (PXELINUX's own prompt, GRUB's
+ * menu, iPXE's menu), the first export the default after MENU_TIMEOUT.
  *
  * How each loader finds the files (the layout of the usual PXELINUX and
  * dnsmasq setups: the loaders and their configurations in one TFTP
@@ -59,6 +62,7 @@
 #define DEFAULT_PORT 10809
 #define IPXE_SCRIPT "nbdroot.ipxe"
 #define COPY_CHUNK (1u << 20)
+#define MENU_TIMEOUT 5 /* seconds before the first export boots */
 
 /* Names the configurations use or tell the admin to add: a kernel or
  * initrd under one of them would overwrite it or be overwritten. */
@@ -72,7 +76,8 @@ struct pxe {
   char server[INET_ADDRSTRLEN];  /* nbdsrv, as clients reach it */
   char tftp[INET_ADDRSTRLEN];    /* TFTP (next-server), default server */
   unsigned port;
-  const char *export;
+  const char **exports;          /* one menu entry each; [0] the default */
+  size_t nexports;
   const char *kernel, *initrd;   /* source paths */
   char *kname, *iname;           /* their names in DIR */
   char *dir;                     /* absolute, normalised */
@@ -83,9 +88,11 @@ struct pxe {
   size_t nconsoles;
   bool serial;                   /* the first ttyS console, for loaders */
   unsigned serial_unit, serial_baud;
-  char *append;                  /* extra parameters, or NULL */
+  char *append;                  /* every --append, in order, or NULL */
+  bool ro;                       /* --ro: a read-only root */
+  bool dns;                      /* --dns: dnsmasq serves DNS too */
   char range_lo[INET_ADDRSTRLEN], range_hi[INET_ADDRSTRLEN];
-  char *cmdline;                 /* the agent's, without BOOTIF */
+  char *params;                  /* what follows root=: " rw console=..." */
 };
 
 /* ---- text ---- */
@@ -424,6 +431,16 @@ open_source(const char *opt, const char *path, bool kernel, off_t *size)
 
 /* ---- the files ---- */
 
+/* "export 'a'" or "exports 'a' (the default), 'b'": for comments. */
+static void
+exports_text(struct buf *b, const struct pxe *x)
+{
+  bprintf(b, "export%s '%s'%s", x->nexports > 1 ? "s" : "", x->exports[0],
+          x->nexports > 1 ? " (the default)" : "");
+  for (size_t i = 1; i < x->nexports; i++)
+    bprintf(b, ", '%s'", x->exports[i]);
+}
+
 static void
 header(struct buf *b, const struct pxe *x, const char *what)
 {
@@ -432,9 +449,14 @@ header(struct buf *b, const struct pxe *x, const char *what)
           "# Written by imgtool pxe; run it again rather than editing this "
           "file.\n"
           "#\n"
-          "# Boots nbdroot clients from the NBD server %s:%u, export '%s':\n"
-          "# kernel %s, initrd %s (the nbdroot agent).\n",
-          what, x->server, x->port, x->export, x->kname, x->iname);
+          "# Boots nbdroot clients from the NBD server %s:%u, ",
+          what, x->server, x->port);
+  exports_text(b, x);
+  bprintf(b, ":\n# kernel %s, initrd %s (the nbdroot agent).\n", x->kname,
+          x->iname);
+  if (x->nexports > 1)
+    bprintf(b, "# The boot loaders offer the exports in a menu and boot the "
+               "first after %u s.\n", MENU_TIMEOUT);
 }
 
 /* Where a file of DIR is, as a TFTP path from the root or as a URL. */
@@ -459,6 +481,23 @@ ipxe_url(const struct pxe *x, const char *name)
   return tftp_url(x, name);
 }
 
+/* PXELINUX's own prompt, not menu.c32: the menu then needs no module
+ * besides ldlinux.c32, which every PXELINUX setup has. */
+static void
+pxelinux_menu(struct buf *b, const struct pxe *x)
+{
+  bprintf(b,
+          "DEFAULT %s\n"
+          "PROMPT 1\n"
+          "TIMEOUT %u\n"
+          "SAY nbdroot: roots on %s:%u; type one's name and Enter, or wait "
+          "%u s for %s:\n",
+          x->exports[0], MENU_TIMEOUT * 10, x->server, x->port, MENU_TIMEOUT,
+          x->exports[0]);
+  for (size_t i = 0; i < x->nexports; i++)
+    bprintf(b, "SAY   %s%s\n", x->exports[i], i ? "" : " (default)");
+}
+
 static void
 write_pxelinux(struct buf *b, const struct pxe *x)
 {
@@ -480,16 +519,42 @@ write_pxelinux(struct buf *b, const struct pxe *x)
   if (x->serial)
     bprintf(b, "# SERIAL (first directive): the prompt on the serial "
                "console too.\nSERIAL %u %u\n", x->serial_unit, x->serial_baud);
+  if (x->nexports > 1)
+    pxelinux_menu(b, x);
+  else
+    bprintf(b,
+            "DEFAULT nbdroot\n"
+            "PROMPT 0\n"
+            "SAY nbdroot: booting %s from %s:%u\n",
+            x->exports[0], x->server, x->port);
+  for (size_t i = 0; i < x->nexports; i++)
+    bprintf(b,
+            "LABEL %s\n"
+            "  KERNEL %s\n"
+            "  INITRD %s\n"
+            "  APPEND ip=dhcp root=nbd:%s:%u/%s%s\n"
+            "  IPAPPEND 2\n",
+            x->nexports > 1 ? x->exports[i] : "nbdroot", x->kname, x->iname,
+            x->server, x->port, x->exports[i], x->params);
+}
+
+static void
+grub_entry(struct buf *b, const struct pxe *x, const char *export,
+           const char *k, const char *i)
+{
   bprintf(b,
-          "DEFAULT nbdroot\n"
-          "PROMPT 0\n"
-          "SAY nbdroot: booting %s from %s:%u\n"
-          "LABEL nbdroot\n"
-          "  KERNEL %s\n"
-          "  INITRD %s\n"
-          "  APPEND %s\n"
-          "  IPAPPEND 2\n",
-          x->export, x->server, x->port, x->kname, x->iname, x->cmdline);
+          "menuentry \"nbdroot: %s from %s:%u\" {\n"
+          "  set bootif=\n"
+          "  if [ -n \"${net_default_mac}\" ]; then\n"
+          "    set bootif=\"BOOTIF=${net_default_mac}\"\n"
+          "  fi\n"
+          "  echo \"nbdroot: loading /%s\"\n"
+          "  linux /%s ip=dhcp root=nbd:%s:%u/%s%s ${bootif}\n"
+          "  echo \"nbdroot: loading /%s\"\n"
+          "  initrd /%s\n"
+          "}\n",
+          export, x->server, x->port, k, k, x->server, x->port, export,
+          x->params, i, i);
 }
 
 static void
@@ -523,22 +588,49 @@ write_grub(struct buf *b, const struct pxe *x)
             "terminal_input serial console\n"
             "terminal_output serial console\n",
             x->serial_unit, x->serial_baud);
-  bprintf(b,
-          "set default=0\n"
-          "set timeout=0\n"
-          "menuentry \"nbdroot: %s from %s:%u\" {\n"
-          "  set bootif=\n"
-          "  if [ -n \"${net_default_mac}\" ]; then\n"
-          "    set bootif=\"BOOTIF=${net_default_mac}\"\n"
-          "  fi\n"
-          "  echo \"nbdroot: loading /%s\"\n"
-          "  linux /%s %s ${bootif}\n"
-          "  echo \"nbdroot: loading /%s\"\n"
-          "  initrd /%s\n"
-          "}\n",
-          x->export, x->server, x->port, k, k, x->cmdline, i, i);
+  bprintf(b, "set default=0\nset timeout=%u\n",
+          x->nexports > 1 ? MENU_TIMEOUT : 0);
+  for (size_t e = 0; e < x->nexports; e++)
+    grub_entry(b, x, x->exports[e], k, i);
   free(k);
   free(i);
+}
+
+/* iPXE's menu: items named boot-N, so that no export name can clash with
+ * the script's own labels. */
+static void
+ipxe_menu(struct buf *b, const struct pxe *x)
+{
+  bprintf(b, "menu nbdroot: choose a root (NBD server %s:%u)\n", x->server,
+          x->port);
+  for (size_t i = 0; i < x->nexports; i++)
+    bprintf(b, "item boot-%zu %s%s\n", i, x->exports[i],
+            i ? "" : " (default)");
+  bprintf(b,
+          "choose --default boot-0 --timeout %u target || goto cancel\n"
+          "goto ${target}\n"
+          ":cancel\n"
+          "echo nbdroot: no root chosen: the iPXE command line follows (exit "
+          "returns to the menu)\n"
+          "shell\n"
+          "goto start\n",
+          MENU_TIMEOUT * 1000);
+}
+
+static void
+ipxe_entry(struct buf *b, const struct pxe *x, size_t e, const char *k,
+           const char *i)
+{
+  if (x->nexports > 1)
+    bprintf(b, ":boot-%zu\n", e);
+  bprintf(b,
+          "echo nbdroot: booting %s from %s:%u\n"
+          "kernel %s initrd=%s ip=dhcp root=nbd:%s:%u/%s%s "
+          "BOOTIF=01-${netX/mac:hexhyp} || goto failed\n"
+          "initrd %s || goto failed\n"
+          "boot || goto failed\n",
+          x->exports[e], x->server, x->port, k, x->iname, x->server, x->port,
+          x->exports[e], x->params, i);
 }
 
 static void
@@ -560,11 +652,13 @@ write_ipxe(struct buf *b, const struct pxe *x)
           "# through their EFI stub.  A retry frees what the failed attempt "
           "loaded\n"
           "# (this script is not among those images while it runs).\n"
-          ":start\n"
-          "echo nbdroot: booting %s from %s:%u\n"
-          "kernel %s initrd=%s %s BOOTIF=01-${netX/mac:hexhyp} || goto failed\n"
-          "initrd %s || goto failed\n"
-          "boot || goto failed\n"
+          ":start\n",
+          x->http ? "its URL" : "it by TFTP");
+  if (x->nexports > 1)
+    ipxe_menu(b, x);
+  for (size_t e = 0; e < x->nexports; e++)
+    ipxe_entry(b, x, e, k, i);
+  bprintf(b,
           ":failed\n"
           "echo nbdroot: could not load or boot %s and %s: check that the "
           "server serves them\n"
@@ -574,8 +668,7 @@ write_ipxe(struct buf *b, const struct pxe *x)
           ":retry\n"
           "imgfree\n"
           "goto start\n",
-          x->http ? "its URL" : "it by TFTP", x->export, x->server, x->port,
-          k, x->iname, x->cmdline, i, k, i);
+          k, i);
   free(k);
   free(i);
 }
@@ -624,6 +717,23 @@ boot_files_free(struct boot_files *f)
   free(f->undi);
 }
 
+/* DNS on port 53 is dnsmasq's default, and a PXE server that also
+ * answers (or hijacks) the network's DNS is a surprise: off unless --dns. */
+static void
+dnsmasq_dns(struct buf *b, const struct pxe *x)
+{
+  if (x->dns)
+    bprintf(b, "# This dnsmasq answers DNS too, on port 53 (imgtool pxe "
+               "--dns).\n");
+  else
+    bprintf(b, "# No DNS from this dnsmasq, only DHCP and TFTP: clients get "
+               "the network's\n"
+               "# name server with dhcp-option=option:dns-server (imgtool pxe "
+               "--dns leaves\n"
+               "# this line out, and dnsmasq answers DNS on port 53).\n"
+               "port=0\n");
+}
+
 static void
 write_dnsmasq_dhcp(struct buf *b, const struct pxe *x)
 {
@@ -649,10 +759,12 @@ write_dnsmasq_dhcp(struct buf *b, const struct pxe *x)
           "renew its\n"
           "# lease, so leases must outlast the clients' uptime: infinite.\n"
           "dhcp-range=%s,%s,infinite\n"
-          "# dnsmasq gives itself as gateway and DNS server unless told "
-          "otherwise:\n"
+          "# dnsmasq gives itself as gateway unless told otherwise:\n"
           "#dhcp-option=option:router,GATEWAY\n"
-          "#dhcp-option=option:dns-server,DNS\n"
+          "#dhcp-option=option:dns-server,DNS\n",
+          x->range_lo, x->range_hi);
+  dnsmasq_dns(b, x);
+  bprintf(b,
           "\n"
           "enable-tftp\n"
           "tftp-root=%s\n"
@@ -669,7 +781,7 @@ write_dnsmasq_dhcp(struct buf *b, const struct pxe *x)
           "# use these two lines in place of the two above:\n"
           "#dhcp-boot=tag:!ipxe,tag:efi64,%s,,%s\n"
           "#dhcp-boot=tag:!ipxe,tag:!efi64,%s,,%s\n",
-          x->range_lo, x->range_hi, x->tftp_root, f.script, f.grub, x->tftp,
+          x->tftp_root, f.script, f.grub, x->tftp,
           f.pxelinux0, x->tftp, IPXE_SCRIPT, f.ipxe_efi, x->tftp, f.undi,
           x->tftp);
   boot_files_free(&f);
@@ -678,6 +790,8 @@ write_dnsmasq_dhcp(struct buf *b, const struct pxe *x)
 static void
 write_dnsmasq_proxy(struct buf *b, const struct pxe *x)
 {
+  /* the firmware's menu names one entry per architecture */
+  const char *l = x->nexports > 1 ? "menu" : x->exports[0];
   struct boot_files f;
 
   boot_files_get(x, &f);
@@ -701,12 +815,9 @@ write_dnsmasq_proxy(struct buf *b, const struct pxe *x)
           "# the clients' uptime, or fixed addresses.\n",
           x->tftp);
   loader_notes(b, x);
+  bprintf(b, "\n");
+  dnsmasq_dns(b, x);
   bprintf(b,
-          "\n"
-          "# No DNS from this dnsmasq: the router's network has it (remove "
-          "the line if\n"
-          "# this dnsmasq serves DNS too).\n"
-          "port=0\n"
           "# Proxy-DHCP on the network of this address; no address is "
           "leased.\n"
           "dhcp-range=%s,proxy\n"
@@ -730,9 +841,8 @@ write_dnsmasq_proxy(struct buf *b, const struct pxe *x)
           "#pxe-service=tag:!ipxe,x86PC,\"nbdroot %s (iPXE)\",%s\n"
           "#pxe-service=tag:!ipxe,BC_EFI,\"nbdroot %s (iPXE)\",%s\n"
           "#pxe-service=tag:!ipxe,x86-64_EFI,\"nbdroot %s (iPXE)\",%s\n",
-          x->tftp, x->tftp_root, f.script, x->export, f.pxelinux, x->export, f.grub,
-          x->export, f.grub, IPXE_SCRIPT, x->export, f.undi, x->export, f.ipxe_efi,
-          x->export, f.ipxe_efi);
+          x->tftp, x->tftp_root, f.script, l, f.pxelinux, l, f.grub, l, f.grub,
+          IPXE_SCRIPT, l, f.undi, l, f.ipxe_efi, l, f.ipxe_efi);
   boot_files_free(&f);
 }
 
@@ -872,15 +982,15 @@ remove_made_dirs(struct made_dirs *m, bool keep)
 static void
 pxe_usage(FILE *f)
 {
-  fputs("usage: imgtool pxe --server ADDR --export NAME --kernel FILE "
+  fputs("usage: imgtool pxe --server ADDR --export NAME... --kernel FILE "
         "--initrd FILE -o DIR\n"
         "         [--port PORT] [--tftp-server ADDR] [--tftp-prefix PATH]\n"
-        "         [--http-base URL] [--console DEV]... [--append PARAMS]\n"
-        "         [--dhcp-range FIRST,LAST]\n"
+        "         [--http-base URL] [--console DEV]... [--append PARAMS]...\n"
+        "         [--ro] [--dhcp-range FIRST,LAST] [--dns]\n"
         "Writes into DIR what network-boots nbdroot clients from the NBD "
         "server\n"
         "ADDR:PORT, export NAME, with the agent's command line\n"
-        "'ip=dhcp root=nbd:ADDR:PORT/NAME':\n"
+        "'ip=dhcp root=nbd:ADDR:PORT/NAME rw':\n"
         "  pxelinux.cfg/default  PXELINUX (BIOS)    grub/grub.cfg       GRUB "
         "(UEFI)\n"
         "  nbdroot.ipxe          iPXE script        dhcpd.conf          ISC "
@@ -892,7 +1002,9 @@ pxe_usage(FILE *f)
         "  --server ADDR       nbdsrv's IPv4 address, as the clients reach "
         "it\n"
         "  --port PORT         nbdsrv's port (default 10809)\n"
-        "  --export NAME       the export (nbdsrv -e NAME=IMAGE)\n"
+        "  --export NAME       the export (nbdsrv -e NAME=IMAGE); several "
+        "give a boot\n"
+        "                      menu, the first the default after 5 s\n"
         "  --kernel FILE       the clients' kernel (vmlinuz)\n"
         "  --initrd FILE       the initramfs from imgtool initrd\n"
         "  -o, --output DIR    where to write (created if missing)\n"
@@ -905,15 +1017,22 @@ pxe_usage(FILE *f)
         "ttyS0,115200 (repeatable);\n"
         "                      the first serial one is the loaders' "
         "terminal too\n"
-        "  --append PARAMS     more kernel parameters, e.g. 'rw quiet'\n"
+        "  --append PARAMS     more kernel parameters, e.g. 'quiet' "
+        "(repeatable, joined\n"
+        "                      in order); an rw or ro there replaces the "
+        "default rw\n"
+        "  --ro                a read-only root: ro instead of rw\n"
         "  --dhcp-range F,L    addresses dnsmasq-dhcp.conf leases (default "
         ".100 to .200\n"
-        "                      of the TFTP server's /24)\n", f);
+        "                      of the TFTP server's /24)\n"
+        "  --dns               the dnsmasq files serve DNS too (default: "
+        "port=0, none)\n", f);
 }
 
 static void
 pxe_free(struct pxe *x)
 {
+  free(x->exports); /* the names themselves are argv's */
   free(x->kname);
   free(x->iname);
   free(x->dir);
@@ -924,12 +1043,92 @@ pxe_free(struct pxe *x)
     free(x->consoles[i]);
   free(x->consoles);
   free(x->append);
-  free(x->cmdline);
+  free(x->params);
 }
 
-/* Checks the arguments into x.  Returns 0, 2 (usage) or 1 (failure). */
+/* The options that are checked once all are known. */
+struct pxe_args {
+  const char *server, *tftp, *prefix, *out, *range;
+};
+
 static int
-pxe_parse(int argc, char **argv, struct pxe *x, bool *help)
+add_export(struct pxe *x, const char *name)
+{
+  if (!plain_name(name, 200)) {
+    die_msg("--export '%s' is not an export name nbdsrv serves (letters, "
+            "digits, . _ + -, not starting with '.')", name);
+    return -EINVAL;
+  }
+  for (size_t i = 0; i < x->nexports; i++) {
+    if (strcmp(x->exports[i], name) == 0) {
+      die_msg("--export %s is given twice; give each export once (the "
+              "first is the menu's default)", name);
+      return -EINVAL;
+    }
+  }
+  x->exports = xrealloc(x->exports, (x->nexports + 1) * sizeof *x->exports);
+  x->exports[x->nexports++] = name;
+  return 0;
+}
+
+/* Every --append counts, joined with one blank in the order given. */
+static int
+add_append(struct pxe *x, const char *s)
+{
+  char *joined;
+
+  if (check_params("--append", s) < 0)
+    return -EINVAL;
+  joined = x->append ? xasprintf("%s %s", x->append, s) : xstrdup(s);
+  free(x->append);
+  x->append = joined;
+  return 0;
+}
+
+static int
+parse_port(const char *s, unsigned *port)
+{
+  char *end;
+  unsigned long v = strtoul(s, &end, 10);
+
+  if (!*s || *end || v < 1 || v > 65535) {
+    die_msg("--port '%s' is not a port number (1..65535)", s);
+    return -EINVAL;
+  }
+  *port = (unsigned)v;
+  return 0;
+}
+
+/* One option from getopt_long into x or a.  Returns 0 or -EINVAL. */
+static int
+pxe_option(int c, struct pxe *x, struct pxe_args *a)
+{
+  switch (c) {
+  case 's': a->server = optarg; return 0;
+  case 'T': a->tftp = optarg; return 0;
+  case 'o': a->out = optarg; return 0;
+  case 'P': a->prefix = optarg; return 0;
+  case 'R': a->range = optarg; return 0;
+  case 'k': x->kernel = optarg; return 0;
+  case 'i': x->initrd = optarg; return 0;
+  case 'r': x->ro = true; return 0;
+  case 'D': x->dns = true; return 0;
+  case 'e': return add_export(x, optarg);
+  case 'a': return add_append(x, optarg);
+  case 'c': return add_console(x, optarg);
+  case 'p': return parse_port(optarg, &x->port);
+  case 'H':
+    free(x->http);
+    x->http = NULL;
+    return parse_http(optarg, &x->http);
+  }
+  return -EINVAL;
+}
+
+/* The command line into x and a.  Returns 0 or 2 (usage). */
+static int
+pxe_getopt(int argc, char **argv, struct pxe *x, struct pxe_args *a,
+           bool *help)
 {
   static const struct option opts[] = {
     { "server", required_argument, NULL, 's' },
@@ -943,102 +1142,80 @@ pxe_parse(int argc, char **argv, struct pxe *x, bool *help)
     { "http-base", required_argument, NULL, 'H' },
     { "console", required_argument, NULL, 'c' },
     { "append", required_argument, NULL, 'a' },
+    { "ro", no_argument, NULL, 'r' },
     { "dhcp-range", required_argument, NULL, 'R' },
+    { "dns", no_argument, NULL, 'D' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  const char *server = NULL, *tftp = NULL, *prefix = "", *out = NULL,
-             *range = NULL;
   int c;
 
-  x->port = DEFAULT_PORT;
   opterr = 0; /* our own one-line messages */
   while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
-    switch (c) {
-    case 's': server = optarg; break;
-    case 'T': tftp = optarg; break;
-    case 'e': x->export = optarg; break;
-    case 'k': x->kernel = optarg; break;
-    case 'i': x->initrd = optarg; break;
-    case 'o': out = optarg; break;
-    case 'P': prefix = optarg; break;
-    case 'R': range = optarg; break;
-    case 'p': {
-      char *end;
-      unsigned long v = strtoul(optarg, &end, 10);
-      if (!*optarg || *end || v < 1 || v > 65535) {
-        die_msg("--port '%s' is not a port number (1..65535)", optarg);
-        return 2;
-      }
-      x->port = (unsigned)v;
-      break;
+    if (c == 'h') {
+      *help = true;
+      return 0;
     }
-    case 'H':
-      free(x->http);
-      x->http = NULL;
-      if (parse_http(optarg, &x->http) < 0)
-        return 2;
-      break;
-    case 'c':
-      if (add_console(x, optarg) < 0)
-        return 2;
-      break;
-    case 'a':
-      if (check_params("--append", optarg) < 0)
-        return 2;
-      free(x->append);
-      x->append = xstrdup(optarg);
-      break;
-    case 'h': *help = true; return 0;
-    case ':':
+    if (c == ':') {
       die_msg("pxe: option %s needs a value (see imgtool pxe --help)",
               argv[optind - 1]);
       return 2;
-    default:
+    }
+    if (c == '?') {
       die_msg("pxe: unknown option '%s' (see imgtool pxe --help)",
               argv[optind - 1]);
       return 2;
     }
+    if (pxe_option(c, x, a) < 0)
+      return 2;
   }
   if (optind != argc) {
     die_msg("pxe: unexpected argument '%s' (see imgtool pxe --help)",
             argv[optind]);
     return 2;
   }
-  if (!server || !x->export || !x->kernel || !x->initrd || !out) {
+  return 0;
+}
+
+/* The TFTP server's /24, .100 to .200: a guess the file says to adjust,
+ * as the seeds' setups do. */
+static void
+default_range(struct pxe *x)
+{
+  struct in_addr a;
+  uint32_t net;
+
+  inet_pton(AF_INET, x->tftp, &a);
+  net = ntohl(a.s_addr) & 0xffffff00u;
+  a.s_addr = htonl(net | 100);
+  inet_ntop(AF_INET, &a, x->range_lo, sizeof x->range_lo);
+  a.s_addr = htonl(net | 200);
+  inet_ntop(AF_INET, &a, x->range_hi, sizeof x->range_hi);
+}
+
+/* Addresses, names and the DHCP range.  Returns 0 or 2 (usage). */
+static int
+pxe_check(struct pxe *x, const struct pxe_args *a)
+{
+  if (!a->server || !x->nexports || !x->kernel || !x->initrd || !a->out) {
     die_msg("pxe needs %s (see imgtool pxe --help)",
-            !server ? "--server ADDR, the NBD server's IPv4 address"
-            : !x->export ? "--export NAME, the export the clients boot"
+            !a->server ? "--server ADDR, the NBD server's IPv4 address"
+            : !x->nexports ? "--export NAME, the export the clients boot"
             : !x->kernel ? "--kernel FILE, the clients' kernel"
             : !x->initrd ? "--initrd FILE, the initramfs from imgtool initrd"
                          : "-o DIR, where to write");
     return 2;
   }
-  if (parse_ipv4("--server", server, x->server) < 0)
+  if (parse_ipv4("--server", a->server, x->server) < 0 ||
+      parse_ipv4("--tftp-server", a->tftp ? a->tftp : a->server, x->tftp) < 0)
     return 2;
-  if (parse_ipv4("--tftp-server", tftp ? tftp : server, x->tftp) < 0)
+  if (parse_prefix(a->prefix ? a->prefix : "", &x->prefix) < 0)
     return 2;
-  if (!plain_name(x->export, 200)) {
-    die_msg("--export '%s' is not an export name nbdsrv serves (letters, "
-            "digits, . _ + -, not starting with '.')", x->export);
-    return 2;
-  }
-  if (parse_prefix(prefix, &x->prefix) < 0)
-    return 2;
-  if (range) {
-    if (parse_range(range, x) < 0)
+  if (a->range) {
+    if (parse_range(a->range, x) < 0)
       return 2;
   } else {
-    /* The TFTP server's /24, .100 to .200: a guess the file says to
-     * adjust, as the seeds' setups do. */
-    struct in_addr a;
-    uint32_t net;
-    inet_pton(AF_INET, x->tftp, &a);
-    net = ntohl(a.s_addr) & 0xffffff00u;
-    a.s_addr = htonl(net | 100);
-    inet_ntop(AF_INET, &a, x->range_lo, sizeof x->range_lo);
-    a.s_addr = htonl(net | 200);
-    inet_ntop(AF_INET, &a, x->range_hi, sizeof x->range_hi);
+    default_range(x);
   }
   if (file_name("--kernel", x->kernel, &x->kname) < 0 ||
       file_name("--initrd", x->initrd, &x->iname) < 0)
@@ -1048,6 +1225,15 @@ pxe_parse(int argc, char **argv, struct pxe *x, bool *help)
             "under another name", x->kname);
     return 2;
   }
+  return 0;
+}
+
+/* DIR, and dnsmasq's tftp-root: DIR without the prefix, which must end
+ * DIR.  Returns 0, 2 (usage) or 1 (failure). */
+static int
+pxe_dirs(struct pxe *x, const char *out)
+{
+  size_t dl, pl = strlen(x->prefix);
 
   x->dir = absolute_dir(out);
   if (!x->dir) {
@@ -1055,22 +1241,18 @@ pxe_parse(int argc, char **argv, struct pxe *x, bool *help)
             strerror(errno));
     return 1;
   }
-  /* dnsmasq's tftp-root: DIR without the prefix, which must end DIR. */
-  {
-    size_t dl = strlen(x->dir), pl = strlen(x->prefix);
-
-    x->tftp_root = xstrdup(x->dir);
-    /* prefix "a/b/" matches a DIR ending in "/a/b" */
-    if (pl && (dl < pl || x->dir[dl - pl] != '/' ||
-               strncmp(x->dir + dl - pl + 1, x->prefix, pl - 1) != 0)) {
-      die_msg("--tftp-prefix %.*s: the output directory %s does not end "
-              "with it; give -o TFTP_ROOT/%.*s", (int)pl - 1, x->prefix,
-              x->dir, (int)pl - 1, x->prefix);
-      return 2;
-    }
-    if (pl)
-      x->tftp_root[dl - pl == 0 ? 1 : dl - pl] = '\0';
+  dl = strlen(x->dir);
+  x->tftp_root = xstrdup(x->dir);
+  /* prefix "a/b/" matches a DIR ending in "/a/b" */
+  if (pl && (dl < pl || x->dir[dl - pl] != '/' ||
+             strncmp(x->dir + dl - pl + 1, x->prefix, pl - 1) != 0)) {
+    die_msg("--tftp-prefix %.*s: the output directory %s does not end "
+            "with it; give -o TFTP_ROOT/%.*s", (int)pl - 1, x->prefix,
+            x->dir, (int)pl - 1, x->prefix);
+    return 2;
   }
+  if (pl)
+    x->tftp_root[dl - pl == 0 ? 1 : dl - pl] = '\0';
   for (const char *p = x->tftp_root; *p; p++) {
     if ((unsigned char)*p <= 0x20 || *p == ',' || *p == '"' || *p == 0x7f) {
       die_msg("the TFTP root %s holds a blank, comma or quote, which "
@@ -1079,48 +1261,242 @@ pxe_parse(int argc, char **argv, struct pxe *x, bool *help)
       return 2;
     }
   }
-
-  {
-    struct buf b = { 0 };
-    bprintf(&b, "ip=dhcp root=nbd:%s:%u/%s", x->server, x->port, x->export);
-    for (size_t i = 0; i < x->nconsoles; i++)
-      bprintf(&b, " console=%s", x->consoles[i]);
-    if (x->append) {
-      /* blanks folded: one space between parameters in every file */
-      char *copy = xstrdup(x->append), *tok, *save;
-      for (tok = strtok_r(copy, " \t", &save); tok;
-           tok = strtok_r(NULL, " \t", &save))
-        bprintf(&b, " %s", tok);
-      free(copy);
-    }
-    x->cmdline = b.p;
-  }
   return 0;
+}
+
+/* Whether the kernel parameters s hold the word w before any "--" (after
+ * which the words are init's). */
+static bool
+has_param(const char *s, const char *w)
+{
+  char *copy = xstrdup(s), *tok, *save;
+  bool found = false;
+
+  for (tok = strtok_r(copy, " \t", &save); tok && !found;
+       tok = strtok_r(NULL, " \t", &save)) {
+    if (strcmp(tok, "--") == 0)
+      break;
+    found = strcmp(tok, w) == 0;
+  }
+  free(copy);
+  return found;
+}
+
+/* What follows root= on every command line.  The root is mounted rw by
+ * default: the overlay makes writes safe, and a root whose fstab does not
+ * remount it (debootstrap's placeholder) would otherwise stay read-only.
+ * An rw or ro in --append is the user's choice and replaces ours.
+ * Returns 0 or 2 (usage). */
+static int
+pxe_params(struct pxe *x)
+{
+  bool user_rw = x->append && has_param(x->append, "rw");
+  bool user_ro = x->append && has_param(x->append, "ro");
+  struct buf b = { 0 };
+
+  if (x->ro && user_rw) {
+    die_msg("--ro and --append 'rw' ask for opposite roots; give one of "
+            "them");
+    return 2;
+  }
+  bprintf(&b, "%s", ""); /* "" rather than NULL when there is nothing */
+  if (!user_rw && !user_ro)
+    bprintf(&b, " %s", x->ro ? "ro" : "rw");
+  for (size_t i = 0; i < x->nconsoles; i++)
+    bprintf(&b, " console=%s", x->consoles[i]);
+  if (x->append) {
+    /* blanks folded: one space between parameters in every file */
+    char *copy = xstrdup(x->append), *tok, *save;
+    for (tok = strtok_r(copy, " \t", &save); tok;
+         tok = strtok_r(NULL, " \t", &save))
+      bprintf(&b, " %s", tok);
+    free(copy);
+  }
+  x->params = b.p;
+  return 0;
+}
+
+/* Checks the arguments into x.  Returns 0, 2 (usage) or 1 (failure). */
+static int
+pxe_parse(int argc, char **argv, struct pxe *x, bool *help)
+{
+  struct pxe_args a = { 0 };
+  int rc;
+
+  x->port = DEFAULT_PORT;
+  rc = pxe_getopt(argc, argv, x, &a, help);
+  if (rc || *help)
+    return rc;
+  rc = pxe_check(x, &a);
+  if (!rc)
+    rc = pxe_dirs(x, a.out);
+  if (!rc)
+    rc = pxe_params(x);
+  return rc;
+}
+
+/* The files, in the order they are written and named. */
+enum {
+  F_PXELINUX, F_GRUB, F_IPXE, F_DNSMASQ_DHCP, F_DNSMASQ_PROXY, F_DHCPD,
+  F_KERNEL, F_INITRD, NFILES
+};
+
+static int
+open_sources(const struct pxe *x, struct out *files)
+{
+  int r;
+
+  files[F_KERNEL].rel = x->kname;
+  files[F_INITRD].rel = x->iname;
+  r = open_source("--kernel", x->kernel, true, &files[F_KERNEL].src_size);
+  if (r < 0)
+    return r;
+  files[F_KERNEL].src = r;
+  r = open_source("--initrd", x->initrd, false, &files[F_INITRD].src_size);
+  if (r < 0)
+    return r;
+  files[F_INITRD].src = r;
+  return 0;
+}
+
+static void
+render(const struct pxe *x, struct out *files)
+{
+  write_pxelinux(&files[F_PXELINUX].text, x);
+  write_grub(&files[F_GRUB].text, x);
+  write_ipxe(&files[F_IPXE].text, x);
+  write_dnsmasq_dhcp(&files[F_DNSMASQ_DHCP].text, x);
+  write_dnsmasq_proxy(&files[F_DNSMASQ_PROXY].text, x);
+  write_dhcpd(&files[F_DHCPD].text, x);
+}
+
+/* The subdirectories the loaders read, below DIR. */
+static const char *const subdirs[] = { "pxelinux.cfg", "grub" };
+
+static int
+make_out_dirs(const struct pxe *x, struct made_dirs *made)
+{
+  int r = make_dirs(x->dir, made);
+
+  for (size_t i = 0; !r && i < ARRAY_SIZE(subdirs); i++) {
+    char *d = xasprintf("%s/%s", x->dir, subdirs[i]);
+    r = make_dirs(d, made);
+    free(d);
+  }
+  return r;
+}
+
+static void
+fsync_out_dirs(const struct pxe *x)
+{
+  for (size_t i = 0; i < ARRAY_SIZE(subdirs); i++) {
+    char *d = xasprintf("%s/%s", x->dir, subdirs[i]);
+    fsync_dir(d);
+    free(d);
+  }
+  fsync_dir(x->dir);
+}
+
+/* One file complete under a temporary name (or marked to skip, when its
+ * source already is this file). */
+static int
+write_out(const struct pxe *x, struct out *f)
+{
+  char *path = xasprintf("%s/%s", x->dir, f->rel);
+  struct stat sst, dst;
+  int r;
+
+  if (f->src >= 0 && fstat(f->src, &sst) == 0 && stat(path, &dst) == 0 &&
+      sst.st_dev == dst.st_dev && sst.st_ino == dst.st_ino) {
+    f->skip = true; /* given from DIR itself */
+    free(path);
+    return 0;
+  }
+  r = outfile_create(path, 0644, &f->of);
+  if (r < 0) {
+    die_msg("cannot create a file in %s: %s", x->dir, strerror(-r));
+    free(path);
+    return r;
+  }
+  if (f->src >= 0)
+    r = copy_fd(f->src, f->of.fd, f->src_size);
+  else
+    r = full_write(f->of.fd, f->text.p, f->text.len);
+  if (!r && fsync(f->of.fd) < 0)
+    r = -errno;
+  if (r < 0)
+    die_msg("cannot write %s: %s", path, strerror(-r));
+  free(path);
+  return r;
+}
+
+static int
+install_out(const struct pxe *x, struct out *f)
+{
+  char *path;
+  int r;
+
+  if (f->skip)
+    return 0;
+  path = xasprintf("%s/%s", x->dir, f->rel);
+  r = outfile_install(&f->of, path);
+  if (r < 0)
+    die_msg("cannot write %s: %s", path, strerror(-r));
+  free(path);
+  return r;
+}
+
+/* The summary, and the boot loaders that are the admin's to add and
+ * still missing. */
+static void
+report(const struct pxe *x)
+{
+  static const char *const loaders[] = { "pxelinux.0", "ldlinux.c32",
+                                         "grubx64.efi" };
+  struct buf b = { 0 };
+
+  if (x->nexports > 1)
+    bprintf(&b, " (a boot menu; more: ");
+  for (size_t i = 1; i < x->nexports; i++)
+    bprintf(&b, "%s%s", x->exports[i], i + 1 < x->nexports ? ", " : ")");
+  fprintf(stderr, "imgtool: pxe %s: root=nbd:%s:%u/%s%s, kernel %s, initrd "
+          "%s\n", x->dir, x->server, x->port, x->exports[0],
+          b.p ? b.p : "", x->kname, x->iname);
+  b.len = 0;
+  for (size_t i = 0; i < ARRAY_SIZE(loaders); i++) {
+    char *p = xasprintf("%s/%s", x->dir, loaders[i]);
+    if (access(p, F_OK) < 0)
+      bprintf(&b, "%s%s", b.len ? ", " : "", loaders[i]);
+    free(p);
+  }
+  if (b.len)
+    fprintf(stderr, "imgtool: note: %s has no %s yet: BIOS and UEFI "
+            "clients need them (iPXE clients do not); see imgtool(8), "
+            "PXE\n", x->dir, b.p);
+  free(b.p);
 }
 
 int
 cmd_pxe(int argc, char **argv)
 {
   struct pxe x;
-  struct out files[] = {
-    { .rel = "pxelinux.cfg/default", .src = -1 },
-    { .rel = "grub/grub.cfg", .src = -1 },
-    { .rel = IPXE_SCRIPT, .src = -1 },
-    { .rel = "dnsmasq-dhcp.conf", .src = -1 },
-    { .rel = "dnsmasq-proxy.conf", .src = -1 },
-    { .rel = "dhcpd.conf", .src = -1 },
-    { .rel = NULL, .src = -1 },  /* kernel */
-    { .rel = NULL, .src = -1 },  /* initrd */
+  struct out files[NFILES] = {
+    [F_PXELINUX] = { .rel = "pxelinux.cfg/default" },
+    [F_GRUB] = { .rel = "grub/grub.cfg" },
+    [F_IPXE] = { .rel = IPXE_SCRIPT },
+    [F_DNSMASQ_DHCP] = { .rel = "dnsmasq-dhcp.conf" },
+    [F_DNSMASQ_PROXY] = { .rel = "dnsmasq-proxy.conf" },
+    [F_DHCPD] = { .rel = "dhcpd.conf" },
   };
-  const size_t nfiles = sizeof files / sizeof *files;
   struct made_dirs made = { .n = 0 };
   bool help = false, done = false;
-  char *missing = NULL;
-  int rc, r;
+  int rc;
 
   memset(&x, 0, sizeof x);
-  for (size_t i = 0; i < nfiles; i++)
+  for (size_t i = 0; i < NFILES; i++) {
+    files[i].src = -1;
     files[i].of.fd = -1;
+  }
   rc = pxe_parse(argc, argv, &x, &help);
   if (rc || help) {
     if (help)
@@ -1129,126 +1505,31 @@ cmd_pxe(int argc, char **argv)
     return rc;
   }
   rc = 1;
-
-  files[6].rel = x.kname;
-  files[7].rel = x.iname;
-  r = open_source("--kernel", x.kernel, true, &files[6].src_size);
-  if (r < 0)
+  if (open_sources(&x, files) < 0)
     goto out;
-  files[6].src = r;
-  r = open_source("--initrd", x.initrd, false, &files[7].src_size);
-  if (r < 0)
-    goto out;
-  files[7].src = r;
-
-  write_pxelinux(&files[0].text, &x);
-  write_grub(&files[1].text, &x);
-  write_ipxe(&files[2].text, &x);
-  write_dnsmasq_dhcp(&files[3].text, &x);
-  write_dnsmasq_proxy(&files[4].text, &x);
-  write_dhcpd(&files[5].text, &x);
-
+  render(&x, files);
   tmpfile_install_signals();
-  {
-    char *d1 = xasprintf("%s/pxelinux.cfg", x.dir);
-    char *d2 = xasprintf("%s/grub", x.dir);
-    r = make_dirs(x.dir, &made);
-    if (!r)
-      r = make_dirs(d1, &made);
-    if (!r)
-      r = make_dirs(d2, &made);
-    free(d1);
-    free(d2);
-    if (r < 0)
-      goto out;
-  }
-
+  if (make_out_dirs(&x, &made) < 0)
+    goto out;
   /* Everything complete before anything is named. */
-  for (size_t i = 0; i < nfiles; i++) {
-    struct out *f = &files[i];
-    char *path = xasprintf("%s/%s", x.dir, f->rel);
-    struct stat sst, dst;
-
-    if (f->src >= 0 && fstat(f->src, &sst) == 0 && stat(path, &dst) == 0 &&
-        sst.st_dev == dst.st_dev && sst.st_ino == dst.st_ino) {
-      f->skip = true; /* given from DIR itself */
-      free(path);
-      continue;
-    }
-    r = outfile_create(path, 0644, &f->of);
-    if (r < 0) {
-      die_msg("cannot create a file in %s: %s", x.dir, strerror(-r));
-      free(path);
+  for (size_t i = 0; i < NFILES; i++)
+    if (write_out(&x, &files[i]) < 0)
       goto out;
-    }
-    if (f->src >= 0)
-      r = copy_fd(f->src, f->of.fd, f->src_size);
-    else
-      r = full_write(f->of.fd, f->text.p, f->text.len);
-    if (!r && fsync(f->of.fd) < 0)
-      r = -errno;
-    if (r < 0) {
-      die_msg("cannot write %s: %s", path, strerror(-r));
-      free(path);
+  for (size_t i = 0; i < NFILES; i++)
+    if (install_out(&x, &files[i]) < 0)
       goto out;
-    }
-    free(path);
-  }
-  for (size_t i = 0; i < nfiles; i++) {
-    struct out *f = &files[i];
-    char *path;
-
-    if (f->skip)
-      continue;
-    path = xasprintf("%s/%s", x.dir, f->rel);
-    r = outfile_install(&f->of, path);
-    if (r < 0) {
-      die_msg("cannot write %s: %s", path, strerror(-r));
-      free(path);
-      goto out;
-    }
-    free(path);
-  }
   done = true;
-  {
-    char *d1 = xasprintf("%s/pxelinux.cfg", x.dir);
-    char *d2 = xasprintf("%s/grub", x.dir);
-    fsync_dir(d1);
-    fsync_dir(d2);
-    fsync_dir(x.dir);
-    free(d1);
-    free(d2);
-  }
-
-  fprintf(stderr, "imgtool: pxe %s: root=nbd:%s:%u/%s, kernel %s, initrd "
-          "%s\n", x.dir, x.server, x.port, x.export, x.kname, x.iname);
-  /* The loaders are the admin's to add; say which are still missing. */
-  {
-    static const char *const loaders[] = { "pxelinux.0", "ldlinux.c32",
-                                           "grubx64.efi" };
-    struct buf b = { 0 };
-    for (size_t i = 0; i < sizeof loaders / sizeof *loaders; i++) {
-      char *p = xasprintf("%s/%s", x.dir, loaders[i]);
-      if (access(p, F_OK) < 0)
-        bprintf(&b, "%s%s", b.len ? ", " : "", loaders[i]);
-      free(p);
-    }
-    missing = b.p;
-    if (missing)
-      fprintf(stderr, "imgtool: note: %s has no %s yet: BIOS and UEFI "
-              "clients need them (iPXE clients do not); see imgtool(8), "
-              "PXE\n", x.dir, missing);
-  }
+  fsync_out_dirs(&x);
+  report(&x);
   rc = 0;
 out:
-  for (size_t i = 0; i < nfiles; i++) {
+  for (size_t i = 0; i < NFILES; i++) {
     outfile_close(&files[i].of);
     if (files[i].src >= 0)
       close(files[i].src);
     free(files[i].text.p);
   }
   remove_made_dirs(&made, done);
-  free(missing);
   pxe_free(&x);
   return rc;
 }

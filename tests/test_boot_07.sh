@@ -82,7 +82,7 @@ expect_root() {
   expect_console "$name" "^ROOT-IS /dev/nbd0 ext4$"
   expect_console "$name" "^STATE NBD_SERVER='10\.0\.2\.2' NBD_PORT='$PORT' NBD_EXPORT='root@52-54-00-12-34-56,boot=[0-9a-f]{32}' $"
   expect_console "$name" "^CMDLINE-BOOTIF BOOTIF=$bootif$"
-  expect_console "$name" "Command line: .*ip=dhcp root=nbd:10\.0\.2\.2:$PORT/root console=ttyS0 panic=-1"
+  expect_console "$name" "Command line: .*ip=dhcp root=nbd:10\.0\.2\.2:$PORT/root rw console=ttyS0 panic=-1"
   n=$(grep -c "export root, overlay 52-54-00-12-34-56" "$TESTDIR/nbdsrv.log" || true)
   [ "$n" -gt "${served:-0}" ] ||
     { cat "$TESTDIR/nbdsrv.log" >&2; fail "nbdsrv did not serve the $name client"; }

@@ -122,11 +122,12 @@ has "$h" "^  filename \"grubx64\.efi\";$"
 has "$h" "^  filename \"pxelinux\.0\";$"
 
 # The agent reads back what each loader hands the kernel.
+# parse LINE [EXPORT [RO]]: with the export and ro= the agent reads.
 parse() {
   "$AGENT" --parse-cmdline "$1" >"$TESTDIR/parsed" 2>&1 ||
     fail "the agent rejects '$1': $(cat "$TESTDIR/parsed")"
-  for kv in server=192.168.10.1 port=10810 export=bookworm \
-            bootif=52:54:00:12:34:56 ip=dhcp; do
+  for kv in server=192.168.10.1 port=10810 "export=${2:-bookworm}" \
+            bootif=52:54:00:12:34:56 ip=dhcp "ro=${3:-0}"; do
     grep -qx "$kv" "$TESTDIR/parsed" ||
       fail "the agent reads '$1' without $kv: $(cat "$TESTDIR/parsed")"
   done
@@ -185,7 +186,7 @@ imgt pxe --server 192.168.10.1 --export bookworm \
   --kernel "$out/vmlinuz-6.1.0-99-amd64" --initrd "$out/nbdroot.gz" -o "$out" ||
   fail "a run with the kernel and initrd already in place failed: $(cat "$errs")"
 cmp -s "$kernel" "$out/vmlinuz-6.1.0-99-amd64" || fail "the kernel in place was damaged"
-has "$out/pxelinux.cfg/default" "^  APPEND ip=dhcp root=nbd:192\.168\.10\.1:10809/bookworm$"
+has "$out/pxelinux.cfg/default" "^  APPEND ip=dhcp root=nbd:192\.168\.10\.1:10809/bookworm rw$"
 hasnt "$out/pxelinux.cfg/default" "^SERIAL"
 hasnt "$out/grub/grub.cfg" "^serial"
 
@@ -196,7 +197,7 @@ imgt pxe --server 10.1.2.3 --tftp-server 10.1.2.4 --export lab-1.2_x+y \
   --dhcp-range 10.1.2.50,10.1.2.99 ||
   fail "--tftp-prefix run failed: $(cat "$errs")"
 has "$sub/pxelinux.cfg/default" "^  KERNEL vmlinuz-6\.1\.0-99-amd64$"
-has "$sub/pxelinux.cfg/default" "^  APPEND ip=dhcp root=nbd:10\.1\.2\.3:10809/lab-1\.2_x\+y$"
+has "$sub/pxelinux.cfg/default" "^  APPEND ip=dhcp root=nbd:10\.1\.2\.3:10809/lab-1\.2_x\+y rw$"
 has "$sub/grub/grub.cfg" "^  linux /boot/nbdroot/vmlinuz-6\.1\.0-99-amd64 ip=dhcp root=nbd:10\.1\.2\.3:10809/lab-1\.2_x\+y "
 has "$sub/grub/grub.cfg" "^  initrd /boot/nbdroot/nbdroot\.gz$"
 has "$sub/grub/grub.cfg" "^#   configfile /boot/nbdroot/grub/grub\.cfg$"
@@ -236,6 +237,132 @@ if [ -n "$checked" ]; then
   done
 fi
 
+# ---- the root: rw by default, --ro, --append accumulates ----
+# pxegen DIR ARGS...: imgtool pxe for 192.168.10.1:10810 into a fresh DIR
+pxegen() {
+  local dir=$1
+  shift
+  rm -rf "$dir"
+  imgt pxe --server 192.168.10.1 --port 10810 --kernel "$kernel" \
+    --initrd "$initrd" -o "$dir" "$@" ||
+    fail "imgtool pxe $* failed: $(cat "$errs")"
+}
+# cmdlines DIR: the kernel command lines of DIR's PXELINUX, GRUB and iPXE
+# files, in that order, one a line, BOOTIF= as each loader fills it in.
+cmdlines() {
+  sed -n 's/^  APPEND \(.*\)$/\1 BOOTIF=01-52-54-00-12-34-56/p' "$1/pxelinux.cfg/default"
+  sed -n 's/^  linux [^ ]* //p' "$1/grub/grub.cfg" |
+    sed 's/\${bootif}/BOOTIF=52:54:00:12:34:56/'
+  sed -n 's/^kernel [^ ]* initrd=[^ ]* \(.*\) || goto failed$/\1/p' "$1/nbdroot.ipxe" |
+    sed 's/\${netX\/mac:hexhyp}/52-54-00-12-34-56/'
+}
+# each_line DIR N REGEX: DIR's loaders give N command lines, all matching
+each_line() {
+  local l
+  cmdlines "$1" >"$TESTDIR/lines"
+  [ "$(wc -l <"$TESTDIR/lines")" = "$2" ] ||
+    { cat "$TESTDIR/lines" >&2; fail "$1: not $2 kernel command lines"; }
+  while read -r l; do
+    echo "$l" | grep -Eq -- "$3" || fail "$1: command line '$l' lacks /$3/"
+  done <"$TESTDIR/lines"
+}
+# parse_lines RO EXPORT...: the agent reads each line of $TESTDIR/lines
+# with ro=RO and the export of its menu position (the EXPORTs in turn)
+parse_lines() {
+  local ro=$1 l n=0 e
+  shift
+  while read -r l; do
+    eval "e=\${$((n % $# + 1))}"
+    parse "$l" "$e" "$ro" </dev/null
+    n=$((n + 1))
+  done <"$TESTDIR/lines"
+}
+c="ip=dhcp root=nbd:192\.168\.10\.1:10810/bookworm"
+
+pxegen "$TESTDIR/rw" --export bookworm
+each_line "$TESTDIR/rw" 3 "^$c rw BOOTIF="
+parse_lines 0 bookworm
+
+pxegen "$TESTDIR/ro" --export bookworm --ro
+each_line "$TESTDIR/ro" 3 "^$c ro BOOTIF="
+parse_lines 1 bookworm
+
+pxegen "$TESTDIR/app" --export bookworm --console ttyS0 --append quiet \
+  --append "nbdroot.retries=0   loglevel=3"
+each_line "$TESTDIR/app" 3 "^$c rw console=ttyS0 quiet nbdroot\.retries=0 loglevel=3 BOOTIF="
+parse_lines 0 bookworm
+
+# The user's own ro or rw replaces the default: never both, never twice.
+pxegen "$TESTDIR/userro" --export bookworm --append "quiet ro"
+each_line "$TESTDIR/userro" 3 "^$c quiet ro BOOTIF="
+parse_lines 1 bookworm
+pxegen "$TESTDIR/userrw" --export bookworm --append rw --append quiet
+each_line "$TESTDIR/userrw" 3 "^$c rw quiet BOOTIF="
+
+# ---- several exports: a menu in every loader, the first the default ----
+pxegen "$TESTDIR/menu" --export bookworm --export trixie --console ttyS0,115200
+m=$TESTDIR/menu
+each_line "$m" 6 "^ip=dhcp root=nbd:192\.168\.10\.1:10810/(bookworm|trixie) rw console=ttyS0,115200 BOOTIF="
+order=$(sed 's|^[^/]*/\([a-z]*\) .*|\1|' "$TESTDIR/lines" | tr '\n' ' ')
+[ "$order" = "bookworm trixie bookworm trixie bookworm trixie " ] ||
+  fail "the menu entries are not in the order given, one per export: $order"
+parse_lines 0 bookworm trixie
+for f in pxelinux.cfg/default grub/grub.cfg nbdroot.ipxe dnsmasq-dhcp.conf \
+         dnsmasq-proxy.conf dhcpd.conf; do
+  has "$m/$f" "^# Boots nbdroot clients from the NBD server 192\.168\.10\.1:10810, exports 'bookworm' \(the default\), 'trixie':$"
+done
+p=$m/pxelinux.cfg/default
+[ "$(grep -v '^#' "$p" | head -n 1)" = "SERIAL 0 115200" ] || fail "menu: SERIAL is not the first directive"
+has "$p" "^DEFAULT bookworm$"
+has "$p" "^PROMPT 1$"
+has "$p" "^TIMEOUT 50$"
+has "$p" "^SAY   bookworm \(default\)$"
+has "$p" "^SAY   trixie$"
+[ "$(grep '^LABEL ' "$p" | tr '\n' ' ')" = "LABEL bookworm LABEL trixie " ] ||
+  fail "menu: PXELINUX labels are not bookworm, trixie"
+g=$m/grub/grub.cfg
+has "$g" "^set default=0$"
+has "$g" "^set timeout=5$"
+[ "$(grep -c '^menuentry ' "$g")" = 2 ] || fail "menu: grub.cfg has not two entries"
+grep '^menuentry ' "$g" | head -n 1 | grep -q "bookworm" || fail "menu: GRUB's first entry is not bookworm"
+if command -v grub-script-check >/dev/null 2>&1; then
+  grub-script-check "$g" || fail "grub-script-check rejects the menu"
+fi
+i=$m/nbdroot.ipxe
+has "$i" "^menu nbdroot: choose a root"
+has "$i" "^item boot-0 bookworm \(default\)$"
+has "$i" "^item boot-1 trixie$"
+has "$i" "^choose --default boot-0 --timeout 5000 target \|\| goto cancel$"
+has "$i" "^goto \\$\\{target\\}$"
+for n in 0 1; do
+  e=$([ $n = 0 ] && echo bookworm || echo trixie)
+  sed -n "/^:boot-$n\$/,/^boot /p" "$i" | grep -q "^kernel .* root=nbd:192\.168\.10\.1:10810/$e rw " ||
+    fail "menu: iPXE's :boot-$n does not boot $e"
+done
+has "$m/dnsmasq-proxy.conf" "^pxe-service=tag:!ipxe,x86PC,\"nbdroot menu \(BIOS, PXELINUX\)\",pxelinux$"
+grep -q "^imgtool: pxe $m: root=nbd:192.168.10.1:10810/bookworm (a boot menu; more: trixie)" "$errs" ||
+  fail "menu: no summary line naming the menu: $(cat "$errs")"
+# One export gives no menu.
+hasnt "$TESTDIR/rw/pxelinux.cfg/default" "^PROMPT 1|^TIMEOUT"
+has "$TESTDIR/rw/grub/grub.cfg" "^set timeout=0$"
+hasnt "$TESTDIR/rw/nbdroot.ipxe" "^(menu|item|choose) "
+
+# ---- dnsmasq serves no DNS unless --dns ----
+for f in dnsmasq-dhcp.conf dnsmasq-proxy.conf; do
+  has "$TESTDIR/rw/$f" "^port=0$"
+done
+pxegen "$TESTDIR/dns" --export bookworm --dns
+for f in dnsmasq-dhcp.conf dnsmasq-proxy.conf; do
+  hasnt "$TESTDIR/dns/$f" "^port="
+  has "$TESTDIR/dns/$f" "--dns"
+  for d in rw dns menu; do
+    if command -v dnsmasq >/dev/null 2>&1; then
+      dnsmasq --test --conf-file="$TESTDIR/$d/$f" >/dev/null 2>&1 ||
+        fail "dnsmasq rejects $d/$f"
+    fi
+  done
+done
+
 # ---- help ----
 "$IMGTOOL" pxe --help >"$TESTDIR/help" 2>&1 || fail "pxe --help failed"
 grep -q "^usage: imgtool pxe --server ADDR" "$TESTDIR/help" || fail "pxe --help shows no usage"
@@ -271,6 +398,10 @@ bad 2 "needs --server ADDR" $ok $o
 bad 2 "needs --export NAME" --server 10.0.0.1 --kernel "$kernel" --initrd "$initrd" $o
 bad 2 "needs -o DIR" --server 10.0.0.1 $ok
 bad 2 "--append .*character '\\$'" --server 10.0.0.1 $ok $o --append 'init=$x'
+bad 2 "--append .*character '\\$'" --server 10.0.0.1 $ok $o --append quiet --append 'init=$x'
+bad 2 "--ro and --append 'rw' ask for opposite roots" --server 10.0.0.1 $ok $o --ro --append "quiet rw"
+bad 2 "--export root is given twice" --server 10.0.0.1 $ok $o --export root
+bad 2 "--export 'a@b' is not an export name" --server 10.0.0.1 $ok $o --export a@b
 bad 2 "--console 'ttyS0 x'" --server 10.0.0.1 $ok $o --console 'ttyS0 x'
 bad 2 "--http-base 'ftp://x' is not an http" --server 10.0.0.1 $ok $o --http-base ftp://x
 bad 2 "--tftp-prefix nbdroot: the output directory .* does not end with it" --server 10.0.0.1 $ok $o --tftp-prefix nbdroot
