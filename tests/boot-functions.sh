@@ -154,3 +154,37 @@ start_root_server() {
   mkdir -p "$TESTDIR/overlays"
   start_nbdsrv -e "root=$img" -o "$TESTDIR/overlays" --policy "$policy"
 }
+
+# find_ipxe_rom: sets ROM to the iPXE ROM for virtio-net that QEMU ships
+# (Debian: ipxe-qemu, which qemu-system-x86 depends on), or skips.  Its
+# BIOS image is for the modern virtio device, 1af4:1041.  QEMU patches the
+# IDs only into the ROM it loads by default, so with an explicit romfile=
+# the NIC must be modern-only (disable-legacy=on) or SeaBIOS never runs
+# the ROM.
+find_ipxe_rom() {
+  local r
+  ROM=
+  for r in /usr/lib/ipxe/qemu/pxe-virtio.rom /usr/share/qemu/pxe-virtio.rom \
+           /usr/lib/ipxe/qemu/efi-virtio.rom /usr/share/qemu/efi-virtio.rom; do
+    [ -r "$r" ] && { ROM=$r; return 0; }
+  done
+  skip "no iPXE ROM for virtio-net (apt-get install ipxe-qemu)"
+}
+
+# pxe_boot NAME TFTP_DIR BOOTFILE QEMU_ARGS...: boots from the network only
+# (-boot order=n) with the user network's DHCP handing out BOOTFILE and
+# its TFTP server serving TFTP_DIR; waits (bounded) for the guest to end.
+# The console is the serial port, where SeaBIOS also shows the ROM's and
+# PXELINUX's output when there is no display (-nodefaults).
+pxe_boot() {
+  local name=$1 tftp=$2 bootfile=$3
+  shift 3
+  : >"$TESTDIR/$name.console"
+  timeout -k 5 "$GUEST_TIMEOUT" qemu-system-x86_64 -accel tcg -m 512 \
+    -nographic -no-reboot -nodefaults -serial stdio -boot order=n \
+    -netdev "user,id=n0,tftp=$tftp,bootfile=$bootfile" "$@" \
+    </dev/null >"$TESTDIR/$name.console" 2>&1 &
+  eval "GUEST_PID_$name=$!"
+  on_exit "kill $! 2>/dev/null"
+  wait_guest "$name"
+}

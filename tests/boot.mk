@@ -10,7 +10,8 @@ TESTS += \
 	tests/test_boot_04.sh \
 	tests/test_boot_05.sh \
 	tests/test_boot_06.sh \
-	tests/test_boot_07.sh
+	tests/test_boot_07.sh \
+	tests/test_boot_08_pxe_writable_root.sh
 EXTRA_DIST += \
 	tests/boot-functions.sh \
 	tests/test_boot_00.sh \
@@ -20,4 +21,5 @@ EXTRA_DIST += \
 	tests/test_boot_04.sh \
 	tests/test_boot_05.sh \
 	tests/test_boot_06.sh \
-	tests/test_boot_07.sh
+	tests/test_boot_07.sh \
+	tests/test_boot_08_pxe_writable_root.sh
