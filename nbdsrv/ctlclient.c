@@ -24,6 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "io.h"
 #include "nbdsrv.h"
 
 static const char ctl_usage[] =
@@ -52,6 +53,89 @@ socket_of_file(const char *file, char *path, size_t len)
   return path;
 }
 
+/* "CMD [ARG] [--json]\n" into line: its length, or -1 (said why). */
+static int
+command_line(int argc, char **argv, bool json, char *line, size_t len)
+{
+  bool arg = argc == 2;
+  int n = snprintf(line, len, "%s%s%s%s\n", argv[0], arg ? " " : "",
+                   arg ? argv[1] : "", json ? " --json" : "");
+
+  if (n < 0 || (size_t)n >= len || strchr(argv[0], '\n') ||
+      (arg && strchr(argv[1], '\n'))) {
+    fprintf(stderr, "nbdsrv ctl: command too long or malformed\n");
+    return -1;
+  }
+  return n;
+}
+
+/* A connection to the control socket at path, or -1 (said why). */
+static int
+connect_to(const char *path)
+{
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  int fd;
+
+  if (strlen(path) >= sizeof sa.sun_path) {
+    fprintf(stderr, "nbdsrv ctl: socket path %s is too long\n", path);
+    return -1;
+  }
+  strcpy(sa.sun_path, path);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    fprintf(stderr, "nbdsrv ctl: cannot connect to %s: %s (is nbdsrv running, with this control-socket?)\n",
+            path, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* The server's answer: the first line is the verdict, "OK" (the rest
+ * goes to stdout as it comes; exit status 0) or "ERR why" (to stderr;
+ * 1); anything else is no answer (2). */
+static int
+relay_answer(int fd, const char *path)
+{
+  char buf[65536];
+  size_t len = 0;
+
+  for (;;) {
+    ssize_t r = read(fd, buf + len, sizeof buf - 1 - len);
+
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    len += r;
+    buf[len] = '\0';
+    if (strchr(buf, '\n') || len == sizeof buf - 1)
+      break;
+  }
+  buf[len] = '\0';
+  if (strncmp(buf, "OK\n", 3) == 0) {
+    fwrite(buf + 3, 1, len - 3, stdout);
+    for (;;) {
+      ssize_t r = read(fd, buf, sizeof buf);
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r <= 0)
+        break;
+      fwrite(buf, 1, r, stdout);
+    }
+    return fflush(stdout) == 0 ? 0 : 2;
+  }
+  if (strncmp(buf, "ERR ", 4) == 0) {
+    fprintf(stderr, "nbdsrv ctl: %s", buf + 4);
+    if (len == 0 || buf[len - 1] != '\n')
+      fputc('\n', stderr);
+    return 1;
+  }
+  fprintf(stderr, "nbdsrv ctl: no answer from %s\n", path);
+  return 2;
+}
+
 int
 ctl_main(int argc, char **argv)
 {
@@ -64,11 +148,9 @@ ctl_main(int argc, char **argv)
   };
   const char *path = "/run/nbdsrv.sock";
   char from_file[sizeof config.control_socket];
-  struct sockaddr_un sa = { .sun_family = AF_UNIX };
-  char line[1024], buf[65536];
+  char line[1024];
   bool json = false;
-  size_t len = 0;
-  int c, fd, n;
+  int c, fd, n, rc;
 
   while ((c = getopt_long(argc, argv, "+s:c:h", longopts, NULL)) != -1) {
     switch (c) {
@@ -94,67 +176,16 @@ ctl_main(int argc, char **argv)
     fputs(ctl_usage, stderr);
     return 2;
   }
-  n = snprintf(line, sizeof line, "%s%s%s%s\n", argv[optind],
-               argc - optind == 2 ? " " : "", argc - optind == 2 ? argv[optind + 1] : "",
-               json ? " --json" : "");
-  if (n < 0 || (size_t)n >= sizeof line || strchr(argv[optind], '\n') ||
-      (argc - optind == 2 && strchr(argv[optind + 1], '\n'))) {
-    fprintf(stderr, "nbdsrv ctl: command too long or malformed\n");
+  n = command_line(argc - optind, argv + optind, json, line, sizeof line);
+  if (n < 0 || (fd = connect_to(path)) < 0)
     return 2;
-  }
-  if (strlen(path) >= sizeof sa.sun_path) {
-    fprintf(stderr, "nbdsrv ctl: socket path %s is too long\n", path);
-    return 2;
-  }
-  strcpy(sa.sun_path, path);
-  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-    fprintf(stderr, "nbdsrv ctl: cannot connect to %s: %s (is nbdsrv running, with this control-socket?)\n",
-            path, strerror(errno));
-    return 2;
-  }
-  if (write(fd, line, n) != n) {
-    fprintf(stderr, "nbdsrv ctl: cannot send the command: %s\n", strerror(errno));
+  if ((rc = full_write(fd, line, (size_t)n)) < 0) {
+    fprintf(stderr, "nbdsrv ctl: cannot send the command: %s\n", strerror(-rc));
     close(fd);
     return 2;
   }
   shutdown(fd, SHUT_WR);
-  /* The first line is the verdict; the rest goes to stdout as it comes. */
-  for (;;) {
-    ssize_t r = read(fd, buf + len, sizeof buf - 1 - len);
-    char *nl;
-
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      break;
-    len += r;
-    buf[len] = '\0';
-    nl = strchr(buf, '\n');
-    if (nl || len == sizeof buf - 1)
-      break;
-  }
-  buf[len] = '\0';
-  if (strncmp(buf, "OK\n", 3) == 0) {
-    fwrite(buf + 3, 1, len - 3, stdout);
-    for (;;) {
-      ssize_t r = read(fd, buf, sizeof buf);
-      if (r < 0 && errno == EINTR)
-        continue;
-      if (r <= 0)
-        break;
-      fwrite(buf, 1, r, stdout);
-    }
-    close(fd);
-    return fflush(stdout) == 0 ? 0 : 2;
-  }
+  rc = relay_answer(fd, path);
   close(fd);
-  if (strncmp(buf, "ERR ", 4) == 0) {
-    fprintf(stderr, "nbdsrv ctl: %s", buf + 4);
-    if (len == 0 || buf[len - 1] != '\n')
-      fputc('\n', stderr);
-    return 1;
-  }
-  fprintf(stderr, "nbdsrv ctl: no answer from %s\n", path);
-  return 2;
+  return rc;
 }

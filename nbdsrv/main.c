@@ -193,59 +193,48 @@ open_control_socket(void)
   return -1;
 }
 
-int
-main(int argc, char **argv)
+/* --check-config: says what it found; the exit status. */
+static int
+check_only(void)
 {
-  int fds[NBDSRV_MAX_LISTEN];
-  unsigned nfds, nthreads;
-  sigset_t sigs;
-  int r, sfd, ctl_fd;
+  if (config_check_listen(&config) < 0)
+    return 1;
+  config_warn_unpinned(&config);
+  printf("nbdsrv: configuration OK: %u export%s, overlays in %s\n",
+         config.nexports, config.nexports == 1 ? "" : "s", config.overlay_dir);
+  for (unsigned i = 0; i < config.nexports; i++)
+    printf("  %s: %s (%s%s)\n", config.exports[i].name, config.exports[i].image,
+           policy_name(config.exports[i].policy),
+           config.exports[i].readonly ? ", read-only" : "");
+  if (log_verbosity >= LOG_DEBUG)
+    config_print(stdout, &config);
+  config_free();
+  config_free_cli();
+  return 0;
+}
 
-  if (argc > 1 && strcmp(argv[1], "ctl") == 0)
-    return ctl_main(argc - 1, argv + 1);
-  if (config_parse_args(argc, argv) < 0)
-    return 2;
-  log_open("nbdsrv", config.foreground);
-  if (check_exports() < 0)
-    return 1;
-  if (config.check_only) {
-    if (config_check_listen(&config) < 0)
-      return 1;
-    config_warn_unpinned(&config);
-    printf("nbdsrv: configuration OK: %u export%s, overlays in %s\n",
-           config.nexports, config.nexports == 1 ? "" : "s", config.overlay_dir);
-    for (unsigned i = 0; i < config.nexports; i++)
-      printf("  %s: %s (%s%s)\n", config.exports[i].name, config.exports[i].image,
-             policy_name(config.exports[i].policy),
-             config.exports[i].readonly ? ", read-only" : "");
-    if (log_verbosity >= LOG_DEBUG)
-      config_print(stdout, &config);
-    config_free();
-    config_free_cli();
-    return 0;
-  }
-  if (open_listeners(fds, &nfds) < 0 ||
-      (config.trace[0] && trace_open(config.trace) < 0))
-    return 1;
-  ctl_fd = open_control_socket();
-  if (ctl_fd < 0 && config.control_socket[0] && config.control_socket_set)
-    return 1;
-  if (!config.foreground && daemon(0, 0) < 0) {
-    perror("nbdsrv: daemon");
-    return 1;
-  }
-  raise_nofile();
-
+/* SIGTERM, SIGINT and SIGHUP are blocked in every thread, for the main
+ * thread's signalfd. */
+static void
+block_signals(sigset_t *sigs)
+{
   /* A client that goes away mid-reply must not kill the server: sends use
    * MSG_NOSIGNAL, but splice to a socket has no such flag. */
   signal(SIGPIPE, SIG_IGN);
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  sigemptyset(sigs);
+  sigaddset(sigs, SIGTERM);
+  sigaddset(sigs, SIGINT);
+  sigaddset(sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, sigs, NULL);
+}
 
-  nthreads = config.threads;
+/* The worker threads on the listening sockets: 0 or -errno. */
+static int
+start_serving(const int *fds, unsigned nfds)
+{
+  unsigned nthreads = config.threads;
+  int r;
+
   if (nthreads == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     nthreads = n > 0 ? (unsigned)n : 1;
@@ -258,30 +247,21 @@ main(int argc, char **argv)
   }
   if (r < 0) {
     log_err("cannot start the worker threads: %s", strerror(-r));
-    return 1;
+    return r;
   }
   for (unsigned i = 0; i < config.nlisten; i++)
     log_info("listening on %s port %s", config.listen[i].host[0] ? config.listen[i].host : "*",
              config.listen[i].port);
   log_info("%u exports, overlays in %s, %u worker threads", config.nexports,
            config.overlay_dir, nthreads);
-  if (write_pidfile() < 0) {
-    workers_stop();
-    workers_join();
-    return 1;
-  }
+  return 0;
+}
 
-  notify_systemd("READY=1");
-
-  /* The main thread: signals, the control socket, and once a second the
-   * janitor. */
-  sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
-  if (sfd < 0) {
-    log_err("signalfd: %s", strerror(errno));
-    workers_stop();
-    workers_join();
-    return 1;
-  }
+/* The main thread: signals, the control socket, and once a second the
+ * janitor, until SIGTERM or SIGINT. */
+static void
+main_loop(int sfd, int ctl_fd)
+{
   for (;;) {
     struct pollfd p[2] = { { .fd = sfd, .events = POLLIN },
                            { .fd = ctl_fd, .events = POLLIN } };
@@ -296,7 +276,7 @@ main(int argc, char **argv)
     }
     if (sig == SIGTERM || sig == SIGINT) {
       log_info("signal %d: finishing in-flight requests and exiting", sig);
-      break;
+      return;
     }
     if (sig == SIGHUP) {
       log_info("SIGHUP: reloading the configuration");
@@ -308,6 +288,12 @@ main(int argc, char **argv)
     /* The count of a flood of log lines that stopped. */
     log_limit_flush(false);
   }
+}
+
+/* After main_loop: in-flight requests finish, then everything closes. */
+static void
+shut_down(int sfd, int ctl_fd, const int *fds, unsigned nfds)
+{
   notify_systemd("STOPPING=1");
   close(sfd);
   if (ctl_fd >= 0) {
@@ -326,5 +312,53 @@ main(int argc, char **argv)
   config_free();
   config_free_cli();
   log_info("stopped");
+}
+
+int
+main(int argc, char **argv)
+{
+  int fds[NBDSRV_MAX_LISTEN];
+  unsigned nfds;
+  sigset_t sigs;
+  int sfd, ctl_fd;
+
+  if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+    return ctl_main(argc - 1, argv + 1);
+  if (config_parse_args(argc, argv) < 0)
+    return 2;
+  log_open("nbdsrv", config.foreground);
+  if (check_exports() < 0)
+    return 1;
+  if (config.check_only)
+    return check_only();
+  if (open_listeners(fds, &nfds) < 0 ||
+      (config.trace[0] && trace_open(config.trace) < 0))
+    return 1;
+  ctl_fd = open_control_socket();
+  if (ctl_fd < 0 && config.control_socket[0] && config.control_socket_set)
+    return 1;
+  if (!config.foreground && daemon(0, 0) < 0) {
+    perror("nbdsrv: daemon");
+    return 1;
+  }
+  raise_nofile();
+  block_signals(&sigs);
+  if (start_serving(fds, nfds) < 0)
+    return 1;
+  if (write_pidfile() < 0) {
+    workers_stop();
+    workers_join();
+    return 1;
+  }
+  notify_systemd("READY=1");
+  sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+  if (sfd < 0) {
+    log_err("signalfd: %s", strerror(errno));
+    workers_stop();
+    workers_join();
+    return 1;
+  }
+  main_loop(sfd, ctl_fd);
+  shut_down(sfd, ctl_fd, fds, nfds);
   return 0;
 }
