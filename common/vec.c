@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "vec.h"
@@ -30,4 +31,26 @@ vec_reserve(void **ptr, size_t *cap, size_t need, size_t elem)
   *ptr = p;
   *cap = n;
   return 0;
+}
+
+int
+vec_vprintf(char **p, size_t *len, size_t *cap, const char *fmt, va_list ap)
+{
+  for (;;) {
+    size_t room = *p ? *cap - *len : 0;
+    va_list aq;
+    int n;
+
+    va_copy(aq, ap);
+    n = vsnprintf(*p ? *p + *len : NULL, room, fmt, aq);
+    va_end(aq);
+    if (n < 0)
+      return -EINVAL;
+    if ((size_t)n < room) {
+      *len += (size_t)n;
+      return 0;
+    }
+    if (vec_reserve((void **)p, cap, *len + (size_t)n + 1, 1) < 0)
+      return -ENOMEM;
+  }
 }

@@ -15,6 +15,7 @@
 #ifndef NBDROOT_VEC_H
 #define NBDROOT_VEC_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 /* Makes *ptr (*cap elements of elem bytes) hold at least need elements:
@@ -29,5 +30,11 @@ int vec_reserve(void **ptr, size_t *cap, size_t need, size_t elem);
       (ptr) = vec_p_;                                                   \
       vec_r_;                                                           \
     })
+
+/* Text that grows: appends printf output to *p (*len bytes of text,
+ * *cap allocated, kept NUL-terminated).  0, -ENOMEM (the text as it was)
+ * or -EINVAL (a bad format). */
+int vec_vprintf(char **p, size_t *len, size_t *cap, const char *fmt,
+                va_list ap) __attribute__((format(printf, 4, 0)));
 
 #endif

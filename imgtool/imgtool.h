@@ -31,10 +31,7 @@
 /* ---- util.c ---- */
 
 /* Messages: log_err ("imgtool: error: ..." on stderr, one line) and
- * log_warn, from common/log.h.  die_msg and warn_msg are their old names,
- * until pxe.c moves over. */
-#define die_msg log_err
-#define warn_msg log_warn
+ * log_warn, from common/log.h. */
 /* Says "out of memory", removes the temporary files and exits 1. */
 void out_of_memory(void) __attribute__((noreturn));
 void *xmalloc(size_t n);

@@ -77,7 +77,7 @@ struct pxe {
   char tftp[INET_ADDRSTRLEN];    /* TFTP (next-server), default server */
   unsigned port;
   const char **exports;          /* one menu entry each; [0] the default */
-  size_t nexports;
+  size_t nexports, exports_cap;
   const char *kernel, *initrd;   /* source paths */
   char *kname, *iname;           /* their names in DIR */
   char *dir;                     /* absolute, normalised */
@@ -85,7 +85,7 @@ struct pxe {
   char *tftp_root;               /* dir minus prefix */
   char *http;                    /* base URL without trailing '/', or NULL */
   char **consoles;
-  size_t nconsoles;
+  size_t nconsoles, consoles_cap;
   bool serial;                   /* the first ttyS console, for loaders */
   unsigned serial_unit, serial_baud;
   char *append;                  /* every --append, in order, or NULL */
@@ -106,23 +106,14 @@ static void __attribute__((format(printf, 2, 3)))
 bprintf(struct buf *b, const char *fmt, ...)
 {
   va_list ap;
-  int n;
+  int r;
 
-  for (;;) {
-    size_t room = b->cap - b->len;
-
-    va_start(ap, fmt);
-    n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-      return; /* only on a bad format: caught in development */
-    if ((size_t)n < room) {
-      b->len += (size_t)n;
-      return;
-    }
-    b->cap = b->cap * 2 + (size_t)n + 256;
-    b->p = xrealloc(b->p, b->cap);
-  }
+  va_start(ap, fmt);
+  /* -EINVAL only on a bad format: caught in development */
+  r = vec_vprintf(&b->p, &b->len, &b->cap, fmt, ap);
+  va_end(ap);
+  if (r == -ENOMEM)
+    out_of_memory();
 }
 
 /* ---- checks ---- */
@@ -150,14 +141,14 @@ parse_ipv4(const char *opt, const char *s, char out[INET_ADDRSTRLEN])
   uint32_t h;
 
   if (inet_pton(AF_INET, s, &a) != 1) {
-    die_msg("%s '%s' is not an IPv4 address (dotted quad, e.g. "
+    log_err("%s '%s' is not an IPv4 address (dotted quad, e.g. "
             "192.168.10.1): the clients get it before any name service, and "
             "the agent resolves no names", opt, s);
     return -EINVAL;
   }
   h = ntohl(a.s_addr);
   if (h == 0 || h == 0xffffffffu || (h >> 24) == 127 || (h >> 28) == 14) {
-    die_msg("%s %s cannot be a server's address for the clients (it is "
+    log_err("%s %s cannot be a server's address for the clients (it is "
             "unspecified, broadcast, loopback or multicast); give the "
             "address clients reach the server at", opt, s);
     return -EINVAL;
@@ -175,12 +166,12 @@ check_params(const char *opt, const char *s)
   for (const char *p = s; *p; p++) {
     unsigned char c = (unsigned char)*p;
     if (c < 0x20 || c > 0x7e) {
-      die_msg("%s: a control or non-ASCII character; give plain parameters "
+      log_err("%s: a control or non-ASCII character; give plain parameters "
               "(letters, digits, = , . : / _ - + and blanks)", opt);
       return -EINVAL;
     }
     if (strchr("\"'\\$;&|<>{}#`", c)) {
-      die_msg("%s '%s': character '%c' would be interpreted by PXELINUX, "
+      log_err("%s '%s': character '%c' would be interpreted by PXELINUX, "
               "GRUB or iPXE; give plain parameters (letters, digits, = , . : "
               "/ _ - + and blanks)", opt, s, c);
       return -EINVAL;
@@ -242,7 +233,7 @@ parse_prefix(const char *s, char **out)
   for (tok = strtok_r(copy, "/", &save); tok;
        tok = strtok_r(NULL, "/", &save)) {
     if (!plain_name(tok, 255)) {
-      die_msg("--tftp-prefix '%s': component '%s' is not a plain name "
+      log_err("--tftp-prefix '%s': component '%s' is not a plain name "
               "(letters, digits, . _ + -, not starting with '.')", s, tok);
       free(copy);
       free(b.p);
@@ -263,13 +254,13 @@ parse_http(const char *s, char **out)
                                                                   : 0;
 
   if (!scheme || n == scheme || s[scheme] == '/') {
-    die_msg("--http-base '%s' is not an http:// or https:// URL", s);
+    log_err("--http-base '%s' is not an http:// or https:// URL", s);
     return -EINVAL;
   }
   for (const char *p = s; *p; p++) {
     unsigned char c = (unsigned char)*p;
     if (c <= 0x20 || c > 0x7e || strchr("\"'\\$;&|<>{}#`", c)) {
-      die_msg("--http-base '%s': character '%c' does not belong in the URL "
+      log_err("--http-base '%s': character '%c' does not belong in the URL "
               "of a boot file", s, c > 0x20 && c <= 0x7e ? c : '?');
       return -EINVAL;
     }
@@ -288,13 +279,13 @@ add_console(struct pxe *x, const char *s)
   for (const char *p = s; *p; p++) {
     if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
         !(*p >= '0' && *p <= '9') && !strchr(",._-", *p)) {
-      die_msg("--console '%s' is not a console device (e.g. ttyS0,115200 "
+      log_err("--console '%s' is not a console device (e.g. ttyS0,115200 "
               "or tty0)", s);
       return -EINVAL;
     }
   }
   if (!*s) {
-    die_msg("--console needs a device (e.g. ttyS0,115200 or tty0)");
+    log_err("--console needs a device (e.g. ttyS0,115200 or tty0)");
     return -EINVAL;
   }
   if (!x->serial && strncmp(s, "ttyS", 4) == 0 && s[4] >= '0' && s[4] <= '9') {
@@ -303,7 +294,7 @@ add_console(struct pxe *x, const char *s)
     if (*end == ',')
       baud = strtoul(end + 1, NULL, 10);
     if (unit > 3 || baud < 50 || baud > 4000000) {
-      die_msg("--console '%s': give ttyS0..ttyS3 and a baud rate, e.g. "
+      log_err("--console '%s': give ttyS0..ttyS3 and a baud rate, e.g. "
               "ttyS0,115200", s);
       return -EINVAL;
     }
@@ -311,7 +302,7 @@ add_console(struct pxe *x, const char *s)
     x->serial_unit = (unsigned)unit;
     x->serial_baud = (unsigned)baud;
   }
-  x->consoles = xrealloc(x->consoles, (x->nconsoles + 1) * sizeof *x->consoles);
+  XVEC_RESERVE(x->consoles, x->consoles_cap, x->nconsoles + 1);
   x->consoles[x->nconsoles++] = xstrdup(s);
   return 0;
 }
@@ -324,7 +315,7 @@ parse_range(const char *s, struct pxe *x)
   int r = -EINVAL;
 
   if (!comma) {
-    die_msg("--dhcp-range '%s': give FIRST,LAST (e.g. "
+    log_err("--dhcp-range '%s': give FIRST,LAST (e.g. "
             "192.168.10.100,192.168.10.200)", s);
     goto out;
   }
@@ -332,7 +323,7 @@ parse_range(const char *s, struct pxe *x)
   if (inet_pton(AF_INET, copy, &lo) != 1 ||
       inet_pton(AF_INET, comma + 1, &hi) != 1 ||
       ntohl(lo.s_addr) > ntohl(hi.s_addr)) {
-    die_msg("--dhcp-range '%s': give two IPv4 addresses, lowest first (e.g. "
+    log_err("--dhcp-range '%s': give two IPv4 addresses, lowest first (e.g. "
             "192.168.10.100,192.168.10.200)", s);
     goto out;
   }
@@ -352,14 +343,14 @@ file_name(const char *opt, const char *path, char **out)
   const char *base = slash ? slash + 1 : path;
 
   if (!plain_name(base, 100)) {
-    die_msg("%s %s: the name '%s' is not a plain file name for TFTP "
+    log_err("%s %s: the name '%s' is not a plain file name for TFTP "
             "(letters, digits, . _ + -, not starting with '.'); copy or link "
             "the file under such a name", opt, path, base);
     return -EINVAL;
   }
-  for (size_t i = 0; i < sizeof reserved_names / sizeof *reserved_names; i++) {
+  for (size_t i = 0; i < ARRAY_SIZE(reserved_names); i++) {
     if (strcmp(base, reserved_names[i]) == 0) {
-      die_msg("%s %s: the name '%s' is one imgtool pxe writes or the boot "
+      log_err("%s %s: the name '%s' is one imgtool pxe writes or the boot "
               "loaders use; copy or link the file under another name", opt,
               path, base);
       return -EINVAL;
@@ -384,18 +375,18 @@ open_source(const char *opt, const char *path, bool kernel, off_t *size)
 
   if (fd < 0) {
     int r = -errno;
-    die_msg("cannot read %s %s: %s", opt, path, strerror(-r));
+    log_err("cannot read %s %s: %s", opt, path, strerror(-r));
     return r;
   }
   if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-    die_msg("%s %s is not a regular file", opt, path);
+    log_err("%s %s is not a regular file", opt, path);
     close(fd);
     return -EINVAL;
   }
   memset(h, 0, sizeof h);
   n = full_pread(fd, h, sizeof h, 0);
   if (n < 0) {
-    die_msg("cannot read %s %s: %s", opt, path, strerror((int)-n));
+    log_err("cannot read %s %s: %s", opt, path, strerror((int)-n));
     close(fd);
     return (int)n;
   }
@@ -412,12 +403,12 @@ open_source(const char *opt, const char *path, bool kernel, off_t *size)
          memcmp(h, "\x89LZO", 4) == 0;
   if (!ok) {
     if (kernel)
-      die_msg("--kernel %s is not a Linux kernel image (no bzImage, EFI or "
+      log_err("--kernel %s is not a Linux kernel image (no bzImage, EFI or "
               "arm64 header)%s", path,
               gz || cpio ? "; it looks like an initramfs: swapped with "
                            "--initrd?" : "; give the vmlinuz");
     else
-      die_msg("--initrd %s is not an initramfs (no cpio archive, compressed "
+      log_err("--initrd %s is not an initramfs (no cpio archive, compressed "
               "or not)%s", path,
               memcmp(h + 0x202, "HdrS", 4) == 0 || memcmp(h, "MZ", 2) == 0
                 ? "; it looks like a kernel: swapped with --kernel?"
@@ -955,7 +946,7 @@ make_dirs(const char *path, struct made_dirs *m)
       struct stat st;
       if (errno != EEXIST || stat(p, &st) < 0 || !S_ISDIR(st.st_mode)) {
         r = errno == EEXIST ? -ENOTDIR : -errno;
-        die_msg("cannot create the directory %s: %s", p, strerror(-r));
+        log_err("cannot create the directory %s: %s", p, strerror(-r));
         break;
       }
     }
@@ -1055,18 +1046,18 @@ static int
 add_export(struct pxe *x, const char *name)
 {
   if (!plain_name(name, 200)) {
-    die_msg("--export '%s' is not an export name nbdsrv serves (letters, "
+    log_err("--export '%s' is not an export name nbdsrv serves (letters, "
             "digits, . _ + -, not starting with '.')", name);
     return -EINVAL;
   }
   for (size_t i = 0; i < x->nexports; i++) {
     if (strcmp(x->exports[i], name) == 0) {
-      die_msg("--export %s is given twice; give each export once (the "
+      log_err("--export %s is given twice; give each export once (the "
               "first is the menu's default)", name);
       return -EINVAL;
     }
   }
-  x->exports = xrealloc(x->exports, (x->nexports + 1) * sizeof *x->exports);
+  XVEC_RESERVE(x->exports, x->exports_cap, x->nexports + 1);
   x->exports[x->nexports++] = name;
   return 0;
 }
@@ -1092,7 +1083,7 @@ parse_port(const char *s, unsigned *port)
   unsigned long v = strtoul(s, &end, 10);
 
   if (!*s || *end || v < 1 || v > 65535) {
-    die_msg("--port '%s' is not a port number (1..65535)", s);
+    log_err("--port '%s' is not a port number (1..65535)", s);
     return -EINVAL;
   }
   *port = (unsigned)v;
@@ -1157,12 +1148,12 @@ pxe_getopt(int argc, char **argv, struct pxe *x, struct pxe_args *a,
       return 0;
     }
     if (c == ':') {
-      die_msg("pxe: option %s needs a value (see imgtool pxe --help)",
+      log_err("pxe: option %s needs a value (see imgtool pxe --help)",
               argv[optind - 1]);
       return 2;
     }
     if (c == '?') {
-      die_msg("pxe: unknown option '%s' (see imgtool pxe --help)",
+      log_err("pxe: unknown option '%s' (see imgtool pxe --help)",
               argv[optind - 1]);
       return 2;
     }
@@ -1170,7 +1161,7 @@ pxe_getopt(int argc, char **argv, struct pxe *x, struct pxe_args *a,
       return 2;
   }
   if (optind != argc) {
-    die_msg("pxe: unexpected argument '%s' (see imgtool pxe --help)",
+    log_err("pxe: unexpected argument '%s' (see imgtool pxe --help)",
             argv[optind]);
     return 2;
   }
@@ -1198,7 +1189,7 @@ static int
 pxe_check(struct pxe *x, const struct pxe_args *a)
 {
   if (!a->server || !x->nexports || !x->kernel || !x->initrd || !a->out) {
-    die_msg("pxe needs %s (see imgtool pxe --help)",
+    log_err("pxe needs %s (see imgtool pxe --help)",
             !a->server ? "--server ADDR, the NBD server's IPv4 address"
             : !x->nexports ? "--export NAME, the export the clients boot"
             : !x->kernel ? "--kernel FILE, the clients' kernel"
@@ -1221,7 +1212,7 @@ pxe_check(struct pxe *x, const struct pxe_args *a)
       file_name("--initrd", x->initrd, &x->iname) < 0)
     return 2;
   if (strcmp(x->kname, x->iname) == 0) {
-    die_msg("--kernel and --initrd have the same name '%s'; copy or link one "
+    log_err("--kernel and --initrd have the same name '%s'; copy or link one "
             "under another name", x->kname);
     return 2;
   }
@@ -1237,7 +1228,7 @@ pxe_dirs(struct pxe *x, const char *out)
 
   x->dir = absolute_dir(out);
   if (!x->dir) {
-    die_msg("-o %s: cannot tell the current directory: %s", out,
+    log_err("-o %s: cannot tell the current directory: %s", out,
             strerror(errno));
     return 1;
   }
@@ -1246,7 +1237,7 @@ pxe_dirs(struct pxe *x, const char *out)
   /* prefix "a/b/" matches a DIR ending in "/a/b" */
   if (pl && (dl < pl || x->dir[dl - pl] != '/' ||
              strncmp(x->dir + dl - pl + 1, x->prefix, pl - 1) != 0)) {
-    die_msg("--tftp-prefix %.*s: the output directory %s does not end "
+    log_err("--tftp-prefix %.*s: the output directory %s does not end "
             "with it; give -o TFTP_ROOT/%.*s", (int)pl - 1, x->prefix,
             x->dir, (int)pl - 1, x->prefix);
     return 2;
@@ -1255,7 +1246,7 @@ pxe_dirs(struct pxe *x, const char *out)
     x->tftp_root[dl - pl == 0 ? 1 : dl - pl] = '\0';
   for (const char *p = x->tftp_root; *p; p++) {
     if ((unsigned char)*p <= 0x20 || *p == ',' || *p == '"' || *p == 0x7f) {
-      die_msg("the TFTP root %s holds a blank, comma or quote, which "
+      log_err("the TFTP root %s holds a blank, comma or quote, which "
               "dnsmasq's tftp-root= cannot: choose a plain path for -o",
               x->tftp_root);
       return 2;
@@ -1295,7 +1286,7 @@ pxe_params(struct pxe *x)
   struct buf b = { 0 };
 
   if (x->ro && user_rw) {
-    die_msg("--ro and --append 'rw' ask for opposite roots; give one of "
+    log_err("--ro and --append 'rw' ask for opposite roots; give one of "
             "them");
     return 2;
   }
@@ -1414,7 +1405,7 @@ write_out(const struct pxe *x, struct out *f)
   }
   r = outfile_create(path, 0644, &f->of);
   if (r < 0) {
-    die_msg("cannot create a file in %s: %s", x->dir, strerror(-r));
+    log_err("cannot create a file in %s: %s", x->dir, strerror(-r));
     free(path);
     return r;
   }
@@ -1425,7 +1416,7 @@ write_out(const struct pxe *x, struct out *f)
   if (!r && fsync(f->of.fd) < 0)
     r = -errno;
   if (r < 0)
-    die_msg("cannot write %s: %s", path, strerror(-r));
+    log_err("cannot write %s: %s", path, strerror(-r));
   free(path);
   return r;
 }
@@ -1441,7 +1432,7 @@ install_out(const struct pxe *x, struct out *f)
   path = xasprintf("%s/%s", x->dir, f->rel);
   r = outfile_install(&f->of, path);
   if (r < 0)
-    die_msg("cannot write %s: %s", path, strerror(-r));
+    log_err("cannot write %s: %s", path, strerror(-r));
   free(path);
   return r;
 }

@@ -156,25 +156,11 @@ static void __attribute__((format(printf, 2, 3)))
 say(struct answer *a, const char *fmt, ...)
 {
   va_list ap;
-  int n;
 
-  for (;;) {
-    va_start(ap, fmt);
-    n = vsnprintf(a->buf ? a->buf + a->len : NULL, a->buf ? a->cap - a->len : 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-      a->failed = true;
-      return;
-    }
-    if (a->buf && a->len + n < a->cap) {
-      a->len += n;
-      return;
-    }
-    if (VEC_RESERVE(a->buf, a->cap, a->len + n + 1) < 0) {
-      a->failed = true;
-      return;
-    }
-  }
+  va_start(ap, fmt);
+  if (vec_vprintf(&a->buf, &a->len, &a->cap, fmt, ap) < 0)
+    a->failed = true;
+  va_end(ap);
 }
 
 /* s as a JSON string (the names here are plain ASCII, but be safe). */
