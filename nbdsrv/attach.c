@@ -466,34 +466,22 @@ set_overlay(struct conn *c, struct overlay *ovl)
   pthread_mutex_unlock(&c->w->conns_lock);
 }
 
-/* Client id of c has its overlay (or an error): the handshake goes on. */
-static void
-attached(struct conn *c, const char *id, struct overlay *ovl, int r,
-         const char *why)
-{
-  if (ovl)
-    set_overlay(c, ovl);
-  if (r < 0)
-    handshake_log_refusal(c->peer, c->exp->name, id, why);
-  handshake_attached(c, r, why);
-}
-
-void
+int
 attach_begin(struct conn *c, const struct export *exp,
-             const struct export_request *req)
+             const struct export_request *req, const char **why)
 {
   struct overlay *ovl;
   struct attach_job *j;
 
   c->in = IN_ATTACHING;
   if (overlay_lookup(exp, req->id, req->boot_id, &ovl) == 0) {
-    attached(c, req->id, ovl, 0, NULL);
-    return;
+    set_overlay(c, ovl);
+    return 0;
   }
   j = calloc(1, sizeof *j);
   if (!j) {
-    attached(c, req->id, NULL, -ENOMEM, "out of memory");
-    return;
+    *why = "out of memory";
+    return -ENOMEM;
   }
   j->c = c;
   j->w = c->w;
@@ -507,6 +495,7 @@ attach_begin(struct conn *c, const struct export *exp,
   queue_tail = &j->next;
   pthread_cond_signal(&queue_cond);
   pthread_mutex_unlock(&queue_lock);
+  return 1;
 }
 
 static bool
@@ -538,37 +527,19 @@ attach_cancel(struct conn *c)
 }
 
 void
-attach_collect(struct worker *w)
+attach_collect(struct worker *w, attach_done_fn *done)
 {
   struct attach_job *j, *next;
 
   j = __atomic_exchange_n(&w->attached, NULL, __ATOMIC_ACQUIRE);
   for (; j; j = next) {
-    struct conn *c = j->c;
-
     next = j->next;
     w->attaching--;
-    if (c->closing) {
-      /* Gone while it waited: the overlay goes with the connection. */
-      log_debug("%s: connection closed before its overlay was open", c->peer);
-      if (j->ovl)
-        set_overlay(c, j->ovl);
-    } else {
-      attached(c, j->id, j->ovl, j->r, j->why);
-      /* What the client sent in the meantime. */
-      if (!c->closing && c->stash) {
-        log_debug("%s: %zu bytes came before the overlay was open", c->peer,
-                  c->stash_len);
-        conn_input_resume(c);
-      }
-    }
-    /* Until here the job kept the connection from being freed.  The kept
-     * bytes may have held another NBD_OPT_GO (after this one failed):
-     * then its job holds the connection now. */
-    if (c->attach_job == j)
-      c->attach_job = NULL;
+    /* Also when the connection closed meanwhile: the overlay goes with
+     * the connection. */
+    if (j->ovl)
+      set_overlay(j->c, j->ovl);
+    done(j->c, j, j->id, j->r, j->why);
     free(j);
-    if (c->closing && !c->attach_job)
-      conn_close(c, NULL);
   }
 }

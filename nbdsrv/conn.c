@@ -276,3 +276,34 @@ conn_recv_done(struct worker *w, struct conn *c, int res, unsigned flags)
   else if (!c->recv_armed)
     arm_recv(c);
 }
+
+/* The attach thread is done with c's job. */
+static void
+attach_done(struct conn *c, const struct attach_job *j, const char *id, int r,
+            const char *why)
+{
+  if (c->closing) {
+    log_debug("%s: connection closed before its overlay was open", c->peer);
+  } else {
+    handshake_attached(c, id, r, why);
+    /* What the client sent in the meantime. */
+    if (!c->closing && c->stash) {
+      log_debug("%s: %zu bytes came before the overlay was open", c->peer,
+                c->stash_len);
+      conn_input_resume(c);
+    }
+  }
+  /* Until here the job kept the connection from being freed.  The kept
+   * bytes may have held another NBD_OPT_GO (after this one failed): then
+   * its job holds the connection now. */
+  if (c->attach_job == j)
+    c->attach_job = NULL;
+  if (c->closing && !c->attach_job)
+    conn_close(c, NULL);
+}
+
+void
+conn_collect_attached(struct worker *w)
+{
+  attach_collect(w, attach_done);
+}

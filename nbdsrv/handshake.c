@@ -314,6 +314,18 @@ send_info(struct conn *c, uint64_t size)
   opt_reply(c, NBD_REP_ACK, NULL, 0);
 }
 
+/* NBD_OPT_GO and NBD_OPT_EXPORT_NAME: the client's overlay, now or once
+ * the attach thread opened it (then attach_collect() goes on). */
+static void
+start_attach(struct conn *c, const struct export_request *req)
+{
+  const char *why = NULL;
+  int r = attach_begin(c, c->exp, req, &why);
+
+  if (r <= 0)
+    handshake_attached(c, req->id, r, why);
+}
+
 /* Returns true when the connection went to attach_begin(), which goes on
  * with it (handshake_attached). */
 static bool
@@ -357,7 +369,7 @@ opt_info_go(struct conn *c)
   }
   c->exp = exp;
   if (c->opt == NBD_OPT_GO) {
-    attach_begin(c, exp, &req);
+    start_attach(c, &req);
     return true;
   }
   if (overlay_peek_size(exp, req.id, &size) < 0)
@@ -384,7 +396,7 @@ opt_export_name(struct conn *c)
     return;
   }
   c->exp = exp;
-  attach_begin(c, exp, &req);
+  start_attach(c, &req);
 }
 
 static void
@@ -405,8 +417,10 @@ send_export_name_reply(struct conn *c)
 /* The end of NBD_OPT_GO and NBD_OPT_EXPORT_NAME, once attach.c has the
  * overlay. */
 void
-handshake_attached(struct conn *c, int r, const char *why)
+handshake_attached(struct conn *c, const char *id, int r, const char *why)
 {
+  if (r < 0)
+    handshake_log_refusal(c->peer, c->exp->name, id, why);
   if (r < 0) {
     c->exp = NULL;
     if (c->opt == NBD_OPT_EXPORT_NAME) {

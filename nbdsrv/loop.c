@@ -299,7 +299,7 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
     if (!w->stopping && __atomic_load_n(&w->stop_requested, __ATOMIC_ACQUIRE))
       worker_begin_stop(w);
     adopt_connections(w);   /* when stopping, closes them */
-    attach_collect(w);
+    conn_collect_attached(w);
     close_kicked(w);
     /* A stopping worker listens only for the overlays it waits for. */
     if (!w->stopping || w->attaching)

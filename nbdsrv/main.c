@@ -27,6 +27,12 @@
 #include "log.h"
 #include "nbdsrv.h"
 
+/* The janitor tells the attach thread about overlays it closes. */
+static const struct janitor_hooks janitor_hooks = {
+  .waiting = attach_waiting,
+  .closed = attach_overlay_closed,
+};
+
 /* bind(), waiting a little while the port is still held.  After a crash
  * (kill -9) the kernel tears the dead server's io_uring down
  * asynchronously, and until it has, the old listening socket still holds
@@ -284,7 +290,7 @@ main_loop(int sfd, int ctl_fd)
       config_reload(NULL, NULL);
       notify_systemd("READY=1");
     }
-    overlay_janitor(false);
+    overlay_janitor(false, &janitor_hooks);
     /* The count of a flood of log lines that stopped. */
     log_limit_flush(false);
   }
@@ -304,7 +310,7 @@ shut_down(int sfd, int ctl_fd, const int *fds, unsigned nfds)
   workers_join();
   for (unsigned i = 0; i < nfds; i++)
     close(fds[i]);
-  overlay_janitor(true);
+  overlay_janitor(true, &janitor_hooks);
   trace_close();
   log_limit_flush(true);
   if (config.pidfile[0])

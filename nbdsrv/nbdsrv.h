@@ -360,8 +360,15 @@ void overlay_release(struct overlay *ov);
 /* Size the client would see, without creating anything (NBD_OPT_INFO). */
 int overlay_peek_size(const struct export *exp, const char *id,
                       uint64_t *size);
+/* What the janitor asks of the one who opens overlays (attach.c), which
+ * sits above this file: whether client id of exp waits for its overlay to
+ * be opened (called under registry_lock), and that a close is done. */
+struct janitor_hooks {
+  bool (*waiting)(const struct export *exp, const char *id);
+  void (*closed)(void);
+};
 /* Closes idle overlays whose time has come; all of them if force. */
-void overlay_janitor(bool force);
+void overlay_janitor(bool force, const struct janitor_hooks *h);
 /* At start-up: renames overlays named by a MAC in another spelling than
  * the canonical one (overlay-names.c). */
 void overlay_rename_old_macs(void);
@@ -611,11 +618,12 @@ void workers_join(void);
 /* The thread that opens overlays for the event loops. */
 int attach_thread_start(void);
 void attach_thread_stop(void);
-/* NBD_OPT_GO or NBD_OPT_EXPORT_NAME: attaches c to its overlay, now when
- * it is open, else once the attach thread opened it; then calls
- * handshake_attached().  c reads no input until then. */
-void attach_begin(struct conn *c, const struct export *exp,
-                  const struct export_request *req);
+/* NBD_OPT_GO or NBD_OPT_EXPORT_NAME: attaches c to its overlay.  0: it
+ * was open, c->ovl is set; 1: the attach thread opens it, and
+ * attach_collect() tells when; -errno with *why.  c reads no input until
+ * it is attached. */
+int attach_begin(struct conn *c, const struct export *exp,
+                 const struct export_request *req, const char **why);
 /* Whether client id of exp waits for the attach thread (its overlay may
  * not be in the registry yet).  Called under registry_lock. */
 bool attach_waiting(const struct export *exp, const char *id);
@@ -623,8 +631,13 @@ bool attach_waiting(const struct export *exp, const char *id);
 void attach_overlay_closed(void);
 /* c is closing: its job, if any, need not open anything. */
 void attach_cancel(struct conn *c);
-/* On a wake: goes on with the connections whose overlay is ready. */
-void attach_collect(struct worker *w);
+/* A job of attach_begin() is done: c->ovl is set when r is 0, else why
+ * says what failed.  job is the one c->attach_job named; it keeps c from
+ * being freed until this returns. */
+typedef void attach_done_fn(struct conn *c, const struct attach_job *job,
+                            const char *id, int r, const char *why);
+/* On a wake: calls done for each of w's finished jobs. */
+void attach_collect(struct worker *w, attach_done_fn *done);
 
 /* ---- trace.c ---- */
 int trace_open(const char *path);
@@ -668,6 +681,8 @@ void conn_recv_more(struct conn *c);
 void conn_cancel_recv(struct conn *c);
 /* A recv completion of c (buffer in flags). */
 void conn_recv_done(struct worker *w, struct conn *c, int res, unsigned flags);
+/* On a wake: goes on with the connections whose overlay is ready. */
+void conn_collect_attached(struct worker *w);
 
 /* ---- output.c ---- */
 /* Sends m after what is queued; on a closing connection drops it, and the
@@ -686,9 +701,10 @@ void handshake_start(struct conn *c);
 /* Handles a complete option (c->opt, c->opt_data, c->opt_len). */
 void handshake_option(struct conn *c);
 void handshake_discarded(struct conn *c);
-/* attach_begin()'s answer: c->ovl is set when r is 0, else why says what
- * failed. */
-void handshake_attached(struct conn *c, int r, const char *why);
+/* The end of attaching client id (attach_begin, attach_collect): c->ovl
+ * is set when r is 0, else why says what failed. */
+void handshake_attached(struct conn *c, const char *id, int r,
+                        const char *why);
 /* Logs, rate-limited, that the client at peer was turned away and why;
  * export and id are NULL when it was refused before it named them. */
 void handshake_log_refusal(const char *peer, const char *export,

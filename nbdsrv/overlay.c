@@ -276,7 +276,7 @@ registry_claim(const char *key, const struct export *exp, const char *id,
   if (ov && ov->closing) {
     /* Its files are being synced and closed, which may take seconds on a
      * busy disk: the caller comes back once that is done
-     * (attach_overlay_closed) rather than make everyone behind it wait. */
+     * (janitor_hooks.closed) rather than make everyone behind it wait. */
     *why = "the overlay is being closed";
     return -EAGAIN;
   }
@@ -397,7 +397,7 @@ overlay_peek_size(const struct export *exp, const char *id, uint64_t *size)
  * overlays it saw closing; these it never saw.  Each goes unless its
  * client is connected again (both under registry_lock). */
 static void
-sweep_ephemeral_orphans(void)
+sweep_ephemeral_orphans(const struct janitor_hooks *h)
 {
   unsigned n;
   const struct export *all = config_exports(&n);
@@ -433,7 +433,7 @@ sweep_ephemeral_orphans(void)
        * not yet in the registry. */
       pthread_mutex_lock(&registry_lock);
       if (!*registry_find(key) &&
-          !attach_waiting(e, key + strlen(e->name) + 1) &&
+          !h->waiting(e, key + strlen(e->name) + 1) &&
           ovl_file_remove(prefix) == 0)
         log_info("overlay %s: ephemeral, its client did not come back after the restart; dropped",
                  prefix);
@@ -471,7 +471,7 @@ take_due(time_t now, bool force, size_t *from)
 }
 
 void
-overlay_janitor(bool force)
+overlay_janitor(bool force, const struct janitor_hooks *h)
 {
   static time_t started;
   static bool swept;
@@ -482,7 +482,7 @@ overlay_janitor(bool force)
   if (!started)
     started = now;
   if (!swept && !force && now - started >= (time_t)config.ephemeral_linger) {
-    sweep_ephemeral_orphans();
+    sweep_ephemeral_orphans(h);
     swept = true;
   }
 
@@ -508,7 +508,7 @@ overlay_janitor(bool force)
     pthread_cond_broadcast(&registry_cond);
     pthread_mutex_unlock(&registry_lock);
     overlay_free(ov);
-    attach_overlay_closed();
+    h->closed();
   }
 }
 

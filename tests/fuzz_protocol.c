@@ -171,21 +171,18 @@ static struct pending_attach {
 static unsigned npending_attach;
 static bool attach_at_once;
 
-void
+int
 attach_begin(struct conn *c, const struct export *exp,
-             const struct export_request *req)
+             const struct export_request *req, const char **why)
 {
   c->in = IN_ATTACHING;
   if (overlay_lookup(exp, req->id, req->boot_id, &c->ovl) == 0 ||
-      attach_at_once) {
-    const char *why = NULL;
-    int r = c->ovl ? 0 : overlay_acquire(exp, req->id, req->boot_id, NULL, &c->ovl, &why);
-    handshake_attached(c, r, why);
-    return;
-  }
+      attach_at_once)
+    return c->ovl ? 0 : overlay_acquire(exp, req->id, req->boot_id, NULL, &c->ovl, why);
   if (npending_attach == 2)
     fail("more connections wait for their overlay than there are");
   pending_attach[npending_attach++] = (struct pending_attach){ c, exp, *req };
+  return 1;
 }
 
 bool
@@ -205,6 +202,11 @@ attach_overlay_closed(void)
 {
 }
 
+static const struct janitor_hooks janitor_hooks = {
+  .waiting = attach_waiting,
+  .closed = attach_overlay_closed,
+};
+
 static void
 attach_finish(void)
 {
@@ -218,7 +220,7 @@ attach_finish(void)
     r = overlay_acquire(a.exp, a.req.id, a.req.boot_id, NULL, &a.c->ovl, &why);
     if (a.c->closing)
       continue;  /* the overlay goes with the connection */
-    handshake_attached(a.c, r, why);
+    handshake_attached(a.c, a.req.id, r, why);
     if (!a.c->closing)
       conn_input_resume(a.c);
   }
@@ -686,7 +688,7 @@ run_pieces(unsigned peer, unsigned nconn, const struct piece *pieces,
     if (action & 0x20)
       conn_close(c[k], NULL); /* the client goes away, I/O in flight */
     if (action & 0x40)
-      overlay_janitor(false);
+      overlay_janitor(false, &janitor_hooks);
   }
   /* The rest of each stream in one piece; what is still in flight then
    * completes only after the connection closed. */
@@ -826,7 +828,7 @@ self_test(void)
   n += put_request(s + n, NBD_CMD_READ, 0, 8192);
   n += put_request(s + n, NBD_CMD_FLUSH, 0, 0);
   run_serial(0, (const char *)s, n);
-  overlay_janitor(true);
+  overlay_janitor(true, &janitor_hooks);
   fuzz_rm_rf(overlay_dir);
   if (succeeded[NBD_CMD_WRITE] != 1 || succeeded[NBD_CMD_READ] != 1 ||
       succeeded[NBD_CMD_FLUSH] != 1)
@@ -954,7 +956,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Closes the idle overlay (an ephemeral one is dropped), so the
      * second connection opens it from its files. */
     if (!(flags & 0x40))
-      overlay_janitor(false);
+      overlay_janitor(false, &janitor_hooks);
     if (flags & 0x80)
       touch_images();
     run_pieces(flags & 3, 1, pieces, npieces, &st[1]);
@@ -962,7 +964,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   }
   if (nsqes)
     fail("%zu I/O operations left", nsqes);
-  overlay_janitor(true);
+  overlay_janitor(true, &janitor_hooks);
   fuzz_rm_rf(overlay_dir);
   if (open_files(false) > 0) {
     open_files(true);
