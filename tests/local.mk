@@ -16,6 +16,7 @@ include $(srcdir)/tests/imgtool.mk
 include $(srcdir)/tests/boot.mk
 include $(srcdir)/tests/fuzz.mk
 include $(srcdir)/tests/install.mk
+include $(srcdir)/tests/layout.mk
 include $(srcdir)/tests/bench.mk
 
 # Unit tests: small C programs over the shared code.
