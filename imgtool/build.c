@@ -577,7 +577,7 @@ prepare_lost_found(struct bctx *c)
     lf->st.st_mode = S_IFDIR | 0700;
     lf->st.st_mtim.tv_sec = c->now;
     lf->hl_count = 1;
-    root->kids = xrealloc(root->kids, (root->nkids + 1) * sizeof *root->kids);
+    XVEC_RESERVE(root->kids, root->kids_cap, root->nkids + 1);
     memmove(root->kids + pos + 1, root->kids + pos,
             (root->nkids - pos) * sizeof *root->kids);
     root->kids[pos] = lf;

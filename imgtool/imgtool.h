@@ -36,7 +36,6 @@
 void out_of_memory(void) __attribute__((noreturn));
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
-void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* VEC_RESERVE, out_of_memory() when there is none. */
@@ -125,7 +124,7 @@ struct node {
   struct xattr *xattrs; /* sorted by name */
   size_t nxattrs;
   struct node **kids;   /* sorted by name (bytewise) */
-  size_t nkids;
+  size_t nkids, kids_cap;
   struct node *hl_first;  /* hard links: the node seen first, or NULL */
   uint32_t hl_count;      /* on hl_first: links inside the tree */
   uint32_t ino;           /* ext4 inode, once allocated */

@@ -96,10 +96,7 @@ read_text(const char *moddir, const char *file, bool required, int *err)
   }
   for (;;) {
     size_t n;
-    if (len + 65536 + 1 > cap) {
-      cap = (cap + 65536) * 2;
-      buf = xrealloc(buf, cap);
-    }
+    XVEC_RESERVE(buf, cap, len + 65536 + 1);
     n = fread(buf + len, 1, cap - len - 1, f);
     len += n;
     if (n == 0)

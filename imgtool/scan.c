@@ -249,7 +249,6 @@ read_entries(struct scan_ctx *c, struct node *n)
 {
   DIR *d = opendir(n->path);
   struct dirent *de;
-  size_t cap = 0;
   uint64_t dirbytes = 24; /* "." and ".." */
   int r = 0;
 
@@ -273,7 +272,7 @@ read_entries(struct scan_ctx *c, struct node *n)
       free(path);
       continue;
     }
-    XVEC_RESERVE(n->kids, cap, n->nkids + 1);
+    XVEC_RESERVE(n->kids, n->kids_cap, n->nkids + 1);
     k = xcalloc(1, sizeof *k);
     k->name = xstrdup(de->d_name);
     k->path = path;

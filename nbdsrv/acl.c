@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "nbdsrv.h"
+#include "vec.h"
 
 int
 peer_addr_parse(const char *s, struct peer_addr *a)
@@ -79,7 +80,7 @@ cidr_list_add(struct cidr_list *l, const char *s)
   const char *p = s;
 
   for (;;) {
-    struct cidr c, *v;
+    struct cidr c;
     size_t n;
 
     while (*p == ',' || isspace((unsigned char)*p))
@@ -89,10 +90,8 @@ cidr_list_add(struct cidr_list *l, const char *s)
     n = strcspn(p, ", \t");
     if (cidr_parse(p, n, &c) < 0)
       return -EINVAL;
-    v = realloc(l->v, (l->n + 1) * sizeof *v);
-    if (!v)
+    if (VEC_RESERVE(l->v, l->cap, (size_t)l->n + 1) < 0)
       return -ENOMEM;
-    l->v = v;
     l->v[l->n++] = c;
     p += n;
   }
@@ -156,14 +155,12 @@ int
 export_add_pin(struct export *e, const char *spec)
 {
   size_t n = strcspn(spec, " \t");
-  struct pin *v, *p;
+  struct pin *p;
 
   if (!client_id_valid(spec, n) || !spec[n])
     return -EINVAL;
-  v = realloc(e->pins, (e->npins + 1) * sizeof *v);
-  if (!v)
+  if (VEC_RESERVE(e->pins, e->pins_cap, (size_t)e->npins + 1) < 0)
     return -ENOMEM;
-  e->pins = v;
   p = &e->pins[e->npins];
   memset(p, 0, sizeof *p);
   memcpy(p->id, spec, n);
@@ -186,6 +183,7 @@ export_free_acl(struct export *e)
   free(e->pins);
   e->pins = NULL;
   e->npins = 0;
+  e->pins_cap = 0;
 }
 
 const char *

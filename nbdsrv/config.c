@@ -20,6 +20,7 @@
 #include "log.h"
 #include "nbdsrv.h"
 #include "util.h"
+#include "vec.h"
 
 /* Set once the server runs: from then on, configuration errors (of a
  * reload) go to the log, not to a terminal nobody watches. */
@@ -161,12 +162,11 @@ add_export(struct config *cfg, const char *name, const char *where)
       config_err("%s: export '%s' is defined twice", where, name);
       return NULL;
     }
-  e = realloc(cfg->exports, (cfg->nexports + 1) * sizeof *e);
-  if (!e) {
+  if (VEC_RESERVE(cfg->exports, cfg->exports_cap,
+                  (size_t)cfg->nexports + 1) < 0) {
     config_err("out of memory");
     return NULL;
   }
-  cfg->exports = e;
   e = &cfg->exports[cfg->nexports++];
   memset(e, 0, sizeof *e);
   snprintf(e->name, sizeof e->name, "%s", name);
@@ -258,6 +258,7 @@ config_free(void)
   current_set = NULL;
   config.exports = NULL;
   config.nexports = 0;
+  config.exports_cap = 0;
 }
 
 const struct export *
@@ -467,6 +468,7 @@ config_file_name(void)
 }
 static char **cli_exports;
 static unsigned ncli_exports;
+static size_t cli_exports_cap;
 
 /* The directory nbdsrv was started in: relative paths, on the command
  * line or in the file, are relative to it, also in a reload after the
@@ -505,6 +507,7 @@ build(struct config *cfg)
 
   cfg->exports = NULL;
   cfg->nexports = 0;
+  cfg->exports_cap = 0;
   if (config_file_path[0]) {
     r = parse_file_into(cfg, config_file_path);
     if (r < 0)
@@ -703,11 +706,8 @@ cli_key(const struct key *k, const char *val)
 static int
 add_cli_export(const char *arg)
 {
-  char **n = realloc(cli_exports, (ncli_exports + 1) * sizeof *n);
-
-  if (!n)
+  if (VEC_RESERVE(cli_exports, cli_exports_cap, (size_t)ncli_exports + 1) < 0)
     return -ENOMEM;
-  cli_exports = n;
   if (!(cli_exports[ncli_exports] = strdup(arg)))
     return -ENOMEM;
   ncli_exports++;

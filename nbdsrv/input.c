@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "nbdsrv.h"
+#include "vec.h"
 
 /* A client has no reason to send anything before the reply to its
  * NBD_OPT_GO (it does not know the export's size and flags yet); some
@@ -23,19 +24,15 @@
 static int
 stash(struct conn *c, const char *p, size_t len)
 {
-  char *n;
-
   if (len > STASH_MAX - c->stash_len) {
     conn_close(c, "client sent more than 64 KiB before its NBD_OPT_GO was answered");
     return -1;
   }
-  n = realloc(c->stash, c->stash_len + len);
-  if (!n) {
+  if (VEC_RESERVE(c->stash, c->stash_cap, c->stash_len + len) < 0) {
     conn_close(c, "out of memory");
     return -1;
   }
-  memcpy(n + c->stash_len, p, len);
-  c->stash = n;
+  memcpy(c->stash + c->stash_len, p, len);
   c->stash_len += len;
   return 0;
 }
@@ -114,7 +111,7 @@ conn_input_resume(struct conn *c)
   if (!p)
     return;
   c->stash = NULL;
-  c->stash_len = 0;
+  c->stash_len = c->stash_cap = 0;
   conn_input(c, p, len);
   free(p);
 }

@@ -79,6 +79,7 @@ struct cidr {
 struct cidr_list {
   struct cidr *v;
   unsigned n;
+  size_t cap;
 };
 
 /* An overlay ID that may only be used from some addresses. */
@@ -101,6 +102,7 @@ struct export {
   struct cidr_list allow, deny;
   struct pin *pins;
   unsigned npins;
+  size_t pins_cap;
   bool require_pin;       /* explicit IDs must be pinned */
   bool draining;          /* nbdsrv ctl drain: no new clients */
   bool policy_set, quota_set;   /* given in its own section */
@@ -144,6 +146,7 @@ struct config {
   unsigned nlisten;
   struct export *exports;
   unsigned nexports;
+  size_t exports_cap;
   char overlay_dir[PATH_MAX];
   enum policy default_policy;
   unsigned threads;             /* 0: one per core */
@@ -512,7 +515,7 @@ struct conn {
    * connection from being freed), and the bytes that came meanwhile. */
   struct attach_job *attach_job;
   char *stash;
-  size_t stash_len;
+  size_t stash_len, stash_cap;
   /* output queue; one send (a sendmsg, or a pair of splices) in flight at
    * a time keeps the stream whole */
   struct outmsg *out_head, **out_tail;
