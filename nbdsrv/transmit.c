@@ -421,30 +421,99 @@ allowed_flags(const struct conn *c, uint16_t type)
   }
 }
 
-static void
-dispatch(struct request *r)
+/* The checks every request passes: its flags, its range, and no change
+ * to a read-only export.  false after the error reply. */
+static bool
+request_valid(struct request *r)
 {
   struct conn *c = r->c;
-  struct overlay *ov = c->ovl;
   bool ranged = r->type != NBD_CMD_FLUSH;
-  int e;
 
   if (r->flags & ~allowed_flags(c, r->type)) {
     reply_error(r, EINVAL);
-    return;
+    return false;
   }
   if (ranged && (r->offset > c->size || r->count > c->size - r->offset)) {
     log_debug("%s: request type %u beyond the end (offset %llu length %u size %llu)",
               c->peer, r->type, (unsigned long long)r->offset, r->count,
               (unsigned long long)c->size);
     reply_error(r, EINVAL);
-    return;
+    return false;
   }
   if (c->exp->readonly && (r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM ||
                            r->type == NBD_CMD_WRITE_ZEROES)) {
     reply_error(r, EPERM);
+    return false;
+  }
+  return true;
+}
+
+static void
+start_write(struct request *r)
+{
+  struct overlay *ov = r->c->ovl;
+  int e;
+
+  if (r->count == 0) {
+    request_reply(r);
     return;
   }
+  e = overlay_quota_check(ov, r->offset, r->count);
+  if (e < 0) {
+    reply_error(r, -e);
+    return;
+  }
+  /* Small writes are done inline: a buffered write to the page cache
+   * costs a few microseconds, while io_uring hands buffered writes on
+   * ext4 to its worker threads (measured here: 4K random writes at QD32
+   * ran at 119k IOPS inline against 76k through io_uring, at half the
+   * CPU).  Large aligned writes still go through io_uring, so that
+   * dirty-page throttling stalls a kernel worker, not this event loop. */
+  if (r->count > NBDSRV_INLINE_WRITE_MAX &&
+      overlay_write_is_aligned(ov, r->offset, r->count)) {
+    r->stage = STAGE_IO;
+    submit_write(r);
+    return;
+  }
+  e = overlay_write_sync(ov, r->buf, r->offset, r->count);
+  if (e < 0) {
+    reply_error(r, -e);
+    return;
+  }
+  finish_write(r);
+}
+
+/* TRIM and WRITE_ZEROES: whole blocks zeroed free space; a partial block
+ * at either end is written, and may need a block of the quota. */
+static void
+start_zero(struct request *r)
+{
+  struct overlay *ov = r->c->ovl;
+  int e = 0;
+
+  if (r->type == NBD_CMD_WRITE_ZEROES && r->count > 0) {
+    uint64_t end = r->offset + r->count;
+    if (r->offset % OVL_BLOCK_SIZE)
+      e = overlay_quota_check(ov, r->offset, 1);
+    if (e == 0 && end % OVL_BLOCK_SIZE && end != r->c->size)
+      e = overlay_quota_check(ov, end - 1, 1);
+  }
+  if (e == 0 && r->count > 0)
+    e = overlay_zero(ov, r->offset, r->count, r->type == NBD_CMD_TRIM);
+  if (e < 0) {
+    reply_error(r, -e);
+    return;
+  }
+  finish_write(r);
+}
+
+static void
+dispatch(struct request *r)
+{
+  struct conn *c = r->c;
+
+  if (!request_valid(r))
+    return;
   switch (r->type) {
   case NBD_CMD_READ:
     if (r->count == 0) {
@@ -454,65 +523,18 @@ dispatch(struct request *r)
     start_read(r);
     return;
   case NBD_CMD_WRITE:
-    if (r->count == 0) {
-      request_reply(r);
-      return;
-    }
-    e = overlay_quota_check(ov, r->offset, r->count);
-    if (e < 0) {
-      reply_error(r, -e);
-      return;
-    }
-    /* Small writes are done inline: a buffered write to the page cache
-     * costs a few microseconds, while io_uring hands buffered writes on
-     * ext4 to its worker threads (measured here: 4K random writes at QD32
-     * ran at 119k IOPS inline against 76k through io_uring, at half the
-     * CPU).  Large aligned writes still go through io_uring, so that
-     * dirty-page throttling stalls a kernel worker, not this event loop. */
-    if (r->count > NBDSRV_INLINE_WRITE_MAX &&
-        overlay_write_is_aligned(ov, r->offset, r->count)) {
-      r->stage = STAGE_IO;
-      submit_write(r);
-      return;
-    }
-    e = overlay_write_sync(ov, r->buf, r->offset, r->count);
-    if (e < 0) {
-      reply_error(r, -e);
-      return;
-    }
-    finish_write(r);
+    start_write(r);
     return;
   case NBD_CMD_FLUSH:
     start_flush(r);
     return;
   case NBD_CMD_TRIM:
   case NBD_CMD_WRITE_ZEROES:
-    /* Whole blocks zeroed free space; a partial block at either end is
-     * written, and may need a block of the quota. */
-    if (r->type == NBD_CMD_WRITE_ZEROES && r->count > 0) {
-      uint64_t end = r->offset + r->count;
-      e = 0;
-      if (r->offset % OVL_BLOCK_SIZE)
-        e = overlay_quota_check(ov, r->offset, 1);
-      if (e == 0 && end % OVL_BLOCK_SIZE && end != c->size)
-        e = overlay_quota_check(ov, end - 1, 1);
-      if (e < 0) {
-        reply_error(r, -e);
-        return;
-      }
-    }
-    if (r->count > 0) {
-      e = overlay_zero(ov, r->offset, r->count, r->type == NBD_CMD_TRIM);
-      if (e < 0) {
-        reply_error(r, -e);
-        return;
-      }
-    }
-    finish_write(r);
+    start_zero(r);
     return;
   case NBD_CMD_CACHE:
     /* Prefetch the base image: what a boot reads next. */
-    posix_fadvise(ov->base->fd, r->offset, r->count, POSIX_FADV_WILLNEED);
+    posix_fadvise(c->ovl->base->fd, r->offset, r->count, POSIX_FADV_WILLNEED);
     request_reply(r);
     return;
   case NBD_CMD_BLOCK_STATUS:
