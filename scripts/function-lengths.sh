@@ -9,9 +9,9 @@
 # The code's style makes this a text matter: a function body opens with
 # "{" in column 0 and closes with "}" in column 0; nothing else does.
 set -e
-cd "$(dirname "$0")/.."
 max=${MAX:-100}
 if [ $# -eq 0 ]; then
+  cd "$(dirname "$0")/.."
   set -- $(ls common/*.c nbdsrv/*.c imgtool/*.c initrd/*.c 2>/dev/null)
 fi
 awk -v max="$max" '
