@@ -8,6 +8,7 @@
 #endif
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -88,4 +89,22 @@ int
 full_send(int fd, const void *buf, size_t len)
 {
   return write_status(io_loop(IO_SEND, fd, (char *)buf, len, 0));
+}
+
+ssize_t
+read_small_file(const char *path, char *buf, size_t len)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n;
+
+  if (fd < 0)
+    return -errno;
+  n = full_read(fd, buf, len - 1);
+  close(fd);
+  if (n < 0)
+    return n;
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+    n--;
+  buf[n] = '\0';
+  return n;
 }

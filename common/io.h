@@ -23,4 +23,9 @@ int full_pwrite(int fd, const void *buf, size_t len, uint64_t off);
 /* To a socket whose peer may be gone: -EPIPE rather than SIGPIPE. */
 int full_send(int fd, const void *buf, size_t len);
 
+/* The text of a small file (/proc, /sys): at most len - 1 bytes, ended
+ * with a NUL, without trailing newlines and blanks.  Its length, or
+ * -errno. */
+ssize_t read_small_file(const char *path, char *buf, size_t len);
+
 #endif

@@ -20,26 +20,10 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "io.h"
 
 #define MODULE_LIST "/etc/nbdroot/modules"
 #define NEWROOT "/newroot"
-
-static int read_small_file(const char *path, char *buf, size_t len)
-{
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  ssize_t n;
-
-  if (fd < 0)
-    return -errno;
-  n = read(fd, buf, len - 1);
-  close(fd);
-  if (n < 0)
-    return -errno;
-  buf[n] = '\0';
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
-    buf[--n] = '\0';
-  return (int)n;
-}
 
 /* PID 1 must never exit (the kernel would panic without telling why), so
  * the rescue either waits forever or powers off/reboots as asked. */

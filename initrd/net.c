@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "io.h"
 
 void net_format_mac(const uint8_t m[6], char sep, char *buf)
 {
@@ -33,20 +34,10 @@ static int read_sys(const char *ifname, const char *attr, char *buf,
 {
   char path[128];
   ssize_t n;
-  int fd;
 
   snprintf(path, sizeof(path), "/sys/class/net/%s/%s", ifname, attr);
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  n = read(fd, buf, len - 1);
-  close(fd);
-  if (n < 0)
-    return -errno;
-  while (n > 0 && buf[n - 1] == '\n')
-    n--;
-  buf[n] = '\0';
-  return 0;
+  n = read_small_file(path, buf, len);
+  return n < 0 ? (int)n : 0;
 }
 
 static bool parse_mac(const char *s, uint8_t mac[6])
