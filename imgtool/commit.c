@@ -44,54 +44,6 @@
 #include "imgtool.h"
 #include "overlay-format.h"
 
-#define COPY_CHUNK (1u << 20)
-
-/* Copies [off, off+len) of in to the same offset of out.  When
- * target_hole is set the target range reads as zeroes already, so zero
- * blocks need not be written (the fallback path keeps them holes). */
-static int
-copy_range(int in, int out, uint64_t off, uint64_t len, bool target_hole,
-           char *buf)
-{
-  uint64_t end = off + len;
-
-  while (off < end) {
-    loff_t ioff = (loff_t)off, ooff = (loff_t)off;
-    size_t want = end - off > (1u << 30) ? (1u << 30) : (size_t)(end - off);
-    ssize_t n = copy_file_range(in, &ioff, out, &ooff, want, 0);
-
-    if (n > 0) {
-      off += (uint64_t)n;
-      continue;
-    }
-    if (n == 0)
-      return -EIO; /* the source is shorter than it said */
-    if (errno == EINTR)
-      continue;
-    if (errno != EXDEV && errno != EINVAL && errno != ENOSYS &&
-        errno != EOPNOTSUPP)
-      return -errno;
-    /* No in-kernel copy between these files: read and write. */
-    while (off < end) {
-      size_t chunk = end - off > COPY_CHUNK ? COPY_CHUNK : (size_t)(end - off);
-      ssize_t got = full_pread(in, buf, chunk, off);
-      int r;
-
-      if (got < 0)
-        return (int)got;
-      if ((size_t)got != chunk)
-        return -EIO;
-      if (!target_hole || !is_zero(buf, chunk)) {
-        r = full_pwrite(out, buf, chunk, off);
-        if (r < 0)
-          return r;
-      }
-      off += chunk;
-    }
-  }
-  return 0;
-}
-
 /* Makes [off, off+len) of fd read as zeroes, freeing the space. */
 static int
 zero_range(int fd, uint64_t off, uint64_t len, char *buf)

@@ -96,6 +96,14 @@ void signals_hold(bool hold);
 int fsync_dir_of(const char *path);
 int fsync_dir(const char *dir);
 bool is_zero(const void *buf, size_t len);
+/* Copies [off, off+len) of in to the same offset of out, with
+ * copy_file_range where the kernel can, else through buf (COPY_CHUNK
+ * bytes).  When target_hole is set the target range reads as zeroes
+ * already, so zero chunks are not written (they stay holes).  -EIO when
+ * in is shorter. */
+#define COPY_CHUNK (1u << 20)
+int copy_range(int in, int out, uint64_t off, uint64_t len, bool target_hole,
+               char *buf);
 /* The ext2/3/4 superblock of fd (1024 bytes at offset 1024): 0, -EINVAL
  * when there is none (a short file, no magic number), or -errno. */
 int ext_superblock_read(int fd, uint8_t sb[1024]);

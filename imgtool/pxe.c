@@ -61,7 +61,6 @@
 
 #define DEFAULT_PORT 10809
 #define IPXE_SCRIPT "nbdroot.ipxe"
-#define COPY_CHUNK (1u << 20)
 #define MENU_TIMEOUT 5 /* seconds before the first export boots */
 
 /* Names the configurations use or tell the admin to add: a kernel or
@@ -893,26 +892,8 @@ static int
 copy_fd(int in, int out, off_t size)
 {
   char *buf = xmalloc(COPY_CHUNK);
-  uint64_t off = 0;
-  int r = 0;
+  int r = copy_range(in, out, 0, (uint64_t)size, false, buf);
 
-  while (off < (uint64_t)size) {
-    size_t want = (uint64_t)size - off > COPY_CHUNK
-                    ? COPY_CHUNK : (size_t)((uint64_t)size - off);
-    ssize_t n = full_pread(in, buf, want, off);
-    if (n < 0) {
-      r = (int)n;
-      break;
-    }
-    if (n == 0) {
-      r = -EIO; /* shrank while copied */
-      break;
-    }
-    r = full_write(out, buf, (size_t)n);
-    if (r < 0)
-      break;
-    off += (uint64_t)n;
-  }
   free(buf);
   return r;
 }
