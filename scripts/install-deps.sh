@@ -12,6 +12,7 @@ apt-get install -y -qq --no-install-recommends \
   build-essential autoconf automake pkg-config git ca-certificates \
   systemd man-db \
   liburing-dev libnbd-dev zlib1g-dev libext2fs-dev nettle-dev musl-tools \
+  libfuse3-dev fuse3 \
   libnbd-bin python3-libnbd nbdkit nbd-server qemu-utils qemu-system-x86 \
   fio clang libclang-rt-14-dev valgrind e2fsprogs cpio attr acl \
   python3-matplotlib \

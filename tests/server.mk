@@ -47,3 +47,19 @@ TESTS += $(SERVER_TESTS) $(SERVER_MEMORY_TESTS)
 SANITIZE_TESTS += $(SERVER_TESTS)
 EXTRA_DIST += $(SERVER_TESTS) $(SERVER_MEMORY_TESTS) tests/server-lib.py \
 	tests/valgrind-nbdsrv.sh
+
+# Power loss (issue 20): tests/powerloss/recfs records, below nbdsrv, every
+# write and sync it makes to its overlays; crashgen.py builds from that
+# record the states a power loss may leave and checks each one.  Not
+# repeated under the sanitizers: it restarts nbdsrv hundreds of times.
+POWERLOSS_TESTS = \
+	tests/test_server_41_recording_fs.sh
+if HAVE_FUSE3
+check_PROGRAMS += tests/powerloss/recfs
+tests_powerloss_recfs_SOURCES = tests/powerloss/recfs.c
+tests_powerloss_recfs_CFLAGS = $(AM_CFLAGS) $(FUSE3_CFLAGS)
+tests_powerloss_recfs_LDADD = $(FUSE3_LIBS)
+endif
+TESTS += $(POWERLOSS_TESTS)
+EXTRA_DIST += $(POWERLOSS_TESTS) tests/powerloss/recfs.c \
+	tests/powerloss/powerloss-functions.sh
