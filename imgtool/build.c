@@ -1194,9 +1194,10 @@ check_tree(const struct build_args *a, struct build_job *j)
   struct stat st;
 
   if (stat(o->tree, &st) < 0) {
+    int r = -errno;
     log_err("tree %s: %s: give the directory to turn into an image",
-            o->tree, strerror(errno));
-    return -errno;
+            o->tree, strerror(-r));
+    return r;
   }
   if (!S_ISDIR(st.st_mode)) {
     log_err("tree %s is not a directory: give the directory to turn into "
@@ -1249,8 +1250,9 @@ open_store_image(struct build_args *a, struct build_job *j)
     j->made_store = true;
     tmpdir_register(a->store);
   } else if (errno != EEXIST) {
-    log_err("cannot create store %s: %s", a->store, strerror(errno));
-    return -errno;
+    r = -errno;
+    log_err("cannot create store %s: %s", a->store, strerror(-r));
+    return r;
   }
   j->namedir = xasprintf("%s/%s", a->store, a->name);
   if (mkdir(j->namedir, 0755) == 0) {
@@ -1308,8 +1310,9 @@ run_build(struct build_args *a, struct build_job *j)
   if (r < 0)
     return r;
   if (fsync(j->of.fd) < 0) {
-    log_err("cannot write %s: %s", a->o.output, strerror(errno));
-    return -errno;
+    r = -errno;
+    log_err("cannot write %s: %s", a->o.output, strerror(-r));
+    return r;
   }
   r = name_image(a, j);
   if (r == 0 && fstab_problem)

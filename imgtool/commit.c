@@ -339,9 +339,10 @@ open_base(struct commit_job *j)
 
   j->base_fd = open(h->base_path, O_RDONLY | O_CLOEXEC);
   if (j->base_fd < 0 || fstat(j->base_fd, &j->bst) < 0) {
+    int r = -errno;
     log_err("overlay %s was made on %s, which cannot be read: %s", j->prefix,
-            h->base_path, strerror(errno));
-    return -errno;
+            h->base_path, strerror(-r));
+    return r;
   }
   if ((uint64_t)j->bst.st_size != h->base_size ||
       (int64_t)j->bst.st_mtim.tv_sec * 1000000000 + j->bst.st_mtim.tv_nsec !=

@@ -399,8 +399,9 @@ find_kernel(const struct initrd_opts *o, struct initrd_job *j)
   if (o->moddir) {
     j->moddir = realpath(o->moddir, NULL);
     if (!j->moddir) {
-      log_err("--modules-dir %s: %s", o->moddir, strerror(errno));
-      return -errno;
+      int r = -errno;
+      log_err("--modules-dir %s: %s", o->moddir, strerror(-r));
+      return r;
     }
     j->version = xstrdup(strrchr(j->moddir, '/') + 1);
   } else {
