@@ -114,8 +114,8 @@ for f in /etc/passwd "$TESTDIR/empty"; do
 done
 imgt verify --store "$store" >"$TESTDIR/verify" || fail "verify of a sound store"
 [ "$(grep -c '^ok ' "$TESTDIR/verify")" = 2 ] || fail "verify: $(cat "$TESTDIR/verify")"
-# The portable SHA-256 and the CPU's agree.
-IMGTOOL_SHA256=portable imgt verify --store "$store" --name os >/dev/null || fail "verify with the portable SHA-256"
+# The portable SHA-256 and the CPU's agree (nettle's switch).
+NETTLE_FAT_OVERRIDE=none imgt verify --store "$store" --name os >/dev/null || fail "verify with the portable SHA-256"
 
 # A modified version, a writable one, a dangling current.
 chmod u+w "$os/0001.img"
