@@ -94,8 +94,44 @@ out:
   return rc;
 }
 
-int
-cmd_rollback(int argc, char **argv)
+/* The command line of rollback. */
+struct rollback_opts {
+  const char *store, *name;
+  unsigned id;
+};
+
+/* What must hold once every option is read: a store, a plain name and a
+ * version.  -1 to go on, or 2. */
+static int
+check_rollback_args(int argc, char **argv, struct rollback_opts *o)
+{
+  const char *version;
+
+  if (!o->name && optind < argc)
+    o->name = argv[optind++];
+  if (!o->store || !o->name || optind != argc - 1) {
+    log_err("rollback needs --store DIR, the image NAME and the VERSION "
+            "to make current (imgtool rollback --help)");
+    return 2;
+  }
+  version = argv[optind];
+  if (!*o->name || strchr(o->name, '/') || o->name[0] == '.') {
+    log_err("image name '%s': give a plain name without '/' or a leading "
+            "'.'", o->name);
+    return 2;
+  }
+  if (store_parse_version(version, &o->id) < 0) {
+    log_err("version '%s': give a version number such as 2, 0002 or "
+            "0002.img (imgtool info lists them)", version);
+    return 2;
+  }
+  return -1;
+}
+
+/* Fills o from the command line.  Returns -1 to go on, else the exit
+ * status (0 after --help, 2 after a usage error). */
+static int
+parse_rollback_args(int argc, char **argv, struct rollback_opts *o)
 {
   static const struct option opts[] = {
     { "store", required_argument, NULL, 'S' },
@@ -103,48 +139,44 @@ cmd_rollback(int argc, char **argv)
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  const char *store = NULL, *name = NULL, *version;
-  char *namedir;
-  unsigned id;
-  int c, lock, rc;
+  int c;
 
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
-    case 'S': store = optarg; break;
-    case 'N': name = optarg; break;
+    case 'S': o->store = optarg; break;
+    case 'N': o->name = optarg; break;
     case 'h': rollback_usage(stdout); return 0;
     default: rollback_usage(stderr); return 2;
     }
   }
-  if (!name && optind < argc)
-    name = argv[optind++];
-  if (!store || !name || optind != argc - 1) {
-    log_err("rollback needs --store DIR, the image NAME and the VERSION "
-            "to make current (imgtool rollback --help)");
-    return 2;
-  }
-  version = argv[optind];
-  if (!*name || strchr(name, '/') || name[0] == '.') {
-    log_err("image name '%s': give a plain name without '/' or a leading "
-            "'.'", name);
-    return 2;
-  }
-  if (store_parse_version(version, &id) < 0) {
-    log_err("version '%s': give a version number such as 2, 0002 or "
-            "0002.img (imgtool info lists them)", version);
-    return 2;
-  }
-  namedir = store_name_dir(store, name);
+  return check_rollback_args(argc, argv, o);
+}
+
+/* Under the name's lock: the exit status. */
+static int
+run_rollback(const struct rollback_opts *o)
+{
+  char *namedir = store_name_dir(o->store, o->name);
+  int lock, rc = 1;
+
   if (!namedir)
     return 1;
   lock = store_lock(namedir, false);
   if (lock < 0) {
     log_err("cannot lock store %s: %s", namedir, strerror(-lock));
-    free(namedir);
-    return 1;
+  } else {
+    rc = rollback_locked(namedir, o->id);
+    store_unlock(lock);
   }
-  rc = rollback_locked(namedir, id);
-  store_unlock(lock);
   free(namedir);
   return rc;
+}
+
+int
+cmd_rollback(int argc, char **argv)
+{
+  struct rollback_opts o = { 0 };
+  int rc = parse_rollback_args(argc, argv, &o);
+
+  return rc < 0 ? run_rollback(&o) : rc;
 }
