@@ -14,13 +14,15 @@
  * syncs is recorded exactly.  Written bytes go to LOG.data; the log line
  * names their offset there.
  *
- * The lines (paths relative to the mount, percent-encoded):
- *   create PATH MODE | mknod PATH MODE | mkdir PATH MODE
- *   write PATH OFF LEN DATAOFF | truncate PATH SIZE
- *   fallocate PATH MODE OFF LEN
- *   unlink PATH | rmdir PATH | rename FROM TO FLAGS | link FROM TO
- *   symlink TARGET PATH
- *   fsync PATH DATASYNC START | fsyncdir PATH DATASYNC START
+ * The lines (INO: the backing file's inode number, which names a file
+ * for as long as it exists, whatever its paths; paths relative to the
+ * mount, percent-encoded, "-" for a file open but no longer linked):
+ *   create INO PATH MODE | mknod INO PATH MODE | mkdir INO PATH MODE
+ *   write INO PATH OFF LEN DATAOFF | truncate INO PATH SIZE
+ *   fallocate INO PATH MODE OFF LEN
+ *   unlink INO PATH | rmdir INO PATH | rename INO FROM TO FLAGS
+ *   link INO FROM TO | symlink INO PATH TARGET
+ *   fsync INO PATH DATASYNC START | fsyncdir INO PATH DATASYNC START
  *   mark TEXT
  * An fsync line is written when the sync returned; START is the number of
  * log lines when it was called: it covers only what completed before
@@ -134,9 +136,28 @@ log_line_locked(const char *fmt, ...)
 /* PATH encoded in a local buffer named e_NAME. */
 #define ENC(name, path)                     \
   char e_##name[3 * 4096 + 1];              \
-  if (strlen(path) > 4096)                  \
+  if (path && strlen(path) > 4096)          \
     return -ENAMETOOLONG;                   \
-  encode(e_##name, path)
+  encode(e_##name, path ? path : "-")
+
+/* The backing inode number of fd or path: what the log names a file by,
+ * since its path may change or go while it is open. */
+static uint64_t
+fd_ino(int fd)
+{
+  struct stat st;
+
+  return fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+static uint64_t
+path_ino(const char *path)
+{
+  struct stat st;
+
+  return fstatat(back_fd, rel(path), &st, AT_SYMLINK_NOFOLLOW) == 0
+             ? (uint64_t)st.st_ino : 0;
+}
 
 static uint64_t
 log_position(void)
@@ -159,6 +180,11 @@ rec_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
   cfg->negative_timeout = 0;
   cfg->use_ino = 0;
   cfg->kernel_cache = 0;
+  /* A file renamed over or unlinked while open goes at once, as on a
+   * disk file system; libfuse's default would rename it to a hidden name
+   * first, splitting one atomic rename into two in the log.  Operations
+   * on such a file come without a path (logged as "-"). */
+  cfg->hard_remove = 1;
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   return NULL;
 }
@@ -192,7 +218,7 @@ rec_open(const char *path, struct fuse_file_info *fi)
   fi->fh = (uint64_t)fd;
   if (fi->flags & O_TRUNC) {
     ENC(p, path);
-    LOG_LINE("truncate %s 0", e_p);
+    LOG_LINE("truncate %" PRIu64 " %s 0", fd_ino(fd), e_p);
   }
   return 0;
 }
@@ -325,9 +351,9 @@ rec_create(const char *path, mode_t mode, struct fuse_file_info *fi)
   fi->fh = (uint64_t)fd;
   ENC(p, path);
   if (!existed)
-    LOG_LINE("create %s %o", e_p, (unsigned)mode);
+    LOG_LINE("create %" PRIu64 " %s %o", fd_ino(fd), e_p, (unsigned)mode);
   else if (fi->flags & O_TRUNC)
-    LOG_LINE("truncate %s 0", e_p);
+    LOG_LINE("truncate %" PRIu64 " %s 0", fd_ino(fd), e_p);
   return 0;
 }
 
@@ -355,7 +381,7 @@ rec_write(const char *path, const char *buf, size_t size, off_t off,
 {
   ssize_t n;
 
-  if (strcmp(path, MARK_PATH) == 0)
+  if (path && strcmp(path, MARK_PATH) == 0)
     return write_mark(buf, size);
   n = pwrite((int)fi->fh, buf, size, off);
   if (n < 0)
@@ -363,7 +389,8 @@ rec_write(const char *path, const char *buf, size_t size, off_t off,
   ENC(p, path);
   pthread_mutex_lock(&log_lock);
   full_write(data_fd, buf, (size_t)n);
-  log_line_locked("write %s %jd %zd %" PRIu64, e_p, (intmax_t)off, n, data_end);
+  log_line_locked("write %" PRIu64 " %s %jd %zd %" PRIu64, fd_ino((int)fi->fh),
+                  e_p, (intmax_t)off, n, data_end);
   data_end += (uint64_t)n;
   pthread_mutex_unlock(&log_lock);
   return (int)n;
@@ -378,7 +405,8 @@ rec_truncate(const char *path, off_t size, struct fuse_file_info *fi)
   if (r < 0)
     return -errno;
   ENC(p, path);
-  LOG_LINE("truncate %s %jd", e_p, (intmax_t)size);
+  LOG_LINE("truncate %" PRIu64 " %s %jd", fi ? fd_ino((int)fi->fh) : path_ino(path),
+           e_p, (intmax_t)size);
   return 0;
 }
 
@@ -389,7 +417,8 @@ rec_fallocate(const char *path, int mode, off_t off, off_t len,
   if (fallocate((int)fi->fh, mode, off, len) < 0)
     return -errno;
   ENC(p, path);
-  LOG_LINE("fallocate %s %d %jd %jd", e_p, mode, (intmax_t)off, (intmax_t)len);
+  LOG_LINE("fallocate %" PRIu64 " %s %d %jd %jd", fd_ino((int)fi->fh), e_p, mode,
+           (intmax_t)off, (intmax_t)len);
   return 0;
 }
 
@@ -402,7 +431,8 @@ rec_fsync(const char *path, int datasync, struct fuse_file_info *fi)
   if (r < 0)
     return -errno;
   ENC(p, path);
-  LOG_LINE("fsync %s %d %" PRIu64, e_p, datasync, start);
+  LOG_LINE("fsync %" PRIu64 " %s %d %" PRIu64, fd_ino((int)fi->fh), e_p, datasync,
+           start);
   return 0;
 }
 
@@ -414,7 +444,8 @@ rec_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi)
   if (fsync((int)fi->fh) < 0)
     return -errno;
   ENC(p, path);
-  LOG_LINE("fsyncdir %s %d %" PRIu64, e_p, datasync, start);
+  LOG_LINE("fsyncdir %" PRIu64 " %s %d %" PRIu64, fd_ino((int)fi->fh), e_p,
+           datasync, start);
   return 0;
 }
 
@@ -426,7 +457,7 @@ rec_mknod(const char *path, mode_t mode, dev_t dev)
   if (mknodat(back_fd, rel(path), mode, dev) < 0)
     return -errno;
   ENC(p, path);
-  LOG_LINE("mknod %s %o", e_p, (unsigned)mode);
+  LOG_LINE("mknod %" PRIu64 " %s %o", path_ino(path), e_p, (unsigned)mode);
   return 0;
 }
 
@@ -436,27 +467,31 @@ rec_mkdir(const char *path, mode_t mode)
   if (mkdirat(back_fd, rel(path), mode) < 0)
     return -errno;
   ENC(p, path);
-  LOG_LINE("mkdir %s %o", e_p, (unsigned)mode);
+  LOG_LINE("mkdir %" PRIu64 " %s %o", path_ino(path), e_p, (unsigned)mode);
   return 0;
 }
 
 static int
 rec_unlink(const char *path)
 {
+  uint64_t ino = path_ino(path);
+
   if (unlinkat(back_fd, rel(path), 0) < 0)
     return -errno;
   ENC(p, path);
-  LOG_LINE("unlink %s", e_p);
+  LOG_LINE("unlink %" PRIu64 " %s", ino, e_p);
   return 0;
 }
 
 static int
 rec_rmdir(const char *path)
 {
+  uint64_t ino = path_ino(path);
+
   if (unlinkat(back_fd, rel(path), AT_REMOVEDIR) < 0)
     return -errno;
   ENC(p, path);
-  LOG_LINE("rmdir %s", e_p);
+  LOG_LINE("rmdir %" PRIu64 " %s", ino, e_p);
   return 0;
 }
 
@@ -467,7 +502,7 @@ rec_rename(const char *from, const char *to, unsigned int flags)
     return -errno;
   ENC(f, from);
   ENC(t, to);
-  LOG_LINE("rename %s %s %u", e_f, e_t, flags);
+  LOG_LINE("rename %" PRIu64 " %s %s %u", path_ino(to), e_f, e_t, flags);
   return 0;
 }
 
@@ -478,7 +513,7 @@ rec_link(const char *from, const char *to)
     return -errno;
   ENC(f, from);
   ENC(t, to);
-  LOG_LINE("link %s %s", e_f, e_t);
+  LOG_LINE("link %" PRIu64 " %s %s", path_ino(to), e_f, e_t);
   return 0;
 }
 
@@ -489,7 +524,7 @@ rec_symlink(const char *target, const char *path)
     return -errno;
   ENC(t, target);
   ENC(p, path);
-  LOG_LINE("symlink %s %s", e_t, e_p);
+  LOG_LINE("symlink %" PRIu64 " %s %s", path_ino(path), e_p, e_t);
   return 0;
 }
 
