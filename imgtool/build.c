@@ -1108,8 +1108,7 @@ check_build_args(int argc, char **argv, struct build_args *a)
     log_err("build needs either -o IMAGE or --store DIR --name NAME");
     return 2;
   }
-  if (a->name && (!*a->name || strchr(a->name, '/') || a->name[0] == '.' ||
-                  strlen(a->name) > 200)) {
+  if (a->name && (!store_name_valid(a->name) || strlen(a->name) > 200)) {
     log_err("--name '%s': give a plain name without '/' or a leading '.'",
             a->name);
     return 2;

@@ -234,7 +234,7 @@ check_commit_args(int argc, struct commit_opts *o)
     commit_usage(stderr);
     return 2;
   }
-  if (!*o->name || strchr(o->name, '/') || o->name[0] == '.') {
+  if (!store_name_valid(o->name)) {
     log_err("--name '%s': give a plain name without '/' or a leading '.'",
             o->name);
     return 2;

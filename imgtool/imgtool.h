@@ -240,6 +240,9 @@ int store_check_version(const char *namedir, unsigned id, char *msg,
 /* "DIR/NAME" of an existing image name (malloc'ed), or NULL after saying
  * that it is missing. */
 char *store_name_dir(const char *store, const char *name);
+/* Whether name can name an image in a store: a plain file name, not
+ * hidden (no '/', no leading '.'). */
+bool store_name_valid(const char *name);
 /* A version as given on the command line: "2", "0002" or "0002.img". */
 int store_parse_version(const char *s, unsigned *id);
 /* "0002, 0003", or for long lists "0002, 0003, ..., 0107 (12 versions)"

@@ -115,7 +115,7 @@ check_rollback_args(int argc, char **argv, struct rollback_opts *o)
     return 2;
   }
   version = argv[optind];
-  if (!*o->name || strchr(o->name, '/') || o->name[0] == '.') {
+  if (!store_name_valid(o->name)) {
     log_err("image name '%s': give a plain name without '/' or a leading "
             "'.'", o->name);
     return 2;

@@ -476,6 +476,12 @@ store_names(const char *store, struct strv *names)
   return 0;
 }
 
+bool
+store_name_valid(const char *name)
+{
+  return *name && !strchr(name, '/') && name[0] != '.';
+}
+
 char *
 store_name_dir(const char *store, const char *name)
 {
