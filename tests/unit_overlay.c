@@ -1,12 +1,16 @@
-/* Unit test of the overlay format (common/overlay-format.c):
- *  - the two-bit map against a plain array, under random operations;
+/* Unit tests of the overlay format (common/overlay-format.c), one
+ * function per property, each on an overlay of its own:
+ *  - an overlay that was never written costs almost no memory, and its
+ *    header reads back as written;
+ *  - the two-bit map follows a plain array under random operations;
  *  - the journal: what is appended is what is replayed;
  *  - a torn batch at the end of the journal is cut off, the rest kept;
+ *  - a record with a bad checksum ends replay there;
  *  - compaction keeps the map and shortens the journal;
- *  - an overlay that was never written costs almost no memory;
+ *  - a map without its data file, or with a damaged header, is refused;
  *  - on a 1 TiB disk, the map of a few writes costs memory for those
  *    writes, not for the size of the disk, and runs cross the regions
- *    never written.
+ *    never written; a 64 GiB trim is set and undone a chunk at a time.
  */
 #include <config.h>
 
@@ -20,6 +24,7 @@
 
 #include "overlay-format.h"
 #include "unit.h"
+#include "util.h"
 
 #define NBLOCKS 20000 /* several chunks, last one partial */
 
@@ -63,7 +68,7 @@ check_map_equals_model(const struct ovl_map *m, const char *when)
 /* A 1 TiB disk written in three places: its first block, one in the
  * middle and its last. */
 static void
-check_large_sparse_map(void)
+test_large_sparse_map(void)
 {
   const uint64_t nblocks = (1ull << 40) / OVL_BLOCK_SIZE, mid = nblocks / 2 + 12345;
   struct ovl_map m;
@@ -99,9 +104,24 @@ check_large_sparse_map(void)
   CHECK(ovl_map_set(&m, mid, 3, OVL_BASE) == 0 && ovl_map_get(&m, mid) == OVL_BASE &&
         m.nzero == 0, "zeroes set back to base");
 
-  /* A TRIM of 64 GiB in the middle: 16 million blocks at once, a chunk
-   * at a time; a run crosses them in one call; back to BASE, the chunks
-   * are freed (4 MiB of them; the tables of the 8 groups stay). */
+  ovl_map_free(&m);
+}
+
+
+/* A TRIM of 64 GiB in the middle of a 1 TiB disk: 16 million blocks at
+ * once, a chunk at a time; a run crosses them in one call; back to BASE,
+ * the chunks are freed (4 MiB of them; the tables of the 8 groups stay). */
+static void
+test_large_trim(void)
+{
+  const uint64_t nblocks = (1ull << 40) / OVL_BLOCK_SIZE;
+  struct ovl_map m;
+  enum ovl_state s;
+  size_t bytes;
+
+  ovl_map_init(&m, nblocks);
+  CHECK(ovl_map_set(&m, 0, 1, OVL_DATA) == 0 && ovl_map_set(&m, nblocks - 1, 1, OVL_DATA) == 0,
+        "set");
   const uint64_t tfirst = (nblocks / 4) & ~(uint64_t)4095, tcount = 1ull << 24;
   bytes = ovl_map_memory(&m);
   CHECK(ovl_map_set(&m, tfirst + 1, tcount - 2, OVL_ZERO) == 0 &&
@@ -121,36 +141,39 @@ check_large_sparse_map(void)
   ovl_map_free(&m);
 }
 
-int
-main(void)
-{
-  char dir[] = "/tmp/unit_overlay.XXXXXX", prefix[256], path[300];
-  struct ovl_header_info info = { 0 }, hdr;
-  struct ovl_file f, g;
-  struct ovl_record recs[64];
-  struct stat st;
-  unsigned seed = 42;
+/* ---- overlays on disk ---- */
 
-  if (!mkdtemp(dir)) {
-    perror("mkdtemp");
-    return 1;
-  }
-  snprintf(prefix, sizeof prefix, "%s/client", dir);
+static char dir[] = "/tmp/unit_overlay.XXXXXX";
+static char prefix[256];
+
+static struct ovl_header_info
+test_info(void)
+{
+  struct ovl_header_info info = { 0 };
+
   info.size = (uint64_t)NBLOCKS * OVL_BLOCK_SIZE - 1000; /* partial last block */
   info.created = 1;
   info.base_size = info.size;
   snprintf(info.base_path, sizeof info.base_path, "/srv/images/root/0001.img");
   snprintf(info.boot_id, sizeof info.boot_id, "boot-1");
+  return info;
+}
 
-  CHECK(ovl_file_create(prefix, &info, &f) == 0, "create");
-  CHECK(ovl_map_memory(&f.map) < 256, "an unwritten overlay uses %zu bytes",
-        ovl_map_memory(&f.map));
-  CHECK(ovl_file_read_header(prefix, &hdr) == 0 &&
-        strcmp(hdr.base_path, info.base_path) == 0 &&
-        strcmp(hdr.boot_id, "boot-1") == 0 && hdr.size == info.size,
-        "header round trip");
+/* A fresh overlay at prefix, written by 200 rounds of random batches,
+ * every operation mirrored in model[]. */
+static int
+random_overlay(struct ovl_file *f)
+{
+  struct ovl_header_info info = test_info();
+  struct ovl_record recs[64];
+  unsigned seed = 42;
 
-  /* Random operations, journaled in batches, mirrored in the model. */
+  ovl_file_remove(prefix);
+  memset(model, 0, sizeof model);
+  if (ovl_file_create(prefix, &info, f) != 0) {
+    CHECK(0, "create");
+    return -1;
+  }
   for (int round = 0; round < 200; round++) {
     size_t n = 1 + rand_r(&seed) % 64;
     for (size_t i = 0; i < n; i++) {
@@ -164,25 +187,70 @@ main(void)
       }
       if (first + count > NBLOCKS)
         count = NBLOCKS - first;
-      CHECK(ovl_map_set(&f.map, first, count, s) == 0, "set");
+      CHECK(ovl_map_set(&f->map, first, count, s) == 0, "set");
       memset(model + first, s, count);
       recs[i] = (struct ovl_record){ first, count, s };
     }
-    CHECK(ovl_file_append(&f, recs, n) == 0, "append");
+    CHECK(ovl_file_append(f, recs, n) == 0, "append");
   }
+  return 0;
+}
+
+static void
+test_empty_overlay(void)
+{
+  struct ovl_header_info info = test_info(), hdr;
+  struct ovl_file f;
+
+  ovl_file_remove(prefix);
+  CHECK(ovl_file_create(prefix, &info, &f) == 0, "create");
+  CHECK(ovl_map_memory(&f.map) < 256, "an unwritten overlay uses %zu bytes",
+        ovl_map_memory(&f.map));
+  CHECK(ovl_file_read_header(prefix, &hdr) == 0 && strcmp(hdr.base_path, info.base_path) == 0 &&
+            strcmp(hdr.boot_id, "boot-1") == 0 && hdr.size == info.size,
+        "header round trip");
+  ovl_file_close(&f);
+}
+
+static void
+test_map_follows_model(void)
+{
+  struct ovl_file f;
+
+  if (random_overlay(&f) < 0)
+    return;
   check_map_equals_model(&f.map, "in memory");
   CHECK(ovl_map_set(&f.map, NBLOCKS, 1, OVL_DATA) == -EINVAL, "set past the end");
+  ovl_file_close(&f);
+}
 
-  /* Replay gives the same map. */
+static void
+test_replay(void)
+{
+  struct ovl_file f, g;
+
+  if (random_overlay(&f) < 0)
+    return;
   CHECK(ovl_file_open(prefix, false, &g) == 0, "reopen");
   check_map_equals_model(&g.map, "after replay");
   CHECK(g.log_end == f.log_end, "replayed journal length");
   ovl_file_close(&g);
+  ovl_file_close(&f);
+}
 
-  /* A torn batch (header and half its records) is cut off on open. */
-  uint64_t good_end = f.log_end;
-  recs[0] = (struct ovl_record){ 0, NBLOCKS, OVL_ZERO };
-  recs[1] = (struct ovl_record){ 5, 5, OVL_DATA };
+/* A torn batch (header and half its records) is cut off on open. */
+static void
+test_torn_tail(void)
+{
+  struct ovl_record recs[2] = { { 0, NBLOCKS, OVL_ZERO }, { 5, 5, OVL_DATA } };
+  struct ovl_file f;
+  struct stat st;
+  char path[300];
+  uint64_t good_end;
+
+  if (random_overlay(&f) < 0)
+    return;
+  good_end = f.log_end;
   CHECK(ovl_file_append(&f, recs, 2) == 0, "append");
   CHECK(ftruncate(f.map_fd, f.log_end - 8) == 0, "truncate");
   ovl_file_close(&f);
@@ -191,56 +259,120 @@ main(void)
   CHECK(f.log_end == good_end, "torn batch cut at %llu, expected %llu",
         (unsigned long long)f.log_end, (unsigned long long)good_end);
   snprintf(path, sizeof path, "%s.map", prefix);
-  CHECK(stat(path, &st) == 0 && (uint64_t)st.st_size == good_end,
-        "torn tail truncated on disk");
+  CHECK(stat(path, &st) == 0 && (uint64_t)st.st_size == good_end, "torn tail truncated on disk");
+  ovl_file_close(&f);
+}
 
-  /* A corrupted record (bad crc) ends replay there too. */
-  recs[0] = (struct ovl_record){ 7, 1, OVL_ZERO };
-  CHECK(ovl_file_append(&f, recs, 1) == 0, "append");
-  {
-    unsigned char byte = 0xff;
-    CHECK(pwrite(f.map_fd, &byte, 1, f.log_end - 3) == 1, "corrupt");
-  }
+/* A record with a bad checksum at the end of the journal ends replay. */
+static void
+test_corrupt_record(void)
+{
+  struct ovl_record rec = { 7, 1, OVL_ZERO };
+  unsigned char byte = 0xff;
+  struct ovl_file f, g;
+  uint64_t good_end;
+
+  if (random_overlay(&f) < 0)
+    return;
+  good_end = f.log_end;
+  CHECK(ovl_file_append(&f, &rec, 1) == 0, "append");
+  CHECK(pwrite(f.map_fd, &byte, 1, f.log_end - 3) == 1, "corrupt");
   ovl_file_close(&f);
   CHECK(ovl_file_open(prefix, false, &g) == 0, "reopen after corruption");
   check_map_equals_model(&g.map, "after corrupt batch");
+  CHECK(g.log_end == good_end, "replay stopped at %llu, expected %llu",
+        (unsigned long long)g.log_end, (unsigned long long)good_end);
   ovl_file_close(&g);
+}
 
-  /* Compaction: same map, shorter journal. */
-  CHECK(ovl_file_open(prefix, true, &f) == 0, "reopen for compaction");
-  CHECK(f.log_end == good_end, "corrupt batch cut");
+static void
+test_compaction(void)
+{
+  struct ovl_file f, g;
+  uint64_t before;
+
+  if (random_overlay(&f) < 0)
+    return;
+  before = f.log_end;
   CHECK(ovl_file_compact(&f, prefix) == 0, "compact");
-  CHECK(f.log_end < good_end, "journal shrank from %llu to %llu",
-        (unsigned long long)good_end, (unsigned long long)f.log_end);
+  CHECK(f.log_end < before, "journal shrank from %llu to %llu", (unsigned long long)before,
+        (unsigned long long)f.log_end);
   ovl_file_close(&f);
   CHECK(ovl_file_open(prefix, false, &g) == 0, "reopen after compaction");
   check_map_equals_model(&g.map, "after compaction");
   ovl_file_close(&g);
+}
 
-  /* A map without its data file is an error, not a fresh overlay. */
+/* A map without its data file is an error, not a fresh overlay. */
+static void
+test_missing_data_file(void)
+{
+  struct ovl_file f, g;
+  char path[300];
+
+  if (random_overlay(&f) < 0)
+    return;
+  ovl_file_close(&f);
   snprintf(path, sizeof path, "%s.data", prefix);
   CHECK(unlink(path) == 0, "unlink data");
   CHECK(ovl_file_open(prefix, false, &g) == -EIO, "missing data file");
   CHECK(ovl_file_remove(prefix) == 0, "remove");
   CHECK(ovl_file_open(prefix, false, &g) == -ENOENT, "removed");
+}
 
-  /* A damaged header is refused. */
-  CHECK(ovl_file_create(prefix, &info, &f) == 0, "create again");
-  {
-    unsigned char byte = 'X';
-    CHECK(pwrite(f.map_fd, &byte, 1, 200) == 1, "damage header");
-  }
+static void
+test_damaged_header(void)
+{
+  struct ovl_header_info info = test_info();
+  unsigned char byte = 'X';
+  struct ovl_file f, g;
+
+  ovl_file_remove(prefix);
+  CHECK(ovl_file_create(prefix, &info, &f) == 0, "create");
+  CHECK(pwrite(f.map_fd, &byte, 1, 200) == 1, "damage header");
   ovl_file_close(&f);
   CHECK(ovl_file_open(prefix, false, &g) == -EBADMSG, "damaged header refused");
-  ovl_file_remove(prefix);
-  rmdir(dir);
+}
 
-  check_large_sparse_map();
+static const struct {
+  const char *name;
+  void (*run)(void);
+} tests[] = {
+  { "an empty overlay is cheap, its header round-trips", test_empty_overlay },
+  { "the map follows a model under random operations", test_map_follows_model },
+  { "replay gives the map that was journaled", test_replay },
+  { "a torn tail is cut, the rest kept", test_torn_tail },
+  { "a bad checksum ends replay", test_corrupt_record },
+  { "compaction keeps the map, shortens the journal", test_compaction },
+  { "a map without its data file is refused", test_missing_data_file },
+  { "a damaged header is refused", test_damaged_header },
+  { "a 1 TiB map costs memory for its writes only", test_large_sparse_map },
+  { "a 64 GiB trim is set and undone a chunk at a time", test_large_trim },
+};
 
-  if (failures) {
-    fprintf(stderr, "unit_overlay: %d failures\n", failures);
+int
+main(void)
+{
+  int failed_tests = 0;
+
+  if (!mkdtemp(dir)) {
+    perror("mkdtemp");
     return 1;
   }
-  printf("unit_overlay: all checks passed\n");
+  snprintf(prefix, sizeof prefix, "%s/client", dir);
+  for (size_t i = 0; i < ARRAY_SIZE(tests); i++) {
+    int before = failures;
+    tests[i].run();
+    printf("%s: %s\n", failures == before ? "ok" : "FAIL", tests[i].name);
+    failed_tests += failures != before;
+  }
+  ovl_file_remove(prefix);
+  rmdir(dir);
+  if (failures) {
+    fprintf(stderr, "unit_overlay: %d of %zu properties failed (%d checks)\n", failed_tests,
+            ARRAY_SIZE(tests), failures);
+    return 1;
+  }
+  printf("unit_overlay: all %zu properties hold\n", ARRAY_SIZE(tests));
   return 0;
 }
