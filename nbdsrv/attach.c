@@ -171,7 +171,7 @@ thread_runnable(pid_t tid)
  * SCHED_IDLE with the attach thread runnable.  Whether this is the first
  * time since the jobs last ran at SCHED_IDLE (then the caller logs). */
 static bool
-rescue(void)
+boost_starved_attach(void)
 {
   bool first = !boosted;
   int r;
@@ -209,7 +209,7 @@ watch_main(void *arg)
       continue;
     }
     current_checked_ms = now;
-    if (thread_runnable(thread_tid) && rescue()) {
+    if (thread_runnable(thread_tid) && boost_starved_attach()) {
       /* Logged without queue_lock: the starved thread may hold stderr's
        * lock, and it needs queue_lock to finish its job. */
       pthread_mutex_unlock(&queue_lock);

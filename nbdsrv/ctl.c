@@ -153,7 +153,7 @@ struct answer {
 };
 
 static void __attribute__((format(printf, 2, 3)))
-say(struct answer *a, const char *fmt, ...)
+answer_printf(struct answer *a, const char *fmt, ...)
 {
   va_list ap;
 
@@ -167,17 +167,17 @@ say(struct answer *a, const char *fmt, ...)
 static void
 say_json_string(struct answer *a, const char *s)
 {
-  say(a, "\"");
+  answer_printf(a, "\"");
   for (; *s; s++) {
     unsigned char ch = (unsigned char)*s;
     if (ch == '"' || ch == '\\')
-      say(a, "\\%c", ch);
+      answer_printf(a, "\\%c", ch);
     else if (ch < 0x20)
-      say(a, "\\u%04x", ch);
+      answer_printf(a, "\\u%04x", ch);
     else
-      say(a, "%c", ch);
+      answer_printf(a, "%c", ch);
   }
-  say(a, "\"");
+  answer_printf(a, "\"");
 }
 
 static void
@@ -188,31 +188,31 @@ cmd_list(struct answer *a, bool json)
   time_t now = time(NULL);
 
   if (snapshot_take(&v, &n) < 0) {
-    say(a, "ERR out of memory\n");
+    answer_printf(a, "ERR out of memory\n");
     return;
   }
-  say(a, "OK\n");
+  answer_printf(a, "OK\n");
   if (json) {
-    say(a, "[");
+    answer_printf(a, "[");
     for (size_t i = 0; i < n; i++) {
-      say(a, "%s\n {\"export\": ", i ? "," : "");
+      answer_printf(a, "%s\n {\"export\": ", i ? "," : "");
       say_json_string(a, v[i].export);
-      say(a, ", \"id\": ");
+      answer_printf(a, ", \"id\": ");
       say_json_string(a, v[i].id);
-      say(a, ", \"address\": ");
+      answer_printf(a, ", \"address\": ");
       say_json_string(a, v[i].peer);
-      say(a, ", \"image\": ");
+      answer_printf(a, ", \"image\": ");
       say_json_string(a, v[i].image);
-      say(a, ", \"overlay_bytes\": %llu, \"connected_seconds\": %lld, "
+      answer_printf(a, ", \"overlay_bytes\": %llu, \"connected_seconds\": %lld, "
              "\"requests\": %llu, \"bytes_read\": %llu, \"bytes_written\": %llu, "
              "\"worker\": %u}",
           (unsigned long long)v[i].overlay_bytes, (long long)(now - v[i].connected),
           (unsigned long long)v[i].requests, (unsigned long long)v[i].bytes_read,
           (unsigned long long)v[i].bytes_written, v[i].worker);
     }
-    say(a, "%s]\n", n ? "\n" : "");
+    answer_printf(a, "%s]\n", n ? "\n" : "");
   } else {
-    say(a, "%-20s %-24s %-16s %-14s %8s %8s %10s %8s %8s\n", "EXPORT", "ID",
+    answer_printf(a, "%-20s %-24s %-16s %-14s %8s %8s %10s %8s %8s\n", "EXPORT", "ID",
         "ADDRESS", "IMAGE", "OVERLAY", "UP", "REQUESTS", "READ", "WRITTEN");
     for (size_t i = 0; i < n; i++) {
       char ov[16], rd[16], wr[16], up[32];
@@ -221,11 +221,11 @@ cmd_list(struct answer *a, bool json)
       format_size(v[i].bytes_read, rd);
       format_size(v[i].bytes_written, wr);
       snprintf(up, sizeof up, "%lld:%02lld:%02lld", secs / 3600, secs / 60 % 60, secs % 60);
-      say(a, "%-20s %-24s %-16s %-14s %8s %8s %10llu %8s %8s\n", v[i].export,
+      answer_printf(a, "%-20s %-24s %-16s %-14s %8s %8s %10llu %8s %8s\n", v[i].export,
           v[i].id, v[i].peer, v[i].image, ov, up,
           (unsigned long long)v[i].requests, rd, wr);
     }
-    say(a, "%zu connection%s\n", n, n == 1 ? "" : "s");
+    answer_printf(a, "%zu connection%s\n", n, n == 1 ? "" : "s");
   }
   free(v);
 }
@@ -323,29 +323,29 @@ base_name(const char *path)
 static void
 say_export_json(struct answer *a, const struct export_view *x)
 {
-  say(a, "{\"name\": ");
+  answer_printf(a, "{\"name\": ");
   say_json_string(a, x->e->name);
-  say(a, ", \"policy\": \"%s\", \"image\": ", policy_name(x->e->policy));
+  answer_printf(a, ", \"policy\": \"%s\", \"image\": ", policy_name(x->e->policy));
   say_json_string(a, x->e->image);
-  say(a, ", \"image_type\": \"%s\", \"current\": ", x->store ? "store" : "file");
+  answer_printf(a, ", \"image_type\": \"%s\", \"current\": ", x->store ? "store" : "file");
   if (x->image_err) {
-    say(a, "null, \"version\": null, \"image_error\": ");
+    answer_printf(a, "null, \"version\": null, \"image_error\": ");
     say_json_string(a, strerror(-x->image_err));
   } else {
     say_json_string(a, x->current);
-    say(a, ", \"version\": ");
+    answer_printf(a, ", \"version\": ");
     say_json_string(a, base_name(x->current));
   }
-  say(a, ", \"drained\": %s, \"clients\": %u, \"connections\": %u, "
+  answer_printf(a, ", \"drained\": %s, \"clients\": %u, \"connections\": %u, "
          "\"overlays\": %u, \"overlay_bytes\": %llu, ",
       __atomic_load_n(&x->e->draining, __ATOMIC_RELAXED) ? "true" : "false",
       x->clients, x->conns, x->overlays, (unsigned long long)x->overlay_bytes);
   if (x->scan_err) {
-    say(a, "\"overlay_error\": ");
+    answer_printf(a, "\"overlay_error\": ");
     say_json_string(a, strerror(-x->scan_err));
-    say(a, ", ");
+    answer_printf(a, ", ");
   }
-  say(a, "\"quota\": %llu}", (unsigned long long)x->e->quota);
+  answer_printf(a, "\"quota\": %llu}", (unsigned long long)x->e->quota);
 }
 
 static void
@@ -358,17 +358,17 @@ say_export_row(struct answer *a, const struct export_view *x)
     format_size(x->e->quota, quota);
   else
     snprintf(quota, sizeof quota, "none");
-  say(a, "%-16s %-13s %-7s %7u %5u %8u %8s %8s %-5s %-14s %s", x->e->name,
+  answer_printf(a, "%-16s %-13s %-7s %7u %5u %8u %8s %8s %-5s %-14s %s", x->e->name,
       policy_name(x->e->policy),
       __atomic_load_n(&x->e->draining, __ATOMIC_RELAXED) ? "drained" : "serving",
       x->clients, x->conns, x->overlays, x->scan_err ? "?" : used, quota,
       x->store ? "store" : "file", x->image_err ? "?" : base_name(x->current),
       x->e->image);
   if (x->image_err)
-    say(a, " (no current version: %s)", strerror(-x->image_err));
+    answer_printf(a, " (no current version: %s)", strerror(-x->image_err));
   if (x->scan_err)
-    say(a, " (overlays: %s)", strerror(-x->scan_err));
-  say(a, "\n");
+    answer_printf(a, " (overlays: %s)", strerror(-x->scan_err));
+  answer_printf(a, "\n");
 }
 
 static void
@@ -381,30 +381,30 @@ cmd_exports(struct answer *a, bool json)
   const struct export *all = config_exports(&ne);
 
   if (snapshot_take(&v, &n) < 0) {
-    say(a, "ERR out of memory\n");
+    answer_printf(a, "ERR out of memory\n");
     return;
   }
   qsort(v, n, sizeof *v, conn_info_cmp);
-  say(a, "OK\n");
+  answer_printf(a, "OK\n");
   if (json)
-    say(a, "[");
+    answer_printf(a, "[");
   else
-    say(a, "%-16s %-13s %-7s %7s %5s %8s %8s %8s %-5s %-14s %s\n", "EXPORT",
+    answer_printf(a, "%-16s %-13s %-7s %7s %5s %8s %8s %8s %-5s %-14s %s\n", "EXPORT",
         "POLICY", "STATE", "CLIENTS", "CONNS", "OVERLAYS", "USED", "QUOTA",
         "TYPE", "VERSION", "IMAGE");
   for (unsigned i = 0; i < ne; i++) {
     view_export(&x, &all[i], v, n);
     if (json) {
-      say(a, "%s\n ", i ? "," : "");
+      answer_printf(a, "%s\n ", i ? "," : "");
       say_export_json(a, &x);
     } else {
       say_export_row(a, &x);
     }
   }
   if (json)
-    say(a, "%s]\n", ne ? "\n" : "");
+    answer_printf(a, "%s]\n", ne ? "\n" : "");
   else
-    say(a, "%u export%s\n", ne, ne == 1 ? "" : "s");
+    answer_printf(a, "%u export%s\n", ne, ne == 1 ? "" : "s");
   free(v);
 }
 
@@ -425,7 +425,7 @@ cmd_kick(struct answer *a, char *who)
 
   normalize_id_arg(who);
   if (!*who) {
-    say(a, "ERR usage: kick ADDRESS|ID|EXPORT/ID\n");
+    answer_printf(a, "ERR usage: kick ADDRESS|ID|EXPORT/ID\n");
     return;
   }
   struct kick k = { who, 0 };
@@ -433,11 +433,11 @@ cmd_kick(struct answer *a, char *who)
   workers_each_conn(kick_mark, &k);
   n = k.n;
   if (n == 0) {
-    say(a, "ERR no connection of '%s'\n", who);
+    answer_printf(a, "ERR no connection of '%s'\n", who);
     return;
   }
   log_info("control: kicked %u connection%s of %s", n, n == 1 ? "" : "s", who);
-  say(a, "OK\nkicked %u connection%s\n", n, n == 1 ? "" : "s");
+  answer_printf(a, "OK\nkicked %u connection%s\n", n, n == 1 ? "" : "s");
 }
 
 static void
@@ -451,37 +451,37 @@ cmd_reset(struct answer *a, char *key)
   normalize_id_arg(key);
   if (!slash || slash == key || (size_t)(slash - key) >= sizeof export ||
       !client_id_valid(slash + 1, strlen(slash + 1))) {
-    say(a, "ERR usage: reset EXPORT/ID\n");
+    answer_printf(a, "ERR usage: reset EXPORT/ID\n");
     return;
   }
   memcpy(export, key, slash - key);
   export[slash - key] = '\0';
   r = overlay_reset(export, slash + 1, &why);
   if (r < 0) {
-    say(a, "ERR %s\n", why ? why : strerror(-r));
+    answer_printf(a, "ERR %s\n", why ? why : strerror(-r));
     return;
   }
   log_info("control: reset the overlay %s", key);
-  say(a, "OK\noverlay %s reset: the client starts from the base image\n", key);
+  answer_printf(a, "OK\noverlay %s reset: the client starts from the base image\n", key);
 }
 
 static void
 cmd_drain(struct answer *a, const char *name, bool drain)
 {
   if (config_set_draining(name, drain) < 0) {
-    say(a, "ERR no export '%s'\n", name);
+    answer_printf(a, "ERR no export '%s'\n", name);
     return;
   }
   log_info("control: export %s %s", name,
            drain ? "drained: new clients are refused" : "resumed");
-  say(a, "OK\nexport %s %s\n", name,
+  answer_printf(a, "OK\nexport %s %s\n", name,
       drain ? "refuses new clients; connected ones go on" : "accepts new clients again");
 }
 
 static void
 echo_line(const char *line, void *ctx)
 {
-  say(ctx, "%s\n", line);
+  answer_printf(ctx, "%s\n", line);
 }
 
 static void
@@ -491,12 +491,12 @@ cmd_reload(struct answer *a)
 
   log_info("control: reloading the configuration");
   if (config_reload(echo_line, &report) < 0) {
-    say(a, "ERR reload refused, still serving the previous configuration: %s\n",
+    answer_printf(a, "ERR reload refused, still serving the previous configuration: %s\n",
         config_last_error()[0] ? config_last_error() : "see the log");
     free(report.buf);
     return;
   }
-  say(a, "OK\n%s", report.len ? report.buf : "nothing changed\n");
+  answer_printf(a, "OK\n%s", report.len ? report.buf : "nothing changed\n");
   free(report.buf);
 }
 
@@ -533,7 +533,7 @@ run_command(char *line, struct answer *a)
   else if (!strcmp(line, "reload"))
     cmd_reload(a);
   else
-    say(a, "ERR unknown command '%s' (list, exports, kick, reset, drain, resume, reload)\n", line);
+    answer_printf(a, "ERR unknown command '%s' (list, exports, kick, reset, drain, resume, reload)\n", line);
 }
 
 int
@@ -595,7 +595,7 @@ ctl_serve(int lfd)
   }
   line[have] = '\0';
   if (!memchr(line, '\n', have)) {
-    say(&a, "ERR expected one command line\n");
+    answer_printf(&a, "ERR expected one command line\n");
   } else {
     *strchr(line, '\n') = '\0';
     run_command(line, &a);
@@ -603,7 +603,7 @@ ctl_serve(int lfd)
   if (a.failed) {
     free(a.buf);
     a = (struct answer){ 0 };
-    say(&a, "ERR out of memory\n");
+    answer_printf(&a, "ERR out of memory\n");
   }
   for (size_t off = 0; a.buf && off < a.len;) {
     struct pollfd p = { .fd = fd, .events = POLLOUT };
