@@ -3,6 +3,7 @@ sbin_PROGRAMS += nbdsrv/nbdsrv
 nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/nbdsrv.h \
 	nbdsrv/main.c \
+	nbdsrv/listen.c \
 	nbdsrv/config.c \
 	nbdsrv/keys.c \
 	nbdsrv/check.c \

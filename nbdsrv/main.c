@@ -33,24 +33,6 @@ static const struct janitor_hooks janitor_hooks = {
   .closed = attach_overlay_closed,
 };
 
-/* bind(), waiting a little while the port is still held.  After a crash
- * (kill -9) the kernel tears the dead server's io_uring down
- * asynchronously, and until it has, the old listening socket still holds
- * the port: a restart right away would fail for nothing. */
-static int
-bind_retry(int fd, const struct sockaddr *sa, socklen_t len)
-{
-  for (int tries = 0;; tries++) {
-    if (bind(fd, sa, len) == 0)
-      return 0;
-    if (errno != EADDRINUSE || tries == 100)
-      return -1;
-    if (tries == 0)
-      fprintf(stderr, "nbdsrv: address in use; waiting up to 10 s for it to be released\n");
-    usleep(100 * 1000);
-  }
-}
-
 static int
 open_listeners(int *fds, unsigned *nfds)
 {
@@ -78,7 +60,7 @@ open_listeners(int *fds, unsigned *nfds)
       setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
       if (ai->ai_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-      if (bind_retry(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
+      if (listen_bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
         int e = errno;
         char host[256], port[32];
         getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof host, port,
@@ -249,6 +231,7 @@ start_serving(const int *fds, unsigned nfds)
   if (r == 0) {
     config_warn_unpinned(&config);
     overlay_rename_old_macs();   /* before any client can open one */
+    overlay_remove_leftovers();
     r = workers_start(fds, nfds, nthreads);
   }
   if (r < 0) {

@@ -1,6 +1,7 @@
 /* nbdsrv: private header shared by the server's files.
  *
  *   main.c       command line, start-up, signals, janitor
+ *   listen.c     binding a listening socket, also right after a crash
  *   config.c     configuration (command line and INI file), exports
  *   keys.c       the table of configuration keys
  *   check.c      what --check-config looks at beyond the syntax
@@ -140,6 +141,11 @@ struct listen_addr {
 /* "ADDR", "ADDR:PORT", "[V6]", "[V6]:PORT", ":PORT" or "PORT": 0 or
  * -EINVAL. */
 int listen_parse(const char *s, struct listen_addr *la);
+/* bind() for a listening socket: shares the port with the orphaned
+ * listener of a server that just died rather than wait for the kernel to
+ * tear it down (listen.c).  0, or -1 with errno (EADDRINUSE when a live
+ * process listens there). */
+int listen_bind(int fd, const struct sockaddr *sa, socklen_t len);
 
 struct config {
   struct listen_addr listen[NBDSRV_MAX_LISTEN];
@@ -375,6 +381,9 @@ void overlay_janitor(bool force, const struct janitor_hooks *h);
 /* At start-up: renames overlays named by a MAC in another spelling than
  * the canonical one (overlay-names.c). */
 void overlay_rename_old_macs(void);
+/* At start-up: removes the temporary files a crash left in every export's
+ * overlay directory, with a log line each. */
+void overlay_remove_leftovers(void);
 /* nbdsrv ctl reset: deletes the overlay of a client with no connection.
  * Returns 0, or -errno with *why saying what is wrong. */
 int overlay_reset(const char *export, const char *id, const char **why);

@@ -38,7 +38,8 @@ SERVER_TESTS = \
 	tests/test_server_35_mac_ids.sh \
 	tests/test_server_37_visibility.sh \
 	tests/test_server_38_check_config.sh \
-	tests/test_server_39_config_keys.sh
+	tests/test_server_39_config_keys.sh \
+	tests/test_server_44_restart_port.sh
 
 # Memory figures mean nothing under a sanitizer's allocator: not repeated.
 SERVER_MEMORY_TESTS = tests/test_server_21.sh
