@@ -573,54 +573,104 @@ ovl_file_read_header(const char *prefix, struct ovl_header_info *info)
   return header_decode(h, info);
 }
 
+/* The journal is read through a window this large, so that opening an
+ * overlay costs a few large reads, not two small ones per batch: a
+ * journal of many small flushes has tens of thousands of batches. */
+#define REPLAY_WINDOW (2u << 20)
+
+/* Whether the batch at byte at of the window is whole in it (or cannot
+ * be whole at all: a bad count is rejected by the caller). */
+static bool
+batch_in_window(const unsigned char *win, size_t win_len, size_t at)
+{
+  struct ovl_batch_header bh;
+  uint32_t count;
+
+  if (at + sizeof bh > win_len)
+    return false;
+  memcpy(&bh, win + at, sizeof bh);
+  count = le32toh(bh.count);
+  return count > OVL_BATCH_MAX ||
+         at + sizeof bh + (size_t)count * sizeof(struct ovl_record) <= win_len;
+}
+
+/* Applies the records of one batch (already checked whole). */
+static int
+replay_batch(struct ovl_file *f, const unsigned char *p, uint32_t count)
+{
+  for (uint32_t i = 0; i < count; i++, p += sizeof(struct ovl_record)) {
+    struct ovl_record rec;
+    int r;
+
+    memcpy(&rec, p, sizeof rec);
+    rec.first = le64toh(rec.first);
+    rec.count = le32toh(rec.count);
+    rec.state = le32toh(rec.state);
+    if (rec.state > OVL_ZERO)
+      return -EBADMSG;
+    r = ovl_map_set(&f->map, rec.first, rec.count, rec.state);
+    if (r < 0)
+      return r == -EINVAL ? -EBADMSG : r; /* a record outside the disk */
+  }
+  f->log_records += count;
+  return 0;
+}
+
 /* Applies the journal of f (map_fd open, header already decoded). */
 static int
 replay(struct ovl_file *f, bool writable)
 {
   struct stat st;
-  uint64_t off = OVL_HEADER_SIZE;
-  struct ovl_record *recs = NULL;
+  uint64_t off = OVL_HEADER_SIZE, win_off = off, size;
+  unsigned char *win;
+  size_t win_len = 0;
   int r = 0;
 
   if (fstat(f->map_fd, &st) < 0)
     return -errno;
-  recs = malloc(OVL_BATCH_MAX * sizeof *recs);
-  if (!recs)
+  size = (uint64_t)st.st_size;
+  win = malloc(REPLAY_WINDOW);
+  if (!win)
     return -ENOMEM;
-  while (off + sizeof(struct ovl_batch_header) <= (uint64_t)st.st_size) {
+  for (;;) {
     struct ovl_batch_header bh;
-    size_t bytes;
+    size_t bytes, at = off - win_off;
+    ssize_t n;
 
-    if (full_pread(f->map_fd, &bh, sizeof bh, off) != sizeof bh)
-      break;
+    if (!batch_in_window(win, win_len, at)) {
+      /* Refill: the window starts at the next batch. */
+      uint64_t want = size > off ? size - off : 0;
+      if (want > REPLAY_WINDOW)
+        want = REPLAY_WINDOW;
+      if (want < sizeof bh)
+        break;
+      n = full_pread(f->map_fd, win, want, off);
+      if (n < 0) {
+        r = (int)n;
+        goto out;
+      }
+      win_off = off;
+      win_len = (size_t)n;
+      at = 0;
+      if (win_len < sizeof bh)
+        break;
+    }
+    memcpy(&bh, win + at, sizeof bh);
     bh.count = le32toh(bh.count);
     if (le32toh(bh.magic) != OVL_BATCH_MAGIC || bh.count == 0 ||
         bh.count > OVL_BATCH_MAX)
       break;
-    bytes = bh.count * sizeof *recs;
-    if (off + sizeof bh + bytes > (uint64_t)st.st_size ||
-        full_pread(f->map_fd, recs, bytes, off + sizeof bh) != (ssize_t)bytes ||
-        crc32(0, (const unsigned char *)recs, bytes) != le32toh(bh.crc))
+    bytes = bh.count * sizeof(struct ovl_record);
+    if (at + sizeof bh + bytes > win_len ||
+        crc32(0, win + at + sizeof bh, bytes) != le32toh(bh.crc))
       break;
-    for (uint32_t i = 0; i < bh.count; i++) {
-      uint64_t first = le64toh(recs[i].first);
-      uint32_t count = le32toh(recs[i].count), state = le32toh(recs[i].state);
-
-      if (state > OVL_ZERO) {
-        r = -EBADMSG;
-        goto out;
-      }
-      r = ovl_map_set(&f->map, first, count, state);
-      if (r == -EINVAL)
-        r = -EBADMSG; /* a record outside the disk: corrupt */
-      if (r < 0)
-        goto out;
-    }
+    r = replay_batch(f, win + at + sizeof bh, bh.count);
+    if (r < 0)
+      goto out;
     off += sizeof bh + bytes;
-    f->log_records += bh.count;
   }
   /* Anything after the last whole batch is a torn write from a crash. */
-  if (off < (uint64_t)st.st_size && writable) {
+  if (off < size && writable) {
     if (ftruncate(f->map_fd, off) < 0 || fdatasync(f->map_fd) < 0) {
       r = -errno;
       goto out;
@@ -628,7 +678,7 @@ replay(struct ovl_file *f, bool writable)
   }
   f->log_end = off;
 out:
-  free(recs);
+  free(win);
   return r;
 }
 
@@ -801,6 +851,22 @@ ovl_file_compact(struct ovl_file *f, const char *prefix)
   f->log_reserved = 0;
   ovl_file_durable(f);
   return 0;
+}
+
+const char *const ovl_tmp_suffixes[] = { ".map.tmp", ".data.tmp", ".compact.tmp", NULL };
+
+unsigned
+ovl_file_remove_tmp(const char *prefix)
+{
+  char path[PATH_MAX];
+  unsigned removed = 0;
+
+  for (unsigned i = 0; ovl_tmp_suffixes[i]; i++) {
+    path_of(path, sizeof path, prefix, ovl_tmp_suffixes[i]);
+    if (unlink(path) == 0)
+      removed |= 1u << i;
+  }
+  return removed;
 }
 
 int

@@ -104,6 +104,14 @@ int ovl_file_append(struct ovl_file *f, const struct ovl_record *recs,
 /* Rewrites the journal as one snapshot of f->map (temporary file, fsync,
  * rename).  Call only when the data file is synced. */
 int ovl_file_compact(struct ovl_file *f, const char *prefix);
+/* Temporary files a crash can leave beside an overlay: the map and data
+ * file of an interrupted creation, the snapshot of an interrupted
+ * compaction.  Neither is ever needed again: the overlay is its PREFIX.map
+ * (old journal or new snapshot, whichever the crash left).  NULL-ended. */
+extern const char *const ovl_tmp_suffixes[];
+/* Removes prefix's temporary files; bit i of the result says that
+ * ovl_tmp_suffixes[i] was there and is gone. */
+unsigned ovl_file_remove_tmp(const char *prefix);
 /* Removes both files of an overlay.  Returns 0 or -errno (-ENOENT ok). */
 int ovl_file_remove(const char *prefix);
 

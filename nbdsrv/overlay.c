@@ -117,6 +117,17 @@ overlay_free(struct overlay *ov)
   free(ov);
 }
 
+/* Logs the temporary files that ovl_file_remove_tmp() removed. */
+static void
+log_removed_tmp(const char *prefix, unsigned removed)
+{
+  for (unsigned i = 0; ovl_tmp_suffixes[i]; i++)
+    if (removed & (1u << i))
+      log_info("overlay %s: removed %s%s, left by a crash during %s", prefix,
+               prefix, ovl_tmp_suffixes[i],
+               i == 2 ? "a compaction" : "the overlay's creation");
+}
+
 /* Opens the overlay for key (creating it on the client's first connect). */
 static int
 overlay_open(struct overlay *ov, const char *boot_id, const char **why)
@@ -124,6 +135,10 @@ overlay_open(struct overlay *ov, const char *boot_id, const char **why)
   char dir[PATH_MAX], path[PATH_MAX];
   int r;
 
+  /* Nothing else works on these files now (ov is marked opening), and
+   * whatever a crash left half-written is of no use: the map is the
+   * overlay. */
+  log_removed_tmp(ov->prefix, ovl_file_remove_tmp(ov->prefix));
   r = ovl_file_open(ov->prefix, true, &ov->file);
   if (r == 0) {
     /* Reconnect or restart: keep the base version the overlay was made
@@ -390,6 +405,49 @@ overlay_peek_size(const struct export *exp, const char *id, uint64_t *size)
     return -errno;
   *size = st.st_size;
   return 0;
+}
+
+/* The overlays of one export directory: their leftover temporary files. */
+static void
+remove_tmp_in(const char *dir)
+{
+  struct dirent *de;
+  DIR *d = opendir(dir);
+
+  if (!d)
+    return;
+  while ((de = readdir(d))) {
+    char prefix[PATH_MAX];
+
+    for (unsigned i = 0; ovl_tmp_suffixes[i]; i++) {
+      size_t len = strlen(de->d_name), slen = strlen(ovl_tmp_suffixes[i]);
+
+      if (len <= slen || !ends_with(de->d_name, ovl_tmp_suffixes[i]) ||
+          format_path(prefix, sizeof prefix, "%s/%.*s", dir,
+                      (int)(len - slen), de->d_name) < 0)
+        continue;
+      log_removed_tmp(prefix, ovl_file_remove_tmp(prefix));
+    }
+  }
+  closedir(d);
+}
+
+void
+overlay_remove_leftovers(void)
+{
+  struct dirent *de;
+  DIR *d = opendir(config.overlay_dir);
+
+  if (!d)
+    return;
+  while ((de = readdir(d))) {
+    char dir[PATH_MAX];
+
+    if (de->d_name[0] != '.' &&
+        format_path(dir, sizeof dir, "%s/%s", config.overlay_dir, de->d_name) == 0)
+      remove_tmp_in(dir);
+  }
+  closedir(d);
 }
 
 /* Ephemeral overlays whose client has not come back since the server
