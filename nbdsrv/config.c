@@ -22,118 +22,9 @@
 #include "util.h"
 #include "vec.h"
 
-/* Set once the server runs: from then on, configuration errors (of a
- * reload) go to the log, not to a terminal nobody watches. */
-static bool config_running;
-
-/* The last error, for nbdsrv ctl reload to show. */
-static char last_error[1024];
-
-const char *
-config_last_error(void)
-{
-  return last_error;
-}
-
-static void __attribute__((format(printf, 2, 0)))
-config_say(int priority, const char *fmt, va_list ap)
-{
-  char line[1024];
-
-  vsnprintf(line, sizeof line, fmt, ap);
-  if (priority == LOG_ERR)
-    snprintf(last_error, sizeof last_error, "%s", line);
-  if (config_running)
-    log_msg(priority, "%s", line);
-  else
-    fprintf(stderr, "nbdsrv: %s%s\n", priority == LOG_WARNING ? "warning: " : "", line);
-}
-
-void
-config_err(const char *fmt, ...)
-{
-  va_list ap;
-
-  va_start(ap, fmt);
-  config_say(LOG_ERR, fmt, ap);
-  va_end(ap);
-}
-
-void
-config_warn(const char *fmt, ...)
-{
-  va_list ap;
-
-  va_start(ap, fmt);
-  config_say(LOG_WARNING, fmt, ap);
-  va_end(ap);
-}
-
 struct config config = {
   .idle_close = 2,
 };
-
-const char *
-policy_name(enum policy p)
-{
-  switch (p) {
-  case POLICY_PERSISTENT: return "persistent";
-  case POLICY_RESET_ON_BOOT: return "reset-on-boot";
-  case POLICY_EPHEMERAL: return "ephemeral";
-  }
-  return "?";
-}
-
-int
-policy_parse(const char *s, enum policy *p)
-{
-  if (strcmp(s, "persistent") == 0)
-    *p = POLICY_PERSISTENT;
-  else if (strcmp(s, "reset-on-boot") == 0)
-    *p = POLICY_RESET_ON_BOOT;
-  else if (strcmp(s, "ephemeral") == 0)
-    *p = POLICY_EPHEMERAL;
-  else
-    return -EINVAL;
-  return 0;
-}
-
-int
-listen_parse(const char *s, struct listen_addr *la)
-{
-  const char *colon;
-
-  memset(la, 0, sizeof *la);
-  snprintf(la->port, sizeof la->port, "%d", NBD_DEFAULT_PORT);
-  if (s[0] == '[') {
-    const char *end = strchr(s, ']');
-    if (!end || (end[1] != '\0' && end[1] != ':') ||
-        (size_t)(end - s - 1) >= sizeof la->host)
-      return -EINVAL;
-    memcpy(la->host, s + 1, end - s - 1);
-    colon = end[1] == ':' ? end + 1 : NULL;
-  } else {
-    colon = strrchr(s, ':');
-    if (colon && strchr(s, ':') != colon)
-      return -EINVAL; /* bare IPv6 needs brackets */
-    if (!colon && strspn(s, "0123456789") == strlen(s) && *s) {
-      snprintf(la->port, sizeof la->port, "%s", s);
-      return 0;
-    }
-    size_t n = colon ? (size_t)(colon - s) : strlen(s);
-    if (n >= sizeof la->host)
-      return -EINVAL;
-    memcpy(la->host, s, n);
-  }
-  if (colon) {
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || colon[1] == '\0' || port < 0 || port > 65535)
-      return -EINVAL;
-    snprintf(la->port, sizeof la->port, "%ld", port);
-  }
-  return 0;
-}
 
 static bool
 export_name_valid(const char *name)
@@ -457,15 +348,9 @@ config_file_parse(const char *file)
 }
 
 /* What the command line said, for every reload: the configuration before
- * the file was read, the file's absolute path, and the -e exports. */
+ * the file was read, and the -e exports (the file's absolute path is
+ * config_file_name()). */
 static struct config cli_config;
-static char config_file_path[PATH_MAX];
-
-const char *
-config_file_name(void)
-{
-  return config_file_path;
-}
 static char **cli_exports;
 static unsigned ncli_exports;
 static size_t cli_exports_cap;
@@ -508,8 +393,8 @@ build(struct config *cfg)
   cfg->exports = NULL;
   cfg->nexports = 0;
   cfg->exports_cap = 0;
-  if (config_file_path[0]) {
-    r = parse_file_into(cfg, config_file_path);
+  if (config_file_name()[0]) {
+    r = parse_file_into(cfg, config_file_name());
     if (r < 0)
       return r;
   }
@@ -559,7 +444,7 @@ config_start(void)
 {
   int r = publish(&config);
 
-  config_running = true;
+  config_messages_to_log();
   return r;
 }
 
@@ -783,11 +668,14 @@ config_parse_args(int argc, char **argv)
     return -EINVAL;
   }
   if (config_file) {
-    snprintf(config_file_path, sizeof config_file_path, "%s", config_file);
-    if (make_absolute(config_file_path, sizeof config_file_path) < 0) {
+    char path[PATH_MAX];
+
+    snprintf(path, sizeof path, "%s", config_file);
+    if (make_absolute(path, sizeof path) < 0) {
       config_err("config file path %s is too long", config_file);
       return -EINVAL;
     }
+    config_set_file_name(path);
   }
   cli_config = config;
   return build(&config);

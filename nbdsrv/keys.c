@@ -507,3 +507,67 @@ key_hint(enum key_scope scope, const char *name, char *buf, size_t len)
 }
 
 _Static_assert(sizeof keys / sizeof keys[0] <= NBDSRV_MAX_KEYS, "raise NBDSRV_MAX_KEYS");
+
+/* ---- value syntaxes of more than one key: policies, listen addresses ---- */
+
+const char *
+policy_name(enum policy p)
+{
+  switch (p) {
+  case POLICY_PERSISTENT: return "persistent";
+  case POLICY_RESET_ON_BOOT: return "reset-on-boot";
+  case POLICY_EPHEMERAL: return "ephemeral";
+  }
+  return "?";
+}
+
+int
+policy_parse(const char *s, enum policy *p)
+{
+  if (strcmp(s, "persistent") == 0)
+    *p = POLICY_PERSISTENT;
+  else if (strcmp(s, "reset-on-boot") == 0)
+    *p = POLICY_RESET_ON_BOOT;
+  else if (strcmp(s, "ephemeral") == 0)
+    *p = POLICY_EPHEMERAL;
+  else
+    return -EINVAL;
+  return 0;
+}
+
+int
+listen_parse(const char *s, struct listen_addr *la)
+{
+  const char *colon;
+
+  memset(la, 0, sizeof *la);
+  snprintf(la->port, sizeof la->port, "%d", NBD_DEFAULT_PORT);
+  if (s[0] == '[') {
+    const char *end = strchr(s, ']');
+    if (!end || (end[1] != '\0' && end[1] != ':') ||
+        (size_t)(end - s - 1) >= sizeof la->host)
+      return -EINVAL;
+    memcpy(la->host, s + 1, end - s - 1);
+    colon = end[1] == ':' ? end + 1 : NULL;
+  } else {
+    colon = strrchr(s, ':');
+    if (colon && strchr(s, ':') != colon)
+      return -EINVAL; /* bare IPv6 needs brackets */
+    if (!colon && strspn(s, "0123456789") == strlen(s) && *s) {
+      snprintf(la->port, sizeof la->port, "%s", s);
+      return 0;
+    }
+    size_t n = colon ? (size_t)(colon - s) : strlen(s);
+    if (n >= sizeof la->host)
+      return -EINVAL;
+    memcpy(la->host, s, n);
+  }
+  if (colon) {
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || colon[1] == '\0' || port < 0 || port > 65535)
+      return -EINVAL;
+    snprintf(la->port, sizeof la->port, "%ld", port);
+  }
+  return 0;
+}

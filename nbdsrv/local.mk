@@ -6,6 +6,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/listen.c \
 	nbdsrv/config.c \
 	nbdsrv/keys.c \
+	nbdsrv/confmsg.c \
 	nbdsrv/check.c \
 	nbdsrv/reload.c \
 	nbdsrv/acl.c \

@@ -3,7 +3,8 @@
  *   main.c       command line, start-up, signals, janitor
  *   listen.c     binding a listening socket, also right after a crash
  *   config.c     configuration (command line and INI file), exports
- *   keys.c       the table of configuration keys
+ *   confmsg.c    configuration errors and warnings: stderr, then the log
+ *   keys.c       the table of configuration keys, the syntax of values
  *   check.c      what --check-config looks at beyond the syntax
  *   reload.c     a reload's report of what changed
  *   acl.c        access control: address lists, ID pinning
@@ -245,6 +246,9 @@ void config_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void config_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The config file's absolute path, or "" when there is none. */
 const char *config_file_name(void);
+void config_set_file_name(const char *path);
+/* From now on, configuration errors and warnings go to the log. */
+void config_messages_to_log(void);
 
 /* ---- checks beyond the syntax (check.c) ---- */
 

@@ -54,6 +54,7 @@ tests/fuzz_protocol: $(srcdir)/tests/fuzz_protocol.c $(srcdir)/tests/fuzz.h $(nb
 		$(fuzz_common_sources) $(fuzz_nbdsrv_libs)
 
 fuzz_config_sources = $(srcdir)/nbdsrv/config.c $(srcdir)/nbdsrv/keys.c \
+	$(srcdir)/nbdsrv/confmsg.c \
 	$(srcdir)/nbdsrv/check.c $(srcdir)/nbdsrv/reload.c $(srcdir)/nbdsrv/acl.c \
 	$(srcdir)/nbdsrv/image.c $(fuzz_common_sources)
 tests/fuzz_config: $(srcdir)/tests/fuzz_config.c $(fuzz_config_sources) \
