@@ -63,11 +63,7 @@ struct bctx {
   size_t bufsz;
   char *dirbuf;       /* directory blocks being laid out */
   size_t dirbuf_cap;
-  /* progress */
-  bool progress;
-  bool tty;
-  uint64_t t0, last;       /* now_ms() */
-  uint64_t done_inodes, done_bytes;
+  struct build_progress pg;
   const char *failed_path; /* for the error message */
 };
 
@@ -95,30 +91,6 @@ errcode_to_errno(errcode_t e)
   if (is_nospace(e))
     return -ENOSPC;
   return -EIO;
-}
-
-/* On a terminal, one line rewritten every second; in a log (--progress
- * with stderr not a terminal), a line every 5 seconds.  Small trees stay
- * quiet unless --progress asks for the final line. */
-static void
-progress(struct bctx *c, bool final)
-{
-  uint64_t t, every = c->tty ? 1000 : 5000;
-
-  if (!c->progress)
-    return;
-  t = now_ms();
-  if (!final && (t - c->last < every || t - c->t0 < every))
-    return;
-  if (final && c->last == c->t0 && !c->o->progress)
-    return;
-  c->last = t;
-  fprintf(stderr, "%simgtool: build: %llu/%llu inodes, %llu/%llu MiB%s",
-          c->tty ? "\r" : "", (unsigned long long)c->done_inodes,
-          (unsigned long long)c->t->ninodes,
-          (unsigned long long)(c->done_bytes >> 20),
-          (unsigned long long)(c->t->file_bytes >> 20),
-          c->tty && !final ? "" : "\n");
 }
 
 /* ext4 keeps seconds beyond 2038 in two extra epoch bits. */
@@ -223,7 +195,7 @@ alloc_inode(struct bctx *c, ext2_ino_t parent, mode_t mode, ext2_ino_t *ino)
 static errcode_t
 copy_data(struct bctx *c, ext2_ino_t ino, const struct node *n)
 {
-  uint64_t size = (uint64_t)n->st.st_size, start_bytes = c->done_bytes;
+  uint64_t size = (uint64_t)n->st.st_size, start_bytes = c->pg.done_bytes;
   ext2_file_t f;
   errcode_t e = 0, e2;
   off_t pos = 0;
@@ -293,14 +265,14 @@ copy_data(struct bctx *c, ext2_ino_t ino, const struct node *n)
         i = j;
       }
       data += got;
-      c->done_bytes += (uint64_t)got;
-      progress(c, false);
+      c->pg.done_bytes += (uint64_t)got;
+      build_progress_show(&c->pg, false);
     }
     pos = hole;
   }
   e = ext2fs_file_set_size2(f, size);
   /* Holes count as done, so progress adds up to the tree's file bytes. */
-  c->done_bytes = start_bytes + size;
+  c->pg.done_bytes = start_bytes + size;
 out:
   e2 = ext2fs_file_close(f);
   close(fd);
@@ -362,13 +334,13 @@ make_leaf(struct bctx *c, ext2_ino_t ino, const struct node *n)
       e = set_xattrs(c, ino, n);
       if (!e)
         e = copy_data(c, ino, n);
-      c->done_inodes++;
+      c->pg.done_inodes++;
       return e;
     }
   }
   if (!e)
     e = set_xattrs(c, ino, n);
-  c->done_inodes++;
+  c->pg.done_inodes++;
   return e;
 }
 
@@ -499,7 +471,7 @@ write_dir(struct bctx *c, ext2_ino_t ino, ext2_ino_t parent,
   if (e)
     return e;
   in.i_size = d.nblocks * BLK;
-  c->done_inodes++;
+  c->pg.done_inodes++;
   return write_inode(c, ino, &in);
 }
 
@@ -538,7 +510,7 @@ populate_dir(struct bctx *c, struct node *n, ext2_ino_t ino,
       c->failed_path = n->path;
     return e;
   }
-  progress(c, false);
+  build_progress_show(&c->pg, false);
   for (size_t i = 0; i < n->nkids; i++) {
     struct node *k = n->kids[i];
     if (S_ISDIR(k->st.st_mode)) {
@@ -583,6 +555,7 @@ prepare_lost_found(struct bctx *c)
     root->kids[pos] = lf;
     root->nkids++;
     c->t->ninodes++;
+    c->pg.total_inodes++;
   }
   e = alloc_inode(c, EXT2_ROOT_INO, S_IFDIR, &ino);
   if (e)
@@ -880,37 +853,24 @@ build_fs(struct bctx *c, int fd, const char *path)
   if (!r)
     r = fill_fs(c);
   if (!r)
-    progress(c, true);
+    build_progress_show(&c->pg, true);
   return r;
 }
 
 int
-build_image(const struct build_opts *o, int fd, const char *path,
-            const char **fstab_problem)
+build_ext4(const struct build_opts *o, struct tree *t,
+           const struct build_clock *clk, int fd, const char *path)
 {
   struct bctx c;
-  struct tree t;
-  int64_t sde = 0;
-  int r, have_sde;
+  int r;
 
   memset(&c, 0, sizeof c);
-  have_sde = source_date_epoch(&sde);
-  if (have_sde < 0)
-    return -EINVAL;
-  r = tree_scan(o->tree, sde, have_sde > 0, &o->exclude, &t);
-  if (r < 0) {
-    tree_free(&t);
-    return r;
-  }
-  *fstab_problem = tree_fstab_problem(&t);
   c.o = o;
-  c.t = &t;
-  c.clamp = sde;
-  c.clamp_set = have_sde > 0;
-  c.now = have_sde > 0 ? (time_t)sde : time(NULL);
-  c.progress = !o->quiet && (o->progress || isatty(2));
-  c.tty = isatty(2);
-  c.t0 = c.last = now_ms();
+  c.t = t;
+  c.clamp = clk->clamp;
+  c.clamp_set = clk->clamp_set;
+  c.now = (time_t)clk->now;
+  build_progress_init(&c.pg, o, t);
   c.bufsz = 1 << 20;
   c.buf = xmalloc(c.bufsz);
   r = build_fs(&c, fd, path);
@@ -918,6 +878,30 @@ build_image(const struct build_opts *o, int fd, const char *path,
     ext2fs_free(c.fs);
   free(c.buf);
   free(c.dirbuf);
+  return r;
+}
+
+int
+build_image(const struct build_opts *o, int fd, const char *path,
+            const char **fstab_problem)
+{
+  struct build_clock clk = { 0 };
+  struct tree t;
+  int r, have_sde = source_date_epoch(&clk.clamp);
+
+  if (have_sde < 0)
+    return -EINVAL;
+  clk.clamp_set = have_sde > 0;
+  clk.now = clk.clamp_set ? clk.clamp : (int64_t)time(NULL);
+  r = tree_scan(o->tree, clk.clamp, clk.clamp_set, &o->exclude, &t);
+  if (r == 0) {
+    /* A squashfs base is a layered root's lower layer: the agent mounts
+     * it, so its fstab has nothing to say about the root. */
+    if (o->format == IMAGE_EXT4)
+      *fstab_problem = tree_fstab_problem(&t);
+    r = o->format == IMAGE_SQUASHFS ? build_squashfs(o, &t, &clk, fd)
+                                    : build_ext4(o, &t, &clk, fd, path);
+  }
   tree_free(&t);
   return r;
 }
@@ -952,6 +936,7 @@ static void
 build_usage(FILE *f)
 {
   fputs("usage: imgtool build TREE (-o IMAGE | --store DIR --name NAME)\n"
+        "         [--format ext4|squashfs] [--compression zstd|gzip|xz]\n"
         "         [--exclude PATTERN]... [--size SIZE] [--headroom N%|SIZE]\n"
         "         [--inodes N] [--uuid UUID] [--hash-seed UUID]\n"
         "         [--label LABEL] [--force] [--quiet | --progress]\n", f);
@@ -1022,6 +1007,7 @@ struct build_args {
   struct build_opts o;
   const char *out, *store, *name;
   bool force;
+  const char *ext4_option; /* the first option given that only ext4 has */
 };
 
 /* --headroom N% or SIZE: a percentage of the used space, or bytes; a
@@ -1092,6 +1078,59 @@ parse_image_option(int c, const char *arg, struct build_opts *o)
   return -EINVAL;
 }
 
+/* --format ext4|squashfs and --compression zstd|gzip|xz. */
+static int
+parse_format_option(int c, const char *arg, struct build_opts *o)
+{
+  if (c == 'F') {
+    if (strcmp(arg, "ext4") && strcmp(arg, "squashfs")) {
+      log_err("--format '%s': give ext4 or squashfs", arg);
+      return -EINVAL;
+    }
+    o->format = strcmp(arg, "ext4") ? IMAGE_SQUASHFS : IMAGE_EXT4;
+    return 0;
+  }
+  if (strcmp(arg, "zstd") && strcmp(arg, "gzip") && strcmp(arg, "xz")) {
+    log_err("--compression '%s': give zstd, gzip or xz", arg);
+    return -EINVAL;
+  }
+  o->compression = arg;
+  return 0;
+}
+
+/* The options that shape an ext4 filesystem only, by getopt value. */
+static const char *
+ext4_option_name(int c)
+{
+  switch (c) {
+  case 's': return "--size";
+  case 'H': return "--headroom";
+  case 'i': return "--inodes";
+  case 'U': return "--uuid";
+  case 'E': return "--hash-seed";
+  case 'L': return "--label";
+  }
+  return NULL;
+}
+
+/* Options of one format given for the other. */
+static int
+check_format_options(const struct build_args *a)
+{
+  if (a->o.format == IMAGE_SQUASHFS && a->ext4_option) {
+    log_err("%s applies to ext4 images only: squashfs images have no free "
+            "space, inode table, UUID or label to set; drop it",
+            a->ext4_option);
+    return 2;
+  }
+  if (a->o.format == IMAGE_EXT4 && a->o.compression) {
+    log_err("--compression applies to squashfs images only: add --format "
+            "squashfs, or drop it");
+    return 2;
+  }
+  return -1;
+}
+
 /* What must hold once every option is read: one TREE, and either -o or
  * --store with a plain --name.  -1 to go on, or 2. */
 static int
@@ -1113,7 +1152,9 @@ check_build_args(int argc, char **argv, struct build_args *a)
             a->name);
     return 2;
   }
-  return -1;
+  if (!a->o.compression && a->o.format == IMAGE_SQUASHFS)
+    a->o.compression = "zstd";
+  return check_format_options(a);
 }
 
 /* Fills a from the command line.  Returns -1 to go on building, else the
@@ -1135,6 +1176,8 @@ parse_build_args(int argc, char **argv, struct build_args *a)
     { "quiet", no_argument, NULL, 'q' },
     { "progress", no_argument, NULL, 'P' },
     { "exclude", required_argument, NULL, 'x' },
+    { "format", required_argument, NULL, 'F' },
+    { "compression", required_argument, NULL, 'C' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
@@ -1167,12 +1210,19 @@ parse_build_args(int argc, char **argv, struct build_args *a)
       if (exclude_add(&o->exclude, optarg) < 0)
         return 2;
       break;
+    case 'F':
+    case 'C':
+      if (parse_format_option(c, optarg, o) < 0)
+        return 2;
+      break;
     case 'h': build_usage(stdout); return 0;
     default:
       if (parse_image_option(c, optarg, o) < 0)
         return 2;
       break;
     }
+    if (!a->ext4_option)
+      a->ext4_option = ext4_option_name(c);
   }
   return check_build_args(argc, argv, a);
 }

@@ -135,7 +135,7 @@ struct node {
   size_t nkids, kids_cap;
   struct node *hl_first;  /* hard links: the node seen first, or NULL */
   uint32_t hl_count;      /* on hl_first: links inside the tree */
-  uint32_t ino;           /* ext4 inode, once allocated */
+  uint32_t ino;           /* inode number in the image, once allocated */
 };
 
 struct tree {
@@ -177,9 +177,13 @@ void tree_free(struct tree *t);
 const char *tree_fstab_problem(const struct tree *t);
 
 /* ---- build.c ---- */
+enum image_format { IMAGE_EXT4, IMAGE_SQUASHFS };
+
 struct build_opts {
   const char *tree;
   const char *output;     /* for messages: the image or the store */
+  enum image_format format;
+  const char *compression; /* squashfs: "zstd", "gzip" or "xz" */
   uint64_t size;          /* 0 = automatic */
   uint64_t headroom_abs;  /* bytes of free space to add (automatic size) */
   unsigned headroom_pct;  /* percent of used space to add */
@@ -194,12 +198,65 @@ struct build_opts {
   struct exclude_list exclude;
 };
 
+/* The build's clock: timestamps at or after clamp become clamp (when
+ * clamp_set: SOURCE_DATE_EPOCH), and now stands for the image's
+ * creation time. */
+struct build_clock {
+  int64_t clamp;
+  bool clamp_set;
+  int64_t now;
+};
+
 /* Builds the image into the already created, empty file fd, which path
  * opens (libext2fs opens images by name).  *fstab_problem: see
  * tree_fstab_problem, for a warning once the image is in place. */
 int build_image(const struct build_opts *o, int fd, const char *path,
                 const char **fstab_problem);
+/* The ext4 filesystem of the scanned tree t, into fd (path opens it). */
+int build_ext4(const struct build_opts *o, struct tree *t,
+               const struct build_clock *clk, int fd, const char *path);
 int cmd_build(int argc, char **argv);
+
+/* ---- squashfs.c ---- */
+/* The squashfs image of the scanned tree t, into the empty file fd. */
+int build_squashfs(const struct build_opts *o, struct tree *t,
+                   const struct build_clock *clk, int fd);
+
+/* ---- sqfile.c ---- */
+struct sqfs_file_t;
+/* libsquashfs's file interface over fd (which stays the caller's), size:
+ * the bytes already in it.  Freed with sqfs_destroy. */
+struct sqfs_file_t *sqfile_new(int fd, uint64_t size);
+
+/* ---- imagefs.c: which filesystem an image holds ---- */
+struct image_fs {
+  enum image_format format;
+  char uuid[40];          /* ext4: the filesystem UUID; squashfs: "" */
+  char compression[16];   /* squashfs: its compressor; ext4: "none" */
+  /* squashfs only: */
+  uint32_t block_size;
+  uint64_t inodes;
+  uint64_t bytes_used;    /* the filesystem, without the end's padding */
+  int64_t created;
+};
+/* Reads the superblock of the image in fd: 0, or -EINVAL when there is
+ * no sane ext2/3/4 or squashfs superblock, or -errno; on failure why
+ * says what is wrong, as a phrase. */
+int image_fs_read(int fd, struct image_fs *fs, char *why, size_t len);
+/* "ext4", "squashfs" */
+const char *image_format_name(enum image_format f);
+
+/* ---- progress.c: the progress line of a build ---- */
+struct build_progress {
+  bool on, tty, forced;
+  uint64_t t0, last;                  /* now_ms() */
+  uint64_t done_inodes, total_inodes;
+  uint64_t done_bytes, total_bytes;   /* regular files' data */
+};
+void build_progress_init(struct build_progress *p, const struct build_opts *o,
+                         const struct tree *t);
+/* Prints the line when it is time (always when final, if it is on). */
+void build_progress_show(struct build_progress *p, bool final);
 
 /* ---- store.c ---- */
 struct version_meta {
@@ -207,6 +264,9 @@ struct version_meta {
   char name[256];
   char uuid[40];
   char sha256[65];
+  char format[16];       /* "ext4" (also for versions from before it was
+                            recorded) or "squashfs" */
+  char compression[16];  /* squashfs: its compressor; ext4: "none" */
   uint64_t size;
   int64_t created;
   char source[1024];
@@ -233,7 +293,8 @@ int store_publish(const char *namedir, struct outfile *image,
  * and syncs the directory.  The lock must be held. */
 int store_set_current(const char *namedir, unsigned id);
 /* Whether version id is intact: its metadata reads, the image's size and
- * SHA-256 are the published ones, the image is read-only.  Returns 0
+ * SHA-256 are the published ones, the image is read-only, its superblock
+ * is sane and of the published format.  Returns 0
  * (msg: "sha256=...") or -errno (msg: what is wrong). */
 int store_check_version(const char *namedir, unsigned id, char *msg,
                         size_t len);

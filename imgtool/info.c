@@ -31,38 +31,60 @@ fmt_time(int64_t t, char out[32])
   strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Whether path holds an ext2/3/4 superblock; says why not when it does
- * not, in words rather than as a libext2fs error code. */
-static bool
-looks_like_image(const char *path)
+/* The filesystem the image at path holds; says why there is none in
+ * words rather than as a library's error code. */
+static int
+read_image_fs(const char *path, struct image_fs *fs)
 {
-  uint8_t sb[1024];
+  char why[160];
   int fd = open(path, O_RDONLY | O_CLOEXEC), r;
 
   if (fd < 0) {
     log_err("cannot read %s: %s", path, strerror(errno));
-    return false;
+    return -errno;
   }
-  r = ext_superblock_read(fd, sb);
+  r = image_fs_read(fd, fs, why, sizeof why);
   close(fd);
   if (r == -EINVAL)
-    log_err("%s is not an ext4 image (no ext2/3/4 superblock): give an "
-            "image file, a store DIR or DIR/NAME", path);
+    log_err("%s is %s: give an image file, a store DIR or DIR/NAME", path,
+            why);
   else if (r < 0)
-    log_err("cannot read %s: %s", path, strerror(-r));
-  return r == 0;
+    log_err("cannot read %s: %s", path, why);
+  return r;
+}
+
+static int
+info_squashfs(const char *path, const struct image_fs *fs)
+{
+  char created[32];
+  struct stat st;
+
+  if (stat(path, &st) < 0) {
+    log_err("cannot read %s: %s", path, strerror(errno));
+    return 1;
+  }
+  fmt_time(fs->created, created);
+  printf("image=%s\nformat=squashfs\ncompression=%s\nblock_size=%u\n"
+         "inodes=%llu\nbytes_used=%llu\nsize=%llu\ncreated=%s\n",
+         path, fs->compression, fs->block_size,
+         (unsigned long long)fs->inodes, (unsigned long long)fs->bytes_used,
+         (unsigned long long)st.st_size, created);
+  return 0;
 }
 
 static int
 info_image(const char *path)
 {
+  struct image_fs ifs;
   ext2_filsys fs;
   errcode_t e;
   const uint8_t *u;
   char created[32];
 
-  if (!looks_like_image(path))
+  if (read_image_fs(path, &ifs) < 0)
     return 1;
+  if (ifs.format == IMAGE_SQUASHFS)
+    return info_squashfs(path, &ifs);
   e = ext2fs_open(path, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs);
   if (e) {
     log_err("%s has an ext2/3/4 superblock but cannot be opened (%s): "
@@ -71,8 +93,8 @@ info_image(const char *path)
   }
   u = fs->super->s_uuid;
   fmt_time(fs->super->s_mkfs_time, created);
-  printf("image=%s\nuuid=%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-         "%02x%02x%02x%02x%02x%02x\nlabel=%.16s\nblock_size=%u\n"
+  printf("image=%s\nformat=ext4\nuuid=%02x%02x%02x%02x-%02x%02x-%02x%02x-"
+         "%02x%02x-%02x%02x%02x%02x%02x%02x\nlabel=%.16s\nblock_size=%u\n"
          "blocks=%llu\nfree_blocks=%llu\ninodes=%u\nfree_inodes=%u\n"
          "size=%llu\ncreated=%s\n",
          path, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
@@ -115,11 +137,12 @@ info_namedir(const char *namedir)
     else
       snprintf(parent, sizeof parent, "none");
     /* source last: it is free text and may hold spaces. */
-    printf("version=%s/%04u.img id=%04u current=%s size=%llu sha256=%s "
-           "uuid=%s created=%s parent=%s source=%s\n",
-           namedir, m.id, m.id, m.id == cur ? "yes" : "no",
-           (unsigned long long)m.size, m.sha256, m.uuid, created, parent,
-           m.source);
+    printf("version=%s/%04u.img id=%04u current=%s format=%s "
+           "compression=%s size=%llu sha256=%s uuid=%s created=%s parent=%s "
+           "source=%s\n",
+           namedir, m.id, m.id, m.id == cur ? "yes" : "no", m.format,
+           m.compression, (unsigned long long)m.size, m.sha256, m.uuid,
+           created, parent, m.source);
   }
   if (!n)
     printf("store=%s versions=0\n", namedir);

@@ -9,6 +9,10 @@ imgtool_imgtool_SOURCES = \
 	imgtool/exclude.c \
 	imgtool/fstab.c \
 	imgtool/build.c \
+	imgtool/progress.c \
+	imgtool/squashfs.c \
+	imgtool/sqfile.c \
+	imgtool/imagefs.c \
 	imgtool/store.c \
 	imgtool/info.c \
 	imgtool/gc.c \
@@ -23,6 +27,7 @@ imgtool_imgtool_SOURCES = \
 # when imgtool runs from the build tree.
 imgtool_imgtool_CPPFLAGS = $(AM_CPPFLAGS) \
 	-DAGENT_PATH='"$(pkglibexecdir)/nbdroot-agent"' \
-	$(EXT2FS_CFLAGS) $(ZLIB_CFLAGS) $(NETTLE_CFLAGS)
+	$(EXT2FS_CFLAGS) $(ZLIB_CFLAGS) $(NETTLE_CFLAGS) \
+	$(LIBSQUASHFS_CFLAGS)
 imgtool_imgtool_LDADD = common/libcommon.a $(EXT2FS_LIBS) $(ZLIB_LIBS) \
-	$(NETTLE_LIBS)
+	$(NETTLE_LIBS) $(LIBSQUASHFS_LIBS)

@@ -3,9 +3,11 @@
  * Layout (shared with nbdsrv, which resolves `current` when a client
  * connects):
  *
- *   DIR/NAME/0001.img    a published version: mode 0444, never modified
- *   DIR/NAME/0001.meta   key=value lines: id, name, uuid, sha256, size,
- *                        created, source, parent
+ *   DIR/NAME/0001.img    a published version: mode 0444, never modified;
+ *                        an ext4 or a squashfs image under the same name
+ *                        (nbdsrv serves bytes either way)
+ *   DIR/NAME/0001.meta   key=value lines: id, name, format, compression,
+ *                        uuid, sha256, size, created, source, parent
  *   DIR/NAME/current     symlink to "NNNN.img" (relative)
  *   DIR/NAME/.lock       flock()ed by every imgtool that changes the store
  *
@@ -217,6 +219,9 @@ store_read_meta(const char *namedir, unsigned id, struct version_meta *m)
   free(p);
   memset(m, 0, sizeof *m);
   m->id = id;
+  /* Versions from before the format was recorded are all ext4. */
+  snprintf(m->format, sizeof m->format, "ext4");
+  snprintf(m->compression, sizeof m->compression, "none");
   if (!f)
     return -errno;
   while (fgets(line, sizeof line, f)) {
@@ -235,6 +240,10 @@ store_read_meta(const char *namedir, unsigned id, struct version_meta *m)
       snprintf(m->uuid, sizeof m->uuid, "%s", v);
     else if (strcmp(line, "sha256") == 0)
       snprintf(m->sha256, sizeof m->sha256, "%s", v);
+    else if (strcmp(line, "format") == 0)
+      snprintf(m->format, sizeof m->format, "%s", v);
+    else if (strcmp(line, "compression") == 0)
+      snprintf(m->compression, sizeof m->compression, "%s", v);
     else if (strcmp(line, "size") == 0)
       m->size = strtoull(v, NULL, 10);
     else if (strcmp(line, "created") == 0)
@@ -248,25 +257,20 @@ store_read_meta(const char *namedir, unsigned id, struct version_meta *m)
   return m->sha256[0] ? 0 : -EINVAL;
 }
 
-/* The filesystem UUID from an ext4 superblock, as text ("" if none). */
-static void
-image_uuid(const char *path, char out[40])
+/* The filesystem of the image at path: its format, compression and (ext4)
+ * UUID; what is wrong with it in why. */
+static int
+image_identity(const char *path, struct image_fs *fs, char *why, size_t len)
 {
-  uint8_t sb[1024];
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = open(path, O_RDONLY | O_CLOEXEC), r;
 
-  out[0] = '\0';
-  if (fd < 0)
-    return;
-  if (ext_superblock_read(fd, sb) == 0) {
-    const uint8_t *u = sb + 0x68;
-    snprintf(out, 40,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-             "%02x%02x%02x%02x%02x%02x",
-             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
-             u[10], u[11], u[12], u[13], u[14], u[15]);
+  if (fd < 0) {
+    snprintf(why, len, "%s", strerror(errno));
+    return -errno;
   }
+  r = image_fs_read(fd, fs, why, len);
   close(fd);
+  return r;
 }
 
 /* Metadata values are single lines. */
@@ -302,6 +306,29 @@ store_set_current(const char *namedir, unsigned id)
   return r;
 }
 
+/* The image's superblock is sane and of the format its metadata says. */
+static int
+check_image_fs(const char *img, const struct version_meta *m, char *msg,
+               size_t len)
+{
+  struct image_fs fs;
+  char why[160];
+  int r = image_identity(img, &fs, why, sizeof why);
+
+  if (r < 0) {
+    snprintf(msg, len, "%s", why);
+    return r;
+  }
+  if (strcmp(image_format_name(fs.format), m->format) ||
+      strcmp(fs.compression, m->compression)) {
+    snprintf(msg, len, "holds %s (%s), published as %s (%s)",
+             image_format_name(fs.format), fs.compression, m->format,
+             m->compression);
+    return -EBADMSG;
+  }
+  return 0;
+}
+
 int
 store_check_version(const char *namedir, unsigned id, char *msg, size_t len)
 {
@@ -324,6 +351,8 @@ store_check_version(const char *namedir, unsigned id, char *msg, size_t len)
     snprintf(msg, len, "writable (mode %04o), published versions must be "
              "read-only", (unsigned)(st.st_mode & 07777));
     r = -EPERM;
+  } else if ((r = check_image_fs(img, &m, msg, len)) < 0) {
+    /* msg says it */
   } else {
     snprintf(msg, len, "sha256=%s", sha);
   }
@@ -360,15 +389,20 @@ static int
 write_meta(const char *namedir, unsigned id, const char *path,
            const char *source, unsigned parent, struct outfile *mf)
 {
-  char sha[65], uuid[40], *meta, *src;
+  char sha[65], why[160], *meta, *src;
   const char *base = strrchr(namedir, '/');
+  struct image_fs fs;
   uint64_t size = 0;
   FILE *f;
   int r = sha256_file(path, sha, &size);
 
   if (r < 0)
     return r;
-  image_uuid(path, uuid);
+  r = image_identity(path, &fs, why, sizeof why);
+  if (r < 0) {
+    log_err("the new version in %s is not an image: %s", namedir, why);
+    return r;
+  }
   meta = store_version_path(namedir, id, "meta");
   r = outfile_create(meta, 0444, mf);
   free(meta);
@@ -379,9 +413,10 @@ write_meta(const char *namedir, unsigned id, const char *path,
     return -errno;
   src = xstrdup(source);
   clean_value(src);
-  fprintf(f, "id=%04u\nname=%s\nuuid=%s\nsha256=%s\nsize=%llu\n"
-             "created=%lld\nsource=%s\n",
-          id, base ? base + 1 : namedir, uuid, sha, (unsigned long long)size,
+  fprintf(f, "id=%04u\nname=%s\nformat=%s\ncompression=%s\nuuid=%s\n"
+             "sha256=%s\nsize=%llu\ncreated=%lld\nsource=%s\n",
+          id, base ? base + 1 : namedir, image_format_name(fs.format),
+          fs.compression, fs.uuid, sha, (unsigned long long)size,
           (long long)time(NULL), src);
   free(src);
   if (parent)

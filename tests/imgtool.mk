@@ -12,7 +12,8 @@ IMGTOOL_TESTS = \
 	tests/test_imgtool_08.sh \
 	tests/test_imgtool_09_build_exclude.sh \
 	tests/test_imgtool_10_fstab_warning.sh \
-	tests/test_imgtool_11_mac_ids.sh
+	tests/test_imgtool_11_mac_ids.sh \
+	tests/test_imgtool_12_squashfs.sh
 
 TESTS += $(IMGTOOL_TESTS)
 SANITIZE_TESTS += $(IMGTOOL_TESTS)

@@ -109,7 +109,7 @@ for f in /etc/passwd "$TESTDIR/empty"; do
   imgt info "$f" >"$TESTDIR/info3" || rc=$?
   [ $rc = 1 ] || fail "info $f: exit $rc, want 1"
   [ ! -s "$TESTDIR/info3" ] || fail "info $f printed: $(cat "$TESTDIR/info3")"
-  [ "$(cat "$TESTDIR/last.err")" = "imgtool: error: $f is not an ext4 image (no ext2/3/4 superblock): give an image file, a store DIR or DIR/NAME" ] ||
+  [ "$(cat "$TESTDIR/last.err")" = "imgtool: error: $f is not an ext4 or squashfs image (no ext2/3/4 or squashfs superblock): give an image file, a store DIR or DIR/NAME" ] ||
     fail "info $f: $(cat "$TESTDIR/last.err")"
 done
 imgt verify --store "$store" >"$TESTDIR/verify" || fail "verify of a sound store"
