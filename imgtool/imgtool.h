@@ -217,6 +217,9 @@ int build_ext4(const struct build_opts *o, struct tree *t,
                const struct build_clock *clk, int fd, const char *path);
 int cmd_build(int argc, char **argv);
 
+/* ---- template.c ---- */
+int cmd_state_template(int argc, char **argv);
+
 /* ---- squashfs.c ---- */
 /* The squashfs image of the scanned tree t, into the empty file fd. */
 int build_squashfs(const struct build_opts *o, struct tree *t,

@@ -13,6 +13,7 @@ imgtool_imgtool_SOURCES = \
 	imgtool/squashfs.c \
 	imgtool/sqfile.c \
 	imgtool/imagefs.c \
+	imgtool/template.c \
 	imgtool/store.c \
 	imgtool/info.c \
 	imgtool/gc.c \

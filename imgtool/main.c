@@ -1,6 +1,8 @@
 /* imgtool: command dispatch.
  *
  *   imgtool build   TREE (-o IMAGE | --store DIR --name NAME)   build.c
+ *                   [--format ext4|squashfs]                     squashfs.c
+ *   imgtool state-template -o IMAGE [--size SIZE]                template.c
  *   imgtool initrd  -o FILE.gz [...] | --list FILE               initrd.c
  *   imgtool info    IMAGE | --store DIR [--name NAME]            info.c
  *   imgtool verify  --store DIR [--name NAME]                    info.c
@@ -23,7 +25,9 @@ static const struct command {
   int (*run)(int argc, char **argv);
   const char *summary;
 } commands[] = {
-  { "build", cmd_build, "build an ext4 image from a tree (file or store)" },
+  { "build", cmd_build, "build an ext4 or squashfs image from a tree" },
+  { "state-template", cmd_state_template,
+    "write the blank ext4 a layered client's state disk starts from" },
   { "initrd", cmd_initrd, "pack the initramfs: agent + kernel modules" },
   { "info", cmd_info, "show an image or the versions of a store" },
   { "verify", cmd_verify, "check the checksums of a store's versions" },
@@ -38,7 +42,7 @@ usage(FILE *f)
 {
   fputs("usage: imgtool COMMAND [OPTIONS]   (imgtool COMMAND --help)\n", f);
   for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
-    fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
 }
 
 int

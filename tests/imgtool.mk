@@ -13,7 +13,8 @@ IMGTOOL_TESTS = \
 	tests/test_imgtool_09_build_exclude.sh \
 	tests/test_imgtool_10_fstab_warning.sh \
 	tests/test_imgtool_11_mac_ids.sh \
-	tests/test_imgtool_12_squashfs.sh
+	tests/test_imgtool_12_squashfs.sh \
+	tests/test_imgtool_13_state_template.sh
 
 TESTS += $(IMGTOOL_TESTS)
 SANITIZE_TESTS += $(IMGTOOL_TESTS)
