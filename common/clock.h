@@ -7,5 +7,7 @@
 /* Milliseconds of CLOCK_MONOTONIC: never goes back, unlike the time of
  * day, so intervals measured with it stay true across clock changes. */
 uint64_t now_ms(void);
+/* The same in microseconds, for short intervals. */
+uint64_t now_us(void);
 
 #endif

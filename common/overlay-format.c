@@ -38,9 +38,21 @@
  * acknowledged-as-durable write is in the map and in the data file, and a
  * block the map points at always holds data the client did write.
  *
- * Compaction rewrites the journal as one snapshot of the map into
- * PREFIX.map.tmp, fsyncs and renames it over PREFIX.map: atomic, so a
- * crash leaves either the old journal or the new snapshot.
+ * Compaction rewrites the journal as one snapshot of the map into a
+ * temporary file, fsyncs and renames it over PREFIX.map: atomic, so a
+ * crash leaves either the old journal or the new snapshot.  An overlay in
+ * use is compacted without holding its client up (ovl_compact_*): the
+ * snapshot is of the map as it was when the journal ended at offset F,
+ * with the data file synced after that (so every block it points at holds
+ * durable data); the batches appended after F, while the snapshot was
+ * written, are copied behind it as they are; only the last of them are
+ * copied with appends held off, then the file is synced and renamed.  The
+ * new file replays to what the old one does, except that writes that
+ * completed before F and were not flushed yet are in it already: allowed,
+ * since their data is durable (see nbdsrv(8), CRASH SEMANTICS).  Appends
+ * go to the new file from then on, and the flush that acknowledges them
+ * syncs the directory too, so that the rename is durable before any of
+ * them is promised.
  *
  * The map in memory is two bits per block in chunks of 4096 blocks (16 MiB
  * of disk, 1 KiB of memory), allocated on first write; the chunk pointer
@@ -302,6 +314,38 @@ ovl_map_run(const struct ovl_map *m, uint64_t block, uint64_t max,
   if (n > m->nblocks - block)
     n = m->nblocks - block;
   return n < max ? n : max;
+}
+
+int
+ovl_map_copy(struct ovl_map *dst, const struct ovl_map *src)
+{
+  ovl_map_init(dst, src->nblocks);
+  if (!src->groups)
+    return 0;
+  dst->groups = calloc(src->ngroups, sizeof *dst->groups);
+  if (!dst->groups)
+    return -ENOMEM;
+  for (size_t g = 0; g < src->ngroups; g++) {
+    if (!src->groups[g])
+      continue;
+    dst->groups[g] = calloc(GROUP_CHUNKS, sizeof **dst->groups);
+    if (!dst->groups[g])
+      goto nomem;
+    for (size_t i = 0; i < GROUP_CHUNKS; i++) {
+      if (!src->groups[g][i])
+        continue;
+      dst->groups[g][i] = malloc(CHUNK_BYTES);
+      if (!dst->groups[g][i])
+        goto nomem;
+      memcpy(dst->groups[g][i], src->groups[g][i], CHUNK_BYTES);
+    }
+  }
+  dst->ndata = src->ndata;
+  dst->nzero = src->nzero;
+  return 0;
+nomem:
+  ovl_map_free(dst);
+  return -ENOMEM;
 }
 
 size_t
@@ -851,6 +895,111 @@ ovl_file_compact(struct ovl_file *f, const char *prefix)
   f->log_reserved = 0;
   ovl_file_durable(f);
   return 0;
+}
+
+/* ---- compaction of an overlay in use ---- */
+
+int
+ovl_compact_begin(const struct ovl_file *f, const char *prefix,
+                  const struct ovl_map *map, uint64_t from,
+                  struct ovl_compaction *c)
+{
+  char tmp[PATH_MAX];
+  int r;
+
+  memset(c, 0, sizeof *c);
+  c->fd = -1;
+  path_of(tmp, sizeof tmp, prefix, ".compact.tmp");
+  r = write_snapshot(tmp, &f->info, map, false, &c->end, &c->records);
+  if (r < 0)
+    return r;
+  c->fd = open(tmp, O_RDWR | O_CLOEXEC);
+  if (c->fd < 0) {
+    r = -errno;
+    unlink(tmp);
+    return r;
+  }
+  c->copied = from;
+  c->records_from = f->log_records;
+  return 0;
+}
+
+int
+ovl_compact_catch_up(const struct ovl_file *f, struct ovl_compaction *c,
+                     uint64_t upto, bool sync)
+{
+  char buf[64 << 10];
+
+  while (c->copied < upto) {
+    size_t n = upto - c->copied < sizeof buf ? upto - c->copied : sizeof buf;
+    ssize_t got = full_pread(f->map_fd, buf, n, c->copied);
+    int r;
+
+    if (got != (ssize_t)n)
+      return got < 0 ? (int)got : -EIO;
+    r = full_pwrite(c->fd, buf, n, c->end);
+    if (r < 0)
+      return r;
+    c->copied += n;
+    c->end += n;
+  }
+  if (sync && c->synced < c->end) {
+    if (fdatasync(c->fd) < 0)
+      return -errno;
+    c->synced = c->end;
+  }
+  return 0;
+}
+
+int
+ovl_compact_commit(struct ovl_file *f, const char *prefix,
+                   struct ovl_compaction *c)
+{
+  char map[PATH_MAX], tmp[PATH_MAX];
+  uint64_t records;
+  int r;
+
+  r = ovl_compact_catch_up(f, c, f->log_end, true);
+  if (r < 0)
+    return r;
+  if (f->dir_fd < 0) {
+    path_of(map, sizeof map, prefix, ".map");
+    f->dir_fd = open_parent(map);
+    if (f->dir_fd < 0) {
+      r = f->dir_fd;
+      f->dir_fd = -1;
+      return r;
+    }
+  }
+  path_of(map, sizeof map, prefix, ".map");
+  path_of(tmp, sizeof tmp, prefix, ".compact.tmp");
+  if (rename(tmp, map) < 0)
+    return -errno;
+  /* From here on the new file is the overlay's, whatever fails. */
+  records = c->records + (f->log_records - c->records_from);
+  r = dup2(c->fd, f->map_fd) < 0 ? -errno : 0;
+  close(c->fd);
+  c->fd = -1;
+  if (r < 0)
+    return r;
+  f->log_end = c->end;
+  f->log_records = records;
+  f->log_reserved = 0;
+  f->durable = false;
+  return 0;
+}
+
+void
+ovl_compact_abort(const char *prefix, struct ovl_compaction *c)
+{
+  char tmp[PATH_MAX];
+
+  if (c->fd < 0)
+    return;
+  close(c->fd);
+  c->fd = -1;
+  path_of(tmp, sizeof tmp, prefix, ".compact.tmp");
+  unlink(tmp);
 }
 
 const char *const ovl_tmp_suffixes[] = { ".map.tmp", ".data.tmp", ".compact.tmp", NULL };

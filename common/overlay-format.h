@@ -42,6 +42,8 @@ int ovl_map_set(struct ovl_map *m, uint64_t first, uint64_t count,
 /* Length (in blocks, at most max) of the run of equal state at block. */
 uint64_t ovl_map_run(const struct ovl_map *m, uint64_t block, uint64_t max,
                      enum ovl_state *state);
+/* *dst becomes a copy of src (0 or -ENOMEM; dst is then empty). */
+int ovl_map_copy(struct ovl_map *dst, const struct ovl_map *src);
 /* Bytes of heap the map uses (for accounting and tests). */
 size_t ovl_map_memory(const struct ovl_map *m);
 
@@ -104,6 +106,36 @@ int ovl_file_append(struct ovl_file *f, const struct ovl_record *recs,
 /* Rewrites the journal as one snapshot of f->map (temporary file, fsync,
  * rename).  Call only when the data file is synced. */
 int ovl_file_compact(struct ovl_file *f, const char *prefix);
+/* Compaction in steps, for an overlay in use (see "Compaction" at the top
+ * of overlay-format.c): a snapshot of the map as of journal offset from,
+ * then the journal's batches after from copied behind it, then, with
+ * appends held off, the last ones copied and the snapshot put in place. */
+struct ovl_compaction {
+  int fd;                 /* PREFIX.compact.tmp */
+  uint64_t end;           /* its length */
+  uint64_t synced;        /* bytes of it known durable */
+  uint64_t copied;        /* the old journal is in it up to here */
+  uint64_t records;       /* records of the snapshot */
+  uint64_t records_from;  /* the old journal's records at from */
+};
+/* Writes the snapshot (map: the overlay's map when its journal ended at
+ * from, with f's data file synced since) to PREFIX.compact.tmp. */
+int ovl_compact_begin(const struct ovl_file *f, const char *prefix,
+                      const struct ovl_map *map, uint64_t from,
+                      struct ovl_compaction *c);
+/* Copies the old journal's batches in [c->copied, upto) behind it;
+ * with sync, then fdatasyncs it.  Appends to f may go on meanwhile. */
+int ovl_compact_catch_up(const struct ovl_file *f, struct ovl_compaction *c,
+                         uint64_t upto, bool sync);
+/* With appends held off: copies the rest, syncs, renames it over
+ * PREFIX.map and makes it f's map file (same descriptor number).  The
+ * rename is durable only once the directory is synced: f->durable is
+ * false until then (and f->dir_fd open for it). */
+int ovl_compact_commit(struct ovl_file *f, const char *prefix,
+                       struct ovl_compaction *c);
+/* Gives up: closes and removes the temporary file. */
+void ovl_compact_abort(const char *prefix, struct ovl_compaction *c);
+
 /* Temporary files a crash can leave beside an overlay: the map and data
  * file of an interrupted creation, the snapshot of an interrupted
  * compaction.  Neither is ever needed again: the overlay is its PREFIX.map

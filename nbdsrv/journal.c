@@ -14,6 +14,24 @@
  * nobody uses (journal_sync_all), and compacts a long journal.  All of it
  * runs under ov->lock.
  *
+ * Compaction of an overlay in use.  A client that stays connected for
+ * weeks and flushes often would grow its journal without end, and the
+ * next start of the server would replay all of it.  So when a flush finds
+ * the journal grown by more than journal-max (or by more than the
+ * snapshot it started from, whichever is more: a client with a very
+ * fragmented map is not compacted over and over), the overlay is queued
+ * for the compactor thread, which rewrites the journal as a snapshot
+ * (ovl_compact_* in common/overlay-format.c: the crash safety argument is
+ * there).  The client's requests wait for it only twice: while the map is
+ * copied, and while the new file is put in place (a rename).  Its flushes
+ * go on meanwhile, into the old journal, except while the journal's last
+ * batches are copied and synced: then they wait for that, each in its own
+ * time (appends_held), never holding up their worker.
+ * After the switch, a flush's fsync of the old map file counts for
+ * nothing (map_gen), and the first flush syncs the directory, so that the
+ * rename is durable before anything appended to the new file is
+ * promised.
+ *
  * Must never happen: a map entry durable before the data it points at
  * (data is synced before its records are appended); a map change without
  * its record (journal_record makes room for the record before it changes
@@ -23,10 +41,12 @@
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "nbdsrv.h"
 #include "vec.h"
@@ -105,6 +125,218 @@ journal_record(struct overlay *ov, uint64_t first, uint64_t count,
   return 0;
 }
 
+/* ---- compaction of an overlay in use ---- */
+
+static pthread_mutex_t cq_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cq_cond = PTHREAD_COND_INITIALIZER;
+static struct overlay **cq;          /* queued overlays (cq_lock) */
+static size_t ncq, cap_cq;
+static struct overlay *cq_current;   /* being compacted */
+static bool cq_stop, cq_running;
+static pthread_t cq_thread;
+
+/* Whether ov's journal has grown enough to be compacted; lock held. */
+static bool
+compact_due(const struct overlay *ov)
+{
+  uint64_t allowed = config.journal_max;
+
+  if (allowed == 0 || ov->compacting || ov->detached || ov->file.map_fd < 0 ||
+      !cq_running)
+    return false;
+  if (ov->compacted_end > allowed)
+    allowed = ov->compacted_end;
+  return ov->file.log_end > ov->compacted_end + allowed;
+}
+
+/* Lock held (ov->lock, then cq_lock). */
+static void
+compact_queue_if_due(struct overlay *ov)
+{
+  if (!compact_due(ov))
+    return;
+  pthread_mutex_lock(&cq_lock);
+  if (VEC_RESERVE(cq, cap_cq, ncq + 1) == 0) {
+    cq[ncq++] = ov;
+    ov->compacting = true;
+    pthread_cond_broadcast(&cq_cond);
+  }
+  pthread_mutex_unlock(&cq_lock);
+}
+
+void
+journal_compact_if_due(struct overlay *ov)
+{
+  pthread_mutex_lock(&ov->lock);
+  compact_queue_if_due(ov);
+  pthread_mutex_unlock(&ov->lock);
+}
+
+void
+journal_compact_forget(struct overlay *ov)
+{
+  pthread_mutex_lock(&cq_lock);
+  for (size_t i = 0; i < ncq; i++) {
+    if (cq[i] == ov) {
+      memmove(cq + i, cq + i + 1, (ncq - i - 1) * sizeof *cq);
+      ncq--;
+      break;
+    }
+  }
+  while (cq_current == ov)
+    pthread_cond_wait(&cq_cond, &cq_lock);
+  pthread_mutex_unlock(&cq_lock);
+}
+
+void
+journal_opened(struct overlay *ov)
+{
+  ov->map_synced_end = ov->file.log_end;
+  /* A long journal from before (an older server, or compaction off) is
+   * compacted at the first occasion. */
+  ov->compacted_end = ov->file.log_end <= config.journal_max ? ov->file.log_end : 0;
+}
+
+/* Copies the old journal behind the snapshot, off the lock, until it has
+ * caught up (or a few rounds: a client flushing all the time is caught
+ * up under the lock, in ovl_compact_commit). */
+static int
+compact_catch_up(struct overlay *ov, struct ovl_compaction *c)
+{
+  for (int round = 0; round < 4; round++) {
+    uint64_t upto;
+    int r;
+
+    pthread_mutex_lock(&ov->lock);
+    upto = ov->file.log_end;
+    pthread_mutex_unlock(&ov->lock);
+    if (upto == c->copied && c->synced == c->end)
+      return 0;
+    r = ovl_compact_catch_up(&ov->file, c, upto, true);
+    if (r < 0)
+      return r;
+  }
+  return 0;
+}
+
+/* The last batches copied and synced with appends held off (flushes
+ * wait for that in their own time, see flush_advance), then the new
+ * journal takes over under the lock; *held grows by how long the client's
+ * requests waited.  0 or -errno. */
+static int
+compact_finish(struct overlay *ov, struct ovl_compaction *c, uint64_t *held)
+{
+  uint64_t upto, t;
+  int r;
+
+  pthread_mutex_lock(&ov->lock);
+  ov->appends_held = true;
+  upto = ov->file.log_end;
+  pthread_mutex_unlock(&ov->lock);
+  r = ovl_compact_catch_up(&ov->file, c, upto, true);
+  pthread_mutex_lock(&ov->lock);
+  t = now_us();
+  if (r == 0)
+    r = ov->detached ? -ESTALE : ovl_compact_commit(&ov->file, ov->prefix, c);
+  if (r == 0) {
+    ov->map_gen++;
+    ov->map_synced_end = ov->file.log_end;
+  }
+  ov->appends_held = false;
+  *held += now_us() - t;
+  pthread_mutex_unlock(&ov->lock);
+  return r;
+}
+
+static void
+compact(struct overlay *ov)
+{
+  struct ovl_compaction c = { .fd = -1 };
+  struct ovl_map snap;
+  uint64_t before, t0 = now_ms(), held;
+  int r;
+
+  /* The map as it is now, with the journal's end that goes with it. */
+  pthread_mutex_lock(&ov->lock);
+  held = now_us();
+  before = ov->file.log_end;
+  r = ovl_map_copy(&snap, &ov->file.map);
+  held = now_us() - held;
+  pthread_mutex_unlock(&ov->lock);
+  /* Every block it points at must hold durable data. */
+  if (r == 0 && fdatasync(ov->file.data_fd) < 0)
+    r = -errno;
+  if (r == 0)
+    r = ovl_compact_begin(&ov->file, ov->prefix, &snap, before, &c);
+  ovl_map_free(&snap);
+  if (r == 0)
+    r = compact_catch_up(ov, &c);
+  if (r == 0)
+    r = compact_finish(ov, &c, &held);
+  if (r < 0)
+    ovl_compact_abort(ov->prefix, &c);
+  pthread_mutex_lock(&ov->lock);
+  ov->compacting = false;
+  /* After a failure, not again before the journal grows as much more. */
+  ov->compacted_end = ov->file.log_end;
+  pthread_mutex_unlock(&ov->lock);
+  if (r < 0 && r != -ESTALE)
+    log_err("overlay %s: cannot compact the journal: %s", ov->prefix, strerror(-r));
+  else if (r == 0)
+    log_info("overlay %s: journal compacted in use, %" PRIu64 " KiB to %" PRIu64 " KiB in %" PRIu64 " ms (its requests held up %" PRIu64 " us)",
+             ov->prefix, before >> 10, ov->compacted_end >> 10, now_ms() - t0, held);
+}
+
+static void *
+compactor_main(void *arg)
+{
+  (void)arg;
+  pthread_mutex_lock(&cq_lock);
+  for (;;) {
+    while (ncq == 0 && !cq_stop)
+      pthread_cond_wait(&cq_cond, &cq_lock);
+    if (cq_stop)
+      break;
+    cq_current = cq[0];
+    memmove(cq, cq + 1, (ncq - 1) * sizeof *cq);
+    ncq--;
+    pthread_mutex_unlock(&cq_lock);
+    compact(cq_current);
+    pthread_mutex_lock(&cq_lock);
+    cq_current = NULL;
+    pthread_cond_broadcast(&cq_cond);
+  }
+  pthread_mutex_unlock(&cq_lock);
+  return NULL;
+}
+
+int
+journal_compactor_start(void)
+{
+  int r = pthread_create(&cq_thread, NULL, compactor_main, NULL);
+
+  if (r != 0)
+    return -r;
+  cq_running = true;
+  return 0;
+}
+
+void
+journal_compactor_stop(void)
+{
+  if (!cq_running)
+    return;
+  pthread_mutex_lock(&cq_lock);
+  cq_stop = true;
+  pthread_cond_broadcast(&cq_cond);
+  pthread_mutex_unlock(&cq_lock);
+  pthread_join(cq_thread, NULL);
+  cq_running = false;
+  free(cq);
+  cq = NULL;
+  ncq = cap_cq = 0;
+}
+
 int
 journal_sync_all(struct overlay *ov)
 {
@@ -112,6 +344,7 @@ journal_sync_all(struct overlay *ov)
 
   if (ov->detached)
     return 0;
+  journal_compact_forget(ov);
   pthread_mutex_lock(&ov->lock);
   if (ov->npending > 0 || ov->file.log_end > ov->map_synced_end) {
     if (fdatasync(ov->file.data_fd) < 0)
@@ -168,7 +401,10 @@ flush_journal(struct overlay *ov, struct journal_flush *f, bool *need_sync)
     n++;
   r = append_pending(ov, n);
   f->end = ov->file.log_end;
+  f->gen = ov->map_gen;
   *need_sync = ov->file.log_end > ov->map_synced_end;
+  if (r == 0)
+    compact_queue_if_due(ov);
   return r;
 }
 
@@ -176,19 +412,21 @@ flush_journal(struct overlay *ov, struct journal_flush *f, bool *need_sync)
  * overlay syncs nothing, see ovl_file_create): the descriptor to fsync, or
  * -1 when it is durable already; lock held. */
 static int
-flush_dir_begin(struct overlay *ov)
+flush_dir_begin(struct overlay *ov, struct journal_flush *f)
 {
   if (ov->file.durable || ov->file.dir_fd < 0)
     return -1;
   ov->dir_syncs++;
+  f->gen = ov->map_gen;
   return ov->file.dir_fd;
 }
 
 static void
-flush_dir_done(struct overlay *ov, int res)
+flush_dir_done(struct overlay *ov, const struct journal_flush *f, int res)
 {
   ov->dir_syncs--;
-  if (res == 0)
+  /* A sync from before a compaction's rename does not cover it. */
+  if (res == 0 && f->gen == ov->map_gen)
     ov->file.durable = true;
   /* Another connection of the client may be syncing it too: the
    * descriptor goes when the last of them is done. */
@@ -204,6 +442,13 @@ flush_advance(struct overlay *ov, struct journal_flush *f, int *fd)
   int r;
 
   *fd = -1;
+  if (f->stage == FLUSH_DATA && ov->appends_held) {
+    /* A compaction is putting its new journal in place: the flush comes
+     * back after one more (cheap) sync of the data file, not blocking
+     * its worker. */
+    *fd = ov->file.data_fd;
+    return 0;
+  }
   if (f->stage == FLUSH_DATA) {
     r = flush_journal(ov, f, &need_sync);
     if (r < 0) {
@@ -217,10 +462,12 @@ flush_advance(struct overlay *ov, struct journal_flush *f, int *fd)
       return 0;
     }
   } else if (f->stage == FLUSH_MAP) {
-    if (f->end > ov->map_synced_end)
+    /* After a compaction, f's fsync was of the old file: the new one was
+     * synced whole when it took over. */
+    if (f->gen == ov->map_gen && f->end > ov->map_synced_end)
       ov->map_synced_end = f->end;
   }
-  if (f->stage != FLUSH_DIR && (*fd = flush_dir_begin(ov)) >= 0)
+  if (f->stage != FLUSH_DIR && (*fd = flush_dir_begin(ov, f)) >= 0)
     f->stage = FLUSH_DIR;
   return 0;
 }
@@ -233,7 +480,7 @@ journal_flush_next(struct overlay *ov, struct journal_flush *f, int res,
 
   pthread_mutex_lock(&ov->lock);
   if (f->stage == FLUSH_DIR)
-    flush_dir_done(ov, res);
+    flush_dir_done(ov, f, res);
   if (res < 0) {
     if (!no_space(-res))
       log_err("overlay %s: fsync: %s", ov->prefix, strerror(-res));

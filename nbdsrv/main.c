@@ -232,8 +232,10 @@ start_serving(const int *fds, unsigned nfds)
     config_warn_unpinned(&config);
     overlay_rename_old_macs();   /* before any client can open one */
     overlay_remove_leftovers();
-    r = workers_start(fds, nfds, nthreads);
+    r = journal_compactor_start();
   }
+  if (r == 0)
+    r = workers_start(fds, nfds, nthreads);
   if (r < 0) {
     log_err("cannot start the worker threads: %s", strerror(-r));
     return r;
@@ -293,6 +295,7 @@ shut_down(int sfd, int ctl_fd, const int *fds, unsigned nfds)
   workers_join();
   for (unsigned i = 0; i < nfds; i++)
     close(fds[i]);
+  journal_compactor_stop();
   overlay_janitor(true, &janitor_hooks);
   trace_close();
   log_limit_flush(true);

@@ -171,6 +171,7 @@ struct config {
   uint32_t max_request;         /* largest read or write payload */
   unsigned keepalive;           /* idle seconds before TCP probes; 0: off */
   uint64_t default_quota;       /* for exports that set none */
+  uint64_t journal_max;         /* journal growth that starts a compaction */
   bool check_only;              /* --check-config */
 };
 
@@ -353,6 +354,14 @@ struct overlay {
   uint64_t seq;                  /* completed-write counter */
   uint64_t map_synced_end;       /* journal bytes known durable */
   unsigned dir_syncs;            /* directory fsyncs in flight */
+  /* Compaction in the background (journal.c): the map file's generation
+   * (a compaction replaces it: a flush's fsync of the old one says
+   * nothing about the new one), the journal's length when it was last a
+   * snapshot, and whether a compaction is queued or running. */
+  unsigned map_gen;
+  uint64_t compacted_end;
+  bool compacting;
+  bool appends_held;             /* its last batches are being copied */
   uint64_t requests, bytes_read, bytes_written;
 };
 
@@ -432,12 +441,25 @@ int journal_record(struct overlay *ov, uint64_t first, uint64_t count,
  * (the janitor: no connection uses ov). */
 int journal_sync_all(struct overlay *ov);
 
+/* Compaction of overlays in use, in a thread of its own. */
+int journal_compactor_start(void);
+void journal_compactor_stop(void);
+/* Queues ov's compaction when its journal is long enough (the janitor's
+ * tick; a flush checks by itself).  Lock not held. */
+void journal_compact_if_due(struct overlay *ov);
+/* Takes ov out of the compaction queue, or waits for its compaction to
+ * end: before ov is closed, freed or detached. */
+void journal_compact_forget(struct overlay *ov);
+/* After opening: where the journal stands. */
+void journal_opened(struct overlay *ov);
+
 /* One asynchronous flush of an overlay: fdatasync(data) -> journal
  * append -> fdatasync(map) [-> fsync(dir) the first time]. */
 struct journal_flush {
   enum { FLUSH_DATA, FLUSH_MAP, FLUSH_DIR } stage;
   uint64_t seq;                  /* the last write it covers */
   uint64_t end;                  /* journal bytes it made durable */
+  unsigned gen;                  /* of the map file they are in */
 };
 /* Starts f: returns the descriptor to fdatasync first. */
 int journal_flush_begin(struct overlay *ov, struct journal_flush *f);

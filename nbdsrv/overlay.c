@@ -110,6 +110,7 @@ mkdir_p(const char *path)
 static void
 overlay_free(struct overlay *ov)
 {
+  journal_compact_forget(ov);
   ovl_file_close(&ov->file);
   image_put(ov->base);
   pthread_mutex_destroy(&ov->lock);
@@ -165,7 +166,7 @@ overlay_open(struct overlay *ov, const char *boot_id, const char **why)
       image_put(ov->base);
       ov->base = NULL;
     } else {
-      ov->map_synced_end = ov->file.log_end;
+      journal_opened(ov);
       return 0;
     }
   } else if (r != -ENOENT) {
@@ -210,7 +211,7 @@ overlay_open(struct overlay *ov, const char *boot_id, const char **why)
     log_err("overlay %s: cannot create: %s", ov->prefix, strerror(-r));
     return r;
   }
-  ov->map_synced_end = ov->file.log_end;
+  journal_opened(ov);
   log_info("overlay %s: created on %s", ov->prefix, ov->base->path);
   return 0;
 }
@@ -300,6 +301,8 @@ registry_claim(const char *key, const struct export *exp, const char *id,
      * connections: those keep the old (now detached) overlay until they
      * go; the new boot gets a fresh one. */
     *pp = ov->next;
+    /* No compaction of the old files once the new ones are made. */
+    journal_compact_forget(ov);
     ov->detached = true;
     if (ov->refs == 0)
       overlay_free(ov);
@@ -528,6 +531,20 @@ take_due(time_t now, bool force, size_t *from)
   return due;
 }
 
+/* The janitor's tick for overlays in use: a journal that grew past its
+ * bound while its overlay was being compacted, or was long when it was
+ * opened, is compacted now rather than at the client's next flush. */
+static void
+compact_due_ones(void)
+{
+  pthread_mutex_lock(&registry_lock);
+  for (size_t b = 0; b < REGISTRY_BUCKETS; b++)
+    for (struct overlay *ov = registry[b]; ov; ov = ov->next)
+      if (!ov->opening && !ov->closing)
+        journal_compact_if_due(ov);
+  pthread_mutex_unlock(&registry_lock);
+}
+
 void
 overlay_janitor(bool force, const struct janitor_hooks *h)
 {
@@ -543,6 +560,8 @@ overlay_janitor(bool force, const struct janitor_hooks *h)
     sweep_ephemeral_orphans(h);
     swept = true;
   }
+  if (!force)
+    compact_due_ones();
 
   /* The overlays whose time has come, one at a time: an overlay is marked
    * closing only while its own files are synced and closed, so a client

@@ -39,6 +39,7 @@ SERVER_TESTS = \
 	tests/test_server_37_visibility.sh \
 	tests/test_server_38_check_config.sh \
 	tests/test_server_39_config_keys.sh \
+	tests/test_server_43_compaction.sh \
 	tests/test_server_44_restart_port.sh
 
 # Memory figures mean nothing under a sanitizer's allocator: not repeated.
