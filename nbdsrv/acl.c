@@ -27,8 +27,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "nbdsrv.h"
 #include "vec.h"
+
+/* Clients turned away: logged without -v (the admin of a lab whose
+ * clients do not boot looks here first), rate-limited (a flood must not
+ * fill the disk). */
+static struct log_limit refusal_log = LOG_LIMIT(LOG_WARNING, "refusals");
+
+void
+acl_log_refusal(const char *peer, const char *export, const char *id,
+                const char *why)
+{
+  if (export)
+    log_limited(&refusal_log, "%s: refused export %s as client %s: %s", peer,
+                export, id, why);
+  else
+    log_limited(&refusal_log, "%s: refused connection: %s", peer, why);
+}
+
+void
+acl_log_bad_request(const char *peer, const char *quoted, const char *why)
+{
+  log_limited(&refusal_log, "%s: refused export request %s: %s", peer, quoted,
+              why);
+}
 
 int
 peer_addr_parse(const char *s, struct peer_addr *a)

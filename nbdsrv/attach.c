@@ -473,7 +473,6 @@ attach_begin(struct conn *c, const struct export *exp,
   struct overlay *ovl;
   struct attach_job *j;
 
-  c->in = IN_ATTACHING;
   if (overlay_lookup(exp, req->id, req->boot_id, &ovl) == 0) {
     set_overlay(c, ovl);
     return 0;

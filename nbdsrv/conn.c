@@ -2,17 +2,28 @@
  *
  * Design notes
  * ------------
- * A connection is created on the worker that will serve it (conn_setup:
+ * A connection is created on the worker that will serve it (conn_new:
  * a slot, a generation, the connection limits, socket options, the
  * registered file table) and freed by that worker only once nothing of
  * it is in flight any more: no armed recv, no send, no request, no job
- * at the attach thread (conn_try_free).  Closing is two steps: conn_close
- * stops everything new (no more input, recv cancelled, the socket shut
- * down), and the connection goes once what is in flight completed.
+ * at the attach thread.
+ *
+ * Its stage (enum conn_stage) says what it expects and whether it lives:
+ * input.c cuts the stream by it, handshake.c and transmit.c move it on
+ * (conn_enter), and the end goes through two steps here.  conn_close()
+ * only stops things (input, the recv, the socket, an attach job) and
+ * marks the connection CONN_CLOSED, so that any part of the protocol may
+ * call it, deep in its own calls, and go on safely; conn_settle(), which
+ * the event loop calls after each event of a connection, ends a
+ * connection drained of its requests and frees a closed one once nothing
+ * is in flight.  This file calls none of the protocol's files: they call
+ * it.
  *
  * Must never happen: a connection freed while an operation of the ring,
- * a request or an attach job still names it; a slot reused without a
- * new generation (stale completions are recognised by it).
+ * a request or an attach job still names it, or freed anywhere but in
+ * conn_settle(); a closed connection that takes input or comes back to
+ * life; a slot reused without a new generation (stale completions are
+ * recognised by it).
  */
 #include <config.h>
 
@@ -46,8 +57,7 @@ arm_recv(struct conn *c)
 {
   struct io_uring_sqe *sqe;
 
-  if (c->recv_armed || c->closing || c->disc || c->w->stopping ||
-      conn_over_limit(c))
+  if (c->recv_armed || !conn_reads(c) || c->w->stopping || conn_over_limit(c))
     return;
   sqe = loop_get_sqe(c->w);
   io_uring_prep_recv_multishot(sqe, c->w->fixed_files ? (int)c->slot : c->fd,
@@ -79,23 +89,55 @@ conn_recv_more(struct conn *c)
   arm_recv(c);
 }
 
-/* Frees the connection once nothing of it is in flight any more. */
 void
-conn_try_free(struct conn *c)
+conn_recv_next(struct conn *c)
+{
+  if (c->recv_armed && c->stage != CONN_CLOSED && conn_over_limit(c))
+    conn_cancel_recv(c);
+  else
+    arm_recv(c);
+}
+
+/* Whether an operation of the ring, a request or an attach job still
+ * names c. */
+static bool
+conn_busy(const struct conn *c)
+{
+  return c->recv_armed || c->send_inflight || c->inflight_reqs ||
+         c->attach_job;
+}
+
+/* Messages never sent: their own free functions let them go. */
+static void
+drop_queue(struct conn *c)
+{
+  struct outmsg *m;
+
+  while ((m = c->out_head)) {
+    c->out_head = m->next;
+    m->free(m);
+  }
+  c->out_tail = &c->out_head;
+}
+
+static void
+conn_free(struct conn *c)
 {
   struct worker *w = c->w;
 
-  if (!c->closing || c->recv_armed || c->send_inflight || c->inflight_reqs ||
-      c->attach_job)
-    return;
   /* Out of the table first: the control socket reads it, overlay and
    * all, under conns_lock. */
   pthread_mutex_lock(&w->conns_lock);
   w->conns[c->slot] = NULL;
   pthread_mutex_unlock(&w->conns_lock);
-  conn_free_queue(c);
-  free(c->opt_data);
-  free(c->stash);
+  drop_queue(c);
+  if (c->in.cur) {
+    /* A write whose payload never came (never handed to transmit.c). */
+    free(c->in.cur->buf);
+    free(c->in.cur);
+  }
+  free(c->in.opt_data);
+  free(c->in.stash);
   if (c->pipe_size) {
     close(c->pipe_fd[0]);
     close(c->pipe_fd[1]);
@@ -117,14 +159,24 @@ conn_try_free(struct conn *c)
 void
 conn_close(struct conn *c, const char *why)
 {
-  if (!c->closing && why)
+  if (c->stage != CONN_CLOSED && why)
     log_limited(&close_log, "closing connection from %s: %s", c->peer, why);
-  conn_stop_input(c);
+  conn_enter(c, CONN_CLOSED);
   attach_cancel(c);
   conn_cancel_recv(c);
   /* Wake a blocked send and make later ones fail fast. */
   shutdown(c->fd, SHUT_RDWR);
-  conn_try_free(c);
+}
+
+void
+conn_settle(struct conn *c)
+{
+  bool drained = !c->inflight_reqs && !c->send_inflight && !c->out_head;
+
+  if ((c->stage == CONN_ABORTING || c->stage == CONN_DRAINING) && drained)
+    conn_close(c, NULL);
+  if (c->stage == CONN_CLOSED && !conn_busy(c))
+    conn_free(c);
 }
 
 /* The address of the peer of socket fd, as text ("unknown" if none). */
@@ -168,9 +220,8 @@ conn_alloc(struct worker *w, int fd)
   return c;
 }
 
-/* A new connection on this worker: its socket is res. */
-void
-conn_setup(struct worker *w, int res)
+struct conn *
+conn_new(struct worker *w, int res)
 {
   const char *why;
   struct conn *c;
@@ -181,11 +232,11 @@ conn_setup(struct worker *w, int res)
     if (!w->stopping) {
       char peer[INET6_ADDRSTRLEN];
       peer_name(res, peer);
-      handshake_log_refusal(peer, NULL, NULL,
-                            "its worker thread holds as many connections as it can");
+      acl_log_refusal(peer, NULL, NULL,
+                      "its worker thread holds as many connections as it can");
     }
     close(res);
-    return;
+    return NULL;
   }
   for (slot = 0; w->conns[slot]; slot++)
     ;
@@ -194,17 +245,17 @@ conn_setup(struct worker *w, int res)
   c = conn_alloc(w, res);
   if (!c) {
     close(res);
-    return;
+    return NULL;
   }
   c->slot = slot;
   c->gen = ++w->next_gen;
   peer_name(res, c->peer);
   why = limits_enter(c->peer);
   if (why) {
-    handshake_log_refusal(c->peer, NULL, NULL, why);
+    acl_log_refusal(c->peer, NULL, NULL, why);
     close(res);
     free(c);
-    return;
+    return NULL;
   }
   c->counted = true;
   setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -223,87 +274,12 @@ conn_setup(struct worker *w, int res)
     limits_leave(c->peer);
     close(res);
     free(c);
-    return;
+    return NULL;
   }
   pthread_mutex_lock(&w->conns_lock);
   w->conns[slot] = c;
   pthread_mutex_unlock(&w->conns_lock);
   w->nconns++;
   log_debug("connection from %s (worker %u slot %u)", c->peer, w->id, slot);
-  handshake_start(c);
-  arm_recv(c);
-}
-
-void
-conn_recv_done(struct worker *w, struct conn *c, int res, unsigned flags)
-{
-  bool more = flags & IORING_CQE_F_MORE;
-
-  if (flags & IORING_CQE_F_BUFFER) {
-    unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
-    char *buf = w->bufs + (size_t)bid * w->buf_size;
-
-    if (res > 0) {
-      KERNEL_WROTE(buf, res);
-      conn_input(c, buf, res);
-    }
-    /* Hand the buffer straight back: we copied what we needed. */
-    io_uring_buf_ring_add(w->br, buf, w->buf_size, bid,
-                          io_uring_buf_ring_mask(w->nbufs), 0);
-    io_uring_buf_ring_advance(w->br, 1);
-  }
-  if (!more) {
-    c->recv_armed = false;
-    c->recv_cancelling = false;
-  }
-  if (res == 0) {
-    if (!c->closing)
-      conn_close(c, c->phase == PHASE_HANDSHAKE ? "client went away during the handshake" : NULL);
-    else
-      conn_try_free(c);
-    return;
-  }
-  if (res < 0 && res != -ENOBUFS && res != -ECANCELED) {
-    conn_close(c, res == -ECONNRESET ? NULL : strerror(-res));
-    return;
-  }
-  if (c->closing) {
-    conn_try_free(c);
-    return;
-  }
-  if (c->recv_armed && conn_over_limit(c))
-    conn_cancel_recv(c);
-  else if (!c->recv_armed)
-    arm_recv(c);
-}
-
-/* The attach thread is done with c's job. */
-static void
-attach_done(struct conn *c, const struct attach_job *j, const char *id, int r,
-            const char *why)
-{
-  if (c->closing) {
-    log_debug("%s: connection closed before its overlay was open", c->peer);
-  } else {
-    handshake_attached(c, id, r, why);
-    /* What the client sent in the meantime. */
-    if (!c->closing && c->stash) {
-      log_debug("%s: %zu bytes came before the overlay was open", c->peer,
-                c->stash_len);
-      conn_input_resume(c);
-    }
-  }
-  /* Until here the job kept the connection from being freed.  The kept
-   * bytes may have held another NBD_OPT_GO (after this one failed): then
-   * its job holds the connection now. */
-  if (c->attach_job == j)
-    c->attach_job = NULL;
-  if (c->closing && !c->attach_job)
-    conn_close(c, NULL);
-}
-
-void
-conn_collect_attached(struct worker *w)
-{
-  attach_collect(w, attach_done);
+  return c;
 }

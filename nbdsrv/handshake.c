@@ -9,6 +9,9 @@
  * an unknown export on NBD_OPT_EXPORT_NAME, which has no error reply,
  * closes the connection.
  *
+ * Options come whole (input.c cuts and checks their framing); each moves
+ * the connection's stage on where it has to (conn_enter).
+ *
  * Every client turned away (an unknown export, a refusal) is logged
  * without -v, rate-limited (log_limited): the admin of a lab whose
  * clients do not boot looks here first, and a flood must not fill the
@@ -30,7 +33,6 @@
 
 static struct log_limit unknown_export_log =
   LOG_LIMIT(LOG_WARNING, "unknown exports");
-static struct log_limit refusal_log = LOG_LIMIT(LOG_WARNING, "refusals");
 
 static void
 outmsg_free_heap(struct outmsg *m)
@@ -81,15 +83,6 @@ opt_error(struct conn *c, uint32_t type, const char *why)
   opt_reply(c, type, why, strlen(why));
 }
 
-static void
-expect_option(struct conn *c)
-{
-  free(c->opt_data);
-  c->opt_data = NULL;
-  c->in = IN_OPT_HEADER;
-  c->hdr_need = sizeof(struct nbd_option_header);
-}
-
 void
 handshake_start(struct conn *c)
 {
@@ -99,10 +92,7 @@ handshake_start(struct conn *c)
     .gflags = htobe16(NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES),
   };
 
-  c->phase = PHASE_HANDSHAKE;
   queue_copy(c, &h, sizeof h, NULL, 0);
-  c->in = IN_CLIENT_FLAGS;
-  c->hdr_need = 4;
 }
 
 static uint16_t
@@ -122,17 +112,6 @@ export_flags(const struct conn *c)
                NBD_FLAG_SEND_FAST_ZERO | NBD_FLAG_SEND_FUA)) |
         NBD_FLAG_READ_ONLY;
   return f;
-}
-
-void
-handshake_log_refusal(const char *peer, const char *export, const char *id,
-                      const char *why)
-{
-  if (export)
-    log_limited(&refusal_log, "%s: refused export %s as client %s: %s", peer,
-                export, id, why);
-  else
-    log_limited(&refusal_log, "%s: refused connection: %s", peer, why);
 }
 
 /* The export names, comma-separated, as many as fit in buf (len > 32). */
@@ -241,21 +220,11 @@ lookup_export(struct conn *c, const char *name, size_t len,
   if (*err == NBD_REP_ERR_UNKNOWN)
     log_unknown_export(c, req);
   else if (*err == NBD_REP_ERR_INVALID)
-    log_limited(&refusal_log, "%s: refused export request %s: %s", c->peer,
-                log_quote(quoted, sizeof quoted, name, len), *why);
+    acl_log_bad_request(c->peer, log_quote(quoted, sizeof quoted, name, len),
+                        *why);
   else
-    handshake_log_refusal(c->peer, req->name, req->id, *why);
+    acl_log_refusal(c->peer, req->name, req->id, *why);
   return NULL;
-}
-
-static void
-enter_transmission(struct conn *c)
-{
-  free(c->opt_data);
-  c->opt_data = NULL;
-  c->phase = PHASE_TRANSMIT;
-  c->in = IN_REQ_HEADER;
-  c->hdr_need = sizeof(struct nbd_request);
 }
 
 static void
@@ -320,39 +289,41 @@ static void
 start_attach(struct conn *c, const struct export_request *req)
 {
   const char *why = NULL;
-  int r = attach_begin(c, c->exp, req, &why);
+  int r;
 
+  /* Input waits (kept) until the overlay is there. */
+  conn_enter(c, CONN_ATTACHING);
+  r = attach_begin(c, c->exp, req, &why);
   if (r <= 0)
     handshake_attached(c, req->id, r, why);
 }
 
-/* Returns true when the connection went to attach_begin(), which goes on
- * with it (handshake_attached). */
-static bool
-opt_info_go(struct conn *c)
+/* NBD_OPT_GO goes on in attach_begin() (then handshake_attached). */
+static void
+opt_info_go(struct conn *c, const struct client_option *o)
 {
-  const char *d = c->opt_data, *why = NULL;
+  const char *d = o->data, *why = NULL;
   uint32_t namelen, err;
   uint16_t nreq;
   struct export_request req;
   const struct export *exp;
   uint64_t size;
 
-  if (c->opt_len < 6) {
+  if (o->len < 6) {
     opt_error(c, NBD_REP_ERR_INVALID, "option too short");
-    return false;
+    return;
   }
   memcpy(&namelen, d, 4);
   namelen = be32toh(namelen);
-  if (namelen > c->opt_len - 6) {
+  if (namelen > o->len - 6) {
     opt_error(c, NBD_REP_ERR_INVALID, "export name length exceeds the option");
-    return false;
+    return;
   }
   memcpy(&nreq, d + 4 + namelen, 2);
   nreq = be16toh(nreq);
-  if (c->opt_len != 6 + namelen + 2u * nreq) {
+  if (o->len != 6 + namelen + 2u * nreq) {
     opt_error(c, NBD_REP_ERR_INVALID, "option length does not match its information requests");
-    return false;
+    return;
   }
   c->want_name = c->want_desc = false;
   for (unsigned i = 0; i < nreq; i++) {
@@ -365,30 +336,30 @@ opt_info_go(struct conn *c)
   exp = lookup_export(c, d + 4, namelen, &req, &err, &why);
   if (!exp) {
     opt_error(c, err, why);
-    return false;
+    return;
   }
   c->exp = exp;
   if (c->opt == NBD_OPT_GO) {
     start_attach(c, &req);
-    return true;
+    return;
   }
   if (overlay_peek_size(exp, req.id, &size) < 0)
     opt_error(c, NBD_REP_ERR_PLATFORM, "the export's image cannot be opened (see the server log)");
   else
     send_info(c, size); /* c->exp was for export_flags() only */
   c->exp = NULL;
-  return false;
+  return;
 }
 
 static void
-opt_export_name(struct conn *c)
+opt_export_name(struct conn *c, const struct client_option *o)
 {
   const char *why = NULL;
   uint32_t err;
   struct export_request req;
   const struct export *exp;
 
-  exp = lookup_export(c, c->opt_data, c->opt_len, &req, &err, &why);
+  exp = lookup_export(c, o->data, o->len, &req, &err, &why);
   if (!exp) {
     /* NBD_OPT_EXPORT_NAME has no error reply: the spec says disconnect.
      * (lookup_export logged why.) */
@@ -420,7 +391,7 @@ void
 handshake_attached(struct conn *c, const char *id, int r, const char *why)
 {
   if (r < 0)
-    handshake_log_refusal(c->peer, c->exp->name, id, why);
+    acl_log_refusal(c->peer, c->exp->name, id, why);
   if (r < 0) {
     c->exp = NULL;
     if (c->opt == NBD_OPT_EXPORT_NAME) {
@@ -428,8 +399,7 @@ handshake_attached(struct conn *c, const char *id, int r, const char *why)
       return;
     }
     opt_error(c, NBD_REP_ERR_PLATFORM, why);
-    if (!c->closing)
-      expect_option(c);
+    conn_enter(c, CONN_OPTIONS);
     return;
   }
   c->size = c->ovl->file.info.size;
@@ -440,17 +410,16 @@ handshake_attached(struct conn *c, const char *id, int r, const char *why)
     send_export_name_reply(c);
   else
     send_info(c, c->size);
-  if (!c->closing)
-    enter_transmission(c);
+  conn_enter(c, CONN_TRANSMISSION);
 }
 
 static void
-opt_list(struct conn *c)
+opt_list(struct conn *c, const struct client_option *o)
 {
   unsigned count;
   const struct export *all = config_exports(&count);
 
-  if (c->opt_len != 0) {
+  if (o->len != 0) {
     opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
     return;
   }
@@ -472,9 +441,9 @@ opt_list(struct conn *c)
 
 /* NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT. */
 static void
-opt_meta_context(struct conn *c)
+opt_meta_context(struct conn *c, const struct client_option *o)
 {
-  const char *d = c->opt_data, *why;
+  const char *d = o->data, *why;
   uint32_t namelen, nq, pos, err;
   struct export_request req;
   bool set = c->opt == NBD_OPT_SET_META_CONTEXT, match = false;
@@ -483,13 +452,13 @@ opt_meta_context(struct conn *c)
     opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_SET_META_CONTEXT needs structured replies first");
     return;
   }
-  if (c->opt_len < 8) {
+  if (o->len < 8) {
     opt_error(c, NBD_REP_ERR_INVALID, "option too short");
     return;
   }
   memcpy(&namelen, d, 4);
   namelen = be32toh(namelen);
-  if (namelen > c->opt_len - 8) {
+  if (namelen > o->len - 8) {
     opt_error(c, NBD_REP_ERR_INVALID, "export name length exceeds the option");
     return;
   }
@@ -503,23 +472,23 @@ opt_meta_context(struct conn *c)
   /* Validate the whole option before replying anything. */
   for (uint32_t i = 0, p = pos; i < nq; i++) {
     uint32_t ql;
-    if (c->opt_len - p < 4) {
+    if (o->len - p < 4) {
       opt_error(c, NBD_REP_ERR_INVALID, "query list runs past the option");
       return;
     }
     memcpy(&ql, d + p, 4);
     ql = be32toh(ql);
-    if (ql > c->opt_len - p - 4) {
+    if (ql > o->len - p - 4) {
       opt_error(c, NBD_REP_ERR_INVALID, "query length runs past the option");
       return;
     }
     p += 4 + ql;
-    if (i + 1 == nq && p != c->opt_len) {
+    if (i + 1 == nq && p != o->len) {
       opt_error(c, NBD_REP_ERR_INVALID, "trailing bytes after the queries");
       return;
     }
   }
-  if (nq == 0 && pos != c->opt_len) {
+  if (nq == 0 && pos != o->len) {
     opt_error(c, NBD_REP_ERR_INVALID, "trailing bytes after the queries");
     return;
   }
@@ -547,90 +516,58 @@ opt_meta_context(struct conn *c)
 }
 
 void
-handshake_discarded(struct conn *c)
+handshake_too_big(struct conn *c, uint32_t code)
 {
+  c->opt = code;
   opt_error(c, NBD_REP_ERR_TOO_BIG, "option data too large");
-  expect_option(c);
 }
 
 void
-handshake_option(struct conn *c)
+handshake_flags(struct conn *c, uint32_t flags)
 {
-  if (c->in == IN_CLIENT_FLAGS) {
-    uint32_t flags;
-    memcpy(&flags, c->hdr, 4);
-    flags = be32toh(flags);
-    if (flags & ~(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) {
-      conn_close(c, "client sent unknown handshake flags");
-      return;
-    }
-    c->no_zeroes = flags & NBD_FLAG_C_NO_ZEROES;
-    expect_option(c);
+  if (flags & ~(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) {
+    conn_close(c, "client sent unknown handshake flags");
     return;
   }
-  if (c->in == IN_OPT_HEADER) {
-    struct nbd_option_header h;
-    memcpy(&h, c->hdr, sizeof h);
-    if (be64toh(h.version) != NBD_IHAVEOPT) {
-      conn_close(c, "bad option magic (not an NBD client?)");
-      return;
-    }
-    c->opt = be32toh(h.option);
-    c->opt_len = be32toh(h.optlen);
-    c->opt_have = 0;
-    if (c->opt_len > NBDSRV_MAX_OPTION) {
-      if (c->opt_len > NBDSRV_MAX_DISCARD) {
-        conn_close(c, "option data far too large");
-        return;
-      }
-      c->in = IN_OPT_DISCARD;
-      return;
-    }
-    /* +1: room for a terminating NUL where a name is used as a string. */
-    c->opt_data = calloc(1, c->opt_len + 1);
-    if (!c->opt_data) {
-      conn_close(c, "out of memory");
-      return;
-    }
-    c->in = IN_OPT_DATA;
-    if (c->opt_len > 0)
-      return;
-  }
+  c->no_zeroes = flags & NBD_FLAG_C_NO_ZEROES;
+  conn_enter(c, CONN_OPTIONS);
+}
 
-  /* A whole option is here. */
-  switch (c->opt) {
+/* Answers a whole option; the stage says what comes next (more options
+ * unless the option said otherwise). */
+void
+handshake_option(struct conn *c, const struct client_option *o)
+{
+  c->opt = o->code;
+  switch (o->code) {
   case NBD_OPT_EXPORT_NAME:
-    opt_export_name(c);
+    opt_export_name(c, o);
     return; /* attaching, transmission or closed */
   case NBD_OPT_ABORT:
     opt_reply(c, NBD_REP_ACK, NULL, 0);
-    c->disc = true;
-    c->in = IN_DEAD;
+    conn_enter(c, CONN_ABORTING);
     return;
   case NBD_OPT_LIST:
-    opt_list(c);
-    break;
+    opt_list(c, o);
+    return;
   case NBD_OPT_STRUCTURED_REPLY:
-    if (c->opt_len != 0) {
+    if (o->len != 0) {
       opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY takes no data");
-      break;
+      return;
     }
     c->structured = true;
     opt_reply(c, NBD_REP_ACK, NULL, 0);
-    break;
+    return;
   case NBD_OPT_INFO:
   case NBD_OPT_GO:
-    if (opt_info_go(c))
-      return; /* handshake_attached() decides what comes next */
-    break;
+    opt_info_go(c, o); /* attaching: handshake_attached() goes on */
+    return;
   case NBD_OPT_LIST_META_CONTEXT:
   case NBD_OPT_SET_META_CONTEXT:
-    opt_meta_context(c);
-    break;
+    opt_meta_context(c, o);
+    return;
   default:
     opt_error(c, NBD_REP_ERR_UNSUP, "option not supported by nbdsrv");
-    break;
+    return;
   }
-  if (!c->closing && c->in != IN_DEAD)
-    expect_option(c);
 }

@@ -1,16 +1,33 @@
 /* nbdsrv: the byte stream of a connection, cut into protocol units.
  *
+ * Design notes
+ * ------------
  * Whatever the receive path hands over (any number of bytes, split
  * anywhere) is copied into the unit being assembled: the client's flags,
  * an option header and its data, a request header and its write payload.
- * Each complete unit goes to handshake.c or transmit.c.  Nothing here
- * reads a socket, so the fuzz target drives it with arbitrary input.
+ * All framing is here, through one call: expect() N bytes of unit U
+ * into a buffer.  Which unit comes next follows from the connection's
+ * stage (expect_next): flags while greeted, an option header in the
+ * handshake, a request header in the transmission phase; an option
+ * header or a write's request header asks for its data itself.
+ *
+ * Headers are decoded here (magic, lengths, what is too large to take),
+ * so that handshake.c only ever sees whole options and transmit.c whole
+ * requests.  While the connection waits for its overlay, what comes is
+ * kept and fed in afterwards (conn_input_resume); once it drains or is
+ * closed, nothing more is taken.  Nothing here reads a socket, so the
+ * fuzz target drives it with arbitrary input.
+ *
+ * Must never happen: a unit handed on before all of it came; bytes taken
+ * by a connection that is not reading; a write over the connection's
+ * maximum payload read into memory.
  */
 #include <config.h>
 
+#include <endian.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "nbdsrv.h"
 #include "vec.h"
@@ -20,115 +37,247 @@
  * pipelining is tolerated, a flood is not. */
 #define STASH_MAX (64u << 10)
 
-/* Keeps bytes that came while the connection waited for its overlay. */
-static int
-stash(struct conn *c, const char *p, size_t len)
+/* The next n bytes (n > 0) are unit u, for dst (NULL: skipped). */
+static void
+expect(struct conn *c, enum in_unit u, void *dst, uint32_t n)
 {
-  if (len > STASH_MAX - c->stash_len) {
-    conn_close(c, "client sent more than 64 KiB before its NBD_OPT_GO was answered");
-    return -1;
-  }
-  if (VEC_RESERVE(c->stash, c->stash_cap, c->stash_len + len) < 0) {
-    conn_close(c, "out of memory");
-    return -1;
-  }
-  memcpy(c->stash + c->stash_len, p, len);
-  c->stash_len += len;
-  return 0;
+  c->in.unit = u;
+  c->in.dst = dst;
+  c->in.need = n;
+  c->in.have = 0;
 }
 
-/* Feeds received bytes to the protocol state machine. */
+/* The unit the stage asks for (UNIT_NONE when it takes no input). */
+static void
+expect_next(struct conn *c)
+{
+  switch (c->stage) {
+  case CONN_FLAGS:
+    expect(c, UNIT_FLAGS, c->in.hdr, 4);
+    return;
+  case CONN_OPTIONS:
+    expect(c, UNIT_OPT_HEADER, c->in.hdr, sizeof(struct nbd_option_header));
+    return;
+  case CONN_TRANSMISSION:
+    expect(c, UNIT_REQ_HEADER, c->in.hdr, sizeof(struct nbd_request));
+    return;
+  default:
+    c->in.unit = UNIT_NONE;
+    return;
+  }
+}
+
+/* Keeps bytes that came while the connection waited for its overlay. */
+static void
+stash(struct conn *c, const char *p, size_t len)
+{
+  if (len > STASH_MAX - c->in.stash_len) {
+    conn_close(c, "client sent more than 64 KiB before its NBD_OPT_GO was answered");
+    return;
+  }
+  if (VEC_RESERVE(c->in.stash, c->in.stash_cap, c->in.stash_len + len) < 0) {
+    conn_close(c, "out of memory");
+    return;
+  }
+  memcpy(c->in.stash + c->in.stash_len, p, len);
+  c->in.stash_len += len;
+}
+
+/* An option's data, whole: handshake.c answers it. */
+static void
+give_option(struct conn *c, uint32_t code, char *data, uint32_t len)
+{
+  struct client_option o = { .code = code, .len = len, .data = data };
+
+  c->in.opt_data = NULL;
+  handshake_option(c, &o);
+  free(data);
+}
+
+static void
+option_header(struct conn *c)
+{
+  struct nbd_option_header h;
+  uint32_t code, len;
+  char *data;
+
+  memcpy(&h, c->in.hdr, sizeof h);
+  if (be64toh(h.version) != NBD_IHAVEOPT) {
+    conn_close(c, "bad option magic (not an NBD client?)");
+    return;
+  }
+  code = be32toh(h.option);
+  len = be32toh(h.optlen);
+  if (len > NBDSRV_MAX_OPTION) {
+    if (len > NBDSRV_MAX_DISCARD) {
+      conn_close(c, "option data far too large");
+      return;
+    }
+    c->in.opt = code;
+    expect(c, UNIT_OPT_SKIP, NULL, len);
+    return;
+  }
+  /* +1: room for a terminating NUL where a name is used as a string. */
+  data = calloc(1, len + 1);
+  if (!data) {
+    conn_close(c, "out of memory");
+    return;
+  }
+  if (len == 0) {
+    give_option(c, code, data, 0);
+    return;
+  }
+  c->in.opt = code;
+  c->in.opt_data = data;
+  expect(c, UNIT_OPT_DATA, data, len);
+}
+
+static void
+request_header(struct conn *c)
+{
+  struct nbd_request h;
+  struct request *r;
+
+  memcpy(&h, c->in.hdr, sizeof h);
+  if (be32toh(h.magic) != NBD_REQUEST_MAGIC) {
+    conn_close(c, "bad request magic (protocol out of sync)");
+    return;
+  }
+  if (be16toh(h.type) == NBD_CMD_DISC) {
+    /* Finish what is in flight, reply to it, then close (conn_settle). */
+    conn_enter(c, CONN_DRAINING);
+    return;
+  }
+  r = calloc(1, sizeof *r);
+  if (!r) {
+    conn_close(c, "out of memory");
+    return;
+  }
+  r->c = c;
+  r->cookie = be64toh(h.cookie);
+  r->offset = be64toh(h.offset);
+  r->count = be32toh(h.count);
+  r->type = be16toh(h.type);
+  r->flags = be16toh(h.flags);
+  if (r->type != NBD_CMD_WRITE) {
+    transmit_request(r);
+    return;
+  }
+  if (r->count > c->max_request) {
+    /* We cannot skip a payload this large without reading it all; the
+     * spec allows a hard disconnect. */
+    char why[128];
+    snprintf(why, sizeof why, "write of %u bytes exceeds the maximum payload (%u)",
+             r->count, c->max_request);
+    free(r);
+    conn_close(c, why);
+    return;
+  }
+  r->buf = malloc(r->count ? r->count : 1);
+  if (!r->buf) {
+    free(r);
+    conn_close(c, "out of memory");
+    return;
+  }
+  /* Counted from now on: the payload takes memory as it comes. */
+  c->inflight_bytes += r->count;
+  r->accounted = r->count;
+  if (r->count == 0) {
+    transmit_request(r);
+    return;
+  }
+  c->in.cur = r;
+  expect(c, UNIT_REQ_PAYLOAD, r->buf, r->count);
+}
+
+/* The unit is complete: hand it on.  Unless its handler expects
+ * something else, the next unit is the one the stage asks for. */
+static void
+unit_done(struct conn *c)
+{
+  enum in_unit u = c->in.unit;
+  struct request *r;
+  uint32_t flags;
+
+  c->in.unit = UNIT_NONE;
+  switch (u) {
+  case UNIT_FLAGS:
+    memcpy(&flags, c->in.hdr, 4);
+    handshake_flags(c, be32toh(flags));
+    return;
+  case UNIT_OPT_HEADER:
+    option_header(c);
+    return;
+  case UNIT_OPT_DATA:
+    give_option(c, c->in.opt, c->in.opt_data, c->in.need);
+    return;
+  case UNIT_OPT_SKIP:
+    handshake_too_big(c, c->in.opt);
+    return;
+  case UNIT_REQ_HEADER:
+    request_header(c);
+    return;
+  case UNIT_REQ_PAYLOAD:
+    r = c->in.cur;
+    c->in.cur = NULL;
+    transmit_request(r);
+    return;
+  case UNIT_NONE:
+    return;
+  }
+}
+
 void
 conn_input(struct conn *c, const char *p, size_t len)
 {
-  while (len > 0 && c->in != IN_DEAD) {
+  while (len > 0 && conn_reads(c)) {
     size_t n;
 
-    switch (c->in) {
-    case IN_CLIENT_FLAGS:
-    case IN_OPT_HEADER:
-    case IN_REQ_HEADER:
-      n = c->hdr_need - c->hdr_have;
-      if (n > len)
-        n = len;
-      memcpy(c->hdr + c->hdr_have, p, n);
-      c->hdr_have += n;
-      p += n;
-      len -= n;
-      if (c->hdr_have < c->hdr_need)
-        break;
-      c->hdr_have = 0;
-      if (c->in == IN_REQ_HEADER)
-        transmit_header(c);
-      else
-        handshake_option(c);
-      break;
-    case IN_OPT_DATA:
-    case IN_OPT_DISCARD:
-      n = c->opt_len - c->opt_have;
-      if (n > len)
-        n = len;
-      if (c->in == IN_OPT_DATA)
-        memcpy(c->opt_data + c->opt_have, p, n);
-      c->opt_have += n;
-      p += n;
-      len -= n;
-      if (c->opt_have < c->opt_len)
-        break;
-      if (c->in == IN_OPT_DATA)
-        handshake_option(c);
-      else
-        handshake_discarded(c);
-      break;
-    case IN_REQ_PAYLOAD:
-      n = c->cur->count - c->cur->received;
-      if (n > len)
-        n = len;
-      memcpy(c->cur->buf + c->cur->received, p, n);
-      c->cur->received += n;
-      p += n;
-      len -= n;
-      if (c->cur->received == c->cur->count)
-        transmit_payload_done(c);
-      break;
-    case IN_ATTACHING:
-      if (stash(c, p, len) < 0)
-        return;
-      len = 0;
-      break;
-    case IN_DEAD:
-      break;
+    if (c->stage == CONN_ATTACHING) {
+      stash(c, p, len);
+      return;
     }
+    if (c->in.unit == UNIT_NONE)
+      expect_next(c);
+    n = c->in.need - c->in.have;
+    if (n > len)
+      n = len;
+    if (c->in.dst)
+      memcpy(c->in.dst + c->in.have, p, n);
+    c->in.have += n;
+    p += n;
+    len -= n;
+    if (c->in.have == c->in.need)
+      unit_done(c);
   }
 }
 
 void
 conn_input_resume(struct conn *c)
 {
-  char *p = c->stash;
-  size_t len = c->stash_len;
+  char *p = c->in.stash;
+  size_t len = c->in.stash_len;
 
   if (!p)
     return;
-  c->stash = NULL;
-  c->stash_len = c->stash_cap = 0;
+  c->in.stash = NULL;
+  c->in.stash_len = c->in.stash_cap = 0;
   conn_input(c, p, len);
   free(p);
 }
 
-void
-conn_stop_input(struct conn *c)
+bool
+input_in_payload(const struct conn *c)
 {
-  c->closing = true;
-  c->in = IN_DEAD;
-  if (c->cur) {
-    /* A write whose payload will never arrive: it counts as in flight
-     * (transmit_header counted it), so drop it here or the connection
-     * would wait for it forever. */
-    c->inflight_bytes -= c->cur->accounted;
-    c->inflight_reqs--;
-    free(c->cur->buf);
-    free(c->cur);
-    c->cur = NULL;
-  }
+  return c->in.cur != NULL;
+}
+
+size_t
+input_need(struct conn *c)
+{
+  if (!conn_reads(c) || c->stage == CONN_ATTACHING)
+    return 0;
+  if (c->in.unit == UNIT_NONE)
+    expect_next(c);
+  return c->in.need - c->in.have;
 }

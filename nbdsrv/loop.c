@@ -12,7 +12,9 @@
  * picks buffers from the worker's provided-buffer ring (conn.c arms it,
  * input.c cuts the bytes into protocol units); output is a queue per
  * connection (output.c).  Connections are dealt out to the workers in
- * turn, and set up and freed by conn.c.
+ * turn, and set up and freed by conn.c.  After every event of a
+ * connection (a completion, a wake, a kick, a tick) the loop calls
+ * conn_settle() on it: only there does a connection end and go.
  *
  * user_data (nbdsrv.h): connection operations carry a slot and a
  * generation, so a completion for a slot that was since reused is
@@ -70,7 +72,84 @@ arm_accept(struct worker *w)
   w->accept_armed = true;
 }
 
-/* ---- receive ---- */
+/* ---- a connection's events ---- */
+
+/* A new connection of this worker, on socket fd. */
+static void
+serve(struct worker *w, int fd)
+{
+  struct conn *c = conn_new(w, fd);
+
+  if (!c)
+    return;
+  handshake_start(c);
+  conn_recv_more(c);
+  conn_settle(c);
+}
+
+/* Gives a recv buffer back to the kernel. */
+static void
+recycle_buffer(struct worker *w, unsigned bid)
+{
+  io_uring_buf_ring_add(w->br, w->bufs + (size_t)bid * w->buf_size,
+                        w->buf_size, bid, io_uring_buf_ring_mask(w->nbufs), 0);
+  io_uring_buf_ring_advance(w->br, 1);
+}
+
+static void
+recv_done(struct worker *w, struct conn *c, int res, unsigned flags)
+{
+  if (flags & IORING_CQE_F_BUFFER) {
+    unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+    char *buf = w->bufs + (size_t)bid * w->buf_size;
+
+    if (res > 0) {
+      KERNEL_WROTE(buf, res);
+      conn_input(c, buf, res);
+    }
+    /* Hand the buffer straight back: we copied what we needed. */
+    recycle_buffer(w, bid);
+  }
+  if (!(flags & IORING_CQE_F_MORE)) {
+    c->recv_armed = false;
+    c->recv_cancelling = false;
+  }
+  if (res == 0) {
+    bool handshake = c->stage == CONN_FLAGS || c->stage == CONN_OPTIONS ||
+                     c->stage == CONN_ATTACHING;
+    conn_close(c, handshake ? "client went away during the handshake" : NULL);
+    return;
+  }
+  if (res < 0 && res != -ENOBUFS && res != -ECANCELED) {
+    conn_close(c, res == -ECONNRESET ? NULL : strerror(-res));
+    return;
+  }
+  conn_recv_next(c);
+}
+
+/* The attach thread is done with c's job. */
+static void
+attach_done(struct conn *c, const struct attach_job *j, const char *id, int r,
+            const char *why)
+{
+  if (c->stage == CONN_CLOSED) {
+    log_debug("%s: connection closed before its overlay was open", c->peer);
+  } else {
+    handshake_attached(c, id, r, why);
+    /* What the client sent in the meantime. */
+    if (c->stage != CONN_CLOSED && c->in.stash) {
+      log_debug("%s: %zu bytes came before the overlay was open", c->peer,
+                c->in.stash_len);
+      conn_input_resume(c);
+    }
+  }
+  /* Until here the job kept the connection from being freed.  The kept
+   * bytes may have held another NBD_OPT_GO (after this one failed): then
+   * its job holds the connection now. */
+  if (c->attach_job == j)
+    c->attach_job = NULL;
+  conn_settle(c);
+}
 
 /* ---- accept ---- */
 
@@ -96,13 +175,13 @@ accept_done(struct worker *w, int res, unsigned flags)
    * every client.  Connections are dealt out in turn instead. */
   to = &workers[__atomic_fetch_add(&next_worker, 1, __ATOMIC_RELAXED) % nworkers];
   if (to == w || w->stopping) {
-    conn_setup(w, res);
+    serve(w, res);
     return;
   }
   pthread_mutex_lock(&to->mbox_lock);
   if (VEC_RESERVE(to->mbox, to->mbox_cap, to->mbox_n + 1) < 0) {
     pthread_mutex_unlock(&to->mbox_lock);
-    conn_setup(w, res);   /* keep it here rather than lose it */
+    serve(w, res);   /* keep it here rather than lose it */
     return;
   }
   to->mbox[to->mbox_n++] = res;
@@ -125,7 +204,7 @@ adopt_connections(struct worker *w)
   w->mbox_n = w->mbox_cap = 0;
   pthread_mutex_unlock(&w->mbox_lock);
   for (unsigned i = 0; i < n; i++)
-    conn_setup(w, v[i]);
+    serve(w, v[i]);
   free(v);
 }
 
@@ -158,10 +237,12 @@ tick_done(struct worker *w)
     for (unsigned i = 0; i < w->nslots && i <= w->max_slot; i++) {
       struct conn *c = w->conns[i];
       /* Not while it waits for its overlay: that wait is ours. */
-      if (c && c->phase == PHASE_HANDSHAKE && !c->closing &&
-          c->in != IN_ATTACHING &&
-          now - c->connected >= (time_t)config.handshake_timeout)
+      if (c && (c->stage == CONN_FLAGS || c->stage == CONN_OPTIONS ||
+                c->stage == CONN_ABORTING) &&
+          now - c->connected >= (time_t)config.handshake_timeout) {
         conn_close(c, "handshake timeout");
+        conn_settle(c);
+      }
     }
   }
   arm_tick(w);
@@ -197,16 +278,15 @@ worker_begin_stop(struct worker *w)
     struct conn *c = w->conns[i];
     if (!c)
       continue;
-    if (c->phase == PHASE_HANDSHAKE || c->in == IN_REQ_PAYLOAD) {
-      conn_close(c, NULL);
-    } else {
-      /* Finish what is in flight, then close. */
-      c->disc = true;
-      c->in = IN_DEAD;
+    if ((c->stage == CONN_TRANSMISSION && !input_in_payload(c)) ||
+        c->stage == CONN_DRAINING) {
+      /* Finish what is in flight, then close (conn_settle). */
+      conn_enter(c, CONN_DRAINING);
       conn_cancel_recv(c);
-      if (c->inflight_reqs == 0 && !c->send_inflight)
-        conn_close(c, NULL);
+    } else {
+      conn_close(c, NULL);
     }
+    conn_settle(c);
   }
 }
 
@@ -235,8 +315,10 @@ close_kicked(struct worker *w)
     kick = c->kick;
     c->kick = false;
     pthread_mutex_unlock(&w->conns_lock);
-    if (kick)
+    if (kick) {
       conn_close(c, "kicked by the administrator (nbdsrv ctl kick)");
+      conn_settle(c);
+    }
   }
 }
 
@@ -257,7 +339,7 @@ workers_each_conn(int (*fn)(struct conn *c, void *arg), void *arg)
       /* Only attached ones: a handshake has no identity yet.  The
        * overlay stays while the connection does (freeing it needs this
        * lock). */
-      if (!c || !c->ovl || c->closing)
+      if (!c || !c->ovl || c->stage == CONN_CLOSED)
         continue;
       r = fn(c, arg);
       wake |= r > 0;
@@ -285,7 +367,9 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
   if (kind == UD_IO) {
     struct request *r = (struct request *)(uintptr_t)(ud & 0x0000fffffffffff0ull);
     w->ops_inflight--;
+    c = r->c;   /* r may be gone after, c stays until conn_settle */
     transmit_io_done(r, (unsigned)(ud >> 48), cqe->res);
+    conn_settle(c);
     return;
   }
   if (!(cqe->flags & IORING_CQE_F_MORE))
@@ -299,7 +383,7 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
     if (!w->stopping && __atomic_load_n(&w->stop_requested, __ATOMIC_ACQUIRE))
       worker_begin_stop(w);
     adopt_connections(w);   /* when stopping, closes them */
-    conn_collect_attached(w);
+    attach_collect(w, attach_done);
     close_kicked(w);
     /* A stopping worker listens only for the overlays it waits for. */
     if (!w->stopping || w->attaching)
@@ -318,20 +402,17 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
     c = slot < w->nslots ? w->conns[slot] : NULL;
     if (!c || c->gen != gen) {
       /* Stale: the connection is gone.  Return any buffer it picked. */
-      if (cqe->flags & IORING_CQE_F_BUFFER) {
-        unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-        io_uring_buf_ring_add(w->br, w->bufs + (size_t)bid * w->buf_size,
-                              w->buf_size, bid, io_uring_buf_ring_mask(w->nbufs), 0);
-        io_uring_buf_ring_advance(w->br, 1);
-      }
+      if (cqe->flags & IORING_CQE_F_BUFFER)
+        recycle_buffer(w, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
       return;
     }
     if (kind == UD_RECV)
-      conn_recv_done(w, c, cqe->res, cqe->flags);
+      recv_done(w, c, cqe->res, cqe->flags);
     else if (kind == UD_SEND)
       conn_send_done(c, cqe->res);
     else
       conn_poll_out_done(c, cqe->res);
+    conn_settle(c);
     return;
   }
   default:

@@ -122,6 +122,13 @@ void cidr_list_free(struct cidr_list *l);
 /* "ID CIDR[, CIDR...]".  Returns 0, -EINVAL or -ENOMEM. */
 int export_add_pin(struct export *e, const char *spec);
 void export_free_acl(struct export *e);
+/* Logs, rate-limited, that the client at peer was turned away and why;
+ * export and id are NULL when it was refused before it named them. */
+void acl_log_refusal(const char *peer, const char *export, const char *id,
+                     const char *why);
+/* The same for an export request that could not be parsed (quoted). */
+void acl_log_bad_request(const char *peer, const char *quoted,
+                         const char *why);
 /* NULL when the client at address peer may use e, else why not. */
 const char *acl_check_address(const struct export *e, const char *peer);
 /* The same, as overlay id (the client's address when it named none). */
@@ -496,7 +503,6 @@ struct request {
   uint32_t count;
   uint16_t type, flags;
   char *buf;                     /* write payload or read data */
-  uint32_t received;             /* write payload bytes come so far */
   uint32_t written;              /* bytes of an io_uring write done */
   uint32_t desc_len;             /* BLOCK_STATUS: descriptor bytes in buf */
   uint32_t accounted;             /* bytes counted in c->inflight_bytes */
@@ -508,18 +514,51 @@ struct request {
   unsigned nsegs;
 };
 
-enum conn_phase { PHASE_HANDSHAKE, PHASE_TRANSMIT };
+/* Where a connection is in its life: what it expects from its client,
+ * and whether it is alive.  The one truth about both (conn.c): input.c
+ * cuts the stream by it, conn_settle() ends the connection by it. */
+enum conn_stage {
+  CONN_FLAGS,         /* greeted: the client's flags come next */
+  CONN_OPTIONS,       /* options come (handshake.c) */
+  CONN_ATTACHING,     /* NBD_OPT_GO waits for the overlay: what comes
+                         meanwhile is kept for later (input.c) */
+  CONN_TRANSMISSION,  /* requests come (transmit.c) */
+  CONN_ABORTING,      /* NBD_OPT_ABORT: its reply goes out, then the end */
+  CONN_DRAINING,      /* NBD_CMD_DISC, or the server stops: no more
+                         input; the requests in flight are answered, then
+                         the end */
+  CONN_CLOSED,        /* stopped: freed once nothing of it is in flight */
+};
 
-enum in_state {
-  IN_CLIENT_FLAGS,               /* 4 bytes */
-  IN_OPT_HEADER,                 /* 16 bytes */
-  IN_OPT_DATA,
-  IN_OPT_DISCARD,                /* oversized option: skip, then TOO_BIG */
-  IN_REQ_HEADER,                 /* 28 bytes */
-  IN_REQ_PAYLOAD,
-  IN_ATTACHING,                  /* NBD_OPT_GO waits for the overlay:
-                                    keep what comes (attach.c) */
-  IN_DEAD,                       /* ignore everything: closing */
+/* The unit of input being assembled (input.c's alone). */
+enum in_unit {
+  UNIT_NONE,          /* none yet: the stage says which comes */
+  UNIT_FLAGS,         /* 4 bytes */
+  UNIT_OPT_HEADER,    /* 16 bytes */
+  UNIT_OPT_DATA,
+  UNIT_OPT_SKIP,      /* oversized option data: skipped, then TOO_BIG */
+  UNIT_REQ_HEADER,    /* 28 bytes */
+  UNIT_REQ_PAYLOAD,   /* a write's data */
+};
+
+/* A whole option, as handshake.c sees it. */
+struct client_option {
+  uint32_t code, len;
+  const char *data;              /* len bytes and a NUL */
+};
+
+/* input.c's state of a connection. */
+struct conn_input {
+  enum in_unit unit;
+  char *dst;                     /* where its bytes go; NULL: skipped */
+  uint32_t need, have;
+  unsigned char hdr[32];         /* the flags, an option or request header */
+  uint32_t opt;                  /* the option whose data comes */
+  char *opt_data;
+  struct request *cur;           /* the write whose payload comes */
+  /* bytes that came while the connection waited for its overlay */
+  char *stash;
+  size_t stash_len, stash_cap;
 };
 
 struct conn {
@@ -528,14 +567,11 @@ struct conn {
   uint32_t gen;
   int fd;
   char peer[INET6_ADDRSTRLEN];
-  enum conn_phase phase;
-  enum in_state in;
-  unsigned char hdr[32];
-  uint32_t hdr_have, hdr_need;
-  uint32_t opt, opt_len, opt_have;
-  char *opt_data;
-  struct request *cur;           /* request whose payload is arriving */
-  bool recv_armed, recv_cancelling, closing, disc;
+  enum conn_stage stage;         /* conn_enter() moves it */
+  struct conn_input in;
+  uint32_t opt;                  /* the option being answered */
+  /* operations of the ring in flight (the connection stays until none) */
+  bool recv_armed, recv_cancelling;
   /* handshake results */
   bool no_zeroes, structured, meta_alloc;
   const struct export *exp;
@@ -547,10 +583,8 @@ struct conn {
   uint32_t turned_away;          /* hash of the export request last
                                     refused and logged (handshake.c) */
   /* While the attach thread opens the overlay: its job (which keeps the
-   * connection from being freed), and the bytes that came meanwhile. */
+   * connection from being freed). */
   struct attach_job *attach_job;
-  char *stash;
-  size_t stash_len, stash_cap;
   /* output queue; one send (a sendmsg, or a pair of splices) in flight at
    * a time keeps the stream whole */
   struct outmsg *out_head, **out_tail;
@@ -568,6 +602,21 @@ struct conn {
                                     the worker's conns_lock) */
   uint64_t requests, bytes_read, bytes_written;   /* since connect */
 };
+
+/* Moves c to stage s; a closed connection stays closed. */
+static inline void
+conn_enter(struct conn *c, enum conn_stage s)
+{
+  if (c->stage != CONN_CLOSED)
+    c->stage = s;
+}
+
+/* Whether c takes input (or keeps it, while attaching). */
+static inline bool
+conn_reads(const struct conn *c)
+{
+  return c->stage <= CONN_TRANSMISSION;
+}
 
 struct worker {
   unsigned id;
@@ -696,38 +745,42 @@ void ctl_serve(int lfd);
 /* nbdsrv ctl ARGS: returns the exit status. */
 int ctl_main(int argc, char **argv);
 
+/* ---- conn.c ---- */
+/* A new connection of worker w on socket fd (-1: none), at CONN_FLAGS;
+ * NULL when out of memory. */
+struct conn *conn_alloc(struct worker *w, int fd);
+/* A new connection on worker w: its socket is fd.  NULL when it is
+ * refused (logged; fd is closed). */
+struct conn *conn_new(struct worker *w, int fd);
+/* Stops c: no more input, the recv cancelled, the socket shut down, an
+ * attach job cancelled.  It is freed by conn_settle() once nothing of it
+ * is in flight.  why (NULL: nothing to log) is logged, rate-limited. */
+void conn_close(struct conn *c, const char *why);
+/* After anything happened to c (a completion, a wake, a kick, a tick):
+ * ends a drained connection and frees a closed one with nothing in
+ * flight.  c may be gone after. */
+void conn_settle(struct conn *c);
+/* Arms c's recv again unless c has too much in flight. */
+void conn_recv_more(struct conn *c);
+/* After a recv completion: armed again, or cancelled while c has too
+ * much in flight (a reply arms it again). */
+void conn_recv_next(struct conn *c);
+void conn_cancel_recv(struct conn *c);
+
 /* ---- input.c ---- */
 /* Feeds len received bytes to the protocol state machine. */
 void conn_input(struct conn *c, const char *p, size_t len);
-/* Feeds what came while c waited for its overlay (IN_ATTACHING). */
+/* Feeds what came while c waited for its overlay (CONN_ATTACHING). */
 void conn_input_resume(struct conn *c);
-/* The first half of closing a connection: no more input is taken, and a
- * write whose payload was still arriving is dropped. */
-void conn_stop_input(struct conn *c);
-
-/* ---- conn.c ---- */
-/* A new connection of worker w on socket fd (-1: none), in no state yet
- * (handshake_start() begins it); NULL when out of memory. */
-struct conn *conn_alloc(struct worker *w, int fd);
-/* A new connection on worker w: its socket is fd. */
-void conn_setup(struct worker *w, int fd);
-void conn_close(struct conn *c, const char *why);
-/* Frees c once nothing of it is in flight any more. */
-void conn_try_free(struct conn *c);
-/* Arms c's recv again unless c has too much in flight. */
-void conn_recv_more(struct conn *c);
-void conn_cancel_recv(struct conn *c);
-/* A recv completion of c (buffer in flags). */
-void conn_recv_done(struct worker *w, struct conn *c, int res, unsigned flags);
-/* On a wake: goes on with the connections whose overlay is ready. */
-void conn_collect_attached(struct worker *w);
+/* Whether a write's payload is arriving. */
+bool input_in_payload(const struct conn *c);
+/* Bytes c takes before the unit it assembles is complete (0: it takes
+ * none now). */
+size_t input_need(struct conn *c);
 
 /* ---- output.c ---- */
-/* Sends m after what is queued; on a closing connection drops it, and the
- * connection may be freed by that. */
+/* Sends m after what is queued; on a closed connection drops it. */
 void conn_queue(struct conn *c, struct outmsg *m);
-/* Drops every queued message unsent. */
-void conn_free_queue(struct conn *c);
 /* Creates the connection's splice pipe if it has none; 0 or -errno. */
 int conn_pipe(struct conn *c);
 /* Completions of a sendmsg and of a wait for POLLOUT. */
@@ -736,23 +789,20 @@ void conn_poll_out_done(struct conn *c, int res);
 
 /* ---- handshake.c ---- */
 void handshake_start(struct conn *c);
-/* Handles a complete option (c->opt, c->opt_data, c->opt_len). */
-void handshake_option(struct conn *c);
-void handshake_discarded(struct conn *c);
+/* The client's flags. */
+void handshake_flags(struct conn *c, uint32_t flags);
+/* A whole option. */
+void handshake_option(struct conn *c, const struct client_option *o);
+/* An option too large to read was skipped. */
+void handshake_too_big(struct conn *c, uint32_t code);
 /* The end of attaching client id (attach_begin, attach_collect): c->ovl
  * is set when r is 0, else why says what failed. */
 void handshake_attached(struct conn *c, const char *id, int r,
                         const char *why);
-/* Logs, rate-limited, that the client at peer was turned away and why;
- * export and id are NULL when it was refused before it named them. */
-void handshake_log_refusal(const char *peer, const char *export,
-                           const char *id, const char *why);
 
 /* ---- transmit.c ---- */
-/* Called with a complete request header in c->hdr. */
-void transmit_header(struct conn *c);
-/* Called when c->cur's write payload is complete. */
-void transmit_payload_done(struct conn *c);
+/* A whole request (its header decoded, a write's payload in r->buf). */
+void transmit_request(struct request *r);
 /* Called when an io_uring op of r completed with res. */
 void transmit_io_done(struct request *r, unsigned seg, int res);
 void request_reply(struct request *r);

@@ -13,6 +13,9 @@
  * for large reads, still in the files it comes from, spliced file -> pipe
  * -> socket so that the data never passes through our memory.
  *
+ * A failed send closes the connection (conn_close only marks it; the
+ * queue goes when it is freed): the stream is broken.
+ *
  * Must never happen: a message sent twice or freed before it is all on
  * the stream; a send in flight on a connection that is freed (the
  * connection stays while send_inflight is set).
@@ -30,18 +33,6 @@
 #include "nbdsrv.h"
 
 static void send_next(struct conn *c);
-
-void
-conn_free_queue(struct conn *c)
-{
-  struct outmsg *m;
-
-  while ((m = c->out_head)) {
-    c->out_head = m->next;
-    m->free(m);
-  }
-  c->out_tail = &c->out_head;
-}
 
 static const char zero_buf[64 << 10];
 
@@ -210,7 +201,6 @@ conn_send(struct conn *c)
     if (r < 0) {
       /* The reply header promised these bytes; without them the stream
        * is broken, so the connection has to go (the client reconnects). */
-      conn_free_queue(c);
       conn_close(c, r == -EPIPE || r == -ECONNRESET ? NULL : strerror(-r));
       return;
     }
@@ -237,12 +227,9 @@ conn_send(struct conn *c)
 void
 conn_queue(struct conn *c, struct outmsg *m)
 {
-  if (c->closing) {
-    /* The reply of the last request a closing connection waited for:
-     * nobody else will free it.  (Inside conn_input() the armed recv
-     * keeps it alive.) */
+  if (c->stage == CONN_CLOSED) {
+    /* Nobody will read it (the connection goes in conn_settle). */
     m->free(m);
-    conn_try_free(c);
     return;
   }
   m->next = NULL;
@@ -268,7 +255,6 @@ conn_send_done(struct conn *c, int res)
 {
   c->send_inflight = false;
   if (res < 0) {
-    conn_free_queue(c);
     conn_close(c, res == -EPIPE || res == -ECONNRESET ? NULL : "send failed");
     return;
   }
@@ -306,24 +292,18 @@ conn_poll_out_done(struct conn *c, int res)
 {
   c->send_inflight = false;
   if (res < 0 && res != -ECANCELED) {
-    conn_free_queue(c);
     conn_close(c, strerror(-res));
     return;
   }
   send_next(c);
 }
 
-/* After a send finished: the next one, or the end of the connection. */
+/* After a send finished: the next one.  (Whether the connection ends
+ * now is conn_settle's to tell.) */
 static void
 send_next(struct conn *c)
 {
-  if (c->out_head && !c->closing) {
+  if (c->out_head && c->stage != CONN_CLOSED)
     conn_send(c);
-  } else if (c->disc && c->inflight_reqs == 0 && !c->out_head) {
-    conn_close(c, NULL);
-  } else if (c->closing) {
-    conn_free_queue(c);
-    conn_try_free(c);
-  }
 }
 

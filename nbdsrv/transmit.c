@@ -1,7 +1,7 @@
 /* nbdsrv: the transmission phase: requests, file I/O and replies.
  *
- * A request's life: its header is parsed (transmit_header), its write
- * payload, if any, arrives (transmit_payload_done), then it is dispatched.
+ * A request's life: it comes whole (input.c decoded its header and took
+ * a write's payload) to transmit_request, which dispatches it.
  * Reads are planned against the client's overlay map and become one
  * io_uring read per run of blocks with the same source (base image,
  * overlay data, or zeroes needing no I/O).  Whole-block writes go to the
@@ -11,8 +11,8 @@
  * queued as soon as a request completes, so they may leave out of order.
  *
  * Invalid requests get an error reply (EINVAL, EPERM, EOVERFLOW...) and
- * the connection goes on; only a broken framing (bad magic, or a write
- * payload too large to skip safely) ends it.  A write that finds no room
+ * the connection goes on (a broken framing, which ends it, is input.c's
+ * to find).  A write that finds no room
  * (the export's quota, or a full overlay file system) is logged, with a
  * rate limit: it is the one error that is the admin's to fix.
  */
@@ -551,35 +551,11 @@ dispatch(struct request *r)
 }
 
 void
-transmit_header(struct conn *c)
+transmit_request(struct request *r)
 {
-  struct nbd_request h;
-  struct request *r;
+  struct conn *c = r->c;
 
-  memcpy(&h, c->hdr, sizeof h);
-  if (be32toh(h.magic) != NBD_REQUEST_MAGIC) {
-    conn_close(c, "bad request magic (protocol out of sync)");
-    return;
-  }
-  if (be16toh(h.type) == NBD_CMD_DISC) {
-    /* Finish what is in flight, reply to it, then close. */
-    c->disc = true;
-    c->in = IN_DEAD;
-    if (c->inflight_reqs == 0 && !c->send_inflight && !c->out_head)
-      conn_close(c, NULL);
-    return;
-  }
-  r = calloc(1, sizeof *r);
-  if (!r) {
-    conn_close(c, "out of memory");
-    return;
-  }
-  r->c = c;
-  r->cookie = be64toh(h.cookie);
-  r->offset = be64toh(h.offset);
-  r->count = be32toh(h.count);
-  r->type = be16toh(h.type);
-  r->flags = be16toh(h.flags);
+  /* Owed a reply from now on: request_reply() counts it out. */
   c->inflight_reqs++;
   if (trace_enabled())
     trace_request(c, r->type, r->flags, r->offset, r->count);
@@ -588,47 +564,9 @@ transmit_header(struct conn *c)
     c->bytes_read += r->count;
   else if (r->type == NBD_CMD_WRITE)
     c->bytes_written += r->count;
-
-  if (r->type == NBD_CMD_WRITE) {
-    if (r->count > c->max_request) {
-      /* We cannot skip a payload this large without reading it all; the
-       * spec allows a hard disconnect. */
-      char why[128];
-      snprintf(why, sizeof why, "write of %u bytes exceeds the maximum payload (%u)",
-               r->count, c->max_request);
-      free(r);
-      c->inflight_reqs--;
-      conn_close(c, why);
-      return;
-    }
-    r->buf = malloc(r->count ? r->count : 1);
-    if (!r->buf) {
-      free(r);
-      c->inflight_reqs--;
-      conn_close(c, "out of memory");
-      return;
-    }
-    c->inflight_bytes += r->count;
-    r->accounted = r->count;
-    if (r->count > 0) {
-      c->cur = r;
-      c->in = IN_REQ_PAYLOAD;
-      return;
-    }
-  } else if (r->type == NBD_CMD_READ && r->count > c->max_request) {
+  if (r->type == NBD_CMD_READ && r->count > c->max_request) {
     reply_error(r, EINVAL);
     return;
   }
-  dispatch(r);
-}
-
-void
-transmit_payload_done(struct conn *c)
-{
-  struct request *r = c->cur;
-
-  c->cur = NULL;
-  c->in = IN_REQ_HEADER;
-  c->hdr_need = sizeof(struct nbd_request);
   dispatch(r);
 }

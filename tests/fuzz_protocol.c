@@ -149,12 +149,27 @@ conn_alloc(struct worker *w, int fd)
   return c;
 }
 
+/* Connections closed in the transmission phase: the replies to their
+ * requests in flight still come (conn_queue checks them as such). */
+static const struct conn *closed_transmitting[2];
+
+static bool
+transmitting(const struct conn *c)
+{
+  if (c->stage == CONN_TRANSMISSION || c->stage == CONN_DRAINING)
+    return true;
+  return c == closed_transmitting[0] || c == closed_transmitting[1];
+}
+
 void
 conn_close(struct conn *c, const char *why)
 {
   (void)why;
-  /* As loop.c, less the socket. */
-  conn_stop_input(c);
+  /* As conn.c, less the socket and the ring. */
+  if (transmitting(c) && c != closed_transmitting[0] &&
+      c != closed_transmitting[1])
+    closed_transmitting[closed_transmitting[0] ? 1 : 0] = c;
+  conn_enter(c, CONN_CLOSED);
 }
 
 /* ---- attach.c's stand-in ---- */
@@ -175,7 +190,6 @@ int
 attach_begin(struct conn *c, const struct export *exp,
              const struct export_request *req, const char **why)
 {
-  c->in = IN_ATTACHING;
   if (overlay_lookup(exp, req->id, req->boot_id, &c->ovl) == 0 ||
       attach_at_once)
     return c->ovl ? 0 : overlay_acquire(exp, req->id, req->boot_id, NULL, &c->ovl, why);
@@ -218,10 +232,10 @@ attach_finish(void)
     pending_attach[0] = pending_attach[1];
     npending_attach--;
     r = overlay_acquire(a.exp, a.req.id, a.req.boot_id, NULL, &a.c->ovl, &why);
-    if (a.c->closing)
+    if (a.c->stage == CONN_CLOSED)
       continue;  /* the overlay goes with the connection */
     handshake_attached(a.c, a.req.id, r, why);
-    if (!a.c->closing)
+    if (a.c->stage != CONN_CLOSED)
       conn_input_resume(a.c);
   }
 }
@@ -481,7 +495,7 @@ conn_queue(struct conn *c, struct outmsg *m)
 {
   unsigned sum = 0;
 
-  if (c->phase == PHASE_TRANSMIT) {
+  if (transmitting(c)) {
     /* Only requests are answered in the transmission phase. */
     model_load(c);
     check_request_reply(c, m);
@@ -579,7 +593,7 @@ static const char *const peers[] = { "192.0.2.10", "192.0.2.66",
                                      "2001:db8::7", "unknown" };
 
 static struct conn *
-conn_new(unsigned peer)
+fuzz_conn_new(unsigned peer)
 {
   struct conn *c = conn_alloc(&worker, -1);
 
@@ -600,11 +614,21 @@ conn_end(struct conn *c)
 {
   conn_close(c, NULL);
   complete(DONE_ALL, FAULT_NONE);
-  if (c->inflight_reqs || c->inflight_bytes || c->cur || c->out_head)
+  /* A write whose payload did not all come was never handed on; conn.c
+   * frees it with the connection. */
+  if (c->inflight_reqs || c->out_head ||
+      c->inflight_bytes != (c->in.cur ? c->in.cur->accounted : 0))
     fail("after all I/O completed: %u requests, %zu bytes still in flight",
          c->inflight_reqs, c->inflight_bytes);
-  free(c->opt_data);
-  free(c->stash);
+  if (c->in.cur) {
+    free(c->in.cur->buf);
+    free(c->in.cur);
+  }
+  for (unsigned i = 0; i < 2; i++)
+    if (closed_transmitting[i] == c)
+      closed_transmitting[i] = NULL;
+  free(c->in.opt_data);
+  free(c->in.stash);
   if (c->ovl)
     overlay_release(c->ovl);
   if (c->counted)
@@ -612,37 +636,16 @@ conn_end(struct conn *c)
   free(c);
 }
 
-/* Bytes the connection takes before its current unit is complete. */
-static size_t
-unit_need(const struct conn *c)
-{
-  switch (c->in) {
-  case IN_CLIENT_FLAGS:
-  case IN_OPT_HEADER:
-  case IN_REQ_HEADER:
-    return c->hdr_need - c->hdr_have;
-  case IN_OPT_DATA:
-  case IN_OPT_DISCARD:
-    return c->opt_len - c->opt_have;
-  case IN_REQ_PAYLOAD:
-    return c->cur->count - c->cur->received;
-  case IN_ATTACHING:
-  case IN_DEAD:
-    break;
-  }
-  return 0;
-}
-
 /* Mode 1: one unit at a time, all I/O completed after each. */
 static void
 run_serial(unsigned peer, const char *p, size_t len)
 {
-  struct conn *c = conn_new(peer);
+  struct conn *c = fuzz_conn_new(peer);
 
   model.on = true;
   attach_at_once = true;
-  while (len > 0 && c->in != IN_DEAD) {
-    size_t n = unit_need(c);
+  while (len > 0 && conn_reads(c)) {
+    size_t n = input_need(c);
     if (n == 0 || n > len)
       n = len;
     conn_input(c, p, n);
@@ -669,7 +672,7 @@ static void
 run_pieces(unsigned peer, unsigned nconn, const struct piece *pieces,
            size_t npieces, const struct stream *st)
 {
-  struct conn *c[2] = { conn_new(peer), nconn > 1 ? conn_new(peer) : NULL };
+  struct conn *c[2] = { fuzz_conn_new(peer), nconn > 1 ? fuzz_conn_new(peer) : NULL };
   size_t pos[2] = { 0, 0 };
 
   for (size_t i = 0; i < npieces; i++) {
@@ -833,7 +836,7 @@ self_test(void)
   if (succeeded[NBD_CMD_WRITE] != 1 || succeeded[NBD_CMD_READ] != 1 ||
       succeeded[NBD_CMD_FLUSH] != 1)
     fail("self-test: a plain session failed (%u writes, %u reads, %u "
-         "flushes succeeded): does conn_new() still set a connection up "
+         "flushes succeeded): does fuzz_conn_new() still set a connection up "
          "as loop.c does?", succeeded[NBD_CMD_WRITE],
          succeeded[NBD_CMD_READ], succeeded[NBD_CMD_FLUSH]);
 }
