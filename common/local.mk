@@ -10,4 +10,5 @@ common_libcommon_a_SOURCES = \
 	common/vec.c common/vec.h
 
 common_libcommon_a_SOURCES += \
-	common/overlay-format.c common/overlay-format.h
+	common/overlay-format.c common/overlay-format.h \
+	common/base-pin.c common/base-pin.h

@@ -7,6 +7,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/stat.h>
 
 #include "util.h"
 
@@ -83,4 +85,24 @@ ends_with(const char *s, const char *suffix)
   size_t n = strlen(s), m = strlen(suffix);
 
   return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+int
+mkdir_p(const char *path)
+{
+  char buf[PATH_MAX];
+
+  if (format_path(buf, sizeof buf, "%s", path) < 0)
+    return -ENAMETOOLONG;
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+      return -errno;
+    *p = '/';
+  }
+  if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+    return -errno;
+  return 0;
 }

@@ -20,6 +20,9 @@ int parse_size(const char *s, uint64_t *out);
 /* The other way, for people: "0", "512", "12K", "3.4M", "1.2G". */
 char *format_size(uint64_t v, char out[16]);
 
+/* Creates path and its missing parents (mode 0700): 0 or -errno. */
+int mkdir_p(const char *path);
+
 /* Whether s ends with suffix ("x.map" with ".map"). */
 bool ends_with(const char *s, const char *suffix);
 

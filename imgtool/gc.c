@@ -3,7 +3,10 @@
  * A version is kept when it is `current` (new clients get it) or when
  * any client overlay is pinned to it: nbdsrv records the absolute path of
  * the base version in each overlay's header (common/overlay-format.h), and
- * that client keeps reading it as long as the overlay exists.  Versions are
+ * that client keeps reading it as long as the overlay exists.  A client of
+ * a shared read-only export has no overlay but a base pin
+ * (common/base-pin.h) naming the version it reads, kept the same way.
+ * Versions are
  * compared by device and inode, so any path spelling of the same file
  * matches.
  *
@@ -30,6 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base-pin.h"
 #include "imgtool.h"
 #include "overlay-format.h"
 
@@ -44,7 +48,41 @@ struct pins {
   size_t overlays;
 };
 
-/* Walks dir for PREFIX.map files and records the base each one pins. */
+/* Records the version path, if it exists, as pinned. */
+static void
+add_pin(struct pins *p, const char *path)
+{
+  struct stat bst;
+
+  p->overlays++;
+  if (stat(path, &bst) == 0) {
+    XVEC_RESERVE(p->v, p->cap, p->n + 1);
+    p->v[p->n].dev = bst.st_dev;
+    p->v[p->n].ino = bst.st_ino;
+    p->n++;
+  }
+}
+
+/* PREFIX.basepin: the version a shared read-only client reads. */
+static int
+collect_base_pin(char *path, struct pins *p)
+{
+  struct base_pin pin;
+  int r;
+
+  path[strlen(path) - strlen(BASE_PIN_SUFFIX)] = '\0';
+  r = base_pin_read(path, &pin);
+  if (r < 0)
+    log_err("cannot read base pin %s" BASE_PIN_SUFFIX ": %s; refusing to "
+            "collect garbage without knowing which version it uses", path,
+            strerror(-r));
+  else
+    add_pin(p, pin.base_path);
+  return r;
+}
+
+/* Walks dir for PREFIX.map and PREFIX.basepin files and records the base
+ * each one pins. */
 static int
 collect_pins(const char *dir, struct pins *p, int depth)
 {
@@ -72,7 +110,6 @@ collect_pins(const char *dir, struct pins *p, int depth)
       r = collect_pins(path, p, depth + 1);
     } else if (S_ISREG(st.st_mode) && ends_with(de->d_name, ".map")) {
       struct ovl_header_info info;
-      struct stat bst;
 
       path[strlen(path) - 4] = '\0';
       r = ovl_file_read_header(path, &info);
@@ -81,14 +118,10 @@ collect_pins(const char *dir, struct pins *p, int depth)
                 "garbage without knowing which version it uses", path,
                 strerror(-r));
       } else {
-        p->overlays++;
-        if (stat(info.base_path, &bst) == 0) {
-          XVEC_RESERVE(p->v, p->cap, p->n + 1);
-          p->v[p->n].dev = bst.st_dev;
-          p->v[p->n].ino = bst.st_ino;
-          p->n++;
-        }
+        add_pin(p, info.base_path);
       }
+    } else if (S_ISREG(st.st_mode) && ends_with(de->d_name, BASE_PIN_SUFFIX)) {
+      r = collect_base_pin(path, p);
     }
     free(path);
   }

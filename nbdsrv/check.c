@@ -158,6 +158,9 @@ check_export(const struct export *e)
   struct stat st;
   int r;
 
+  if (e->policy == POLICY_SHARED_READONLY && e->quota_set && e->quota)
+    config_warn("%sexport '%s': quota does not apply to a shared-readonly export: its clients have no overlay",
+                where(e->line, at, sizeof at), e->name);
   where(e->image_line, at, sizeof at);
   if (stat(e->image, &st) == 0 && S_ISDIR(st.st_mode) && check_image_dir(e, at) < 0)
     return -EINVAL;

@@ -163,6 +163,12 @@ config_find_export(const char *name)
   return NULL;
 }
 
+bool
+export_readonly(const struct export *e)
+{
+  return e->readonly || e->policy == POLICY_SHARED_READONLY;
+}
+
 static char *
 trim(char *s)
 {

@@ -56,6 +56,7 @@ struct ctl_conn_info {
   char id[CLIENT_ID_MAX + 1];
   char peer[INET6_ADDRSTRLEN];
   char image[256];               /* the pinned image version's file name */
+  char base[256];                /* its identity (image.c) */
   uint64_t overlay_bytes;
   time_t connected;
   uint64_t requests, bytes_read, bytes_written;
@@ -90,6 +91,7 @@ snapshot_add(struct conn *c, void *arg)
   slash = strrchr(c->ovl->base->path, '/');
   snprintf(x->image, sizeof x->image, "%.*s", (int)sizeof x->image - 1,
            slash ? slash + 1 : c->ovl->base->path);
+  snprintf(x->base, sizeof x->base, "%s", c->ovl->base->identity);
   pthread_mutex_lock(&c->ovl->lock);
   x->overlay_bytes = c->ovl->file.map.ndata * (uint64_t)OVL_BLOCK_SIZE;
   pthread_mutex_unlock(&c->ovl->lock);
@@ -203,6 +205,8 @@ cmd_list(struct answer *a, bool json)
       say_json_string(a, v[i].peer);
       answer_printf(a, ", \"image\": ");
       say_json_string(a, v[i].image);
+      answer_printf(a, ", \"base\": ");
+      say_json_string(a, v[i].base);
       answer_printf(a, ", \"overlay_bytes\": %llu, \"connected_seconds\": %lld, "
              "\"requests\": %llu, \"bytes_read\": %llu, \"bytes_written\": %llu, "
              "\"worker\": %u}",
@@ -212,8 +216,8 @@ cmd_list(struct answer *a, bool json)
     }
     answer_printf(a, "%s]\n", n ? "\n" : "");
   } else {
-    answer_printf(a, "%-20s %-24s %-16s %-14s %8s %8s %10s %8s %8s\n", "EXPORT", "ID",
-        "ADDRESS", "IMAGE", "OVERLAY", "UP", "REQUESTS", "READ", "WRITTEN");
+    answer_printf(a, "%-20s %-24s %-16s %-14s %8s %8s %10s %8s %8s %s\n", "EXPORT", "ID",
+        "ADDRESS", "IMAGE", "OVERLAY", "UP", "REQUESTS", "READ", "WRITTEN", "BASE");
     for (size_t i = 0; i < n; i++) {
       char ov[16], rd[16], wr[16], up[32];
       long long secs = now - v[i].connected;
@@ -221,9 +225,9 @@ cmd_list(struct answer *a, bool json)
       format_size(v[i].bytes_read, rd);
       format_size(v[i].bytes_written, wr);
       snprintf(up, sizeof up, "%lld:%02lld:%02lld", secs / 3600, secs / 60 % 60, secs % 60);
-      answer_printf(a, "%-20s %-24s %-16s %-14s %8s %8s %10llu %8s %8s\n", v[i].export,
+      answer_printf(a, "%-20s %-24s %-16s %-14s %8s %8s %10llu %8s %8s %s\n", v[i].export,
           v[i].id, v[i].peer, v[i].image, ov, up,
-          (unsigned long long)v[i].requests, rd, wr);
+          (unsigned long long)v[i].requests, rd, wr, v[i].base);
     }
     answer_printf(a, "%zu connection%s\n", n, n == 1 ? "" : "s");
   }

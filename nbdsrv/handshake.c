@@ -107,7 +107,7 @@ export_flags(const struct conn *c)
    * all of it: that is what CAN_MULTI_CONN promises. */
   if (c->structured)
     f |= NBD_FLAG_SEND_DF;
-  if (c->exp && c->exp->readonly)
+  if (c->exp && export_readonly(c->exp))
     f = (f & ~(NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |
                NBD_FLAG_SEND_FAST_ZERO | NBD_FLAG_SEND_FUA)) |
         NBD_FLAG_READ_ONLY;
@@ -270,15 +270,29 @@ send_info_block_size(struct conn *c)
   opt_reply(c, NBD_REP_INFO, buf, sizeof buf);
 }
 
+/* What NBD_INFO_DESCRIPTION says: for a shared read-only export the
+ * identity of the base version the client reads (once NBD_OPT_GO gave
+ * it one), for the agent to tell that its base changed; otherwise the
+ * export's description. */
+static const char *
+description(const struct conn *c)
+{
+  if (c->exp->policy == POLICY_SHARED_READONLY && c->ovl)
+    return c->ovl->base->identity;
+  return c->exp->description;
+}
+
 /* The successful reply to NBD_OPT_INFO and NBD_OPT_GO. */
 static void
 send_info(struct conn *c, uint64_t size)
 {
+  const char *desc;
+
   send_info_export(c, size, export_flags(c));
   if (c->want_name)
     send_info_string(c, NBD_INFO_NAME, c->exp->name);
-  if (c->want_desc && c->exp->description[0])
-    send_info_string(c, NBD_INFO_DESCRIPTION, c->exp->description);
+  if (c->want_desc && (desc = description(c))[0])
+    send_info_string(c, NBD_INFO_DESCRIPTION, desc);
   send_info_block_size(c);
   opt_reply(c, NBD_REP_ACK, NULL, 0);
 }

@@ -5,9 +5,19 @@
  * so the kernel keeps one copy of the image in the page cache however many
  * clients read it.  An export's image is either a file or an image-store
  * directory, whose `current` symlink names the version new clients get.
+ *
+ * Identity.  Each image has one line that says which version it is, sent
+ * to clients of shared read-only exports as NBD_INFO_DESCRIPTION (the
+ * agent tells from it that its base changed) and shown by nbdsrv ctl:
+ * "nbdroot-base NAME VERSION ID".  For a version of an image store, NAME,
+ * VERSION and ID come from the .meta beside it: its name, its number
+ * ("0003") and "sha256:" and its checksum.  Any other image file is
+ * "nbdroot-base FILE - file:SIZE:MTIME_NS", FILE its name without the
+ * directory: no checksum is computed at connect time.
  */
 #include <config.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -19,8 +29,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io.h"
 #include "log.h"
 #include "nbdsrv.h"
+#include "util.h"
 
 static pthread_mutex_t images_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct image *images;
@@ -49,6 +61,60 @@ image_resolve(const struct export *exp, char *path, size_t len)
     return -ENAMETOOLONG;
   memcpy(path, real, real_len + 1);
   return 0;
+}
+
+/* Whether the n bytes at s make one word of the identity line: no
+ * blanks, nothing a client's console would mangle. */
+static bool
+is_word(const char *s, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)s[i]) && !strchr("-_.+:", s[i]))
+      return false;
+  return n > 0;
+}
+
+/* The value of key in a store's .meta text ("key=value" lines), into
+ * out: true when it is there, is a word and fits. */
+static bool
+meta_value(const char *text, const char *key, char *out, size_t len)
+{
+  size_t kl = strlen(key);
+
+  for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+    size_t n = strcspn(l, "\n");
+    if (n > kl && l[kl] == '=' && strncmp(l, key, kl) == 0 && n - kl - 1 < len &&
+        is_word(l + kl + 1, n - kl - 1)) {
+      memcpy(out, l + kl + 1, n - kl - 1);
+      out[n - kl - 1] = '\0';
+      return out[0] != '\0';
+    }
+  }
+  return false;
+}
+
+/* img->identity, from the store's NNNN.meta beside NNNN.img if there is
+ * one (see the top of this file). */
+static void
+image_identify(struct image *img)
+{
+  char meta[PATH_MAX], text[1024], name[128], id[16], sha[72];
+  const char *file = strrchr(img->path, '/');
+  size_t l = strlen(img->path);
+
+  file = file ? file + 1 : img->path;
+  if (l > 4 && ends_with(img->path, ".img") &&
+      format_path(meta, sizeof meta, "%.*s.meta", (int)(l - 4), img->path) == 0 &&
+      read_small_file(meta, text, sizeof text) > 0 &&
+      meta_value(text, "name", name, sizeof name) &&
+      meta_value(text, "id", id, sizeof id) &&
+      meta_value(text, "sha256", sha, sizeof sha) &&
+      format_path(img->identity, sizeof img->identity,
+                  "nbdroot-base %s %s sha256:%s", name, id, sha) == 0)
+    return;
+  snprintf(img->identity, sizeof img->identity,
+           "nbdroot-base %.64s - file:%llu:%lld", file,
+           (unsigned long long)img->size, (long long)img->mtime_ns);
 }
 
 int
@@ -87,6 +153,7 @@ image_get(const char *path, struct image **out)
     goto fail;
   }
   img->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+  image_identify(img);
   img->refs = 1;
   img->next = images;
   images = img;

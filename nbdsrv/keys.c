@@ -44,6 +44,9 @@ const struct key keys[] = {
   { "ephemeral-linger", KEY_GENERIC, KT_SECS, "ephemeral-linger", 0, 0, 86400 * 365, "60",
     false, false, G(ephemeral_linger), 0,
     "seconds an ephemeral overlay outlives its client" },
+  { "shared-pin-timeout", KEY_GENERIC, KT_SECS, "shared-pin-timeout", 0, 0, 86400 * 365, "600",
+    false, false, G(shared_pin_timeout), 0,
+    "seconds a shared-readonly client without boot id keeps its base version after its last connection" },
   { "threads", KEY_GENERIC, KT_UINT, "threads", 't', 0, 256, "0",
     false, true, G(threads), 0,
     "worker threads (0: one per CPU)" },
@@ -79,7 +82,7 @@ const struct key keys[] = {
     "description shown to clients" },
   { "policy", KEY_EXPORT, KT_POLICY, NULL, 0, 0, 0, "[generic]",
     false, false, E(policy), offsetof(struct export, policy_set),
-    "persistent, reset-on-boot or ephemeral" },
+    "persistent, reset-on-boot, ephemeral or shared-readonly" },
   { "readonly", KEY_EXPORT, KT_BOOL, NULL, 0, 0, 0, "false",
     false, false, E(readonly), 0,
     "clients may not write" },
@@ -133,7 +136,7 @@ key_expects(const struct key *k, char *buf, size_t len)
              NBDSRV_MAX_LISTEN);
     break;
   case KT_POLICY:
-    snprintf(buf, len, "expected persistent, reset-on-boot or ephemeral");
+    snprintf(buf, len, "expected persistent, reset-on-boot, ephemeral or shared-readonly");
     break;
   case KT_UINT:
   case KT_SECS:
@@ -520,6 +523,7 @@ policy_name(enum policy p)
   case POLICY_PERSISTENT: return "persistent";
   case POLICY_RESET_ON_BOOT: return "reset-on-boot";
   case POLICY_EPHEMERAL: return "ephemeral";
+  case POLICY_SHARED_READONLY: return "shared-readonly";
   }
   return "?";
 }
@@ -533,6 +537,8 @@ policy_parse(const char *s, enum policy *p)
     *p = POLICY_RESET_ON_BOOT;
   else if (strcmp(s, "ephemeral") == 0)
     *p = POLICY_EPHEMERAL;
+  else if (strcmp(s, "shared-readonly") == 0)
+    *p = POLICY_SHARED_READONLY;
   else
     return -EINVAL;
   return 0;

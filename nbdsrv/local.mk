@@ -12,6 +12,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/acl.c \
 	nbdsrv/limits.c \
 	nbdsrv/image.c \
+	nbdsrv/shared.c \
 	nbdsrv/pagecache.c \
 	nbdsrv/overlay.c \
 	nbdsrv/journal.c \

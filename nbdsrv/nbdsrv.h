@@ -10,6 +10,7 @@
  *   acl.c        access control: address lists, ID pinning
  *   limits.c     connection limits, total and per address
  *   image.c      base images, opened once and shared
+ *   shared.c     shared read-only exports: no overlay, a pinned base
  *   pagecache.c  page cache residency of file ranges (cachestat)
  *   overlay.c    per-client overlays: registry, copy-on-write I/O
  *   journal.c    an overlay's journal: pending records, batches, flush
@@ -92,7 +93,12 @@ struct pin {
 
 /* ---- configuration (config.c) ---- */
 
-enum policy { POLICY_PERSISTENT, POLICY_RESET_ON_BOOT, POLICY_EPHEMERAL };
+enum policy {
+  POLICY_PERSISTENT,
+  POLICY_RESET_ON_BOOT,
+  POLICY_EPHEMERAL,
+  POLICY_SHARED_READONLY,   /* no overlay: the base, pinned per boot */
+};
 
 struct export {
   char name[256];
@@ -165,6 +171,8 @@ struct config {
   enum policy default_policy;
   unsigned threads;             /* 0: one per core */
   unsigned ephemeral_linger;    /* seconds */
+  unsigned shared_pin_timeout;  /* seconds a base pin without boot id
+                                   outlives its client's last connection */
   unsigned idle_close;          /* seconds an unused overlay stays open */
   char pidfile[PATH_MAX];
   bool foreground;
@@ -308,6 +316,8 @@ void config_free(void);
 const struct export *config_find_export(const char *name);
 const char *policy_name(enum policy p);
 int policy_parse(const char *s, enum policy *p);
+/* Whether clients of e may not write: readonly, or shared read-only. */
+bool export_readonly(const struct export *e);
 
 /* ---- base images (image.c) ---- */
 
@@ -318,6 +328,9 @@ struct image {
   uint64_t size;
   int64_t mtime_ns;
   unsigned refs;
+  /* Who this version is, for clients and nbdsrv ctl: "nbdroot-base NAME
+   * VERSION ID" (image.c says how). */
+  char identity[256];
 };
 
 /* Canonical path of the image a new client of exp gets now (resolves a
@@ -325,6 +338,20 @@ struct image {
 int image_resolve(const struct export *exp, char *path, size_t len);
 int image_get(const char *path, struct image **out);
 void image_put(struct image *img);
+
+/* ---- shared read-only exports (shared.c) ---- */
+
+struct overlay;
+/* Gives ov (of a shared read-only export) its base: the version pinned
+ * for this boot of the client, or the export's current one, then pinned.
+ * ov gets no files: an empty map over the base.  0, or -errno with *why. */
+int shared_open(struct overlay *ov, const char *boot_id, const char **why);
+/* The client of ov had no connection for shared-pin-timeout: its base pin
+ * goes (pins of a boot id stay until the next boot). */
+void shared_unpin(const struct overlay *ov);
+/* Whether ov's pin lasts as long as the client's boot, rather than until
+ * it has had no connection for shared-pin-timeout. */
+bool shared_pinned_for_boot(const struct overlay *ov);
 
 /* ---- page cache (pagecache.c) ---- */
 

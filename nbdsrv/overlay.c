@@ -50,6 +50,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base-pin.h"
 #include "io.h"
 #include "log.h"
 #include "nbdsrv.h"
@@ -88,25 +89,6 @@ registry_find(const char *key)
 
 static const char zero_block[OVL_BLOCK_SIZE];
 
-static int
-mkdir_p(const char *path)
-{
-  char buf[PATH_MAX];
-
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/')
-      continue;
-    *p = '\0';
-    if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-      return -errno;
-    *p = '/';
-  }
-  if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-    return -errno;
-  return 0;
-}
-
 static void
 overlay_free(struct overlay *ov)
 {
@@ -136,6 +118,8 @@ overlay_open(struct overlay *ov, const char *boot_id, const char **why)
   char dir[PATH_MAX], path[PATH_MAX];
   int r;
 
+  if (ov->exp->policy == POLICY_SHARED_READONLY)
+    return shared_open(ov, boot_id, why);
   /* Nothing else works on these files now (ov is marked opening), and
    * whatever a crash left half-written is of no use: the map is the
    * overlay. */
@@ -217,12 +201,15 @@ overlay_open(struct overlay *ov, const char *boot_id, const char **why)
 }
 
 /* Whether a new boot of a reset-on-boot client finds ov from its last
- * boot (then it needs a fresh overlay). */
+ * boot (then it needs a fresh overlay), or a new boot of a shared
+ * read-only client the base pinned for its last boot (then it gets the
+ * current one). */
 static bool
 is_previous_boot(const struct overlay *ov, const struct export *exp,
                  const char *boot_id)
 {
-  return exp->policy == POLICY_RESET_ON_BOOT &&
+  return (exp->policy == POLICY_RESET_ON_BOOT ||
+          exp->policy == POLICY_SHARED_READONLY) &&
          strcmp(ov->file.info.boot_id, boot_id) != 0;
 }
 
@@ -390,6 +377,7 @@ overlay_peek_size(const struct export *exp, const char *id, uint64_t *size)
 {
   char prefix[PATH_MAX], path[PATH_MAX];
   struct ovl_header_info info;
+  struct base_pin pin;
   struct stat st;
   int r;
 
@@ -399,6 +387,11 @@ overlay_peek_size(const struct export *exp, const char *id, uint64_t *size)
     return r;
   if (ovl_file_read_header(prefix, &info) == 0) {
     *size = info.size;
+    return 0;
+  }
+  if (exp->policy == POLICY_SHARED_READONLY &&
+      base_pin_read(prefix, &pin) == 0) {
+    *size = pin.base_size;
     return 0;
   }
   r = image_resolve(exp, path, sizeof path);
@@ -504,6 +497,74 @@ sweep_ephemeral_orphans(const struct janitor_hooks *h)
   }
 }
 
+/* Whether the pin of a shared read-only client in dir, file name (ID +
+ * BASE_PIN_SUFFIX), is one without boot id: its ID into id. */
+static bool
+is_unbooted_pin(const char *dir, const char *name, char *id, size_t idlen,
+                char *prefix, size_t plen)
+{
+  size_t len = strlen(name), slen = strlen(BASE_PIN_SUFFIX);
+  struct base_pin pin;
+
+  if (len <= slen || !ends_with(name, BASE_PIN_SUFFIX) ||
+      !client_id_valid(name, len - slen) ||
+      format_path(prefix, plen, "%s/%.*s", dir, (int)(len - slen), name) < 0)
+    return false;
+  snprintf(id, idlen, "%.*s", (int)(len - slen), name);
+  return base_pin_read(prefix, &pin) == 0 && !pin.boot_id[0];
+}
+
+/* Base pins without boot id that a previous run left and whose client
+ * did not come back within shared-pin-timeout of the start: each goes
+ * unless its client is connected again (both under registry_lock). */
+static void
+sweep_unpinned_orphans(const struct janitor_hooks *h)
+{
+  unsigned n;
+  const struct export *all = config_exports(&n);
+
+  for (unsigned i = 0; i < n; i++) {
+    const struct export *e = &all[i];
+    char dir[PATH_MAX];
+    struct dirent *de;
+    DIR *d;
+
+    if (e->policy != POLICY_SHARED_READONLY ||
+        format_path(dir, sizeof dir, "%s/%s", config.overlay_dir, e->name) < 0 ||
+        !(d = opendir(dir)))
+      continue;
+    while ((de = readdir(d))) {
+      char key[sizeof ((struct overlay *)0)->key], prefix[PATH_MAX];
+      char id[CLIENT_ID_MAX + 1];
+
+      if (!is_unbooted_pin(dir, de->d_name, id, sizeof id, prefix,
+                           sizeof prefix))
+        continue;
+      snprintf(key, sizeof key, "%s/%s", e->name, id);
+      pthread_mutex_lock(&registry_lock);
+      if (!*registry_find(key) && !h->waiting(e, id) &&
+          base_pin_remove(prefix) == 0)
+        log_info("client %s: no connection for %us since the start: base pin dropped",
+                 key, config.shared_pin_timeout);
+      pthread_mutex_unlock(&registry_lock);
+    }
+    closedir(d);
+  }
+}
+
+/* How long ov stays open once idle: a base pin without boot id is the
+ * client's until then (shared.c). */
+static unsigned
+idle_wait(const struct overlay *ov)
+{
+  if (ov->exp->policy == POLICY_EPHEMERAL)
+    return config.ephemeral_linger;
+  if (ov->exp->policy == POLICY_SHARED_READONLY && !shared_pinned_for_boot(ov))
+    return config.shared_pin_timeout > config.idle_close
+               ? config.shared_pin_timeout : config.idle_close;
+  return config.idle_close;
+}
+
 /* An idle overlay whose time has come (any idle one if force), marked
  * closing, or NULL; the search starts at bucket *from and leaves it where
  * it found one, so that a janitor run looks at each bucket once. */
@@ -515,8 +576,7 @@ take_due(time_t now, bool force, size_t *from)
   pthread_mutex_lock(&registry_lock);
   for (; *from < REGISTRY_BUCKETS && !due; ) {
     for (struct overlay *ov = registry[*from]; ov; ov = ov->next) {
-      unsigned wait = ov->exp->policy == POLICY_EPHEMERAL
-                          ? config.ephemeral_linger : config.idle_close;
+      unsigned wait = idle_wait(ov);
       if (ov->refs == 0 && !ov->opening && !ov->closing &&
           (force || now - ov->idle_since >= (time_t)wait)) {
         ov->closing = true;
@@ -549,7 +609,7 @@ void
 overlay_janitor(bool force, const struct janitor_hooks *h)
 {
   static time_t started;
-  static bool swept;
+  static bool swept, unpins_swept;
   time_t now = time(NULL);
   size_t bucket = 0;
   struct overlay *ov;
@@ -562,13 +622,21 @@ overlay_janitor(bool force, const struct janitor_hooks *h)
   }
   if (!force)
     compact_due_ones();
+  if (!unpins_swept && !force &&
+      now - started >= (time_t)config.shared_pin_timeout) {
+    sweep_unpinned_orphans(h);
+    unpins_swept = true;
+  }
 
   /* The overlays whose time has come, one at a time: an overlay is marked
    * closing only while its own files are synced and closed, so a client
    * that comes back waits for that one close at most, and one whose turn
    * has not come finds its overlay open and keeps it. */
   while ((ov = take_due(now, force, &bucket))) {
-    if (ov->exp->policy == POLICY_EPHEMERAL && !force) {
+    if (ov->exp->policy == POLICY_SHARED_READONLY) {
+      if (!force && !shared_pinned_for_boot(ov))
+        shared_unpin(ov);
+    } else if (ov->exp->policy == POLICY_EPHEMERAL && !force) {
       int r = ovl_file_remove(ov->prefix);
       if (r < 0)
         log_err("overlay %s: cannot remove: %s", ov->prefix, strerror(-r));
@@ -587,6 +655,15 @@ overlay_janitor(bool force, const struct janitor_hooks *h)
     overlay_free(ov);
     h->closed();
   }
+}
+
+static bool
+has_base_pin(const char *prefix)
+{
+  struct base_pin pin;
+  int r = base_pin_read(prefix, &pin);
+
+  return r == 0 || r == -EINVAL;
 }
 
 int
@@ -621,7 +698,7 @@ overlay_reset(const char *export, const char *id, const char **why)
     r = -EBUSY;
     goto out;
   }
-  if (!ov && stat(map, &st) < 0) {
+  if (!ov && stat(map, &st) < 0 && !has_base_pin(prefix)) {
     *why = "the client has no overlay";
     r = -ENOENT;
     goto out;
@@ -634,6 +711,12 @@ overlay_reset(const char *export, const char *id, const char **why)
     overlay_free(ov);
   }
   r = ovl_file_remove(prefix);
+  if (r == 0 || r == -ENOENT) {
+    /* A shared read-only client's next connection gets the current
+     * version. */
+    int p = base_pin_remove(prefix);
+    r = p == -ENOENT ? r : p;
+  }
   if (r < 0)
     *why = "cannot remove the overlay's files (see the server log)";
 out:

@@ -440,7 +440,7 @@ request_valid(struct request *r)
     reply_error(r, EINVAL);
     return false;
   }
-  if (c->exp->readonly && (r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM ||
+  if (export_readonly(c->exp) && (r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM ||
                            r->type == NBD_CMD_WRITE_ZEROES)) {
     reply_error(r, EPERM);
     return false;
@@ -526,7 +526,11 @@ dispatch(struct request *r)
     start_write(r);
     return;
   case NBD_CMD_FLUSH:
-    start_flush(r);
+    /* A shared read-only export has nothing of its own to make durable. */
+    if (c->exp->policy == POLICY_SHARED_READONLY)
+      request_reply(r);
+    else
+      start_flush(r);
     return;
   case NBD_CMD_TRIM:
   case NBD_CMD_WRITE_ZEROES:

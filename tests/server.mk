@@ -40,7 +40,8 @@ SERVER_TESTS = \
 	tests/test_server_38_check_config.sh \
 	tests/test_server_39_config_keys.sh \
 	tests/test_server_43_compaction.sh \
-	tests/test_server_44_restart_port.sh
+	tests/test_server_44_restart_port.sh \
+	tests/test_server_45_shared_readonly.sh
 
 # Memory figures mean nothing under a sanitizer's allocator: not repeated.
 SERVER_MEMORY_TESTS = tests/test_server_21.sh

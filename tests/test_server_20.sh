@@ -120,7 +120,7 @@ bad_start 2 "invalid value 'maybe' for 'readonly'" -c "$TESTDIR/bad.conf"
 bad_start 2 "cannot open config file .*nope.conf" -c "$TESTDIR/nope.conf"
 bad_start 2 "no exports" -o "$TESTDIR/ov"
 bad_start 2 "-e base: expected NAME=IMAGE" -e base
-bad_start 2 "--policy forever: expected persistent, reset-on-boot or ephemeral" \
+bad_start 2 "--policy forever: expected persistent, reset-on-boot, ephemeral or shared-readonly" \
   -e "a=$TESTDIR/base.img" --policy forever
 bad_start 2 "-t 300: expected a number from 0 to 256" -e "a=$TESTDIR/base.img" -t 300
 bad_start 2 "unexpected argument 'stray'" -e "a=$TESTDIR/base.img" stray
