@@ -633,7 +633,9 @@ overlay_janitor(bool force, const struct janitor_hooks *h)
    * that comes back waits for that one close at most, and one whose turn
    * has not come finds its overlay open and keeps it. */
   while ((ov = take_due(now, force, &bucket))) {
-    if (ov->exp->policy == POLICY_SHARED_READONLY) {
+    /* By the files, not the policy: a reload may have changed the policy
+     * of an export whose overlays are open. */
+    if (ov->file.map_fd < 0) {
       if (!force && !shared_pinned_for_boot(ov))
         shared_unpin(ov);
     } else if (ov->exp->policy == POLICY_EPHEMERAL && !force) {
