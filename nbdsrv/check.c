@@ -197,8 +197,11 @@ config_warn_unpinned(const struct config *cfg)
 
     if (e->require_pin)
       continue;
-    config_warn("%sexport '%s' serves client IDs that are not pinned: any client may name another's ID and get its overlay (pin the IDs and set require-pin = true)",
-                where(e->line, at, sizeof at), e->name);
+    config_warn("%sexport '%s' serves client IDs that are not pinned: any client may name another's ID and %s (pin the IDs and set require-pin = true)",
+                where(e->line, at, sizeof at), e->name,
+                e->policy == POLICY_SHARED_READONLY
+                    ? "with a new boot id change the version that client's reconnections read"
+                    : "get its overlay");
   }
 }
 

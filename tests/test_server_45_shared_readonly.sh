@@ -47,7 +47,10 @@ policy = shared-readonly
 CONF
 }
 conf 2
-"$NBDSRV" --check-config -c "$TESTDIR/nbdsrv.conf" || fail "--check-config refuses policy = shared-readonly"
+"$NBDSRV" --check-config -c "$TESTDIR/nbdsrv.conf" >"$TESTDIR/check.out" 2>&1 ||
+  fail "--check-config refuses policy = shared-readonly: $(cat "$TESTDIR/check.out")"
+grep -q "export 'os' serves client IDs that are not pinned: .* change the version that client's reconnections read" "$TESTDIR/check.out" ||
+  fail "--check-config: no warning about unpinned IDs of a shared-readonly export: $(cat "$TESTDIR/check.out")"
 "$NBDSRV" --list-keys | grep -q "^generic  *shared-pin-timeout  *--shared-pin-timeout" || fail "--list-keys has no shared-pin-timeout"
 sed 's/^policy = shared-readonly/&\nquota = 1M/' "$TESTDIR/nbdsrv.conf" >"$TESTDIR/quota.conf"
 "$NBDSRV" --check-config -c "$TESTDIR/quota.conf" 2>&1 |
