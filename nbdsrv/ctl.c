@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base-pin.h"
 #include "log.h"
 #include "nbdsrv.h"
 #include "util.h"
@@ -241,7 +242,7 @@ struct export_view {
   char current[PATH_MAX];        /* the version a new client gets */
   int image_err;                 /* why there is none: -errno, or 0 */
   unsigned clients, conns;       /* connected, by identity and in all */
-  unsigned overlays;             /* ID.map files on disk */
+  unsigned overlays;             /* ID.map and ID.basepin files on disk */
   uint64_t overlay_bytes;        /* disk space of all its files */
   int scan_err;                  /* why those are unknown: -errno, or 0 */
 };
@@ -296,7 +297,8 @@ scan_overlays(struct export_view *x)
         !S_ISREG(st.st_mode))
       continue;
     x->overlay_bytes += (uint64_t)st.st_blocks * 512;
-    if (ends_with(d->d_name, ".map"))
+    /* A shared read-only client's pin stands for it as an overlay does. */
+    if (ends_with(d->d_name, ".map") || ends_with(d->d_name, BASE_PIN_SUFFIX))
       x->overlays++;
   }
   closedir(dp);

@@ -184,6 +184,10 @@ check(reads("os", src="127.0.0.4") == 3, "address client after a restart: versio
 check(reads("os@c1,boot=b2") == 2, "c1 after a restart: version 2")
 check(reads("os@c2,boot=b1") == 1, "c2 after a restart: version 1")
 check(reads("os@c9,boot=q") == 4, "new client after a restart: version 4")
+pins = [f for f in files() if f.endswith(".basepin")]
+row = [e for e in json.loads(ctl("--json", "exports")) if e["name"] == "os"][0]
+check(row["overlays"] == len(pins) and row["policy"] == "shared-readonly",
+      "ctl exports: %r, pins %s" % (row, pins))
 PY
 
 # gc: the pins of c2 and of nbdinfo's client reset, version 1 is free; 2
