@@ -230,6 +230,8 @@ struct sqfs_file_t;
 /* libsquashfs's file interface over fd (which stays the caller's), size:
  * the bytes already in it.  Freed with sqfs_destroy. */
 struct sqfs_file_t *sqfile_new(int fd, uint64_t size);
+/* The errno of its last failed read or write (0 if none). */
+int sqfile_errno(const struct sqfs_file_t *f);
 
 /* ---- imagefs.c: which filesystem an image holds ---- */
 struct image_fs {

@@ -10,6 +10,7 @@
  */
 #include <config.h>
 
+#include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@ struct sqfile {
   sqfs_file_t base;
   int fd;
   uint64_t size;  /* the end of what is written (or, read-only, the file) */
+  int err;        /* errno of the last failed call, for the message */
 };
 
 static int
@@ -33,6 +35,8 @@ sqfile_read_at(sqfs_file_t *f, sqfs_u64 off, void *buf, size_t len)
   if (off > sf->size || len > sf->size - off)
     return SQFS_ERROR_OUT_OF_BOUNDS;
   got = full_pread(sf->fd, buf, len, off);
+  if (got < 0)
+    sf->err = (int)-got;
   return got == (ssize_t)len ? 0 : got < 0 ? SQFS_ERROR_IO
                                            : SQFS_ERROR_OUT_OF_BOUNDS;
 }
@@ -41,9 +45,12 @@ static int
 sqfile_write_at(sqfs_file_t *f, sqfs_u64 off, const void *buf, size_t len)
 {
   struct sqfile *sf = (struct sqfile *)f;
+  int r = len ? full_pwrite(sf->fd, buf, len, off) : 0;
 
-  if (len && full_pwrite(sf->fd, buf, len, off) < 0)
+  if (r < 0) {
+    sf->err = -r;
     return SQFS_ERROR_IO;
+  }
   if (off + len > sf->size)
     sf->size = off + len;
   return 0;
@@ -60,8 +67,10 @@ sqfile_truncate(sqfs_file_t *f, sqfs_u64 size)
 {
   struct sqfile *sf = (struct sqfile *)f;
 
-  if (ftruncate(sf->fd, (off_t)size) < 0)
+  if (ftruncate(sf->fd, (off_t)size) < 0) {
+    sf->err = errno;
     return SQFS_ERROR_IO;
+  }
   sf->size = size;
   return 0;
 }
@@ -85,4 +94,10 @@ sqfile_new(int fd, uint64_t size)
   sf->fd = fd;
   sf->size = size;
   return &sf->base;
+}
+
+int
+sqfile_errno(const struct sqfs_file_t *f)
+{
+  return ((const struct sqfile *)f)->err;
 }

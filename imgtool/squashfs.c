@@ -91,12 +91,16 @@ struct sqctx {
   const char *acl_example;
 };
 
+/* Why libsquashfs failed (e: an SQFS_ERROR), in words; for an I/O error
+ * the system's, as the image file saw it. */
 static const char *
-sq_strerror(int e)
+sq_why(const struct sqctx *c, int e)
 {
   switch (e) {
   case SQFS_ERROR_ALLOC: return "out of memory";
-  case SQFS_ERROR_IO: return "write error";
+  case SQFS_ERROR_IO:
+    return c->file && sqfile_errno(c->file) ? strerror(sqfile_errno(c->file))
+                                            : "input/output error";
   case SQFS_ERROR_COMPRESSOR: return "compressor failure";
   case SQFS_ERROR_OVERFLOW: return "too large for squashfs";
   case SQFS_ERROR_OUT_OF_BOUNDS: return "out of squashfs's bounds";
@@ -175,7 +179,7 @@ sq_file_data(struct sqctx *c, struct sq_inode *si)
     r = sqfs_block_processor_end_file(c->proc);
   if (r) {
     log_err("cannot write the data of %s into %s: %s", n->path, c->o->output,
-            sq_strerror(r));
+            sq_why(c, r));
     return -EIO;
   }
   c->pg.done_inodes++;
@@ -197,7 +201,7 @@ sq_write_data(struct sqctx *c)
   r = sqfs_block_processor_finish(c->proc);
   if (r) {
     log_err("cannot write the file data into %s: %s", c->o->output,
-            sq_strerror(r));
+            sq_why(c, r));
     return -EIO;
   }
   return 0;
@@ -373,7 +377,7 @@ sq_write_tree(struct sqctx *c)
     r = sq_write_inode(c, i);
     if (r) {
       log_err("cannot add %s to %s: %s", c->inodes[i].node->path,
-              c->o->output, sq_strerror(r));
+              c->o->output, sq_why(c, r));
       return -EIO;
     }
     build_progress_show(&c->pg, false);
@@ -388,7 +392,7 @@ sq_write_tree(struct sqctx *c)
   c->super.inode_count = c->count;
   if (r) {
     log_err("cannot write the inodes and directories of %s: %s",
-            c->o->output, sq_strerror(r));
+            c->o->output, sq_why(c, r));
     return -EIO;
   }
   return 0;
@@ -419,7 +423,7 @@ sq_write_tables(struct sqctx *c)
     r = c->file->write_at(c->file, end, zero, SQ_PAD - end % SQ_PAD);
   if (r) {
     log_err("cannot write the tables of %s: %s", c->o->output,
-            sq_strerror(r));
+            sq_why(c, r));
     return -EIO;
   }
   return 0;
@@ -538,7 +542,7 @@ build_squashfs(const struct build_opts *o, struct tree *t,
 
   if (r) {
     log_err("cannot start the squashfs image %s (%s compression): %s",
-            o->output, o->compression, sq_strerror(r));
+            o->output, o->compression, sq_why(&c, r));
     sq_close(&c);
     return -EIO;
   }

@@ -182,6 +182,17 @@ if imgt build --format squashfs --compression lzma "$src" -o "$TESTDIR/no.img"; 
 grep -qx "imgtool: error: --compression 'lzma': give zstd, gzip or xz" "$TESTDIR/last.err" || fail "lzma: $(cat "$TESTDIR/last.err")"
 [ ! -e "$TESTDIR/no.img" ] || fail "a refused build left an image"
 
+# A full disk: one line with the system's reason, no file left behind.
+full=$TESTDIR/full
+mkdir "$full"
+mount -t tmpfs -o size=200k tmpfs "$full"
+on_exit "umount $full 2>/dev/null"
+if imgt build --format squashfs "$src" -o "$full/x.img"; then fail "build into a full disk"; fi
+grep -qx "imgtool: error: cannot write the data of $src/.* into $full/x.img: No space left on device" \
+  "$TESTDIR/last.err" || fail "full disk: $(cat "$TESTDIR/last.err")"
+[ -z "$(ls -A "$full")" ] || fail "a failed build left $(ls -A "$full")"
+umount "$full"
+
 # info on the image.
 imgt info "$img" >"$TESTDIR/info" || fail "info IMAGE"
 for l in format=squashfs compression=zstd block_size=131072 "inodes=$inodes" \
