@@ -9,9 +9,9 @@
  * root directory, so it is the same filesystem a build makes (lost+found,
  * journal, checksums, no lazy-init writes later) and just as
  * reproducible: the UUID and hash seed come from the options, every
- * timestamp is SOURCE_DATE_EPOCH or, unset, 0.  The file is sparse: only
- * the filesystem's metadata is written, so an 8 GiB template takes a few
- * MiB on disk.
+ * timestamp is SOURCE_DATE_EPOCH or, unset, 1 (1970-01-01T00:00:01Z).
+ * The file is sparse: only the filesystem's metadata is written, so an
+ * 8 GiB template takes well under a MiB on disk.
  */
 #include <config.h>
 
@@ -137,16 +137,20 @@ blank_tree(const struct build_opts *o, int64_t t, struct tree *tree)
   sha256_digest(&s, sizeof tree->digest, tree->digest);
 }
 
-/* The template into the new file of; timestamps SOURCE_DATE_EPOCH or 0. */
+/* The template into the new file of; timestamps SOURCE_DATE_EPOCH or,
+ * without it, 1: libext2fs takes a time of 0 for "now" (the superblock's
+ * write time would be the clock's). */
 static int
 write_template(const struct template_args *a, struct outfile *of)
 {
-  struct build_clock clk = { .clamp_set = true };
+  struct build_clock clk = { .clamp = 1, .clamp_set = true };
   struct tree t;
   int r = source_date_epoch(&clk.clamp);
 
   if (r < 0)
     return r;
+  if (clk.clamp == 0)
+    clk.clamp = 1;
   clk.now = clk.clamp;
   blank_tree(&a->o, clk.clamp, &t);
   r = build_ext4(&a->o, &t, &clk, of->fd, of->path);
