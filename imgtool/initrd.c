@@ -42,11 +42,12 @@
 #define MODULES_ROOT "/lib/modules"
 
 /* Drivers packed unless --modules says otherwise: the NBD client, the
- * root filesystem, virtio (QEMU) and the common wired NICs.  Those a kernel
- * lacks are skipped; nbd and ext4 must be there (module or built in). */
+ * root filesystem, overlayfs and squashfs for layered roots, virtio (QEMU)
+ * and the common wired NICs.  Those a kernel lacks are skipped; nbd and
+ * ext4 must be there (module or built in). */
 static const char *const default_required[] = { "nbd", "ext4" };
 static const char *const default_optional[] = {
-  "af_packet", "virtio_pci", "virtio_net", "e1000", "e1000e", "igb", "igc",
+  "overlay", "squashfs", "af_packet", "virtio_pci", "virtio_net", "e1000", "e1000e", "igb", "igc",
   "ixgbe", "i40e", "r8169", "tg3", "bnx2x", "bnxt_en", "atlantic", "be2net",
   "vmxnet3", "8139cp", "8139too", "pcnet32", "ne2k_pci",
 };
@@ -308,9 +309,9 @@ initrd_usage(FILE *f)
         "       imgtool initrd --list FILE.gz\n"
         "  --modules: comma-separated module or alias names; 'default' "
         "stands for\n"
-        "  the default set (nbd, ext4, virtio and common NIC drivers), "
-        "which is\n"
-        "  what is packed without --modules.\n", f);
+        "  the default set (nbd, ext4, overlay, squashfs, virtio and common "
+        "NIC\n"
+        "  drivers), which is what is packed without --modules.\n", f);
 }
 
 /* Appends the comma-separated names of s to l. */

@@ -446,7 +446,12 @@ header(struct buf *b, const struct pxe *x, const char *what)
           x->iname);
   if (x->nexports > 1)
     bprintf(b, "# The boot loaders offer the exports in a menu and boot the "
-               "first after %u s.\n", MENU_TIMEOUT);
+               "first after %u s.\n", MENU_TIMEOUT);  bprintf(b, "# Layered root (nbdroot-agent(7), LAYERED ROOT): with --append "
+             "'nbdroot.state=STATE\n"
+             "# [nbdroot.keep=/home,/etc/ssh]' the export is the read-only "
+             "base of an\n"
+             "# overlay whose upper layer is on the client's own STATE "
+             "export.\n");
 }
 
 /* Where a file of DIR is, as a TFTP path from the root or as a URL. */

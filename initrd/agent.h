@@ -59,6 +59,9 @@ struct agent_config {
   unsigned io_timeout;    /* NBD request timeout, seconds */
   bool send_id;           /* append @MAC,boot=ID to the export name */
   enum rescue_action rescue;
+  /* layered root (nbdroot.state=, nbdroot.keep=; see layered.c) */
+  char state_export[256]; /* "" means block mode */
+  char keep[512];         /* comma-separated absolute paths; "" keeps all */
 };
 
 /* Parses a kernel command line.  Pure: no I/O but for the error text.
@@ -68,11 +71,12 @@ int cmdline_parse(const char *line, struct agent_config *cfg, char *err,
                   size_t errlen);
 /* Prints the parsed configuration as KEY=VALUE lines (for tests). */
 void cmdline_print(const struct agent_config *cfg, int fd);
-/* The export name sent on the wire: NAME@MAC,boot=BOOTID unless
- * nbdroot.send_id=0 (see nbdroot-agent(7)).  -ENAMETOOLONG if it does not
- * fit in len bytes. */
-int cmdline_wire_name(const struct agent_config *cfg, const char *mac,
-                      const char *boot_id, char *out, size_t len);
+/* The export name sent on the wire for name (the root's export or the
+ * state export): NAME@MAC,boot=BOOTID unless nbdroot.send_id=0 (see
+ * nbdroot-agent(7)).  -ENAMETOOLONG if it does not fit in len bytes. */
+int cmdline_wire_name(const struct agent_config *cfg, const char *name,
+                      const char *mac, const char *boot_id, char *out,
+                      size_t len);
 
 /* ---- console.c: console output and time (calls no other agent file) -- */
 
@@ -125,11 +129,13 @@ struct nbd_target {
   char host[256];
   char port[16];
   char name[512];        /* the export name sent on the wire */
+  const char *param;     /* the command line words that name it, for hints */
 };
 
 struct nbd_export_info {
   uint64_t size;
   uint16_t flags;
+  char description[256]; /* NBD_INFO_DESCRIPTION, "" if the server sent none */
 };
 
 /* Connects and negotiates; returns a connected socket fd or -errno.  On
@@ -146,34 +152,78 @@ struct nbd_nl {
   int mcast_fd;    /* subscribed to nbd_mc_group, or -1 */
   uint16_t family;
   uint32_t seq;
-  int watch_index; /* the device whose events matter most */
 };
 
 int nbd_nl_open(struct nbd_nl *nl);
+/* readonly makes the kernel's device read-only whatever the server said. */
 int nbd_nl_connect(struct nbd_nl *nl, int sock, int index,
-                   const struct nbd_export_info *info, unsigned io_timeout,
-                   unsigned dead_timeout);
+                   const struct nbd_export_info *info, bool readonly,
+                   unsigned io_timeout, unsigned dead_timeout);
 int nbd_nl_reconfigure(struct nbd_nl *nl, int index, int sock);
-/* Reads every queued event without blocking.  Returns the index of a
- * device whose link died (watch_index if it is among them), -EAGAIN when
- * there was none, -ENOBUFS when events were lost. */
-int nbd_nl_recv_event(struct nbd_nl *nl);
+/* Reads every queued event without blocking.  Returns 0 and sets bit N of
+ * *dead for each /dev/nbdN (N < 64) whose link died, -EAGAIN when there
+ * was none, -ENOBUFS when events were lost. */
+int nbd_nl_recv_events(struct nbd_nl *nl, uint64_t *dead);
 
 /* ---- switch-root.c --------------------------------------------------- */
 
 int mount_early(void);
 int mount_root(const struct agent_config *cfg, const char *dev,
                const char *target);
+/* Whether the root at root has an executable init (errno set if not). */
+bool init_missing(const char *root, const char *init);
+void split_flags(const char *opts, unsigned long *flags, char *data,
+                 size_t datalen);
 int switch_root(const char *newroot, const char *init);
+
+/* ---- layered.c: the overlayfs root of layered mode --------------------- */
+
+#define LAYERED_DIR "/run/nbdroot"
+#define LAYERED_BASE LAYERED_DIR "/base"
+#define LAYERED_STATE LAYERED_DIR "/state"
+
+/* Whether the kernel (with the initrd's modules loaded) has overlayfs;
+ * says what to do if not. */
+bool layered_supported(void);
+/* The identity of the base on base_dev: its description (if the server
+ * sent one), size, and a checksum of its first blocks.  -errno. */
+int layered_base_id(const char *base_dev, const struct nbd_export_info *info,
+                    char *out, size_t len);
+/* Mounts base_dev read-only at LAYERED_BASE and state_dev (ext4) at
+ * LAYERED_STATE, prunes the upper layer to the keep-list if base_id
+ * changed, and mounts the overlay on target.  Prints one line on failure. */
+int layered_mount(const struct agent_config *cfg, const char *base_dev,
+                  const char *state_dev, const char *base_id,
+                  const char *target);
+
+/* ---- keep.c: what of the upper layer survives a new base ------------- */
+
+struct keep_counts {
+  unsigned removed; /* entries removed (files, whiteouts, directories) */
+  unsigned kept;    /* keep-list paths present in the upper layer */
+};
+
+/* Removes from the overlay upper directory upper_fd everything outside
+ * the comma-separated keep-list (whiteouts and opaque markers included;
+ * the directories above a kept path stay, made transparent).  -errno. */
+int keep_prune(int upper_fd, const char *keep, struct keep_counts *n);
 
 /* ---- supervisor.c ---------------------------------------------------- */
 
-struct supervisor_args {
-  struct nbd_nl *nl;
+/* One device the supervisor keeps connected. */
+struct sv_device {
   struct nbd_target target;
   struct nbd_export_info info;
   int index;
   int sock;               /* the socket handed to the kernel */
+};
+
+#define SV_MAX_DEVICES 2  /* block mode: the root; layered: base and state */
+
+struct supervisor_args {
+  struct nbd_nl *nl;
+  struct sv_device dev[SV_MAX_DEVICES];
+  int ndev;
   unsigned io_timeout;    /* as given to NBD_CMD_CONNECT */
   struct net_iface ifc;   /* to repair the network the root needs */
   struct net_lease lease;

@@ -17,6 +17,9 @@
  *   rootfstype= rootflags= ro rw init=
  *   nbdroot.retries= nbdroot.dead_timeout= nbdroot.timeout=
  *   nbdroot.rescue=halt|poweroff|reboot nbdroot.send_id=0|1
+ *   nbdroot.state=EXPORT (layered root: the NBD root is the read-only
+ *     base, EXPORT the client's writable ext4 state disk)
+ *   nbdroot.keep=/PATH[,/PATH...] (layered: what survives a new base)
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -401,10 +404,78 @@ static int parse_nbdroot(const char *v, struct agent_config *c, char *err,
   return 0;
 }
 
+/* One keep-list path: absolute, no empty, "." or ".." component, not "/"
+ * itself (that would keep everything: the default without a list). */
+static bool keep_path_ok(const char *p, size_t n)
+{
+  const char *comp = p + 1, *end = p + n;
+
+  if (n < 2 || p[0] != '/')
+    return false;
+  while (comp <= end) {
+    const char *slash = memchr(comp, '/', (size_t)(end - comp));
+    size_t len = (size_t)((slash ? slash : end) - comp);
+
+    if (len == 0 && slash)
+      return false; /* "//" */
+    if ((len == 1 && comp[0] == '.') ||
+        (len == 2 && comp[0] == '.' && comp[1] == '.'))
+      return false;
+    if (!slash)
+      break;
+    comp = slash + 1;
+  }
+  return true;
+}
+
+/* nbdroot.keep=/home,/etc/ssh: stored as given, less trailing slashes. */
+static int parse_keep(const char *v, struct agent_config *c, char *err,
+                      size_t errlen)
+{
+  size_t used = 0;
+
+  c->keep[0] = '\0';
+  for (const char *p = v; *p;) {
+    size_t n = strcspn(p, ",");
+    size_t m = n;
+
+    while (m > 1 && p[m - 1] == '/')
+      m--;
+    if (!keep_path_ok(p, m))
+      return bad(err, errlen,
+                 "nbdroot.keep=%s: '%.*s' is not an absolute path below / "
+                 "(no '.', '..' or empty components)", v, (int)n, p);
+    if (used + m + 2 > sizeof(c->keep))
+      return bad(err, errlen, "nbdroot.keep=: list longer than %zu bytes",
+                 sizeof(c->keep) - 1);
+    used += (size_t)snprintf(c->keep + used, sizeof(c->keep) - used, "%s%.*s",
+                             used ? "," : "", (int)m, p);
+    p += n;
+    if (*p == ',' && !*++p)
+      return bad(err, errlen, "nbdroot.keep=%s: empty path at the end", v);
+  }
+  if (!used)
+    return bad(err, errlen, "nbdroot.keep=: empty list (leave it out to keep "
+               "everything)");
+  return 0;
+}
+
 static int parse_knob(const char *key, const char *v, struct agent_config *c,
                       char *err, size_t errlen)
 {
   unsigned long n;
+
+  if (!strcmp(key, "nbdroot.state")) {
+    if (!*v)
+      return bad(err, errlen, "nbdroot.state=: needs the state export's "
+                 "name");
+    if (copy(c->state_export, sizeof(c->state_export), v, strlen(v)))
+      return bad(err, errlen, "nbdroot.state=%.40s...: longer than %zu", v,
+                 sizeof(c->state_export) - 1);
+    return 0;
+  }
+  if (!strcmp(key, "nbdroot.keep"))
+    return parse_keep(v, c, err, errlen);
 
   if (!strcmp(key, "nbdroot.rescue")) {
     if (!strcmp(v, "halt"))
@@ -563,13 +634,17 @@ int cmdline_parse(const char *line, struct agent_config *c, char *err,
     return bad(err, errlen,
                "ip=off, but the root is on NBD and needs the network: use "
                "ip=dhcp or a static ip=");
+  if (c->keep[0] && !c->state_export[0])
+    return bad(err, errlen, "nbdroot.keep= needs a layered root: add "
+               "nbdroot.state=STATE_EXPORT");
   return 0;
 }
 
-int cmdline_wire_name(const struct agent_config *c, const char *mac,
-                      const char *boot_id, char *out, size_t len)
+int cmdline_wire_name(const struct agent_config *c, const char *name,
+                      const char *mac, const char *boot_id, char *out,
+                      size_t len)
 {
-  const char *at = strchr(c->export_name, '@');
+  const char *at = strchr(name, '@');
   int n;
 
   /* The server keys the overlay by the ID after '@' and tells a new boot
@@ -578,11 +653,11 @@ int cmdline_wire_name(const struct agent_config *c, const char *mac,
    * address must not share an overlay.  An ID given on the command line
    * is kept, and still gets the boot id. */
   if (!c->send_id || (at && strchr(at, ',')))
-    n = snprintf(out, len, "%s", c->export_name);
+    n = snprintf(out, len, "%s", name);
   else if (at)
-    n = snprintf(out, len, "%s,boot=%s", c->export_name, boot_id);
+    n = snprintf(out, len, "%s,boot=%s", name, boot_id);
   else
-    n = snprintf(out, len, "%s@%s,boot=%s", c->export_name, mac, boot_id);
+    n = snprintf(out, len, "%s@%s,boot=%s", name, mac, boot_id);
   return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
@@ -632,7 +707,15 @@ void cmdline_print(const struct agent_config *c, int fd)
   {
     char wire[512];
     /* placeholders: the real values exist only at boot */
-    if (!cmdline_wire_name(c, "MAC", "BOOTID", wire, sizeof(wire)))
+    if (!cmdline_wire_name(c, c->export_name, "MAC", "BOOTID", wire,
+                           sizeof(wire)))
       dprintf(fd, "wire=%s\n", wire);
+    dprintf(fd, "layered=%d\n", c->state_export[0] != '\0');
+    dprintf(fd, "state=%s\n", c->state_export);
+    if (c->state_export[0] &&
+        !cmdline_wire_name(c, c->state_export, "MAC", "BOOTID", wire,
+                           sizeof(wire)))
+      dprintf(fd, "state_wire=%s\n", wire);
+    dprintf(fd, "keep=%s\n", c->keep);
   }
 }

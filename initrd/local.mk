@@ -9,7 +9,8 @@ initrd_agent_sources = \
 	$(srcdir)/initrd/modules.c $(srcdir)/initrd/net.c \
 	$(srcdir)/initrd/dhcp.c $(srcdir)/initrd/nbd-handshake.c \
 	$(srcdir)/initrd/nbd-netlink.c $(srcdir)/initrd/switch-root.c \
-	$(srcdir)/initrd/supervisor.c \
+	$(srcdir)/initrd/supervisor.c $(srcdir)/initrd/layered.c \
+	$(srcdir)/initrd/keep.c \
 	$(srcdir)/common/io.c $(srcdir)/common/clock.c
 initrd_agent_headers = $(srcdir)/initrd/agent.h $(srcdir)/initrd/uapi.h \
 	$(srcdir)/common/nbd-protocol.h $(srcdir)/common/io.h \
@@ -21,7 +22,8 @@ INITRD_AGENT_CFLAGS = -static -Os -s -std=gnu11 -D_GNU_SOURCE \
 pkglibexec_SCRIPTS = initrd/nbdroot-agent
 EXTRA_DIST += initrd/main.c initrd/console.c initrd/cmdline.c initrd/modules.c initrd/net.c \
 	initrd/dhcp.c initrd/nbd-handshake.c initrd/nbd-netlink.c \
-	initrd/switch-root.c initrd/supervisor.c initrd/agent.h initrd/uapi.h
+	initrd/switch-root.c initrd/supervisor.c initrd/layered.c initrd/keep.c \
+	initrd/agent.h initrd/uapi.h
 CLEANFILES += initrd/nbdroot-agent
 
 initrd/nbdroot-agent: $(initrd_agent_sources) $(initrd_agent_headers)

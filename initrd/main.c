@@ -2,7 +2,9 @@
  *
  * The sequence: early mounts and console, kernel command line, modules,
  * NIC, DHCP or static address, NBD handshake, generic-netlink CONNECT,
- * mount, reconnect supervisor, switch_root, exec init.  Every step prints
+ * mount, reconnect supervisor, switch_root, exec init.  In layered mode
+ * (nbdroot.state=) two exports are attached, the base read-only and the
+ * state disk, and the root is their overlay (layered.c).  Every step prints
  * one console line on failure; main() then retries (network steps) or
  * stops with a rescue message (configuration and mount errors).
  *
@@ -137,11 +139,10 @@ static void put_kv(FILE *f, const char *key, const char *val)
 /* What the booted system may want to know about its root (and the
  * supervisor it must leave alone).  /run moves into the new root, so the
  * file is there after switch_root.  Best effort. */
-static void write_state(const struct nbd_target *t, const char *dev,
-                        const struct nbd_export_info *info,
-                        const struct net_iface *ifc, const char *mac,
-                        const char *bid, int sv_pid)
+static void write_state(const struct supervisor_args *sa, const char *mac,
+                        const char *bid, const char *base_id, int sv_pid)
 {
+  const struct sv_device *root = &sa->dev[0];
   char num[32];
   FILE *f = fopen("/run/nbdroot.conf", "we");
 
@@ -149,15 +150,25 @@ static void write_state(const struct nbd_target *t, const char *dev,
     say("cannot write /run/nbdroot.conf: %s", strerror(errno));
     return;
   }
-  put_kv(f, "NBD_DEVICE", dev);
-  put_kv(f, "NBD_SERVER", t->host);
-  put_kv(f, "NBD_PORT", t->port);
-  put_kv(f, "NBD_EXPORT", t->name);
-  snprintf(num, sizeof(num), "%llu", (unsigned long long)info->size);
+  put_kv(f, "ROOT_MODE", sa->ndev > 1 ? "layered" : "block");
+  snprintf(num, sizeof(num), "/dev/nbd%d", root->index);
+  put_kv(f, "NBD_DEVICE", num);
+  put_kv(f, "NBD_SERVER", root->target.host);
+  put_kv(f, "NBD_PORT", root->target.port);
+  put_kv(f, "NBD_EXPORT", root->target.name);
+  snprintf(num, sizeof(num), "%llu", (unsigned long long)root->info.size);
   put_kv(f, "NBD_SIZE", num);
-  snprintf(num, sizeof(num), "0x%x", info->flags);
+  snprintf(num, sizeof(num), "0x%x", root->info.flags);
   put_kv(f, "NBD_FLAGS", num);
-  put_kv(f, "INTERFACE", ifc->name);
+  if (sa->ndev > 1) {
+    snprintf(num, sizeof(num), "/dev/nbd%d", sa->dev[1].index);
+    put_kv(f, "NBD_STATE_DEVICE", num);
+    put_kv(f, "NBD_STATE_EXPORT", sa->dev[1].target.name);
+    put_kv(f, "BASE_ID", base_id);
+    put_kv(f, "BASE_MOUNT", LAYERED_BASE);
+    put_kv(f, "STATE_MOUNT", LAYERED_STATE);
+  }
+  put_kv(f, "INTERFACE", sa->ifc.name);
   put_kv(f, "MAC", mac);
   put_kv(f, "BOOT_ID", bid);
   snprintf(num, sizeof(num), "%d", sv_pid > 0 ? sv_pid : 0);
@@ -171,6 +182,21 @@ static void wait_for_node(const char *dev, unsigned ms)
 
   while (access(dev, F_OK) && now_ms() < end)
     sleep_ms(20);
+}
+
+/* The export name on the wire; the server keys the client's overlay by
+ * the MAC and tells a new boot from a reconnect by the boot id (see
+ * common/export-name.h).  Does not return if it is too long. */
+static void name_target(const struct agent_config *cfg, const char *name,
+                        const char *param, const char *mac, const char *bid,
+                        struct nbd_target *target)
+{
+  target->param = param;
+  if (cmdline_wire_name(cfg, name, mac, bid, target->name,
+                        sizeof(target->name))) {
+    say("export name '%s' with @%s,boot=%s is too long", name, mac, bid);
+    rescue(cfg, "shorten the export name on the command line");
+  }
 }
 
 /* The server (from the command line, else from ip= or DHCP), its port
@@ -191,14 +217,9 @@ static void choose_target(const struct agent_config *cfg,
     rescue(cfg, "fix nbdroot=SERVER,EXPORT");
   }
   snprintf(target->port, sizeof(target->port), "%s", cfg->port);
-  /* The server keys the client's overlay by the MAC and tells a new boot
-   * from a reconnect by the boot id (see common/export-name.h). */
-  if (cmdline_wire_name(cfg, mac, bid, target->name, sizeof(target->name))) {
-    say("export name '%s' with @%s,boot=%s is too long", cfg->export_name,
-        mac, bid);
-    rescue(cfg, "shorten the export name in root=/nbdroot=");
-  }
+  name_target(cfg, cfg->export_name, "root=/nbdroot=", mac, bid, target);
 }
+
 
 /* The socket of a finished handshake, retried with backoff as often as
  * nbdroot.retries= allows.  Does not return if the retries run out. */
@@ -224,18 +245,58 @@ static int connect_export(const struct agent_config *cfg,
   }
 }
 
+/* Handshake, then NBD_CMD_CONNECT of d->target; fills d.  Does not
+ * return on failure. */
+static void attach(const struct agent_config *cfg, struct nbd_nl *nl,
+                   struct sv_device *d, int index, bool readonly, char *dev,
+                   size_t devlen)
+{
+  d->sock = connect_export(cfg, &d->target, &d->info);
+  d->index = nbd_nl_connect(nl, d->sock, index, &d->info, readonly,
+                            cfg->io_timeout, cfg->dead_timeout);
+  if (d->index < 0)
+    rescue(cfg, "cannot attach the NBD device");
+  snprintf(dev, devlen, "/dev/nbd%d", d->index);
+  say("%s: %s:%s export '%s', %llu bytes, flags 0x%x%s", dev, d->target.host,
+      d->target.port, d->target.name, (unsigned long long)d->info.size,
+      d->info.flags, readonly ? ", attached read-only" : "");
+  wait_for_node(dev, 5000);
+}
+
+/* Layered mode: the base read-only, the state disk beside it, the
+ * overlay of the two on NEWROOT.  Does not return on failure. */
+static void layered_root(const struct agent_config *cfg, struct nbd_nl *nl,
+                         struct supervisor_args *sa, const char *mac,
+                         const char *bid, char *base_id, size_t idlen)
+{
+  char base_dev[32], state_dev[32];
+  int ret;
+
+  attach(cfg, nl, &sa->dev[0], cfg->nbd_index, true, base_dev,
+         sizeof(base_dev));
+  sa->dev[1].target = sa->dev[0].target;
+  name_target(cfg, cfg->state_export, "nbdroot.state=", mac, bid,
+              &sa->dev[1].target);
+  attach(cfg, nl, &sa->dev[1], -1, false, state_dev, sizeof(state_dev));
+  sa->ndev = 2;
+  ret = layered_base_id(base_dev, &sa->dev[0].info, base_id, idlen);
+  if (ret) {
+    say("cannot read the base on %s: %s", base_dev, strerror(-ret));
+    rescue(cfg, "the base export cannot be read");
+  }
+  if (layered_mount(cfg, base_dev, state_dev, base_id, NEWROOT))
+    rescue(cfg, "cannot assemble the layered root (see the line above)");
+}
+
 static int agent_main(void)
 {
   static struct agent_config cfg;
-  static struct net_iface ifc;
   static struct net_lease lease;
-  static struct nbd_target target;
   static struct nbd_nl nl;
   static struct supervisor_args sa;
-  struct nbd_export_info info;
-  char cmdline[4096], err[512], mac[20], bid[40], dev[32];
+  char cmdline[4096], err[512], mac[20], bid[40], dev[80], base_id[512] = "";
   uint64_t t0 = now_ms();
-  int ret, sock = -1, index;
+  int ret;
 
   ret = mount_early();
   if (ret)
@@ -251,14 +312,17 @@ static int agent_main(void)
   }
 
   modules_load(MODULE_LIST);
+  if (cfg.state_export[0] && !layered_supported())
+    rescue(&cfg, "no overlayfs for the layered root");
 
-  ret = setup_network(&cfg, &ifc, &lease);
+  ret = setup_network(&cfg, &sa.ifc, &lease);
   if (ret)
     rescue(&cfg, "no network (see the line above)");
+  sa.lease = lease;
 
-  net_format_mac(ifc.mac, '-', mac);
+  net_format_mac(sa.ifc.mac, '-', mac);
   boot_id(bid, sizeof(bid));
-  choose_target(&cfg, &lease, mac, bid, &target);
+  choose_target(&cfg, &lease, mac, bid, &sa.dev[0].target);
   if (cfg.nbdopts[0])
     say("ignoring dracut's nbd-client options '%s' in root=; the agent "
         "has its own (nbdroot.timeout=, nbdroot.dead_timeout=, ...)",
@@ -267,36 +331,27 @@ static int agent_main(void)
   ret = nbd_nl_open(&nl);
   if (ret)
     rescue(&cfg, "the kernel's NBD netlink interface is missing");
-  sock = connect_export(&cfg, &target, &info);
-
-  index = nbd_nl_connect(&nl, sock, cfg.nbd_index, &info, cfg.io_timeout,
-                         cfg.dead_timeout);
-  if (index < 0)
-    rescue(&cfg, "cannot attach the NBD device");
-  snprintf(dev, sizeof(dev), "/dev/nbd%d", index);
-  say("%s: %s:%s export '%s', %llu bytes, flags 0x%x", dev, target.host,
-      target.port, target.name, (unsigned long long)info.size, info.flags);
-  wait_for_node(dev, 5000);
-
-  ret = mount_root(&cfg, dev, NEWROOT);
-  if (ret)
-    rescue(&cfg, "cannot mount the root filesystem");
-
   sa.nl = &nl;
-  sa.target = target;
-  sa.info = info;
-  sa.index = index;
-  sa.sock = sock;
   sa.io_timeout = cfg.io_timeout;
-  sa.ifc = ifc;
-  sa.lease = lease;
+  if (cfg.state_export[0]) {
+    layered_root(&cfg, &nl, &sa, mac, bid, base_id, sizeof(base_id));
+    snprintf(dev, sizeof(dev), "overlayfs (base /dev/nbd%d, state /dev/nbd%d)",
+             sa.dev[0].index, sa.dev[1].index);
+  } else {
+    attach(&cfg, &nl, &sa.dev[0], cfg.nbd_index, false, dev, sizeof(dev));
+    sa.ndev = 1;
+    if (mount_root(&cfg, dev, NEWROOT))
+      rescue(&cfg, "cannot mount the root filesystem");
+  }
+
   ret = supervisor_start(&sa);
   if (ret < 0)
     say("warning: no reconnect supervisor (%s): a lost connection will not "
         "be repaired", strerror(-ret));
   /* the kernel and the supervisor hold their own references */
-  close(sock);
-  write_state(&target, dev, &info, &ifc, mac, bid, ret);
+  for (int i = 0; i < sa.ndev; i++)
+    close(sa.dev[i].sock);
+  write_state(&sa, mac, bid, base_id, ret);
 
   say("switching root to %s after %llu ms, exec %s", dev,
       (unsigned long long)(now_ms() - t0), cfg.init);

@@ -27,6 +27,12 @@
 #define CONNECT_TIMEOUT_MS 10000
 #define HANDSHAKE_TIMEOUT_S 20
 
+/* Where the user names this export, for the hints. */
+static const char *param(const struct nbd_target *t)
+{
+  return t->param ? t->param : "root=/nbdroot=";
+}
+
 static int tcp_connect(const struct nbd_target *t, bool quiet)
 {
   struct sockaddr_storage ss;
@@ -157,7 +163,7 @@ static const char *rep_err_name(uint32_t r)
 static int opt_go(int fd, const struct nbd_target *t,
                   struct nbd_export_info *info, bool quiet)
 {
-  static uint8_t buf[4 + 4096 + 2];
+  static uint8_t buf[65536];
   struct nbd_fixed_new_option_reply r;
   uint32_t nl = (uint32_t)strlen(t->name), be;
   bool have_info = false;
@@ -166,8 +172,11 @@ static int opt_go(int fd, const struct nbd_target *t,
   be = htobe32(nl);
   memcpy(buf, &be, 4);
   memcpy(buf + 4, t->name, nl);
-  memset(buf + 4 + nl, 0, 2); /* no information requests */
-  ret = send_option(fd, NBD_OPT_GO, buf, 4 + nl + 2);
+  /* One information request: the description, which may identify the
+   * image version (a layered root notices a new base by it). */
+  memcpy(buf + 4 + nl, &(uint16_t){ htobe16(1) }, 2);
+  memcpy(buf + 4 + nl + 2, &(uint16_t){ htobe16(NBD_INFO_DESCRIPTION) }, 2);
+  ret = send_option(fd, NBD_OPT_GO, buf, 4 + nl + 4);
   if (ret)
     return ret;
   for (;;) {
@@ -200,6 +209,11 @@ static int opt_go(int fd, const struct nbd_target *t,
         info->size = be64toh(sz);
         info->flags = be16toh(fl);
         have_info = true;
+      } else if (len >= 2 && buf[0] == 0 && buf[1] == NBD_INFO_DESCRIPTION) {
+        size_t dl = len - 2 < sizeof(info->description) - 1
+                      ? len - 2 : sizeof(info->description) - 1;
+        memcpy(info->description, buf + 2, dl);
+        info->description[dl] = '\0';
       }
       continue;
     }
@@ -215,8 +229,8 @@ static int opt_go(int fd, const struct nbd_target *t,
         return -ENOENT;
       if (type == NBD_REP_ERR_UNKNOWN)
         say("NBD server %s:%s has no export '%s' (%s%s%s); check the export "
-            "name in root=/nbdroot= and the server's exports", t->host,
-            t->port, t->name, rep_err_name(type), msg[0] ? ": " : "", msg);
+            "name in %s and the server's exports", t->host, t->port, t->name,
+            rep_err_name(type), msg[0] ? ": " : "", msg, param(t));
       else
         say("NBD server %s:%s refused export '%s' (%s%s%s)", t->host, t->port,
             t->name, rep_err_name(type), msg[0] ? ": " : "", msg);
@@ -249,8 +263,8 @@ static int opt_export_name(int fd, const struct nbd_target *t,
     /* the only way this old option can say "no such export" */
     if (!quiet)
       say("NBD server %s:%s closed the connection on export '%s': it has no "
-          "such export; check the export name in root=/nbdroot=", t->host,
-          t->port, t->name);
+          "such export; check the export name in %s", t->host, t->port,
+          t->name, param(t));
     return -ENOENT;
   }
   if (ret)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "nbd-protocol.h"
 #include "uapi.h"
 
 struct nlbuf {
@@ -193,7 +194,6 @@ int nbd_nl_open(struct nbd_nl *nl)
 
   memset(nl, 0, sizeof(*nl));
   nl->mcast_fd = -1;
-  nl->watch_index = -1;
   nl->fd = nl_socket();
   if (nl->fd < 0) {
     say("cannot open a generic netlink socket: %s", strerror(-nl->fd));
@@ -246,8 +246,8 @@ static void put_socket(struct nlbuf *b, int sock)
 }
 
 int nbd_nl_connect(struct nbd_nl *nl, int sock, int index,
-                   const struct nbd_export_info *info, unsigned io_timeout,
-                   unsigned dead_timeout)
+                   const struct nbd_export_info *info, bool readonly,
+                   unsigned io_timeout, unsigned dead_timeout)
 {
   struct nlbuf b;
   uint32_t got = UINT32_MAX;
@@ -259,7 +259,10 @@ int nbd_nl_connect(struct nbd_nl *nl, int sock, int index,
   put_u64(&b, NBDNL_ATTR_SIZE_BYTES, info->size);
   /* 512: the smallest block size any filesystem on the export may use. */
   put_u64(&b, NBDNL_ATTR_BLOCK_SIZE_BYTES, 512);
-  put_u64(&b, NBDNL_ATTR_SERVER_FLAGS, info->flags);
+  /* The kernel makes the device read-only when the server says so; a
+   * layered base must be, whatever the server offers. */
+  put_u64(&b, NBDNL_ATTR_SERVER_FLAGS,
+          info->flags | (readonly ? NBD_FLAG_READ_ONLY : 0));
   if (io_timeout)
     put_u64(&b, NBDNL_ATTR_TIMEOUT, io_timeout);
   put_u64(&b, NBDNL_ATTR_DEAD_CONN_TIMEOUT, dead_timeout);
@@ -293,11 +296,12 @@ int nbd_nl_reconfigure(struct nbd_nl *nl, int index, int sock)
   return transact(nl, &b, NULL, NULL);
 }
 
-int nbd_nl_recv_event(struct nbd_nl *nl)
+int nbd_nl_recv_events(struct nbd_nl *nl, uint64_t *dead)
 {
   static char rbuf[8192];
   int found = -EAGAIN;
 
+  *dead = 0;
   if (nl->mcast_fd < 0)
     return -EAGAIN;
   /* Everything queued, not just the first message: several events about
@@ -309,7 +313,7 @@ int nbd_nl_recv_event(struct nbd_nl *nl)
       if (errno == EINTR)
         continue;
       if (errno == ENOBUFS)
-        return -ENOBUFS; /* events were lost: the caller checks the link */
+        return -ENOBUFS; /* events were lost: the caller checks the links */
       return found;
     }
     for (const char *p = rbuf; p + sizeof(struct nlmsghdr) <= rbuf + n;) {
@@ -322,8 +326,10 @@ int nbd_nl_recv_event(struct nbd_nl *nl)
       if (h->nlmsg_type == nl->family && g->cmd == NBDNL_CMD_LINK_DEAD) {
         uint32_t idx = UINT32_MAX;
         index_cb((const void *)(p + hl), h->nlmsg_len - hl, &idx);
-        if (idx != UINT32_MAX && (found < 0 || (int)idx == nl->watch_index))
-          found = (int)idx;
+        if (idx < 64) {
+          *dead |= 1ull << idx;
+          found = 0;
+        }
       }
       p += NL_ALIGN(h->nlmsg_len);
     }

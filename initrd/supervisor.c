@@ -41,8 +41,6 @@ char *supervisor_argv0;
  * arrive: consumed now, it cannot be taken for the next death. */
 #define EVENT_GRACE_MS 1000
 
-enum sv_event { SV_NONE, SV_LINK_DEAD, SV_SOCK_DEAD, SV_EVENTS_LOST };
-
 static struct supervisor_args sv;
 
 static bool sock_dead(int sock)
@@ -53,42 +51,69 @@ static bool sock_dead(int sock)
          (p.revents & (POLLHUP | POLLERR));
 }
 
-/* Waits for the kernel's event for our device, up to ms. */
-static bool event_within(int ms)
+static uint64_t dev_bit(const struct sv_device *d)
 {
-  uint64_t end = now_ms() + (uint64_t)ms;
+  return d->index < 64 ? 1ull << d->index : 0;
+}
+
+/* Waits up to ms for the kernel's event about d; other deaths seen on
+ * the way are added to *dead. */
+static bool event_within(const struct sv_device *d, int ms, uint64_t *dead)
+{
+  uint64_t end = now_ms() + (uint64_t)ms, got;
   struct pollfd p = { .fd = sv.nl->mcast_fd, .events = POLLIN };
 
   while (sv.nl->mcast_fd >= 0 && now_ms() < end) {
+    /* recv() also clears an overrun's POLLERR */
     if (poll(&p, 1, (int)(end - now_ms())) == 1 &&
-        nbd_nl_recv_event(sv.nl) == sv.index)
-      return true; /* recv() also clears an overrun's POLLERR */
+        !nbd_nl_recv_events(sv.nl, &got)) {
+      *dead |= got;
+      if (got & dev_bit(d))
+        return true;
+    }
   }
   return false;
 }
 
-static enum sv_event wait_event(int timeout_ms)
+/* Which devices need reattaching: a bit per index in the result, and
+ * why in *how (0 link event, 1 socket only, 2 events lost). */
+static uint64_t wait_deaths(int timeout_ms, int *how)
 {
-  struct pollfd p[2] = {
-    { .fd = sv.nl->mcast_fd, .events = POLLIN },
-    { .fd = sv.sock, .events = 0 }, /* HUP and ERR are always reported */
-  };
+  struct pollfd p[1 + SV_MAX_DEVICES];
+  uint64_t dead = 0, all = 0;
+  int r;
 
-  if (poll(p, 2, timeout_ms) <= 0)
-    return SV_NONE;
+  p[0] = (struct pollfd){ .fd = sv.nl->mcast_fd, .events = POLLIN };
+  for (int i = 0; i < sv.ndev; i++) {
+    /* HUP and ERR are always reported */
+    p[1 + i] = (struct pollfd){ .fd = sv.dev[i].sock, .events = 0 };
+    all |= dev_bit(&sv.dev[i]);
+  }
+  *how = 0;
+  if (poll(p, (nfds_t)(1 + sv.ndev), timeout_ms) <= 0)
+    return 0;
   /* A netlink overrun shows as POLLERR, maybe without POLLIN; only
    * recv() clears it (with ENOBUFS), else poll() would spin. */
   if (p[0].revents & (POLLIN | POLLERR)) {
-    int r = nbd_nl_recv_event(sv.nl);
-
-    if (r == sv.index)
-      return SV_LINK_DEAD;
-    if (r == -ENOBUFS)
-      return sv.sock < 0 || sock_dead(sv.sock) ? SV_EVENTS_LOST : SV_NONE;
+    r = nbd_nl_recv_events(sv.nl, &dead);
+    if (r == -ENOBUFS) {
+      for (int i = 0; i < sv.ndev; i++)
+        if (sv.dev[i].sock < 0 || sock_dead(sv.dev[i].sock))
+          dead |= dev_bit(&sv.dev[i]);
+      *how = 2;
+      return dead;
+    }
   }
-  if (p[1].revents & (POLLHUP | POLLERR))
-    return event_within(EVENT_GRACE_MS) ? SV_LINK_DEAD : SV_SOCK_DEAD;
-  return SV_NONE;
+  for (int i = 0; i < sv.ndev; i++) {
+    struct sv_device *d = &sv.dev[i];
+
+    if (!(p[1 + i].revents & (POLLHUP | POLLERR)) || (dead & dev_bit(d)))
+      continue;
+    if (!event_within(d, EVENT_GRACE_MS, &dead))
+      *how = 1;
+    dead |= dev_bit(d);
+  }
+  return dead & all;
 }
 
 static bool adopted(int sock)
@@ -101,7 +126,7 @@ static bool adopted(int sock)
   return tv.tv_sec || tv.tv_usec;
 }
 
-static void reattach(void)
+static void reattach(struct sv_device *d)
 {
   struct nbd_export_info info;
   uint64_t t0 = now_ms();
@@ -112,30 +137,30 @@ static void reattach(void)
     unsigned ms = 250u << (i < 5 ? i : 5); /* 0.25 .. 8 s */
 
     net_repair(&sv.ifc, &sv.lease);
-    sock = nbd_connect_export(&sv.target, &info, i > 0);
+    sock = nbd_connect_export(&d->target, &info, i > 0);
     if (sock < 0) {
       if (i == 0)
         say("supervisor: reconnecting /dev/nbd%d to %s:%s (retrying every "
-            "few seconds)", sv.index, sv.target.host, sv.target.port);
+            "few seconds)", d->index, d->target.host, d->target.port);
       sleep_ms(ms);
       continue;
     }
-    if (info.size != sv.info.size || info.flags != sv.info.flags) {
+    if (info.size != d->info.size || info.flags != d->info.flags) {
       if (!told_changed)
         say("supervisor: export '%s' changed (size %llu -> %llu, flags 0x%x "
             "-> 0x%x); not reattaching /dev/nbd%d to it, retrying until it "
-            "is back as it was", sv.target.name,
-            (unsigned long long)sv.info.size, (unsigned long long)info.size,
-            sv.info.flags, info.flags, sv.index);
+            "is back as it was", d->target.name,
+            (unsigned long long)d->info.size, (unsigned long long)info.size,
+            d->info.flags, info.flags, d->index);
       told_changed = true;
       close(sock);
       sleep_ms(ms);
       continue;
     }
-    ret = nbd_nl_reconfigure(sv.nl, sv.index, sock);
+    ret = nbd_nl_reconfigure(sv.nl, d->index, sock);
     if (ret) {
       say("supervisor: NBD_CMD_RECONFIGURE /dev/nbd%d failed: %s; retrying",
-          sv.index, strerror(-ret));
+          d->index, strerror(-ret));
       close(sock);
       sleep_ms(ms);
       continue;
@@ -143,20 +168,20 @@ static void reattach(void)
     if (!adopted(sock)) {
       close(sock);
       say("supervisor: /dev/nbd%d had no dead connection to replace",
-          sv.index);
+          d->index);
       /* Our reference is stale if it looks dead while the kernel's is
        * alive: stop watching it, rely on the events. */
-      if (sock_dead(sv.sock)) {
-        close(sv.sock);
-        sv.sock = -1;
+      if (sock_dead(d->sock)) {
+        close(d->sock);
+        d->sock = -1;
       }
       return;
     }
-    if (sv.sock >= 0)
-      close(sv.sock);
-    sv.sock = sock;
+    if (d->sock >= 0)
+      close(d->sock);
+    d->sock = sock;
     say("supervisor: /dev/nbd%d reconnected to %s:%s after %llu ms, %u "
-        "attempts", sv.index, sv.target.host, sv.target.port,
+        "attempts", d->index, d->target.host, d->target.port,
         (unsigned long long)(now_ms() - t0), i + 1);
     return;
   }
@@ -164,26 +189,22 @@ static void reattach(void)
 
 static void __attribute__((noreturn)) supervise(void)
 {
+  static const char *const why[] = {
+    "", " (seen on the socket, no link event)", " (link events were lost)",
+  };
+
   for (;;) {
-    switch (wait_event(IDLE_WAIT_MS)) {
-    case SV_LINK_DEAD:
-      say("supervisor: /dev/nbd%d lost its connection to %s:%s", sv.index,
-          sv.target.host, sv.target.port);
-      reattach();
-      break;
-    case SV_SOCK_DEAD:
-      say("supervisor: /dev/nbd%d lost its connection to %s:%s (seen on "
-          "the socket, no link event)", sv.index, sv.target.host,
-          sv.target.port);
-      reattach();
-      break;
-    case SV_EVENTS_LOST:
-      say("supervisor: link events were lost; checking /dev/nbd%d",
-          sv.index);
-      reattach();
-      break;
-    case SV_NONE:
-      break;
+    int how;
+    uint64_t dead = wait_deaths(IDLE_WAIT_MS, &how);
+
+    for (int i = 0; i < sv.ndev; i++) {
+      struct sv_device *d = &sv.dev[i];
+
+      if (!(dead & dev_bit(d)))
+        continue;
+      say("supervisor: /dev/nbd%d lost its connection to %s:%s%s", d->index,
+          d->target.host, d->target.port, why[how]);
+      reattach(d);
     }
   }
 }
@@ -214,7 +235,6 @@ int supervisor_start(const struct supervisor_args *a)
 
   close(p[0]);
   sv = *a;
-  sv.nl->watch_index = sv.index;
   if (supervisor_argv0)
     supervisor_argv0[0] = '@';
   prctl(PR_SET_NAME, "nbdroot-sv", 0, 0, 0);

@@ -73,8 +73,8 @@ static const struct {
   { "defaults", 0, 0 },
 };
 
-static void split_flags(const char *opts, unsigned long *flags, char *data,
-                        size_t datalen)
+void split_flags(const char *opts, unsigned long *flags, char *data,
+                 size_t datalen)
 {
   char buf[256], *save = NULL;
 
@@ -109,7 +109,7 @@ struct open_how_v0 {
  * root.  The path is resolved as it will be after switch_root: Debian's
  * /sbin/init is a link to /lib/systemd/systemd, which, looked up from
  * here, would be searched for in the initramfs.  True with errno set. */
-static bool init_missing(const char *root, const char *init)
+bool init_missing(const char *root, const char *init)
 {
   struct open_how_v0 how = { .flags = O_PATH | O_CLOEXEC,
                              .resolve = RESOLVE_IN_ROOT_FLAG };

@@ -11,7 +11,8 @@ TESTS += \
 	tests/test_boot_05.sh \
 	tests/test_boot_06.sh \
 	tests/test_boot_07.sh \
-	tests/test_boot_08_pxe_writable_root.sh
+	tests/test_boot_08_pxe_writable_root.sh \
+	tests/test_boot_09_layered_ext4.sh
 EXTRA_DIST += \
 	tests/boot-functions.sh \
 	tests/test_boot_00.sh \
@@ -22,4 +23,5 @@ EXTRA_DIST += \
 	tests/test_boot_05.sh \
 	tests/test_boot_06.sh \
 	tests/test_boot_07.sh \
-	tests/test_boot_08_pxe_writable_root.sh
+	tests/test_boot_08_pxe_writable_root.sh \
+	tests/test_boot_09_layered_ext4.sh

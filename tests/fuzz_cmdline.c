@@ -46,10 +46,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         !memchr(cfg.rootflags, '\0', sizeof cfg.rootflags) ||
         !memchr(cfg.init, '\0', sizeof cfg.init) ||
         !memchr(cfg.device, '\0', sizeof cfg.device) ||
-        !memchr(cfg.hostname, '\0', sizeof cfg.hostname))
+        !memchr(cfg.hostname, '\0', sizeof cfg.hostname) ||
+        !memchr(cfg.state_export, '\0', sizeof cfg.state_export) ||
+        !memchr(cfg.keep, '\0', sizeof cfg.keep))
       abort();
     cmdline_print(&cfg, devnull);
-    (void)cmdline_wire_name(&cfg, "52:54:00:12:34:56",
+    (void)cmdline_wire_name(&cfg, cfg.export_name, "52:54:00:12:34:56",
                             "0123456789abcdef0123456789abcdef", wire,
                             sizeof wire);
   } else if (!err[0] && errlen > 1) {

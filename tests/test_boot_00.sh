@@ -92,7 +92,29 @@ expect_parse "root=nbd:10.0.2.2:1/r@pc7,boot=b1" wire=r@pc7,boot=b1
 expect_parse "root=nbd:10.0.2.2:1/root nbdroot.send_id=0" wire=root
 expect_parse "root=nbd:10.0.2.2 nbdroot.send_id=0" wire=
 
+# Layered roots: the NBD root is the base, nbdroot.state= the state
+# export (sent with the same identity), nbdroot.keep= what survives a new
+# base (trailing slashes dropped).
+expect_parse "root=nbd:10.0.2.2:10809/root" layered=0 state= keep=
+expect_parse "root=nbd:10.0.2.2:10809/base nbdroot.state=state rw" \
+  layered=1 export=base state=state wire=base@MAC,boot=BOOTID \
+  state_wire=state@MAC,boot=BOOTID keep= ro=0
+expect_parse "nbdroot=10.0.2.2,base root=/dev/nbd0 nbdroot.state=st@pc7 nbdroot.keep=/home,/etc/ssh/,/etc/machine-id,/var/lib/app" \
+  layered=1 index=0 state_wire=st@pc7,boot=BOOTID \
+  keep=/home,/etc/ssh,/etc/machine-id,/var/lib/app
+expect_parse "root=nbd:10.0.2.2:base nbdroot.state=s nbdroot.send_id=0" \
+  wire=base state_wire=s
+
 # Bad input: one clear line each.
+expect_reject "root=nbd:10.0.2.2 nbdroot.keep=/home" "nbdroot.keep= needs a layered root"
+expect_reject "root=nbd:10.0.2.2 nbdroot.state=" "needs the state export's name"
+expect_reject "root=nbd:10.0.2.2 nbdroot.state=s nbdroot.keep=home" "'home' is not an absolute path"
+expect_reject "root=nbd:10.0.2.2 nbdroot.state=s nbdroot.keep=/home,/../etc" "'/\.\./etc' is not an absolute path"
+expect_reject "root=nbd:10.0.2.2 nbdroot.state=s nbdroot.keep=/" "'/' is not an absolute path below /"
+expect_reject "root=nbd:10.0.2.2 nbdroot.state=s nbdroot.keep=/a//b" "'/a//b'"
+expect_reject "root=nbd:10.0.2.2 nbdroot.state=s nbdroot.keep=/a," "empty path at the end"
+expect_reject "root=nbd:10.0.2.2 nbdroot.state=s nbdroot.keep=/a,,/b" "'' is not an absolute path"
+expect_reject "root=nbd:10.0.2.2 nbdroot.state=s nbdroot.keep=" "empty list" 
 expect_reject "console=ttyS0" "no NBD root"
 expect_reject "root=/dev/sda1" "not an NBD root"
 expect_reject "root=/dev/nbd0" "needs nbdroot="
