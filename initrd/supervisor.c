@@ -4,7 +4,10 @@
  * in the (emptied) initramfs, so it never needs a page from the NBD device
  * it is repairing: it is mlocked, oom_score_adj -1000, and argv[0][0] is
  * '@' so systemd does not kill it at shutdown (see systemd's "root storage
- * daemons").
+ * daemons").  It keeps every device of the root connected: the root's
+ * in block mode, the base's and the state disk's in layered mode; each
+ * death is handled on its own, several in a row when one server restart
+ * killed them all.
  *
  * How it learns that the connection died: the kernel multicasts
  * NBD_CMD_LINK_DEAD, and it also shuts the dead socket down, which poll()

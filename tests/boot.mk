@@ -12,7 +12,8 @@ TESTS += \
 	tests/test_boot_06.sh \
 	tests/test_boot_07.sh \
 	tests/test_boot_08_pxe_writable_root.sh \
-	tests/test_boot_09_layered_ext4.sh
+	tests/test_boot_09_layered_ext4.sh \
+	tests/test_boot_10_layered_squashfs.sh
 EXTRA_DIST += \
 	tests/boot-functions.sh \
 	tests/test_boot_00.sh \
@@ -24,4 +25,5 @@ EXTRA_DIST += \
 	tests/test_boot_06.sh \
 	tests/test_boot_07.sh \
 	tests/test_boot_08_pxe_writable_root.sh \
-	tests/test_boot_09_layered_ext4.sh
+	tests/test_boot_09_layered_ext4.sh \
+	tests/test_boot_10_layered_squashfs.sh
