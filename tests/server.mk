@@ -56,6 +56,7 @@ EXTRA_DIST += $(SERVER_TESTS) $(SERVER_MEMORY_TESTS) tests/server-lib.py \
 # record the states a power loss may leave and checks each one.  Not
 # repeated under the sanitizers: it restarts nbdsrv hundreds of times.
 POWERLOSS_TESTS = \
+	tests/test_server_40_power_loss.sh \
 	tests/test_server_41_recording_fs.sh
 if HAVE_FUSE3
 check_PROGRAMS += tests/powerloss/recfs
@@ -65,4 +66,5 @@ tests_powerloss_recfs_LDADD = $(FUSE3_LIBS)
 endif
 TESTS += $(POWERLOSS_TESTS)
 EXTRA_DIST += $(POWERLOSS_TESTS) tests/powerloss/recfs.c \
-	tests/powerloss/powerloss-functions.sh
+	tests/powerloss/powerloss-functions.sh tests/powerloss/driver.py \
+	tests/powerloss/crashgen.py
