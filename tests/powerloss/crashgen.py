@@ -39,8 +39,9 @@
 # nbdsrv starts and serves every client's overlay (refusing one counts as
 # a failure: only unsynced operations were lost, and the contract says the
 # server recovers from that).  A request is acknowledged durable when a
-# FUA request's reply, or the reply to a FLUSH sent after its reply, was
-# received before C (driver.py's marks place those receipts in the log).
+# FUA request's reply, or the reply to a FLUSH sent after its reply to
+# the same run of the server, was received before C (driver.py's marks
+# place those receipts in the log).
 # Every 512-byte sector reads as the version written by the last request
 # acknowledged durable that wrote it, or by a later request to it, never
 # as anything else (no data the client did not write, no older version).
@@ -397,6 +398,7 @@ for o in ops:
     if o["kind"] == "flush":
         promise[o["id"]] = [p["id"] for p in ops
                             if p["client"] == o["client"] and p["kind"] != "flush"
+                            and p["epoch"] == o["epoch"]
                             and p.get("done", 1 << 62) < o["covers"]]
     elif o["fua"]:
         promise[o["id"]] = [o["id"]]

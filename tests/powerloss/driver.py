@@ -20,8 +20,9 @@
 # "mark ack ID" to MARK_FILE (recfs logs it): the log then shows which
 # syncs of the server came before the acknowledgement.  OPS_JSON gets
 # every request: its client, kind, range, flags, the order it completed
-# in, and for a flush how many completions came before it was sent (it
-# covers those of its client).
+# in, the server's run it went to (epoch), and for a flush how many
+# completions came before it was sent (it covers those of its client in
+# its epoch: a write the server lost in a kill -9 is no flush's to keep).
 import json
 import os
 import random
@@ -45,6 +46,7 @@ ops = []          # every request, by id - 1
 completions = 0   # requests answered so far
 server = None
 port = None
+epoch = 0         # server starts so far: a flush covers only its epoch
 
 
 def sector_data(op_id, first_sector, nsectors):
@@ -61,7 +63,8 @@ def free_port():
 
 
 def start_server():
-    global server, port
+    global server, port, epoch
+    epoch += 1
     port = free_port()
     log = open(os.environ.get("TESTDIR", ".") + "/nbdsrv.log", "ab")
     server = subprocess.Popen([nbdsrv, "-f", "-l", "127.0.0.1:%d" % port,
@@ -164,7 +167,7 @@ def reap(conns, block):
 
 def issue(conns, conn, kind, off=None, length=None, fua=None):
     op = {"id": len(ops) + 1, "client": conn.client, "kind": kind,
-          "off": 0, "len": 0, "fua": False}
+          "off": 0, "len": 0, "fua": False, "epoch": epoch}
     if kind != "flush":
         if off is None:
             off, length = pick_range(kind)
@@ -202,6 +205,10 @@ def session(clients, nops, depth=4, kinds=None):
             reap(conns, True)
         issue(conns, conn, rng.choice(kinds))
         reap(conns, False)
+    # Every request answered, then a flush: nothing of this session is
+    # left unsynced when the server is killed next.
+    while any(c.inflight for c in conns):
+        reap(conns, True)
     for c in conns:
         issue(conns, c, "flush")
     while any(c.inflight for c in conns):
