@@ -404,6 +404,15 @@ send_export_name_reply(struct conn *c)
 void
 handshake_attached(struct conn *c, const char *id, int r, const char *why)
 {
+  char busy[sizeof c->exp->name + CLIENT_ID_MAX + 48];
+
+  if (r == -EBUSY) {
+    /* Its lock is held (overlay-lock.c): the client's agent goes to
+     * another server, which the message names as the reason. */
+    snprintf(busy, sizeof busy, "overlay %s/%s is served by another server",
+             c->exp->name, id);
+    why = busy;
+  }
   if (r < 0)
     acl_log_refusal(c->peer, c->exp->name, id, why);
   if (r < 0) {
@@ -412,7 +421,7 @@ handshake_attached(struct conn *c, const char *id, int r, const char *why)
       conn_close(c, NULL); /* no error reply there; attach.c logged why */
       return;
     }
-    opt_error(c, NBD_REP_ERR_PLATFORM, why);
+    opt_error(c, r == -EBUSY ? NBD_REP_ERR_POLICY : NBD_REP_ERR_PLATFORM, why);
     conn_enter(c, CONN_OPTIONS);
     return;
   }

@@ -15,6 +15,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/shared.c \
 	nbdsrv/pagecache.c \
 	nbdsrv/overlay.c \
+	nbdsrv/overlay-lock.c \
 	nbdsrv/journal.c \
 	nbdsrv/overlay-names.c \
 	nbdsrv/loop.c \

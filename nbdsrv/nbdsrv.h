@@ -378,6 +378,7 @@ struct overlay {
   unsigned refs;                 /* connections using it */
   time_t idle_since;             /* when refs dropped to 0 */
   bool detached;                 /* replaced by a reset: files not ours */
+  int file_lock_fd;              /* holds ID.lock: ours alone (overlay-lock.c) */
   bool opening, closing;         /* files being opened or closed, outside
                                     registry_lock (overlay.c) */
   /* Journal records (journal.c) of completed writes not yet in the map file; each
@@ -434,6 +435,14 @@ void overlay_remove_leftovers(void);
 /* nbdsrv ctl reset: deletes the overlay of a client with no connection.
  * Returns 0, or -errno with *why saying what is wrong. */
 int overlay_reset(const char *export, const char *id, const char **why);
+
+/* overlay-lock.c: the lock that makes one server the only one serving an
+ * overlay in a shared overlay dir.  Takes it for the overlay at prefix
+ * (OVERLAY_DIR/EXPORT/ID): 0 with *fdp, -EBUSY when another server (or
+ * another open of this one) holds it, else -errno; *why on error. */
+int overlay_lock_take(const char *prefix, int *fdp, const char **why);
+/* Drops it (*fdp -1: nothing to do); sets *fdp to -1. */
+void overlay_lock_drop(int *fdp);
 
 /* A piece of a read: where bytes [buf_off, buf_off+len) of the reply come
  * from.  fd < 0 means zeroes. */

@@ -94,6 +94,7 @@ overlay_free(struct overlay *ov)
 {
   journal_compact_forget(ov);
   ovl_file_close(&ov->file);
+  overlay_lock_drop(&ov->file_lock_fd);
   image_put(ov->base);
   pthread_mutex_destroy(&ov->lock);
   free(ov->pending);
@@ -120,9 +121,25 @@ overlay_open(struct overlay *ov, const char *boot_id, const char **why)
 
   if (ov->exp->policy == POLICY_SHARED_READONLY)
     return shared_open(ov, boot_id, why);
-  /* Nothing else works on these files now (ov is marked opening), and
-   * whatever a crash left half-written is of no use: the map is the
-   * overlay. */
+  r = format_path(dir, sizeof dir, "%s/%s", config.overlay_dir, ov->exp->name);
+  if (r == 0)
+    r = mkdir_p(dir);
+  if (r < 0) {
+    *why = "the overlay directory cannot be created (see the server log)";
+    log_err("overlay dir %s: %s", dir, strerror(-r));
+    return r;
+  }
+  /* Before any file of the overlay is opened or removed: another server
+   * may serve it (a new boot's overlay inherits the lock:
+   * registry_claim). */
+  if (ov->file_lock_fd < 0) {
+    r = overlay_lock_take(ov->prefix, &ov->file_lock_fd, why);
+    if (r < 0)
+      return r;
+  }
+  /* Nothing else works on these files now (ov is marked opening and
+   * locked), and whatever a crash left half-written is of no use: the
+   * map is the overlay. */
   log_removed_tmp(ov->prefix, ovl_file_remove_tmp(ov->prefix));
   r = ovl_file_open(ov->prefix, true, &ov->file);
   if (r == 0) {
@@ -168,14 +185,6 @@ overlay_open(struct overlay *ov, const char *boot_id, const char **why)
     *why = "the export's image cannot be opened (see the server log)";
     log_err("export %s: image %s: %s", ov->exp->name, ov->exp->image,
             strerror(-r));
-    return r;
-  }
-  r = format_path(dir, sizeof dir, "%s/%s", config.overlay_dir, ov->exp->name);
-  if (r == 0)
-    r = mkdir_p(dir);
-  if (r < 0) {
-    *why = "the overlay directory cannot be created (see the server log)";
-    log_err("overlay dir %s: %s", dir, strerror(-r));
     return r;
   }
   info.size = ov->base->size;
@@ -247,6 +256,7 @@ overlay_new(const char *key, const struct export *exp, const char *id,
   }
   pthread_mutex_init(&ov->lock, NULL);
   ov->file.map_fd = ov->file.data_fd = ov->file.dir_fd = -1;
+  ov->file_lock_fd = -1;
   ov->exp = exp;
   snprintf(ov->key, sizeof ov->key, "%s", key);
   if (format_path(ov->prefix, sizeof ov->prefix, "%s/%s/%s",
@@ -267,7 +277,7 @@ registry_claim(const char *key, const struct export *exp, const char *id,
                const char *boot_id, struct overlay **out, const char **why)
 {
   struct overlay *ov, **pp;
-  int r;
+  int r, lock_fd = -1;
 
   for (;;) {
     pp = registry_find(key);
@@ -291,6 +301,10 @@ registry_claim(const char *key, const struct export *exp, const char *id,
     /* No compaction of the old files once the new ones are made. */
     journal_compact_forget(ov);
     ov->detached = true;
+    /* The client's lock goes to its new overlay: the old boot's
+     * connections write to files that are no longer the overlay's. */
+    lock_fd = ov->file_lock_fd;
+    ov->file_lock_fd = -1;
     if (ov->refs == 0)
       overlay_free(ov);
     ov = NULL;
@@ -305,8 +319,11 @@ registry_claim(const char *key, const struct export *exp, const char *id,
     return 1;
   }
   r = overlay_new(key, exp, id, &ov, why);
-  if (r < 0)
+  if (r < 0) {
+    overlay_lock_drop(&lock_fd);
     return r;
+  }
+  ov->file_lock_fd = lock_fd;
   /* In the registry, marked opening, while the files are opened without
    * the lock: see the top of this file. */
   ov->opening = true;
@@ -403,6 +420,20 @@ overlay_peek_size(const struct export *exp, const char *id, uint64_t *size)
   return 0;
 }
 
+/* Removes the temporary files of the overlay at prefix, unless another
+ * server serves it: they may be its compaction's, being written. */
+static void
+remove_tmp_unless_served(const char *prefix)
+{
+  const char *why;
+  int fd = -1;
+
+  if (overlay_lock_take(prefix, &fd, &why) < 0)
+    return;
+  log_removed_tmp(prefix, ovl_file_remove_tmp(prefix));
+  overlay_lock_drop(&fd);
+}
+
 /* The overlays of one export directory: their leftover temporary files. */
 static void
 remove_tmp_in(const char *dir)
@@ -422,7 +453,7 @@ remove_tmp_in(const char *dir)
           format_path(prefix, sizeof prefix, "%s/%.*s", dir,
                       (int)(len - slen), de->d_name) < 0)
         continue;
-      log_removed_tmp(prefix, ovl_file_remove_tmp(prefix));
+      remove_tmp_unless_served(prefix);
     }
   }
   closedir(d);
@@ -444,6 +475,22 @@ overlay_remove_leftovers(void)
       remove_tmp_in(dir);
   }
   closedir(d);
+}
+
+/* Removes an orphaned ephemeral overlay, unless another server serves
+ * it (its client came back there). */
+static void
+remove_unless_served(const char *prefix)
+{
+  const char *why;
+  int fd = -1;
+
+  if (overlay_lock_take(prefix, &fd, &why) < 0)
+    return;
+  if (ovl_file_remove(prefix) == 0)
+    log_info("overlay %s: ephemeral, its client did not come back after the restart; dropped",
+             prefix);
+  overlay_lock_drop(&fd);
 }
 
 /* Ephemeral overlays whose client has not come back since the server
@@ -487,10 +534,8 @@ sweep_ephemeral_orphans(const struct janitor_hooks *h)
        * not yet in the registry. */
       pthread_mutex_lock(&registry_lock);
       if (!*registry_find(key) &&
-          !h->waiting(e, key + strlen(e->name) + 1) &&
-          ovl_file_remove(prefix) == 0)
-        log_info("overlay %s: ephemeral, its client did not come back after the restart; dropped",
-                 prefix);
+          !h->waiting(e, key + strlen(e->name) + 1))
+        remove_unless_served(prefix);
       pthread_mutex_unlock(&registry_lock);
     }
     closedir(d);
@@ -675,7 +720,7 @@ overlay_reset(const char *export, const char *id, const char **why)
   char map[PATH_MAX + 8];
   struct overlay *ov, **pp;
   struct stat st;
-  int r;
+  int r, lock_fd = -1;
 
   if (!config_find_export(export)) {
     *why = "no such export";
@@ -706,11 +751,18 @@ overlay_reset(const char *export, const char *id, const char **why)
     goto out;
   }
   /* Still under registry_lock, so that the client cannot reconnect to
-   * the old files half-way through.  An idle but open overlay is closed
-   * first. */
+   * the old files half-way through, and holding the overlay's lock, so
+   * that no other server serves them meanwhile.  An idle but open
+   * overlay is closed first (its lock kept). */
   if (ov) {
+    lock_fd = ov->file_lock_fd;
+    ov->file_lock_fd = -1;
     *pp = ov->next;
     overlay_free(ov);
+  } else {
+    r = overlay_lock_take(prefix, &lock_fd, why);
+    if (r < 0)
+      goto out;
   }
   r = ovl_file_remove(prefix);
   if (r == 0 || r == -ENOENT) {
@@ -722,6 +774,7 @@ overlay_reset(const char *export, const char *id, const char **why)
   if (r < 0)
     *why = "cannot remove the overlay's files (see the server log)";
 out:
+  overlay_lock_drop(&lock_fd);
   pthread_mutex_unlock(&registry_lock);
   return r;
 }

@@ -41,7 +41,8 @@ SERVER_TESTS = \
 	tests/test_server_39_config_keys.sh \
 	tests/test_server_43_compaction.sh \
 	tests/test_server_44_restart_port.sh \
-	tests/test_server_45_shared_readonly.sh
+	tests/test_server_45_shared_readonly.sh \
+	tests/test_server_46_failover_lock.sh
 
 # Memory figures mean nothing under a sanitizer's allocator: not repeated.
 SERVER_MEMORY_TESTS = tests/test_server_21.sh
@@ -49,6 +50,7 @@ SERVER_MEMORY_TESTS = tests/test_server_21.sh
 TESTS += $(SERVER_TESTS) $(SERVER_MEMORY_TESTS)
 SANITIZE_TESTS += $(SERVER_TESTS)
 EXTRA_DIST += $(SERVER_TESTS) $(SERVER_MEMORY_TESTS) tests/server-lib.py \
+	tests/failover-functions.sh tests/ceph-functions.sh \
 	tests/valgrind-nbdsrv.sh
 
 # Power loss (issue 20): tests/powerloss/recfs records, below nbdsrv, every
