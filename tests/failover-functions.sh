@@ -1,5 +1,5 @@
 # nbdroot test helpers for two servers sharing one overlay dir, sourced
-# after functions.sh (test_server_41_failover_lock, test_server_42_cephfs).
+# after functions.sh (test_server_46_failover_lock, test_server_42_cephfs).
 
 # start_named NAME ARGS...: starts nbdsrv NAME on a free loopback port,
 # its pid file, control socket and log $TESTDIR/NAME.{pid,sock,log}; sets
