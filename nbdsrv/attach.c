@@ -23,42 +23,20 @@
  * closing (seconds, on a busy disk), it does not do: that job is set
  * aside until the close is done, and the others go on.
  *
- * The thread opens overlays at SCHED_IDLE: clients already attached
- * come first.  At the same priority a worker woken by a request waits for
- * the attach thread's time slice to run out (a millisecond or more: the
- * scheduler lets a running task reach its fair share before a woken one
- * of equal weight preempts it), and in a boot storm that is what the
- * first read of the clients attached so far waits for; nice values do not
- * change that, SCHED_IDLE does (any other task preempts it at once).
- * Only the file system calls of opening or creating an overlay run at
- * SCHED_IDLE: the rest takes queue_lock and registry_lock, which the
- * workers take too, and a thread at SCHED_IDLE preempted while it holds
- * one would keep them waiting for as long as other tasks leave it no
- * CPU.  (Around those file system calls it takes the image table's,
- * stderr's and malloc's locks now and then, for which the watcher below
- * answers.)  A thread at SCHED_IDLE gets almost nothing of a busy
- * CPU, so when a job has run ATTACH_PATIENCE_MS at SCHED_IDLE and the
- * thread is runnable, not waiting for a disk, a watcher thread puts it
- * back on the normal policy (the attach thread cannot notice that itself:
- * it is the one not running), and the jobs after it run at the normal
- * policy too until the queue has stayed empty for ATTACH_CALM_MS.
- * Leaving SCHED_IDLE needs CAP_SYS_NICE or an RLIMIT_NICE that allows
- * nice 0 (the systemd unit sets LimitNICE=+0); without either the thread
- * never goes there.
+ * The thread opens overlays at SCHED_IDLE, so that clients already
+ * attached come first; idle.c decides when, and brings it back when it
+ * starves.
  */
 #include <config.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
 #include "log.h"
 #include "nbdsrv.h"
 
@@ -81,11 +59,6 @@ static pthread_cond_t queue_cond;   /* on CLOCK_MONOTONIC */
 static struct attach_job *queue_head, **queue_tail = &queue_head;
 static bool started, thread_running, thread_stop;
 static pthread_t thread;
-/* The watcher: puts the attach thread back on the normal policy when it
- * is starved (see the top of the file). */
-static pthread_cond_t watch_cond;   /* on CLOCK_MONOTONIC */
-static pthread_t watcher;
-static bool watcher_running;
 /* The job being worked on (queue_lock): until its overlay is in the
  * registry, only this says that its client is back. */
 static struct attach_job *current;
@@ -95,157 +68,6 @@ static struct attach_job *current;
  * not missed). */
 static struct attach_job *deferred, **deferred_tail = &deferred;
 static unsigned long closes;
-/* Scheduling (queue_lock): whether jobs may run at SCHED_IDLE; whether
- * the watcher found one starved, so that the next ones run at the normal
- * policy; whether the current job runs at SCHED_IDLE, when the thread
- * took it up and when the watcher last looked at it (0: not yet); the
- * attach thread, as the kernel and pthreads know it. */
-static bool may_idle, boosted, current_idle;
-static uint64_t current_since_ms, current_checked_ms;
-static pid_t thread_tid;
-static pthread_t thread_self;
-
-#define ATTACH_PATIENCE_MS 20
-/* Jobs at SCHED_IDLE again only once the queue has stayed empty this
- * long: in a storm that starves them, the queue runs empty between
- * arrivals, and each stall would cost the next client ATTACH_PATIENCE_MS
- * again. */
-#define ATTACH_CALM_MS 200
-
-/* Waits on cond (queue_lock held) until CLOCK_MONOTONIC reaches ms. */
-static void
-wait_until(pthread_cond_t *cond, uint64_t ms)
-{
-  struct timespec ts = {
-    .tv_sec = (time_t)(ms / 1000),
-    .tv_nsec = (long)(ms % 1000) * 1000000,
-  };
-
-  pthread_cond_timedwait(cond, &queue_lock, &ts);
-}
-
-static void
-init_monotonic_cond(pthread_cond_t *cond)
-{
-  pthread_condattr_t ca;
-
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(cond, &ca);
-  pthread_condattr_destroy(&ca);
-}
-
-static int
-set_policy(pthread_t t, int policy)
-{
-  struct sched_param sp = { .sched_priority = 0 };
-
-  return pthread_setschedparam(t, policy, &sp);
-}
-
-/* Whether thread tid of this process is runnable: starved, if it does
- * not run, rather than waiting (for a disk, say), when its policy does
- * not matter. */
-static bool
-thread_runnable(pid_t tid)
-{
-  char path[64], buf[512], *p;
-  ssize_t n;
-  int fd;
-
-  snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return true;
-  n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0)
-    return true;
-  buf[n] = '\0';
-  /* "tid (comm) S ...": the state follows the last parenthesis. */
-  p = strrchr(buf, ')');
-  return !p || p[1] != ' ' || p[2] == 'R';
-}
-
-/* Under queue_lock: the current job has run ATTACH_PATIENCE_MS at
- * SCHED_IDLE with the attach thread runnable.  Whether this is the first
- * time since the jobs last ran at SCHED_IDLE (then the caller logs). */
-static bool
-boost_starved_attach(void)
-{
-  bool first = !boosted;
-  int r;
-
-  /* Again every ATTACH_PATIENCE_MS while the job lasts: the thread may
-   * have been preempted between deciding to run the job at SCHED_IDLE
-   * and switching, and switch after this. */
-  r = set_policy(thread_self, SCHED_OTHER);
-  if (r) {
-    /* attach_thread_start checked that it can; should it fail anyway,
-     * stop trying rather than spin. */
-    log_err("attach thread: cannot leave SCHED_IDLE: %s", strerror(r));
-    may_idle = false;
-  }
-  boosted = true;
-  return first;
-}
-
-static void *
-watch_main(void *arg)
-{
-  (void)arg;
-  pthread_mutex_lock(&queue_lock);
-  while (!thread_stop) {
-    uint64_t now = now_ms(), since, due;
-
-    if (!current || !current_idle) {
-      pthread_cond_wait(&watch_cond, &queue_lock);
-      continue;
-    }
-    since = current_since_ms;
-    due = (current_checked_ms ? current_checked_ms : since) + ATTACH_PATIENCE_MS;
-    if (now < due) {
-      wait_until(&watch_cond, due);
-      continue;
-    }
-    current_checked_ms = now;
-    if (thread_runnable(thread_tid) && boost_starved_attach()) {
-      /* Logged without queue_lock: the starved thread may hold stderr's
-       * lock, and it needs queue_lock to finish its job. */
-      pthread_mutex_unlock(&queue_lock);
-      log_debug("attach thread: no progress for %llu ms at SCHED_IDLE: "
-                "normal scheduling until the queue stays empty",
-                (unsigned long long)(now - since));
-      pthread_mutex_lock(&queue_lock);
-    }
-  }
-  pthread_mutex_unlock(&queue_lock);
-  return NULL;
-}
-
-static void *
-probe_main(void *arg)
-{
-  bool *ok = arg;
-
-  *ok = set_policy(pthread_self(), SCHED_IDLE) == 0 &&
-        set_policy(pthread_self(), SCHED_OTHER) == 0;
-  return NULL;
-}
-
-/* Whether a thread of this process can leave SCHED_IDLE: tried on a
- * thread of its own, which is then gone. */
-static bool
-can_leave_idle(void)
-{
-  pthread_t t;
-  bool ok = false;
-
-  if (pthread_create(&t, NULL, probe_main, &ok) != 0)
-    return false;
-  pthread_join(t, NULL);
-  return ok;
-}
 
 /* Hands a finished job back to its worker. */
 static void
@@ -301,35 +123,12 @@ attach_overlay_closed(void)
   pthread_mutex_unlock(&queue_lock);
 }
 
-/* overlay_acquire()'s hook around the file system calls of opening an
- * overlay: those, and only those, run at SCHED_IDLE. */
-static void
-files_at_idle(bool before)
-{
-  int r;
-
-  if (before) {
-    set_policy(pthread_self(), SCHED_IDLE);
-    return;
-  }
-  r = set_policy(pthread_self(), SCHED_OTHER);
-  if (r) {
-    /* The start-up probe said it can.  Should it fail anyway, leave the
-     * thread to the watcher (which can switch it back) and stop going to
-     * SCHED_IDLE. */
-    log_err("attach thread: cannot leave SCHED_IDLE: %s", strerror(r));
-    pthread_mutex_lock(&queue_lock);
-    may_idle = false;
-    pthread_mutex_unlock(&queue_lock);
-  }
-}
-
 /* Runs j's overlay_acquire(), its file system calls at SCHED_IDLE when
  * idle is true. */
 static void
 run_job(struct attach_job *j, bool idle)
 {
-  j->r = overlay_acquire(j->exp, j->id, j->boot_id, idle ? files_at_idle : NULL,
+  j->r = overlay_acquire(j->exp, j->id, j->boot_id, idle ? idle_around_files : NULL,
                          &j->ovl, &j->why);
   if (j->r == -EAGAIN)
     log_debug("client %s of %s: its overlay is being closed: it waits "
@@ -343,27 +142,21 @@ attach_main(void *arg)
   unsigned long closes_seen;
 
   (void)arg;
+  idle_thread_is_me();
   pthread_mutex_lock(&queue_lock);
-  thread_tid = gettid();
-  thread_self = pthread_self();
   for (;;) {
     struct attach_job *j = queue_head;
     bool cancelled, idle;
+    uint64_t until;
 
     if (!j) {
       if (thread_stop)
         break;
-      if (boosted) {
-        uint64_t now = now_ms();
-        if (!empty_since)
-          empty_since = now;
-        if (now - empty_since < ATTACH_CALM_MS) {
-          wait_until(&queue_cond, empty_since + ATTACH_CALM_MS);
-          continue;
-        }
-        boosted = false;
-        log_debug("attach thread: queue empty: overlays opened at "
-                  "SCHED_IDLE again");
+      until = idle_calm_until(&empty_since);
+      if (until) {
+        /* Woken early by a job, or at the end of the calm. */
+        idle_wait_until(&queue_cond, &queue_lock, until);
+        continue;
       }
       pthread_cond_wait(&queue_cond, &queue_lock);
       continue;
@@ -374,22 +167,18 @@ attach_main(void *arg)
       queue_tail = &queue_head;
     cancelled = __atomic_load_n(&j->cancelled, __ATOMIC_ACQUIRE);
     current = j;
-    current_since_ms = now_ms();
-    current_checked_ms = 0;
-    idle = current_idle = may_idle && !boosted && !cancelled;
-    if (idle)
-      pthread_cond_signal(&watch_cond);
     closes_seen = closes;
     pthread_mutex_unlock(&queue_lock);
+    idle = idle_job_begin(cancelled);
     if (cancelled) {
       j->r = -ECANCELED;
       j->why = "connection closed";
     } else {
       run_job(j, idle);
     }
+    idle_job_end();
     pthread_mutex_lock(&queue_lock);
     current = NULL;
-    current_idle = false;
     if (j->r == -EAGAIN) {
       defer(j, closes_seen);
       continue;
@@ -409,23 +198,12 @@ attach_thread_start(void)
   int r;
 
   thread_stop = false;
-  boosted = false;
-  init_monotonic_cond(&queue_cond);
-  init_monotonic_cond(&watch_cond);
+  idle_init_cond(&queue_cond);
   started = true;
-  /* Like the workers, they take no signals (nor does the probe). */
+  /* Like the workers, they take no signals (nor do idle.c's). */
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &old);
-  may_idle = can_leave_idle();
-  if (!may_idle)
-    log_info("attach thread: no CAP_SYS_NICE and RLIMIT_NICE below nice 0: "
-             "opening overlays competes with serving requests");
-  /* The watcher first: without it the attach thread must not idle. */
-  if (may_idle && pthread_create(&watcher, NULL, watch_main, NULL) == 0) {
-    pthread_setname_np(watcher, "nbdsrv-attach-w");
-    watcher_running = true;
-  }
-  may_idle = watcher_running;
+  idle_start();
   r = pthread_create(&thread, NULL, attach_main, NULL);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (r) {
@@ -445,15 +223,12 @@ attach_thread_stop(void)
   pthread_mutex_lock(&queue_lock);
   thread_stop = true;
   pthread_cond_signal(&queue_cond);
-  pthread_cond_signal(&watch_cond);
   pthread_mutex_unlock(&queue_lock);
   if (thread_running)
     pthread_join(thread, NULL);
-  if (watcher_running)
-    pthread_join(watcher, NULL);
+  idle_stop();
   pthread_cond_destroy(&queue_cond);
-  pthread_cond_destroy(&watch_cond);
-  started = thread_running = watcher_running = false;
+  started = thread_running = false;
 }
 
 static void

@@ -23,6 +23,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/conn.c \
 	nbdsrv/output.c \
 	nbdsrv/attach.c \
+	nbdsrv/idle.c \
 	nbdsrv/input.c \
 	nbdsrv/trace.c \
 	nbdsrv/ctl.c \

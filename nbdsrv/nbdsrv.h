@@ -19,6 +19,8 @@
  *   ring.c       SQEs of a worker's ring and their user_data
  *   conn.c       a connection's life: set up, stages, close, free
  *   output.c     a connection's output queue: sendmsg and splice
+ *   attach.c     opening overlays off the event loops
+ *   idle.c       the attach thread's SCHED_IDLE and its watcher
  *   trace.c      the request trace (--trace)
  *   ctl.c        the control socket (nbdsrv ctl), server side
  *   ctlclient.c  nbdsrv ctl, the command
@@ -761,6 +763,29 @@ typedef void attach_done_fn(struct conn *c, const struct attach_job *job,
                             const char *id, int r, const char *why);
 /* On a wake: calls done for each of w's finished jobs. */
 void attach_collect(struct worker *w, attach_done_fn *done);
+
+/* ---- idle.c: the attach thread's scheduling ---- */
+
+/* Finds out whether the attach thread may go to SCHED_IDLE (it must be
+ * able to come back) and starts the watcher that brings it back. */
+void idle_start(void);
+void idle_stop(void);
+/* Called by the attach thread itself, once. */
+void idle_thread_is_me(void);
+/* The attach thread takes up a job (cancelled: nothing to open): whether
+ * its file system calls run at SCHED_IDLE (then idle_around_files is
+ * overlay_acquire()'s around_files).  The watcher looks at it until
+ * idle_job_end(). */
+bool idle_job_begin(bool cancelled);
+void idle_job_end(void);
+void idle_around_files(bool before);
+/* The queue is empty since *empty_since (0: since now, set): 0 when the
+ * jobs may run at SCHED_IDLE again, else the CLOCK_MONOTONIC time (ms)
+ * until which it has to stay empty first. */
+uint64_t idle_calm_until(uint64_t *empty_since);
+/* Condition variables on CLOCK_MONOTONIC, and a wait on one until ms. */
+void idle_init_cond(pthread_cond_t *cond);
+void idle_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t ms);
 
 /* ---- trace.c ---- */
 int trace_open(const char *path);

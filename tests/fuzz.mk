@@ -23,11 +23,12 @@ fuzz_common_headers = $(srcdir)/common/log.h $(srcdir)/common/util.h \
 	$(srcdir)/common/export-name.h $(srcdir)/common/overlay-format.h \
 	$(srcdir)/common/nbd-protocol.h $(top_builddir)/config.h
 # Everything of nbdsrv but main.c, the event loop, the ring, connections
-# and their output, and the attach thread
+# and their output, the attach thread and its scheduling
 # (the target stands in for those) and the control socket, picked from nbdsrv's own source list
 # so that a new file of nbdsrv is fuzzed with the rest.
 fuzz_nbdsrv_skip = nbdsrv/main.c nbdsrv/loop.c nbdsrv/ring.c nbdsrv/conn.c \
-	nbdsrv/output.c nbdsrv/attach.c nbdsrv/ctl.c nbdsrv/ctlclient.c
+	nbdsrv/output.c nbdsrv/attach.c nbdsrv/idle.c nbdsrv/ctl.c \
+	nbdsrv/ctlclient.c
 fuzz_nbdsrv_flags = -I$(top_srcdir)/nbdsrv $(LIBURING_CFLAGS) $(ZLIB_CFLAGS) -pthread
 fuzz_nbdsrv_libs = $(LIBURING_LIBS) $(ZLIB_LIBS)
 fuzz_imgtool_sources = $(srcdir)/imgtool/util.c $(srcdir)/common/log.c \
