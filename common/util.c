@@ -2,6 +2,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <limits.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -87,10 +89,39 @@ ends_with(const char *s, const char *suffix)
   return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* mkdir, and an fsync of the parent when the directory is new: without
+ * it a power loss may take the new directory, and every file later
+ * made durable inside it, with it.  0 also when it exists. */
+int
+mkdir_durable(const char *path)
+{
+  char parent[PATH_MAX];
+  char *slash;
+  int fd, r = 0;
+
+  if (mkdir(path, 0700) < 0)
+    return errno == EEXIST ? 0 : -errno;
+  if (format_path(parent, sizeof parent, "%s", path) < 0)
+    return -ENAMETOOLONG;
+  slash = strrchr(parent, '/');
+  if (slash == parent)
+    slash[1] = '\0';
+  else if (slash)
+    *slash = '\0';
+  fd = open(slash ? parent : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  if (fsync(fd) < 0)
+    r = -errno;
+  close(fd);
+  return r;
+}
+
 int
 mkdir_p(const char *path)
 {
   char buf[PATH_MAX];
+  int r;
 
   if (format_path(buf, sizeof buf, "%s", path) < 0)
     return -ENAMETOOLONG;
@@ -98,11 +129,10 @@ mkdir_p(const char *path)
     if (*p != '/')
       continue;
     *p = '\0';
-    if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-      return -errno;
+    r = mkdir_durable(buf);
+    if (r < 0)
+      return r;
     *p = '/';
   }
-  if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-    return -errno;
-  return 0;
+  return mkdir_durable(buf);
 }

@@ -20,7 +20,12 @@ int parse_size(const char *s, uint64_t *out);
 /* The other way, for people: "0", "512", "12K", "3.4M", "1.2G". */
 char *format_size(uint64_t v, char out[16]);
 
-/* Creates path and its missing parents (mode 0700): 0 or -errno. */
+/* Creates the directory path (mode 0700) and fsyncs its parent if it is
+ * new, so that it survives a power loss: 0 (also if it exists) or -errno. */
+int mkdir_durable(const char *path);
+
+/* Creates path and its missing parents (mode 0700), each new one made
+ * durable in its parent: 0 or -errno. */
 int mkdir_p(const char *path);
 
 /* Whether s ends with suffix ("x.map" with ".map"). */

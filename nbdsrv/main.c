@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 #include "nbdsrv.h"
 
 /* The janitor tells the attach thread about overlays it closes. */
@@ -91,10 +92,11 @@ check_exports(void)
 
   if (r < 0)
     return r;
-  if (mkdir(config.overlay_dir, 0700) < 0 && errno != EEXIST) {
+  r = mkdir_durable(config.overlay_dir);
+  if (r < 0) {
     fprintf(stderr, "nbdsrv: cannot create overlay directory %s: %s\n",
-            config.overlay_dir, strerror(errno));
-    return -errno;
+            config.overlay_dir, strerror(-r));
+    return r;
   }
   if (access(config.overlay_dir, W_OK | X_OK) < 0) {
     fprintf(stderr, "nbdsrv: overlay directory %s is not writable: %s\n",

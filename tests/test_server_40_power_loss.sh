@@ -12,12 +12,10 @@
 # nbdsrv on it and checks that every write acknowledged durable before the
 # cut reads back, and nothing reads as data the client never wrote.
 #
-# The overlay directory and the export's directory exist before recording
-# starts.  nbdsrv creates missing ones with mkdir and syncs no parent
-# directory, so under this model (only an fsync of a directory makes its
-# entries durable, as POSIX has it) a power loss may take a new export's
-# directory with every overlay in it; NBDROOT_POWERLOSS_MKDIR=1 lets
-# nbdsrv make them under the recording, and then this test fails.
+# nbdsrv creates the overlay directory and the export's directory under
+# the recording, so the states also check that a new directory is made
+# durable in its parent (only an fsync of a directory makes its entries
+# durable, as POSIX has it) before anything in it is acknowledged.
 # NBDROOT_POWERLOSS_CUTS (200) cut points, at most
 # NBDROOT_POWERLOSS_SECONDS (100) seconds of checking; NBDROOT_POWERLOSS_SEED
 # picks the run (default: random, printed).
@@ -33,7 +31,6 @@ echo "seed $seed (NBDROOT_POWERLOSS_SEED=$seed repeats its requests and cut poin
 make_image "$TESTDIR/base.img" 1
 B=$TESTDIR/back M=$TESTDIR/mnt L=$TESTDIR/rec.log
 mkdir -p "$B"
-[ "${NBDROOT_POWERLOSS_MKDIR:-0}" = 1 ] || mkdir -p "$B/ov/base"
 # The tree before recording, durable: "INO PATH" per directory.
 find "$B" -type d -printf '%i %P\n' >"$TESTDIR/initial.lst"
 mount_recfs "$B" "$M" "$L"
