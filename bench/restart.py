@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # bench/restart.py: how long a restart of nbdsrv takes until N clients
-# with long overlay histories are all served again (issue 20, item 2).
+# with long overlay histories are all served again.
 # See bench/restart.sh and bench/README.md.
 import glob, os, shutil, signal, socket, struct, subprocess, sys, threading
 import time, zlib

@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench/restart.sh [N [RECORDS]]: N persistent overlays (default 1000), each
 # with a journal of RECORDS small flushes (default 40000, about 1.3 MB, as
-# issue 20 saw after a few hundred flush-heavy minutes), served again
+# a lab client gathers in a few hundred flush-heavy minutes), served again
 # after a restart: time from the server's start until every client has
 # connected and read a block, before and after their journals were
 # compacted.  Figures in bench/README.md.

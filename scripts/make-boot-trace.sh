@@ -69,7 +69,7 @@
 # 5 of 128 KiB; 13 with FUA), 17 flushes.  Much of its length is TCG:
 # ssh-keygen -A alone took 17 s in one recording.  The shutdown after the
 # marker (dropped) wrote another 1.3 MiB with 10 flushes: what the guest
-# had not written back yet.  Issue 17 expected about 17 MiB written,
+# had not written back yet.  A first boot was expected to write about 17 MiB,
 # mostly in 128 KiB writes: that is what the same first boot writes from
 # an image made by "mke2fs -d" instead (15.5 MiB; 114 writes of 128 KiB,
 # 110 of them into the inode tables, which the kernel's ext4lazyinit

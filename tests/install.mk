@@ -1,8 +1,8 @@
 # tests/install.mk: installation tests (appended to TESTS).
-# test_install_01 runs "make install DESTDIR=..." of this build tree and
+# test_install_01_make_install runs "make install DESTDIR=..." of this build tree and
 # checks what lands where.  Not repeated under the sanitizers: it tests
 # the installation, not the programs.
-INSTALL_TESTS = tests/test_install_01.sh
+INSTALL_TESTS = tests/test_install_01_make_install.sh
 
 TESTS += $(INSTALL_TESTS)
 EXTRA_DIST += $(INSTALL_TESTS)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# test_server_40: power loss (issue 20 item 5).  kill -9 keeps the page
+# test_server_40: power loss.  kill -9 keeps the page
 # cache, so no other test sees a missing or misordered fdatasync.  Here
 # nbdsrv runs with its overlays on recfs, which records every write and
 # sync below it, while driver.py drives two clients (writes, some FUA,

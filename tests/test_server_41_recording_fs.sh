@@ -1,6 +1,6 @@
 #!/bin/bash
 # test_server_41: recfs, the recording file system below the power-loss
-# test (issue 20 item 5), logs every state change in the order it happened:
+# test, logs every state change in the order it happened:
 # creates, writes with their data, truncates, fallocates, renames, links,
 # unlinks, directory changes, per-file fsync/fdatasync with the log
 # position they started at, directory fsyncs, and client marks; and the

@@ -1,7 +1,7 @@
 #!/bin/bash
 # test_server_43: the journal of a client that stays connected is
 # compacted in the background, and a crash at any moment of it loses
-# nothing flushed (issue 20, items 1 and 3).
+# nothing flushed.
 #   - with journal-max 4K, one connection writes, trims and flushes for
 #     a while: the log shows several compactions "in use", the map file
 #     never grows past a small bound, and the data reads back;

@@ -1,6 +1,6 @@
 #!/bin/bash
 # test_server_44: a server restarted on the same port right after a
-# kill -9 listens at once (issue 20, item 4).
+# kill -9 listens at once.
 #   - each round: clients hold connections (the dead server's rings then
 #     have requests in flight, so the kernel tears them down, and the
 #     listening socket with them, only some time after the process is
