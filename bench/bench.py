@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 # nbdroot benchmark: nbdsrv against nbd-server, nbdkit and qemu-nbd, all
 # serving the same page-cached, fully allocated random image with a
 # copy-on-write overlay, on 127.0.0.1, measured in the same run.

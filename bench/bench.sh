@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # nbdroot benchmark: nbdsrv against nbd-server (copyonwrite), nbdkit
 # (--filter=cow file) and qemu-nbd (--snapshot), same image, same run.
 # Not part of make check.  Prints one table; see bench/README.md.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 # nbdroot boot storm: N clients replay a recorded Debian boot at once
 # against nbdsrv, nbd-server and qemu-nbd serving the same image, in the
 # same run; one side-by-side table.  Run through bench/boot-storm.sh.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # nbdroot boot storm: N clients at once replay a recorded Debian boot
 # (bench/data/debian-boot.trace.gz, made by scripts/make-boot-trace.sh)
 # against nbdsrv (own overlay per client), nbd-server (copyonwrite, flush)

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 # nbdroot lab storm: a whole lab boots at once over a shaped network, on
 # one machine.  Run through bench/lab-storm.sh, which documents the
 # options; see bench/README.md for what is measured and the last figures.

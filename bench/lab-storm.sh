@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # nbdroot lab storm: N diskless machines, each with its own address, boot
 # at once through one shaped server link, all on this machine: network
 # namespaces made (and removed) by the harness, a veth pair shaped to the

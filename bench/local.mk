@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # bench: build fragment, included from the top-level Makefile.am
 EXTRA_DIST += bench/bench.sh bench/bench.py bench/serverproc.py bench/README.md \
 	bench/boot-storm.sh bench/boot-storm.py bench/data/debian-boot.trace.gz \

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* bench/replay: replays a recorded boot trace from N concurrent NBD
  * clients, a boot storm.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 # bench/restart.py: how long a restart of nbdsrv takes until N clients
 # with long overlay histories are all served again.
 # See bench/restart.sh and bench/README.md.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # bench/restart.sh [N [RECORDS]]: N persistent overlays (default 1000), each
 # with a journal of RECORDS small flushes (default 40000, about 1.3 MB, as
 # a lab client gathers in a few hundred flush-heavy minutes), served again

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # nbdroot benchmarks: starting, watching and stopping the servers under
 # test, shared by bench.py and boot-storm.py.
 #

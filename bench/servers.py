@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # nbdroot benchmarks: the servers of the boot storms, started the same way
 # by boot-storm.py (every client on 127.0.0.1) and lab-storm.py (the server
 # in a network namespace of its own, every client with its own address):

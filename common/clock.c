@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot: the monotonic clock (see clock.h).  The initrd agent links
  * this file too. */
 #ifdef HAVE_CONFIG_H

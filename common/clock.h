@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot: the monotonic clock, for timeouts, rates and progress. */
 #ifndef NBDROOT_CLOCK_H
 #define NBDROOT_CLOCK_H

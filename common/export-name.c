@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot: client IDs, and parsing "NAME[@ID[,boot=BOOTID]]" export
  * requests. */
 #include <config.h>

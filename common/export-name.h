@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot: the export name a client sends, "NAME[@ID[,boot=BOOTID]]".
  *
  * NAME is the export.  ID names the client's overlay (default: the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot: whole reads and writes of file descriptors (see io.h).
  *
  * One loop serves every kind of call, so that the EINTR and short-count

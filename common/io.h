@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot: whole reads and writes of file descriptors.
  *
  * read(2) and write(2) may do less than asked (a signal, a pipe, a socket,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # common/: code more than one program uses.
 noinst_LIBRARIES += common/libcommon.a
 common_libcommon_a_SOURCES = \

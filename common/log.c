@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot: logging to stderr (foreground) or syslog (daemon).
  *
  * One line per message.  On stderr each line is prefixed with the program

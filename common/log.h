@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot: logging to stderr (foreground) or syslog (daemon). */
 #ifndef NBDROOT_LOG_H
 #define NBDROOT_LOG_H

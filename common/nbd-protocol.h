@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot: NBD wire protocol constants and packed structures.
  *
  * Written from the protocol description in the NBD project's doc/proto.md.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot: the per-client copy-on-write overlay format.
  *
  * Design notes

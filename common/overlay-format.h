@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot: the per-client copy-on-write overlay, on disk and in memory.
  *
  * The format itself is described at the top of overlay-format.c.  This

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot: small helpers used by several programs. */
 #ifndef NBDROOT_UTIL_H
 #define NBDROOT_UTIL_H

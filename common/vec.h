@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot: growable arrays.
  *
  * An array is a pointer, a count of elements in use and a count of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool build: turns a client tree into an ext4 image with libext2fs.
  *
  * Design notes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool commit: folds one client's overlay into a new image version.
  *
  * The workflow it serves: the admin boots one client on the current

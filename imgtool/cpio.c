@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool: newc cpio archives, gzip-compressed with zlib (the format the
  * kernel unpacks as an initramfs, see the kernel's
  * Documentation/driver-api/early-userspace/buffer-format.rst).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool build --exclude: which entries of a tree stay out of the image.
  *
  * A pattern is an fnmatch(3) glob, in which a star or a question mark

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool build: does the tree's /etc/fstab mount the root?
  *
  * The agent mounts the root read-only, as the kernel does, and systemd

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool gc: removes image versions nothing uses any more.
  *
  * A version is kept when it is `current` (new clients get it) or when

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool: private header shared by the imgtool sources.
  *
  * imgtool builds root filesystem images (build.c over scan.c), keeps them

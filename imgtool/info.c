@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool info and verify: what an image or a store holds, and whether
  * the published versions are still what was published.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool initrd: packs the client's initramfs.
  *
  *   /init                      the nbdroot agent (static binary)

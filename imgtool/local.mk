@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # imgtool: build fragment, included from the top-level Makefile.am
 sbin_PROGRAMS += imgtool/imgtool
 imgtool_imgtool_SOURCES = \

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool: command dispatch.
  *
  *   imgtool build   TREE (-o IMAGE | --store DIR --name NAME)   build.c

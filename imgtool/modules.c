@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool: resolves kernel modules and their load order from a kernel's
  * modules directory (/lib/modules/VERSION), as modprobe would:
  *

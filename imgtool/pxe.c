@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool pxe: the boot loader and DHCP configurations that network-boot
  * nbdroot clients.
  *

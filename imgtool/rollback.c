@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool rollback: points an image's `current` at another version.
  *
  * The way back from a bad update: new clients get the version `current`

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool: reads a client tree into memory before the image is built.
  *
  * Why a separate pass: the image must not depend on the order readdir()

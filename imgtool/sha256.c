@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool: SHA-256 of whole files, for image checksums in the store.
  *
  * The hash itself is nettle's (which picks the CPU's SHA instructions at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool: the versioned image store.
  *
  * Layout (shared with nbdsrv, which resolves `current` when a client

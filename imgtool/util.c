@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* imgtool: small helpers (allocation, sizes, temporary files,
  * durable writes, subprocesses).
  *

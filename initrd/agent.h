@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot initrd agent: private header shared by the agent's files.
  *
  * The agent is /init of the client's initramfs.  Every step returns -errno

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot initrd agent: the kernel command line parser.
  *
  * A pure function over a string: it fills struct agent_config and never

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot initrd agent: console output and time.
  *
  * Every file of the agent reports through say(), so this file

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot initrd agent: a small DHCPv4 client (RFC 2131/2132).
  *
  * The interface has no address yet, so the client talks through an

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # initrd: build fragment, included from the top-level Makefile.am
 #
 # The agent is /init of the client's initramfs: a static binary built with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot initrd agent: /init of the client's initramfs.
  *
  * The sequence: early mounts and console, kernel command line, modules,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot initrd agent: loading the kernel modules the initrd carries.
  *
  * imgtool writes /etc/nbdroot/modules: one path per line, relative to /,

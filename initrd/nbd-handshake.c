@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot initrd agent: the NBD handshake, client side.
  *
  * Fixed newstyle only (doc/proto.md of the NBD project): NBD_OPT_GO with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot initrd agent: the kernel's generic-netlink NBD interface.
  *
  * CONNECT hands the negotiated socket to the kernel with a request timeout

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot initrd agent: finding the NIC and configuring IPv4.
  *
  * The classic ioctls are enough for one interface: link up, one address,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot initrd agent: the reconnect supervisor.
  *
  * A child forked just before switch_root.  It stays behind with its root

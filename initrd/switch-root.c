@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot initrd agent: early mounts, mounting the root, switch_root.
  *
  * switch_root follows the kernel's rules for leaving an initramfs (see

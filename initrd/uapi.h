@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot initrd agent: the few Linux netlink ABI definitions it needs.
  *
  * musl-gcc does not see the kernel's UAPI headers, so the agent carries

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: access control: who may use which export, as which client.
  *
  * Three rules, all per export, all checked when a client picks the export

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: opening clients' overlays off the event loops.
  *
  * A client's NBD_OPT_GO attaches it to its overlay.  When the overlay is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: what the configuration is checked for beyond its syntax.
  *
  * At start-up, on every reload and with --check-config: each export's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: configuration from the command line and the INI config file.
  *
  * The file follows nbd-server's layout: a [generic] section for the

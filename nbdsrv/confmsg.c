@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: messages about the configuration, and the file they cite.
  *
  * Design notes

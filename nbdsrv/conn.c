@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: the life of a connection: set up, stages, close, free.
  *
  * Design notes

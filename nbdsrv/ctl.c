@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: the control socket (nbdsrv ctl), server side.
  *
  * A unix stream socket, mode 0600 (root only unless the admin says

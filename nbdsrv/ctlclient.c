@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv ctl: talks to a running nbdsrv over its control socket.
  *
  *   nbdsrv ctl [-s SOCKET] [--json] list

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: the fixed newstyle handshake (option haggling).
  *
  * The server speaks first (NBDMAGIC, IHAVEOPT, handshake flags), the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: the attach thread's scheduling: SCHED_IDLE, and its watcher.
  *
  * Design notes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: base images, opened once and shared by every client.
  *
  * Every overlay pins one image version by its canonical path.  All

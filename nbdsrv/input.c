@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: the byte stream of a connection, cut into protocol units.
  *
  * Design notes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: an overlay's journal: pending records, their batches, and the
  * fdatasync chain that makes them durable.
  *

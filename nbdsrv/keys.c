@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: the configuration keys, in one table.
  *
  * Every setting of nbdsrv.conf is one row below: its name in the file,

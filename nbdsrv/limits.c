@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: connection limits, in total and per source address.
  *
  * Every worker thread accepts on its own, so the counts are shared: a

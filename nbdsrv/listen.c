@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: binding a listening socket, also right after a crash.
  *
  * Design notes

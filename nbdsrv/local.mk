@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # nbdsrv/: the io_uring NBD server.
 sbin_PROGRAMS += nbdsrv/nbdsrv
 nbdsrv_nbdsrv_SOURCES = \

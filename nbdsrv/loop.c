@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: the io_uring event loop of one worker thread.
  *
  * Design notes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: command line, start-up, signals and the janitor.
  *
  * The main thread opens the listening sockets (so that address errors are

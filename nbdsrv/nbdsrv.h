@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: private header shared by the server's files.
  *
  *   main.c       command line, start-up, signals, janitor

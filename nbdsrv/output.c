@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: the output of a connection: its queue of messages, and sending
  * them (sendmsg through the ring, splice(2) for large read replies).
  *

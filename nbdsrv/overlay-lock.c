@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: one server per overlay, when servers share the overlay dir.
  *
  * Several servers may keep their overlays on one distributed file system

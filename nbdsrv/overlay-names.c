@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: overlays left under an old spelling of their client's MAC.
  *
  * A client ID that is a MAC address has one canonical form, lower case

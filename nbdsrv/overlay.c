@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: per-client overlays: registry, copy-on-write I/O and flush.
  *
  * The on-disk format is in common/overlay-format.c.  This file decides

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: is a file range in the page cache?
  *
  * Large read replies are spliced from the page cache to the socket inside

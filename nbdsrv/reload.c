@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: what a reload changed, key by key and export by export.
  *
  * A reload (SIGHUP, nbdsrv ctl reload) compares the running

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: a worker's ring as the rest of the server uses it: SQEs and
  * the user_data their completions come back with.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: the request trace (--trace FILE).
  *
  * One line per request, as it arrives, for recording what a real boot

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: the transmission phase: requests, file I/O and replies.
  *
  * A request's life: it comes whole (input.c decoded its header and took

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Configures and builds nbdroot out of tree in DIR (default: build/), with
 # -Werror.  Extra arguments go to configure.
 set -e

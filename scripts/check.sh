@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Quick-start command 2: install dependencies, build, run the whole test
 # suite (make check), the demo (quick-start command 1), make distcheck, the fuzz targets for a bounded time
 # (make fuzz-check), then the server tests again under ASan+UBSan and under

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Quick-start command 1: install dependencies, build, and show nbdroot
 # working on defaults:
 #   1. build a tiny root tree (busybox) into an image store with imgtool,

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Reports the C functions longer than MAX lines (default 100), counted
 # from the first line of the definition (the return type) to the closing
 # brace, in common/ nbdsrv/ imgtool/ initrd/ (or the files given).

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Installs everything nbdroot needs to build, test, benchmark and demo on
 # Debian 12.  Run as root.  Idempotent.  (squashfs-tools is for the tests
 # only: they check imgtool's squashfs images with unsquashfs.)

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Records the block-level request trace of a real Debian boot through
 # nbdsrv, for bench/boot-storm.sh to replay (see bench/README.md).
 #

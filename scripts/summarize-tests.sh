@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Prints "N passed, N failed, N skipped" from an automake test run in DIR.
 # Under CI a skipped test counts as a failure: CI installs everything, so a
 # skip there means a missing dependency, not an optional feature.

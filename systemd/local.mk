@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # systemd/: the unit of nbdsrv, installed to systemdsystemunitdir (see
 # configure --with-systemdsystemunitdir).  Its paths are filled in by make,
 # not by configure, so that they are fully expanded and follow a

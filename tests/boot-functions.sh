@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # nbdroot boot-test helpers, sourced by tests/test_boot_*.sh after
 # functions.sh.
 #

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # tests/boot.mk: boot tests (appended to TESTS)
 #
 # test_boot_00_parse_cmdline runs the agent's command line parser on the host; the

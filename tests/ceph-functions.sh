@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # nbdroot test helpers for a real CephFS, sourced after functions.sh.
 #
 # start_cephfs DIR1 DIR2 starts a one-node Ceph cluster from Debian's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # nbdroot test helpers for two servers sharing one overlay dir, sourced
 # after functions.sh (test_server_46_failover_lock, test_server_42_cephfs).
 

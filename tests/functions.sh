@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # nbdroot test helpers, sourced by every tests/test_*.sh.
 #
 # Conventions (as in nbdkit and the kernel's ublk selftests):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot fuzz targets: helpers more than one target needs. */
 #ifndef NBDROOT_FUZZ_H
 #define NBDROOT_FUZZ_H

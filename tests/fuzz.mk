@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # tests/fuzz.mk: libFuzzer targets (included from tests/local.mk).
 #
 # Built with FUZZ_CC (clang, found by configure) and its own explicit

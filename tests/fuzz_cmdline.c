@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Fuzz target: the initrd agent's kernel command-line parser
  * (cmdline_parse in initrd/cmdline.c), built with the host's C library
  * instead of musl; cmdline.c is pure C over strings and needs no shim.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Fuzz target: nbdsrv's configuration file parser.
  *
  * The input is written to a memory file and read by config_file_parse()

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Fuzz target: imgtool's listing of gzip'd newc cpio archives (cpio_list
  * in imgtool/cpio.c), which "imgtool initrd --list" and the tests use to
  * look into an initrd.

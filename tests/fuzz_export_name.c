@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Fuzz target: the export-name parser, "NAME[@ID[,boot=BOOTID]]"
  * (export_request_parse in common/export-name.c).
  *

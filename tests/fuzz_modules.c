@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Fuzz target: imgtool's kernel module resolution (modules_resolve in
  * imgtool/modules.c) over modules.dep, modules.softdep, modules.alias
  * and modules.builtin.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Fuzz target: nbdsrv's protocol code, handshake and transmission.
  *
  * The real handshake.c, transmit.c, overlay.c, image.c, acl.c, config.c

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # tests/imgtool.mk: imgtool tests (appended to TESTS).
 # Each script shows one concern of imgtool; all of them exercise our
 # binary, so all are repeated under ASan+UBSan (SANITIZE_TESTS).

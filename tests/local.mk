@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # tests/: unit tests, shell + nbdsh integration tests, QEMU boot tests.
 #
 # Each area lists its scripts in its own fragment.  SANITIZE_TESTS is the

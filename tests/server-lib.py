@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # nbdroot server tests: Python helpers shared by tests/test_server_*.sh.
 #
 # Usage from a test script (Debian's interpreter: it has "import nbd"):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # tests/server.mk: nbdsrv integration tests (appended to TESTS).
 # Each script shows one concern of the server; all of them exercise our
 # binary, so all but the memory test are repeated under ASan+UBSan.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_bench_01_lab_storm: a small lab storm through bench/lab-storm.sh,
 # the harness's smoke run.  Twenty clients, each from its own address in
 # a client namespace, replay the boot trace against nbdsrv, nbd-server

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The agent's kernel command line parser, run on the host through
 # "nbdroot-agent --parse-cmdline": every form of ip=, BOOTIF=, root=nbd:,
 # nbdroot=, and a clear one-line error for bad input.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # A real kernel boots its root through nbdsrv with ip=dhcp and
 # root=nbd:10.0.2.2:PORT/root.  The root's /sbin/init writes a file, syncs
 # and powers off.  With --policy persistent a second boot sees the file;

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Debian's nbdroot=SERVER:PORT,EXPORT with root=/dev/nbd0 (DHCP), then the
 # same root with a static ip=CLIENT::GW:NETMASK::eth0:off and the device
 # named in nbdroot=; the second boot sees the first one's file.  Then a

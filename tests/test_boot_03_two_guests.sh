@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Two guests at once with different MACs, one export: each gets its own
 # overlay (the agent sends root@MAC) and sees only its own writes, in the
 # same boot and in the next one.  Their root= names the filesystem type

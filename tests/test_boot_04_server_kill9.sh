@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # kill -9 of nbdsrv while the guest writes and syncs in a loop; nbdsrv
 # comes back a few seconds later on the same port.  The agent's supervisor
 # reattaches /dev/nbd0 (NBD_CMD_RECONFIGURE), the guest carries on, and a

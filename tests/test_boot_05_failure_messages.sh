@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Failures say what failed, with what values, and what to check, in one
 # console line, then stop with a RESCUE line (here: power off, as asked
 # with nbdroot.rescue=poweroff) instead of a silent panic.

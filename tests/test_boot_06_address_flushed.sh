@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The booted system flushes the address of the interface its root depends
 # on (as a careless DHCP client or "ifdown" would) while it writes and
 # syncs.  The connection dies (request timeout), the supervisor finds the

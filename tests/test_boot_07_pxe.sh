@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Real PXE boots: no -kernel, no -initrd.  "imgtool pxe" writes its
 # configurations into a TFTP directory that QEMU's user network serves
 # (tftp=DIR, bootfile=FILE); the firmware gets the boot file by DHCP and

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # A PXE-booted client gets a writable root from "imgtool pxe" alone.  The
 # root's /etc/fstab is debootstrap's placeholder, so nothing in the booted
 # system remounts / read-write: only the command line the configurations

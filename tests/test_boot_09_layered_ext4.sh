@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Layered root (nbdroot.state=): an ext4 base from an image store, served
 # as an ordinary read-only export, is the lower layer of an overlayfs root
 # whose upper layer lives on the client's state disk (a persistent export

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Layered root on a squashfs base: the agent tells squashfs from ext4 by
 # the superblock, mounts it read-only as the lower layer, and the client's
 # writes land on its ext4 state disk and survive a reboot.  kill -9 of the

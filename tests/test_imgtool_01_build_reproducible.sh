@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_imgtool_01_build_reproducible: imgtool build keeps everything a root filesystem needs
 # and is reproducible.  A tree with every file kind (owners, setuid/setgid/
 # sticky, symlinks, hard links across directories, devices, fifo, socket,

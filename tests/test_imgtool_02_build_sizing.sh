@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_imgtool_02_build_sizing: imgtool build sizing, bad input and failures.  Automatic
 # sizing leaves the promised headroom, --size/--inodes/--headroom are
 # obeyed; a missing tree, a tree that is a file, an unreadable file or

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_imgtool_03_store: the image store.  Two builds give two versions with
 # their metadata; `current` moves from the first to the second atomically
 # (a reader polling it during the second build only ever sees one of the

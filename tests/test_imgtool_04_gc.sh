@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_imgtool_04_gc: imgtool gc keeps what is referenced.  nbdsrv serves a
 # store while versions are published; clients x and y get overlays pinned
 # to versions 1 and 3.  gc must remove exactly the versions that are

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_imgtool_05_commit: imgtool commit folds a client's overlay into a new
 # version whose content equals the client's view.  The client's changes are
 # made the way a booted client makes them: a copy of version 1 is mounted,

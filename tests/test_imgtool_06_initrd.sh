@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_imgtool_06_initrd: imgtool initrd for the installed Debian kernel.  The
 # archive passes gzip -t and cpio -t, lists the same with --list, has the
 # agent as /init, and holds nbd, ext4, crc32c_generic, virtio_net, the

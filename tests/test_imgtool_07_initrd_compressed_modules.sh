@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_imgtool_07_initrd_compressed_modules: imgtool initrd with compressed modules (.ko.xz, .ko.zst,
 # .ko.gz), as distributions that compress them ship them.  A modules
 # directory is made from the installed kernel's nbd and ext4 modules, each

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_imgtool_08_pxe: imgtool pxe writes the PXELINUX, GRUB, iPXE, dnsmasq
 # (full DHCP and proxy-DHCP) and ISC dhcpd configurations, and copies the
 # kernel and the initrd next to them.  Each file must name the right

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_imgtool_09_build_exclude: imgtool build --exclude and outputs inside
 # the tree.  Patterns with a '/' are paths from the tree's root, patterns
 # without one match names at any depth, an excluded directory goes with

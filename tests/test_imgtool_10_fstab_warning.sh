@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_imgtool_10_fstab_warning: imgtool build warns, in one line, and
 # still builds, when the tree's /etc/fstab has no entry for / (the agent
 # mounts the root read-only and nothing would remount it read-write): no

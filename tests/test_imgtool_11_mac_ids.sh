@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_imgtool_11_mac_ids: imgtool commit --client takes a client's MAC as
 # an administrator writes it (colons, upper case) and finds the overlay
 # nbdsrv keeps under the agent's spelling (lower case, dashes): the

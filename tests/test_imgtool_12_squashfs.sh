@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_imgtool_12_squashfs: imgtool build --format squashfs keeps what a
 # root filesystem needs and is reproducible.  A tree with every file kind
 # (owners, setuid/setgid/sticky, symlinks, hard links across directories,

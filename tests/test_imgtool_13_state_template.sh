@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_imgtool_13_state_template: imgtool state-template writes the blank
 # ext4 a layered client's state disk starts from: of the size asked (8 GiB
 # by default), sparse (a few MiB on disk), e2fsck -fn clean, nothing in

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_install_01_make_install: "make install DESTDIR=..." from this build tree puts
 # every file where it belongs, with sane modes, and nothing else:
 #   - nbdsrv and imgtool in sbindir, the static agent in pkglibexecdir,

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_layout_01: no call cycles between the files of nbdsrv/ and initrd/
 # (scripts/file-cycles.sh, from the object files' symbols).  A cycle
 # means none of its files can be read, tested or replaced alone.

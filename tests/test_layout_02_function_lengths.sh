@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_layout_02: no C function in common/ nbdsrv/ imgtool/ initrd/ is
 # longer than 100 lines, unless a "/* long: why */" comment right above it
 # says why (scripts/function-lengths.sh).  A function that long does too

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_01_stock_clients: the stock clients see what the contract promises:
 # nbdinfo (one export and --list), nbdsh (size, flags, block sizes,
 # base:allocation), nbdcopy round trips with one and several connections.

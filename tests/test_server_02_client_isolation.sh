@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_02_client_isolation: per-client isolation.  Two clients
 # identified by source address (127.0.0.2, 127.0.0.3) and two by NAME@ID
 # write different data to the same offsets; each reads back only its own;

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_03_kill9_durability: durability across kill -9.  Four
 # clients (two by source address, two by NAME@ID) write aligned and
 # unaligned data (e.g. 512 bytes at offset 1000), zero some of it, flush;

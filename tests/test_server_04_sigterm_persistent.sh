@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_04_sigterm_persistent: SIGTERM and the persistent policy.
 # SIGTERM with a client still connected makes nbdsrv exit 0; everything
 # acknowledged before (flushed or not: a clean stop loses nothing) is

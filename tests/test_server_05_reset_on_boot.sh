@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_05_reset_on_boot: the reset-on-boot policy.  A
 # reconnect with the same boot id keeps the overlay (also across a server
 # restart); another boot id starts from the pristine base; no boot id

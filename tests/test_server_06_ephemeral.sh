@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_06_ephemeral: the ephemeral policy.  The overlay
 # lives while any connection of its ID is open, survives a reconnect
 # within --ephemeral-linger seconds of the last close, and is deleted

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_07_qemu_client: qemu as a second, independent client.
 # qemu-io write/read patterns (aligned, unaligned, zero, discard, aio)
 # verify in one connection and after a reconnect; qemu-img compare says a

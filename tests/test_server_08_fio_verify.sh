@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_08_fio_verify: fio through its libnbd engine.  A 4K
 # randwrite job at QD32 with verify=crc32c, and a 1K one (partial 4 KiB
 # blocks: read-modify-write), verify in the same run; after a flush

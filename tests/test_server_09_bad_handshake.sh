@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_09_bad_handshake: bad input in the handshake, spoken by
 # hand over raw sockets.  Unknown options get NBD_REP_ERR_UNSUP and the
 # session goes on; unknown exports get NBD_REP_ERR_UNKNOWN from OPT_GO

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_10_bad_requests: bad requests in the transmission phase.
 # Reads/writes/trims/zeroes/cache/block-status past the end get
 # an error (EINVAL; ENOSPC also allowed for writes, as the spec prefers)

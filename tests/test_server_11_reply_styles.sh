@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_11_reply_styles: both reply styles.  The same workload (unaligned
 # writes, FUA, zero, trim, flush, cache, reads spanning base, data and
 # zeroed blocks) gives the same, correct data with simple replies (what

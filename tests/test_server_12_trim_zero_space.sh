@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_12_trim_zero_space: TRIM and WRITE_ZEROES free overlay space and show in
 # BLOCK_STATUS.  After writing 8 MiB the overlay data file holds about
 # 8 MiB; trimming or zeroing it shrinks st_blocks; those ranges then read

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_13_many_in_flight: many requests in flight.  64 concurrent aio_pwrite then
 # 64 concurrent aio_pread (mixed sizes, aligned and not, some FUA) on one
 # connection; four connections of different clients at once, each with

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_14_image_store: image-store exports and version pinning.  With
 # -e NAME=STOREDIR, new clients get the version `current` points to; a
 # client's overlay stays pinned to the version it was created on (when

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_15_long_journal: the overlay journal over many records.  Thousands of
 # small writes, zeroes and trims to a few blocks (a journal much longer
 # than its map, so the server compacts it when it syncs the overlay) read

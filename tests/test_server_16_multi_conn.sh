@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_16_multi_conn: several connections of one client (multi-conn).  A
 # write acknowledged on one connection is visible at once on another; if
 # the server advertises CAN_MULTI_CONN, a flush on one connection makes

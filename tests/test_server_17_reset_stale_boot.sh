@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_17_reset_stale_boot: reset-on-boot while the previous boot is still
 # connected (a stale connection of the last boot, as after a hard reset).
 # The new boot gets a pristine overlay; whatever the old connection

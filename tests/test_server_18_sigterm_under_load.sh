@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_18_sigterm_under_load: SIGTERM under load.  A client keeps 32 writes in flight
 # (256 KiB aligned ones that take the asynchronous path, 4 KiB ones,
 # unaligned ones) when SIGTERM arrives: nbdsrv exits 0, and after a

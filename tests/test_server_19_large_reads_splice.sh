@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_19_large_reads_splice: large reads, which nbdsrv splices from the page cache to
 # the socket when the data is cached and copies through io_uring when it
 # is not.  Reads of 64 KiB to 8 MiB that span base blocks, overlay blocks

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_20_config_file: the configuration file and the command line.  A config
 # file with a [generic] section and three exports (per-export policy,
 # a read-only export, descriptions) is served as written: the policies

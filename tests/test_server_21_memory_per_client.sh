@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_21_memory_per_client: what a client costs the server in memory.  300 clients,
 # each with its own identity (and so its own overlay), connect and read a
 # block: the server's resident memory grows by well under 64 KiB per

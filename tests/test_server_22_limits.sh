@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_22_limits: limits.  With a config file that sets them low:
 #   - max-connections-per-address: a 4th connection from one address is
 #     closed at once, other addresses still get in; max-connections: the

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_23_acl_names: access control and hostile export names.
 #   - deny/allow address lists: a refused client gets NBD_REP_ERR_POLICY
 #     from NBD_OPT_GO and NBD_OPT_INFO, a disconnect from

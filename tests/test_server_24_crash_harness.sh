@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_24_crash_harness: the crash harness.  Four clients (own IDs, own regions
 # of the disk, one at 127.0.0.2 by address) write aligned and unaligned
 # data, zero, trim, flush and use FUA, each one request at a time, while

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_25_overlay_fs_full: the overlay filesystem fills up.  Overlays live on a
 # 12 MiB tmpfs.  Two clients write and flush; then one of them writes new
 # blocks until the filesystem is full: it gets ENOSPC (aligned, unaligned

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_26_broken_off: clients that break off.  Connections that stop (close,
 # or reset) in the middle of every unit of the protocol: the client
 # flags, an option header, option data, a request header, a write

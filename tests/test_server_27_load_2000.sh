@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_27_load_2000: load.  2000 clients at once (NBDROOT_LOAD_CLIENTS), each
 # with its own identity and so its own overlay, from ten source
 # addresses: all connect and stay connected, each writes its own pattern

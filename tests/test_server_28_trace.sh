@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_28_trace: the request trace (--trace FILE).  Two clients send a
 # known sequence of requests; after SIGTERM the trace holds exactly one
 # line per request, "USEC EXPORT/ID TYPE OFFSET LENGTH", in each client's

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_29_ctl_readiness: nbdsrv ctl and systemd readiness.
 #   - the control socket is a root-only (0600) unix socket;
 #   - list: every connected client with its export, ID, address, image

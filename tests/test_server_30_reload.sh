@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_30_reload: configuration reload (SIGHUP) and --check-config.
 #   - a reload adds an export, removes one, raises max-request and sets a
 #     quota: a client connected to the removed export carries on

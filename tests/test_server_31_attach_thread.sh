@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_31_attach_thread: overlays opened off the event loop (attach.c).  A new
 # client's NBD_OPT_GO waits while the attach thread creates its overlay;
 # meanwhile the worker serves everybody else.  Around that wait:

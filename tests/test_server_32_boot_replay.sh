@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_32_boot_replay: the boot-storm replay (bench/replay) against nbdsrv.
 #   - the recorded Debian boot from 20 clients at once, each its own
 #     identity: every client finishes, no request fails, every client

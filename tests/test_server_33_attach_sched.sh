@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_33_attach_sched: the attach thread's scheduling (attach.c).  It opens
 # overlays at SCHED_IDLE, so that serving the clients already attached
 # comes first, and only that: waiting for work and handing jobs around

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_34_janitor_race: a client coming back while the janitor closes its idle
 # overlay waits for that close, and nobody else does.
 #   - client a of export "slow" writes without a flush and goes; its

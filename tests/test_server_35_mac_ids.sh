@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_35_mac_ids: a client ID that is a MAC address names one
 # client however it is spelled (':' or '-', any case); the canonical
 # spelling, the agent's, is lower case with dashes.

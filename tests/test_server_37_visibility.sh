@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_37_visibility: what the server tells its admin, without -v.
 #   - a client asking for an unknown export: the log names what it asked
 #     for (quoted, escaped and cut short: it comes from the network) and

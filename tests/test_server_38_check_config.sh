@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_38_check_config: what nbdsrv --check-config finds beyond the
 # syntax, each with one line that names the file and the line:
 #   - images that are no image: an empty file, a text file, gzip, xz and

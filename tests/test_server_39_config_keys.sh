@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_39_config_keys: the key table is the one truth.
 #   - nbdsrv.conf(5) describes exactly the keys of nbdsrv --list-keys;
 #   - every option --list-keys names is accepted on the command line and

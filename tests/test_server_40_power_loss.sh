@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_40: power loss.  kill -9 keeps the page
 # cache, so no other test sees a missing or misordered fdatasync.  Here
 # nbdsrv runs with its overlays on recfs, which records every write and

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_41: recfs, the recording file system below the power-loss
 # test, logs every state change in the order it happened:
 # creates, writes with their data, truncates, fallocates, renames, links,

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_43: the journal of a client that stays connected is
 # compacted in the background, and a crash at any moment of it loses
 # nothing flushed.

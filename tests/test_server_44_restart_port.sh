@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_44: a server restarted on the same port right after a
 # kill -9 listens at once.
 #   - each round: clients hold connections (the dead server's rings then

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_46_failover_lock: two servers sharing one overlay dir (here
 # on the local disk) never serve one client's overlay both:
 #   - a race: clients with fresh IDs connect to both servers at the same

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot unit tests: the check macro every tests/unit_*.c uses. */
 #ifndef NBDROOT_UNIT_H
 #define NBDROOT_UNIT_H

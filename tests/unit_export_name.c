@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Unit test of client IDs (common/export-name.c):
  *  - a MAC in any spelling (':' or '-', any case) becomes the canonical
  *    "40-01-1c-47-44-1e", which stays as it is;

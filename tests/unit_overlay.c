@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Unit tests of the overlay format (common/overlay-format.c), one
  * function per property, each on an overlay of its own:
  *  - an overlay that was never written costs almost no memory, and its

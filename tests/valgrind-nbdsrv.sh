@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Runs nbdsrv under valgrind's memcheck, for the valgrind pass of the test
 # suite (NBDROOT_VALGRIND=1, see functions.sh).  Errors and definite leaks
 # go to $TESTDIR/valgrind-PID.log, which the test's cleanup checks.

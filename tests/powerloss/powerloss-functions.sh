@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Helpers of the power-loss tests, sourced after tests/functions.sh.
 
 RECFS=${RECFS:-$top_builddir/tests/powerloss/recfs}
