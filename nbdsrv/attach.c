@@ -48,6 +48,7 @@ struct attach_job {
   const struct export *exp;
   char id[CLIENT_ID_MAX + 1];
   char boot_id[BOOT_ID_MAX + 1];
+  char peer[INET6_ADDRSTRLEN];   /* the client's address */
   bool cancelled;                /* the connection closed: skip the work */
   /* the result */
   struct overlay *ovl;
@@ -129,8 +130,8 @@ attach_overlay_closed(void)
 static void
 run_job(struct attach_job *j, bool idle)
 {
-  j->r = overlay_acquire(j->exp, j->id, j->boot_id, idle ? idle_around_files : NULL,
-                         &j->ovl, &j->why);
+  j->r = overlay_acquire(j->exp, j->id, j->boot_id, j->peer,
+                         idle ? idle_around_files : NULL, &j->ovl, &j->why);
   if (j->r == -EAGAIN)
     log_debug("client %s of %s: its overlay is being closed: it waits "
               "for that", j->id, j->exp->name);
@@ -249,7 +250,7 @@ attach_begin(struct conn *c, const struct export *exp,
   struct overlay *ovl;
   struct attach_job *j;
 
-  if (overlay_lookup(exp, req->id, req->boot_id, &ovl) == 0) {
+  if (overlay_lookup(exp, req->id, req->boot_id, c->peer, &ovl) == 0) {
     set_overlay(c, ovl);
     return 0;
   }
@@ -263,6 +264,7 @@ attach_begin(struct conn *c, const struct export *exp,
   j->exp = exp;
   snprintf(j->id, sizeof j->id, "%s", req->id);
   snprintf(j->boot_id, sizeof j->boot_id, "%s", req->boot_id);
+  snprintf(j->peer, sizeof j->peer, "%s", c->peer);
   c->attach_job = j;
   c->w->attaching++;
   pthread_mutex_lock(&queue_lock);

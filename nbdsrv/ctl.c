@@ -17,6 +17,9 @@
  *   kick WHO               close the connections of a client: WHO is an
  *                          address, an ID, or EXPORT/ID
  *   reset EXPORT/ID        delete a disconnected client's overlay
+ *   move-id EXPORT/ID ADDRESS
+ *                          bind a client ID to another address (IDs are
+ *                          bound to the first address that used them)
  *   drain EXPORT           refuse new clients of EXPORT (others go on)
  *   resume EXPORT          accept them again
  *   reload                 read the configuration again, as on SIGHUP,
@@ -473,6 +476,32 @@ cmd_reset(struct answer *a, char *key)
 }
 
 static void
+cmd_move_id(struct answer *a, char *arg)
+{
+  char *addr = strchr(arg, ' '), *slash, export[256];
+  const char *why = NULL;
+
+  if (addr)
+    *addr++ = '\0';
+  slash = strchr(arg, '/');
+  if (!addr || !slash || slash == arg || (size_t)(slash - arg) >= sizeof export ||
+      !client_id_valid(slash + 1, strlen(slash + 1))) {
+    answer_printf(a, "ERR usage: move-id EXPORT/ID ADDRESS\n");
+    return;
+  }
+  normalize_id_arg(arg);
+  memcpy(export, arg, slash - arg);
+  export[slash - arg] = '\0';
+  if (overlay_move_id(export, slash + 1, addr, &why) < 0) {
+    answer_printf(a, "ERR %s\n", why);
+    return;
+  }
+  log_info("control: client %s bound to address %s", arg, addr);
+  answer_printf(a, "OK\nclient %s is bound to %s (connections from elsewhere "
+                "stay until kicked)\n", arg, addr);
+}
+
+static void
 cmd_drain(struct answer *a, const char *name, bool drain)
 {
   if (config_set_draining(name, drain) < 0) {
@@ -533,6 +562,8 @@ run_command(char *line, struct answer *a)
     cmd_kick(a, arg);
   else if (!strcmp(line, "reset"))
     cmd_reset(a, arg);
+  else if (!strcmp(line, "move-id"))
+    cmd_move_id(a, arg);
   else if (!strcmp(line, "drain"))
     cmd_drain(a, arg, true);
   else if (!strcmp(line, "resume"))
@@ -540,7 +571,7 @@ run_command(char *line, struct answer *a)
   else if (!strcmp(line, "reload"))
     cmd_reload(a);
   else
-    answer_printf(a, "ERR unknown command '%s' (list, exports, kick, reset, drain, resume, reload)\n", line);
+    answer_printf(a, "ERR unknown command '%s' (list, exports, kick, reset, move-id, drain, resume, reload)\n", line);
 }
 
 int

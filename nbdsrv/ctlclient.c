@@ -5,6 +5,7 @@
  *   nbdsrv ctl [-s SOCKET] [--json] exports
  *   nbdsrv ctl [-s SOCKET] kick ADDRESS|ID|EXPORT/ID
  *   nbdsrv ctl [-s SOCKET] reset EXPORT/ID
+ *   nbdsrv ctl [-s SOCKET] move-id EXPORT/ID ADDRESS
  *   nbdsrv ctl [-s SOCKET] drain|resume EXPORT
  *   nbdsrv ctl [-s SOCKET] reload
  *
@@ -29,11 +30,12 @@
 #include "nbdsrv.h"
 
 static const char ctl_usage[] =
-  "usage: nbdsrv ctl [-s SOCKET | -c FILE] [--json] COMMAND [ARG]\n"
+  "usage: nbdsrv ctl [-s SOCKET | -c FILE] [--json] COMMAND [ARG...]\n"
   "  list                     connected clients\n"
   "  exports                  exports: image version, state, clients, overlays\n"
   "  kick ADDRESS|ID|EXPORT/ID  close a client's connections\n"
   "  reset EXPORT/ID          delete a disconnected client's overlay\n"
+  "  move-id EXPORT/ID ADDRESS  bind a client ID to another address\n"
   "  drain EXPORT             refuse new clients of an export\n"
   "  resume EXPORT            accept them again\n"
   "  reload                   read the configuration again; say what changed\n"
@@ -54,20 +56,28 @@ socket_of_file(const char *file, char *path, size_t len)
   return path;
 }
 
-/* "CMD [ARG] [--json]\n" into line: its length, or -1 (said why). */
+/* "CMD [ARG...] [--json]\n" into line: its length, or -1 (said why).
+ * The server splits the line at spaces: no word may hold one. */
 static int
 command_line(int argc, char **argv, bool json, char *line, size_t len)
 {
-  bool arg = argc == 2;
-  int n = snprintf(line, len, "%s%s%s%s\n", argv[0], arg ? " " : "",
-                   arg ? argv[1] : "", json ? " --json" : "");
+  size_t used = 0;
 
-  if (n < 0 || (size_t)n >= len || strchr(argv[0], '\n') ||
-      (arg && strchr(argv[1], '\n'))) {
-    fprintf(stderr, "nbdsrv ctl: command too long or malformed\n");
+  for (int i = 0; i < argc; i++) {
+    int n = snprintf(line + used, len - used, "%s%s", i ? " " : "", argv[i]);
+    if (n < 0 || (size_t)n >= len - used || !argv[i][0] ||
+        strpbrk(argv[i], " \n\r\t")) {
+      fprintf(stderr, "nbdsrv ctl: command too long or malformed\n");
+      return -1;
+    }
+    used += n;
+  }
+  int n = snprintf(line + used, len - used, "%s\n", json ? " --json" : "");
+  if (n < 0 || (size_t)n >= len - used) {
+    fprintf(stderr, "nbdsrv ctl: command too long\n");
     return -1;
   }
-  return n;
+  return (int)(used + n);
 }
 
 /* A connection to the control socket at path, or -1 (said why). */
@@ -173,7 +183,7 @@ ctl_main(int argc, char **argv)
       return 2;
     }
   }
-  if (optind >= argc || argc - optind > 2) {
+  if (optind >= argc || argc - optind > 5) {
     fputs(ctl_usage, stderr);
     return 2;
   }

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "nbdsrv.h"
@@ -308,6 +309,7 @@ start_attach(struct conn *c, const struct export_request *req)
 
   /* Input waits (kept) until the overlay is there. */
   conn_enter(c, CONN_ATTACHING);
+  c->attach_since = time(NULL);
   r = attach_begin(c, c->exp, req, &why);
   if (r <= 0)
     handshake_attached(c, req->id, r, why);
@@ -400,6 +402,27 @@ send_export_name_reply(struct conn *c)
              c->no_zeroes ? 0 : sizeof buf - sizeof *r);
 }
 
+/* The error reply for an overlay that could not be had (-errno r): a
+ * refusal of the server's policy (an ID bound elsewhere, a limit on
+ * overlays) is NBD_REP_ERR_POLICY, a fault on the server's side
+ * NBD_REP_ERR_PLATFORM; either way the message says which. */
+static uint32_t
+attach_error(int r)
+{
+  switch (r) {
+  case -EPERM:
+  case -EACCES:
+  case -EUSERS:
+  case -EDQUOT:
+  case -EBUSY:     /* served by another server (overlay-lock.c) */
+    return NBD_REP_ERR_POLICY;
+  case -ESHUTDOWN:
+    return NBD_REP_ERR_SHUTDOWN;
+  default:
+    return NBD_REP_ERR_PLATFORM;
+  }
+}
+
 /* The end of NBD_OPT_GO and NBD_OPT_EXPORT_NAME, once attach.c has the
  * overlay. */
 void
@@ -407,6 +430,9 @@ handshake_attached(struct conn *c, const char *id, int r, const char *why)
 {
   char busy[sizeof c->exp->name + CLIENT_ID_MAX + 48];
 
+  /* Given up on meanwhile (attach-timeout): the overlay goes with c. */
+  if (c->stage != CONN_ATTACHING)
+    return;
   if (r == -EBUSY) {
     /* Its lock is held (overlay-lock.c): the client's agent goes to
      * another server, which the message names as the reason. */
@@ -414,15 +440,14 @@ handshake_attached(struct conn *c, const char *id, int r, const char *why)
              c->exp->name, id);
     why = busy;
   }
-  if (r < 0)
-    acl_log_refusal(c->peer, c->exp->name, id, why);
   if (r < 0) {
+    acl_log_refusal(c->peer, c->exp->name, id, why);
     c->exp = NULL;
     if (c->opt == NBD_OPT_EXPORT_NAME) {
       conn_close(c, NULL); /* no error reply there; attach.c logged why */
       return;
     }
-    opt_error(c, r == -EBUSY ? NBD_REP_ERR_POLICY : NBD_REP_ERR_PLATFORM, why);
+    opt_error(c, attach_error(r), why);
     conn_enter(c, CONN_OPTIONS);
     return;
   }
@@ -435,6 +460,26 @@ handshake_attached(struct conn *c, const char *id, int r, const char *why)
   else
     send_info(c, c->size);
   conn_enter(c, CONN_TRANSMISSION);
+}
+
+void
+handshake_attach_timeout(struct conn *c)
+{
+  char why[160];
+
+  snprintf(why, sizeof why, "the server could not open this client's overlay "
+           "within %u s (attach-timeout): try again later",
+           config.attach_timeout);
+  acl_log_refusal(c->peer, NULL, NULL, why);
+  /* The job's result, when it comes, is for nobody (handshake_attached
+   * looks at the stage). */
+  attach_cancel(c);
+  if (c->opt == NBD_OPT_EXPORT_NAME) {
+    conn_close(c, NULL);
+    return;
+  }
+  opt_error(c, NBD_REP_ERR_PLATFORM, why);
+  conn_enter(c, CONN_ABORTING);
 }
 
 static void

@@ -11,6 +11,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/check.c \
 	nbdsrv/reload.c \
 	nbdsrv/acl.c \
+	nbdsrv/binding.c \
 	nbdsrv/limits.c \
 	nbdsrv/image.c \
 	nbdsrv/shared.c \

@@ -246,6 +246,16 @@ tick_done(struct worker *w)
       }
     }
   }
+  if (config.attach_timeout) {
+    for (unsigned i = 0; i < w->nslots && i <= w->max_slot; i++) {
+      struct conn *c = w->conns[i];
+      if (c && c->stage == CONN_ATTACHING &&
+          now - c->attach_since >= (time_t)config.attach_timeout) {
+        handshake_attach_timeout(c);
+        conn_settle(c);
+      }
+    }
+  }
   arm_tick(w);
 }
 

@@ -9,6 +9,8 @@
  *   check.c      what --check-config looks at beyond the syntax
  *   reload.c     a reload's report of what changed
  *   acl.c        access control: address lists, ID pinning
+ *   binding.c    client IDs bound to the address that first used them
+ *   minting.c    limits on the overlays a source address or an export has
  *   limits.c     connection limits, total and per address
  *   image.c      base images, opened once and shared
  *   shared.c     shared read-only exports: no overlay, a pinned base
@@ -143,6 +145,19 @@ const char *acl_check_address(const struct export *e, const char *peer);
 /* The same, as overlay id (the client's address when it named none). */
 const char *acl_check(const struct export *e, const char *peer, const char *id);
 
+/* ---- identity binding (binding.c) ---- */
+
+#define BINDING_SUFFIX ".owner"
+/* Whether client id of e is bound to the address that first used it: an
+ * ID that is neither an IP address nor pinned. */
+bool binding_applies(const struct export *e, const char *id);
+/* PREFIX.owner: 0 with the address in addr, -ENOENT, -EINVAL, -errno. */
+int binding_read(const char *prefix, char *addr, size_t len);
+/* Replaces PREFIX.owner durably (creates its directory): 0 or -errno. */
+int binding_write(const char *prefix, const char *addr);
+/* 0, or -errno (-ENOENT when there was none). */
+int binding_remove(const char *prefix);
+
 /* ---- connection limits (limits.c) ---- */
 
 /* Counts a new connection from addr: NULL, or why it is refused (then
@@ -186,6 +201,8 @@ struct config {
   unsigned max_conns;           /* in total; 0: no limit */
   unsigned max_conns_per_addr;  /* per client address; 0: no limit */
   unsigned handshake_timeout;   /* seconds; 0: none */
+  unsigned attach_timeout;      /* seconds NBD_OPT_GO may wait for its
+                                   overlay to open; 0: none */
   uint32_t max_request;         /* largest read or write payload */
   unsigned keepalive;           /* idle seconds before TCP probes; 0: off */
   uint64_t default_quota;       /* for exports that set none */
@@ -401,6 +418,8 @@ struct overlay {
   bool compacting;
   bool appends_held;             /* its last batches are being copied */
   uint64_t requests, bytes_read, bytes_written;
+  /* The address its ID is bound to (binding.c), or "" when none is. */
+  char owner[INET6_ADDRSTRLEN];
 };
 
 /* The overlay of client id on exp, with a reference; opens or creates it
@@ -410,12 +429,14 @@ struct overlay {
  * the janitor closes the overlay (attach_overlay_closed() tells when that
  * is done); else 0, or -errno with *why saying what is wrong. */
 int overlay_acquire(const struct export *exp, const char *id,
-                    const char *boot_id, void (*around_files)(bool before),
+                    const char *boot_id, const char *peer,
+                    void (*around_files)(bool before),
                     struct overlay **out, const char **why);
 /* The same when the overlay is open and in use or idle, without waiting
  * and without file I/O (the event loops call it); -EAGAIN otherwise. */
 int overlay_lookup(const struct export *exp, const char *id,
-                   const char *boot_id, struct overlay **out);
+                   const char *boot_id, const char *peer,
+                   struct overlay **out);
 void overlay_release(struct overlay *ov);
 /* Size the client would see, without creating anything (NBD_OPT_INFO). */
 int overlay_peek_size(const struct export *exp, const char *id,
@@ -438,6 +459,10 @@ void overlay_remove_leftovers(void);
 /* nbdsrv ctl reset: deletes the overlay of a client with no connection.
  * Returns 0, or -errno with *why saying what is wrong. */
 int overlay_reset(const char *export, const char *id, const char **why);
+/* nbdsrv ctl move-id: binds client id of export to addr ("" unbinds it:
+ * the next address that uses it owns it).  0, or -errno with *why. */
+int overlay_move_id(const char *export, const char *id, const char *addr,
+                    const char **why);
 
 /* overlay-lock.c: the lock that makes one server the only one serving an
  * overlay in a shared overlay dir.  Takes it for the overlay at prefix
@@ -636,6 +661,7 @@ struct conn {
   unsigned inflight_reqs;
   size_t inflight_bytes;
   time_t connected;
+  time_t attach_since;           /* when it began waiting for its overlay */
   bool counted;                  /* in the connection limits */
   bool kick;                     /* nbdsrv ctl kick: close it (set under
                                     the worker's conns_lock) */
@@ -861,6 +887,8 @@ void handshake_too_big(struct conn *c, uint32_t code);
  * is set when r is 0, else why says what failed. */
 void handshake_attached(struct conn *c, const char *id, int r,
                         const char *why);
+/* c waited attach-timeout for its overlay: it is told so, and goes. */
+void handshake_attach_timeout(struct conn *c);
 
 /* ---- transmit.c ---- */
 /* A whole request (its header decoded, a write's payload in r->buf). */

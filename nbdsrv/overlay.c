@@ -90,6 +90,9 @@ registry_find(const char *key)
 
 static const char zero_block[OVL_BLOCK_SIZE];
 
+/* Clients refused because their ID is bound to another address. */
+static struct log_limit binding_log = LOG_LIMIT(LOG_WARNING, "bound IDs");
+
 static void
 overlay_free(struct overlay *ov)
 {
@@ -113,15 +116,79 @@ log_removed_tmp(const char *prefix, unsigned removed)
                i == 2 ? "a compaction" : "the overlay's creation");
 }
 
-/* Opens the overlay for key (creating it on the client's first connect). */
+static const char bound_elsewhere[] =
+  "this client ID is bound to another address, the one that first used it "
+  "(the server's admin moves it with nbdsrv ctl move-id)";
+
+/* Whether a client at peer may not use ov, whose ID is bound elsewhere
+ * (only what is known in memory: the attach thread checks the file). */
+static bool
+bound_to_other(const struct overlay *ov, const struct export *exp,
+               const char *peer)
+{
+  return ov->owner[0] && strcmp(ov->owner, peer) != 0 &&
+         binding_applies(exp, strchr(ov->key, '/') + 1);
+}
+
+/* Before ov's files are opened for a client at peer: its ID must be bound
+ * to peer, or is bound to it now (the first address that uses it).  A
+ * refusal comes before anything else, a new boot's reset included. */
 static int
-overlay_open(struct overlay *ov, const char *boot_id, const char **why)
+claim_binding(struct overlay *ov, const char *peer, const char **why)
+{
+  const char *id = strchr(ov->key, '/') + 1;
+  char owner[INET6_ADDRSTRLEN];
+  int r;
+
+  ov->owner[0] = '\0';
+  if (!binding_applies(ov->exp, id))
+    return 0;
+  r = binding_read(ov->prefix, owner, sizeof owner);
+  if (r == 0 && strcmp(owner, peer) != 0) {
+    log_limited(&binding_log, "%s: client %s is bound to %s: refused",
+                peer, ov->key, owner);
+    *why = bound_elsewhere;
+    return -EPERM;
+  }
+  if (r == -EINVAL) {
+    log_err("overlay %s: %s" BINDING_SUFFIX " is damaged: nbdsrv ctl move-id "
+            "rewrites it", ov->prefix, ov->prefix);
+    *why = "this client ID's address binding is damaged (see the server log)";
+    return -EPERM;
+  }
+  if (r == -ENOENT) {
+    r = binding_write(ov->prefix, peer);
+    if (r < 0) {
+      log_err("overlay %s: cannot record its address binding: %s",
+              ov->prefix, strerror(-r));
+      *why = "the client ID's address binding cannot be recorded (see the server log)";
+      return r;
+    }
+    log_info("client %s: bound to address %s, the first that used it",
+             ov->key, peer);
+  } else if (r < 0) {
+    log_err("overlay %s: cannot read its address binding: %s", ov->prefix,
+            strerror(-r));
+    *why = "the client ID's address binding cannot be read (see the server log)";
+    return r;
+  }
+  snprintf(ov->owner, sizeof ov->owner, "%s", peer);
+  return 0;
+}
+
+/* Opens the overlay for key (creating it on the client's first connect)
+ * for a client at peer. */
+static int
+overlay_open(struct overlay *ov, const char *boot_id, const char *peer,
+             const char **why)
 {
   char dir[PATH_MAX], path[PATH_MAX];
   int r;
 
-  if (ov->exp->policy == POLICY_SHARED_READONLY)
-    return shared_open(ov, boot_id, why);
+  if (ov->exp->policy == POLICY_SHARED_READONLY) {
+    r = claim_binding(ov, peer, why);
+    return r < 0 ? r : shared_open(ov, boot_id, why);
+  }
   r = format_path(dir, sizeof dir, "%s/%s", config.overlay_dir, ov->exp->name);
   if (r == 0)
     r = mkdir_p(dir);
@@ -138,6 +205,10 @@ overlay_open(struct overlay *ov, const char *boot_id, const char **why)
     if (r < 0)
       return r;
   }
+  /* Under the lock: the server that serves the client binds it. */
+  r = claim_binding(ov, peer, why);
+  if (r < 0)
+    return r;
   /* Nothing else works on these files now (ov is marked opening and
    * locked), and whatever a crash left half-written is of no use: the
    * map is the overlay. */
@@ -225,7 +296,7 @@ is_previous_boot(const struct overlay *ov, const struct export *exp,
 
 int
 overlay_lookup(const struct export *exp, const char *id, const char *boot_id,
-               struct overlay **out)
+               const char *peer, struct overlay **out)
 {
   char key[sizeof ((struct overlay *)0)->key];
   struct overlay *ov;
@@ -234,7 +305,9 @@ overlay_lookup(const struct export *exp, const char *id, const char *boot_id,
   snprintf(key, sizeof key, "%s/%s", exp->name, id);
   pthread_mutex_lock(&registry_lock);
   ov = *registry_find(key);
-  if (ov && !ov->opening && !ov->closing && !is_previous_boot(ov, exp, boot_id)) {
+  /* A client bound elsewhere is refused by the attach thread. */
+  if (ov && !ov->opening && !ov->closing && !is_previous_boot(ov, exp, boot_id) &&
+      !bound_to_other(ov, exp, peer)) {
     ov->exp = exp;   /* see registry_claim */
     ov->refs++;
     *out = ov;
@@ -275,7 +348,8 @@ overlay_new(const char *key, const struct export *exp, const char *id,
  * opening, and the caller opens its files; -errno with *why. */
 static int
 registry_claim(const char *key, const struct export *exp, const char *id,
-               const char *boot_id, struct overlay **out, const char **why)
+               const char *boot_id, const char *peer, struct overlay **out,
+               const char **why)
 {
   struct overlay *ov, **pp;
   int r, lock_fd = -1;
@@ -293,6 +367,13 @@ registry_claim(const char *key, const struct export *exp, const char *id,
      * (janitor_hooks.closed) rather than make everyone behind it wait. */
     *why = "the overlay is being closed";
     return -EAGAIN;
+  }
+  if (ov && bound_to_other(ov, exp, peer)) {
+    /* Before a new boot id could reset it. */
+    log_limited(&binding_log, "%s: client %s is bound to %s: refused", peer,
+                key, ov->owner);
+    *why = bound_elsewhere;
+    return -EPERM;
   }
   if (ov && is_previous_boot(ov, exp, boot_id)) {
     /* A new boot of a client whose previous boot may still hold
@@ -338,8 +419,8 @@ registry_claim(const char *key, const struct export *exp, const char *id,
 
 int
 overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
-                void (*around_files)(bool before), struct overlay **out,
-                const char **why)
+                const char *peer, void (*around_files)(bool before),
+                struct overlay **out, const char **why)
 {
   char key[sizeof ((struct overlay *)0)->key];
   struct overlay *ov;
@@ -347,7 +428,7 @@ overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
 
   snprintf(key, sizeof key, "%s/%s", exp->name, id);
   pthread_mutex_lock(&registry_lock);
-  r = registry_claim(key, exp, id, boot_id, &ov, why);
+  r = registry_claim(key, exp, id, boot_id, peer, &ov, why);
   pthread_mutex_unlock(&registry_lock);
   if (r != 0) {
     if (r > 0)
@@ -357,7 +438,7 @@ overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
 
   if (around_files)
     around_files(true);
-  r = overlay_open(ov, boot_id, why);
+  r = overlay_open(ov, boot_id, peer, why);
   if (around_files)
     around_files(false);
 
@@ -778,6 +859,48 @@ out:
   overlay_lock_drop(&lock_fd);
   pthread_mutex_unlock(&registry_lock);
   return r;
+}
+
+int
+overlay_move_id(const char *export, const char *id, const char *addr,
+                const char **why)
+{
+  char key[sizeof ((struct overlay *)0)->key], prefix[PATH_MAX];
+  const struct export *e = config_find_export(export);
+  struct peer_addr a;
+  struct overlay *ov;
+  int r;
+
+  if (!e) {
+    *why = "no such export";
+    return -ENOENT;
+  }
+  if (peer_addr_parse(addr, &a) < 0) {
+    *why = "not an IP address";
+    return -EINVAL;
+  }
+  if (!binding_applies(e, id)) {
+    *why = "this ID is an IP address or pinned: the configuration says where it may be used";
+    return -EINVAL;
+  }
+  snprintf(key, sizeof key, "%s/%s", export, id);
+  r = format_path(prefix, sizeof prefix, "%s/%s/%s", config.overlay_dir,
+                  export, id);
+  if (r == 0)
+    r = binding_write(prefix, addr);
+  if (r < 0) {
+    log_err("overlay %s: cannot write its address binding: %s", prefix,
+            strerror(-r));
+    *why = "cannot write the binding (see the server log)";
+    return r;
+  }
+  /* An open overlay follows at once; its connections stay (kick them). */
+  pthread_mutex_lock(&registry_lock);
+  ov = *registry_find(key);
+  if (ov && ov->owner[0])
+    snprintf(ov->owner, sizeof ov->owner, "%s", addr);
+  pthread_mutex_unlock(&registry_lock);
+  return 0;
 }
 
 /* ---- I/O ---- */

@@ -18,7 +18,8 @@ FUZZ_TARGETS = tests/fuzz_protocol tests/fuzz_config tests/fuzz_export_name \
 
 fuzz_common_sources = $(srcdir)/common/log.c $(srcdir)/common/util.c \
 	$(srcdir)/common/export-name.c $(srcdir)/common/overlay-format.c \
-	$(srcdir)/common/io.c $(srcdir)/common/clock.c $(srcdir)/common/vec.c
+	$(srcdir)/common/io.c $(srcdir)/common/clock.c $(srcdir)/common/vec.c \
+	$(srcdir)/common/base-pin.c
 fuzz_common_headers = $(srcdir)/common/log.h $(srcdir)/common/util.h \
 	$(srcdir)/common/io.h $(srcdir)/common/clock.h $(srcdir)/common/vec.h \
 	$(srcdir)/common/export-name.h $(srcdir)/common/overlay-format.h \

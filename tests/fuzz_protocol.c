@@ -191,9 +191,10 @@ int
 attach_begin(struct conn *c, const struct export *exp,
              const struct export_request *req, const char **why)
 {
-  if (overlay_lookup(exp, req->id, req->boot_id, &c->ovl) == 0 ||
+  if (overlay_lookup(exp, req->id, req->boot_id, c->peer, &c->ovl) == 0 ||
       attach_at_once)
-    return c->ovl ? 0 : overlay_acquire(exp, req->id, req->boot_id, NULL, &c->ovl, why);
+    return c->ovl ? 0 : overlay_acquire(exp, req->id, req->boot_id, c->peer,
+                                        NULL, &c->ovl, why);
   if (npending_attach == 2)
     fail("more connections wait for their overlay than there are");
   pending_attach[npending_attach++] = (struct pending_attach){ c, exp, *req };
@@ -208,6 +209,14 @@ attach_waiting(const struct export *exp, const char *id)
         !strcmp(pending_attach[i].req.id, id))
       return true;
   return false;
+}
+
+/* Given up on (attach-timeout): its pending attach, if any, is finished
+ * for nobody (handshake_attached looks at the stage). */
+void
+attach_cancel(struct conn *c)
+{
+  (void)c;
 }
 
 /* The janitor runs between units, never during an attach here, so no
@@ -232,7 +241,8 @@ attach_finish(void)
 
     pending_attach[0] = pending_attach[1];
     npending_attach--;
-    r = overlay_acquire(a.exp, a.req.id, a.req.boot_id, NULL, &a.c->ovl, &why);
+    r = overlay_acquire(a.exp, a.req.id, a.req.boot_id, a.c->peer, NULL,
+                        &a.c->ovl, &why);
     if (a.c->stage == CONN_CLOSED)
       continue;  /* the overlay goes with the connection */
     handshake_attached(a.c, a.req.id, r, why);

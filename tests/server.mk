@@ -43,7 +43,8 @@ SERVER_TESTS = \
 	tests/test_server_43_compaction.sh \
 	tests/test_server_44_restart_port.sh \
 	tests/test_server_45_shared_readonly.sh \
-	tests/test_server_46_failover_lock.sh
+	tests/test_server_46_failover_lock.sh \
+	tests/test_server_48_identity.sh
 
 # Memory figures mean nothing under a sanitizer's allocator: not repeated.
 SERVER_MEMORY_TESTS = tests/test_server_21_memory_per_client.sh

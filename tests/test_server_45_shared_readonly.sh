@@ -146,7 +146,9 @@ check(exts and set(exts) == {0}, "block status not all data: %r" % exts)
 check(h.pread(4096, 0) == data[1][:4096], "data changed by refused writes")
 h2 = open_client("os@c2,boot=b1")
 check(version_of(h2) == 1, "second client: version 1")
-check(files() == ["c1.basepin", "c2.basepin", "info.basepin"], "files of the export: %s" % files())
+# A pin per client, and the address each client ID is bound to.
+check(files() == ["c1.basepin", "c1.owner", "c2.basepin", "c2.owner",
+                  "info.basepin", "info.owner"], "files of the export: %s" % files())
 table = ctl("list")
 check("nbdroot-base os 0001 sha256:" + meta(1, "sha256") in table, "ctl list: %s" % table)
 rows = json.loads(ctl("--json", "list"))
