@@ -12,4 +12,5 @@ common_libcommon_a_SOURCES = \
 
 common_libcommon_a_SOURCES += \
 	common/overlay-format.c common/overlay-format.h \
-	common/base-pin.c common/base-pin.h
+	common/base-pin.c common/base-pin.h \
+	common/layered-state.h

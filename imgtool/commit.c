@@ -14,11 +14,8 @@
  * keeps its overlay, still pinned by nbdsrv to the version it was made on,
  * until an admin resets it.
  *
- * Copying costs what the data costs, not what the disk does: the base is
- * copied extent by extent (SEEK_DATA/SEEK_HOLE and copy_file_range, which
- * shares blocks where the filesystem can reflink), then each run of blocks
- * the client wrote comes from the overlay's data file (block N is at byte
- * N*4096 in both files) and each trimmed run is punched out.
+ * The client's disk is written by view.c, at what its data costs, not
+ * what the disk does.
  *
  * Refusals, each one line saying what to do: the overlay's base is not a
  * version of this store, or it changed since the overlay was made (the
@@ -44,104 +41,6 @@
 #include "export-name.h"
 #include "imgtool.h"
 #include "overlay-format.h"
-
-/* Makes [off, off+len) of fd read as zeroes, freeing the space. */
-static int
-zero_range(int fd, uint64_t off, uint64_t len, char *buf)
-{
-  if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-                (off_t)len) == 0)
-    return 0;
-  if (errno != EOPNOTSUPP && errno != ENOSYS)
-    return -errno;
-  memset(buf, 0, COPY_CHUNK);
-  while (len) {
-    size_t chunk = len > COPY_CHUNK ? COPY_CHUNK : (size_t)len;
-    int r = full_pwrite(fd, buf, chunk, off);
-    if (r < 0)
-      return r;
-    off += chunk;
-    len -= chunk;
-  }
-  return 0;
-}
-
-/* The base image, extent by extent, into the empty file out. */
-static int
-copy_base(int in, int out, uint64_t size, char *buf)
-{
-  uint64_t pos = 0;
-
-  while (pos < size) {
-    off_t data = lseek(in, (off_t)pos, SEEK_DATA), hole;
-    int r;
-
-    if (data < 0) {
-      if (errno == ENXIO)
-        return 0; /* only a hole is left */
-      data = (off_t)pos; /* no SEEK_DATA: copy everything */
-      hole = (off_t)size;
-    } else {
-      hole = lseek(in, data, SEEK_HOLE);
-      if (hole < 0 || (uint64_t)hole > size)
-        hole = (off_t)size;
-    }
-    r = copy_range(in, out, (uint64_t)data, (uint64_t)(hole - data), true,
-                   buf);
-    if (r < 0)
-      return r;
-    pos = (uint64_t)hole;
-  }
-  return 0;
-}
-
-/* Applies the overlay's map on top of the base copy in out.  Counts the
- * bytes taken from the overlay and the bytes zeroed. */
-static int
-apply_overlay(const struct ovl_file *ov, int out, uint64_t size, char *buf,
-              uint64_t *written, uint64_t *zeroed)
-{
-  const struct ovl_map *m = &ov->map;
-
-  for (uint64_t b = 0; b < m->nblocks;) {
-    enum ovl_state s;
-    uint64_t run = ovl_map_run(m, b, m->nblocks - b, &s);
-    uint64_t off = b << OVL_BLOCK_SHIFT, len = run << OVL_BLOCK_SHIFT;
-    int r = 0;
-
-    /* The last block may reach past the end of an odd-sized image. */
-    if (off + len > size)
-      len = size - off;
-    if (s == OVL_DATA) {
-      r = copy_range(ov->data_fd, out, off, len, false, buf);
-      *written += len;
-    } else if (s == OVL_ZERO) {
-      r = zero_range(out, off, len, buf);
-      *zeroed += len;
-    }
-    if (r < 0)
-      return r;
-    b += run;
-  }
-  return 0;
-}
-
-/* Whether the ext2/3/4 filesystem in fd (if it is one) was cleanly
- * unmounted: the valid flag set, no error flag, no journal to recover. */
-static bool
-fs_is_clean(int fd)
-{
-  uint8_t sb[1024];
-  uint16_t state;
-  uint32_t incompat;
-
-  if (ext_superblock_read(fd, sb) < 0)
-    return true; /* not ext*: nothing to judge */
-  state = (uint16_t)(sb[0x3a] | sb[0x3b] << 8);
-  incompat = (uint32_t)sb[0x60] | (uint32_t)sb[0x61] << 8 |
-             (uint32_t)sb[0x62] << 16 | (uint32_t)sb[0x63] << 24;
-  return (state & 1) && !(state & 2) && !(incompat & 0x4 /* RECOVER */);
-}
 
 /* Whether the overlay's base (parent) is current.  When it is not, says
  * what committing it would undo and refuses (-1), or with force returns
@@ -289,18 +188,16 @@ parse_commit_args(int argc, char **argv, struct commit_opts *o)
 
 /* What one run of commit holds, released in one place (commit_job_end). */
 struct commit_job {
-  char *namedir, *prefix, *buf, *undone;
-  struct ovl_file ov;
+  char *namedir, *prefix, *undone;
+  struct client_view view;
   struct outfile of;
-  struct stat bst;        /* of the base */
   unsigned *ids, parent;  /* the store's versions; the overlay's base */
   size_t n;
-  uint64_t written, zeroed;
-  int lock, base_fd;
+  int lock;
 };
 
-/* Opens the overlay read-only (its journal replayed in memory) and locks
- * the image's directory in the store. */
+/* Opens the client's view (overlay and base) and locks the image's
+ * directory in the store. */
 static int
 open_overlay(const struct commit_opts *o, struct commit_job *j)
 {
@@ -315,51 +212,14 @@ open_overlay(const struct commit_opts *o, struct commit_job *j)
             j->namedir);
     return -ENOENT;
   }
-  r = ovl_file_open(j->prefix, false, &j->ov);
-  if (r < 0) {
-    if (r == -ENOENT)
-      log_err("no overlay at %s (%s.map is missing): give the client's "
-              "overlay, OVERLAY_DIR/NAME/ID", j->prefix, j->prefix);
-    else
-      log_err("cannot read overlay %s: %s", j->prefix, strerror(-r));
+  r = view_open(j->prefix, &j->view);
+  if (r < 0)
     return r;
-  }
   tmpfile_install_signals();
   j->lock = store_lock(j->namedir, false);
   if (j->lock < 0)
     log_err("cannot lock store %s: %s", j->namedir, strerror(-j->lock));
   return j->lock < 0 ? j->lock : 0;
-}
-
-/* Opens the overlay's base, which must be unchanged since the overlay
- * was made on it. */
-static int
-open_base(struct commit_job *j)
-{
-  const struct ovl_header_info *h = &j->ov.info;
-
-  j->base_fd = open(h->base_path, O_RDONLY | O_CLOEXEC);
-  if (j->base_fd < 0 || fstat(j->base_fd, &j->bst) < 0) {
-    int r = -errno;
-    log_err("overlay %s was made on %s, which cannot be read: %s", j->prefix,
-            h->base_path, strerror(-r));
-    return r;
-  }
-  if ((uint64_t)j->bst.st_size != h->base_size ||
-      (int64_t)j->bst.st_mtim.tv_sec * 1000000000 + j->bst.st_mtim.tv_nsec !=
-        h->base_mtime_ns) {
-    log_err("base %s changed since overlay %s was made on it (size or "
-            "mtime differ): the client's view cannot be rebuilt",
-            h->base_path, j->prefix);
-    return -ESTALE;
-  }
-  if (h->size != h->base_size) {
-    log_err("overlay %s is %llu bytes but its base %s is %llu: not an "
-            "overlay nbdsrv made", j->prefix, (unsigned long long)h->size,
-            h->base_path, (unsigned long long)h->base_size);
-    return -EINVAL;
-  }
-  return 0;
 }
 
 /* The version of this store the base is (j->parent), which must be
@@ -376,15 +236,15 @@ find_parent(struct commit_job *j, bool force)
   }
   for (size_t i = 0; i < j->n && !j->parent; i++) {
     char *img = store_version_path(j->namedir, j->ids[i], "img");
-    if (stat(img, &st) == 0 && st.st_dev == j->bst.st_dev &&
-        st.st_ino == j->bst.st_ino)
+    if (stat(img, &st) == 0 && st.st_dev == j->view.bst.st_dev &&
+        st.st_ino == j->view.bst.st_ino)
       j->parent = j->ids[i];
     free(img);
   }
   if (!j->parent) {
     log_err("overlay %s was made on %s, which is not a version of %s: "
             "give the store and name the client was served from", j->prefix,
-            j->ov.info.base_path, j->namedir);
+            j->view.ov.info.base_path, j->namedir);
     return -ENOENT;
   }
   if (check_base_is_current(j->namedir, j->prefix, j->parent, j->ids, j->n,
@@ -398,7 +258,6 @@ static int
 write_view(struct commit_job *j, bool force)
 {
   char *target = xasprintf("%s/commit.img", j->namedir);
-  uint64_t size = j->ov.info.size;
   int r = outfile_create(target, 0644, &j->of);
 
   free(target);
@@ -406,21 +265,13 @@ write_view(struct commit_job *j, bool force)
     log_err("cannot create a file in %s: %s", j->namedir, strerror(-r));
     return r;
   }
-  j->buf = xmalloc(COPY_CHUNK);
-  if (ftruncate(j->of.fd, (off_t)size) < 0) {
-    r = -errno;
-  } else {
-    r = copy_base(j->base_fd, j->of.fd, size, j->buf);
-    if (r == 0)
-      r = apply_overlay(&j->ov, j->of.fd, size, j->buf, &j->written,
-                        &j->zeroed);
-  }
+  r = view_write(&j->view, j->of.fd);
   if (r < 0) {
     log_err("cannot write the new version in %s: %s", j->namedir,
             strerror(-r));
     return r;
   }
-  if (!fs_is_clean(j->of.fd) && !force) {
+  if (!ext_fs_is_clean(j->of.fd) && !force) {
     log_err("the filesystem on overlay %s was not cleanly unmounted (the "
             "client is still running, or crashed): shut the client down "
             "and commit again, or pass --force", j->prefix);
@@ -433,14 +284,14 @@ write_view(struct commit_job *j, bool force)
 static char *
 commit_source(const struct commit_job *j)
 {
-  const char *slash = strrchr(j->ov.info.base_path, '/');
+  const char *slash = strrchr(j->view.ov.info.base_path, '/');
   char *mapp = xasprintf("%s.map", j->prefix), pabs[PATH_MAX], *source;
 
   if (!realpath(mapp, pabs))
     snprintf(pabs, sizeof pabs, "%s", mapp);
   pabs[strlen(pabs) - 4] = '\0';
   source = xasprintf("commit of overlay %s on %s", pabs,
-                     slash ? slash + 1 : j->ov.info.base_path);
+                     slash ? slash + 1 : j->view.ov.info.base_path);
   free(mapp);
   return source;
 }
@@ -452,8 +303,6 @@ run_commit(const struct commit_opts *o, struct commit_job *j)
   unsigned id;
   int r = open_overlay(o, j);
 
-  if (!r)
-    r = open_base(j);
   if (!r)
     r = find_parent(j, o->force);
   if (!r)
@@ -467,8 +316,8 @@ run_commit(const struct commit_opts *o, struct commit_job *j)
     return r;
   fprintf(stderr, "imgtool: commit: %04u = %04u + overlay %s (%llu KiB "
           "written, %llu KiB zeroed by the client)\n", id, j->parent,
-          j->prefix, (unsigned long long)(j->written >> 10),
-          (unsigned long long)(j->zeroed >> 10));
+          j->prefix, (unsigned long long)(j->view.written >> 10),
+          (unsigned long long)(j->view.zeroed >> 10));
   if (j->undone)
     log_warn("commit --force: %04u is %04u + this client's changes: it %s",
              id, j->parent, j->undone);
@@ -481,11 +330,8 @@ commit_job_end(struct commit_job *j)
   outfile_close(&j->of);
   if (j->lock >= 0)
     store_unlock(j->lock);
-  if (j->base_fd >= 0)
-    close(j->base_fd);
-  ovl_file_close(&j->ov);
+  view_close(&j->view);
   free(j->ids);
-  free(j->buf);
   free(j->undone);
   free(j->prefix);
   free(j->namedir);
@@ -495,13 +341,10 @@ int
 cmd_commit(int argc, char **argv)
 {
   struct commit_opts o = { 0 };
-  struct commit_job j = {
-    .ov = { .map_fd = -1, .data_fd = -1 },
-    .of = { .fd = -1 },
-    .lock = -1,
-    .base_fd = -1,
-  };
+  struct commit_job j = { .of = { .fd = -1 }, .lock = -1 };
   int rc = parse_commit_args(argc, argv, &o);
+
+  view_init(&j.view);
 
   if (rc < 0) {
     rc = run_commit(&o, &j) < 0 ? 1 : 0;

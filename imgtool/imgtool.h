@@ -2,7 +2,9 @@
 /* imgtool: private header shared by the imgtool sources.
  *
  * imgtool builds root filesystem images (build.c over scan.c), keeps them
- * in a versioned store (store.c, info.c, gc.c, commit.c, rollback.c) and
+ * in a versioned store (store.c, info.c, gc.c, commit.c, rollback.c),
+ * reads layered clients' state disks offline (state.c over view.c and
+ * imgread.c) to report what they hide of a new base (upgrade.c),
  * packs the initramfs the clients boot from (initrd.c over modules.c and
  * cpio.c), and writes the boot loader and DHCP configurations that boot
  * them (pxe.c).
@@ -26,6 +28,7 @@
 #include "clock.h"  /* common/: now_ms */
 #include "io.h"     /* common/: full_read, full_pwrite, ... */
 #include "log.h"    /* common/: log_err, log_warn */
+#include "overlay-format.h" /* common/: struct ovl_file */
 #include "util.h"   /* common/: format_path, parse_size, ends_with */
 #include "vec.h"    /* common/: VEC_RESERVE */
 
@@ -108,6 +111,13 @@ int copy_range(int in, int out, uint64_t off, uint64_t len, bool target_hole,
 /* The ext2/3/4 superblock of fd (1024 bytes at offset 1024): 0, -EINVAL
  * when there is none (a short file, no magic number), or -errno. */
 int ext_superblock_read(int fd, uint8_t sb[1024]);
+/* Whether the ext2/3/4 filesystem in fd (if it is one) was cleanly
+ * unmounted: the valid flag set, no error flag, no journal to recover. */
+bool ext_fs_is_clean(int fd);
+
+/* An anonymous temporary file (O_TMPFILE in $TMPDIR or /var/tmp): gone
+ * when closed, whatever happens.  fd or -errno. */
+int anon_tmpfile(void);
 
 /* Runs argv, stdout to out_fd (or inherited when -1).  Returns the exit
  * status, or -errno if it could not be started. */
@@ -137,6 +147,10 @@ struct node {
   struct node *hl_first;  /* hard links: the node seen first, or NULL */
   uint32_t hl_count;      /* on hl_first: links inside the tree */
   uint32_t ino;           /* inode number in the image, once allocated */
+  /* Read from an image (imgread.c), not from the host: path is the
+   * entry's path in that image, and its data is read from src. */
+  struct image_reader *src;
+  uint64_t src_ino;       /* its inode there (ext4: number; squashfs: ref) */
 };
 
 struct tree {
@@ -171,6 +185,99 @@ bool exclude_covers(const struct exclude_list *x, const char *rel);
 int tree_scan(const char *path, int64_t clamp, bool clamp_set,
               const struct exclude_list *x, struct tree *t);
 void tree_free(struct tree *t);
+
+/* ---- imgread.c: the files of an ext4 or squashfs image, as a tree ---- */
+/* Opens the image at path read-only and reads its whole tree into t,
+ * sorted like tree_scan's (hard links, xattrs, symlinks and device
+ * numbers included; the counts and digest are not computed).  Prints its
+ * own error.  The nodes refer to *rd, which must outlive them. */
+int image_tree_read(const char *path, struct tree *t,
+                    struct image_reader **rd);
+/* The same from the open image fd (closed with the reader, or at once on
+ * failure), called name in messages. */
+int image_tree_read_fd(int fd, const char *name, struct tree *t,
+                       struct image_reader **rd);
+void image_reader_close(struct image_reader *rd);
+/* Up to len bytes of n's data at off: the bytes read (0 at the end), or
+ * -errno.  n is a node of an image's tree. */
+ssize_t image_node_pread(const struct node *n, void *buf, size_t len,
+                         uint64_t off);
+/* A file descriptor to read n's data from, at offset 0: the host file,
+ * or an anonymous copy of a node read from an image.  -errno (after a
+ * message). */
+int node_open_data(const struct node *n);
+/* The entry at rel ("/etc/fstab"; "" or "/" is the root), or NULL. */
+struct node *tree_lookup(const struct tree *t, const char *rel);
+/* dir's entry called name, or NULL (also when dir is NULL). */
+struct node *node_child(const struct node *dir, const char *name);
+
+/* What an image reader does for one format (imgread-ext4.c,
+ * imgread-squashfs.c). */
+struct image_reader_ops {
+  int (*read_tree)(struct image_reader *rd, struct tree *t);
+  ssize_t (*pread)(struct image_reader *rd, const struct node *n, void *buf,
+                   size_t len, uint64_t off);
+  void (*close)(struct image_reader *rd);
+};
+struct image_reader {
+  const struct image_reader_ops *ops;
+  char *path;
+  int fd;
+  void *priv;     /* the format's own state */
+};
+extern const struct image_reader_ops image_reader_ext4, image_reader_squashfs;
+/* A node of an image's tree, for the readers: named, in dir's kids. */
+struct node *image_node_add(struct image_reader *rd, struct node *dir,
+                            const char *name, size_t namelen);
+/* Sorts a directory's entries, as tree_scan does (before they are read:
+ * the first name of a hard link in that order owns it). */
+void image_dir_sort(struct node *dir);
+
+/* ---- view.c: the disk a client sees, its base and its overlay ---- */
+struct client_view {
+  char *prefix;           /* OVERLAY_DIR/NAME/ID */
+  struct ovl_file ov;
+  int base_fd;
+  struct stat bst;        /* of the base */
+  uint64_t written, zeroed; /* by view_write: bytes the client wrote, trimmed */
+};
+void view_init(struct client_view *v);
+/* Opens the overlay at prefix read-only and its base, which must be the
+ * file the overlay was made on, unchanged.  Prints its own error. */
+int view_open(const char *prefix, struct client_view *v);
+/* The client's disk into the empty file out (sparse where it can be). */
+int view_write(struct client_view *v, int out);
+void view_close(struct client_view *v);
+
+/* ---- state.c: a layered client's state disk, read offline ---- */
+struct client_state {
+  char *id;                 /* the client's identity */
+  struct client_view view;
+  struct tree t;            /* the state disk's files */
+  struct image_reader *rd;
+  struct node *upper;       /* its upper layer, or NULL */
+  bool clean;               /* cleanly unmounted */
+  bool has_base_id;
+  char base_desc[256];      /* the base's description in base-id */
+  char base_name[128];      /* from it: the image name, */
+  unsigned base_version;    /* version (0: none) */
+  char base_sha[65];        /* and checksum */
+};
+void state_init(struct client_state *s);
+/* Reads the state disk of client id, whose overlay is at prefix.  Prints
+ * its own error. */
+int state_open(const char *prefix, const char *id, struct client_state *s);
+void state_close(struct client_state *s);
+/* The version of image name (store directory namedir) the client last
+ * booted, which the store must still hold: 0, or -errno after a
+ * message. */
+int state_booted_version(const struct client_state *s, const char *namedir,
+                         const char *name, unsigned *id);
+/* overlayfs's markers in an upper layer: a whiteout (character device
+ * 0/0) hides the lower entry; an opaque directory (trusted.overlay.opaque
+ * "y") hides the lower directory's entries. */
+bool whiteout(const struct node *n);
+bool opaque_dir(const struct node *n);
 
 /* ---- fstab.c ---- */
 /* NULL when the tree's /etc/fstab mounts the root (or cannot be judged:
@@ -331,6 +438,7 @@ int cmd_commit(int argc, char **argv);
 int cmd_rollback(int argc, char **argv);
 int cmd_initrd(int argc, char **argv);
 int cmd_pxe(int argc, char **argv);
+int cmd_upgrade_report(int argc, char **argv);
 
 /* ---- cpio.c: newc writer (gzip via zlib) and lister ---- */
 struct cpio_writer;

@@ -19,6 +19,12 @@ imgtool_imgtool_SOURCES = \
 	imgtool/info.c \
 	imgtool/gc.c \
 	imgtool/commit.c \
+	imgtool/view.c \
+	imgtool/state.c \
+	imgtool/upgrade.c \
+	imgtool/imgread.c \
+	imgtool/imgread-ext4.c \
+	imgtool/imgread-squashfs.c \
 	imgtool/rollback.c \
 	imgtool/cpio.c \
 	imgtool/modules.c \

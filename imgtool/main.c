@@ -9,6 +9,8 @@
  *   imgtool verify  --store DIR [--name NAME]                    info.c
  *   imgtool gc      --store DIR --overlays DIR [--keep N]        gc.c
  *   imgtool commit  --store DIR --name NAME --overlay PREFIX     commit.c
+ *   imgtool upgrade-report --store DIR --name NAME               upgrade.c
+ *                   --overlays DIR --state-export STATE          state.c
  *   imgtool rollback --store DIR NAME VERSION                    rollback.c
  *   imgtool pxe     --server ADDR --export NAME ... -o DIR       pxe.c
  */
@@ -34,6 +36,8 @@ static const struct command {
   { "verify", cmd_verify, "check the checksums of a store's versions" },
   { "gc", cmd_gc, "remove versions neither current nor used by overlays" },
   { "commit", cmd_commit, "fold a client's overlay into a new version" },
+  { "upgrade-report", cmd_upgrade_report,
+    "list clients' files that hide changes of a new base" },
   { "rollback", cmd_rollback, "point current back at an earlier version" },
   { "pxe", cmd_pxe, "write PXELINUX, GRUB, iPXE and DHCP boot configs" },
 };

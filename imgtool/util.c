@@ -365,6 +365,27 @@ signals_hold(bool hold)
 }
 
 int
+anon_tmpfile(void)
+{
+  const char *dir = getenv("TMPDIR");
+  char *name;
+  int fd;
+
+  if (!dir || !*dir)
+    dir = "/var/tmp";
+  fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR))
+    return fd >= 0 ? fd : -errno;
+  /* No O_TMPFILE there: a named file, unlinked at once. */
+  name = xasprintf("%s/imgtool.XXXXXX", dir);
+  fd = mkostemp(name, O_CLOEXEC);
+  if (fd >= 0)
+    unlink(name);
+  free(name);
+  return fd >= 0 ? fd : -errno;
+}
+
+int
 fsync_dir(const char *dir)
 {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -474,4 +495,21 @@ run_cmd(char *const argv[], int out_fd)
   if (WIFEXITED(status))
     return WEXITSTATUS(status);
   return 128 + WTERMSIG(status);
+}
+
+/* Whether the ext2/3/4 filesystem in fd (if it is one) was cleanly
+ * unmounted: the valid flag set, no error flag, no journal to recover. */
+bool
+ext_fs_is_clean(int fd)
+{
+  uint8_t sb[1024];
+  uint16_t state;
+  uint32_t incompat;
+
+  if (ext_superblock_read(fd, sb) < 0)
+    return true; /* not ext*: nothing to judge */
+  state = (uint16_t)(sb[0x3a] | sb[0x3b] << 8);
+  incompat = (uint32_t)sb[0x60] | (uint32_t)sb[0x61] << 8 |
+             (uint32_t)sb[0x62] << 16 | (uint32_t)sb[0x63] << 24;
+  return (state & 1) && !(state & 2) && !(incompat & 0x4 /* RECOVER */);
 }

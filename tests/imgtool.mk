@@ -15,8 +15,9 @@ IMGTOOL_TESTS = \
 	tests/test_imgtool_10_fstab_warning.sh \
 	tests/test_imgtool_11_mac_ids.sh \
 	tests/test_imgtool_12_squashfs.sh \
-	tests/test_imgtool_13_state_template.sh
+	tests/test_imgtool_13_state_template.sh \
+	tests/test_imgtool_14_upgrade_report.sh
 
 TESTS += $(IMGTOOL_TESTS)
 SANITIZE_TESTS += $(IMGTOOL_TESTS)
-EXTRA_DIST += $(IMGTOOL_TESTS)
+EXTRA_DIST += $(IMGTOOL_TESTS) tests/layered-state.sh
