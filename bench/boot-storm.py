@@ -13,7 +13,6 @@
 # figures of the same run only.
 
 import argparse
-import gzip
 import json
 import os
 import resource
@@ -24,7 +23,7 @@ import tempfile
 import time
 
 from serverproc import RssSampler, cpu_seconds
-from servers import SERVERS
+from servers import SERVERS, image_size, make_image, warm
 
 MiB = 1 << 20
 
@@ -68,36 +67,6 @@ def storm(srv, args):
     if r.stderr.strip():
         res["note"] = r.stderr.strip().splitlines()[-1][:200]
     return res
-
-
-def image_size(trace):
-    opener = gzip.open if trace.endswith(".gz") else open
-    with opener(trace, "rt") as f:
-        for line in f:
-            if not line.startswith("#"):
-                break
-            w = line.split()
-            if len(w) >= 3 and w[1] == "image-size":
-                return int(w[2])
-    raise RuntimeError("%s has no '# image-size' line: pass --image" % trace)
-
-
-def make_image(path, size):
-    log("creating a %d MiB image of random data" % (size // MiB))
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(left, 16 * MiB)
-            f.write(os.urandom(n))
-            left -= n
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def warm(path):
-    with open(path, "rb") as f:
-        while f.read(16 * MiB):
-            pass
 
 
 # ---- the table
@@ -294,6 +263,7 @@ def main():
             image = os.path.abspath(args.image)
         else:
             image = os.path.join(work, "root.img")
+            log("creating a %d MiB image of random data" % (image_size(args.trace) // MiB))
             make_image(image, image_size(args.trace))
         stats = subprocess.run([REPLAY, "--stats", args.trace], stdout=subprocess.PIPE,
                                text=True, check=True).stdout.splitlines()

@@ -34,7 +34,7 @@ import tempfile
 import time
 
 from serverproc import RssSampler, cpu_seconds
-from servers import SERVERS
+from servers import SERVERS, image_size, make_image, warm
 
 MiB = 1 << 20
 SERVER_ADDR = "198.18.0.1"
@@ -225,35 +225,6 @@ def trace_stats(replay, trace):
         if m:
             st["F"] = int(m.group(1))
     return st
-
-
-def image_size(trace):
-    import gzip
-    opener = gzip.open if trace.endswith(".gz") else open
-    with opener(trace, "rt") as f:
-        for line in f:
-            if not line.startswith("#"):
-                break
-            w = line.split()
-            if len(w) >= 3 and w[1] == "image-size":
-                return int(w[2])
-    raise RuntimeError("%s has no '# image-size' line: pass --image" % trace)
-
-
-def make_image(path, size):
-    log("creating a %d MiB image of random data" % (size // MiB))
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(left, 16 * MiB)
-            f.write(os.urandom(n))
-            left -= n
-
-
-def warm(path):
-    with open(path, "rb") as f:
-        while f.read(16 * MiB):
-            pass
 
 
 # ---- one storm
@@ -545,6 +516,7 @@ def main():
         log("trace %s: %s" % (args.trace, stats["summary"]))
         image = os.path.abspath(args.image) if args.image else os.path.join(work, "root.img")
         if not args.image:
+            log("creating a %d MiB image of random data" % (image_size(args.trace_path) // MiB))
             make_image(image, image_size(args.trace_path))
         log("lab: %d clients from %s on, server %s, link %s%s" % (
             args.clients, CLIENT_BASE, SERVER_ADDR, rate_name(args.rate),

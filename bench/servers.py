@@ -5,6 +5,7 @@
 # nbdsrv with a persistent overlay per client, nbd-server with copyonwrite
 # and flush, qemu-nbd with --snapshot, all serving export "root".
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -105,3 +106,38 @@ class QemuNbd(Server):
 
 
 SERVERS = {c.name: c for c in (Nbdsrv, NbdServer, QemuNbd)}
+
+
+# ---- the image both storms serve
+
+MiB = 1 << 20
+
+
+def image_size(trace):
+    opener = gzip.open if trace.endswith(".gz") else open
+    with opener(trace, "rt") as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            w = line.split()
+            if len(w) >= 3 and w[1] == "image-size":
+                return int(w[2])
+    raise RuntimeError("%s has no '# image-size' line: pass --image" % trace)
+
+
+def make_image(path, size):
+    """An image of random data: nothing for a server to compress or skip."""
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 16 * MiB)
+            f.write(os.urandom(n))
+            left -= n
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def warm(path):
+    with open(path, "rb") as f:
+        while f.read(16 * MiB):
+            pass
