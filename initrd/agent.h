@@ -19,6 +19,33 @@
 
 #define AGENT_NAME "nbdroot"
 
+/* ---- servers.c: the NBD servers a client may use (pure) -------------- */
+
+#define SERVERS_MAX 8
+
+struct nbd_server {
+  char host[256];         /* an IPv4 or IPv6 literal, without brackets */
+  char port[16];          /* decimal; "" until a default is given */
+};
+
+struct server_list {
+  struct nbd_server s[SERVERS_MAX];
+  unsigned n;
+};
+
+bool server_host_valid(const char *host);
+/* Appends the n bytes at s, "SERVER[:PORT][,SERVER[:PORT]...]", to l,
+ * leaving out servers l already has.  -EINVAL with err saying which item
+ * is wrong, or that l would hold more than SERVERS_MAX. */
+int servers_parse(const char *s, size_t n, struct server_list *l, char *err,
+                  size_t errlen);
+/* Appends one server unless l has it; -E2BIG if l is full. */
+int servers_add(struct server_list *l, const char *host, const char *port);
+/* Gives port to every server of l that has none. */
+void servers_default_port(struct server_list *l, const char *port);
+/* "HOST:PORT", or "[HOST]:PORT" for IPv6. */
+void server_format(const struct nbd_server *sv, char *buf, size_t len);
+
 /* ---- cmdline.c ------------------------------------------------------- */
 
 enum ip_mode {
@@ -48,6 +75,8 @@ struct agent_config {
   char export_name[256];
   bool export_given;      /* an export name was given (may be "") */
   int nbd_index;          /* -1: let the kernel pick */
+  struct server_list fallbacks; /* tried after host:port, in order */
+  char servers_opt[512];  /* nbdroot.servers= as given */
   char root[256];         /* the root= value as given */
   char fstype[32];        /* "" means "try the kernel's block filesystems" */
   char rootflags[256];
@@ -145,6 +174,12 @@ struct nbd_export_info {
  * fatal). */
 int nbd_connect_export(const struct nbd_target *t, struct nbd_export_info *info,
                        bool quiet);
+/* The servers of l in turn from l->s[*cur], each once and each bounded as
+ * above: the first that answers wins, and *cur and t's host and port then
+ * name it.  Returns its socket, or the last server's -errno. */
+int nbd_connect_any(const struct server_list *l, unsigned *cur,
+                    struct nbd_target *t, struct nbd_export_info *info,
+                    bool quiet);
 
 /* ---- nbd-netlink.c --------------------------------------------------- */
 
@@ -225,6 +260,10 @@ struct supervisor_args {
   struct nbd_nl *nl;
   struct sv_device dev[SV_MAX_DEVICES];
   int ndev;
+  /* Where the exports are, in order of choice, and the one in use: every
+   * device goes to the server the first one reconnected to. */
+  struct server_list servers;
+  unsigned server;
   unsigned io_timeout;    /* as given to NBD_CMD_CONNECT */
   struct net_iface ifc;   /* to repair the network the root needs */
   struct net_lease lease;

@@ -21,6 +21,11 @@
  *   nbdroot.state=EXPORT (layered root: the NBD root is the read-only
  *     base, EXPORT the client's writable ext4 state disk)
  *   nbdroot.keep=/PATH[,/PATH...] (layered: what survives a new base)
+ *   several servers (servers.c has the list's syntax):
+ *     root=nbd:SERVER[:PORT],SERVER[:PORT].../EXPORT... (a ',' before the
+ *     first '/' makes a list; without a '/' a ',' is part of the export
+ *     name, as before), and nbdroot.servers=SERVER[:PORT],... in every
+ *     form: tried in order after the server of root=/nbdroot=
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -80,14 +85,6 @@ static bool is_port(const char *s)
   unsigned long v;
 
   return parse_uint(s, 65535, &v) && v > 0;
-}
-
-static bool valid_host(const char *h)
-{
-  struct in6_addr a6;
-  struct in_addr a4;
-
-  return inet_pton(AF_INET, h, &a4) == 1 || inet_pton(AF_INET6, h, &a6) == 1;
 }
 
 static int parse_in_addr(const char *s, struct in_addr *a, bool *has)
@@ -273,6 +270,35 @@ static int take_host(const char **s, char *host, size_t hostlen, char stop)
   return 0;
 }
 
+/* dracut's form with several servers, nbd:S1[:P1],S2[:P2].../EXPORT...
+ * (after "nbd:"): the first server and what follows the list go to one
+ * (of len bytes) in the one-server form, the others to c->fallbacks.
+ * Anything else is copied to one as it is. */
+static int split_root_servers(const char *v, struct agent_config *c,
+                              char *one, size_t len, char *err, size_t errlen)
+{
+  const char *slash = strchr(v, '/');
+  struct server_list l = { .n = 0 };
+  char why[200];
+  bool v6;
+
+  c->fallbacks.n = 0; /* a later root= replaces an earlier one */
+  if (!slash || !memchr(v, ',', (size_t)(slash - v))) {
+    if (copy(one, len, v, strlen(v)))
+      return bad(err, errlen, "root=nbd: value too long");
+    return 0;
+  }
+  if (servers_parse(v, (size_t)(slash - v), &l, why, sizeof(why)))
+    return bad(err, errlen, "root=nbd:%s: %s", v, why);
+  for (unsigned i = 1; i < l.n; i++)
+    servers_add(&c->fallbacks, l.s[i].host, l.s[i].port); /* fits: l did */
+  v6 = strchr(l.s[0].host, ':') != NULL;
+  if ((size_t)snprintf(one, len, "%s%s%s:%s%s", v6 ? "[" : "", l.s[0].host,
+                       v6 ? "]" : "", l.s[0].port, slash) >= len)
+    return bad(err, errlen, "root=nbd: value too long");
+  return 0;
+}
+
 /* dracut: nbd:SERVER:PORT/EXPORT[:FSTYPE[:FLAGS]] (after "nbd:") */
 static int parse_root_nbd(const char *v, struct agent_config *c, char *err,
                           size_t errlen)
@@ -285,7 +311,7 @@ static int parse_root_nbd(const char *v, struct agent_config *c, char *err,
     return bad(err, errlen,
                "root=nbd:%s: expected root=nbd:SERVER:PORT/EXPORT"
                "[:FSTYPE[:FLAGS]]", v);
-  if (!valid_host(c->host))
+  if (!server_host_valid(c->host))
     return bad(err, errlen,
                "root=nbd:%s: server '%s' is not an IP address (names are "
                "not resolved; IPv6 goes in brackets)", v, c->host);
@@ -375,7 +401,7 @@ static int parse_nbdroot(const char *v, struct agent_config *c, char *err,
                  "1..65535", v, colon + 1);
     copy(c->port, sizeof(c->port), colon + 1, strlen(colon + 1));
   }
-  if (c->host[0] && !valid_host(c->host))
+  if (c->host[0] && !server_host_valid(c->host))
     return bad(err, errlen,
                "nbdroot=%s: server '%s' is not an IP address (names are not "
                "resolved)", v, c->host);
@@ -505,6 +531,45 @@ static int parse_knob(const char *key, const char *v, struct agent_config *c,
   return 0;
 }
 
+/* nbdroot.servers=: checked now, merged by finish_servers (a later one
+ * replaces an earlier one). */
+static int parse_servers_opt(const char *v, struct agent_config *c,
+                             char *err, size_t errlen)
+{
+  struct server_list l = { .n = 0 };
+  char why[200];
+
+  if (servers_parse(v, strlen(v), &l, why, sizeof(why)))
+    return bad(err, errlen, "nbdroot.servers=%.80s: %s", v, why);
+  if (copy(c->servers_opt, sizeof(c->servers_opt), v, strlen(v)))
+    return bad(err, errlen, "nbdroot.servers=: longer than %zu bytes",
+               sizeof(c->servers_opt) - 1);
+  return 0;
+}
+
+/* The servers after the first: root=nbd:'s, then nbdroot.servers='s, each
+ * with the first server's port unless it has its own, the first server
+ * and duplicates left out. */
+static int finish_servers(struct agent_config *c, char *err, size_t errlen)
+{
+  struct server_list all = c->fallbacks;
+  char why[200];
+
+  if (c->servers_opt[0] && servers_parse(c->servers_opt,
+                                         strlen(c->servers_opt), &all, why,
+                                         sizeof(why)))
+    return bad(err, errlen, "root=nbd: and nbdroot.servers=: %s", why);
+  servers_default_port(&all, c->port);
+  c->fallbacks.n = 0;
+  for (unsigned i = 0; i < all.n; i++)
+    if (strcmp(all.s[i].host, c->host) || strcmp(all.s[i].port, c->port))
+      servers_add(&c->fallbacks, all.s[i].host, all.s[i].port);
+  if (c->fallbacks.n >= SERVERS_MAX) /* the first needs its place too */
+    return bad(err, errlen, "root=nbd: and nbdroot.servers=: more than %d "
+               "servers", SERVERS_MAX);
+  return 0;
+}
+
 static int parse_word(const char *w, struct agent_config *c, char *err,
                       size_t errlen)
 {
@@ -529,13 +594,19 @@ static int parse_word(const char *w, struct agent_config *c, char *err,
     return parse_bootif(v, c, err, errlen);
   if (!strcmp(key, "nbdroot"))
     return parse_nbdroot(v, c, err, errlen);
+  if (!strcmp(key, "nbdroot.servers"))
+    return parse_servers_opt(v, c, err, errlen);
   if (!strncmp(key, "nbdroot.", 8))
     return parse_knob(key, v, c, err, errlen);
   if (!strcmp(key, "root")) {
     if (copy(c->root, sizeof(c->root), v, strlen(v)))
       return bad(err, errlen, "root=: value too long");
-    if (!strncmp(v, "nbd:", 4))
-      return parse_root_nbd(v + 4, c, err, errlen);
+    if (!strncmp(v, "nbd:", 4)) {
+      char one[sizeof(c->root)];
+      int ret = split_root_servers(v + 4, c, one, sizeof(one), err, errlen);
+
+      return ret ? ret : parse_root_nbd(one, c, err, errlen);
+    }
     return 0;
   }
   if (!strcmp(key, "rootfstype")) {
@@ -631,6 +702,8 @@ int cmdline_parse(const char *line, struct agent_config *c, char *err,
                "no NBD root on the command line: give "
                "root=nbd:SERVER:PORT/EXPORT or nbdroot=SERVER,EXPORT "
                "root=/dev/nbd0");
+  if (finish_servers(c, err, errlen))
+    return -EINVAL;
   if (c->ip_mode == IP_OFF)
     return bad(err, errlen,
                "ip=off, but the root is on NBD and needs the network: use "
@@ -671,6 +744,25 @@ static void print_addr(int fd, const char *key, bool has, struct in_addr a)
   dprintf(fd, "%s=%s\n", key, buf);
 }
 
+/* servers=FIRST,FALLBACK...; FIRST is "dhcp" when it comes from there. */
+static void print_servers(const struct agent_config *c, int fd)
+{
+  struct nbd_server first = { .host = "" };
+  char one[300] = "dhcp";
+
+  if (c->host[0]) {
+    snprintf(first.host, sizeof(first.host), "%s", c->host);
+    snprintf(first.port, sizeof(first.port), "%s", c->port);
+    server_format(&first, one, sizeof(one));
+  }
+  dprintf(fd, "servers=%s", one);
+  for (unsigned i = 0; i < c->fallbacks.n; i++) {
+    server_format(&c->fallbacks.s[i], one, sizeof(one));
+    dprintf(fd, ",%s", one);
+  }
+  dprintf(fd, "\n");
+}
+
 void cmdline_print(const struct agent_config *c, int fd)
 {
   static const char *const modes[] = { "dhcp", "dhcp", "static", "off" };
@@ -692,6 +784,7 @@ void cmdline_print(const struct agent_config *c, int fd)
   else
     dprintf(fd, "bootif=\n");
   dprintf(fd, "server=%s\n", c->host);
+  print_servers(c, fd);
   dprintf(fd, "port=%s\n", c->port);
   dprintf(fd, "export=%s\n", c->export_name);
   dprintf(fd, "index=%d\n", c->nbd_index);

@@ -11,7 +11,7 @@ initrd_agent_sources = \
 	$(srcdir)/initrd/dhcp.c $(srcdir)/initrd/nbd-handshake.c \
 	$(srcdir)/initrd/nbd-netlink.c $(srcdir)/initrd/switch-root.c \
 	$(srcdir)/initrd/supervisor.c $(srcdir)/initrd/layered.c \
-	$(srcdir)/initrd/keep.c \
+	$(srcdir)/initrd/keep.c $(srcdir)/initrd/servers.c \
 	$(srcdir)/common/io.c $(srcdir)/common/clock.c
 initrd_agent_headers = $(srcdir)/initrd/agent.h $(srcdir)/initrd/uapi.h \
 	$(srcdir)/common/nbd-protocol.h $(srcdir)/common/io.h \
@@ -24,7 +24,7 @@ pkglibexec_SCRIPTS = initrd/nbdroot-agent
 EXTRA_DIST += initrd/main.c initrd/console.c initrd/cmdline.c initrd/modules.c initrd/net.c \
 	initrd/dhcp.c initrd/nbd-handshake.c initrd/nbd-netlink.c \
 	initrd/switch-root.c initrd/supervisor.c initrd/layered.c initrd/keep.c \
-	initrd/agent.h initrd/uapi.h
+	initrd/servers.c initrd/agent.h initrd/uapi.h
 CLEANFILES += initrd/nbdroot-agent
 
 initrd/nbdroot-agent: $(initrd_agent_sources) $(initrd_agent_headers)

@@ -200,43 +200,91 @@ static void name_target(const struct agent_config *cfg, const char *name,
   }
 }
 
-/* The server (from the command line, else from ip= or DHCP), its port
- * and the name to ask it for.  Does not return if there is none. */
-static void choose_target(const struct agent_config *cfg,
-                          const struct net_lease *lease, const char *mac,
-                          const char *bid, struct nbd_target *target)
+/* DHCP's root-path (option 17) in dracut's form,
+ * nbd:SERVER[:PORT][,SERVER[:PORT]...][/EXPORT...]: its servers, for a
+ * command line that names none (the export stays the command line's). */
+static bool root_path_servers(const struct net_lease *lease,
+                              struct server_list *l)
 {
+  const char *rp = lease->root_path, *end;
+  char why[200];
+
+  if (strncmp(rp, "nbd:", 4))
+    return false;
+  rp += 4;
+  end = rp + strcspn(rp, "/");
+  if (servers_parse(rp, (size_t)(end - rp), l, why, sizeof(why))) {
+    say("ignoring DHCP's root-path '%s': %s", lease->root_path, why);
+    l->n = 0;
+    return false;
+  }
+  return true;
+}
+
+/* The servers to try, in order: the first from the command line, else
+ * from DHCP's root-path, ip= or DHCP; then the command line's others.
+ * Does not return if there is none. */
+static void choose_servers(const struct agent_config *cfg,
+                           const struct net_lease *lease,
+                           struct server_list *l)
+{
+  char host[INET6_ADDRSTRLEN];
+
+  l->n = 0;
   if (cfg->host[0]) {
-    snprintf(target->host, sizeof(target->host), "%s", cfg->host);
+    servers_add(l, cfg->host, cfg->port);
+  } else if (root_path_servers(lease, l)) {
+    say("no server in nbdroot=, using DHCP's root-path %s", lease->root_path);
   } else if (lease->has_server || lease->siaddr.s_addr) {
     struct in_addr a = lease->siaddr.s_addr ? lease->siaddr : lease->server;
-    inet_ntop(AF_INET, &a, target->host, sizeof(target->host));
-    say("no server in nbdroot=, using %s from %s", target->host,
+    inet_ntop(AF_INET, &a, host, sizeof(host));
+    servers_add(l, host, cfg->port);
+    say("no server in nbdroot=, using %s from %s", host,
         cfg->ip_mode == IP_STATIC ? "ip=" : "DHCP");
   } else {
     say("no NBD server: nbdroot= has none and neither ip= nor DHCP gave one");
     rescue(cfg, "fix nbdroot=SERVER,EXPORT");
   }
-  snprintf(target->port, sizeof(target->port), "%s", cfg->port);
+  servers_default_port(l, cfg->port);
+  for (unsigned i = 0; i < cfg->fallbacks.n; i++)
+    if (servers_add(l, cfg->fallbacks.s[i].host, cfg->fallbacks.s[i].port))
+      say("more than %d servers: not using %s", SERVERS_MAX,
+          cfg->fallbacks.s[i].host);
+}
+
+/* The first server, its port and the name to ask it for.  Does not return
+ * if the name is too long. */
+static void choose_target(const struct agent_config *cfg,
+                          const struct server_list *servers, const char *mac,
+                          const char *bid, struct nbd_target *target)
+{
+  snprintf(target->host, sizeof(target->host), "%s", servers->s[0].host);
+  snprintf(target->port, sizeof(target->port), "%s", servers->s[0].port);
   name_target(cfg, cfg->export_name, "root=/nbdroot=", mac, bid, target);
 }
 
-
-/* The socket of a finished handshake, retried with backoff as often as
- * nbdroot.retries= allows.  Does not return if the retries run out. */
+/* The socket of a finished handshake with the first of the servers that
+ * answers, from servers->s[*cur] on, retried with backoff as often as
+ * nbdroot.retries= allows; *cur then says which.  Does not return if the
+ * retries run out. */
 static int connect_export(const struct agent_config *cfg,
-                          const struct nbd_target *target,
+                          const struct server_list *servers, unsigned *cur,
+                          struct nbd_target *target,
                           struct nbd_export_info *info)
 {
   for (unsigned i = 0;; i++) {
-    int sock = nbd_connect_export(target, info, false);
+    int sock = nbd_connect_any(servers, cur, target, info, false);
     unsigned ms;
 
     if (sock >= 0)
       return sock;
     if (cfg->retries && i + 1 >= cfg->retries) {
-      say("giving up after %u attempts to reach %s:%s", i + 1, target->host,
-          target->port);
+      if (servers->n > 1)
+        say("giving up after %u attempts to reach any of %u servers", i + 1,
+            servers->n);
+      else
+        say("giving up after %u attempts to reach %s:%s", i + 1,
+            target->host, target->port);
       rescue(cfg, "NBD server unreachable or export refused");
     }
     ms = backoff_ms(i, 10000);
@@ -246,13 +294,17 @@ static int connect_export(const struct agent_config *cfg,
   }
 }
 
-/* Handshake, then NBD_CMD_CONNECT of d->target; fills d.  Does not
- * return on failure. */
-static void attach(const struct agent_config *cfg, struct nbd_nl *nl,
+/* Handshake with the first server of sa's that answers, from the one in
+ * use on, then NBD_CMD_CONNECT of d->target; fills d.  Does not return on
+ * failure. */
+static void attach(const struct agent_config *cfg, struct supervisor_args *sa,
                    struct sv_device *d, int index, bool readonly, char *dev,
                    size_t devlen)
 {
-  d->sock = connect_export(cfg, &d->target, &d->info);
+  struct nbd_nl *nl = sa->nl;
+
+  d->sock = connect_export(cfg, &sa->servers, &sa->server, &d->target,
+                           &d->info);
   d->index = nbd_nl_connect(nl, d->sock, index, &d->info, readonly,
                             cfg->io_timeout, cfg->dead_timeout);
   if (d->index < 0)
@@ -266,19 +318,19 @@ static void attach(const struct agent_config *cfg, struct nbd_nl *nl,
 
 /* Layered mode: the base read-only, the state disk beside it, the
  * overlay of the two on NEWROOT.  Does not return on failure. */
-static void layered_root(const struct agent_config *cfg, struct nbd_nl *nl,
+static void layered_root(const struct agent_config *cfg,
                          struct supervisor_args *sa, const char *mac,
                          const char *bid, char *base_id, size_t idlen)
 {
   char base_dev[32], state_dev[32];
   int ret;
 
-  attach(cfg, nl, &sa->dev[0], cfg->nbd_index, true, base_dev,
+  attach(cfg, sa, &sa->dev[0], cfg->nbd_index, true, base_dev,
          sizeof(base_dev));
   sa->dev[1].target = sa->dev[0].target;
   name_target(cfg, cfg->state_export, "nbdroot.state=", mac, bid,
               &sa->dev[1].target);
-  attach(cfg, nl, &sa->dev[1], -1, false, state_dev, sizeof(state_dev));
+  attach(cfg, sa, &sa->dev[1], -1, false, state_dev, sizeof(state_dev));
   sa->ndev = 2;
   ret = layered_base_id(base_dev, &sa->dev[0].info, base_id, idlen);
   if (ret) {
@@ -323,7 +375,8 @@ static int agent_main(void)
 
   net_format_mac(sa.ifc.mac, '-', mac);
   boot_id(bid, sizeof(bid));
-  choose_target(&cfg, &lease, mac, bid, &sa.dev[0].target);
+  choose_servers(&cfg, &lease, &sa.servers);
+  choose_target(&cfg, &sa.servers, mac, bid, &sa.dev[0].target);
   if (cfg.nbdopts[0])
     say("ignoring dracut's nbd-client options '%s' in root=; the agent "
         "has its own (nbdroot.timeout=, nbdroot.dead_timeout=, ...)",
@@ -335,11 +388,11 @@ static int agent_main(void)
   sa.nl = &nl;
   sa.io_timeout = cfg.io_timeout;
   if (cfg.state_export[0]) {
-    layered_root(&cfg, &nl, &sa, mac, bid, base_id, sizeof(base_id));
+    layered_root(&cfg, &sa, mac, bid, base_id, sizeof(base_id));
     snprintf(dev, sizeof(dev), "overlayfs (base /dev/nbd%d, state /dev/nbd%d)",
              sa.dev[0].index, sa.dev[1].index);
   } else {
-    attach(&cfg, &nl, &sa.dev[0], cfg.nbd_index, false, dev, sizeof(dev));
+    attach(&cfg, &sa, &sa.dev[0], cfg.nbd_index, false, dev, sizeof(dev));
     sa.ndev = 1;
     if (mount_root(&cfg, dev, NEWROOT))
       rescue(&cfg, "cannot mount the root filesystem");

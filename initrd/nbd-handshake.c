@@ -333,3 +333,28 @@ err:
   close(fd);
   return ret;
 }
+
+int nbd_connect_any(const struct server_list *l, unsigned *cur,
+                    struct nbd_target *t, struct nbd_export_info *info,
+                    bool quiet)
+{
+  int ret = -EHOSTUNREACH;
+
+  for (unsigned k = 0; k < l->n; k++) {
+    const struct nbd_server *sv = &l->s[(*cur + k) % l->n];
+
+    snprintf(t->host, sizeof(t->host), "%s", sv->host);
+    snprintf(t->port, sizeof(t->port), "%s", sv->port);
+    ret = nbd_connect_export(t, info, quiet);
+    if (ret >= 0) {
+      *cur = (*cur + k) % l->n;
+      return ret;
+    }
+  }
+  /* t names the server the caller had, for its messages */
+  if (l->n) {
+    snprintf(t->host, sizeof(t->host), "%s", l->s[*cur % l->n].host);
+    snprintf(t->port, sizeof(t->port), "%s", l->s[*cur % l->n].port);
+  }
+  return ret;
+}

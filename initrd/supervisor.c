@@ -16,7 +16,9 @@
  * socket covers lost events (ENOBUFS) and an event that never came;
  * NBD_CMD_STATUS cannot, as it only says whether the device is configured.
  *
- * Then it reconnects with a back-off, checks that the export still has the
+ * Then it reconnects with a back-off, to the server it had first, then to
+ * the others of the agent's list in turn (the other devices then start
+ * from the server that answered), checks that the export still has the
  * same size and flags (anything else would corrupt the mounted
  * filesystem), and hands the new socket over with NBD_CMD_RECONFIGURE.
  * The kernel answers success even when it had no dead connection to
@@ -130,34 +132,52 @@ static bool adopted(int sock)
   return tv.tv_sec || tv.tv_usec;
 }
 
+/* The one console line that says a device now lives on another server
+ * (the export without the agent's @MAC,boot=ID). */
+static void say_switched(const struct sv_device *d)
+{
+  const char *name = d->target.name;
+  bool v6 = strchr(d->target.host, ':') != NULL;
+
+  say("switched to server %s%s%s:%s (%.*s)", v6 ? "[" : "", d->target.host,
+      v6 ? "]" : "", d->target.port, (int)strcspn(name, "@"), name);
+}
+
 static void reattach(struct sv_device *d)
 {
   struct nbd_export_info info;
+  struct nbd_server before;
   uint64_t t0 = now_ms();
   bool told_changed = false;
   int sock, ret;
 
+  snprintf(before.host, sizeof(before.host), "%s", d->target.host);
+  snprintf(before.port, sizeof(before.port), "%s", d->target.port);
   for (unsigned i = 0;; i++) {
     unsigned ms = 250u << (i < 5 ? i : 5); /* 0.25 .. 8 s */
 
     net_repair(&sv.ifc, &sv.lease);
-    sock = nbd_connect_export(&d->target, &info, i > 0);
+    sock = nbd_connect_any(&sv.servers, &sv.server, &d->target, &info, i > 0);
     if (sock < 0) {
       if (i == 0)
-        say("supervisor: reconnecting /dev/nbd%d to %s:%s (retrying every "
-            "few seconds)", d->index, d->target.host, d->target.port);
+        say("supervisor: reconnecting /dev/nbd%d to %s:%s%s (retrying every "
+            "few seconds)", d->index, d->target.host, d->target.port,
+            sv.servers.n > 1 ? " or the other servers" : "");
       sleep_ms(ms);
       continue;
     }
     if (info.size != d->info.size || info.flags != d->info.flags) {
       if (!told_changed)
-        say("supervisor: export '%s' changed (size %llu -> %llu, flags 0x%x "
-            "-> 0x%x); not reattaching /dev/nbd%d to it, retrying until it "
-            "is back as it was", d->target.name,
-            (unsigned long long)d->info.size, (unsigned long long)info.size,
-            d->info.flags, info.flags, d->index);
+        say("supervisor: export '%s' on %s:%s changed (size %llu -> %llu, "
+            "flags 0x%x -> 0x%x); not reattaching /dev/nbd%d to it, retrying "
+            "until it is back as it was", d->target.name, d->target.host,
+            d->target.port, (unsigned long long)d->info.size,
+            (unsigned long long)info.size, d->info.flags, info.flags,
+            d->index);
       told_changed = true;
       close(sock);
+      /* the next round starts with the next server */
+      sv.server = (sv.server + 1) % sv.servers.n;
       sleep_ms(ms);
       continue;
     }
@@ -173,6 +193,9 @@ static void reattach(struct sv_device *d)
       close(sock);
       say("supervisor: /dev/nbd%d had no dead connection to replace",
           d->index);
+      /* the kernel keeps the connection it has */
+      snprintf(d->target.host, sizeof(d->target.host), "%s", before.host);
+      snprintf(d->target.port, sizeof(d->target.port), "%s", before.port);
       /* Our reference is stale if it looks dead while the kernel's is
        * alive: stop watching it, rely on the events. */
       if (sock_dead(d->sock)) {
@@ -187,6 +210,9 @@ static void reattach(struct sv_device *d)
     say("supervisor: /dev/nbd%d reconnected to %s:%s after %llu ms, %u "
         "attempts", d->index, d->target.host, d->target.port,
         (unsigned long long)(now_ms() - t0), i + 1);
+    if (strcmp(d->target.host, before.host) ||
+        strcmp(d->target.port, before.port))
+      say_switched(d);
     return;
   }
 }

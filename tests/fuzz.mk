@@ -76,11 +76,12 @@ tests/fuzz_export_name: $(srcdir)/tests/fuzz_export_name.c \
 # The agent is built with musl and without config.h; so is this target,
 # but with the host's C library.
 tests/fuzz_cmdline: $(srcdir)/tests/fuzz_cmdline.c $(srcdir)/initrd/cmdline.c \
-		$(srcdir)/initrd/agent.h $(srcdir)/common/nbd-protocol.h
+		$(srcdir)/initrd/servers.c $(srcdir)/initrd/agent.h $(srcdir)/common/nbd-protocol.h
 	@$(MKDIR_P) tests
 	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE \
 		-I$(top_srcdir)/initrd -o $@ \
-		$(srcdir)/tests/fuzz_cmdline.c $(srcdir)/initrd/cmdline.c
+		$(srcdir)/tests/fuzz_cmdline.c $(srcdir)/initrd/cmdline.c \
+		$(srcdir)/initrd/servers.c
 
 tests/fuzz_modules: $(srcdir)/tests/fuzz_modules.c $(srcdir)/tests/fuzz.h $(srcdir)/imgtool/modules.c \
 		$(fuzz_imgtool_sources) $(srcdir)/imgtool/imgtool.h $(fuzz_common_headers)

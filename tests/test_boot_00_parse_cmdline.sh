@@ -105,6 +105,33 @@ expect_parse "nbdroot=10.0.2.2,base root=/dev/nbd0 nbdroot.state=st@pc7 nbdroot.
   keep=/home,/etc/ssh,/etc/machine-id,/var/lib/app
 expect_parse "root=nbd:10.0.2.2:base nbdroot.state=s nbdroot.send_id=0" \
   wire=base state_wire=s
+# Several servers: a ',' before the '/' of root=nbd: makes a list, and
+# nbdroot.servers= adds to every form; a server without a port has the
+# first one's; the first is tried first, duplicates once.
+expect_parse "root=nbd:10.0.2.2:10809/root" servers=10.0.2.2:10809
+expect_parse "root=nbd:10.0.2.2:2000,10.0.2.3:3000,[fd00::1]:4000,10.0.2.4/root:ext4" \
+  server=10.0.2.2 port=2000 export=root fstype=ext4 \
+  servers=10.0.2.2:2000,10.0.2.3:3000,[fd00::1]:4000,10.0.2.4:2000
+expect_parse "root=nbd:10.0.2.2,10.0.2.3/root" \
+  servers=10.0.2.2:10809,10.0.2.3:10809 export=root
+expect_parse "root=nbd:[fd00::1],[fd00::2]:99/r:xfs" server=fd00::1 \
+  servers=[fd00::1]:10809,[fd00::2]:99 fstype=xfs
+expect_parse "root=nbd:10.0.2.2:x,y" export=x,y servers=10.0.2.2:10809
+expect_parse "root=nbd:10.0.2.2,10.0.2.3:2/a root=nbd:10.0.2.4:/b" \
+  servers=10.0.2.4:10809 export=b
+expect_parse "nbdroot=10.0.2.2:1234,root root=/dev/nbd0 nbdroot.servers=10.0.2.3,fd00::5,10.0.2.2:1234" \
+  server=10.0.2.2 port=1234 export=root \
+  servers=10.0.2.2:1234,10.0.2.3:1234,[fd00::5]:1234
+expect_parse "nbdroot=,root root=/dev/nbd0 nbdroot.servers=10.0.2.3:99" \
+  server= servers=dhcp,10.0.2.3:99
+expect_parse "nbdroot.servers=10.0.2.3 root=nbd:10.0.2.2,10.0.2.5/r" \
+  servers=10.0.2.2:10809,10.0.2.5:10809,10.0.2.3:10809
+expect_reject "root=nbd:10.0.2.2,server.example/root" "'server.example' is not IP"
+expect_reject "root=nbd:10.0.2.2,10.0.2.3:0/root" "'10.0.2.3:0' is not IP"
+expect_reject "root=nbd:10.0.2.2 nbdroot.servers=10.0.2.3,,10.0.2.4" "server '' is not"
+expect_reject "root=nbd:10.0.2.2 nbdroot.servers=[fd00::1" "'\\[fd00::1' is not"
+expect_reject "root=nbd:10.0.2.2 nbdroot.servers=$(echo 10.0.3.{1..8} | tr ' ' ,)" \
+  "more than 8 servers"
 
 # Bad input: one clear line each.
 expect_reject "root=nbd:10.0.2.2 nbdroot.keep=/home" "nbdroot.keep= needs a layered root"
