@@ -14,7 +14,8 @@ TESTS += \
 	tests/test_boot_07_pxe.sh \
 	tests/test_boot_08_pxe_writable_root.sh \
 	tests/test_boot_09_layered_ext4.sh \
-	tests/test_boot_10_layered_squashfs.sh
+	tests/test_boot_10_layered_squashfs.sh \
+	tests/test_boot_11_failover.sh
 EXTRA_DIST += \
 	tests/boot-functions.sh \
 	tests/test_boot_00_parse_cmdline.sh \
@@ -27,4 +28,5 @@ EXTRA_DIST += \
 	tests/test_boot_07_pxe.sh \
 	tests/test_boot_08_pxe_writable_root.sh \
 	tests/test_boot_09_layered_ext4.sh \
-	tests/test_boot_10_layered_squashfs.sh
+	tests/test_boot_10_layered_squashfs.sh \
+	tests/test_boot_11_failover.sh
