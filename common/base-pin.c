@@ -80,22 +80,6 @@ base_pin_read(const char *prefix, struct base_pin *p)
   return p->base_path[0] ? 0 : -EINVAL;
 }
 
-static int
-fsync_dir_of(const char *path)
-{
-  char dir[PATH_MAX];
-  int fd, r = 0;
-
-  snprintf(dir, sizeof dir, "%s", path);
-  fd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  if (fsync(fd) < 0)
-    r = -errno;
-  close(fd);
-  return r;
-}
-
 int
 base_pin_write(const char *prefix, const struct base_pin *p)
 {

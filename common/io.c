@@ -10,6 +10,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -108,4 +111,28 @@ read_small_file(const char *path, char *buf, size_t len)
     n--;
   buf[n] = '\0';
   return n;
+}
+
+int
+fsync_dir(const char *dir)
+{
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int r = 0;
+
+  if (fd < 0)
+    return -errno;
+  if (fsync(fd) < 0)
+    r = -errno;
+  close(fd);
+  return r;
+}
+
+int
+fsync_dir_of(const char *path)
+{
+  char copy[PATH_MAX];
+
+  if ((size_t)snprintf(copy, sizeof copy, "%s", path) >= sizeof copy)
+    return -ENAMETOOLONG;
+  return fsync_dir(dirname(copy));
 }

@@ -29,4 +29,9 @@ int full_send(int fd, const void *buf, size_t len);
  * -errno. */
 ssize_t read_small_file(const char *path, char *buf, size_t len);
 
+/* fsync of a directory, and of the directory a path is in: what makes a
+ * file's creation, rename or removal there durable.  0 or -errno. */
+int fsync_dir(const char *dir);
+int fsync_dir_of(const char *path);
+
 #endif

@@ -452,27 +452,6 @@ open_parent(const char *path)
   return fd < 0 ? -errno : fd;
 }
 
-/* fsync the directory holding path, so that a rename in it is durable. */
-static int
-sync_parent(const char *path)
-{
-  char dir[PATH_MAX];
-  const char *slash = strrchr(path, '/');
-  int fd, r = 0;
-
-  if (!slash)
-    snprintf(dir, sizeof dir, ".");
-  else
-    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path) ?: 1, path);
-  fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  if (fsync(fd) < 0)
-    r = -errno;
-  close(fd);
-  return r;
-}
-
 /* Writes a new map file at tmp holding the header and a snapshot of map. */
 static int
 write_snapshot(const char *tmp, const struct ovl_header_info *info,
@@ -878,7 +857,7 @@ ovl_file_compact(struct ovl_file *f, const char *prefix)
     unlink(tmp);
     return r;
   }
-  r = sync_parent(map);
+  r = fsync_dir_of(map);
   if (r < 0)
     return r;
   fd = open(map, O_RDWR | O_CLOEXEC);

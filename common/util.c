@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io.h"
 #include "util.h"
 
 int
@@ -96,26 +97,9 @@ ends_with(const char *s, const char *suffix)
 int
 mkdir_durable(const char *path)
 {
-  char parent[PATH_MAX];
-  char *slash;
-  int fd, r = 0;
-
   if (mkdir(path, 0700) < 0)
     return errno == EEXIST ? 0 : -errno;
-  if (format_path(parent, sizeof parent, "%s", path) < 0)
-    return -ENAMETOOLONG;
-  slash = strrchr(parent, '/');
-  if (slash == parent)
-    slash[1] = '\0';
-  else if (slash)
-    *slash = '\0';
-  fd = open(slash ? parent : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  if (fsync(fd) < 0)
-    r = -errno;
-  close(fd);
-  return r;
+  return fsync_dir_of(path);
 }
 
 int

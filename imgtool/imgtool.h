@@ -97,8 +97,6 @@ void outfile_close(struct outfile *o);
  * steps a cleanup handler must not interrupt. */
 void signals_hold(bool hold);
 
-int fsync_dir_of(const char *path);
-int fsync_dir(const char *dir);
 bool is_zero(const void *buf, size_t len);
 /* Copies [off, off+len) of in to the same offset of out, with
  * copy_file_range where the kernel can, else through buf (COPY_CHUNK

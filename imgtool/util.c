@@ -386,29 +386,6 @@ anon_tmpfile(void)
 }
 
 int
-fsync_dir(const char *dir)
-{
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  int r = 0;
-
-  if (fd < 0)
-    return -errno;
-  if (fsync(fd) < 0)
-    r = -errno;
-  close(fd);
-  return r;
-}
-
-int
-fsync_dir_of(const char *path)
-{
-  char *copy = xstrdup(path);
-  int r = fsync_dir(dirname(copy));
-  free(copy);
-  return r;
-}
-
-int
 copy_range(int in, int out, uint64_t off, uint64_t len, bool target_hole,
            char *buf)
 {

@@ -85,22 +85,6 @@ binding_read(const char *prefix, char *addr, size_t len)
   return 0;
 }
 
-static int
-fsync_dir_of(const char *path)
-{
-  char dir[PATH_MAX];
-  int fd, r = 0;
-
-  snprintf(dir, sizeof dir, "%s", path);
-  fd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  if (fsync(fd) < 0)
-    r = -errno;
-  close(fd);
-  return r;
-}
-
 int
 binding_write(const char *prefix, const char *addr)
 {
