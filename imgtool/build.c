@@ -202,13 +202,10 @@ copy_data(struct bctx *c, ext2_ino_t ino, const struct node *n)
   off_t pos = 0;
   int fd;
 
-  fd = open(n->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  fd = node_open_data(n);
   if (fd < 0) {
-    int r = errno;
-    log_err("cannot read %s: %s (fix its permissions or leave it out of "
-            "the tree)", n->path, strerror(r));
     c->failed_path = n->path;
-    return (errcode_t)r;
+    return (errcode_t)-fd;
   }
   e = ext2fs_file_open(c->fs, ino, EXT2_FILE_WRITE, &f);
   if (e) {

@@ -45,7 +45,7 @@
 /* Whether the overlay's base (parent) is current.  When it is not, says
  * what committing it would undo and refuses (-1), or with force returns
  * 0 with *undone set to that, for the report.  0 when it is. */
-static int
+int
 check_base_is_current(const char *namedir, const char *prefix,
                       unsigned parent, const unsigned *ids, size_t n,
                       bool force, char **undone)
@@ -112,15 +112,19 @@ commit_usage(FILE *f)
   fputs("usage: imgtool commit --store DIR --name NAME\n"
         "         (--overlay PREFIX | --overlays OVERLAY_DIR --client ID)\n"
         "         [--force]\n"
+        "       imgtool commit --layered --store DIR --name NAME\n"
+        "         (--overlay PREFIX | --overlays OVERLAY_DIR --client ID\n"
+        "          --state-export STATE) [--force]\n"
         "  PREFIX is the overlay's path without .map/.data, e.g.\n"
-        "  OVERLAY_DIR/NAME/ID for nbdsrv -o OVERLAY_DIR.\n", f);
+        "  OVERLAY_DIR/NAME/ID for nbdsrv -o OVERLAY_DIR (with --layered:\n"
+        "  the client's state disk, OVERLAY_DIR/STATE/ID).\n", f);
 }
 
 /* The command line of commit. */
 struct commit_opts {
-  const char *store, *name, *overlay, *ovdir, *client;
+  const char *store, *name, *overlay, *ovdir, *client, *state_export;
   char cid[CLIENT_ID_MAX + 1];  /* client, canonical */
-  bool force;
+  bool force, layered;
 };
 
 /* What must hold once every option is read.  -1 to go on, or 2. */
@@ -134,9 +138,16 @@ check_commit_args(int argc, struct commit_opts *o)
     commit_usage(stderr);
     return 2;
   }
-  if (!store_name_valid(o->name)) {
-    log_err("--name '%s': give a plain name without '/' or a leading '.'",
-            o->name);
+  if (o->layered ? o->ovdir && !o->state_export : !!o->state_export) {
+    log_err("--state-export goes with --layered and --overlays: the export "
+            "that serves the clients' state disks");
+    return 2;
+  }
+  if (!store_name_valid(o->name) ||
+      (o->state_export && !store_name_valid(o->state_export))) {
+    log_err("--name '%s'%s%s: give plain names without '/' or a leading "
+            "'.'", o->name, o->state_export ? ", --state-export " : "",
+            o->state_export ? o->state_export : "");
     return 2;
   }
   /* The identities nbdsrv accepts (an address or NAME@ID's ID). */
@@ -166,6 +177,8 @@ parse_commit_args(int argc, char **argv, struct commit_opts *o)
     { "overlays", required_argument, NULL, 'D' },
     { "client", required_argument, NULL, 'C' },
     { "force", no_argument, NULL, 'f' },
+    { "layered", no_argument, NULL, 'L' },
+    { "state-export", required_argument, NULL, 'E' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
@@ -179,6 +192,8 @@ parse_commit_args(int argc, char **argv, struct commit_opts *o)
     case 'D': o->ovdir = optarg; break;
     case 'C': o->client = optarg; break;
     case 'f': o->force = true; break;
+    case 'L': o->layered = true; break;
+    case 'E': o->state_export = optarg; break;
     case 'h': commit_usage(stdout); return 0;
     default: commit_usage(stderr); return 2;
     }
@@ -345,8 +360,14 @@ cmd_commit(int argc, char **argv)
   int rc = parse_commit_args(argc, argv, &o);
 
   view_init(&j.view);
-
-  if (rc < 0) {
+  if (rc < 0 && o.layered) {
+    char *prefix = o.overlay ? overlay_prefix(o.overlay)
+                             : xasprintf("%s/%s/%s", o.ovdir, o.state_export,
+                                         o.cid);
+    rc = commit_layered(o.store, o.name, prefix, o.overlay ? prefix : o.cid,
+                        o.force) < 0 ? 1 : 0;
+    free(prefix);
+  } else if (rc < 0) {
     rc = run_commit(&o, &j) < 0 ? 1 : 0;
     commit_job_end(&j);
   }

@@ -158,6 +158,7 @@ sq_entry(struct image_reader *rd, const sqfs_tree_node_t *t, struct node *k)
   if (!S_ISDIR(k->st.st_mode) && num < x->nnumbers && x->by_number[num]) {
     k->hl_first = x->by_number[num];
     k->hl_first->hl_count++;
+    k->src_ino = k->hl_first->src_ino;
     return 0;
   }
   if (num < x->nnumbers)

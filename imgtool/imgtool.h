@@ -183,6 +183,13 @@ bool exclude_covers(const struct exclude_list *x, const char *rel);
 int tree_scan(const char *path, int64_t clamp, bool clamp_set,
               const struct exclude_list *x, struct tree *t);
 void tree_free(struct tree *t);
+/* Sizes (nnodes ... file_bytes) and hashes (digest) the tree in memory,
+ * in canonical order; a node's path without its first rootlen bytes is
+ * its path in the tree. */
+void tree_account(struct tree *t, int64_t clamp, bool clamp_set,
+                  size_t rootlen);
+/* Frees n and everything below it. */
+void node_free(struct node *n);
 
 /* ---- imgread.c: the files of an ext4 or squashfs image, as a tree ---- */
 /* Opens the image at path read-only and reads its whole tree into t,
@@ -276,6 +283,11 @@ int state_booted_version(const struct client_state *s, const char *namedir,
  * "y") hides the lower directory's entries. */
 bool whiteout(const struct node *n);
 bool opaque_dir(const struct node *n);
+
+/* ---- fold.c ---- */
+/* Folds the upper layer upper (a directory of another image's tree, left
+ * empty) onto base, as overlayfs shows them; base stays canonical. */
+void fold_upper(struct tree *base, struct node *upper);
 
 /* ---- fstab.c ---- */
 /* NULL when the tree's /etc/fstab mounts the root (or cannot be judged:
@@ -433,6 +445,18 @@ int cmd_info(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
+/* Whether version parent (an overlay's base, for messages prefix) is
+ * current in namedir (versions ids[n]).  When it is not, says what
+ * committing it would undo and refuses (-1), or with force returns 0 with
+ * *undone (malloc'ed) saying that. */
+int check_base_is_current(const char *namedir, const char *prefix,
+                          unsigned parent, const unsigned *ids, size_t n,
+                          bool force, char **undone);
+/* commit-layered.c: the upper layer of the client whose state disk's
+ * overlay is prefix, folded onto the base it booted, as a new version of
+ * store/name.  0 or -errno after a message. */
+int commit_layered(const char *store, const char *name, const char *prefix,
+                   const char *client, bool force);
 int cmd_rollback(int argc, char **argv);
 int cmd_initrd(int argc, char **argv);
 int cmd_pxe(int argc, char **argv);

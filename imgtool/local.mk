@@ -19,6 +19,8 @@ imgtool_imgtool_SOURCES = \
 	imgtool/info.c \
 	imgtool/gc.c \
 	imgtool/commit.c \
+	imgtool/commit-layered.c \
+	imgtool/fold.c \
 	imgtool/view.c \
 	imgtool/state.c \
 	imgtool/upgrade.c \

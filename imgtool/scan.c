@@ -85,9 +85,6 @@ hl_find_or_add(struct hl_table *t, struct node *n)
 struct scan_ctx {
   struct tree *t;
   struct hl_table hl;
-  struct sha256_ctx sha;
-  int64_t clamp;
-  bool clamp_set;
   dev_t root_dev;
   size_t rootlen;
   const struct exclude_list *x;
@@ -193,11 +190,20 @@ hash_str(struct sha256_ctx *s, const char *str, size_t len)
   sha256_update(s, len, (const uint8_t *)str);
 }
 
+/* What tree_account walks the tree with. */
+struct account {
+  struct tree *t;
+  struct sha256_ctx sha;
+  int64_t clamp;
+  bool clamp_set;
+  size_t rootlen;
+};
+
 /* Hashes what ends up in the image for node n: the canonical identity of
  * the tree (relative path, type, mode, owner, size, clamped mtime, device,
  * link target, xattrs, hard-link target). */
 static void
-hash_node(struct scan_ctx *c, struct node *n)
+hash_node(struct account *c, const struct node *n)
 {
   const char *rel = n->path + c->rootlen;
   int64_t mt = n->st.st_mtim.tv_sec;
@@ -250,7 +256,6 @@ read_entries(struct scan_ctx *c, struct node *n)
 {
   DIR *d = opendir(n->path);
   struct dirent *de;
-  uint64_t dirbytes = 24; /* "." and ".." */
   int r = 0;
 
   if (!d) {
@@ -278,7 +283,6 @@ read_entries(struct scan_ctx *c, struct node *n)
     k->name = xstrdup(de->d_name);
     k->path = path;
     n->kids[n->nkids++] = k;
-    dirbytes += 8 + ((strlen(de->d_name) + 3) & ~3u);
   }
   if (errno) {
     r = -errno;
@@ -289,9 +293,6 @@ read_entries(struct scan_ctx *c, struct node *n)
     return r;
   if (n->nkids > 1)
     qsort(n->kids, n->nkids, sizeof *n->kids, cmp_node);
-  /* Entries never span blocks and each block keeps 12 bytes for its
-   * checksum tail: allow for the slack at the end of every block. */
-  c->t->meta_blocks += (dirbytes + dirbytes / 16) / (BLK - 12) + 1;
   return 0;
 }
 
@@ -320,9 +321,9 @@ link_hard(struct scan_ctx *c, struct node *k, bool *seen)
   return 0;
 }
 
-/* A symlink's target (and a block for a long one). */
+/* A symlink's target. */
 static int
-read_symlink(struct scan_ctx *c, struct node *k)
+read_symlink(struct node *k)
 {
   size_t sz = (size_t)k->st.st_size + 1;
   ssize_t len;
@@ -340,14 +341,12 @@ read_symlink(struct scan_ctx *c, struct node *k)
     return r;
   }
   k->link[len] = '\0';
-  if (len >= 60)
-    c->t->meta_blocks++;
   return 0;
 }
 
 /* The blocks a regular file's data will take. */
 static void
-count_file(struct scan_ctx *c, const struct node *k)
+count_file(struct account *c, const struct node *k)
 {
   uint64_t size = (uint64_t)k->st.st_size;
   uint64_t blocks = (size + BLK - 1) / BLK;
@@ -378,31 +377,19 @@ scan_entry(struct scan_ctx *c, struct node *k)
     log_err("cannot stat %s: %s", k->path, strerror(-r));
     return r;
   }
-  c->t->nnodes++;
   r = link_hard(c, k, &seen);
-  if (r < 0 || seen) {
-    if (!r)
-      hash_node(c, k);
+  if (r < 0 || seen)
     return r;
-  }
-  c->t->ninodes++;
   r = read_xattrs(k);
   if (r < 0) {
     log_err("cannot read extended attributes of %s: %s", k->path,
             strerror(-r));
     return r;
   }
-  c->t->meta_blocks += xattr_blocks(k);
   if (S_ISDIR(k->st.st_mode))
     return scan_dir(c, k);
-  if (S_ISLNK(k->st.st_mode)) {
-    r = read_symlink(c, k);
-    if (r < 0)
-      return r;
-  } else if (S_ISREG(k->st.st_mode)) {
-    count_file(c, k);
-  }
-  hash_node(c, k);
+  if (S_ISLNK(k->st.st_mode))
+    return read_symlink(k);
   return 0;
 }
 
@@ -415,14 +402,11 @@ scan_dir(struct scan_ctx *c, struct node *n)
   if (n->st.st_dev != c->root_dev) {
     log_warn("%s is a mount point (another filesystem): stored as an empty "
              "directory", n->path);
-    hash_node(c, n);
-    c->t->meta_blocks += 1;
     return 0;
   }
   r = read_entries(c, n);
   if (r < 0)
     return r;
-  hash_node(c, n);
   for (size_t i = 0; i < n->nkids; i++) {
     r = scan_entry(c, n->kids[i]);
     if (r < 0)
@@ -442,11 +426,7 @@ tree_scan(const char *path, int64_t clamp, bool clamp_set,
   memset(t, 0, sizeof *t);
   memset(&c, 0, sizeof c);
   c.t = t;
-  c.clamp = clamp;
-  c.clamp_set = clamp_set;
   c.x = x;
-  sha256_init(&c.sha);
-  hash_u64(&c.sha, clamp_set ? (uint64_t)clamp : UINT64_MAX);
 
   root = xcalloc(1, sizeof *root);
   root->name = xstrdup("");
@@ -468,7 +448,6 @@ tree_scan(const char *path, int64_t clamp, bool clamp_set,
   }
   c.root_dev = root->st.st_dev;
   root->hl_count = 1;
-  t->nnodes = t->ninodes = 1;
   r = read_xattrs(root);
   if (r < 0) {
     log_err("cannot read extended attributes of %s: %s", path, strerror(-r));
@@ -485,11 +464,61 @@ tree_scan(const char *path, int64_t clamp, bool clamp_set,
   free(c.hits);
   if (r < 0)
     return r;
-  sha256_digest(&c.sha, sizeof t->digest, t->digest);
+  tree_account(t, clamp, clamp_set, c.rootlen);
   return 0;
 }
 
+/* Counts and hashes n (not the root) and what is below it, in canonical
+ * order. */
 static void
+account_node(struct account *c, const struct node *n)
+{
+  c->t->nnodes++;
+  hash_node(c, n);
+  if (n->hl_first)
+    return;
+  c->t->ninodes++;
+  c->t->meta_blocks += xattr_blocks(n);
+  if (S_ISLNK(n->st.st_mode) && n->link && strlen(n->link) >= 60)
+    c->t->meta_blocks++;
+  else if (S_ISREG(n->st.st_mode))
+    count_file(c, n);
+}
+
+static void
+account_dir(struct account *c, const struct node *n)
+{
+  uint64_t dirbytes = 24; /* "." and ".." */
+
+  for (size_t i = 0; i < n->nkids; i++)
+    dirbytes += 8 + ((strlen(n->kids[i]->name) + 3) & ~3u);
+  /* Entries never span blocks and each block keeps 12 bytes for its
+   * checksum tail: allow for the slack at the end of every block. */
+  c->t->meta_blocks += (dirbytes + dirbytes / 16) / (BLK - 12) + 1;
+  for (size_t i = 0; i < n->nkids; i++) {
+    const struct node *k = n->kids[i];
+    account_node(c, k);
+    if (S_ISDIR(k->st.st_mode))
+      account_dir(c, k);
+  }
+}
+
+void
+tree_account(struct tree *t, int64_t clamp, bool clamp_set, size_t rootlen)
+{
+  struct account c = { .t = t, .clamp = clamp, .clamp_set = clamp_set,
+                       .rootlen = rootlen };
+
+  t->nnodes = t->ninodes = 1;
+  t->data_blocks = t->meta_blocks = t->file_bytes = 0;
+  sha256_init(&c.sha);
+  hash_u64(&c.sha, clamp_set ? (uint64_t)clamp : UINT64_MAX);
+  hash_node(&c, t->root);
+  account_dir(&c, t->root);
+  sha256_digest(&c.sha, sizeof t->digest, t->digest);
+}
+
+void
 node_free(struct node *n)
 {
   for (size_t i = 0; i < n->nkids; i++)

@@ -152,12 +152,9 @@ sq_file_data(struct sqctx *c, struct sq_inode *si)
   uint64_t size = (uint64_t)n->st.st_size, pos = 0;
   int fd, r = 0;
 
-  fd = open(n->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) {
-    log_err("cannot read %s: %s (fix its permissions or leave it out of "
-            "the tree)", n->path, strerror(errno));
-    return -errno;
-  }
+  fd = node_open_data(n);
+  if (fd < 0)
+    return fd;
   r = sqfs_block_processor_begin_file(c->proc, &si->file, NULL, 0);
   while (!r && pos < size) {
     size_t want = size - pos < c->bufsz ? (size_t)(size - pos) : c->bufsz;

@@ -16,7 +16,8 @@ IMGTOOL_TESTS = \
 	tests/test_imgtool_11_mac_ids.sh \
 	tests/test_imgtool_12_squashfs.sh \
 	tests/test_imgtool_13_state_template.sh \
-	tests/test_imgtool_14_upgrade_report.sh
+	tests/test_imgtool_14_upgrade_report.sh \
+	tests/test_imgtool_15_commit_layered.sh
 
 TESTS += $(IMGTOOL_TESTS)
 SANITIZE_TESTS += $(IMGTOOL_TESTS)
