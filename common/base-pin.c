@@ -84,7 +84,7 @@ int
 base_pin_write(const char *prefix, const struct base_pin *p)
 {
   char path[PATH_MAX], tmp[PATH_MAX], buf[2048];
-  int fd, n, r;
+  int n;
 
   if (format_path(path, sizeof path, "%s" BASE_PIN_SUFFIX, prefix) < 0 ||
       format_path(tmp, sizeof tmp, "%s" BASE_PIN_SUFFIX ".tmp", prefix) < 0)
@@ -95,22 +95,7 @@ base_pin_write(const char *prefix, const struct base_pin *p)
                p->base_path, p->base_size, p->base_mtime_ns, p->boot_id);
   if (n < 0 || (size_t)n >= sizeof buf)
     return -ENAMETOOLONG;
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return -errno;
-  r = full_write(fd, buf, (size_t)n);
-  if (r == 0 && fsync(fd) < 0)
-    r = -errno;
-  close(fd);
-  /* The rename makes the new pin whole or not at all; the directory's
-   * fsync makes it survive a power loss. */
-  if (r == 0 && rename(tmp, path) < 0)
-    r = -errno;
-  if (r == 0)
-    r = fsync_dir_of(path);
-  if (r < 0)
-    unlink(tmp);
-  return r;
+  return write_file_durable(path, tmp, buf, (size_t)n);
 }
 
 int

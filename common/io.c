@@ -136,3 +136,24 @@ fsync_dir_of(const char *path)
     return -ENAMETOOLONG;
   return fsync_dir(dirname(copy));
 }
+
+int
+write_file_durable(const char *path, const char *tmp, const void *buf, size_t len)
+{
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  int r;
+
+  if (fd < 0)
+    return -errno;
+  r = full_write(fd, buf, len);
+  if (r == 0 && fsync(fd) < 0)
+    r = -errno;
+  close(fd);
+  if (r == 0 && rename(tmp, path) < 0)
+    r = -errno;
+  if (r == 0)
+    r = fsync_dir_of(path);
+  if (r < 0)
+    unlink(tmp);
+  return r;
+}

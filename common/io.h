@@ -34,4 +34,10 @@ ssize_t read_small_file(const char *path, char *buf, size_t len);
 int fsync_dir(const char *dir);
 int fsync_dir_of(const char *path);
 
+/* Replaces the file at path with len bytes of buf, whole or not at all
+ * and durable when it returns 0: written to tmp (mode 0600, not through a
+ * symbolic link), fsynced, renamed over path, its directory fsynced.  On
+ * failure tmp is gone and path untouched.  0 or -errno. */
+int write_file_durable(const char *path, const char *tmp, const void *buf, size_t len);
+
 #endif

@@ -89,7 +89,7 @@ int
 binding_write(const char *prefix, const char *addr)
 {
   char path[PATH_MAX], tmp[PATH_MAX], buf[256], dir[PATH_MAX];
-  int fd, n, r;
+  int n, r;
 
   if (format_path(path, sizeof path, "%s" BINDING_SUFFIX, prefix) < 0 ||
       format_path(tmp, sizeof tmp, "%s" BINDING_SUFFIX ".%d.tmp", prefix,
@@ -102,21 +102,7 @@ binding_write(const char *prefix, const char *addr)
   n = snprintf(buf, sizeof buf, BINDING_MAGIC "%s\n", addr);
   if (n < 0 || (size_t)n >= sizeof buf)
     return -EINVAL;
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0)
-    return -errno;
-  r = full_write(fd, buf, (size_t)n);
-  if (r == 0 && fsync(fd) < 0)
-    r = -errno;
-  close(fd);
-  /* Whole or not at all, and there after a power loss. */
-  if (r == 0 && rename(tmp, path) < 0)
-    r = -errno;
-  if (r == 0)
-    r = fsync_dir_of(path);
-  if (r < 0)
-    unlink(tmp);
-  return r;
+  return write_file_durable(path, tmp, buf, (size_t)n);
 }
 
 int
