@@ -176,19 +176,16 @@ claim_binding(struct overlay *ov, const char *peer, const char **why)
   return 0;
 }
 
-/* Opens the overlay for key (creating it on the client's first connect)
- * for a client at peer. */
+/* The export's overlay directory, this server's lock on the overlay and
+ * the client's binding to peer, before any file of the overlay is opened
+ * or removed: another server may serve it (a new boot's overlay inherits
+ * the lock: registry_claim). */
 static int
-overlay_open(struct overlay *ov, const char *boot_id, const char *peer,
-             const char **why)
+overlay_claim(struct overlay *ov, const char *peer, const char **why)
 {
-  char dir[PATH_MAX], path[PATH_MAX];
+  char dir[PATH_MAX];
   int r;
 
-  if (ov->exp->policy == POLICY_SHARED_READONLY) {
-    r = claim_binding(ov, peer, why);
-    return r < 0 ? r : shared_open(ov, boot_id, why);
-  }
   r = format_path(dir, sizeof dir, "%s/%s", config.overlay_dir, ov->exp->name);
   if (r == 0)
     r = mkdir_p(dir);
@@ -197,66 +194,72 @@ overlay_open(struct overlay *ov, const char *boot_id, const char *peer,
     log_err("overlay dir %s: %s", dir, strerror(-r));
     return r;
   }
-  /* Before any file of the overlay is opened or removed: another server
-   * may serve it (a new boot's overlay inherits the lock:
-   * registry_claim). */
   if (ov->file_lock_fd < 0) {
     r = overlay_lock_take(ov->prefix, &ov->file_lock_fd, why);
     if (r < 0)
       return r;
   }
   /* Under the lock: the server that serves the client binds it. */
-  r = claim_binding(ov, peer, why);
-  if (r < 0)
+  return claim_binding(ov, peer, why);
+}
+
+/* An existing overlay, on the base version it was created on: 0 when it
+ * is open, 1 when a new boot of a reset-on-boot client needs a fresh one,
+ * -ENOENT when there is none, or another -errno. */
+static int
+overlay_reopen(struct overlay *ov, const char *boot_id, const char **why)
+{
+  int r = ovl_file_open(ov->prefix, true, &ov->file);
+
+  if (r == -ENOENT)
     return r;
-  /* Nothing else works on these files now (ov is marked opening and
-   * locked), and whatever a crash left half-written is of no use: the
-   * map is the overlay. */
-  log_removed_tmp(ov->prefix, ovl_file_remove_tmp(ov->prefix));
-  r = ovl_file_open(ov->prefix, true, &ov->file);
-  if (r == 0) {
-    /* Reconnect or restart: keep the base version the overlay was made
-     * on, even when the export's `current` moved since. */
-    r = image_get(ov->file.info.base_path, &ov->base);
-    if (r < 0) {
-      *why = "the base image version this client's overlay was created on is missing";
-      log_err("overlay %s: base image %s: %s", ov->prefix,
-              ov->file.info.base_path, strerror(-r));
-      return r;
-    }
-    if (ov->base->size != ov->file.info.base_size ||
-        ov->base->mtime_ns != ov->file.info.base_mtime_ns) {
-      *why = "the base image changed under this client's overlay; reset the overlay";
-      log_err("overlay %s: base image %s changed since the overlay was created (size or mtime differ); refusing to serve a mix",
-              ov->prefix, ov->base->path);
-      return -ESTALE;
-    }
-    if (ov->exp->policy == POLICY_RESET_ON_BOOT &&
-        strcmp(ov->file.info.boot_id, boot_id) != 0) {
-      log_info("overlay %s: new boot (boot id '%s', was '%s'): resetting",
-               ov->prefix, boot_id, ov->file.info.boot_id);
-      ovl_file_close(&ov->file);
-      image_put(ov->base);
-      ov->base = NULL;
-    } else {
-      journal_opened(ov);
-      return 0;
-    }
-  } else if (r != -ENOENT) {
+  if (r < 0) {
     *why = "the client's overlay cannot be opened (see the server log)";
     log_err("overlay %s: cannot open: %s", ov->prefix, strerror(-r));
     return r;
   }
+  /* Reconnect or restart: keep the base version the overlay was made
+   * on, even when the export's `current` moved since. */
+  r = image_get(ov->file.info.base_path, &ov->base);
+  if (r < 0) {
+    *why = "the base image version this client's overlay was created on is missing";
+    log_err("overlay %s: base image %s: %s", ov->prefix, ov->file.info.base_path,
+            strerror(-r));
+    return r;
+  }
+  if (ov->base->size != ov->file.info.base_size ||
+      ov->base->mtime_ns != ov->file.info.base_mtime_ns) {
+    *why = "the base image changed under this client's overlay; reset the overlay";
+    log_err("overlay %s: base image %s changed since the overlay was created (size or mtime differ); refusing to serve a mix",
+            ov->prefix, ov->base->path);
+    return -ESTALE;
+  }
+  if (ov->exp->policy == POLICY_RESET_ON_BOOT && strcmp(ov->file.info.boot_id, boot_id) != 0) {
+    log_info("overlay %s: new boot (boot id '%s', was '%s'): resetting", ov->prefix, boot_id,
+             ov->file.info.boot_id);
+    ovl_file_close(&ov->file);
+    image_put(ov->base);
+    ov->base = NULL;
+    return 1;
+  }
+  journal_opened(ov);
+  return 0;
+}
 
-  /* New overlay on the export's current image. */
+/* A new overlay on the export's current image. */
+static int
+overlay_create(struct overlay *ov, const char *boot_id, const char **why)
+{
   struct ovl_header_info info = { 0 };
+  char path[PATH_MAX];
+  int r;
+
   r = image_resolve(ov->exp, path, sizeof path);
   if (r == 0)
     r = image_get(path, &ov->base);
   if (r < 0) {
     *why = "the export's image cannot be opened (see the server log)";
-    log_err("export %s: image %s: %s", ov->exp->name, ov->exp->image,
-            strerror(-r));
+    log_err("export %s: image %s: %s", ov->exp->name, ov->exp->image, strerror(-r));
     return r;
   }
   info.size = ov->base->size;
@@ -279,6 +282,31 @@ overlay_open(struct overlay *ov, const char *boot_id, const char *peer,
   journal_opened(ov);
   log_info("overlay %s: created on %s", ov->prefix, ov->base->path);
   return 0;
+}
+
+/* Opens the overlay for key (creating it on the client's first connect)
+ * for a client at peer. */
+static int
+overlay_open(struct overlay *ov, const char *boot_id, const char *peer,
+             const char **why)
+{
+  int r;
+
+  if (ov->exp->policy == POLICY_SHARED_READONLY) {
+    r = claim_binding(ov, peer, why);
+    return r < 0 ? r : shared_open(ov, boot_id, why);
+  }
+  r = overlay_claim(ov, peer, why);
+  if (r < 0)
+    return r;
+  /* Nothing else works on these files now (ov is marked opening and
+   * locked), and whatever a crash left half-written is of no use: the
+   * map is the overlay. */
+  log_removed_tmp(ov->prefix, ovl_file_remove_tmp(ov->prefix));
+  r = overlay_reopen(ov, boot_id, why);
+  if (r == 0 || (r < 0 && r != -ENOENT))
+    return r;
+  return overlay_create(ov, boot_id, why);
 }
 
 /* Whether a new boot of a reset-on-boot client finds ov from its last
