@@ -20,7 +20,8 @@ id_char(char c)
 bool
 client_id_valid(const char *s, size_t len)
 {
-  if (len < 1 || len > CLIENT_ID_MAX)
+  /* Not ".", "..", nor a hidden file beside the overlays. */
+  if (len < 1 || len > CLIENT_ID_MAX || s[0] == '.')
     return false;
   for (size_t i = 0; i < len; i++)
     if (!id_char(s[i]))
@@ -84,7 +85,7 @@ export_request_parse(const char *s, size_t len, struct export_request *out,
   at++;
   comma = memchr(at, ',', end - at);
   if (!client_id_valid(at, (comma ? comma : end) - at)) {
-    *why = "client ID must be 1-64 characters of [A-Za-z0-9._:-]";
+    *why = "client ID must be 1-64 characters of [A-Za-z0-9._:-], not beginning with '.'";
     return -EINVAL;
   }
   memcpy(out->id, at, (comma ? comma : end) - at);

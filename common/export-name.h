@@ -20,7 +20,8 @@ struct export_request {
   char boot_id[BOOT_ID_MAX + 1];  /* "" when the client sent none */
 };
 
-/* True when s is a valid client ID: [A-Za-z0-9._:-]{1,64}. */
+/* True when s is a valid client ID: [A-Za-z0-9._:-]{1,64}, not beginning
+ * with '.' (no ".", ".." or hidden file among the overlays). */
 bool client_id_valid(const char *s, size_t len);
 
 /* Client IDs that are MAC addresses have one canonical form, the one the

@@ -152,6 +152,8 @@ conn_free(struct conn *c)
   close(c->fd);
   if (c->counted)
     limits_leave(c->peer);
+  else if (c->refusal)
+    limits_leave_refusing();
   w->nconns--;
   log_debug("connection from %s closed", c->peer);
   free(c);
@@ -252,13 +254,15 @@ conn_new(struct worker *w, int res)
   c->gen = ++w->next_gen;
   peer_name(res, c->peer);
   why = limits_enter(c->peer);
-  if (why) {
+  if (why)
     acl_log_refusal(c->peer, NULL, NULL, why);
+  if (why && !limits_enter_refusing()) {
     close(res);
     free(c);
     return NULL;
   }
-  c->counted = true;
+  c->counted = !why;
+  c->refusal = why;
   setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (config.keepalive) {
     /* Notice clients that vanished (power cut, cable pulled) within about
@@ -272,7 +276,10 @@ conn_new(struct worker *w, int res)
   if (w->fixed_files &&
       io_uring_register_files_update(&w->ring, slot, &res, 1) != 1) {
     log_err("cannot register socket in the ring's file table");
-    limits_leave(c->peer);
+    if (c->counted)
+      limits_leave(c->peer);
+    else
+      limits_leave_refusing();
     close(res);
     free(c);
     return NULL;

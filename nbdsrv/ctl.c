@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: the control socket (nbdsrv ctl), server side.
  *
- * A unix stream socket, mode 0600 (root only unless the admin says
- * otherwise), served by the main thread: one command per connection, one
- * line in, then the answer and close.  The answer's first line is "OK" or
+ * A unix stream socket, mode 0600 (root only), or 0660 and the group of
+ * control-group, served by the main thread: one command per connection,
+ * one line in, then the answer and close, all within CTL_DEADLINE_MS.
+ * The peer's credentials are checked as well (root, the server's user,
+ * or a member of control-group).  The answer's first line is "OK" or
  * "ERR <why>"; the rest is for the admin (a table) or for scripts (JSON
  * when the command ends in " --json").
  *
@@ -38,6 +40,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -50,6 +53,7 @@
 #include <unistd.h>
 
 #include "base-pin.h"
+#include "clock.h"
 #include "log.h"
 #include "nbdsrv.h"
 #include "util.h"
@@ -574,6 +578,66 @@ run_command(char *line, struct answer *a)
     answer_printf(a, "ERR unknown command '%s' (list, exports, kick, reset, move-id, drain, resume, reload)\n", line);
 }
 
+/* Everything of a command, from reading it to the last byte of its
+ * answer, within this: a client that dribbles cannot hold the main
+ * thread, which also runs the janitor and takes signals. */
+#define CTL_DEADLINE_MS 2000
+
+/* control-group's id, or -1. */
+static gid_t ctl_gid = (gid_t)-1;
+
+/* Gives the socket to control-group (mode 0660): 0 or -errno (said). */
+static int
+ctl_give_to_group(const char *path)
+{
+  struct group *g;
+
+  if (!config.control_group[0])
+    return 0;
+  g = getgrnam(config.control_group);
+  if (!g) {
+    fprintf(stderr, "nbdsrv: control-group %s: no such group\n",
+            config.control_group);
+    return -ENOENT;
+  }
+  ctl_gid = g->gr_gid;
+  if (chown(path, (uid_t)-1, ctl_gid) < 0 || chmod(path, 0660) < 0) {
+    int e = errno;
+    fprintf(stderr, "nbdsrv: control socket %s: cannot give it to group %s: %s\n",
+            path, config.control_group, strerror(e));
+    return -e;
+  }
+  return 0;
+}
+
+/* Whether the peer of fd may use the control socket: root, the server's
+ * own user, or a member of control-group (the mode of the socket says
+ * as much, but a socket file can be reached through a descriptor passed
+ * on, or its mode changed by hand). */
+static bool
+ctl_peer_allowed(int fd)
+{
+  struct ucred cr;
+  socklen_t len = sizeof cr;
+  gid_t groups[256];
+
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+    return false;
+  if (cr.uid == 0 || cr.uid == geteuid())
+    return true;
+  if (ctl_gid == (gid_t)-1)
+    return false;
+  if (cr.gid == ctl_gid)
+    return true;
+  len = sizeof groups;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+    return false;
+  for (size_t i = 0; i < len / sizeof groups[0]; i++)
+    if (groups[i] == ctl_gid)
+      return true;
+  return false;
+}
+
 int
 ctl_listen(const char *path)
 {
@@ -606,55 +670,100 @@ ctl_listen(const char *path)
     return -e;
   }
   umask(old);
+  e = ctl_give_to_group(path);
+  if (e < 0) {
+    close(fd);
+    unlink(path);
+    return e;
+  }
   return fd;
 }
 
-void
-ctl_serve(int lfd)
+/* Milliseconds left until deadline (at least 0). */
+static int
+ms_left(uint64_t deadline)
 {
-  char line[1024];
-  struct answer a = { 0 };
-  size_t have = 0;
-  int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  uint64_t now = now_ms();
 
-  if (fd < 0)
-    return;
-  /* One line, within a second: a stuck client must not hold the main
-   * thread, which also runs the janitor and takes signals. */
-  while (have < sizeof line - 1 && !memchr(line, '\n', have)) {
+  return now >= deadline ? 0 : (int)(deadline - now);
+}
+
+/* One line from fd into line (NUL-terminated), by deadline: its length
+ * with the newline cut, or -1. */
+static int
+ctl_read_line(int fd, char *line, size_t size, uint64_t deadline)
+{
+  size_t have = 0;
+  char *nl;
+
+  line[0] = '\0';
+  while (have < size - 1 && !memchr(line, '\n', have)) {
     struct pollfd p = { .fd = fd, .events = POLLIN };
     ssize_t n;
-    if (poll(&p, 1, 1000) <= 0)
+    if (poll(&p, 1, ms_left(deadline)) <= 0)
       break;
-    n = read(fd, line + have, sizeof line - 1 - have);
+    n = read(fd, line + have, size - 1 - have);
     if (n <= 0)
       break;
     have += n;
   }
   line[have] = '\0';
-  if (!memchr(line, '\n', have)) {
-    answer_printf(&a, "ERR expected one command line\n");
+  nl = memchr(line, '\n', have);
+  if (!nl)
+    return -1;
+  *nl = '\0';
+  return (int)(nl - line);
+}
+
+static void
+ctl_write_answer(int fd, const struct answer *a, uint64_t deadline)
+{
+  for (size_t off = 0; a->buf && off < a->len;) {
+    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    ssize_t n = write(fd, a->buf + off, a->len - off);
+    if (n > 0)
+      off += n;
+    else if (n < 0 && errno == EINTR)
+      continue;
+    else if (n < 0 && errno == EAGAIN && poll(&p, 1, ms_left(deadline)) > 0)
+      continue;
+    else
+      break;
+  }
+}
+
+void
+ctl_serve(int lfd)
+{
+  static struct log_limit denied_log = LOG_LIMIT(LOG_WARNING, "control socket refusals");
+  uint64_t deadline = now_ms() + CTL_DEADLINE_MS;
+  char line[1024];
+  struct answer a = { 0 };
+  int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+  if (fd < 0)
+    return;
+  /* The line first, refused or not: the client sees the answer rather
+   * than a broken pipe. */
+  if (ctl_read_line(fd, line, sizeof line, deadline) < 0) {
+    answer_printf(&a, "ERR expected one command line within %d ms\n", CTL_DEADLINE_MS);
+  } else if (!ctl_peer_allowed(fd)) {
+    log_limited(&denied_log, "control: refused a client that is neither root nor in control-group");
+    answer_printf(&a, "ERR permission denied: only root%s%s may use the control socket\n",
+                  ctl_gid != (gid_t)-1 ? " or group " : "",
+                  ctl_gid != (gid_t)-1 ? config.control_group : "");
   } else {
-    *strchr(line, '\n') = '\0';
+    /* The server's own work does not eat the client's time. */
+    uint64_t begun = now_ms();
     run_command(line, &a);
+    deadline += now_ms() - begun;
   }
   if (a.failed) {
     free(a.buf);
     a = (struct answer){ 0 };
     answer_printf(&a, "ERR out of memory\n");
   }
-  for (size_t off = 0; a.buf && off < a.len;) {
-    struct pollfd p = { .fd = fd, .events = POLLOUT };
-    ssize_t n = write(fd, a.buf + off, a.len - off);
-    if (n > 0)
-      off += n;
-    else if (n < 0 && errno == EINTR)
-      continue;
-    else if (n < 0 && errno == EAGAIN && poll(&p, 1, 2000) > 0)
-      continue;
-    else
-      break;
-  }
+  ctl_write_answer(fd, &a, deadline);
   free(a.buf);
   close(fd);
 }

@@ -604,10 +604,29 @@ handshake_flags(struct conn *c, uint32_t flags)
 
 /* Answers a whole option; the stage says what comes next (more options
  * unless the option said otherwise). */
+/* A connection over a limit (limits.c): every option but NBD_OPT_ABORT
+ * is refused with the reason, until the client gives up. */
+static void
+refuse_option(struct conn *c)
+{
+  if (c->opt == NBD_OPT_ABORT) {
+    opt_reply(c, NBD_REP_ACK, NULL, 0);
+    conn_enter(c, CONN_ABORTING);
+  } else if (c->opt == NBD_OPT_EXPORT_NAME) {
+    conn_close(c, NULL);   /* no error reply there; logged at accept */
+  } else {
+    opt_error(c, NBD_REP_ERR_POLICY, c->refusal);
+  }
+}
+
 void
 handshake_option(struct conn *c, const struct client_option *o)
 {
   c->opt = o->code;
+  if (c->refusal) {
+    refuse_option(c);
+    return;
+  }
   switch (o->code) {
   case NBD_OPT_EXPORT_NAME:
     opt_export_name(c, o);

@@ -10,6 +10,7 @@
  */
 #include <config.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -23,12 +24,35 @@
 struct addr_count {
   struct addr_count *next;
   unsigned n;
-  char addr[INET6_ADDRSTRLEN];
+  char addr[INET6_ADDRSTRLEN + 4];   /* limit_key() */
 };
 
 static pthread_mutex_t limits_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct addr_count *buckets[LIMIT_BUCKETS];
 static unsigned total;
+
+/* Connections over a limit that are still answered, with the reason,
+ * until their handshake ends: a few, so that a flood of them cannot hold
+ * every slot (the rest are closed at once). */
+#define REFUSING_MAX 64
+static unsigned refusing;
+
+/* What a limit counts of addr: the address, or for IPv6 its /64 (one
+ * host may hold a whole /64, and pick a new address per connection). */
+static void
+limit_key(const char *addr, char out[INET6_ADDRSTRLEN + 4])
+{
+  struct in6_addr a;
+  char buf[INET6_ADDRSTRLEN];
+
+  if (!strchr(addr, ':') || inet_pton(AF_INET6, addr, &a) != 1) {
+    snprintf(out, INET6_ADDRSTRLEN + 4, "%s", addr);
+    return;
+  }
+  memset(a.s6_addr + 8, 0, 8);
+  inet_ntop(AF_INET6, &a, buf, sizeof buf);
+  snprintf(out, INET6_ADDRSTRLEN + 4, "%s/64", buf);
+}
 
 static unsigned
 hash_addr(const char *s)
@@ -41,19 +65,22 @@ hash_addr(const char *s)
 }
 
 const char *
-limits_enter(const char *addr)
+limits_enter(const char *peer)
 {
-  struct addr_count **pp = &buckets[hash_addr(addr)], *a;
+  char addr[INET6_ADDRSTRLEN + 4];
+  struct addr_count **pp, *a;
   const char *why = NULL;
 
+  limit_key(peer, addr);
+  pp = &buckets[hash_addr(addr)];
   pthread_mutex_lock(&limits_lock);
   for (a = *pp; a; a = a->next)
     if (strcmp(a->addr, addr) == 0)
       break;
   if (config.max_conns && total >= config.max_conns) {
-    why = "max-connections reached";
+    why = "the server has as many connections as it takes (max-connections): try again later";
   } else if (config.max_conns_per_addr && a && a->n >= config.max_conns_per_addr) {
-    why = "max-connections-per-address reached";
+    why = "too many connections from this address (max-connections-per-address)";
   } else if (!a && !(a = calloc(1, sizeof *a))) {
     why = "out of memory";
   } else {
@@ -70,10 +97,13 @@ limits_enter(const char *addr)
 }
 
 void
-limits_leave(const char *addr)
+limits_leave(const char *peer)
 {
-  struct addr_count **pp = &buckets[hash_addr(addr)], *a;
+  char addr[INET6_ADDRSTRLEN + 4];
+  struct addr_count **pp, *a;
 
+  limit_key(peer, addr);
+  pp = &buckets[hash_addr(addr)];
   pthread_mutex_lock(&limits_lock);
   for (; (a = *pp); pp = &a->next) {
     if (strcmp(a->addr, addr) != 0)
@@ -85,5 +115,26 @@ limits_leave(const char *addr)
     }
     break;
   }
+  pthread_mutex_unlock(&limits_lock);
+}
+
+bool
+limits_enter_refusing(void)
+{
+  bool ok;
+
+  pthread_mutex_lock(&limits_lock);
+  ok = refusing < REFUSING_MAX;
+  if (ok)
+    refusing++;
+  pthread_mutex_unlock(&limits_lock);
+  return ok;
+}
+
+void
+limits_leave_refusing(void)
+{
+  pthread_mutex_lock(&limits_lock);
+  refusing--;
   pthread_mutex_unlock(&limits_lock);
 }

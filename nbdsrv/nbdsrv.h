@@ -164,6 +164,10 @@ int binding_remove(const char *prefix);
  * nothing was counted). */
 const char *limits_enter(const char *addr);
 void limits_leave(const char *addr);
+/* A connection over a limit that is answered with the reason: whether
+ * one more may be (then it is counted until limits_leave_refusing()). */
+bool limits_enter_refusing(void);
+void limits_leave_refusing(void);
 
 struct listen_addr {
   char host[256];
@@ -198,6 +202,7 @@ struct config {
   char trace[PATH_MAX];         /* request trace file, or "" */
   char control_socket[108];     /* nbdsrv ctl's socket, or "" for none */
   bool control_socket_set;      /* given, not the default */
+  char control_group[64];       /* may use it too, beside root; or "" */
   unsigned max_conns;           /* in total; 0: no limit */
   unsigned max_conns_per_addr;  /* per client address; 0: no limit */
   unsigned handshake_timeout;   /* seconds; 0: none */
@@ -663,6 +668,8 @@ struct conn {
   time_t connected;
   time_t attach_since;           /* when it began waiting for its overlay */
   bool counted;                  /* in the connection limits */
+  const char *refusal;           /* over a limit: its options are refused
+                                    with this reason (limits.c) */
   bool kick;                     /* nbdsrv ctl kick: close it (set under
                                     the worker's conns_lock) */
   uint64_t requests, bytes_read, bytes_written;   /* since connect */

@@ -32,6 +32,10 @@
 #include "util.h"
 
 static int trace_fd = -1;
+/* A write failed: tracing stops.  The file stays open until the workers
+ * are gone (trace_close): closing it under the others' writes would let
+ * them write into whatever file gets the descriptor number next. */
+static bool trace_failed;
 
 int
 trace_open(const char *path)
@@ -56,18 +60,18 @@ trace_close(void)
 bool
 trace_enabled(void)
 {
-  return trace_fd >= 0;
+  return trace_fd >= 0 && !__atomic_load_n(&trace_failed, __ATOMIC_RELAXED);
 }
 
 void
 trace_flush(struct worker *w)
 {
-  int r = full_write(trace_fd, w->trace_buf, w->trace_len);
+  int r = 0;
 
-  if (r < 0) {
+  if (trace_enabled())
+    r = full_write(trace_fd, w->trace_buf, w->trace_len);
+  if (r < 0 && !__atomic_exchange_n(&trace_failed, true, __ATOMIC_RELAXED))
     log_err("trace: %s; tracing stops", strerror(-r));
-    trace_close();
-  }
   w->trace_len = 0;
 }
 
@@ -86,7 +90,7 @@ trace_request(struct conn *c, uint16_t type, uint16_t flags, uint64_t offset,
   struct timespec ts;
   int n;
 
-  if (trace_fd < 0 || !c->ovl)
+  if (!trace_enabled() || !c->ovl)
     return;
   if (sizeof w->trace_buf - w->trace_len < 1024)
     trace_flush(w);

@@ -44,7 +44,9 @@ SERVER_TESTS = \
 	tests/test_server_44_restart_port.sh \
 	tests/test_server_45_shared_readonly.sh \
 	tests/test_server_46_failover_lock.sh \
-	tests/test_server_48_identity.sh
+	tests/test_server_48_identity.sh \
+	tests/test_server_50_refusals.sh \
+	tests/test_server_51_small_limits.sh
 
 # Memory figures mean nothing under a sanitizer's allocator: not repeated.
 SERVER_MEMORY_TESTS = tests/test_server_21_memory_per_client.sh

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_22_limits: limits.  With a config file that sets them low:
 #   - max-connections-per-address: a 4th connection from one address is
-#     closed at once, other addresses still get in; max-connections: the
-#     7th connection in all is refused; once one closes, a new one gets in;
+#     refused (NBD_REP_ERR_POLICY naming the limit), other addresses still
+#     get in; max-connections: the 7th connection in all is refused; once
+#     one closes, a new one gets in;
 #   - handshake-timeout: a client that connects and never speaks is
 #     dropped after about that long, while an idle client that finished
 #     its handshake is not;
@@ -38,20 +39,30 @@ tdir = sys.argv[1]
 base = open(tdir + "/base.img", "rb").read()
 M = 1 << 20
 
-def refused(src):
-    """A connection from src that the server closes before its greeting."""
-    s = tcp_socket(src)
-    s.settimeout(10)
-    try:
-        data = s.recv(100)
-    except (ConnectionResetError, socket.timeout):
-        data = b"timeout"
-    s.close()
-    return data == b""
+def refused(src, limit="max-connections"):
+    """A connection from src over a limit: greeted, its NBD_OPT_GO refused
+    with NBD_REP_ERR_POLICY and a message naming the limit."""
+    r = Raw(src)
+    r.greeting()
+    n = b"base@probe"
+    r.send_opt(OPT_GO, struct.pack(">I", len(n)) + n + struct.pack(">H", 0))
+    rtype, msg = r.recv_rep(OPT_GO)
+    if rtype == REP_INFO:
+        r.close()
+        return False
+    bye(r)
+    check(rtype == REP_ERR_POLICY and limit.encode() in msg,
+          "over the limit: reply %#x %r" % (rtype, msg))
+    return True
+
+def bye(r):
+    r.send_opt(OPT_ABORT)
+    r.recv_rep(OPT_ABORT)
+    r.close()
 
 # Per address: three from 127.0.0.2 get in, the fourth does not.
 two = [raw_session("base@a%d" % i, src="127.0.0.2") for i in range(3)]
-check(refused("127.0.0.2"), "4th connection from 127.0.0.2 was not refused")
+check(refused("127.0.0.2", "max-connections-per-address"), "4th connection from 127.0.0.2 was not refused")
 # In total: three more from 127.0.0.3, then nobody.
 three = [raw_session("base@b%d" % i, src="127.0.0.3") for i in range(3)]
 check(refused("127.0.0.4"), "7th connection in all was not refused")
