@@ -32,6 +32,7 @@ value_for() {   # KEY SYNTAX: a value other than the default
     POLICY) echo ephemeral ;;
     SIZE) echo 64K ;;
     SECS|N) echo 7 ;;
+    TEXT) echo nogroup ;;
     *) fail "no test value for $1 ($2)" ;;
   esac
 }
