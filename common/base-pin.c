@@ -43,6 +43,11 @@ parse_line(char *line, struct base_pin *p)
     p->base_mtime_ns = strtoll(v, &end, 10);
     if (errno || *end || end == v)
       return -EINVAL;
+  } else if (strcmp(line, "base-sha256") == 0) {
+    if (strlen(v) != OVL_SHA256_HEX ||
+        strspn(v, "0123456789abcdef") != OVL_SHA256_HEX)
+      return -EINVAL;
+    strcpy(p->base_sha256, v);
   } else if (strcmp(line, "boot") == 0) {
     if (strlen(v) >= sizeof p->boot_id)
       return -EINVAL;
@@ -91,8 +96,10 @@ base_pin_write(const char *prefix, const struct base_pin *p)
     return -ENAMETOOLONG;
   n = snprintf(buf, sizeof buf,
                BASE_PIN_MAGIC "\nbase=%s\nbase-size=%" PRIu64
-               "\nbase-mtime-ns=%" PRId64 "\nboot=%s\n",
-               p->base_path, p->base_size, p->base_mtime_ns, p->boot_id);
+               "\nbase-mtime-ns=%" PRId64 "\nboot=%s\n%s%s%s",
+               p->base_path, p->base_size, p->base_mtime_ns, p->boot_id,
+               p->base_sha256[0] ? "base-sha256=" : "", p->base_sha256,
+               p->base_sha256[0] ? "\n" : "");
   if (n < 0 || (size_t)n >= sizeof buf)
     return -ENAMETOOLONG;
   return write_file_durable(path, tmp, buf, (size_t)n);

@@ -15,6 +15,10 @@
  *   base-mtime-ns=N    in place is refused, not served as a mix
  *   boot=BOOTID        the boot it was pinned for ("": pinned until the
  *                      client has had no connection for a while)
+ *   base-sha256=HEX    its content id, for a version of an image store
+ *                      (absent for a plain image file, and in pins that
+ *                      predate it): a server whose store copy is at
+ *                      another path finds the version by it
  */
 #ifndef NBDROOT_BASE_PIN_H
 #define NBDROOT_BASE_PIN_H
@@ -31,6 +35,7 @@ struct base_pin {
   uint64_t base_size;
   int64_t base_mtime_ns;
   char boot_id[BOOT_ID_MAX + 1];
+  char base_sha256[OVL_SHA256_HEX + 1];   /* or "" */
 };
 
 /* Reads PREFIX.basepin: 0, -ENOENT, -EINVAL (not a base pin) or -errno. */

@@ -22,7 +22,15 @@
  *                 24  u64 created (epoch s)  32  u64 base image size
  *                 40  i64 base mtime (ns)    48  boot id, 65 bytes, NUL-padded
  *                128  base image path, 512 bytes, NUL-padded (absolute)
+ *                640  base content id, 64 bytes: the sha256 of the base
+ *                     in lower-case hex, or all zeroes (none)
+ *                704  zeroes
  *               1020  u32 crc32 of bytes 0..1019
+ *
+ * The content id came later, in bytes that were zero before: an overlay
+ * without one reads as having none (its base is then known by path, size
+ * and mtime only), and a server that predates the field serves a new
+ * overlay as before.  So the version stays 1.
  *   offset 1024  journal: a sequence of batches, each
  *                  u32 magic "OVLB", u32 record count n, u32 crc32 of the
  *                  records, u32 zero, then n records of 16 bytes:
@@ -394,8 +402,19 @@ header_encode(const struct ovl_header_info *info, unsigned char *h)
   memcpy(h + 48, info->boot_id, strnlen(info->boot_id, OVL_BOOT_ID_MAX));
   memcpy(h + 128, info->base_path,
          strnlen(info->base_path, OVL_BASE_PATH_MAX - 1));
+  memcpy(h + 640, info->base_sha256,
+         strnlen(info->base_sha256, OVL_SHA256_HEX));
   v32 = htole32(crc32(0, h, OVL_HEADER_SIZE - 4));
   memcpy(h + OVL_HEADER_SIZE - 4, &v32, 4);
+}
+
+/* A content id is empty or 64 lower-case hex digits. */
+static bool
+content_id_valid(const char *id)
+{
+  size_t n = strspn(id, "0123456789abcdef");
+
+  return id[n] == '\0' && (n == 0 || n == OVL_SHA256_HEX);
 }
 
 static int
@@ -423,7 +442,9 @@ header_decode(const unsigned char *h, struct ovl_header_info *info)
   info->boot_id[OVL_BOOT_ID_MAX] = '\0';
   memcpy(info->base_path, h + 128, OVL_BASE_PATH_MAX - 1);
   info->base_path[OVL_BASE_PATH_MAX - 1] = '\0';
-  return 0;
+  memcpy(info->base_sha256, h + 640, OVL_SHA256_HEX);
+  info->base_sha256[OVL_SHA256_HEX] = '\0';
+  return content_id_valid(info->base_sha256) ? 0 : -EBADMSG;
 }
 
 static uint64_t

@@ -51,6 +51,7 @@ size_t ovl_map_memory(const struct ovl_map *m);
 /* Where an overlay came from.  Stored in the header of the map file. */
 #define OVL_BASE_PATH_MAX 512
 #define OVL_BOOT_ID_MAX 64
+#define OVL_SHA256_HEX 64
 struct ovl_header_info {
   uint64_t size;                      /* virtual disk size in bytes */
   uint64_t created;                   /* seconds since the epoch */
@@ -58,6 +59,10 @@ struct ovl_header_info {
   int64_t base_mtime_ns;              /* its mtime when pinned */
   char base_path[OVL_BASE_PATH_MAX];  /* absolute path of the pinned base */
   char boot_id[OVL_BOOT_ID_MAX + 1];  /* boot that created it, or "" */
+  /* The base's content id: the sha256 (hex) its image store published it
+   * with, or "" (a plain image file, or an overlay older than the field):
+   * then the base is the file at base_path, with that size and mtime. */
+  char base_sha256[OVL_SHA256_HEX + 1];
 };
 
 /* An overlay's two files: PREFIX.map (header + journal) and PREFIX.data

@@ -94,25 +94,59 @@ meta_value(const char *text, const char *key, char *out, size_t len)
   return false;
 }
 
-/* img->identity, from the store's NNNN.meta beside NNNN.img if there is
- * one (see the top of this file). */
+/* The text of the store's NNNN.meta beside the version at path NNNN.img
+ * into text: its length, or 0 when there is none. */
+static ssize_t
+read_meta_of(const char *path, char *text, size_t len)
+{
+  char meta[PATH_MAX];
+  size_t l = strlen(path);
+  ssize_t n;
+
+  if (l <= 4 || !ends_with(path, ".img") ||
+      format_path(meta, sizeof meta, "%.*s.meta", (int)(l - 4), path) < 0)
+    return 0;
+  n = read_small_file(meta, text, len);
+  return n > 0 ? n : 0;
+}
+
+/* Whether s is a content id: 64 lower-case hex digits. */
+static bool
+is_sha256(const char *s)
+{
+  return strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
+}
+
+int
+image_content_id(const char *path, char *sha, size_t len)
+{
+  char text[1024];
+
+  if (read_meta_of(path, text, sizeof text) > 0 &&
+      meta_value(text, "sha256", sha, len) && is_sha256(sha))
+    return 0;
+  sha[0] = '\0';
+  return -ENOENT;
+}
+
+/* img->identity and img->sha256, from the store's NNNN.meta beside
+ * NNNN.img if there is one (see the top of this file). */
 static void
 image_identify(struct image *img)
 {
-  char meta[PATH_MAX], text[1024], name[128], id[16], sha[72];
+  char text[1024], name[128], id[16];
   const char *file = strrchr(img->path, '/');
-  size_t l = strlen(img->path);
 
   file = file ? file + 1 : img->path;
-  if (l > 4 && ends_with(img->path, ".img") &&
-      format_path(meta, sizeof meta, "%.*s.meta", (int)(l - 4), img->path) == 0 &&
-      read_small_file(meta, text, sizeof text) > 0 &&
+  if (read_meta_of(img->path, text, sizeof text) > 0 &&
       meta_value(text, "name", name, sizeof name) &&
       meta_value(text, "id", id, sizeof id) &&
-      meta_value(text, "sha256", sha, sizeof sha) &&
+      meta_value(text, "sha256", img->sha256, sizeof img->sha256) &&
+      is_sha256(img->sha256) &&
       format_path(img->identity, sizeof img->identity,
-                  "nbdroot-base %s %s sha256:%s", name, id, sha) == 0)
+                  "nbdroot-base %s %s sha256:%s", name, id, img->sha256) == 0)
     return;
+  img->sha256[0] = '\0';
   snprintf(img->identity, sizeof img->identity,
            "nbdroot-base %.64s - file:%llu:%lld", file,
            (unsigned long long)img->size, (long long)img->mtime_ns);

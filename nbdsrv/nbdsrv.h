@@ -356,12 +356,33 @@ struct image {
   /* Who this version is, for clients and nbdsrv ctl: "nbdroot-base NAME
    * VERSION ID" (image.c says how). */
   char identity[256];
+  /* Its content id: the sha256 (hex) of its store's .meta, or "" for an
+   * image that is not a store version. */
+  char sha256[65];
 };
 
 /* Canonical path of the image a new client of exp gets now (resolves a
  * store's `current`).  Returns 0 or -errno. */
 int image_resolve(const struct export *exp, char *path, size_t len);
 int image_get(const char *path, struct image **out);
+/* The content id of the store version at path (the sha256 of the .meta
+ * beside it, not computed): 0, or -ENOENT with sha "" when it has none. */
+int image_content_id(const char *path, char *sha, size_t len);
+
+/* ---- base-find.c ---- */
+/* A base version as an overlay or a base pin recorded it. */
+struct base_ref {
+  const char *who;       /* for the log: "overlay PREFIX", "client KEY" */
+  const char *path;      /* the path it had where it was recorded */
+  uint64_t size;
+  int64_t mtime_ns;
+  const char *sha256;    /* content id, or "": known by path, size, mtime */
+};
+/* Opens the base ref names, found by content when it has a content id:
+ * 0 with *out, -ESTALE when no version here has its content (or, without
+ * content id, the file changed), or another -errno; *why for the client. */
+int base_find(const struct export *exp, const struct base_ref *ref,
+              struct image **out, const char **why);
 void image_put(struct image *img);
 
 /* ---- shared read-only exports (shared.c) ---- */

@@ -219,21 +219,17 @@ overlay_reopen(struct overlay *ov, const char *boot_id, const char **why)
     return r;
   }
   /* Reconnect or restart: keep the base version the overlay was made
-   * on, even when the export's `current` moved since. */
-  r = image_get(ov->file.info.base_path, &ov->base);
-  if (r < 0) {
-    *why = "the base image version this client's overlay was created on is missing";
-    log_err("overlay %s: base image %s: %s", ov->prefix, ov->file.info.base_path,
-            strerror(-r));
+   * on, even when the export's `current` moved since (found by content
+   * on a server whose store copy is elsewhere: base-find.c). */
+  r = base_find(ov->exp,
+                &(struct base_ref){ .who = ov->prefix,
+                                    .path = ov->file.info.base_path,
+                                    .size = ov->file.info.base_size,
+                                    .mtime_ns = ov->file.info.base_mtime_ns,
+                                    .sha256 = ov->file.info.base_sha256 },
+                &ov->base, why);
+  if (r < 0)
     return r;
-  }
-  if (ov->base->size != ov->file.info.base_size ||
-      ov->base->mtime_ns != ov->file.info.base_mtime_ns) {
-    *why = "the base image changed under this client's overlay; reset the overlay";
-    log_err("overlay %s: base image %s changed since the overlay was created (size or mtime differ); refusing to serve a mix",
-            ov->prefix, ov->base->path);
-    return -ESTALE;
-  }
   if (ov->exp->policy == POLICY_RESET_ON_BOOT && strcmp(ov->file.info.boot_id, boot_id) != 0) {
     log_info("overlay %s: new boot (boot id '%s', was '%s'): resetting", ov->prefix, boot_id,
              ov->file.info.boot_id);
@@ -266,6 +262,7 @@ overlay_create(struct overlay *ov, const char *boot_id, const char **why)
   info.created = time(NULL);
   info.base_size = ov->base->size;
   info.base_mtime_ns = ov->base->mtime_ns;
+  snprintf(info.base_sha256, sizeof info.base_sha256, "%s", ov->base->sha256);
   if (format_path(info.base_path, sizeof info.base_path, "%s", ov->base->path) < 0) {
     *why = "the image path is too long for an overlay header";
     log_err("export %s: image path %s is longer than %d bytes", ov->exp->name,

@@ -40,26 +40,22 @@
 #include "nbdsrv.h"
 #include "util.h"
 
-/* ov's base: the pinned version, which must be there unchanged. */
+/* ov's base: the pinned version, which must be there unchanged (or, by
+ * content, a copy of it: base-find.c). */
 static int
 open_pinned(struct overlay *ov, const struct base_pin *pin, const char **why)
 {
-  int r = image_get(pin->base_path, &ov->base);
+  int r = base_find(ov->exp,
+                    &(struct base_ref){ .who = ov->key,
+                                        .path = pin->base_path,
+                                        .size = pin->base_size,
+                                        .mtime_ns = pin->base_mtime_ns,
+                                        .sha256 = pin->base_sha256 },
+                    &ov->base, why);
 
-  if (r < 0) {
-    *why = "the base version this client was pinned to is missing";
-    log_err("client %s: pinned base %s: %s", ov->key, pin->base_path,
-            strerror(-r));
+  if (r < 0)
     return r;
-  }
-  if (ov->base->size != pin->base_size ||
-      ov->base->mtime_ns != pin->base_mtime_ns) {
-    *why = "the base version this client was pinned to changed in place";
-    log_err("client %s: pinned base %s changed since it was pinned (size or mtime differ); refusing to serve a mix",
-            ov->key, pin->base_path);
-    return -ESTALE;
-  }
-  log_debug("client %s: keeps its pinned base %s", ov->key, pin->base_path);
+  log_debug("client %s: keeps its pinned base %s", ov->key, ov->base->path);
   return 0;
 }
 
@@ -85,6 +81,7 @@ pin_current(struct overlay *ov, const char *boot_id, const char **why)
   }
   pin.base_size = ov->base->size;
   pin.base_mtime_ns = ov->base->mtime_ns;
+  snprintf(pin.base_sha256, sizeof pin.base_sha256, "%s", ov->base->sha256);
   snprintf(pin.boot_id, sizeof pin.boot_id, "%s", boot_id);
   r = format_path(dir, sizeof dir, "%s/%s", config.overlay_dir, ov->exp->name);
   if (r == 0)

@@ -46,7 +46,8 @@ SERVER_TESTS = \
 	tests/test_server_46_failover_lock.sh \
 	tests/test_server_48_identity.sh \
 	tests/test_server_50_refusals.sh \
-	tests/test_server_51_small_limits.sh
+	tests/test_server_51_small_limits.sh \
+	tests/test_server_55_base_by_content.sh
 
 # Memory figures mean nothing under a sanitizer's allocator: not repeated.
 SERVER_MEMORY_TESTS = tests/test_server_21_memory_per_client.sh

@@ -9,12 +9,16 @@
  *  - a record with a bad checksum ends replay there;
  *  - compaction keeps the map and shortens the journal;
  *  - a map without its data file, or with a damaged header, is refused;
+ *  - the base's content id round-trips and survives compaction; a header
+ *    without one (as written before the field) reads as having none; one
+ *    that is not 64 hex digits is refused even with a good checksum;
  *  - on a 1 TiB disk, the map of a few writes costs memory for those
  *    writes, not for the size of the disk, and runs cross the regions
  *    never written; a 64 GiB trim is set and undone a chunk at a time.
  */
 #include <config.h>
 
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -22,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "overlay-format.h"
 #include "unit.h"
@@ -335,6 +340,65 @@ test_damaged_header(void)
   CHECK(ovl_file_open(prefix, false, &g) == -EBADMSG, "damaged header refused");
 }
 
+#define TEST_SHA "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static void
+test_content_id_round_trip(void)
+{
+  struct ovl_header_info info = test_info(), hdr;
+  struct ovl_file f, g;
+
+  snprintf(info.base_sha256, sizeof info.base_sha256, "%s", TEST_SHA);
+  ovl_file_remove(prefix);
+  CHECK(ovl_file_create(prefix, &info, &f) == 0, "create");
+  CHECK(ovl_file_read_header(prefix, &hdr) == 0 && strcmp(hdr.base_sha256, TEST_SHA) == 0,
+        "content id read back as '%s'", hdr.base_sha256);
+  CHECK(ovl_file_compact(&f, prefix) == 0, "compact");
+  ovl_file_close(&f);
+  CHECK(ovl_file_open(prefix, false, &g) == 0 && strcmp(g.info.base_sha256, TEST_SHA) == 0 &&
+            strcmp(g.info.base_path, info.base_path) == 0,
+        "content id after compaction: '%s'", g.info.base_sha256);
+  ovl_file_close(&g);
+}
+
+/* Bytes 640..1019 of the header are what overlays without a content id
+ * have there: zeroes. */
+static void
+test_no_content_id(void)
+{
+  struct ovl_header_info info = test_info(), hdr;
+  unsigned char h[1024], zero[380] = { 0 };
+  struct ovl_file f;
+
+  ovl_file_remove(prefix);
+  CHECK(ovl_file_create(prefix, &info, &f) == 0, "create");
+  CHECK(pread(f.map_fd, h, sizeof h, 0) == (ssize_t)sizeof h, "read header");
+  CHECK(memcmp(h + 640, zero, sizeof zero) == 0, "no content id: the old layout");
+  ovl_file_close(&f);
+  CHECK(ovl_file_read_header(prefix, &hdr) == 0 && hdr.base_sha256[0] == '\0',
+        "no content id read back as '%s'", hdr.base_sha256);
+}
+
+static void
+test_bad_content_id(void)
+{
+  struct ovl_header_info info = test_info(), hdr;
+  unsigned char h[1024];
+  uint32_t crc;
+  struct ovl_file f, g;
+
+  ovl_file_remove(prefix);
+  CHECK(ovl_file_create(prefix, &info, &f) == 0, "create");
+  CHECK(pread(f.map_fd, h, sizeof h, 0) == (ssize_t)sizeof h, "read header");
+  memcpy(h + 640, "not-a-sha256", 12);
+  crc = htole32(crc32(0, h, sizeof h - 4));
+  memcpy(h + sizeof h - 4, &crc, 4);
+  CHECK(pwrite(f.map_fd, h, sizeof h, 0) == (ssize_t)sizeof h, "write header");
+  ovl_file_close(&f);
+  CHECK(ovl_file_read_header(prefix, &hdr) == -EBADMSG, "bad content id refused (header)");
+  CHECK(ovl_file_open(prefix, false, &g) == -EBADMSG, "bad content id refused (open)");
+}
+
 static const struct {
   const char *name;
   void (*run)(void);
@@ -347,6 +411,9 @@ static const struct {
   { "compaction keeps the map, shortens the journal", test_compaction },
   { "a map without its data file is refused", test_missing_data_file },
   { "a damaged header is refused", test_damaged_header },
+  { "the content id round-trips and survives compaction", test_content_id_round_trip },
+  { "a header without content id has the old layout", test_no_content_id },
+  { "a content id that is not 64 hex digits is refused", test_bad_content_id },
   { "a 1 TiB map costs memory for its writes only", test_large_sparse_map },
   { "a 64 GiB trim is set and undone a chunk at a time", test_large_trim },
 };
