@@ -19,6 +19,11 @@
  *   kick WHO               close the connections of a client: WHO is an
  *                          address, an ID, or EXPORT/ID
  *   reset EXPORT/ID        delete a disconnected client's overlay
+ *   overlays EXPORT [--stale DAYS [--remove]]
+ *                          the client overlays of EXPORT on disk: ID,
+ *                          address, space, days since last written; with
+ *                          --stale only those not written for DAYS days,
+ *                          removed (with their binding) with --remove
  *   move-id EXPORT/ID ADDRESS
  *                          bind a client ID to another address (IDs are
  *                          bound to the first address that used them)
@@ -505,6 +510,114 @@ cmd_move_id(struct answer *a, char *arg)
                 "stay until kicked)\n", arg, addr);
 }
 
+/* What `overlays` gathers: the census of one export, as an array. */
+struct overlay_list {
+  struct census_entry *v;
+  size_t n, cap;
+  time_t older_than;             /* only those written before; 0: all */
+};
+
+static int
+overlay_list_add(const struct census_entry *x, void *arg)
+{
+  struct overlay_list *l = arg;
+
+  if (l->older_than && x->mtime >= l->older_than)
+    return 0;
+  if (VEC_RESERVE(l->v, l->cap, l->n + 1) < 0)
+    return -ENOMEM;
+  l->v[l->n++] = *x;
+  return 0;
+}
+
+/* "EXPORT [--stale DAYS [--remove]]": 0, or -1 (said why). */
+static int
+parse_overlays_args(struct answer *a, char *arg, const struct export **e,
+                    long *days, bool *remove)
+{
+  char *save = NULL, *name = strtok_r(arg, " ", &save), *w, *end;
+
+  *days = -1;
+  *remove = false;
+  while ((w = strtok_r(NULL, " ", &save))) {
+    if (!strcmp(w, "--remove")) {
+      *remove = true;
+    } else if (!strcmp(w, "--stale") && (w = strtok_r(NULL, " ", &save))) {
+      *days = strtol(w, &end, 10);
+      if (*end || end == w || *days < 0 || *days > 100000)
+        *days = -2;
+    } else {
+      *days = -2;
+    }
+  }
+  if (!name || *days == -2 || (*remove && *days < 0)) {
+    answer_printf(a, "ERR usage: overlays EXPORT [--stale DAYS [--remove]]\n");
+    return -1;
+  }
+  if (!(*e = config_find_export(name))) {
+    answer_printf(a, "ERR no export '%s'\n", name);
+    return -1;
+  }
+  return 0;
+}
+
+/* Removes the overlay of x (not in use) and its binding: one line. */
+static void
+remove_stale(struct answer *a, const struct export *e,
+             const struct census_entry *x)
+{
+  char prefix[PATH_MAX];
+  const char *why = NULL;
+
+  if (overlay_reset(e->name, x->id, &why) < 0) {
+    answer_printf(a, "kept %s: %s\n", x->id, why ? why : "cannot remove it");
+    return;
+  }
+  if (format_path(prefix, sizeof prefix, "%s/%s/%s", config.overlay_dir,
+                  e->name, x->id) == 0)
+    binding_remove(prefix);
+  log_info("control: removed the stale overlay %s/%s", e->name, x->id);
+  answer_printf(a, "removed %s\n", x->id);
+}
+
+static void
+cmd_overlays(struct answer *a, char *arg)
+{
+  struct overlay_list l = { 0 };
+  const struct export *e;
+  time_t now = time(NULL);
+  bool remove;
+  long days;
+  int r;
+
+  if (parse_overlays_args(a, arg, &e, &days, &remove) < 0)
+    return;
+  if (days >= 0)
+    l.older_than = now - days * 86400;
+  r = census_each(e, overlay_list_add, &l);
+  if (r < 0) {
+    answer_printf(a, "ERR cannot read the overlays: %s\n", strerror(-r));
+    free(l.v);
+    return;
+  }
+  answer_printf(a, "OK\n");
+  if (!remove)
+    answer_printf(a, "%-24s %-16s %8s %s\n", "ID", "ADDRESS", "USED", "WRITTEN");
+  for (size_t i = 0; i < l.n; i++) {
+    char used[16];
+    if (remove) {
+      remove_stale(a, e, &l.v[i]);
+      continue;
+    }
+    format_size(l.v[i].bytes, used);
+    answer_printf(a, "%-24s %-16s %8s %lld days ago\n", l.v[i].id,
+                  l.v[i].owner[0] ? l.v[i].owner : "-", used,
+                  (long long)((now - l.v[i].mtime) / 86400));
+  }
+  answer_printf(a, "%zu overlay%s\n", l.n, l.n == 1 ? "" : "s");
+  free(l.v);
+}
+
 static void
 cmd_drain(struct answer *a, const char *name, bool drain)
 {
@@ -566,6 +679,8 @@ run_command(char *line, struct answer *a)
     cmd_kick(a, arg);
   else if (!strcmp(line, "reset"))
     cmd_reset(a, arg);
+  else if (!strcmp(line, "overlays"))
+    cmd_overlays(a, arg);
   else if (!strcmp(line, "move-id"))
     cmd_move_id(a, arg);
   else if (!strcmp(line, "drain"))
@@ -575,7 +690,7 @@ run_command(char *line, struct answer *a)
   else if (!strcmp(line, "reload"))
     cmd_reload(a);
   else
-    answer_printf(a, "ERR unknown command '%s' (list, exports, kick, reset, move-id, drain, resume, reload)\n", line);
+    answer_printf(a, "ERR unknown command '%s' (list, exports, overlays, kick, reset, move-id, drain, resume, reload)\n", line);
 }
 
 /* Everything of a command, from reading it to the last byte of its

@@ -6,6 +6,7 @@
  *   nbdsrv ctl [-s SOCKET] kick ADDRESS|ID|EXPORT/ID
  *   nbdsrv ctl [-s SOCKET] reset EXPORT/ID
  *   nbdsrv ctl [-s SOCKET] move-id EXPORT/ID ADDRESS
+ *   nbdsrv ctl [-s SOCKET] overlays EXPORT [--stale DAYS [--remove]]
  *   nbdsrv ctl [-s SOCKET] drain|resume EXPORT
  *   nbdsrv ctl [-s SOCKET] reload
  *
@@ -36,6 +37,8 @@ static const char ctl_usage[] =
   "  kick ADDRESS|ID|EXPORT/ID  close a client's connections\n"
   "  reset EXPORT/ID          delete a disconnected client's overlay\n"
   "  move-id EXPORT/ID ADDRESS  bind a client ID to another address\n"
+  "  overlays EXPORT [--stale DAYS [--remove]]\n"
+  "                           overlays on disk; those unwritten for DAYS days\n"
   "  drain EXPORT             refuse new clients of an export\n"
   "  resume EXPORT            accept them again\n"
   "  reload                   read the configuration again; say what changed\n"

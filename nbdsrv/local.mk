@@ -12,6 +12,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/reload.c \
 	nbdsrv/acl.c \
 	nbdsrv/binding.c \
+	nbdsrv/minting.c \
 	nbdsrv/limits.c \
 	nbdsrv/image.c \
 	nbdsrv/base-find.c \

@@ -117,6 +117,9 @@ struct export {
   unsigned npins;
   size_t pins_cap;
   bool require_pin;       /* explicit IDs must be pinned */
+  /* Limits on creating overlays (minting.c); 0: none. */
+  unsigned max_overlays, max_overlays_per_addr;
+  uint64_t max_overlay_space, max_overlay_space_per_addr;
   bool draining;          /* nbdsrv ctl drain: no new clients */
   bool policy_set, quota_set;   /* given in its own section */
   unsigned line, image_line;    /* of its section and image in the config
@@ -157,6 +160,23 @@ int binding_read(const char *prefix, char *addr, size_t len);
 int binding_write(const char *prefix, const char *addr);
 /* 0, or -errno (-ENOENT when there was none). */
 int binding_remove(const char *prefix);
+
+/* ---- overlay minting limits (minting.c) ---- */
+
+/* One overlay on disk, as the census sees it. */
+struct census_entry {
+  char id[CLIENT_ID_MAX + 1];
+  char owner[INET6_ADDRSTRLEN];  /* its address, or "" when unknown */
+  uint64_t bytes;                /* on disk, map and data */
+  time_t mtime;                  /* last written */
+};
+typedef int census_fn(const struct census_entry *x, void *arg);
+/* Calls fn for each overlay of e on disk (fn returns < 0 to stop: that is
+ * returned).  0 or -errno. */
+int census_each(const struct export *e, census_fn *fn, void *arg);
+/* Whether a client at peer may have a new overlay of e created: 0, or
+ * -EUSERS (count) or -EDQUOT (space) with *why naming the limit. */
+int minting_check(const struct export *e, const char *peer, const char **why);
 
 /* ---- connection limits (limits.c) ---- */
 

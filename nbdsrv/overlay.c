@@ -281,6 +281,20 @@ overlay_create(struct overlay *ov, const char *boot_id, const char **why)
   return 0;
 }
 
+/* 0 when ov exists on disk or may be created for a client at peer (the
+ * limits of minting.c), else -errno with *why. */
+static int
+new_overlay_allowed(struct overlay *ov, const char *peer, const char **why)
+{
+  char map[PATH_MAX + 8];
+  struct stat st;
+
+  snprintf(map, sizeof map, "%s.map", ov->prefix);
+  if (stat(map, &st) == 0)
+    return 0;
+  return minting_check(ov->exp, peer, why);
+}
+
 /* Opens the overlay for key (creating it on the client's first connect)
  * for a client at peer. */
 static int
@@ -293,6 +307,11 @@ overlay_open(struct overlay *ov, const char *boot_id, const char *peer,
     r = claim_binding(ov, peer, why);
     return r < 0 ? r : shared_open(ov, boot_id, why);
   }
+  /* A new ID: before any file (lock, binding) is made for it, so that a
+   * refused client leaves nothing behind. */
+  r = new_overlay_allowed(ov, peer, why);
+  if (r < 0)
+    return r;
   r = overlay_claim(ov, peer, why);
   if (r < 0)
     return r;
