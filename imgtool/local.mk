@@ -28,6 +28,7 @@ imgtool_imgtool_SOURCES = \
 	imgtool/imgread-ext4.c \
 	imgtool/imgread-squashfs.c \
 	imgtool/rollback.c \
+	imgtool/sync.c \
 	imgtool/cpio.c \
 	imgtool/modules.c \
 	imgtool/initrd.c \

@@ -12,6 +12,7 @@
  *   imgtool upgrade-report --store DIR --name NAME               upgrade.c
  *                   --overlays DIR --state-export STATE          state.c
  *   imgtool rollback --store DIR NAME VERSION                    rollback.c
+ *   imgtool sync    --from STORE --to STORE [--name NAME]        sync.c
  *   imgtool pxe     --server ADDR --export NAME ... -o DIR       pxe.c
  */
 #include <config.h>
@@ -39,6 +40,7 @@ static const struct command {
   { "upgrade-report", cmd_upgrade_report,
     "list clients' files that hide changes of a new base" },
   { "rollback", cmd_rollback, "point current back at an earlier version" },
+  { "sync", cmd_sync, "copy a store's versions to another server's store" },
   { "pxe", cmd_pxe, "write PXELINUX, GRUB, iPXE and DHCP boot configs" },
 };
 

@@ -1,0 +1,67 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# test_imgtool_17_sync: imgtool sync brings a second store to the versions
+# of a first: the versions it lacks copied under the same numbers with
+# the same .meta, verify passes on the copy, its current moved where the
+# source's is (after a rollback there: not the newest); a second run
+# copies nothing and changes nothing; --name limits it to one image; a
+# version of another content in the target is refused with a message,
+# left as it was, and the target's current stays; a source version whose
+# bytes no longer match its .meta is not published.
+. "$(dirname "$0")/functions.sh"
+
+export SOURCE_DATE_EPOCH=1700000000
+a=$TESTDIR/a
+for v in 1 2 3; do
+  mkdir -p "$TESTDIR/t$v/etc"
+  echo "version $v" >"$TESTDIR/t$v/etc/version"
+  imgt build "$TESTDIR/t$v" --store "$a" --name os >/dev/null || fail "build $v"
+done
+imgt build "$TESTDIR/t1" --store "$a" --name other >/dev/null || fail "build other"
+imgt rollback --store "$a" os 2 >/dev/null || fail "rollback"
+
+mkdir -p "$TESTDIR/b"
+imgt sync --from "$a" --to "$TESTDIR/b" --name os || fail "sync"
+b=$TESTDIR/b/os
+for v in 0001 0002 0003; do
+  cmp -s "$a/os/$v.img" "$b/$v.img" || fail "$v.img not copied"
+  cmp -s "$a/os/$v.meta" "$b/$v.meta" || fail "$v.meta not copied"
+  [ "$(stat -c %a "$b/$v.img")" = 444 ] || fail "$v.img is writable"
+done
+[ "$(readlink "$b/current")" = 0002.img ] || fail "current: $(readlink "$b/current")"
+[ ! -e "$TESTDIR/b/other" ] || fail "--name os synced other too"
+grep -q "sync: .*/b/os: 3 copied, 0 already there; current 0002" "$TESTDIR/last.err" ||
+  fail "summary: $(cat "$TESTDIR/last.err")"
+imgt verify --store "$TESTDIR/b" >/dev/null || fail "verify of the copy"
+
+# Again, all names: os has nothing to do, other is new.
+before=$(stat -c %i:%Y "$b"/*.img)
+imgt sync --from "$a" --to "$TESTDIR/b" || fail "second sync"
+grep -q "sync: .*/b/os: 0 copied, 3 already there; current 0002" "$TESTDIR/last.err" ||
+  fail "second summary: $(cat "$TESTDIR/last.err")"
+[ "$before" = "$(stat -c %i:%Y "$b"/*.img)" ] || fail "the second sync rewrote versions"
+cmp -s "$a/other/0001.img" "$TESTDIR/b/other/0001.img" || fail "other not synced"
+
+# C's 0001 is another content: refused, kept, current kept.
+c=$TESTDIR/c
+mkdir -p "$TESTDIR/t9/etc"; echo nine >"$TESTDIR/t9/etc/version"
+imgt build "$TESTDIR/t9" --store "$c" --name os >/dev/null || fail "build c"
+sum=$(sha256sum <"$c/os/0001.img")
+imgt sync --from "$a" --to "$c" --name os && fail "sync over another content succeeded"
+grep -q "sync: .*/c/os/0001 has another content (sha256 [0-9a-f]*) than .*/a/os/0001 (sha256 [0-9a-f]*): not overwritten" \
+  "$TESTDIR/last.err" || fail "conflict message: $(cat "$TESTDIR/last.err")"
+[ "$sum" = "$(sha256sum <"$c/os/0001.img")" ] || fail "0001 of C overwritten"
+[ "$(readlink "$c/os/current")" = 0001.img ] || fail "C's current moved: $(readlink "$c/os/current")"
+
+# A damaged source version is not published.
+chmod u+w "$a/os/0003.img"
+printf 'X' | dd of="$a/os/0003.img" bs=1 seek=5000 conv=notrunc status=none
+mkdir -p "$TESTDIR/d"
+imgt sync --from "$a" --to "$TESTDIR/d" --name os && fail "sync of a damaged version succeeded"
+grep -q "sync: os/0003: the copy has sha256 .*the source is damaged" "$TESTDIR/last.err" ||
+  fail "damage message: $(cat "$TESTDIR/last.err")"
+[ ! -e "$TESTDIR/d/os/0003.img" ] || fail "the damaged version was published"
+[ ! -e "$TESTDIR/d/os/current" ] || fail "current set after a failure"
+[ -z "$(ls -A "$TESTDIR/d/os" | grep -v -e '^0001\.' -e '^0002\.' -e '^\.lock$')" ] ||
+  fail "leftovers: $(ls -A "$TESTDIR/d/os")"
+exit 0
