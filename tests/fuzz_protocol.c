@@ -909,8 +909,13 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
           "allow = 192.0.2.0/24, 2001:db8::/32\n"
           "deny = 192.0.2.66\n"
           "pin = lab-01 192.0.2.10, 2001:db8::7\n"
-          "require-pin = yes\n",
-          overlay_dir, image, image, store, image);
+          "require-pin = yes\n"
+          "[open]\n"
+          "image = %s\n"
+          "max-overlays = 3\n"
+          "max-overlays-per-address = 1\n"
+          "max-overlay-space-per-address = 64K\n",
+          overlay_dir, image, image, store, image, image);
   if (fclose(f) != 0)
     fail("cannot write %s", path);
   if (config_file_parse(path) < 0)
