@@ -72,10 +72,15 @@ static const char *const reserved_names[] = {
   "grubx64.efi", "undionly.kpxe", "ipxe.efi",
 };
 
+#define PXE_SERVERS_MAX 8
+
 struct pxe {
   char server[INET_ADDRSTRLEN];  /* nbdsrv, as clients reach it */
   char tftp[INET_ADDRSTRLEN];    /* TFTP (next-server), default server */
   unsigned port;
+  /* Every nbdsrv, "S1:PORT,S2:PORT": the agent's list (root=nbd:LIST/
+   * EXPORT, nbdroot-agent(7)), tried in order, failed over in turn. */
+  char roots[PXE_SERVERS_MAX * (INET_ADDRSTRLEN + 7)];
   const char **exports;          /* one menu entry each; [0] the default */
   size_t nexports, exports_cap;
   const char *kernel, *initrd;   /* source paths */
@@ -528,10 +533,10 @@ write_pxelinux(struct buf *b, const struct pxe *x)
             "LABEL %s\n"
             "  KERNEL %s\n"
             "  INITRD %s\n"
-            "  APPEND ip=dhcp root=nbd:%s:%u/%s%s\n"
+            "  APPEND ip=dhcp root=nbd:%s/%s%s\n"
             "  IPAPPEND 2\n",
             x->nexports > 1 ? x->exports[i] : "nbdroot", x->kname, x->iname,
-            x->server, x->port, x->exports[i], x->params);
+            x->roots, x->exports[i], x->params);
 }
 
 static void
@@ -545,11 +550,11 @@ grub_entry(struct buf *b, const struct pxe *x, const char *export,
           "    set bootif=\"BOOTIF=${net_default_mac}\"\n"
           "  fi\n"
           "  echo \"nbdroot: loading /%s\"\n"
-          "  linux /%s ip=dhcp root=nbd:%s:%u/%s%s ${bootif}\n"
+          "  linux /%s ip=dhcp root=nbd:%s/%s%s ${bootif}\n"
           "  echo \"nbdroot: loading /%s\"\n"
           "  initrd /%s\n"
           "}\n",
-          export, x->server, x->port, k, k, x->server, x->port, export,
+          export, x->server, x->port, k, k, x->roots, export,
           x->params, i, i);
 }
 
@@ -621,11 +626,11 @@ ipxe_entry(struct buf *b, const struct pxe *x, size_t e, const char *k,
     bprintf(b, ":boot-%zu\n", e);
   bprintf(b,
           "echo nbdroot: booting %s from %s:%u\n"
-          "kernel %s initrd=%s ip=dhcp root=nbd:%s:%u/%s%s "
+          "kernel %s initrd=%s ip=dhcp root=nbd:%s/%s%s "
           "BOOTIF=01-${netX/mac:hexhyp} || goto failed\n"
           "initrd %s || goto failed\n"
           "boot || goto failed\n",
-          x->exports[e], x->server, x->port, k, x->iname, x->server, x->port,
+          x->exports[e], x->server, x->port, k, x->iname, x->roots,
           x->exports[e], x->params, i);
 }
 
@@ -978,7 +983,8 @@ pxe_usage(FILE *f)
         "router\n"
         "and copies the kernel and the initrd there under their own names.\n"
         "  --server ADDR       nbdsrv's IPv4 address, as the clients reach "
-        "it\n"
+        "it; several:\n"
+        "                      the clients try them in order and fail over\n"
         "  --port PORT         nbdsrv's port (default 10809)\n"
         "  --export NAME       the export (nbdsrv -e NAME=IMAGE); several "
         "give a boot\n"
@@ -1027,6 +1033,8 @@ pxe_free(struct pxe *x)
 /* The options that are checked once all are known. */
 struct pxe_args {
   const char *server, *tftp, *prefix, *out, *range;
+  const char *more[PXE_SERVERS_MAX - 1];   /* --server after the first */
+  size_t nmore;
 };
 
 static int
@@ -1082,7 +1090,16 @@ static int
 pxe_option(int c, struct pxe *x, struct pxe_args *a)
 {
   switch (c) {
-  case 's': a->server = optarg; return 0;
+  case 's':
+    if (!a->server) {
+      a->server = optarg;
+    } else if (a->nmore < PXE_SERVERS_MAX - 1) {
+      a->more[a->nmore++] = optarg;
+    } else {
+      log_err("--server: at most %d servers", PXE_SERVERS_MAX);
+      return -EINVAL;
+    }
+    return 0;
   case 'T': a->tftp = optarg; return 0;
   case 'o': a->out = optarg; return 0;
   case 'P': a->prefix = optarg; return 0;
@@ -1172,6 +1189,24 @@ default_range(struct pxe *x)
 }
 
 /* Addresses, names and the DHCP range.  Returns 0 or 2 (usage). */
+/* x->roots from every --server (the first already in x->server). */
+static int
+make_roots(struct pxe *x, const struct pxe_args *a)
+{
+  size_t len = (size_t)snprintf(x->roots, sizeof x->roots, "%s:%u",
+                                x->server, x->port);
+
+  for (size_t i = 0; i < a->nmore; i++) {
+    char addr[INET_ADDRSTRLEN];
+
+    if (parse_ipv4("--server", a->more[i], addr) < 0)
+      return -EINVAL;
+    len += (size_t)snprintf(x->roots + len, sizeof x->roots - len, ",%s:%u",
+                            addr, x->port);
+  }
+  return 0;
+}
+
 static int
 pxe_check(struct pxe *x, const struct pxe_args *a)
 {
@@ -1185,7 +1220,8 @@ pxe_check(struct pxe *x, const struct pxe_args *a)
     return 2;
   }
   if (parse_ipv4("--server", a->server, x->server) < 0 ||
-      parse_ipv4("--tftp-server", a->tftp ? a->tftp : a->server, x->tftp) < 0)
+      parse_ipv4("--tftp-server", a->tftp ? a->tftp : a->server, x->tftp) < 0 ||
+      make_roots(x, a) < 0)
     return 2;
   if (parse_prefix(a->prefix ? a->prefix : "", &x->prefix) < 0)
     return 2;
@@ -1437,8 +1473,8 @@ report(const struct pxe *x)
     bprintf(&b, " (a boot menu; more: ");
   for (size_t i = 1; i < x->nexports; i++)
     bprintf(&b, "%s%s", x->exports[i], i + 1 < x->nexports ? ", " : ")");
-  fprintf(stderr, "imgtool: pxe %s: root=nbd:%s:%u/%s%s, kernel %s, initrd "
-          "%s\n", x->dir, x->server, x->port, x->exports[0],
+  fprintf(stderr, "imgtool: pxe %s: root=nbd:%s/%s%s, kernel %s, initrd "
+          "%s\n", x->dir, x->roots, x->exports[0],
           b.p ? b.p : "", x->kname, x->iname);
   b.len = 0;
   for (size_t i = 0; i < ARRAY_SIZE(loaders); i++) {

@@ -190,6 +190,14 @@ cmp -s "$kernel" "$out/vmlinuz-6.1.0-99-amd64" || fail "the kernel in place was 
 has "$out/pxelinux.cfg/default" "^  APPEND ip=dhcp root=nbd:192\.168\.10\.1:10809/bookworm rw$"
 hasnt "$out/pxelinux.cfg/default" "^SERIAL"
 hasnt "$out/grub/grub.cfg" "^serial"
+# Several servers: every loader's command line has the agent's list.
+two=$TESTDIR/two
+imgt pxe --server 192.168.10.1 --server 192.168.10.2 --port 10810 --export bookworm \
+  --kernel "$kernel" --initrd "$initrd" -o "$two" || fail "two servers: $(cat "$errs")"
+l="root=nbd:192\.168\.10\.1:10810,192\.168\.10\.2:10810/bookworm"
+has "$two/pxelinux.cfg/default" "^  APPEND ip=dhcp $l rw"
+has "$two/grub/grub.cfg" "^  linux /vmlinuz-6\.1\.0-99-amd64 ip=dhcp $l "
+has "$two/nbdroot.ipxe" "^kernel .* ip=dhcp $l "
 
 # ---- a subdirectory of the TFTP root, a separate TFTP server, HTTP ----
 sub=$TESTDIR/root/boot/nbdroot
@@ -424,6 +432,7 @@ touch "$TESTDIR/half/grub"
 bad 1 "cannot create the directory .*/half/grub: Not a directory" --server 10.0.0.1 $ok -o "$TESTDIR/half"
 [ "$(ls -A "$TESTDIR/half")" = grub ] || fail "a failed run left $(ls -A "$TESTDIR/half") in the directory"
 sums "$out" >"$TESTDIR/sums3"
+bad 2 "--server.*10\.9\.9" --server 10.1.1.1 --server 10.9.9 --export root --kernel "$kernel" --initrd "$initrd" -o "$out"
 bad 1 "cannot read --kernel" --server 10.9.9.9 --export root --kernel "$src/nope" --initrd "$initrd" -o "$out"
 sums "$out" >"$TESTDIR/sums4"
 cmp -s "$TESTDIR/sums3" "$TESTDIR/sums4" || fail "a failed run changed the earlier output"
