@@ -46,16 +46,26 @@ struct pin {
 struct pins {
   struct pin *v;
   size_t n, cap;
+  /* The bases' content ids (sha256), where the overlay or pin recorded
+   * one: a second server's store holds the same version at another path,
+   * and nbdsrv finds it there by content. */
+  char (*sha)[OVL_SHA256_HEX + 1];
+  size_t nsha, shacap;
   size_t overlays;
 };
 
-/* Records the version path, if it exists, as pinned. */
+/* Records the version path, if it exists, and its content id sha (or
+ * ""), as pinned. */
 static void
-add_pin(struct pins *p, const char *path)
+add_pin(struct pins *p, const char *path, const char *sha)
 {
   struct stat bst;
 
   p->overlays++;
+  if (sha[0]) {
+    XVEC_RESERVE(p->sha, p->shacap, p->nsha + 1);
+    snprintf(p->sha[p->nsha++], sizeof p->sha[0], "%s", sha);
+  }
   if (stat(path, &bst) == 0) {
     XVEC_RESERVE(p->v, p->cap, p->n + 1);
     p->v[p->n].dev = bst.st_dev;
@@ -78,7 +88,7 @@ collect_base_pin(char *path, struct pins *p)
             "collect garbage without knowing which version it uses", path,
             strerror(-r));
   else
-    add_pin(p, pin.base_path);
+    add_pin(p, pin.base_path, pin.base_sha256);
   return r;
 }
 
@@ -119,7 +129,7 @@ collect_pins(const char *dir, struct pins *p, int depth)
                 "garbage without knowing which version it uses", path,
                 strerror(-r));
       } else {
-        add_pin(p, info.base_path);
+        add_pin(p, info.base_path, info.base_sha256);
       }
     } else if (S_ISREG(st.st_mode) && ends_with(de->d_name, BASE_PIN_SUFFIX)) {
       r = collect_base_pin(path, p);
@@ -135,6 +145,15 @@ pinned(const struct pins *p, const struct stat *st)
 {
   for (size_t i = 0; i < p->n; i++)
     if (p->v[i].dev == st->st_dev && p->v[i].ino == st->st_ino)
+      return true;
+  return false;
+}
+
+static bool
+pinned_by_content(const struct pins *p, const char *sha)
+{
+  for (size_t i = 0; sha[0] && i < p->nsha; i++)
+    if (strcmp(p->sha[i], sha) == 0)
       return true;
   return false;
 }
@@ -170,6 +189,7 @@ remove_one(const char *path, bool dry_run, unsigned *count)
 /* What one image name keeps besides its overlays' bases: current and
  * the newest published versions (--keep). */
 struct keep {
+  const char *namedir;
   const struct pins *pins;
   unsigned cur;
   unsigned *ids;  /* published versions, sorted */
@@ -189,7 +209,14 @@ version_kept(const char *img, unsigned id, const struct keep *k)
   for (size_t i = k->n > k->newest ? k->n - k->newest : 0; i < k->n; i++)
     if (k->ids[i] == id)
       return true;
-  return stat(img, &st) == 0 && pinned(k->pins, &st);
+  if (stat(img, &st) == 0 && pinned(k->pins, &st))
+    return true;
+  if (k->pins->nsha) {
+    struct version_meta m;
+    if (store_read_meta(k->namedir, id, &m) == 0 && pinned_by_content(k->pins, m.sha256))
+      return true;
+  }
+  return false;
 }
 
 static int
@@ -198,7 +225,7 @@ gc_namedir(const char *namedir, const struct pins *p, bool dry_run,
 {
   DIR *d;
   struct dirent *de;
-  struct keep k = { .pins = p, .newest = keep_newest };
+  struct keep k = { .namedir = namedir, .pins = p, .newest = keep_newest };
   int lock, r;
   struct strv victims = { 0 };
 
@@ -418,6 +445,7 @@ cmd_gc(int argc, char **argv)
     rc = run_gc(&o, &p, &names);
   free(o.ovdirs);
   free(p.v);
+  free(p.sha);
   strv_free(&names);
   return rc;
 }

@@ -7,7 +7,9 @@
 # copies nothing and changes nothing; --name limits it to one image; a
 # version of another content in the target is refused with a message,
 # left as it was, and the target's current stays; a source version whose
-# bytes no longer match its .meta is not published.
+# bytes no longer match its .meta is not published.  And gc on the copy
+# keeps the version an overlay made through the first store was made on,
+# found by its content id (its recorded path is the first store's).
 . "$(dirname "$0")/functions.sh"
 
 export SOURCE_DATE_EPOCH=1700000000
@@ -52,6 +54,19 @@ grep -q "sync: .*/c/os/0001 has another content (sha256 [0-9a-f]*) than .*/a/os/
   "$TESTDIR/last.err" || fail "conflict message: $(cat "$TESTDIR/last.err")"
 [ "$sum" = "$(sha256sum <"$c/os/0001.img")" ] || fail "0001 of C overwritten"
 [ "$(readlink "$c/os/current")" = 0001.img ] || fail "C's current moved: $(readlink "$c/os/current")"
+
+# gc on B keeps what an overlay made through A uses: the overlay records
+# A's path and the version's content id; B holds it at another path.
+requires_cmd nbdsh
+ov=$TESTDIR/ov
+start_nbdsrv -e os="$a/os" -o "$ov"
+nbdsh -u "nbd://127.0.0.1:$PORT/os@client1" -c 'h.pwrite(b"x" * 4096, 1 << 20); h.flush()' ||
+  fail "client write through A"
+stop_nbdsrv || fail "nbdsrv exited with $?"
+imgt rollback --store "$TESTDIR/b" os 3 >/dev/null || fail "rollback of B to 3"
+imgt gc --store "$TESTDIR/b" --overlays "$ov" --keep 1 >"$TESTDIR/gc" || fail "gc of B"
+[ -e "$b/0002.img" ] || fail "gc removed B's 0002, which the overlay uses by content: $(cat "$TESTDIR/gc")"
+[ ! -e "$b/0001.img" ] || fail "gc kept B's 0001, which nothing uses"
 
 # A damaged source version is not published.
 chmod u+w "$a/os/0003.img"
