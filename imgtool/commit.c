@@ -227,6 +227,7 @@ open_overlay(const struct commit_opts *o, struct commit_job *j)
             j->namedir);
     return -ENOENT;
   }
+  j->view.store_namedir = j->namedir;
   r = view_open(j->prefix, &j->view);
   if (r < 0)
     return r;

@@ -244,6 +244,9 @@ struct client_view {
   struct ovl_file ov;
   int base_fd;
   struct stat bst;        /* of the base */
+  const char *store_namedir; /* set before view_open: where to find the base
+                                by its content id when its recorded path
+                                is not it (a second server's store) */
   uint64_t written, zeroed; /* by view_write: bytes the client wrote, trimmed */
 };
 void view_init(struct client_view *v);

@@ -104,26 +104,99 @@ apply_overlay(struct client_view *v, int out, char *buf)
   return 0;
 }
 
+/* Whether the file at path has the content id the overlay recorded
+ * (hashed here: commit trusts no metadata for the bytes it builds on). */
+static bool
+has_recorded_content(const struct ovl_header_info *h, const char *path)
+{
+  char hex[65];
+  uint64_t size;
+
+  return h->base_sha256[0] && sha256_file(path, hex, &size) == 0 && size == h->base_size &&
+         strcmp(hex, h->base_sha256) == 0;
+}
+
+/* Opens path as the base, when it holds the recorded content. */
+static bool
+open_base_at(struct client_view *v, const char *path)
+{
+  if (!has_recorded_content(&v->ov.info, path))
+    return false;
+  v->base_fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (v->base_fd >= 0 && fstat(v->base_fd, &v->bst) == 0)
+    return true;
+  if (v->base_fd >= 0)
+    close(v->base_fd);
+  v->base_fd = -1;
+  return false;
+}
+
+/* The base by its content id, where its recorded path is not it: that
+ * path with other times (a copy), or a version of v->store_namedir with
+ * that content (a second server's store, as imgtool sync makes it). */
+static bool
+open_base_by_content(struct client_view *v)
+{
+  const struct ovl_header_info *h = &v->ov.info;
+  unsigned *ids = NULL;
+  size_t n = 0;
+  bool found = open_base_at(v, h->base_path);
+
+  if (!found && v->store_namedir && store_list(v->store_namedir, &ids, &n) == 0) {
+    for (size_t i = n; i-- > 0 && !found;) {
+      struct version_meta m;
+      char *img;
+
+      if (store_read_meta(v->store_namedir, ids[i], &m) < 0 || strcmp(m.sha256, h->base_sha256) != 0)
+        continue;
+      img = store_version_path(v->store_namedir, ids[i], "img");
+      found = open_base_at(v, img);
+      if (found)
+        log_info("overlay %s: its base %s is here as %s (same content)", v->prefix,
+                 h->base_path, img);
+      free(img);
+    }
+  }
+  free(ids);
+  return found;
+}
+
+static bool
+same_file_as_recorded(const struct ovl_header_info *h, const struct stat *st)
+{
+  return (uint64_t)st->st_size == h->base_size &&
+         (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec == h->base_mtime_ns;
+}
+
 /* Opens the overlay's base, which must be unchanged since the overlay
- * was made on it. */
+ * was made on it: the file at its recorded path with its size and time,
+ * or (where the overlay recorded a content id) a file with that content. */
 static int
 open_base(struct client_view *v)
 {
   const struct ovl_header_info *h = &v->ov.info;
 
   v->base_fd = open(h->base_path, O_RDONLY | O_CLOEXEC);
+  if (v->base_fd >= 0 && fstat(v->base_fd, &v->bst) == 0 && !same_file_as_recorded(h, &v->bst) &&
+      h->base_sha256[0]) {
+    close(v->base_fd);
+    v->base_fd = -1;
+  }
+  if (v->base_fd < 0 && h->base_sha256[0] && open_base_by_content(v))
+    return h->size == h->base_size ? 0 : -EINVAL;
+  if (v->base_fd < 0)
+    v->base_fd = open(h->base_path, O_RDONLY | O_CLOEXEC);
   if (v->base_fd < 0 || fstat(v->base_fd, &v->bst) < 0) {
     int r = -errno;
     log_err("overlay %s was made on %s, which cannot be read: %s", v->prefix,
             h->base_path, strerror(-r));
     return r;
   }
-  if ((uint64_t)v->bst.st_size != h->base_size ||
-      (int64_t)v->bst.st_mtim.tv_sec * 1000000000 + v->bst.st_mtim.tv_nsec !=
-        h->base_mtime_ns) {
-    log_err("base %s changed since overlay %s was made on it (size or "
-            "mtime differ): the client's view cannot be rebuilt",
-            h->base_path, v->prefix);
+  if (!same_file_as_recorded(h, &v->bst)) {
+    log_err("base %s changed since overlay %s was made on it (%s): the client's view cannot be rebuilt",
+            h->base_path, v->prefix,
+            h->base_sha256[0] ? "its content is not the one recorded, and no version of the store has it"
+                              : "size or mtime differ");
     return -ESTALE;
   }
   if (h->size != h->base_size) {

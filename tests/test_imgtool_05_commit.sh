@@ -195,8 +195,16 @@ if imgt commit --store "$store" --name os --overlay "$ov/os/c3"; then fail "comm
 grep -q "^imgtool: error: overlay $ov/os/c3 was made on version 0004, not on current 0002: committing it would undo the rollback to 0002 .*or pass --force to undo it" "$TESTDIR/last.err" ||
   fail "commit undoing a rollback: $(cat "$TESTDIR/last.err")"
 [ "$(listing "$store")" = "$before" ] || fail "a refused commit changed the store"
-# A base changed under the overlay cannot be rebuilt.
+# A base whose times changed but whose content is the one the overlay
+# recorded is still its base (the refusal is about current, not it).
 touch -d @1500000000 "$os/0001.img"
+if imgt commit --store "$store" --name os --overlay "$ov/os/c1"; then fail "commit on an old base"; fi
+grep -q "^imgtool: error: overlay $ov/os/c1 was made on version 0001, not on current 0002" "$TESTDIR/last.err" ||
+  fail "touched base: $(cat "$TESTDIR/last.err")"
+# A base changed under the overlay cannot be rebuilt.
+chmod u+w "$os/0001.img"
+printf 'X' | dd of="$os/0001.img" bs=1 seek=70000 conv=notrunc status=none
+touch -d @1500000001 "$os/0001.img"
 before=$(listing "$store")
 if imgt commit --store "$store" --name os --overlay "$ov/os/c1"; then fail "commit over a changed base"; fi
 grep -q "^imgtool: error: base .*0001.img changed since overlay" "$TESTDIR/last.err" || fail "changed base: $(cat "$TESTDIR/last.err")"

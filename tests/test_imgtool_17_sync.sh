@@ -9,7 +9,8 @@
 # left as it was, and the target's current stays; a source version whose
 # bytes no longer match its .meta is not published.  And gc on the copy
 # keeps the version an overlay made through the first store was made on,
-# found by its content id (its recorded path is the first store's).
+# found by its content id (its recorded path is the first store's), and
+# commit on the copy finds that base by content too.
 . "$(dirname "$0")/functions.sh"
 
 export SOURCE_DATE_EPOCH=1700000000
@@ -67,6 +68,13 @@ imgt rollback --store "$TESTDIR/b" os 3 >/dev/null || fail "rollback of B to 3"
 imgt gc --store "$TESTDIR/b" --overlays "$ov" --keep 1 >"$TESTDIR/gc" || fail "gc of B"
 [ -e "$b/0002.img" ] || fail "gc removed B's 0002, which the overlay uses by content: $(cat "$TESTDIR/gc")"
 [ ! -e "$b/0001.img" ] || fail "gc kept B's 0001, which nothing uses"
+# And commit on B finds that base by content too, A's store gone.
+mv "$a" "$a.away"
+imgt commit --store "$TESTDIR/b" --name os --overlays "$ov" --client client1 --force >"$TESTDIR/commit" ||
+  fail "commit on B of an overlay made through A"
+grep -q "^source=commit of overlay .*/ov/os/client1 on 0002.img$" "$TESTDIR/b/os/$(basename "$(cat "$TESTDIR/commit")" .img).meta" ||
+  fail "the commit on B: $(cat "$TESTDIR/last.err")"
+mv "$a.away" "$a"
 
 # A damaged source version is not published.
 chmod u+w "$a/os/0003.img"
