@@ -375,13 +375,16 @@ def targets(results, args, floors):
     if not a or a.get("error"):
         return []
     out = []
-    if floors["written_mib"] < 1.0:
-        got = a["total_s"] / floors["wire_s_measured"] if floors["wire_s_measured"] else 0
-        out.append("read-bound: storm %.2f s = %.2fx the wire floor (bytes on the wire / "
-                   "link rate; target 1.1x)" % (a["total_s"], got))
-    elif floors.get("disk_s"):
-        out.append("write-bound: storm %.2f s = %.2fx the disk floor %.2f s (target 1.3x)"
-                   % (a["total_s"], a["total_s"] / floors["disk_s"], floors["disk_s"]))
+    # The storm is bound by the larger of its floors: the link's (bytes
+    # that went over it) or, for a trace that writes, the disk's.
+    wire = floors["wire_s_measured"]
+    disk = floors.get("disk_s", 0.0)
+    if wire >= disk and wire > 0:
+        out.append("link-bound: storm %.2f s = %.2fx the wire floor %.2f s (bytes on the wire / "
+                   "link rate; target 1.1x)" % (a["total_s"], a["total_s"] / wire, wire))
+    elif disk > 0:
+        out.append("disk-bound: storm %.2f s = %.2fx the disk floor %.2f s (target 1.3x)"
+                   % (a["total_s"], a["total_s"] / disk, disk))
     out.append("p99 replay time %.2fx p50 (target 1.3x)" % (
         a["client_done_p99_s"] / a["client_done_p50_s"] if a["client_done_p50_s"] else 0))
     out.append("first-request p99 %.2f ms (target under 5 ms)" % (a["first_p99_us"] / 1000))
