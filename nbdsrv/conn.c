@@ -46,11 +46,15 @@
  * clients decide how often that happens. */
 static struct log_limit close_log = LOG_LIMIT(LOG_INFO, "closed connections");
 
+/* Whether c receives nothing for now: over its budget (budget.c) between
+ * two units of input, with received input still to feed, or waiting for
+ * its overlay.  The loop feeds the kept input and arms the recv again
+ * after each event. */
 static bool
-conn_over_limit(const struct conn *c)
+conn_paused(const struct conn *c)
 {
-  return c->inflight_reqs >= NBDSRV_MAX_CONN_REQS ||
-         c->inflight_bytes >= NBDSRV_MAX_CONN_BYTES;
+  return (budget_full(c) && !input_mid_unit(c)) ||
+         c->in.stash_off < c->in.stash_len || c->stage == CONN_ATTACHING;
 }
 
 static void
@@ -58,7 +62,7 @@ arm_recv(struct conn *c)
 {
   struct io_uring_sqe *sqe;
 
-  if (c->recv_armed || !conn_reads(c) || c->w->stopping || conn_over_limit(c))
+  if (c->recv_armed || !conn_reads(c) || c->w->stopping || conn_paused(c))
     return;
   sqe = loop_get_sqe(c->w);
   io_uring_prep_recv_multishot(sqe, c->w->fixed_files ? (int)c->slot : c->fd,
@@ -93,7 +97,7 @@ conn_recv_more(struct conn *c)
 void
 conn_recv_next(struct conn *c)
 {
-  if (c->recv_armed && c->stage != CONN_CLOSED && conn_over_limit(c))
+  if (c->recv_armed && c->stage != CONN_CLOSED && conn_paused(c))
     conn_cancel_recv(c);
   else
     arm_recv(c);
@@ -116,6 +120,7 @@ drop_queue(struct conn *c)
 
   while ((m = c->out_head)) {
     c->out_head = m->next;
+    budget_msg_give(c, m);
     m->free(m);
   }
   c->out_tail = &c->out_head;
@@ -139,6 +144,8 @@ conn_free(struct conn *c)
   }
   free(c->in.opt_data);
   free(c->in.stash);
+  /* What the input and the request above held. */
+  budget_give(c, c->held);
   if (c->pipe_size) {
     close(c->pipe_fd[0]);
     close(c->pipe_fd[1]);

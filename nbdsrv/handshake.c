@@ -63,6 +63,9 @@ queue_copy(struct conn *c, const void *hdr, size_t hlen, const void *data,
     m->niov = 2;
   }
   m->free = outmsg_free_heap;
+  /* Counted: a client that never reads its replies must not make us
+   * hold them without end (budget.c). */
+  budget_msg_take(c, m, sizeof *m + dlen);
   conn_queue(c, m);
 }
 

@@ -14,9 +14,10 @@
  *
  * Headers are decoded here (magic, lengths, what is too large to take),
  * so that handshake.c only ever sees whole options and transmit.c whole
- * requests.  While the connection waits for its overlay, what comes is
- * kept and fed in afterwards (conn_input_resume); once it drains or is
- * closed, nothing more is taken.  Nothing here reads a socket, so the
+ * requests.  While the connection waits for its overlay, or is over its
+ * memory budget (budget.c), no new unit is started: what comes is kept
+ * and fed in afterwards (conn_input_resume), and conn.c stops receiving
+ * meanwhile; once it drains or is closed, nothing more is taken.  Nothing here reads a socket, so the
  * fuzz target drives it with arbitrary input.
  *
  * Must never happen: a unit handed on before all of it came; bytes taken
@@ -32,11 +33,6 @@
 
 #include "nbdsrv.h"
 #include "vec.h"
-
-/* A client has no reason to send anything before the reply to its
- * NBD_OPT_GO (it does not know the export's size and flags yet); some
- * pipelining is tolerated, a flood is not. */
-#define STASH_MAX (64u << 10)
 
 /* The next n bytes (n > 0) are unit u, for dst (NULL: skipped). */
 static void
@@ -68,20 +64,27 @@ expect_next(struct conn *c)
   }
 }
 
-/* Keeps bytes that came while the connection waited for its overlay. */
+/* Keeps received bytes that the connection does not take now (it waits
+ * for its overlay, or is over its budget), counted in its budget.  The
+ * receive stops at once (conn.c), so only what was already received
+ * comes here. */
 static void
-stash(struct conn *c, const char *p, size_t len)
+keep(struct conn *c, const char *p, size_t len)
 {
-  if (len > STASH_MAX - c->in.stash_len) {
-    conn_close(c, "client sent more than 64 KiB before its NBD_OPT_GO was answered");
-    return;
+  struct conn_input *in = &c->in;
+
+  if (in->stash_off > 0) {
+    memmove(in->stash, in->stash + in->stash_off, in->stash_len - in->stash_off);
+    in->stash_len -= in->stash_off;
+    in->stash_off = 0;
   }
-  if (VEC_RESERVE(c->in.stash, c->in.stash_cap, c->in.stash_len + len) < 0) {
+  if (VEC_RESERVE(in->stash, in->stash_cap, in->stash_len + len) < 0) {
     conn_close(c, "out of memory");
     return;
   }
-  memcpy(c->in.stash + c->in.stash_len, p, len);
-  c->in.stash_len += len;
+  memcpy(in->stash + in->stash_len, p, len);
+  in->stash_len += len;
+  budget_take(c, len);
 }
 
 /* An option's data, whole: handshake.c answers it. */
@@ -93,6 +96,7 @@ give_option(struct conn *c, uint32_t code, char *data, uint32_t len)
   c->in.opt_data = NULL;
   handshake_option(c, &o);
   free(data);
+  budget_give(c, len + 1);
 }
 
 static void
@@ -124,6 +128,7 @@ option_header(struct conn *c)
     conn_close(c, "out of memory");
     return;
   }
+  budget_take(c, len + 1);
   if (len == 0) {
     give_option(c, code, data, 0);
     return;
@@ -155,6 +160,7 @@ request_header(struct conn *c)
     return;
   }
   r->c = c;
+  budget_msg_take(c, &r->out, sizeof *r);
   r->cookie = be64toh(h.cookie);
   r->offset = be64toh(h.offset);
   r->count = be32toh(h.count);
@@ -170,19 +176,19 @@ request_header(struct conn *c)
     char why[128];
     snprintf(why, sizeof why, "write of %u bytes exceeds the maximum payload (%u)",
              r->count, c->max_request);
+    budget_msg_give(c, &r->out);
     free(r);
     conn_close(c, why);
     return;
   }
   r->buf = malloc(r->count ? r->count : 1);
   if (!r->buf) {
+    budget_msg_give(c, &r->out);
     free(r);
     conn_close(c, "out of memory");
     return;
   }
-  /* Counted from now on: the payload takes memory as it comes. */
-  c->inflight_bytes += r->count;
-  r->accounted = r->count;
+  budget_msg_take(c, &r->out, r->count);
   if (r->count == 0) {
     transmit_request(r);
     return;
@@ -228,43 +234,78 @@ unit_done(struct conn *c)
   }
 }
 
-void
-conn_input(struct conn *c, const char *p, size_t len)
+/* Feeds bytes to the units they belong to, as long as the connection
+ * takes them: a new unit only while it is under its budget.  Returns how
+ * many it took. */
+static size_t
+feed(struct conn *c, const char *p, size_t len)
 {
-  while (len > 0 && conn_reads(c)) {
+  size_t done = 0;
+
+  while (done < len && conn_reads(c) && c->stage != CONN_ATTACHING) {
     size_t n;
 
-    if (c->stage == CONN_ATTACHING) {
-      stash(c, p, len);
-      return;
-    }
-    if (c->in.unit == UNIT_NONE)
+    if (c->in.unit == UNIT_NONE) {
+      if (budget_full(c))
+        break;
       expect_next(c);
+    }
     n = c->in.need - c->in.have;
-    if (n > len)
-      n = len;
+    if (n > len - done)
+      n = len - done;
     if (c->in.dst)
-      memcpy(c->in.dst + c->in.have, p, n);
+      memcpy(c->in.dst + c->in.have, p + done, n);
     c->in.have += n;
-    p += n;
-    len -= n;
+    done += n;
     if (c->in.have == c->in.need)
       unit_done(c);
   }
+  return done;
+}
+
+void
+conn_input(struct conn *c, const char *p, size_t len)
+{
+  size_t n = 0;
+
+  /* Behind kept bytes: in order. */
+  if (!input_kept(c))
+    n = feed(c, p, len);
+  if (n < len && conn_reads(c))
+    keep(c, p + n, len - n);
+}
+
+/* Lets the kept bytes go (all fed, or the connection takes no more). */
+static void
+drop_kept(struct conn *c)
+{
+  struct conn_input *in = &c->in;
+
+  budget_give(c, in->stash_len - in->stash_off);
+  free(in->stash);
+  in->stash = NULL;
+  in->stash_off = in->stash_len = in->stash_cap = 0;
 }
 
 void
 conn_input_resume(struct conn *c)
 {
-  char *p = c->in.stash;
-  size_t len = c->in.stash_len;
+  struct conn_input *in = &c->in;
+  size_t n;
 
-  if (!p)
+  if (!input_kept(c))
     return;
-  c->in.stash = NULL;
-  c->in.stash_len = c->in.stash_cap = 0;
-  conn_input(c, p, len);
-  free(p);
+  n = feed(c, in->stash + in->stash_off, in->stash_len - in->stash_off);
+  in->stash_off += n;
+  budget_give(c, n);
+  if (in->stash_off == in->stash_len || !conn_reads(c))
+    drop_kept(c);
+}
+
+bool
+input_kept(const struct conn *c)
+{
+  return c->in.stash_off < c->in.stash_len;
 }
 
 bool

@@ -42,6 +42,14 @@ const struct key keys[] = {
   { "journal-max", KEY_GENERIC, KT_SIZE, "journal-max", 0, 0, UINT64_MAX, "256K",
     false, false, G(journal_max), 0,
     "journal growth that has an overlay in use compacted (0: only when closed)" },
+  /* Over them a connection is not read from until it drained: TCP's
+   * backpressure, never an error. */
+  { "memory-budget", KEY_GENERIC, KT_SIZE, "memory-budget", 0, 64u << 10, UINT64_MAX, "1G",
+    false, false, G(memory_budget), 0,
+    "memory all connections together may make the server hold" },
+  { "connection-budget", KEY_GENERIC, KT_SIZE, "connection-budget", 0, 64u << 10, UINT64_MAX, "8M",
+    false, false, G(conn_budget), 0,
+    "memory one connection may make the server hold" },
   { "ephemeral-linger", KEY_GENERIC, KT_SECS, "ephemeral-linger", 0, 0, 86400 * 365, "60",
     false, false, G(ephemeral_linger), 0,
     "seconds an ephemeral overlay outlives its client" },

@@ -14,6 +14,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/binding.c \
 	nbdsrv/minting.c \
 	nbdsrv/limits.c \
+	nbdsrv/budget.c \
 	nbdsrv/image.c \
 	nbdsrv/base-find.c \
 	nbdsrv/shared.c \

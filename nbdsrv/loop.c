@@ -15,7 +15,8 @@
  * connection (output.c).  Connections are dealt out to the workers in
  * turn, and set up and freed by conn.c.  After every event of a
  * connection (a completion, a wake, a kick, a tick) the loop calls
- * conn_settle() on it: only there does a connection end and go.
+ * conn_settle() on it (settle()): only there does a connection end and
+ * go, and there a connection paused over its memory budget goes on.
  *
  * user_data (nbdsrv.h): connection operations carry a slot and a
  * generation, so a completion for a slot that was since reused is
@@ -75,6 +76,18 @@ arm_accept(struct worker *w)
 
 /* ---- a connection's events ---- */
 
+/* After any event of c: input kept while it was paused is fed once c
+ * takes it again, the recv is armed again unless c is still paused, and
+ * conn_settle() ends or frees c as it must.  c may be gone after. */
+static void
+settle(struct conn *c)
+{
+  if (input_kept(c) && (!budget_full(c) || input_mid_unit(c)))
+    conn_input_resume(c);
+  conn_recv_more(c);
+  conn_settle(c);
+}
+
 /* A new connection of this worker, on socket fd. */
 static void
 serve(struct worker *w, int fd)
@@ -84,8 +97,7 @@ serve(struct worker *w, int fd)
   if (!c)
     return;
   handshake_start(c);
-  conn_recv_more(c);
-  conn_settle(c);
+  settle(c);
 }
 
 /* Gives a recv buffer back to the kernel. */
@@ -149,7 +161,7 @@ attach_done(struct conn *c, const struct attach_job *j, const char *id, int r,
    * its job holds the connection now. */
   if (c->attach_job == j)
     c->attach_job = NULL;
-  conn_settle(c);
+  settle(c);
 }
 
 /* ---- accept ---- */
@@ -232,19 +244,22 @@ tick_done(struct worker *w)
     trace_flush(w);
   if (w->stopping)
     return;
-  /* A client that connects and then says nothing, or dribbles its
-   * options, must not hold a connection slot for ever. */
-  if (config.handshake_timeout) {
-    for (unsigned i = 0; i < w->nslots && i <= w->max_slot; i++) {
-      struct conn *c = w->conns[i];
-      /* Not while it waits for its overlay: that wait is ours. */
-      if (c && (c->stage == CONN_FLAGS || c->stage == CONN_OPTIONS ||
-                c->stage == CONN_ABORTING) &&
-          now - c->connected >= (time_t)config.handshake_timeout) {
-        conn_close(c, "handshake timeout");
-        conn_settle(c);
-      }
-    }
+  for (unsigned i = 0; i < w->nslots && i <= w->max_slot; i++) {
+    struct conn *c = w->conns[i];
+
+    if (!c)
+      continue;
+    /* A client that connects and then says nothing, or dribbles its
+     * options, must not hold a connection slot for ever.  Not while it
+     * waits for its overlay: that wait is ours. */
+    if (config.handshake_timeout &&
+        (c->stage == CONN_FLAGS || c->stage == CONN_OPTIONS ||
+         c->stage == CONN_ABORTING) &&
+        now - c->connected >= (time_t)config.handshake_timeout)
+      conn_close(c, "handshake timeout");
+    /* A connection paused while the server was over its budget (others
+     * held it) has no event of its own to go on with. */
+    settle(c);
   }
   if (config.attach_timeout) {
     for (unsigned i = 0; i < w->nslots && i <= w->max_slot; i++) {
@@ -328,7 +343,7 @@ close_kicked(struct worker *w)
     pthread_mutex_unlock(&w->conns_lock);
     if (kick) {
       conn_close(c, "kicked by the administrator (nbdsrv ctl kick)");
-      conn_settle(c);
+      settle(c);
     }
   }
 }
@@ -380,7 +395,7 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
     w->ops_inflight--;
     c = r->c;   /* r may be gone after, c stays until conn_settle */
     transmit_io_done(r, (unsigned)(ud >> 48), cqe->res);
-    conn_settle(c);
+    settle(c);
     return;
   }
   if (!(cqe->flags & IORING_CQE_F_MORE))
@@ -423,7 +438,7 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
       conn_send_done(c, cqe->res);
     else
       conn_poll_out_done(c, cqe->res);
-    conn_settle(c);
+    settle(c);
     return;
   }
   default:

@@ -12,6 +12,7 @@
  *   binding.c    client IDs bound to the address that first used them
  *   minting.c    limits on the overlays a source address or an export has
  *   limits.c     connection limits, total and per address
+ *   budget.c     memory budgets, per connection and in all
  *   image.c      base images, opened once and shared
  *   shared.c     shared read-only exports: no overlay, a pinned base
  *   pagecache.c  page cache residency of file ranges (cachestat)
@@ -57,7 +58,6 @@
 #define NBDSRV_INLINE_WRITE_MAX (128u << 10) /* larger writes: io_uring */
 #define NBDSRV_MAX_OPTION  (64u << 10)       /* max option data we parse */
 #define NBDSRV_MAX_DISCARD (16u << 20)       /* larger options: disconnect */
-#define NBDSRV_MAX_CONN_BYTES (64u << 20)    /* per-connection buffered data */
 #define NBDSRV_MAX_CONN_REQS 256             /* per-connection requests */
 #define NBDSRV_MAX_LISTEN 16
 #define NBDSRV_MAX_KEYS 64                   /* rows of keys[] (keys.c) */
@@ -232,6 +232,8 @@ struct config {
   unsigned keepalive;           /* idle seconds before TCP probes; 0: off */
   uint64_t default_quota;       /* for exports that set none */
   uint64_t journal_max;         /* journal growth that starts a compaction */
+  uint64_t memory_budget;       /* bytes all connections may make us hold */
+  uint64_t conn_budget;         /* the same, per connection */
   bool check_only;              /* --check-config */
 };
 
@@ -603,6 +605,7 @@ struct outmsg {
   struct segment *splice_segs;   /* NULL: everything is in iov[] */
   unsigned nsplice, splice_cur;
   void (*free)(struct outmsg *);
+  size_t held;                   /* of its connection's budget (budget.c) */
   unsigned char hdr[40];
 };
 
@@ -615,7 +618,6 @@ struct request {
   char *buf;                     /* write payload or read data */
   uint32_t written;              /* bytes of an io_uring write done */
   uint32_t desc_len;             /* BLOCK_STATUS: descriptor bytes in buf */
-  uint32_t accounted;             /* bytes counted in c->inflight_bytes */
   int pending;                   /* io_uring operations in flight */
   int error;                     /* first NBD error, 0 if none */
   enum { STAGE_IO, STAGE_FLUSH } stage;
@@ -668,7 +670,7 @@ struct conn_input {
   struct request *cur;           /* the write whose payload comes */
   /* bytes that came while the connection waited for its overlay */
   char *stash;
-  size_t stash_len, stash_cap;
+  size_t stash_off, stash_len, stash_cap;   /* fed up to stash_off */
 };
 
 struct conn {
@@ -705,7 +707,7 @@ struct conn {
   int pipe_fd[2];
   uint32_t pipe_size, pipe_fill;   /* capacity; bytes in the pipe */
   unsigned inflight_reqs;
-  size_t inflight_bytes;
+  size_t held;                   /* bytes of its budget (budget.c) */
   time_t connected;
   time_t attach_since;           /* when it began waiting for its overlay */
   bool counted;                  /* in the connection limits */
@@ -722,6 +724,14 @@ conn_enter(struct conn *c, enum conn_stage s)
 {
   if (c->stage != CONN_CLOSED)
     c->stage = s;
+}
+
+/* Whether a unit of input is under way (its bytes must come, whatever
+ * the budget says: what it holds was counted when it began). */
+static inline bool
+input_mid_unit(const struct conn *c)
+{
+  return c->in.unit != UNIT_NONE;
 }
 
 /* Whether c takes input (or keeps it, while attaching). */
@@ -881,6 +891,19 @@ void ctl_serve(int lfd);
 /* nbdsrv ctl ARGS: returns the exit status. */
 int ctl_main(int argc, char **argv);
 
+/* ---- budget.c ---- */
+/* n more (fewer) bytes held for c. */
+void budget_take(struct conn *c, size_t n);
+void budget_give(struct conn *c, size_t n);
+/* The same, recorded in m, which gives it back when it goes. */
+void budget_msg_take(struct conn *c, struct outmsg *m, size_t n);
+void budget_msg_give(struct conn *c, struct outmsg *m);
+/* Bytes held for all connections. */
+size_t budget_server_held(void);
+/* Whether c may take no new unit of input now (its own budget, the
+ * server's, or its count of requests in flight). */
+bool budget_full(const struct conn *c);
+
 /* ---- conn.c ---- */
 /* A new connection of worker w on socket fd (-1: none), at CONN_FLAGS;
  * NULL when out of memory. */
@@ -896,7 +919,8 @@ void conn_close(struct conn *c, const char *why);
  * ends a drained connection and frees a closed one with nothing in
  * flight.  c may be gone after. */
 void conn_settle(struct conn *c);
-/* Arms c's recv again unless c has too much in flight. */
+/* Arms c's recv again unless it is paused (over budget, input kept,
+ * attaching). */
 void conn_recv_more(struct conn *c);
 /* After a recv completion: armed again, or cancelled while c has too
  * much in flight (a reply arms it again). */
@@ -906,8 +930,11 @@ void conn_cancel_recv(struct conn *c);
 /* ---- input.c ---- */
 /* Feeds len received bytes to the protocol state machine. */
 void conn_input(struct conn *c, const char *p, size_t len);
-/* Feeds what came while c waited for its overlay (CONN_ATTACHING). */
+/* Feeds what was kept (while c waited for its overlay, or was over its
+ * budget) as far as c takes it now. */
 void conn_input_resume(struct conn *c);
+/* Whether received bytes wait to be fed. */
+bool input_kept(const struct conn *c);
 /* Whether a write's payload is arriving. */
 bool input_in_payload(const struct conn *c);
 /* Bytes c takes before the unit it assembles is complete (0: it takes

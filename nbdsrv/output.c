@@ -14,6 +14,9 @@
  * for large reads, still in the files it comes from, spliced file -> pipe
  * -> socket so that the data never passes through our memory.
  *
+ * Every message gives back the budget it held (budget.c) when it goes,
+ * sent or not (conn_drop_msg).
+ *
  * A failed send closes the connection (conn_close only marks it; the
  * queue goes when it is freed): the stream is broken.
  *
@@ -37,6 +40,14 @@ static void send_next(struct conn *c);
 
 static const char zero_buf[64 << 10];
 
+/* Lets m go (never sent, or all sent): its budget, then m itself. */
+static void
+conn_drop_msg(struct conn *c, struct outmsg *m)
+{
+  budget_msg_give(c, m);
+  m->free(m);
+}
+
 static void
 pop_head(struct conn *c)
 {
@@ -45,7 +56,7 @@ pop_head(struct conn *c)
   c->out_head = m->next;
   if (!c->out_head)
     c->out_tail = &c->out_head;
-  m->free(m);
+  conn_drop_msg(c, m);
 }
 
 static int
@@ -230,7 +241,7 @@ conn_queue(struct conn *c, struct outmsg *m)
 {
   if (c->stage == CONN_CLOSED) {
     /* Nobody will read it (the connection goes in conn_settle). */
-    m->free(m);
+    conn_drop_msg(c, m);
     return;
   }
   m->next = NULL;

@@ -40,13 +40,10 @@ static void
 request_free(struct outmsg *m)
 {
   struct request *r = container_of(m, struct request, out);
-  struct conn *c = r->c;
 
-  c->inflight_bytes -= r->accounted;
   free(r->buf);
   free(r->segs);
   free(r);
-  conn_recv_more(c);
 }
 
 static uint32_t
@@ -279,6 +276,7 @@ start_read(struct request *r)
     reply_error(r, -e);
     return;
   }
+  budget_msg_take(r->c, &r->out, r->nsegs * sizeof *r->segs);
   if (r->count >= NBDSRV_SPLICE_MIN) {
     struct worker *w = r->c->w;
     if (w->can_splice && segments_cached(r) && conn_pipe(r->c) == 0) {
@@ -293,8 +291,7 @@ start_read(struct request *r)
     reply_error(r, ENOMEM);
     return;
   }
-  r->c->inflight_bytes += r->count;
-  r->accounted = r->count;
+  budget_msg_take(r->c, &r->out, r->count);
   r->stage = STAGE_IO;
   for (unsigned i = 0; i < r->nsegs; i++) {
     if (r->segs[i].fd < 0)
@@ -393,6 +390,7 @@ do_block_status(struct request *r)
     reply_error(r, ENOMEM);
     return;
   }
+  budget_msg_take(c, &r->out, max * sizeof *d);
   n = overlay_block_status(c->ovl, r->offset, r->count, d, max);
   for (unsigned i = 0; i < n; i++) {
     d[i].length = htobe32(d[i].length);

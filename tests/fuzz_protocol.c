@@ -516,6 +516,7 @@ conn_queue(struct conn *c, struct outmsg *m)
   for (unsigned i = m->iov_first; i < m->niov; i++)
     sum += touch(&m->iov[i]);
   touched += sum;
+  budget_msg_give(c, m);
   m->free(m);
 }
 
@@ -554,6 +555,8 @@ do_io(const struct io_uring_sqe *sqe, enum fault fault)
   return n < 0 ? -errno : (int)n;
 }
 
+static void complete_io(unsigned how, enum fault fault);
+
 /* Completes one SQE (index i), which may queue more. */
 static void
 complete_one(size_t i, enum fault fault)
@@ -571,11 +574,30 @@ complete_one(size_t i, enum fault fault)
 
 enum { DONE_ALL, DONE_NONE, DONE_ALL_REVERSED, DONE_OLDEST };
 
+/* The connections alive, whose input kept over their budget is fed once
+ * completions let them take it (loop.c's settle()). */
+static struct conn *live[2];
+
+static void
+resume_kept(void)
+{
+  for (unsigned k = 0; k < 2; k++)
+    if (live[k] && input_kept(live[k]) && !budget_full(live[k]))
+      conn_input_resume(live[k]);
+}
+
 static void
 complete(unsigned how, enum fault fault)
 {
   if (how != DONE_NONE)
     attach_finish();
+  complete_io(how, fault);
+  resume_kept();
+}
+
+static void
+complete_io(unsigned how, enum fault fault)
+{
   switch (how) {
   case DONE_NONE:
     return;
@@ -614,6 +636,7 @@ fuzz_conn_new(unsigned peer)
   if (limits_enter(c->peer))
     fail("connection limits reached: connections were not counted out");
   c->counted = true;
+  live[live[0] ? 1 : 0] = c;
   handshake_start(c);
   return c;
 }
@@ -628,9 +651,15 @@ conn_end(struct conn *c)
   /* A write whose payload did not all come was never handed on; conn.c
    * frees it with the connection. */
   if (c->inflight_reqs || c->out_head ||
-      c->inflight_bytes != (c->in.cur ? c->in.cur->accounted : 0))
-    fail("after all I/O completed: %u requests, %zu bytes still in flight",
-         c->inflight_reqs, c->inflight_bytes);
+      c->held != (c->in.cur ? c->in.cur->out.held : 0) +
+                     (c->in.stash_len - c->in.stash_off) +
+                     (c->in.opt_data ? c->in.need + 1 : 0))
+    fail("after all I/O completed: %u requests, %zu bytes still held",
+         c->inflight_reqs, c->held);
+  budget_give(c, c->held);
+  for (unsigned k = 0; k < 2; k++)
+    if (live[k] == c)
+      live[k] = NULL;
   if (c->in.cur) {
     free(c->in.cur->buf);
     free(c->in.cur);
