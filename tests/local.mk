@@ -33,3 +33,12 @@ tests_unit_export_name_SOURCES = tests/unit_export_name.c tests/unit.h
 tests_unit_export_name_LDADD = common/libcommon.a
 TESTS += tests/unit_export_name
 SANITIZE_TESTS += tests/unit_export_name
+
+check_PROGRAMS += tests/unit_limits
+tests_unit_limits_SOURCES = tests/unit_limits.c tests/unit.h nbdsrv/limits.c
+tests_unit_limits_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/nbdsrv
+tests_unit_limits_CFLAGS = $(AM_CFLAGS) $(LIBURING_CFLAGS) $(ZLIB_CFLAGS) -pthread
+tests_unit_limits_LDADD = common/libcommon.a
+tests_unit_limits_LDFLAGS = $(AM_LDFLAGS) -pthread
+TESTS += tests/unit_limits
+SANITIZE_TESTS += tests/unit_limits
