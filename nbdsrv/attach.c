@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "nbdsrv.h"
 
@@ -130,8 +131,15 @@ attach_overlay_closed(void)
 static void
 run_job(struct attach_job *j, bool idle)
 {
+  uint64_t t0 = now_us();
+
   j->r = overlay_acquire(j->exp, j->id, j->boot_id, j->peer,
                          idle ? idle_around_files : NULL, &j->ovl, &j->why);
+  if (j->r == 0) {
+    pthread_mutex_lock(&j->ovl->lock);
+    attach_stats_note(j->ovl, now_us() - t0);
+    pthread_mutex_unlock(&j->ovl->lock);
+  }
   if (j->r == -EAGAIN)
     log_debug("client %s of %s: its overlay is being closed: it waits "
               "for that", j->id, j->exp->name);
@@ -152,9 +160,14 @@ attach_main(void *arg)
     uint64_t until;
 
     if (!j) {
+      uint64_t stats_until;
+
       if (thread_stop)
         break;
       until = idle_calm_until(&empty_since);
+      stats_until = attach_stats_due();
+      if (stats_until && (!until || stats_until < until))
+        until = stats_until;
       if (until) {
         /* Woken early by a job, or at the end of the calm. */
         idle_wait_until(&queue_cond, &queue_lock, until);

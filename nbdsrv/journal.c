@@ -136,18 +136,28 @@ static struct overlay *cq_current;   /* being compacted */
 static bool cq_stop, cq_running;
 static pthread_t cq_thread;
 
-/* Whether ov's journal has grown enough to be compacted; lock held. */
+/* Whether ov's journal has grown past its bound: journal-max more than
+ * the snapshot it started from, or as much again as that snapshot,
+ * whichever is more (a client with a very fragmented map is not
+ * compacted over and over); lock held. */
 static bool
-compact_due(const struct overlay *ov)
+journal_long(const struct overlay *ov)
 {
   uint64_t allowed = config.journal_max;
 
-  if (allowed == 0 || ov->compacting || ov->detached || ov->file.map_fd < 0 ||
-      !cq_running)
+  if (allowed == 0 || ov->detached || ov->file.map_fd < 0)
     return false;
   if (ov->compacted_end > allowed)
     allowed = ov->compacted_end;
   return ov->file.log_end > ov->compacted_end + allowed;
+}
+
+/* Whether ov's journal has grown enough to be compacted in the
+ * background; lock held. */
+static bool
+compact_due(const struct overlay *ov)
+{
+  return !ov->compacting && cq_running && journal_long(ov);
 }
 
 /* Lock held (ov->lock, then cq_lock). */
@@ -338,8 +348,23 @@ journal_compactor_stop(void)
   ncq = cap_cq = 0;
 }
 
+/* ovl_file_compact, logged; lock held, data file synced. */
+static int
+compact_at_close(struct overlay *ov)
+{
+  uint64_t before = ov->file.log_end, t0 = now_ms();
+  int r = ovl_file_compact(&ov->file, ov->prefix);
+
+  if (r == 0) {
+    ov->compacted_end = ov->file.log_end;
+    log_info("overlay %s: journal compacted at close, %" PRIu64 " KiB to %" PRIu64 " KiB in %" PRIu64 " ms",
+             ov->prefix, before >> 10, ov->file.log_end >> 10, now_ms() - t0);
+  }
+  return r;
+}
+
 int
-journal_sync_all(struct overlay *ov)
+journal_sync_all(struct overlay *ov, bool bound)
 {
   int r = 0;
 
@@ -347,16 +372,21 @@ journal_sync_all(struct overlay *ov)
     return 0;
   journal_compact_forget(ov);
   pthread_mutex_lock(&ov->lock);
-  if (ov->npending > 0 || ov->file.log_end > ov->map_synced_end) {
+  if (ov->npending > 0 || ov->file.log_end > ov->map_synced_end ||
+      (bound && journal_long(ov))) {
     if (fdatasync(ov->file.data_fd) < 0)
       r = -errno;
     if (r == 0)
       r = append_pending(ov, ov->npending);
     if (r == 0) {
-      /* A journal much longer than the map it describes is compacted. */
-      if (ov->file.log_records > 1024 &&
-          ov->file.log_records > 4 * (ov->file.map.ndata + ov->file.map.nzero))
-        r = ovl_file_compact(&ov->file, ov->prefix);
+      /* A journal past its bound is compacted now, whether or not a
+       * compaction in the background was queued (journal_compact_forget
+       * dropped it): the next open replays the snapshot only.  So is one
+       * much longer than the map it describes. */
+      if ((bound && journal_long(ov)) ||
+          (ov->file.log_records > 1024 &&
+           ov->file.log_records > 4 * (ov->file.map.ndata + ov->file.map.nzero)))
+        r = compact_at_close(ov);
       else if (fdatasync(ov->file.map_fd) < 0)
         r = -errno;
     }

@@ -29,6 +29,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/output.c \
 	nbdsrv/attach.c \
 	nbdsrv/idle.c \
+	nbdsrv/attach-stats.c \
 	nbdsrv/input.c \
 	nbdsrv/trace.c \
 	nbdsrv/ctl.c \

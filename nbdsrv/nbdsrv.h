@@ -25,6 +25,7 @@
  *   output.c     a connection's output queue: sendmsg and splice
  *   attach.c     opening overlays off the event loops
  *   idle.c       the attach thread's SCHED_IDLE and its watcher
+ *   attach-stats.c  the start-up line: how long reattaching took
  *   trace.c      the request trace (--trace)
  *   ctl.c        the control socket (nbdsrv ctl), server side
  *   ctlclient.c  nbdsrv ctl, the command
@@ -557,8 +558,9 @@ unsigned overlay_block_status(struct overlay *ov, uint64_t off, uint64_t len,
 int journal_record(struct overlay *ov, uint64_t first, uint64_t count,
                    enum ovl_state s);
 /* Makes everything written so far durable and folds it into the map file
- * (the janitor: no connection uses ov). */
-int journal_sync_all(struct overlay *ov);
+ * (the janitor: no connection uses ov); with bound, a journal past its
+ * bound (journal-max) is compacted too. */
+int journal_sync_all(struct overlay *ov, bool bound);
 
 /* Compaction of overlays in use, in a thread of its own. */
 int journal_compactor_start(void);
@@ -848,6 +850,15 @@ typedef void attach_done_fn(struct conn *c, const struct attach_job *job,
                             const char *id, int r, const char *why);
 /* On a wake: calls done for each of w's finished jobs. */
 void attach_collect(struct worker *w, attach_done_fn *done);
+
+/* ---- attach-stats.c: how long the start's reattaching took ---- */
+
+/* The attach thread attached ov (its lock held) in us microseconds. */
+void attach_stats_note(const struct overlay *ov, uint64_t us);
+/* With the attach queue empty: 0, or the CLOCK_MONOTONIC time (ms) at
+ * which to call again; logs the start-up line once the wave of
+ * attaches is over. */
+uint64_t attach_stats_due(void);
 
 /* ---- idle.c: the attach thread's scheduling ---- */
 

@@ -764,14 +764,15 @@ take_due(time_t now, bool force, size_t *from)
 
 /* The janitor's tick for overlays in use: a journal that grew past its
  * bound while its overlay was being compacted, or was long when it was
- * opened, is compacted now rather than at the client's next flush. */
+ * opened, is compacted now rather than at the client's next flush.  Not
+ * an idle one's: its close compacts it (journal_sync_all). */
 static void
 compact_due_ones(void)
 {
   pthread_mutex_lock(&registry_lock);
   for (size_t b = 0; b < REGISTRY_BUCKETS; b++)
     for (struct overlay *ov = registry[b]; ov; ov = ov->next)
-      if (!ov->opening && !ov->closing)
+      if (ov->refs > 0 && !ov->opening && !ov->closing)
         journal_compact_if_due(ov);
   pthread_mutex_unlock(&registry_lock);
 }
@@ -818,7 +819,10 @@ overlay_janitor(bool force, const struct janitor_hooks *h)
                  ov->prefix, config.ephemeral_linger);
     } else {
       log_debug("overlay %s: idle: syncing and closing", ov->prefix);
-      journal_sync_all(ov);
+      /* Not at shutdown (force): a thousand compactions there would hold
+       * the stop up, and the next start compacts them in the
+       * background. */
+      journal_sync_all(ov, !force);
       log_debug("overlay %s: closed (idle)", ov->prefix);
     }
     pthread_mutex_lock(&registry_lock);

@@ -45,6 +45,7 @@ SERVER_TESTS = \
 	tests/test_server_45_shared_readonly.sh \
 	tests/test_server_46_failover_lock.sh \
 	tests/test_server_46_memory_floods.sh \
+	tests/test_server_47_restart_journals.sh \
 	tests/test_server_48_identity.sh \
 	tests/test_server_49_minting.sh \
 	tests/test_server_50_refusals.sh \
