@@ -639,7 +639,31 @@ batch_in_window(const unsigned char *win, size_t win_len, size_t at)
          at + sizeof bh + (size_t)count * sizeof(struct ovl_record) <= win_len;
 }
 
-/* Applies the records of one batch (already checked whole). */
+/* How an overlay is opened: for serving it, for reading it, or for
+ * salvaging what can be read of a damaged one. */
+enum open_mode { OPEN_READ, OPEN_WRITE, OPEN_SALVAGE };
+
+/* Whether the records of one batch (already checked whole) are in range:
+ * a batch whose checksum holds but whose records do not is damage, not
+ * a tear, and none of it is applied. */
+static bool
+batch_records_valid(const struct ovl_file *f, const unsigned char *p,
+                    uint32_t count)
+{
+  for (uint32_t i = 0; i < count; i++, p += sizeof(struct ovl_record)) {
+    struct ovl_record rec;
+
+    memcpy(&rec, p, sizeof rec);
+    rec.first = le64toh(rec.first);
+    rec.count = le32toh(rec.count);
+    if (le32toh(rec.state) > OVL_ZERO || rec.first >= f->map.nblocks ||
+        rec.count > f->map.nblocks - rec.first)
+      return false;
+  }
+  return true;
+}
+
+/* Applies the records of one batch (checked whole and valid). */
 static int
 replay_batch(struct ovl_file *f, const unsigned char *p, uint32_t count)
 {
@@ -648,25 +672,142 @@ replay_batch(struct ovl_file *f, const unsigned char *p, uint32_t count)
     int r;
 
     memcpy(&rec, p, sizeof rec);
-    rec.first = le64toh(rec.first);
-    rec.count = le32toh(rec.count);
-    rec.state = le32toh(rec.state);
-    if (rec.state > OVL_ZERO)
-      return -EBADMSG;
-    r = ovl_map_set(&f->map, rec.first, rec.count, rec.state);
+    r = ovl_map_set(&f->map, le64toh(rec.first), le32toh(rec.count),
+                    le32toh(rec.state));
     if (r < 0)
-      return r == -EINVAL ? -EBADMSG : r; /* a record outside the disk */
+      return r;
   }
   f->log_records += count;
   return 0;
 }
 
+/* Whether a well-formed batch (checksum included) starts at byte at of
+ * the map file, whose header is hdr; 1, 0 or -errno. */
+static int
+batch_at(int fd, const unsigned char *hdr, uint64_t at, uint64_t size)
+{
+  struct ovl_batch_header bh;
+  unsigned char *recs;
+  size_t bytes;
+  ssize_t n;
+  int r;
+
+  memcpy(&bh, hdr, sizeof bh);
+  if (le32toh(bh.magic) != OVL_BATCH_MAGIC || le32toh(bh.count) == 0 ||
+      le32toh(bh.count) > OVL_BATCH_MAX)
+    return 0;
+  bytes = le32toh(bh.count) * sizeof(struct ovl_record);
+  if (at + sizeof bh + bytes > size)
+    return 0;
+  recs = malloc(bytes);
+  if (!recs)
+    return -ENOMEM;
+  n = full_pread(fd, recs, bytes, at + sizeof bh);
+  r = n < 0 ? (int)n
+            : (size_t)n == bytes && crc32(0, recs, bytes) == le32toh(bh.crc);
+  free(recs);
+  return r;
+}
+
+static bool
+page_is_zero(const unsigned char *p)
+{
+  for (size_t i = 0; i < OVL_BLOCK_SIZE; i++)
+    if (p[i])
+      return false;
+  return true;
+}
+
+/* The journal does not go on at byte off: is the rest a tear a crash can
+ * leave (0), or damage (1, *good_at: the well-formed batch after it)?
+ * A crash leaves unsynced appends, whole or in part, and pages of them
+ * that never reached the disk read as zeros; every batch after such a
+ * page was never synced either (appends are in order, each fdatasync
+ * covers all before it).  So the rest is a tear when no well-formed
+ * batch follows, or when a page of zeros comes before the first one.
+ * Batches start at multiples of 16 bytes, so that is where to look. */
+static int
+find_damage(int fd, uint64_t off, uint64_t size, uint64_t *good_at)
+{
+  uint64_t pos = off & ~(uint64_t)(OVL_BLOCK_SIZE - 1);
+  unsigned char *win = malloc(REPLAY_WINDOW);
+  int r = 0;
+
+  if (!win)
+    return -ENOMEM;
+  while (pos < size && r == 0) {
+    uint64_t want = size - pos < REPLAY_WINDOW ? size - pos : REPLAY_WINDOW;
+    ssize_t n = full_pread(fd, win, want, pos);
+    uint64_t len, scan;
+
+    if (n < 0) {
+      r = (int)n;
+      break;
+    }
+    len = (uint64_t)n;
+    if (len == 0)
+      break;
+    /* Windows overlap by a page, so that no header is cut in two. */
+    scan = pos + len >= size ? len : len - OVL_BLOCK_SIZE;
+    for (uint64_t i = 0; i < scan && r == 0; i += 16) {
+      uint64_t at = pos + i;
+
+      if (at % OVL_BLOCK_SIZE == 0 && i + OVL_BLOCK_SIZE <= len &&
+          page_is_zero(win + i))
+        goto out;   /* a tear, whatever follows */
+      if (at >= off + 16 && i + sizeof(struct ovl_batch_header) <= len) {
+        r = batch_at(fd, win + i, at, size);
+        if (r == 1)
+          *good_at = at;
+      }
+    }
+    pos += scan;
+  }
+out:
+  free(win);
+  return r;
+}
+
+/* The journal is not whole from byte off on: a torn tail is cut (when
+ * writable; noted in f->torn_bytes), damage is -EUCLEAN with f->damage
+ * (in salvage mode, noted, and the journal ends at off). */
+static int
+replay_stopped(struct ovl_file *f, uint64_t off, uint64_t size,
+               enum open_mode mode, const char *what)
+{
+  uint64_t good_at = 0;
+  int r;
+
+  if (!what) {
+    r = find_damage(f->map_fd, off, size, &good_at);
+    if (r < 0)
+      return r;
+    if (r == 0) {
+      f->torn_bytes = size - off;
+      if (mode == OPEN_WRITE &&
+          (ftruncate(f->map_fd, off) < 0 || fdatasync(f->map_fd) < 0))
+        return -errno;
+      return 0;
+    }
+    snprintf(f->damage, sizeof f->damage,
+             "the journal batch at byte %llu of the map file is damaged, "
+             "and a valid one follows at byte %llu",
+             (unsigned long long)off, (unsigned long long)good_at);
+  } else {
+    snprintf(f->damage, sizeof f->damage,
+             "the journal batch at byte %llu of the map file %s",
+             (unsigned long long)off, what);
+  }
+  return mode == OPEN_SALVAGE ? 0 : -EUCLEAN;
+}
+
 /* Applies the journal of f (map_fd open, header already decoded). */
 static int
-replay(struct ovl_file *f, bool writable)
+replay(struct ovl_file *f, enum open_mode mode)
 {
   struct stat st;
   uint64_t off = OVL_HEADER_SIZE, win_off = off, size;
+  const char *what = NULL;
   unsigned char *win;
   size_t win_len = 0;
   int r = 0;
@@ -687,7 +828,7 @@ replay(struct ovl_file *f, bool writable)
       uint64_t want = size > off ? size - off : 0;
       if (want > REPLAY_WINDOW)
         want = REPLAY_WINDOW;
-      if (want < sizeof bh)
+      if (want == 0)
         break;
       n = full_pread(f->map_fd, win, want, off);
       if (n < 0) {
@@ -697,43 +838,129 @@ replay(struct ovl_file *f, bool writable)
       win_off = off;
       win_len = (size_t)n;
       at = 0;
-      if (win_len < sizeof bh)
-        break;
     }
+    if (at + sizeof bh > win_len)
+      goto stopped;
     memcpy(&bh, win + at, sizeof bh);
     bh.count = le32toh(bh.count);
     if (le32toh(bh.magic) != OVL_BATCH_MAGIC || bh.count == 0 ||
         bh.count > OVL_BATCH_MAX)
-      break;
+      goto stopped;
     bytes = bh.count * sizeof(struct ovl_record);
     if (at + sizeof bh + bytes > win_len ||
         crc32(0, win + at + sizeof bh, bytes) != le32toh(bh.crc))
-      break;
+      goto stopped;
+    if (!batch_records_valid(f, win + at + sizeof bh, bh.count)) {
+      what = "has a record outside the disk or of no known state";
+      goto stopped;
+    }
     r = replay_batch(f, win + at + sizeof bh, bh.count);
     if (r < 0)
       goto out;
     off += sizeof bh + bytes;
   }
-  /* Anything after the last whole batch is a torn write from a crash. */
-  if (off < size && writable) {
-    if (ftruncate(f->map_fd, off) < 0 || fdatasync(f->map_fd) < 0) {
-      r = -errno;
-      goto out;
-    }
-  }
+  goto done;
+stopped:
+  r = replay_stopped(f, off, size, mode, what);
+  if (r < 0)
+    goto out;
+done:
   f->log_end = off;
 out:
   free(win);
   return r;
 }
 
-int
-ovl_file_open(const char *prefix, bool writable, struct ovl_file *out)
+uint64_t
+ovl_map_data_end(const struct ovl_map *m)
+{
+  uint64_t end = 0;
+
+  for (uint64_t b = 0; b < m->nblocks;) {
+    enum ovl_state s;
+    uint64_t run = ovl_map_run(m, b, UINT64_MAX, &s);
+
+    b += run;
+    if (s == OVL_DATA)
+      end = b;
+  }
+  return end << OVL_BLOCK_SHIFT;
+}
+
+/* An empty map file: an overlay created just before a crash, before its
+ * first flush made it durable, has one and never held anything (-ENOENT:
+ * it is made again).  A data file with data in it says otherwise. */
+static int
+empty_map(struct ovl_file *f, const char *prefix)
 {
   char path[PATH_MAX];
+  int fd;
+  off_t data;
+
+  path_of(path, sizeof path, prefix, ".data");
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -ENOENT;
+  data = lseek(fd, 0, SEEK_DATA);
+  close(fd);
+  if (data < 0)
+    return -ENOENT;
+  snprintf(f->damage, sizeof f->damage,
+           "the map file is empty, but the data file holds data (from byte %lld)",
+           (long long)data);
+  return -EUCLEAN;
+}
+
+/* Reads and decodes the header of f's map file. */
+static int
+open_header(struct ovl_file *f, const char *prefix)
+{
   unsigned char h[OVL_HEADER_SIZE];
-  int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, r;
-  ssize_t n;
+  ssize_t n = full_pread(f->map_fd, h, sizeof h, 0);
+  int r;
+
+  if (n < 0)
+    return (int)n;
+  if (n == 0)
+    return empty_map(f, prefix);
+  if (n != sizeof h) {
+    snprintf(f->damage, sizeof f->damage,
+             "the map file is %zd bytes, shorter than its %d-byte header",
+             n, OVL_HEADER_SIZE);
+    return -EUCLEAN;
+  }
+  r = header_decode(h, &f->info);
+  if (r < 0) {
+    snprintf(f->damage, sizeof f->damage, "%s",
+             r == -EPROTO ? "the map file's header is of a version or block size this program does not know"
+                          : "the map file's header is damaged (magic or checksum)");
+    return -EUCLEAN;
+  }
+  return 0;
+}
+
+/* The data file must hold every block the map points at. */
+static int
+check_data_size(struct ovl_file *f, enum open_mode mode)
+{
+  uint64_t need = ovl_map_data_end(&f->map);
+  struct stat st;
+
+  if (fstat(f->data_fd, &st) < 0)
+    return -errno;
+  if ((uint64_t)st.st_size >= need)
+    return 0;
+  snprintf(f->damage, sizeof f->damage,
+           "the data file is %llu bytes, but the map has data up to byte %llu",
+           (unsigned long long)st.st_size, (unsigned long long)need);
+  return mode == OPEN_SALVAGE ? 0 : -EUCLEAN;
+}
+
+static int
+open_mode(const char *prefix, enum open_mode mode, struct ovl_file *out)
+{
+  char path[PATH_MAX];
+  int flags = (mode == OPEN_WRITE ? O_RDWR : O_RDONLY) | O_CLOEXEC, r;
 
   memset(out, 0, sizeof *out);
   out->data_fd = out->dir_fd = -1;
@@ -742,18 +969,7 @@ ovl_file_open(const char *prefix, bool writable, struct ovl_file *out)
   out->map_fd = open(path, flags);
   if (out->map_fd < 0)
     return -errno;
-  n = full_pread(out->map_fd, h, sizeof h, 0);
-  if (n == 0) {
-    /* An empty map: an overlay created just before a crash, before its
-     * first flush made it durable.  It never held anything. */
-    r = -ENOENT;
-    goto err;
-  }
-  if (n != sizeof h) {
-    r = -EBADMSG;
-    goto err;
-  }
-  r = header_decode(h, &out->info);
+  r = open_header(out, prefix);
   if (r < 0)
     goto err;
   ovl_map_init(&out->map, nblocks_of(out->info.size));
@@ -762,16 +978,34 @@ ovl_file_open(const char *prefix, bool writable, struct ovl_file *out)
   if (out->data_fd < 0) {
     /* A map without its data file cannot be served: say so, not ENOENT,
      * which would make the caller silently create a fresh overlay. */
-    r = errno == ENOENT ? -EIO : -errno;
+    r = -errno;
+    if (r == -ENOENT) {
+      snprintf(out->damage, sizeof out->damage, "the data file is missing");
+      r = -EUCLEAN;
+    }
     goto err;
   }
-  r = replay(out, writable);
+  r = replay(out, mode);
+  if (r == 0)
+    r = check_data_size(out, mode);
   if (r < 0)
     goto err;
   return 0;
 err:
   ovl_file_close(out);
   return r;
+}
+
+int
+ovl_file_open(const char *prefix, bool writable, struct ovl_file *out)
+{
+  return open_mode(prefix, writable ? OPEN_WRITE : OPEN_READ, out);
+}
+
+int
+ovl_file_open_salvage(const char *prefix, struct ovl_file *out)
+{
+  return open_mode(prefix, OPEN_SALVAGE, out);
 }
 
 void

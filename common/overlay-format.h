@@ -77,6 +77,8 @@ struct ovl_file {
   uint64_t log_reserved;  /* the map file has space up to here */
   bool durable;           /* its files' names are on stable storage */
   int dir_fd;             /* their directory, until durable */
+  uint64_t torn_bytes;    /* a torn tail cut off (or, read-only, ignored) */
+  char damage[256];       /* what is wrong, after -EUCLEAN (or salvage) */
 };
 
 /* Creates a new, empty overlay (files written to temporaries and renamed
@@ -87,9 +89,19 @@ struct ovl_file {
 int ovl_file_create(const char *prefix, const struct ovl_header_info *info,
                     struct ovl_file *out);
 /* Opens an existing overlay and replays its journal; a torn tail left by
- * a crash is cut off.  writable=false opens both files read-only and
- * never modifies them.  Returns 0, -ENOENT, or another -errno. */
+ * a crash is cut off (out->torn_bytes says how much).  writable=false
+ * opens both files read-only and never modifies them.  Returns 0,
+ * -ENOENT (no overlay, or one whose creation a crash interrupted),
+ * -EUCLEAN for a damaged overlay (out->damage says what is wrong; its
+ * files are left as they are), or another -errno. */
 int ovl_file_open(const char *prefix, bool writable, struct ovl_file *out);
+/* Opens an overlay read-only for salvage: like ovl_file_open, but a
+ * damaged journal is replayed up to the damage and a data file shorter
+ * than the map needs is accepted; out->damage says what is wrong ("" if
+ * nothing is).  0 or -errno (-EUCLEAN: nothing to salvage). */
+int ovl_file_open_salvage(const char *prefix, struct ovl_file *out);
+/* The end of the last block in state OVL_DATA (0: none). */
+uint64_t ovl_map_data_end(const struct ovl_map *m);
 /* fsyncs the overlay's directory (the names of its files), once. */
 int ovl_file_make_durable(struct ovl_file *f);
 /* Records that the directory was synced; closes f->dir_fd. */

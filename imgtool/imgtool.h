@@ -462,6 +462,7 @@ int commit_layered(const char *store, const char *name, const char *prefix,
                    const char *client, bool force);
 int cmd_rollback(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
+int cmd_check_overlay(int argc, char **argv);
 int cmd_initrd(int argc, char **argv);
 int cmd_pxe(int argc, char **argv);
 int cmd_upgrade_report(int argc, char **argv);

@@ -29,6 +29,7 @@ imgtool_imgtool_SOURCES = \
 	imgtool/imgread-squashfs.c \
 	imgtool/rollback.c \
 	imgtool/sync.c \
+	imgtool/check-overlay.c \
 	imgtool/cpio.c \
 	imgtool/modules.c \
 	imgtool/initrd.c \

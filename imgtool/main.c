@@ -13,6 +13,7 @@
  *                   --overlays DIR --state-export STATE          state.c
  *   imgtool rollback --store DIR NAME VERSION                    rollback.c
  *   imgtool sync    --from STORE --to STORE [--name NAME]        sync.c
+ *   imgtool check-overlay [--salvage NEW] OVERLAY               check-overlay.c
  *   imgtool pxe     --server ADDR --export NAME ... -o DIR       pxe.c
  */
 #include <config.h>
@@ -41,6 +42,8 @@ static const struct command {
     "list clients' files that hide changes of a new base" },
   { "rollback", cmd_rollback, "point current back at an earlier version" },
   { "sync", cmd_sync, "copy a store's versions to another server's store" },
+  { "check-overlay", cmd_check_overlay,
+    "say what is wrong with an overlay; salvage its valid part" },
   { "pxe", cmd_pxe, "write PXELINUX, GRUB, iPXE and DHCP boot configs" },
 };
 

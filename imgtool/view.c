@@ -227,6 +227,9 @@ view_open(const char *prefix, struct client_view *v)
     if (r == -ENOENT)
       log_err("no overlay at %s (%s.map is missing): give the client's "
               "overlay, OVERLAY_DIR/NAME/ID", prefix, prefix);
+    else if (r == -EUCLEAN)
+      log_err("overlay %s is damaged: %s (imgtool check-overlay)", prefix,
+              v->ov.damage);
     else
       log_err("cannot read overlay %s: %s", prefix, strerror(-r));
     return r;

@@ -11,7 +11,8 @@
  *
  *   list [--json]          connected clients: identity, address, export,
  *                          image version, overlay data, requests and
- *                          bytes since connect
+ *                          bytes since connect; then the overlays
+ *                          refused as damaged, and why
  *   exports [--json]       the exports: policy, image and the version a
  *                          new client gets, drained or not, clients,
  *                          overlays on disk and the space they take,
@@ -196,6 +197,53 @@ say_json_string(struct answer *a, const char *s)
   answer_printf(a, "\"");
 }
 
+/* An overlay refused as damaged, after the connections: in the table,
+ * a line "damaged EXPORT/ID: why"; in JSON, an entry with "damaged". */
+static void
+say_damaged(const char *key, const char *why, void *arg)
+{
+  answer_printf(arg, "damaged %s: %s\n", key, why);
+}
+
+struct damaged_say {
+  struct answer *a;
+  size_t before;       /* entries said before */
+};
+
+static void
+say_damaged_json(const char *key, const char *why, void *arg)
+{
+  struct damaged_say *d = arg;
+  const char *slash = strchr(key, '/');
+  char export[256];
+
+  snprintf(export, sizeof export, "%.*s", (int)(slash ? slash - key : 0), key);
+  answer_printf(d->a, "%s\n {\"export\": ", d->before++ ? "," : "");
+  say_json_string(d->a, export);
+  answer_printf(d->a, ", \"id\": ");
+  say_json_string(d->a, slash ? slash + 1 : key);
+  answer_printf(d->a, ", \"damaged\": ");
+  say_json_string(d->a, why);
+  answer_printf(d->a, "}");
+}
+
+static void
+count_one(const char *key, const char *why, void *arg)
+{
+  (void)key;
+  (void)why;
+  ++*(size_t *)arg;
+}
+
+static size_t
+damaged_count(void)
+{
+  size_t n = 0;
+
+  damaged_each(count_one, &n);
+  return n;
+}
+
 static void
 cmd_list(struct answer *a, bool json)
 {
@@ -228,7 +276,8 @@ cmd_list(struct answer *a, bool json)
           (unsigned long long)v[i].requests, (unsigned long long)v[i].bytes_read,
           (unsigned long long)v[i].bytes_written, v[i].worker);
     }
-    answer_printf(a, "%s]\n", n ? "\n" : "");
+    damaged_each(say_damaged_json, &(struct damaged_say){ a, n });
+    answer_printf(a, "%s]\n", n || damaged_count() ? "\n" : "");
   } else {
     answer_printf(a, "%-20s %-24s %-16s %-14s %8s %8s %10s %8s %8s %s\n", "EXPORT", "ID",
         "ADDRESS", "IMAGE", "OVERLAY", "UP", "REQUESTS", "READ", "WRITTEN", "BASE");
@@ -244,6 +293,7 @@ cmd_list(struct answer *a, bool json)
           (unsigned long long)v[i].requests, rd, wr, v[i].base);
     }
     answer_printf(a, "%zu connection%s\n", n, n == 1 ? "" : "s");
+    damaged_each(say_damaged, a);
   }
   free(v);
 }

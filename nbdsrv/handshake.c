@@ -418,6 +418,7 @@ attach_error(int r)
   case -EUSERS:
   case -EDQUOT:
   case -EBUSY:     /* served by another server (overlay-lock.c) */
+  case -EUCLEAN:   /* damaged: not served until the admin sees to it */
     return NBD_REP_ERR_POLICY;
   case -ESHUTDOWN:
     return NBD_REP_ERR_SHUTDOWN;

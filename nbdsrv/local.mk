@@ -21,6 +21,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/pagecache.c \
 	nbdsrv/overlay.c \
 	nbdsrv/overlay-lock.c \
+	nbdsrv/damaged.c \
 	nbdsrv/journal.c \
 	nbdsrv/overlay-names.c \
 	nbdsrv/loop.c \

@@ -300,6 +300,7 @@ shut_down(int sfd, int ctl_fd, const int *fds, unsigned nfds)
     close(fds[i]);
   journal_compactor_stop();
   overlay_janitor(true, &janitor_hooks);
+  damaged_free();
   trace_close();
   log_limit_flush(true);
   if (config.pidfile[0])

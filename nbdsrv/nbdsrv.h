@@ -26,6 +26,7 @@
  *   attach.c     opening overlays off the event loops
  *   idle.c       the attach thread's SCHED_IDLE and its watcher
  *   attach-stats.c  the start-up line: how long reattaching took
+ *   damaged.c    overlays refused as damaged, for nbdsrv ctl list
  *   trace.c      the request trace (--trace)
  *   ctl.c        the control socket (nbdsrv ctl), server side
  *   ctlclient.c  nbdsrv ctl, the command
@@ -850,6 +851,20 @@ typedef void attach_done_fn(struct conn *c, const struct attach_job *job,
                             const char *id, int r, const char *why);
 /* On a wake: calls done for each of w's finished jobs. */
 void attach_collect(struct worker *w, attach_done_fn *done);
+
+/* ---- damaged.c: overlays refused as damaged ---- */
+
+/* Notes that overlay key (EXPORT/ID) is damaged (what: ovl_file's
+ * damage); returns the reason its client is given, valid until
+ * damaged_free(). */
+const char *damaged_note(const char *key, const char *what);
+/* The overlay opened: no longer listed. */
+void damaged_clear(const char *key);
+/* Calls fn for each overlay refused as damaged, under a lock. */
+void damaged_each(void (*fn)(const char *key, const char *why, void *arg),
+                  void *arg);
+/* At exit. */
+void damaged_free(void);
 
 /* ---- attach-stats.c: how long the start's reattaching took ---- */
 

@@ -213,11 +213,21 @@ overlay_reopen(struct overlay *ov, const char *boot_id, const char **why)
 
   if (r == -ENOENT)
     return r;
+  if (r == -EUCLEAN) {
+    /* Refused, never cut back or made again: damaged.c. */
+    *why = damaged_note(ov->key, ov->file.damage);
+    log_err("%s", *why);
+    return r;
+  }
   if (r < 0) {
     *why = "the client's overlay cannot be opened (see the server log)";
     log_err("overlay %s: cannot open: %s", ov->prefix, strerror(-r));
     return r;
   }
+  damaged_clear(ov->key);
+  if (ov->file.torn_bytes)
+    log_info("overlay %s: cut a torn tail of %llu bytes off the journal (appends a crash interrupted)",
+             ov->prefix, (unsigned long long)ov->file.torn_bytes);
   /* Reconnect or restart: keep the base version the overlay was made
    * on, even when the export's `current` moved since (found by content
    * on a server whose store copy is elsewhere: base-find.c). */

@@ -50,6 +50,7 @@ SERVER_TESTS = \
 	tests/test_server_49_minting.sh \
 	tests/test_server_50_refusals.sh \
 	tests/test_server_51_small_limits.sh \
+	tests/test_server_52_damaged_overlays.sh \
 	tests/test_server_55_base_by_content.sh
 
 # Memory figures mean nothing under a sanitizer's allocator: not repeated.

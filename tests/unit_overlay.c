@@ -12,6 +12,10 @@
  *  - the base's content id round-trips and survives compaction; a header
  *    without one (as written before the field) reads as having none; one
  *    that is not 64 hex digits is refused even with a good checksum;
+ *  - a damaged batch with a valid one after it, an empty map beside a
+ *    data file with data, a map shorter than its header or a data file
+ *    shorter than the map's data: refused, files untouched; salvage
+ *    reads the valid prefix; a tear with a page of zeros is still a tear;
  *  - on a 1 TiB disk, the map of a few writes costs memory for those
  *    writes, not for the size of the disk, and runs cross the regions
  *    never written; a 64 GiB trim is set and undone a chunk at a time.
@@ -321,7 +325,8 @@ test_missing_data_file(void)
   ovl_file_close(&f);
   snprintf(path, sizeof path, "%s.data", prefix);
   CHECK(unlink(path) == 0, "unlink data");
-  CHECK(ovl_file_open(prefix, false, &g) == -EIO, "missing data file");
+  CHECK(ovl_file_open(prefix, false, &g) == -EUCLEAN && strstr(g.damage, "missing"),
+        "missing data file: %s", g.damage);
   CHECK(ovl_file_remove(prefix) == 0, "remove");
   CHECK(ovl_file_open(prefix, false, &g) == -ENOENT, "removed");
 }
@@ -337,7 +342,151 @@ test_damaged_header(void)
   CHECK(ovl_file_create(prefix, &info, &f) == 0, "create");
   CHECK(pwrite(f.map_fd, &byte, 1, 200) == 1, "damage header");
   ovl_file_close(&f);
-  CHECK(ovl_file_open(prefix, false, &g) == -EBADMSG, "damaged header refused");
+  CHECK(ovl_file_open(prefix, false, &g) == -EUCLEAN && strstr(g.damage, "header"),
+        "damaged header refused: %s", g.damage);
+}
+
+/* The whole content of path, to compare before and after (malloc'd). */
+static unsigned char *
+slurp(const char *suffix, size_t *len)
+{
+  char path[300];
+  unsigned char *buf;
+  struct stat st;
+  int fd;
+
+  snprintf(path, sizeof path, "%s%s", prefix, suffix);
+  fd = open(path, O_RDONLY);
+  if (fd < 0 || fstat(fd, &st) < 0)
+    return NULL;
+  buf = malloc((size_t)st.st_size + 1);
+  *len = (size_t)st.st_size;
+  if (buf && read(fd, buf, *len) != (ssize_t)*len) {
+    free(buf);
+    buf = NULL;
+  }
+  close(fd);
+  return buf;
+}
+
+/* Whether the overlay's files are still byte for byte map (mlen bytes)
+ * and a data file of dlen bytes. */
+static bool
+unchanged(const unsigned char *map, size_t mlen, size_t dlen)
+{
+  size_t len;
+  unsigned char *now = slurp(".map", &len);
+  bool same = now && len == mlen && !memcmp(now, map, len);
+
+  free(now);
+  now = slurp(".data", &len);
+  same = same && now && len == dlen;
+  free(now);
+  return same;
+}
+
+/* A batch damaged in the middle of the journal (a valid one after it) is
+ * not a tear: the overlay is refused, writable or not, and its files are
+ * left byte for byte as they were; salvage replays up to the damage. */
+static void
+test_damaged_batch_refused(void)
+{
+  struct ovl_record rec = { 7, 1, OVL_ZERO }, after = { 9, 1, OVL_ZERO };
+  unsigned char byte = 0xff, *map;
+  struct ovl_file f, g;
+  size_t mlen, dlen;
+  uint64_t good_end;
+
+  if (random_overlay(&f) < 0)
+    return;
+  good_end = f.log_end;
+  CHECK(ovl_file_append(&f, &rec, 1) == 0 && ovl_file_append(&f, &after, 1) == 0, "append");
+  CHECK(pwrite(f.map_fd, &byte, 1, good_end + 20) == 1, "corrupt");
+  ovl_file_close(&f);
+  free(slurp(".data", &dlen));
+  map = slurp(".map", &mlen);
+  CHECK(ovl_file_open(prefix, true, &g) == -EUCLEAN, "a damaged batch refused");
+  CHECK(strstr(g.damage, "damaged") && strstr(g.damage, "follows"), "why: %s", g.damage);
+  CHECK(ovl_file_open(prefix, false, &g) == -EUCLEAN, "refused read-only too");
+  CHECK(map && unchanged(map, mlen, dlen), "the files are unchanged");
+  CHECK(ovl_file_open_salvage(prefix, &g) == 0 && g.log_end == good_end && g.damage[0],
+        "salvage replays up to the damage (%llu, expected %llu)",
+        (unsigned long long)g.log_end, (unsigned long long)good_end);
+  check_map_equals_model(&g.map, "salvaged");
+  ovl_file_close(&g);
+  free(map);
+}
+
+/* A crash can leave unsynced appends with a page that never reached the
+ * disk (zeros) and a later one that did: a tear, cut with its byte
+ * count, though a well-formed batch follows the zeros. */
+static void
+test_zero_page_tear_cut(void)
+{
+  static struct ovl_record recs[600];
+  static const unsigned char zeros[OVL_BLOCK_SIZE];
+  struct ovl_record after = { 9, 1, OVL_ZERO };
+  struct ovl_file f, g;
+  uint64_t good_end, page;
+
+  if (random_overlay(&f) < 0)
+    return;
+  good_end = f.log_end;
+  for (size_t i = 0; i < 600; i++)
+    recs[i] = (struct ovl_record){ 100 + i, 1, OVL_ZERO };
+  CHECK(ovl_file_append(&f, recs, 600) == 0 && ovl_file_append(&f, &after, 1) == 0, "append");
+  page = (good_end + OVL_BLOCK_SIZE) & ~(uint64_t)(OVL_BLOCK_SIZE - 1);
+  CHECK(pwrite(f.map_fd, zeros, sizeof zeros, (off_t)page) == sizeof zeros, "lose a page");
+  ovl_file_close(&f);
+  CHECK(ovl_file_open(prefix, true, &g) == 0, "a torn tail with a lost page is opened");
+  CHECK(g.log_end == good_end && g.torn_bytes > 0, "cut at %llu (expected %llu), %llu bytes",
+        (unsigned long long)g.log_end, (unsigned long long)good_end,
+        (unsigned long long)g.torn_bytes);
+  check_map_equals_model(&g.map, "after a lost page");
+  ovl_file_close(&g);
+}
+
+/* An empty map file: a creation a crash interrupted when the data file is
+ * empty too (made again: -ENOENT), damage when it holds data. */
+static void
+test_empty_map(void)
+{
+  struct ovl_header_info info = test_info();
+  struct ovl_file f, g;
+  char path[300];
+
+  ovl_file_remove(prefix);
+  CHECK(ovl_file_create(prefix, &info, &f) == 0, "create");
+  CHECK(ftruncate(f.map_fd, 0) == 0, "empty the map");
+  CHECK(ovl_file_open(prefix, true, &g) == -ENOENT, "an interrupted creation");
+  CHECK(pwrite(f.data_fd, "data", 4, 8192) == 4, "write data");
+  ovl_file_close(&f);
+  CHECK(ovl_file_open(prefix, true, &g) == -EUCLEAN && strstr(g.damage, "empty"),
+        "an empty map with data refused: %s", g.damage);
+  snprintf(path, sizeof path, "%s.map", prefix);
+  CHECK(truncate(path, 500) == 0, "a short map");
+  CHECK(ovl_file_open(prefix, true, &g) == -EUCLEAN && strstr(g.damage, "500 bytes"),
+        "a map shorter than its header refused: %s", g.damage);
+}
+
+/* A data file shorter than the map's data is refused; salvage opens it. */
+static void
+test_short_data_refused(void)
+{
+  struct ovl_record rec = { NBLOCKS - 2, 1, OVL_DATA };
+  struct ovl_file f, g;
+
+  if (random_overlay(&f) < 0)
+    return;
+  CHECK(ovl_file_append(&f, &rec, 1) == 0, "append");
+  CHECK(ftruncate(f.data_fd, 3 * OVL_BLOCK_SIZE) == 0, "shorten the data file");
+  ovl_file_close(&f);
+  CHECK(ovl_file_open(prefix, true, &g) == -EUCLEAN && strstr(g.damage, "data file is 12288"),
+        "a short data file refused: %s", g.damage);
+  CHECK(ovl_file_open_salvage(prefix, &g) == 0 && g.damage[0], "salvage opens it");
+  CHECK(ovl_map_data_end(&g.map) == (uint64_t)(NBLOCKS - 1) * OVL_BLOCK_SIZE,
+        "data end %llu", (unsigned long long)ovl_map_data_end(&g.map));
+  ovl_file_close(&g);
 }
 
 #define TEST_SHA "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -414,6 +563,10 @@ static const struct {
   { "the content id round-trips and survives compaction", test_content_id_round_trip },
   { "a header without content id has the old layout", test_no_content_id },
   { "a content id that is not 64 hex digits is refused", test_bad_content_id },
+  { "a damaged batch before a valid one is refused, files untouched", test_damaged_batch_refused },
+  { "a tear with a lost page is cut, though a batch follows", test_zero_page_tear_cut },
+  { "an empty map: made again, or refused when there is data", test_empty_map },
+  { "a data file shorter than the map is refused", test_short_data_refused },
   { "a 1 TiB map costs memory for its writes only", test_large_sparse_map },
   { "a 64 GiB trim is set and undone a chunk at a time", test_large_trim },
 };
