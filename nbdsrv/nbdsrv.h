@@ -547,7 +547,9 @@ int overlay_quota_check(struct overlay *ov, uint64_t off, uint64_t len);
 int overlay_write_sync(struct overlay *ov, const void *buf, uint64_t off,
                        uint32_t len);
 int overlay_zero(struct overlay *ov, uint64_t off, uint64_t len, bool trim);
-/* base:allocation for [off, off+len): fills up to max descriptors. */
+/* base:allocation for [off, off+len): fills up to max descriptors, at
+ * least one; may cover less than asked when the walk gets long (a
+ * bounded number of map runs and lseeks: no request holds the worker). */
 unsigned overlay_block_status(struct overlay *ov, uint64_t off, uint64_t len,
                               struct nbd_block_descriptor *d, unsigned max);
 

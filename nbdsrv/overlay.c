@@ -1212,20 +1212,64 @@ add_desc(struct nbd_block_descriptor *d, unsigned n, unsigned max,
   return n + 1;
 }
 
+/* How many steps (runs of the map, lseeks of the base image) one
+ * BLOCK_STATUS may take: about a millisecond on a fragmented disk.  A
+ * walk cut there answers for less than was asked (the protocol allows
+ * it; the client asks again from where the answer ends), so that one
+ * client's status of a whole fragmented disk cannot hold the worker
+ * that serves the others. */
+#define BLOCK_STATUS_MAX_STEPS 512
+
+/* The base image's data and holes in [p, run_end), after the descriptors
+ * d[0, *n); returns where it stopped (run_end, or earlier when the
+ * descriptors or the steps ran out). */
+static uint64_t
+base_status(struct overlay *ov, uint64_t p, uint64_t run_end,
+            struct nbd_block_descriptor *d, unsigned *n, unsigned max,
+            unsigned *steps)
+{
+  while (p < run_end && *n <= max && *steps < BLOCK_STATUS_MAX_STEPS) {
+    off_t data = lseek(ov->base->fd, p, SEEK_DATA);
+    uint64_t to;
+    uint32_t flags;
+    unsigned m;
+
+    ++*steps;
+    if (data < 0 || (uint64_t)data > p) {
+      to = data < 0 || (uint64_t)data > run_end ? run_end : (uint64_t)data;
+      flags = NBD_STATE_HOLE | NBD_STATE_ZERO;
+    } else {
+      off_t hole = lseek(ov->base->fd, p, SEEK_HOLE);
+      ++*steps;
+      to = hole < 0 || (uint64_t)hole > run_end ? run_end : (uint64_t)hole;
+      if (to <= p)
+        to = run_end;
+      flags = 0;
+    }
+    m = add_desc(d, *n, max, to - p, flags);
+    if (m == *n && *n == max)
+      break;
+    *n = m;
+    p = to;
+  }
+  return p;
+}
+
 unsigned
 overlay_block_status(struct overlay *ov, uint64_t off, uint64_t len,
                      struct nbd_block_descriptor *d, unsigned max)
 {
   uint64_t pos = off, end = off + len;
-  unsigned n = 0;
+  unsigned n = 0, steps = 0;
 
   pthread_mutex_lock(&ov->lock);
-  while (pos < end && n <= max) {
+  while (pos < end && n <= max && (n == 0 || steps < BLOCK_STATUS_MAX_STEPS)) {
     uint64_t b = block_of(pos), run_end;
     enum ovl_state s;
     uint64_t run = ovl_map_run(&ov->file.map, b, block_of(end - 1) - b + 1, &s);
     unsigned before = n;
 
+    steps++;
     run_end = (b + run) << OVL_BLOCK_SHIFT;
     if (run_end > end)
       run_end = end;
@@ -1235,29 +1279,7 @@ overlay_block_status(struct overlay *ov, uint64_t off, uint64_t len,
       n = add_desc(d, n, max, run_end - pos, NBD_STATE_HOLE | NBD_STATE_ZERO);
     } else {
       /* Base: report the base image's own holes. */
-      uint64_t p = pos;
-      while (p < run_end && n <= max) {
-        off_t data = lseek(ov->base->fd, p, SEEK_DATA);
-        if (data < 0 || (uint64_t)data > p) {
-          uint64_t hole_end = data < 0 || (uint64_t)data > run_end ? run_end : (uint64_t)data;
-          unsigned m = add_desc(d, n, max, hole_end - p, NBD_STATE_HOLE | NBD_STATE_ZERO);
-          if (m == n && (n == max))
-            break;
-          n = m;
-          p = hole_end;
-        } else {
-          off_t hole = lseek(ov->base->fd, p, SEEK_HOLE);
-          uint64_t data_end = hole < 0 || (uint64_t)hole > run_end ? run_end : (uint64_t)hole;
-          if (data_end <= p)
-            data_end = run_end;
-          unsigned m = add_desc(d, n, max, data_end - p, 0);
-          if (m == n && n == max)
-            break;
-          n = m;
-          p = data_end;
-        }
-      }
-      run_end = p;
+      run_end = base_status(ov, pos, run_end, d, &n, max, &steps);
     }
     if (n == before && n == max)
       break;

@@ -46,6 +46,7 @@ SERVER_TESTS = \
 	tests/test_server_46_failover_lock.sh \
 	tests/test_server_46_memory_floods.sh \
 	tests/test_server_47_restart_journals.sh \
+	tests/test_server_47_short_block_status.sh \
 	tests/test_server_48_identity.sh \
 	tests/test_server_49_minting.sh \
 	tests/test_server_50_refusals.sh \
