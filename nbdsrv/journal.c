@@ -183,6 +183,17 @@ journal_compact_if_due(struct overlay *ov)
   pthread_mutex_unlock(&ov->lock);
 }
 
+bool
+journal_compaction_pending(struct overlay *ov)
+{
+  bool pending;
+
+  pthread_mutex_lock(&ov->lock);
+  pending = ov->compacting || compact_due(ov);
+  pthread_mutex_unlock(&ov->lock);
+  return pending;
+}
+
 void
 journal_compact_forget(struct overlay *ov)
 {

@@ -564,6 +564,9 @@ int journal_record(struct overlay *ov, uint64_t first, uint64_t count,
  * (the janitor: no connection uses ov); with bound, a journal past its
  * bound (journal-max) is compacted too. */
 int journal_sync_all(struct overlay *ov, bool bound);
+/* Whether ov's journal is being compacted in the background, or due for
+ * it: its idle close waits for that. */
+bool journal_compaction_pending(struct overlay *ov);
 
 /* Compaction of overlays in use, in a thread of its own. */
 int journal_compactor_start(void);

@@ -759,7 +759,8 @@ take_due(time_t now, bool force, size_t *from)
     for (struct overlay *ov = registry[*from]; ov; ov = ov->next) {
       unsigned wait = idle_wait(ov);
       if (ov->refs == 0 && !ov->opening && !ov->closing &&
-          (force || now - ov->idle_since >= (time_t)wait)) {
+          (force || (now - ov->idle_since >= (time_t)wait &&
+                     !journal_compaction_pending(ov)))) {
         ov->closing = true;
         due = ov;
         break;
@@ -772,17 +773,19 @@ take_due(time_t now, bool force, size_t *from)
   return due;
 }
 
-/* The janitor's tick for overlays in use: a journal that grew past its
+/* The janitor's tick for overlays open: a journal that grew past its
  * bound while its overlay was being compacted, or was long when it was
- * opened, is compacted now rather than at the client's next flush.  Not
- * an idle one's: its close compacts it (journal_sync_all). */
+ * opened, is compacted now rather than at the client's next flush; an
+ * idle overlay's too, and its close waits for that (take_due), so that
+ * closed overlays' journals are bounded without the janitor doing the
+ * compactions itself. */
 static void
 compact_due_ones(void)
 {
   pthread_mutex_lock(&registry_lock);
   for (size_t b = 0; b < REGISTRY_BUCKETS; b++)
     for (struct overlay *ov = registry[b]; ov; ov = ov->next)
-      if (ov->refs > 0 && !ov->opening && !ov->closing)
+      if (!ov->opening && !ov->closing)
         journal_compact_if_due(ov);
   pthread_mutex_unlock(&registry_lock);
 }

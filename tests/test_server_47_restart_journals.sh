@@ -8,10 +8,10 @@
 #     others), the server is killed and started again with journal-max 4K;
 #   - every client reconnects, reads and leaves: the log has one start-up
 #     line naming how many were attached and the largest overlay;
-#   - the janitor closes them two seconds later, fewer than the
-#     compactor could have done one at a time in the background: once
-#     each journal's compaction is logged (in use or at close), no map
-#     file is longer than a small bound, and the data reads back.
+#   - the janitor closes them once idle, but not before their journals
+#     are compacted (by the compactor, one at a time, or at the close):
+#     each compaction is logged, no map file is longer than a small
+#     bound afterwards, and the data reads back.
 . "$(dirname "$0")/functions.sh"
 requires_cmd nbdsh
 requires /usr/bin/python3 -c 'import nbd'
