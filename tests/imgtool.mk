@@ -18,6 +18,7 @@ IMGTOOL_TESTS = \
 	tests/test_imgtool_13_state_template.sh \
 	tests/test_imgtool_14_upgrade_report.sh \
 	tests/test_imgtool_15_commit_layered.sh \
+	tests/test_imgtool_16_check_overlay.sh \
 	tests/test_imgtool_17_sync.sh
 
 TESTS += $(IMGTOOL_TESTS)
