@@ -45,13 +45,13 @@ SERVER_TESTS = \
 	tests/test_server_45_shared_readonly.sh \
 	tests/test_server_46_failover_lock.sh \
 	tests/test_server_46_memory_floods.sh \
-	tests/test_server_47_restart_journals.sh \
 	tests/test_server_47_short_block_status.sh \
 	tests/test_server_48_identity.sh \
 	tests/test_server_49_minting.sh \
 	tests/test_server_50_refusals.sh \
 	tests/test_server_51_small_limits.sh \
 	tests/test_server_52_damaged_overlays.sh \
+	tests/test_server_53_restart_journals.sh \
 	tests/test_server_55_base_by_content.sh
 
 # Memory figures mean nothing under a sanitizer's allocator: not repeated.

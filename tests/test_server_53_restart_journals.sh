@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-or-later
-# test_server_47: after a restart, the server says how long reattaching
+# test_server_53: after a restart, the server says how long reattaching
 # its clients took, and the journals of overlays that are closed again
 # are left bounded:
 #   - N overlays get long journals (many one-record batches, as a client
