@@ -47,14 +47,15 @@
 static struct log_limit close_log = LOG_LIMIT(LOG_INFO, "closed connections");
 
 /* Whether c receives nothing for now: over its budget (budget.c) between
- * two units of input, with received input still to feed, or waiting for
- * its overlay.  The loop feeds the kept input and arms the recv again
+ * two units of input, with received input still to feed, waiting for
+ * its overlay, or writing a chunk of a long write.  The loop feeds the kept input and arms the recv again
  * after each event. */
 static bool
 conn_paused(const struct conn *c)
 {
   return (budget_full(c) && !input_mid_unit(c)) ||
-         c->in.stash_off < c->in.stash_len || c->stage == CONN_ATTACHING;
+         c->in.stash_off < c->in.stash_len || c->stage == CONN_ATTACHING ||
+         c->in.chunk_busy;
 }
 
 static void
@@ -144,6 +145,7 @@ conn_free(struct conn *c)
   }
   free(c->in.opt_data);
   free(c->in.stash);
+  free(c->chunk_buf);
   /* What the input and the request above held. */
   budget_give(c, c->held);
   if (c->pipe_size) {

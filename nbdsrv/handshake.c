@@ -345,13 +345,14 @@ opt_info_go(struct conn *c, const struct client_option *o)
     opt_error(c, NBD_REP_ERR_INVALID, "option length does not match its information requests");
     return;
   }
-  c->want_name = c->want_desc = false;
+  c->want_name = c->want_desc = c->want_block_size = false;
   for (unsigned i = 0; i < nreq; i++) {
     uint16_t t;
     memcpy(&t, d + 6 + namelen + 2 * i, 2);
     t = be16toh(t);
     c->want_name |= t == NBD_INFO_NAME;
     c->want_desc |= t == NBD_INFO_DESCRIPTION;
+    c->want_block_size |= t == NBD_INFO_BLOCK_SIZE;
   }
   exp = lookup_export(c, d + 4, namelen, &req, &err, &why);
   if (!exp) {

@@ -20,9 +20,16 @@
  * meanwhile; once it drains or is closed, nothing more is taken.  Nothing here reads a socket, so the
  * fuzz target drives it with arbitrary input.
  *
+ * A write longer than NBDSRV_CHUNK comes in chunks into one chunk's
+ * buffer: each is handed to transmit.c as it completes, and no input is
+ * taken until transmit.c wrote it (input_chunk_taken), so that a write
+ * holds one chunk whatever its length.  A client that asked for the
+ * block sizes is held to its maximum payload; any other may write up to
+ * the export's size (transmit.c checks the range).
+ *
  * Must never happen: a unit handed on before all of it came; bytes taken
- * by a connection that is not reading; a write over the connection's
- * maximum payload read into memory.
+ * by a connection that is not reading or writing a chunk; more than one
+ * chunk of a write held in memory.
  */
 #include <config.h>
 
@@ -138,11 +145,24 @@ option_header(struct conn *c)
   expect(c, UNIT_OPT_DATA, data, len);
 }
 
+/* The length of the next chunk of a long write: up to the next multiple
+ * of NBDSRV_CHUNK on the disk, so that the chunks between are whole
+ * blocks. */
+static uint32_t
+next_chunk(const struct request *r)
+{
+  uint64_t at = r->offset + r->chunk_at;
+  uint64_t len = NBDSRV_CHUNK - at % NBDSRV_CHUNK;
+
+  return len < r->count - r->chunk_at ? (uint32_t)len : r->count - r->chunk_at;
+}
+
 static void
 request_header(struct conn *c)
 {
   struct nbd_request h;
   struct request *r;
+  uint32_t size;
 
   memcpy(&h, c->in.hdr, sizeof h);
   if (be32toh(h.magic) != NBD_REQUEST_MAGIC) {
@@ -170,7 +190,7 @@ request_header(struct conn *c)
     transmit_request(r);
     return;
   }
-  if (r->count > c->max_request) {
+  if (c->want_block_size && r->count > c->max_request) {
     /* We cannot skip a payload this large without reading it all; the
      * spec allows a hard disconnect. */
     char why[128];
@@ -181,20 +201,50 @@ request_header(struct conn *c)
     conn_close(c, why);
     return;
   }
-  r->buf = malloc(r->count ? r->count : 1);
+  /* A long write comes in chunks, each written before the next is
+   * taken: one chunk's buffer, whatever its length. */
+  r->chunked = r->count > NBDSRV_CHUNK;
+  size = r->chunked ? NBDSRV_CHUNK : r->count;
+  r->buf = malloc(size ? size : 1);
   if (!r->buf) {
     budget_msg_give(c, &r->out);
     free(r);
     conn_close(c, "out of memory");
     return;
   }
-  budget_msg_take(c, &r->out, r->count);
+  budget_msg_take(c, &r->out, size);
   if (r->count == 0) {
     transmit_request(r);
     return;
   }
   c->in.cur = r;
-  expect(c, UNIT_REQ_PAYLOAD, r->buf, r->count);
+  r->chunk_len = r->chunked ? next_chunk(r) : r->count;
+  expect(c, UNIT_REQ_PAYLOAD, r->buf, r->chunk_len);
+}
+
+/* A chunk of a long write is all there: transmit.c writes it, and
+ * input waits until it is written (input_chunk_taken). */
+static void
+payload_chunk(struct conn *c, struct request *r)
+{
+  bool last = r->chunk_at + r->chunk_len == r->count;
+
+  if (last)
+    c->in.cur = NULL;
+  else
+    c->in.chunk_busy = true;
+  transmit_write_chunk(r, last);
+}
+
+void
+input_chunk_taken(struct conn *c)
+{
+  struct request *r = c->in.cur;
+
+  c->in.chunk_busy = false;
+  r->chunk_at += r->chunk_len;
+  r->chunk_len = next_chunk(r);
+  expect(c, UNIT_REQ_PAYLOAD, r->buf, r->chunk_len);
 }
 
 /* The unit is complete: hand it on.  Unless its handler expects
@@ -226,6 +276,10 @@ unit_done(struct conn *c)
     return;
   case UNIT_REQ_PAYLOAD:
     r = c->in.cur;
+    if (r->chunked) {
+      payload_chunk(c, r);
+      return;
+    }
     c->in.cur = NULL;
     transmit_request(r);
     return;
@@ -242,7 +296,8 @@ feed(struct conn *c, const char *p, size_t len)
 {
   size_t done = 0;
 
-  while (done < len && conn_reads(c) && c->stage != CONN_ATTACHING) {
+  while (done < len && conn_reads(c) && c->stage != CONN_ATTACHING &&
+         !c->in.chunk_busy) {
     size_t n;
 
     if (c->in.unit == UNIT_NONE) {
@@ -317,7 +372,7 @@ input_in_payload(const struct conn *c)
 size_t
 input_need(struct conn *c)
 {
-  if (!conn_reads(c) || c->stage == CONN_ATTACHING)
+  if (!conn_reads(c) || c->stage == CONN_ATTACHING || c->in.chunk_busy)
     return 0;
   if (c->in.unit == UNIT_NONE)
     expect_next(c);

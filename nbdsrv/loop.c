@@ -422,7 +422,8 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
     return;
   case UD_RECV:
   case UD_SEND:
-  case UD_POLL_OUT: {
+  case UD_POLL_OUT:
+  case UD_STREAM_READ: {
     unsigned slot = (ud >> 4) & 0xfffffff;
     uint32_t gen = ud >> 32;
     c = slot < w->nslots ? w->conns[slot] : NULL;
@@ -436,8 +437,10 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
       recv_done(w, c, cqe->res, cqe->flags);
     else if (kind == UD_SEND)
       conn_send_done(c, cqe->res);
-    else
+    else if (kind == UD_POLL_OUT)
       conn_poll_out_done(c, cqe->res);
+    else
+      conn_stream_read_done(c, cqe->res);
     settle(c);
     return;
   }

@@ -58,6 +58,10 @@
 
 #define NBDSRV_MAX_PAYLOAD (32u << 20)       /* default max-request */
 #define NBDSRV_INLINE_WRITE_MAX (128u << 10) /* larger writes: io_uring */
+/* Longer writes are received and written, longer reads read and sent, in
+ * pieces of at most this much (aligned to it on the disk), so that what
+ * a request holds does not grow with its length. */
+#define NBDSRV_CHUNK (1u << 20)
 #define NBDSRV_MAX_OPTION  (64u << 10)       /* max option data we parse */
 #define NBDSRV_MAX_DISCARD (16u << 20)       /* larger options: disconnect */
 #define NBDSRV_MAX_CONN_REQS 256             /* per-connection requests */
@@ -612,6 +616,9 @@ struct outmsg {
   unsigned iov_first, niov;
   struct segment *splice_segs;   /* NULL: everything is in iov[] */
   unsigned nsplice, splice_cur;
+  bool stream;                   /* the segments are read into the
+                                    connection's chunk buffer and sent
+                                    from there, not spliced */
   void (*free)(struct outmsg *);
   size_t held;                   /* of its connection's budget (budget.c) */
   unsigned char hdr[40];
@@ -625,6 +632,14 @@ struct request {
   uint16_t type, flags;
   char *buf;                     /* write payload or read data */
   uint32_t written;              /* bytes of an io_uring write done */
+  uint64_t io_off;               /* the range that write covers: the */
+  uint32_t io_len;               /* request, or one chunk of it */
+  bool chunked;                  /* a write longer than NBDSRV_CHUNK */
+  uint32_t chunk_at;             /* its payload bytes before this chunk */
+  uint32_t chunk_len;            /* in buf now */
+  int chunk_err;                 /* errno that the rest of its payload
+                                    is skipped for (replied at its end) */
+  bool stream;                   /* a read sent from the files in chunks */
   uint32_t desc_len;             /* BLOCK_STATUS: descriptor bytes in buf */
   int pending;                   /* io_uring operations in flight */
   int error;                     /* first NBD error, 0 if none */
@@ -676,6 +691,8 @@ struct conn_input {
   uint32_t opt;                  /* the option whose data comes */
   char *opt_data;
   struct request *cur;           /* the write whose payload comes */
+  bool chunk_busy;               /* a chunk of it is being written: no
+                                    input until it is (transmit.c) */
   /* bytes that came while the connection waited for its overlay */
   char *stash;
   size_t stash_off, stash_len, stash_cap;   /* fed up to stash_off */
@@ -699,6 +716,9 @@ struct conn {
   uint64_t size;
   uint16_t eflags;
   uint32_t max_request;          /* announced in NBD_INFO_BLOCK_SIZE */
+  bool want_block_size;          /* the client asked for the block sizes,
+                                    so it is held to max_request; other
+                                    clients may ask up to the export size */
   bool want_name, want_desc;     /* NBD_OPT_GO asked for these infos */
   uint32_t turned_away;          /* hash of the export request last
                                     refused and logged (handshake.c) */
@@ -714,6 +734,9 @@ struct conn {
   /* splice of a large read reply: a pipe, created on first use */
   int pipe_fd[2];
   uint32_t pipe_size, pipe_fill;   /* capacity; bytes in the pipe */
+  /* a streamed read reply: one chunk read from the files, sent from here */
+  char *chunk_buf;
+  uint32_t chunk_fill, chunk_sent;
   unsigned inflight_reqs;
   size_t held;                   /* bytes of its budget (budget.c) */
   time_t connected;
@@ -801,6 +824,7 @@ enum ud_kind {
   UD_CANCEL = 6,
   UD_POLL_OUT = 7,    /* socket writable again (spliced replies) */
   UD_TICK = 8,        /* once a second */
+  UD_STREAM_READ = 9, /* a chunk of a streamed read reply was read */
 };
 
 static inline uint64_t
@@ -971,6 +995,9 @@ bool input_in_payload(const struct conn *c);
 /* Bytes c takes before the unit it assembles is complete (0: it takes
  * none now). */
 size_t input_need(struct conn *c);
+/* The chunk of the write whose payload comes was written (or skipped):
+ * its next chunk may come. */
+void input_chunk_taken(struct conn *c);
 
 /* ---- output.c ---- */
 /* Sends m after what is queued; on a closed connection drops it. */
@@ -980,6 +1007,7 @@ int conn_pipe(struct conn *c);
 /* Completions of a sendmsg and of a wait for POLLOUT. */
 void conn_send_done(struct conn *c, int res);
 void conn_poll_out_done(struct conn *c, int res);
+void conn_stream_read_done(struct conn *c, int res);
 
 /* ---- handshake.c ---- */
 void handshake_start(struct conn *c);
@@ -999,6 +1027,9 @@ void handshake_attach_timeout(struct conn *c);
 /* ---- transmit.c ---- */
 /* A whole request (its header decoded, a write's payload in r->buf). */
 void transmit_request(struct request *r);
+/* A chunk of a long write came (r->chunk_len bytes in r->buf, after
+ * r->chunk_at); last: the request is all there, and transmit.c's. */
+void transmit_write_chunk(struct request *r, bool last);
 /* Called when an io_uring op of r completed with res. */
 void transmit_io_done(struct request *r, unsigned seg, int res);
 void request_reply(struct request *r);

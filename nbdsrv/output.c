@@ -12,7 +12,10 @@
  *
  * A message is headers inline plus a payload by reference: in memory, or,
  * for large reads, still in the files it comes from, spliced file -> pipe
- * -> socket so that the data never passes through our memory.
+ * -> socket so that the data never passes through our memory, or (not
+ * cached, or no splice) read one chunk at a time into the connection's
+ * chunk buffer and sent from there, so that a read's reply holds one
+ * chunk whatever its length.
  *
  * Every message gives back the budget it held (budget.c) when it goes,
  * sent or not (conn_drop_msg).
@@ -34,6 +37,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "nbdsrv.h"
 
 static void send_next(struct conn *c);
@@ -48,11 +52,25 @@ conn_drop_msg(struct conn *c, struct outmsg *m)
   m->free(m);
 }
 
+/* The connection's chunk buffer goes once a streamed reply is sent. */
+static void
+chunk_buf_free(struct conn *c)
+{
+  if (!c->chunk_buf)
+    return;
+  free(c->chunk_buf);
+  c->chunk_buf = NULL;
+  c->chunk_fill = c->chunk_sent = 0;
+  budget_give(c, NBDSRV_CHUNK);
+}
+
 static void
 pop_head(struct conn *c)
 {
   struct outmsg *m = c->out_head;
 
+  if (m->stream)
+    chunk_buf_free(c);
   c->out_head = m->next;
   if (!c->out_head)
     c->out_tail = &c->out_head;
@@ -198,6 +216,74 @@ splice_segments(struct conn *c, struct outmsg *m)
   return 0;
 }
 
+/* Sends the file segments of m through the chunk buffer: a chunk read
+ * through the ring (UD_STREAM_READ), then sent, then the next: for
+ * reads too long to hold whole and not in the page cache (or with no
+ * splice), so that such a reply holds one chunk whatever its length.
+ * Returns 0 when m is all sent, 1 when waiting, -errno on failure. */
+static int
+stream_segments(struct conn *c, struct outmsg *m)
+{
+  struct io_uring_sqe *sqe;
+  struct segment *sg;
+  uint32_t n;
+
+  if (c->chunk_sent < c->chunk_fill) {
+    n = c->chunk_fill - c->chunk_sent;
+    c->send_iov[0] = (struct iovec){ c->chunk_buf + c->chunk_sent, n };
+    submit_sendmsg(c, 1, msg_more_after(m, n) ? MSG_MORE : 0);
+    return 1;
+  }
+  c->chunk_fill = c->chunk_sent = 0;
+  if (m->splice_cur == m->nsplice)
+    return 0;
+  sg = &m->splice_segs[m->splice_cur];
+  if (sg->fd < 0) {
+    submit_zeroes(c, m);
+    return 1;
+  }
+  if (!c->chunk_buf) {
+    c->chunk_buf = malloc(NBDSRV_CHUNK);
+    if (!c->chunk_buf)
+      return -ENOMEM;
+    budget_take(c, NBDSRV_CHUNK);
+  }
+  sqe = loop_get_sqe(c->w);
+  io_uring_prep_read(sqe, sg->fd, c->chunk_buf,
+                     sg->len < NBDSRV_CHUNK ? sg->len : NBDSRV_CHUNK, sg->file_off);
+  io_uring_sqe_set_data64(sqe, ud_conn(UD_STREAM_READ, c));
+  c->send_inflight = true;
+  return 1;
+}
+
+void
+conn_stream_read_done(struct conn *c, int res)
+{
+  struct outmsg *m = c->out_head;
+  struct segment *sg = &m->splice_segs[m->splice_cur];
+
+  c->send_inflight = false;
+  if (c->stage == CONN_CLOSED)
+    return;
+  if (res < 0) {
+    log_err("read of %u bytes at %llu for %s: %s", sg->len,
+            (unsigned long long)sg->file_off, c->peer, strerror(-res));
+    /* The reply's header promised the data: the stream is broken. */
+    conn_close(c, "a read failed after its reply began");
+    return;
+  }
+  if (res == 0) {
+    /* End of file: only the base image's last partial block gets here;
+     * what lies past the end of the image reads as zeroes. */
+    res = sg->len < NBDSRV_CHUNK ? (int)sg->len : (int)NBDSRV_CHUNK;
+    memset(c->chunk_buf, 0, res);
+  }
+  KERNEL_WROTE(c->chunk_buf, res);
+  c->chunk_fill = (uint32_t)res;
+  c->chunk_sent = 0;
+  send_next(c);
+}
+
 static void
 conn_send(struct conn *c)
 {
@@ -206,7 +292,7 @@ conn_send(struct conn *c)
   int more = 0;
 
   while (m && msg_iov_sent(m) && m->splice_segs) {
-    int r = splice_segments(c, m);
+    int r = m->stream ? stream_segments(c, m) : splice_segments(c, m);
 
     if (r > 0)
       return;
@@ -274,6 +360,8 @@ conn_send_done(struct conn *c, int res)
    * still had some to send, or sends a zero segment of a spliced reply,
    * whose iovecs were all sent: the head tells which it was. */
   if (msg_iov_sent(c->out_head) && c->out_head->splice_segs) {
+    if (c->chunk_sent < c->chunk_fill)
+      c->chunk_sent += (uint32_t)res;   /* from the chunk buffer */
     msg_advance_segment(c->out_head, (uint32_t)res);
     pop_if_sent(c);
     send_next(c);

@@ -52,6 +52,7 @@ SERVER_TESTS = \
 	tests/test_server_51_small_limits.sh \
 	tests/test_server_52_damaged_overlays.sh \
 	tests/test_server_53_restart_journals.sh \
+	tests/test_server_54_large_requests.sh \
 	tests/test_server_55_base_by_content.sh
 
 # Memory figures mean nothing under a sanitizer's allocator: not repeated.
