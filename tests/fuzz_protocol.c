@@ -378,6 +378,14 @@ model_update(const struct request *r)
     return;
   switch (r->type) {
   case NBD_CMD_WRITE:
+    if (r->chunked) {
+      /* Only the last chunk is still in buf: the ones before are not
+       * known here, and may read as anything. */
+      memset(model.known + r->offset, 0, r->chunk_at);
+      memcpy(model.data + r->offset + r->chunk_at, r->buf, r->chunk_len);
+      memset(model.known + r->offset + r->chunk_at, 1, r->chunk_len);
+      break;
+    }
     memcpy(model.data + r->offset, r->buf, r->count);
     memset(model.known + r->offset, 1, r->count);
     break;
@@ -582,7 +590,8 @@ static void
 resume_kept(void)
 {
   for (unsigned k = 0; k < 2; k++)
-    if (live[k] && input_kept(live[k]) && !budget_full(live[k]))
+    if (live[k] && input_kept(live[k]) &&
+        (!budget_full(live[k]) || input_mid_unit(live[k])))
       conn_input_resume(live[k]);
 }
 

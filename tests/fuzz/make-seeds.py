@@ -315,6 +315,46 @@ def protocol_seeds():
         opt(OPT_LIST),
         b"IHAVEOPT" + be32(OPT_INFO) + be32(20 << 20)))
 
+    # No block sizes asked for: requests longer than a chunk (1 MiB), up
+    # to the export's size; the write is taken and written chunk by
+    # chunk, the read streamed.  Checked against the model.
+    head = CLIENT_FLAGS + info_go(OPT_GO, "root")
+    put(t, "chunked-serial", proto(
+        PEER_OK | SERIAL, [],
+        head,
+        req(CMD_WRITE, 50, IMAGE_SIZE - 100, FUA),
+        req(CMD_READ, 0, IMAGE_SIZE),
+        req(CMD_WRITE, 4096, IMAGE_SIZE),          # past the end: EINVAL
+        req(CMD_READ, 1 << 19, (1 << 20) + 1000 - (1 << 19)),
+        req(CMD_WRITE, 0, IMAGE_SIZE),
+        req(CMD_READ, 0, IMAGE_SIZE)))
+
+    # A chunked write whose chunks' I/O fails, comes short or waits, and
+    # whose client goes away in the middle of its payload.
+    put(t, "chunked-faults", proto(
+        PEER_OK | ONE,
+        [(len(head), ALL), (pages(256 << 10), NONE), (pages(256 << 10), ALL | SHORT),
+         (pages(256 << 10), OLDEST | EIO), (pages(256 << 10), ALL | ENOSPC),
+         (pages(64 << 10), REVERSED), (100, ALL), (pages(128 << 10), ALL | GONE)],
+        head,
+        req(CMD_WRITE, 4096, IMAGE_SIZE - 4096),
+        req(CMD_WRITE, 0, IMAGE_SIZE - 1000),
+        req(CMD_READ, 0, IMAGE_SIZE)))
+
+    # Over the budget: more requests in flight than a connection may
+    # have (their I/O held back), so that input is kept, then fed once
+    # completions let it; a chunked write among them.
+    reads = b"".join(req(CMD_READ, i * 4096, 4096) for i in range(300))
+    put(t, "budget-kept-input", proto(
+        PEER_OK | ONE,
+        [(len(head), ALL), (pages(8192), NONE), (pages(4096), NONE),
+         (100, OLDEST), (pages(16384), NONE), (50, ALL), (0, ALL)],
+        head,
+        reads,
+        req(CMD_WRITE, 100, (1 << 20) + 200),
+        reads,
+        req(CMD_DISC)))
+
 
 def protocol_dict():
     words = [b"IHAVEOPT", b"\x25\x60\x95\x13", b"base:allocation", b"base:",
