@@ -887,33 +887,9 @@ ovl_map_data_end(const struct ovl_map *m)
   return end << OVL_BLOCK_SHIFT;
 }
 
-/* An empty map file: an overlay created just before a crash, before its
- * first flush made it durable, has one and never held anything (-ENOENT:
- * it is made again).  A data file with data in it says otherwise. */
-static int
-empty_map(struct ovl_file *f, const char *prefix)
-{
-  char path[PATH_MAX];
-  int fd;
-  off_t data;
-
-  path_of(path, sizeof path, prefix, ".data");
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -ENOENT;
-  data = lseek(fd, 0, SEEK_DATA);
-  close(fd);
-  if (data < 0)
-    return -ENOENT;
-  snprintf(f->damage, sizeof f->damage,
-           "the map file is empty, but the data file holds data (from byte %lld)",
-           (long long)data);
-  return -EUCLEAN;
-}
-
 /* Reads and decodes the header of f's map file. */
 static int
-open_header(struct ovl_file *f, const char *prefix)
+open_header(struct ovl_file *f)
 {
   unsigned char h[OVL_HEADER_SIZE];
   ssize_t n = full_pread(f->map_fd, h, sizeof h, 0);
@@ -921,8 +897,14 @@ open_header(struct ovl_file *f, const char *prefix)
 
   if (n < 0)
     return (int)n;
-  if (n == 0)
-    return empty_map(f, prefix);
+  if (n == 0) {
+    /* An empty map: an overlay created just before a crash, before its
+     * first flush made it durable.  Its data file may hold data (a
+     * power loss during that flush can keep the data and lose the map's
+     * header), but nothing in it was promised: the overlay is made
+     * again (-ENOENT), as the crash contract asks. */
+    return -ENOENT;
+  }
   if (n != sizeof h) {
     snprintf(f->damage, sizeof f->damage,
              "the map file is %zd bytes, shorter than its %d-byte header",
@@ -969,7 +951,7 @@ open_mode(const char *prefix, enum open_mode mode, struct ovl_file *out)
   out->map_fd = open(path, flags);
   if (out->map_fd < 0)
     return -errno;
-  r = open_header(out, prefix);
+  r = open_header(out);
   if (r < 0)
     goto err;
   ovl_map_init(&out->map, nblocks_of(out->info.size));

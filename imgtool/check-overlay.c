@@ -186,8 +186,8 @@ check(const char *prefix, const char *dest)
   if (r == -EUCLEAN)
     return damaged(prefix, f.damage, dest);
   if (r == -ENOENT) {
-    log_err("no overlay at %s (%s.map is missing, or empty beside an empty "
-            "data file: a creation a crash interrupted)", prefix, prefix);
+    log_err("no overlay at %s (%s.map is missing, or empty: "
+            "a creation a crash interrupted)", prefix, prefix);
     return 2;
   }
   if (r < 0) {

@@ -3,8 +3,7 @@
  *
  * An overlay whose files do not hold together (ovl_file_open says
  * -EUCLEAN: a damaged journal batch with valid ones after it, a map file
- * empty or shorter than its header, a data file shorter than the map
- * needs) is refused, never cut back or made again: its files stay as
+ * shorter than its header, a data file shorter than the map needs) is refused, never cut back or made again: its files stay as
  * they are for the admin (imgtool check-overlay).  Its client's agent
  * keeps reconnecting, so the refusal would otherwise only show in the
  * log, rate-limited; here it is kept, with the reason, until the overlay

@@ -3,14 +3,15 @@
 # test_server_52: damaged overlays are refused, never cut back or made
 # again, and their files are left byte for byte as they were:
 #   - a journal batch damaged in the middle (valid batches after it);
-#   - an empty map file beside a data file that holds data;
 #   - a map file shorter than its header;
 #   - a data file shorter than the map needs;
 # each client is refused with a message that says "damaged" (libnbd
 # shows it), the log says why, `nbdsrv ctl list` lists the overlay, and
 # the files' checksums do not change.  A torn tail (bytes after the last
 # whole batch) is still cut, with its byte count in the log, and that
-# client is served.
+# client is served.  (An empty map file is not damage: a power loss
+# during an overlay's first flush can leave one beside data, and nothing
+# was promised; test_server_40 finds such states.)
 . "$(dirname "$0")/functions.sh"
 requires_cmd nbdsh sha256sum
 requires /usr/bin/python3 -c 'import nbd'
@@ -18,7 +19,7 @@ requires /usr/bin/python3 -c 'import nbd'
 make_image "$TESTDIR/base.img" 4
 args=(-e d="$TESTDIR/base.img" -o "$TESTDIR/ov")
 start_nbdsrv "${args[@]}"
-for id in mid empty short data torn; do
+for id in mid short data torn; do
   nbdsh -u "$(uri "d@$id")" -c "
 for i in range(4):
     h.pwrite(bytes([65 + i]) * 4096, (i * 50) * 4096); h.flush()
@@ -39,14 +40,13 @@ while off + 16 <= len(data):
 assert len(starts) >= 3, starts
 f.seek(starts[1] + 16 + 2); f.write(bytes([data[starts[1] + 18] ^ 0x55]))
 PY
-: >"$ov/empty.map"
 truncate -s 700 "$ov/short.map"
 truncate -s 4096 "$ov/data.data"
 printf 'torn-tail!' >>"$ov/torn.map"   # 10 bytes
-(cd "$ov" && sha256sum mid.* empty.* short.* data.*) >"$TESTDIR/before.sum"
+(cd "$ov" && sha256sum mid.* short.* data.*) >"$TESTDIR/before.sum"
 
 start_nbdsrv "${args[@]}"
-for id in mid empty short data; do
+for id in mid short data; do
   PORT=$PORT /usr/bin/python3 "$srcdir/server-lib.py" "d@$id" >"$TESTDIR/$id.out" 2>&1 <<'PY' ||
 # The refusal, by hand: libnbd 1.14 does not show the server's message.
 n = sys.argv[1].encode()
@@ -61,15 +61,13 @@ PY
 done
 grep -q "overlay d/mid is damaged: the journal batch at byte [0-9]* of the map file is damaged, and a valid one follows" "$TESTDIR/nbdsrv.log" ||
   fail "the log does not say what is wrong with mid: $(grep mid "$TESTDIR/nbdsrv.log")"
-grep -q "overlay d/empty is damaged: the map file is empty, but the data file holds data" "$TESTDIR/nbdsrv.log" ||
-  fail "the log does not say what is wrong with empty"
 grep -q "overlay d/short is damaged: the map file is 700 bytes" "$TESTDIR/nbdsrv.log" ||
   fail "the log does not say what is wrong with short"
 grep -q "overlay d/data is damaged: the data file is 4096 bytes, but the map has data up to byte" "$TESTDIR/nbdsrv.log" ||
   fail "the log does not say what is wrong with data"
 
 "$NBDSRV" ctl -s "$TESTDIR/ctl.sock" list >"$TESTDIR/list.out" || fail "ctl list"
-for id in mid empty short data; do
+for id in mid short data; do
   grep -q "^damaged d/$id: " "$TESTDIR/list.out" || fail "ctl list does not show d/$id: $(cat "$TESTDIR/list.out")"
 done
 "$NBDSRV" ctl -s "$TESTDIR/ctl.sock" list --json >"$TESTDIR/list.json" || fail "ctl list --json"
@@ -77,7 +75,7 @@ done
 import json, sys
 v = json.load(open(sys.argv[1]))
 ids = sorted(e["id"] for e in v if "damaged" in e)
-sys.exit(0 if ids == ["data", "empty", "mid", "short"] else "json lists %r" % ids)
+sys.exit(0 if ids == ["data", "mid", "short"] else "json lists %r" % ids)
 ' "$TESTDIR/list.json" || fail "ctl list --json does not list the damaged overlays"
 
 # The torn tail is cut and its client served, with what it flushed.
