@@ -710,12 +710,18 @@ batch_at(int fd, const unsigned char *hdr, uint64_t at, uint64_t size)
 }
 
 static bool
-page_is_zero(const unsigned char *p)
+is_all_zero(const unsigned char *p, size_t len)
 {
-  for (size_t i = 0; i < OVL_BLOCK_SIZE; i++)
+  for (size_t i = 0; i < len; i++)
     if (p[i])
       return false;
   return true;
+}
+
+static bool
+page_is_zero(const unsigned char *p)
+{
+  return is_all_zero(p, OVL_BLOCK_SIZE);
 }
 
 /* The journal does not go on at byte off: is the rest a tear a crash can
@@ -897,8 +903,9 @@ open_header(struct ovl_file *f)
 
   if (n < 0)
     return (int)n;
-  if (n == 0) {
-    /* An empty map: an overlay created just before a crash, before its
+  if (n == 0 || is_all_zero(h, (size_t)n)) {
+    /* An empty map, or one whose header never reached the disk (reads
+     * as zeros): an overlay created just before a crash, before its
      * first flush made it durable.  Its data file may hold data (a
      * power loss during that flush can keep the data and lose the map's
      * header), but nothing in it was promised: the overlay is made
