@@ -464,6 +464,8 @@ test_empty_map(void)
   CHECK(pwrite(f.data_fd, "data", 4, 8192) == 4, "write data");
   ovl_file_close(&f);
   CHECK(ovl_file_open(prefix, true, &g) == -ENOENT, "an interrupted first flush");
+  CHECK(ovl_file_create(prefix, &info, &f) == 0, "create again");
+  ovl_file_close(&f);
   snprintf(path, sizeof path, "%s.map", prefix);
   CHECK(truncate(path, 500) == 0, "a short map");
   CHECK(ovl_file_open(prefix, true, &g) == -EUCLEAN && strstr(g.damage, "500 bytes"),
