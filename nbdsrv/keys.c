@@ -78,7 +78,7 @@ const struct key keys[] = {
    * allows. */
   { "max-request", KEY_GENERIC, KT_SIZE, "max-request", 0, OVL_BLOCK_SIZE, 128u << 20, "32M",
     false, false, G(max_request), 0,
-    "largest read or write a client may ask for" },
+    "largest read or write of a client that asks for the block sizes" },
   { "control-socket", KEY_GENERIC, KT_SOCKET, "control-socket", 0, 0, 0, "/run/nbdsrv.sock",
     false, true, G(control_socket), offsetof(struct config, control_socket_set),
     "socket of nbdsrv ctl, or none" },
