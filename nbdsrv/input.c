@@ -22,7 +22,7 @@
  *
  * A write longer than NBDSRV_CHUNK comes in chunks into one chunk's
  * buffer: each is handed to transmit.c as it completes, and no input is
- * taken until transmit.c wrote it (input_chunk_taken), so that a write
+ * taken until transmit.c wrote it (input_after_event), so that a write
  * holds one chunk whatever its length.  A client that asked for the
  * block sizes is held to its maximum payload; any other may write up to
  * the export's size (transmit.c checks the range).
@@ -223,24 +223,28 @@ request_header(struct conn *c)
 }
 
 /* A chunk of a long write is all there: transmit.c writes it, and
- * input waits until it is written (input_chunk_taken). */
+ * input waits until it is written (input_after_event). */
 static void
 payload_chunk(struct conn *c, struct request *r)
 {
   bool last = r->chunk_at + r->chunk_len == r->count;
 
-  if (last)
+  if (last) {
     c->in.cur = NULL;
-  else
+  } else {
     c->in.chunk_busy = true;
+    r->chunk_writing = true;
+  }
   transmit_write_chunk(r, last);
 }
 
 void
-input_chunk_taken(struct conn *c)
+input_after_event(struct conn *c)
 {
   struct request *r = c->in.cur;
 
+  if (!c->in.chunk_busy || !r || r->chunk_writing || !conn_reads(c))
+    return;
   c->in.chunk_busy = false;
   r->chunk_at += r->chunk_len;
   r->chunk_len = next_chunk(r);

@@ -82,6 +82,7 @@ arm_accept(struct worker *w)
 static void
 settle(struct conn *c)
 {
+  input_after_event(c);
   if (input_kept(c) && (!budget_full(c) || input_mid_unit(c)))
     conn_input_resume(c);
   conn_recv_more(c);

@@ -637,6 +637,11 @@ struct request {
   bool chunked;                  /* a write longer than NBDSRV_CHUNK */
   uint32_t chunk_at;             /* its payload bytes before this chunk */
   uint32_t chunk_len;            /* in buf now */
+  bool chunk_writing;            /* set by input.c when the chunk goes to
+                                    transmit.c, cleared by transmit.c once
+                                    it is written: then input takes the next
+                                    (input_after_event), so that transmit.c
+                                    never calls back into input.c */
   int chunk_err;                 /* errno that the rest of its payload
                                     is skipped for (replied at its end) */
   bool stream;                   /* a read sent from the files in chunks */
@@ -995,9 +1000,9 @@ bool input_in_payload(const struct conn *c);
 /* Bytes c takes before the unit it assembles is complete (0: it takes
  * none now). */
 size_t input_need(struct conn *c);
-/* The chunk of the write whose payload comes was written (or skipped):
- * its next chunk may come. */
-void input_chunk_taken(struct conn *c);
+/* After any event of c (loop.c): when the chunk of a long write that
+ * input waited on is written (or skipped), its next chunk may come. */
+void input_after_event(struct conn *c);
 
 /* ---- output.c ---- */
 /* Sends m after what is queued; on a closed connection drops it. */

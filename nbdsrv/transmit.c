@@ -370,8 +370,7 @@ chunk_done(struct request *r, int err)
   if (err && !r->chunk_err)
     r->chunk_err = err;
   c->inflight_reqs--;
-  if (conn_reads(c))
-    input_chunk_taken(c);
+  r->chunk_writing = false;
 }
 
 static bool
