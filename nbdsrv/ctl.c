@@ -28,6 +28,8 @@
  *   move-id EXPORT/ID ADDRESS
  *                          bind a client ID to another address (IDs are
  *                          bound to the first address that used them)
+ *   fence NODE             run the fence-command for a dead server NODE
+ *                          (fence.c), so that its overlays are free
  *   drain EXPORT           refuse new clients of EXPORT (others go on)
  *   resume EXPORT          accept them again
  *   reload                 read the configuration again, as on SIGHUP,
@@ -509,6 +511,26 @@ cmd_kick(struct answer *a, char *who)
   answer_printf(a, "OK\nkicked %u connection%s\n", n, n == 1 ? "" : "s");
 }
 
+/* Runs in this thread: signals and the janitor wait for it (the
+ * command's time, at most two minutes); clients do not. */
+static void
+cmd_fence(struct answer *a, const char *node)
+{
+  char out[2048];
+  const char *why = NULL;
+
+  if (!node[0]) {
+    answer_printf(a, "ERR usage: fence NODE\n");
+    return;
+  }
+  if (fence_node(node, out, sizeof out, &why) < 0) {
+    answer_printf(a, "ERR %s\n%s", why, out);
+    return;
+  }
+  answer_printf(a, "OK\nnode %s fenced: its clients' next connections take "
+                "their overlays over\n%s", node, out);
+}
+
 static void
 cmd_reset(struct answer *a, char *key)
 {
@@ -733,6 +755,8 @@ run_command(char *line, struct answer *a)
     cmd_overlays(a, arg);
   else if (!strcmp(line, "move-id"))
     cmd_move_id(a, arg);
+  else if (!strcmp(line, "fence"))
+    cmd_fence(a, arg);
   else if (!strcmp(line, "drain"))
     cmd_drain(a, arg, true);
   else if (!strcmp(line, "resume"))
@@ -740,7 +764,7 @@ run_command(char *line, struct answer *a)
   else if (!strcmp(line, "reload"))
     cmd_reload(a);
   else
-    answer_printf(a, "ERR unknown command '%s' (list, exports, overlays, kick, reset, move-id, drain, resume, reload)\n", line);
+    answer_printf(a, "ERR unknown command '%s' (list, exports, overlays, kick, reset, move-id, fence, drain, resume, reload)\n", line);
 }
 
 /* Everything of a command, from reading it to the last byte of its

@@ -39,6 +39,7 @@ static const char ctl_usage[] =
   "  move-id EXPORT/ID ADDRESS  bind a client ID to another address\n"
   "  overlays EXPORT [--stale DAYS [--remove]]\n"
   "                           overlays on disk; those unwritten for DAYS days\n"
+  "  fence NODE               run the fence-command: NODE's overlays freed\n"
   "  drain EXPORT             refuse new clients of an export\n"
   "  resume EXPORT            accept them again\n"
   "  reload                   read the configuration again; say what changed\n"

@@ -22,6 +22,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/overlay.c \
 	nbdsrv/overlay-lock.c \
 	nbdsrv/damaged.c \
+	nbdsrv/fence.c \
 	nbdsrv/journal.c \
 	nbdsrv/overlay-names.c \
 	nbdsrv/loop.c \

@@ -226,6 +226,7 @@ struct config {
   bool foreground;
   bool no_splice;               /* copy large reads through memory */
   char trace[PATH_MAX];         /* request trace file, or "" */
+  char fence_command[1024];     /* fence.c: sh -c it, or "" for none */
   char control_socket[108];     /* nbdsrv ctl's socket, or "" for none */
   bool control_socket_set;      /* given, not the default */
   char control_group[64];       /* may use it too, beside root; or "" */
@@ -517,6 +518,10 @@ int overlay_reset(const char *export, const char *id, const char **why);
  * the next address that uses it owns it).  0, or -errno with *why. */
 int overlay_move_id(const char *export, const char *id, const char *addr,
                     const char **why);
+
+/* fence.c: runs the fence-command for node (nbdsrv ctl fence), its
+ * output (cut to outlen) in out: 0, or -errno with *why. */
+int fence_node(const char *node, char *out, size_t outlen, const char **why);
 
 /* overlay-lock.c: the lock that makes one server the only one serving an
  * overlay in a shared overlay dir.  Takes it for the overlay at prefix

@@ -20,4 +20,5 @@ apt-get install -y -qq --no-install-recommends \
   python3-matplotlib \
   busybox-static linux-image-amd64 kmod procps psmisc iproute2 \
   dnsmasq-base isc-dhcp-server pxelinux syslinux-common ovmf grub-efi-amd64-signed \
-  python3 util-linux gzip xz-utils zstd >/dev/null
+  python3 util-linux gzip xz-utils zstd \
+  ceph-mon ceph-osd ceph-mds ceph-fuse ceph-common fuse3 >/dev/null

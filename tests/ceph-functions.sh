@@ -155,6 +155,11 @@ start_cephfs() {
 }
 
 stop_cephfs() {
+  # A stopped ceph-fuse (a test's dead host) would keep the unmount and
+  # its users waiting.
+  for p in $CEPH_PIDS; do
+    kill -CONT "$p" 2>/dev/null
+  done
   for m in $CEPH_MOUNTS; do
     fusermount -u -z "$m" 2>/dev/null
   done

@@ -129,7 +129,9 @@ PY
 # takes_over PORT NAME FILE: within 30 s the server at PORT serves NAME,
 # and every flushed byte FILE lists is there.
 takes_over() {
-  PORT=$1 /usr/bin/python3 "$srcdir/server-lib.py" "$2" "$3" <<'PY'
+  # (timeout: a server waiting for a dead host's file system session must
+  # not hang the test.)
+  PORT=$1 timeout -k 5 120 /usr/bin/python3 "$srcdir/server-lib.py" "$2" "$3" <<'PY'
 name, path = sys.argv[1], sys.argv[2]
 h = None
 deadline = time.time() + 30

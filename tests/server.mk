@@ -53,7 +53,8 @@ SERVER_TESTS = \
 	tests/test_server_52_damaged_overlays.sh \
 	tests/test_server_53_restart_journals.sh \
 	tests/test_server_54_large_requests.sh \
-	tests/test_server_55_base_by_content.sh
+	tests/test_server_55_base_by_content.sh \
+	tests/test_server_42_cephfs.sh
 
 # Memory figures mean nothing under a sanitizer's allocator: not repeated.
 SERVER_MEMORY_TESTS = tests/test_server_21_memory_per_client.sh

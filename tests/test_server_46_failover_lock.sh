@@ -9,7 +9,9 @@
 #     server" (and a line in its log);
 #   - a client writing through server A is refused by server B; after
 #     kill -9 of A, B takes it over with every flushed byte intact;
-#   - nbdsrv ctl reset on A of an overlay B serves is refused.
+#   - nbdsrv ctl reset on A of an overlay B serves is refused;
+#   - nbdsrv ctl fence NODE runs the fence-command with NBDSRV_FENCE_NODE
+#     and reports its failure; without one, or for a bad name, it refuses.
 . "$(dirname "$0")/functions.sh"
 . "$srcdir/failover-functions.sh"
 
@@ -50,4 +52,26 @@ refused_by "$PORT_A2" lab@client1 || fail "restarted A serves what B serves"
 out=$("$NBDSRV" ctl -s "$TESTDIR/A2.sock" reset lab/client1 2>&1) &&
   fail "ctl reset of an overlay another server serves: $out"
 echo "$out" | grep -q "served by another server" || fail "ctl reset: $out"
+
+# nbdsrv ctl fence runs the fence-command, with the node in its
+# environment, and says whether it worked.
+out=$("$NBDSRV" ctl -s "$TESTDIR/A2.sock" fence hostA 2>&1) &&
+  fail "ctl fence without a fence-command: $out"
+echo "$out" | grep -q "no fence-command" || fail "ctl fence without a fence-command: $out"
+cat >"$TESTDIR/C.conf" <<CONF
+[generic]
+overlay-dir = $TESTDIR/ov
+fence-command = echo "fencing \$NBDSRV_FENCE_NODE" >>$TESTDIR/fenced; [ "\$NBDSRV_FENCE_NODE" != bad ]
+
+[lab]
+image = $TESTDIR/base.img
+CONF
+start_named C -c "$TESTDIR/C.conf"
+out=$("$NBDSRV" ctl -s "$TESTDIR/C.sock" fence hostA 2>&1) || fail "ctl fence: $out"
+echo "$out" | grep -q "node hostA fenced" || fail "ctl fence: $out"
+[ "$(cat "$TESTDIR/fenced")" = "fencing hostA" ] || fail "the fence-command saw: $(cat "$TESTDIR/fenced")"
+out=$("$NBDSRV" ctl -s "$TESTDIR/C.sock" fence bad 2>&1) && fail "a failed fence-command: $out"
+echo "$out" | grep -q "fence-command failed" || fail "a failed fence-command: $out"
+out=$("$NBDSRV" ctl -s "$TESTDIR/C.sock" fence 'a;b' 2>&1) && fail "ctl fence 'a;b': $out"
+[ "$(wc -l <"$TESTDIR/fenced")" = 2 ] || fail "the fence-command ran for a bad node name"
 exit 0
