@@ -476,7 +476,11 @@ flush_dir_done(struct overlay *ov, const struct journal_flush *f, int res)
     ovl_file_durable(&ov->file);
 }
 
-/* The step after f's stage succeeded; lock held. */
+/* The step after f's stage succeeded; lock held.  The order: the data
+ * file, then (once, for a new overlay) its directory, then the journal
+ * records and the map file.  The directory comes before the records: a
+ * record durable in the map while the data file's name is not would be
+ * a map pointing into a data file that a power loss took. */
 static int
 flush_advance(struct overlay *ov, struct journal_flush *f, int *fd)
 {
@@ -484,33 +488,35 @@ flush_advance(struct overlay *ov, struct journal_flush *f, int *fd)
   int r;
 
   *fd = -1;
-  if (f->stage == FLUSH_DATA && ov->appends_held) {
-    /* A compaction is putting its new journal in place: the flush comes
-     * back after one more (cheap) sync of the data file, not blocking
-     * its worker. */
-    *fd = ov->file.data_fd;
-    return 0;
-  }
-  if (f->stage == FLUSH_DATA) {
-    r = flush_journal(ov, f, &need_sync);
-    if (r < 0) {
-      if (!no_space(-r))
-        log_err("overlay %s: journal append: %s", ov->prefix, strerror(-r));
-      return r;
-    }
-    if (need_sync) {
-      f->stage = FLUSH_MAP;
-      *fd = ov->file.map_fd;
-      return 0;
-    }
-  } else if (f->stage == FLUSH_MAP) {
+  if (f->stage == FLUSH_MAP) {
     /* After a compaction, f's fsync was of the old file: the new one was
      * synced whole when it took over. */
     if (f->gen == ov->map_gen && f->end > ov->map_synced_end)
       ov->map_synced_end = f->end;
+    return 0;
   }
-  if (f->stage != FLUSH_DIR && (*fd = flush_dir_begin(ov, f)) >= 0)
+  if (ov->appends_held) {
+    /* A compaction is putting its new journal in place: the flush comes
+     * back after one more (cheap) sync of the data file, not blocking
+     * its worker. */
+    f->stage = FLUSH_DATA;
+    *fd = ov->file.data_fd;
+    return 0;
+  }
+  if ((*fd = flush_dir_begin(ov, f)) >= 0) {
     f->stage = FLUSH_DIR;
+    return 0;
+  }
+  r = flush_journal(ov, f, &need_sync);
+  if (r < 0) {
+    if (!no_space(-r))
+      log_err("overlay %s: journal append: %s", ov->prefix, strerror(-r));
+    return r;
+  }
+  if (need_sync) {
+    f->stage = FLUSH_MAP;
+    *fd = ov->file.map_fd;
+  }
   return 0;
 }
 
