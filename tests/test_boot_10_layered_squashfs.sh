@@ -5,8 +5,9 @@
 # writes land on its ext4 state disk and survive a reboot.  kill -9 of the
 # server in the middle of a boot: the supervisor reattaches both devices,
 # base and state, and the client goes on reading the base and writing its
-# state.  The base comes from "imgtool build --format squashfs" when
-# imgtool has it, else from mksquashfs.
+# state.  The base comes from "imgtool build --format squashfs" (or
+# mksquashfs where imgtool lacks it) and is a shared-readonly export; the
+# state disk is a persistent export over "imgtool state-template".
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/boot-functions.sh"
 
@@ -55,13 +56,13 @@ make_initrd "$TESTDIR/initrd.gz"
 gzip -dc "$TESTDIR/initrd.gz" | cpio -it --quiet | grep -q '/squashfs\.ko$' ||
   fail "imgtool initrd did not pack squashfs.ko"
 
-truncate -s 64M "$TESTDIR/state.img"
-mke2fs -q -F -t ext4 "$TESTDIR/state.img" >/dev/null || fail "mke2fs failed"
+"$IMGTOOL" state-template -o "$TESTDIR/state.img" --size 64M \
+  >"$TESTDIR/imgtool-template.log" 2>&1 ||
+  { cat "$TESTDIR/imgtool-template.log" >&2; fail "imgtool state-template failed"; }
 cat >"$TESTDIR/nbdsrv.conf" <<EOF
 [base]
 image = $TESTDIR/base.img
-readonly = true
-policy = reset-on-boot
+policy = shared-readonly
 
 [state]
 image = $TESTDIR/state.img
