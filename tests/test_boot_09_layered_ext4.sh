@@ -1,13 +1,16 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Layered root (nbdroot.state=): an ext4 base from an image store, served
-# as an ordinary read-only export, is the lower layer of an overlayfs root
+# as a shared-readonly export, is the lower layer of an overlayfs root
 # whose upper layer lives on the client's state disk (a persistent export
-# over a blank ext4).  A client writes a file in /home, edits and removes
-# files in /etc; a reboot finds them.  A new base version adds a file and
-# changes others: the next boot sees the new files and keeps the client's
-# own edits.  With nbdroot.keep=, a new base leaves only the listed paths
-# of the client's changes.  A second MAC sees none of the first's changes.
+# over "imgtool state-template").  A client writes a file in /home, edits
+# and removes files in /etc, removes /srv/data and makes it again (opaque
+# in the upper layer); a reboot finds all that.  A new base version adds
+# a file and changes others: the next boot sees the new files and keeps
+# the client's own edits.  With nbdroot.keep=, a new base leaves only the
+# listed paths of the client's changes; /srv/data, opaque above the listed
+# /srv/data/keep, shows the new base's files again and keeps the listed
+# path.  A second MAC sees none of the first's changes.
 # Failures print one line and stop: no state export, a state disk that is
 # not ext4, a kernel without overlayfs.
 . "$(dirname "$0")/functions.sh"
@@ -23,7 +26,8 @@ echo "ROOT-IS $(awk '$2 == "/" {print $3}' /proc/mounts | tail -n 1)"
 echo "MOUNTS $(awk '$2 ~ /^\/run\/nbdroot\// {split($4, o, ","); printf "%s %s %s; ", $2, $3, o[1]}' /proc/mounts)"
 echo "CONF $(grep -E '^(ROOT_MODE|NBD_DEVICE|NBD_STATE_DEVICE)=' /run/nbdroot.conf | tr '\n' ' ')"
 echo "BASE-RO $(cat /sys/block/nbd0/ro)"
-for f in /home/user/note /etc/changed /etc/base-file /etc/gone /etc/ssh/key /new-in-v2; do
+for f in /home/user/note /etc/changed /etc/base-file /etc/gone /etc/ssh/key /new-in-v2 \
+  /srv/data/base-file /srv/data/keep/mine; do
   if [ -f $f ]; then echo "HAS $f $(cat $f)"; else echo "NO $f"; fi
 done
 if grep -q 't.write' /proc/cmdline; then
@@ -32,6 +36,10 @@ if grep -q 't.write' /proc/cmdline; then
   echo edited >/etc/changed
   echo ssh-mine >/etc/ssh/key
   rm /etc/gone
+  # /srv/data removed and made again: opaque in the upper layer
+  rm -rf /srv/data
+  mkdir -p /srv/data/keep
+  echo mine >/srv/data/keep/mine
   sync
   echo "GUEST-WROTE"
 fi
@@ -42,7 +50,8 @@ INIT
 make_base() {
   local v=$1 t=$TESTDIR/tree-$1
   make_rootfs "$t" "$TESTDIR/init"
-  mkdir -p "$t/etc/ssh" "$t/home"
+  mkdir -p "$t/etc/ssh" "$t/home" "$t/srv/data"
+  echo "srv-$v" >"$t/srv/data/base-file"
   echo "base-$v" >"$t/etc/base-file"
   echo "changed-$v" >"$t/etc/changed"
   echo "gone-$v" >"$t/etc/gone"
@@ -59,15 +68,15 @@ gzip -dc "$TESTDIR/initrd.gz" | cpio -it --quiet | grep -q '/overlay\.ko$' ||
 
 # The state template: a blank, sparse ext4.  A file of zeros as a state
 # disk that is not ext4.
-truncate -s 64M "$TESTDIR/state.img"
-mke2fs -q -F -t ext4 "$TESTDIR/state.img" >/dev/null || fail "mke2fs failed"
+"$IMGTOOL" state-template -o "$TESTDIR/state.img" --size 64M \
+  >"$TESTDIR/imgtool-template.log" 2>&1 ||
+  { cat "$TESTDIR/imgtool-template.log" >&2; fail "imgtool state-template failed"; }
 truncate -s 16M "$TESTDIR/zeros.img"
 
 cat >"$TESTDIR/nbdsrv.conf" <<EOF
 [base]
 image = $TESTDIR/store/base
-readonly = true
-policy = reset-on-boot
+policy = shared-readonly
 
 [state]
 image = $TESTDIR/state.img
@@ -105,13 +114,14 @@ expect_console a1 "^MOUNTS /run/nbdroot/base ext4 ro; /run/nbdroot/state ext4 rw
 expect_console a1 "^CONF ROOT_MODE='layered' NBD_DEVICE='/dev/nbd0' NBD_STATE_DEVICE='/dev/nbd1' $"
 expect_console a1 "^BASE-RO 1$"
 expect_files a1 "NO /home/user/note" "HAS /etc/changed changed-v1" \
-  "HAS /etc/gone gone-v1" "NO /new-in-v2"
+  "HAS /etc/gone gone-v1" "NO /new-in-v2" "HAS /srv/data/base-file srv-v1"
 expect_console a1 "GUEST-WROTE"
 
 # Reboot on the same base: everything the client did is there.
 boot_guest a2 "$(layered)" "$A"
 expect_files a2 "HAS /home/user/note mine" "HAS /etc/changed edited" \
-  "NO /etc/gone" "HAS /etc/ssh/key ssh-mine" "HAS /etc/base-file base-v1"
+  "NO /etc/gone" "HAS /etc/ssh/key ssh-mine" "HAS /etc/base-file base-v1" \
+  "NO /srv/data/base-file" "HAS /srv/data/keep/mine mine"
 console_has a2 "base changed" && fail "a2: the base did not change"
 
 # A new base version: new and changed base files show, the client's own
@@ -121,7 +131,7 @@ boot_guest a3 "$(layered)" "$A"
 expect_console a3 "nbdroot: layered root: the base changed since the last boot \(.* -> .*\); keeping all of the client's files \(no nbdroot.keep=\)"
 expect_files a3 "HAS /new-in-v2 new-v2" "HAS /etc/base-file base-v2" \
   "HAS /home/user/note mine" "HAS /etc/changed edited" "NO /etc/gone" \
-  "HAS /etc/ssh/key ssh-mine"
+  "HAS /etc/ssh/key ssh-mine" "NO /srv/data/base-file"
 
 # A second client sees the base alone.
 boot_guest b1 "$(layered)" "$B"
@@ -129,17 +139,20 @@ expect_console b1 "first boot of this state disk"
 expect_files b1 "NO /home/user/note" "HAS /etc/changed changed-v2" \
   "HAS /etc/gone gone-v2" "HAS /etc/ssh/key ssh-base" "HAS /new-in-v2 new-v2"
 
-# A new version with a keep-list: /home and /etc/ssh survive, the rest of
-# the client's changes (its edit of /etc/changed, its removal of
-# /etc/gone) give way to the new base.
+# A new version with a keep-list: /home, /etc/ssh and /srv/data/keep
+# survive, the rest of the client's changes (its edit of /etc/changed, its
+# removal of /etc/gone) give way to the new base; /srv/data, opaque above
+# a kept path, loses its opaque marker: the new base's file in it shows.
 make_base v3
-boot_guest a4 "$(layered nbdroot.keep=/home,/etc/ssh)" "$A"
-expect_console a4 "nbdroot: layered root: the base changed since the last boot \(.*\); removed [1-9][0-9]* entries outside nbdroot.keep=/home,/etc/ssh, kept 2 of its paths"
+keep=nbdroot.keep=/home,/etc/ssh,/srv/data/keep
+boot_guest a4 "$(layered $keep)" "$A"
+expect_console a4 "nbdroot: layered root: the base changed since the last boot \(.*\); removed [1-9][0-9]* entries outside $keep, kept 3 of its paths"
 expect_files a4 "HAS /home/user/note mine" "HAS /etc/ssh/key ssh-mine" \
   "HAS /etc/changed changed-v3" "HAS /etc/gone gone-v3" \
-  "HAS /etc/base-file base-v3"
+  "HAS /etc/base-file base-v3" "HAS /srv/data/base-file srv-v3" \
+  "HAS /srv/data/keep/mine mine"
 # and the same base again prunes nothing
-boot_guest a5 "$(layered nbdroot.keep=/home,/etc/ssh)" "$A"
+boot_guest a5 "$(layered $keep)" "$A"
 console_has a5 "base changed" && fail "a5: pruned again on the same base"
 expect_files a5 "HAS /home/user/note mine" "HAS /etc/gone gone-v3"
 
