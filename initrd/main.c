@@ -10,7 +10,9 @@
  * stops with a rescue message (configuration and mount errors).
  *
  * Run on a host as "nbdroot-agent --parse-cmdline LINE" it only parses LINE
- * and prints the configuration, for tests.
+ * and prints the configuration; as "nbdroot-agent --keep-prune DIR LIST" it
+ * prunes the overlay upper directory DIR to the keep-list LIST as a new
+ * base would (keep.c): both for tests, on the very code a boot runs.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -414,6 +416,25 @@ static int agent_main(void)
   return ret;
 }
 
+/* --keep-prune DIR LIST: keep_prune() on a host directory. */
+static int keep_prune_dir(const char *dir, const char *keep)
+{
+  struct keep_counts n;
+  int fd, ret;
+
+  console_timestamps(false);
+  fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ret = fd < 0 ? -errno : keep_prune(fd, keep, &n);
+  if (fd >= 0)
+    close(fd);
+  if (ret) {
+    say("cannot prune %s to the keep-list %s: %s", dir, keep, strerror(-ret));
+    return 1;
+  }
+  printf("removed %u entries, kept %u\n", n.removed, n.kept);
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   if (argc == 3 && !strcmp(argv[1], "--parse-cmdline")) {
@@ -428,9 +449,11 @@ int main(int argc, char **argv)
     cmdline_print(&cfg, STDOUT_FILENO);
     return 0;
   }
+  if (argc == 4 && !strcmp(argv[1], "--keep-prune"))
+    return keep_prune_dir(argv[2], argv[3]);
   if (getpid() != 1) {
     fprintf(stderr,
-            "usage: %s --parse-cmdline LINE\n"
+            "usage: %s --parse-cmdline LINE | --keep-prune DIR LIST\n"
             "  (as /init of an initramfs it boots the root from NBD; see "
             "nbdroot-agent(7))\n", argv[0]);
     return 2;

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # tests/boot.mk: boot tests (appended to TESTS)
 #
-# test_boot_00_parse_cmdline runs the agent's command line parser on the host; the
-# others boot Debian's kernel in QEMU/TCG with the agent as /init.
+# test_boot_00_parse_cmdline runs the agent's command line parser and
+# test_boot_12_keep_prune its keep-list prune on the host; the others
+# boot Debian's kernel in QEMU/TCG with the agent as /init.
 TESTS += \
 	tests/test_boot_00_parse_cmdline.sh \
 	tests/test_boot_01_dhcp_root.sh \
@@ -15,7 +16,8 @@ TESTS += \
 	tests/test_boot_08_pxe_writable_root.sh \
 	tests/test_boot_09_layered_ext4.sh \
 	tests/test_boot_10_layered_squashfs.sh \
-	tests/test_boot_11_failover.sh
+	tests/test_boot_11_failover.sh \
+	tests/test_boot_12_keep_prune.sh
 EXTRA_DIST += \
 	tests/boot-functions.sh \
 	tests/test_boot_00_parse_cmdline.sh \
@@ -29,4 +31,5 @@ EXTRA_DIST += \
 	tests/test_boot_08_pxe_writable_root.sh \
 	tests/test_boot_09_layered_ext4.sh \
 	tests/test_boot_10_layered_squashfs.sh \
-	tests/test_boot_11_failover.sh
+	tests/test_boot_11_failover.sh \
+	tests/test_boot_12_keep_prune.sh
