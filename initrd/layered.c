@@ -142,7 +142,7 @@ static int mount_state(const struct agent_config *cfg, const char *dev)
 
   if (!type || strcmp(type, "ext4")) {
     say("the state disk %s (export '%s') is not ext4 (%s); make the state "
-        "export from a blank ext4 image (mke2fs -t ext4)", dev,
+        "export from a blank ext4 image (imgtool state-template)", dev,
         cfg->state_export, type ? type : "no ext2/3/4 superblock magic");
     return -EINVAL;
   }

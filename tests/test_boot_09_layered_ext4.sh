@@ -163,7 +163,7 @@ expect_console nostate "nbdroot: NBD server 10\.0\.2\.2:$PORT has no export 'nos
 expect_console nostate "nbdroot: RESCUE: boot stopped: .*powering off"
 STATE=zeros
 boot_guest notext4 "$(layered)" "$A"
-expect_console notext4 "nbdroot: the state disk /dev/nbd1 \(export 'zeros'\) is not ext4 \(no ext2/3/4 superblock magic\); make the state export from a blank ext4 image"
+expect_console notext4 "nbdroot: the state disk /dev/nbd1 \(export 'zeros'\) is not ext4 \(no ext2/3/4 superblock magic\); make the state export from a blank ext4 image \(imgtool state-template\)$"
 expect_console notext4 "nbdroot: RESCUE: boot stopped: cannot assemble the layered root"
 
 STATE=state

@@ -158,8 +158,10 @@ grep -q "^  lab: $TESTDIR/lab.img (reset-on-boot)$" "$TESTDIR/check1.out" ||
 sed -e 's/^#\([a-z[]\)/\1/' "$TESTDIR/as-is.conf" >"$TESTDIR/all.conf"
 "$nbdsrv" --check-config -c "$TESTDIR/all.conf" -o "$TESTDIR/ov" >"$TESTDIR/check2.out" 2>&1 ||
   { cat "$TESTDIR/check2.out" >&2; fail "--check-config rejects the example with every setting uncommented"; }
-grep -q "configuration OK: 4 exports" "$TESTDIR/check2.out" ||
-  { cat "$TESTDIR/check2.out" >&2; fail "--check-config: the example's four exports"; }
+grep -q "configuration OK: 6 exports" "$TESTDIR/check2.out" ||
+  { cat "$TESTDIR/check2.out" >&2; fail "--check-config: the example's six exports"; }
+grep -q "^  desk: .*(shared-readonly" "$TESTDIR/check2.out" ||
+  { cat "$TESTDIR/check2.out" >&2; fail "--check-config: the example's layered base"; }
 grep -q "^  rescue: .*(ephemeral, read-only)$" "$TESTDIR/check2.out" ||
   { cat "$TESTDIR/check2.out" >&2; fail "--check-config: the example's read-only export"; }
 
