@@ -4,7 +4,8 @@ EXTRA_DIST += bench/bench.sh bench/bench.py bench/serverproc.py bench/README.md 
 	bench/boot-storm.sh bench/boot-storm.py bench/data/debian-boot.trace.gz \
 	bench/servers.py bench/lab-storm.sh bench/lab-storm.py \
 	bench/data/debian-first-boot.trace.gz bench/restart.sh bench/restart.py \
-	bench/fairness.sh bench/fairness.py
+	bench/fairness.sh bench/fairness.py \
+	bench/layered-bytes.sh
 
 # The boot-storm replay client (bench/boot-storm.sh); not installed.
 noinst_PROGRAMS += bench/replay
