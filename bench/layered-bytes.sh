@@ -135,7 +135,9 @@ UNIT
 }
 
 build_images() {
-  say "imgtool build (ext4), imgtool build --format squashfs, state-template"
+  local sq="--format squashfs"
+  [ -z "$base" ] || sq="no squashfs: the base is --base's"
+  say "imgtool build (ext4; $sq), state-template"
   if [ -n "$base" ]; then
     cp "$base" "$w/base.sqfs"
   else
