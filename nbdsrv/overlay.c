@@ -317,6 +317,10 @@ overlay_open(struct overlay *ov, const char *boot_id, const char *peer,
     r = claim_binding(ov, peer, why);
     return r < 0 ? r : shared_open(ov, boot_id, why);
   }
+  /* A dead server's host may hold the files: not a wait here. */
+  r = overlay_lock_probe(ov->prefix, why);
+  if (r < 0)
+    return r;
   /* A new ID: before any file (lock, binding) is made for it, so that a
    * refused client leaves nothing behind. */
   r = new_overlay_allowed(ov, peer, why);

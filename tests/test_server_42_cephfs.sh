@@ -7,6 +7,8 @@
 #   - A's host "dies": its nbdsrv and its ceph-fuse are stopped (SIGSTOP),
 #     and its lock stays (the MDS waits for the session; here its
 #     timeouts are raised so that only the explicit step frees it);
+#   - meanwhile B refuses client1 saying its files do not answer, and
+#     serves its own clients (reopening their overlays);
 #   - nbdsrv ctl fence on B runs the fence-command, which evicts A's
 #     Ceph client (and so blocklists it); B then takes the client over
 #     with every flushed byte intact;
@@ -45,13 +47,25 @@ fence-command = $TESTDIR/fence.sh
 [lab]
 image = $TESTDIR/base.img
 CONF
-  start_named "$s" -c "$TESTDIR/$s.conf"
+  start_named "$s" -c "$TESTDIR/$s.conf" -v   # -v: idle closes logged
 done
 
 failover_race "$PORT_A" "$PORT_B" lab 30 || fail "connect race on CephFS"
 
 write_flushed "$PORT_A" lab@client1 "$TESTDIR/flushed" || fail "writing through A"
 refused_by "$PORT_B" lab@client1 || fail "B serves what A serves"
+
+# A client of B's own, its overlay closed once idle (before A dies).
+PORT=$PORT_B /usr/bin/python3 "$srcdir/server-lib.py" <<'PY' || fail "writing through B"
+h = connect("lab@bclient")
+h.pwrite(b"b" * 4096, 0)
+h.flush()
+h.shutdown()
+PY
+i=0
+until grep -q "overlay .*/lab/bclient: closed (idle)" "$TESTDIR/B.log"; do
+  i=$((i + 1)); [ $i -lt 300 ] || fail "B did not close bclient's idle overlay"; sleep 0.1
+done
 
 # A zombie-to-be: a connection to A that will write after the fencing.
 PORT=$PORT_A /usr/bin/python3 "$srcdir/server-lib.py" "$TESTDIR/zombie" <<'PY' &
@@ -80,8 +94,22 @@ kill -STOP "$PID_A" "$fuseA"
 # First at the exit: nbdsrv A cannot die while its file system requests
 # wait for a stopped ceph-fuse.
 on_exit "kill -CONT $fuseA $PID_A 2>/dev/null"
-# (Not tried here: B would wait until the fencing, since the dead client
-# still holds the capabilities of client1's files; nbdsrv(8) says so.)
+# B cannot even stat client1's files while the dead client holds their
+# capabilities: it refuses client1 (after a short wait, not until the
+# eviction), and serves other clients meanwhile.
+PORT=$PORT_B timeout -k 5 120 /usr/bin/python3 "$srcdir/server-lib.py" <<'PY' ||
+r = Raw(timeout=60)
+r.greeting()
+n = b"lab@client1"
+r.send_opt(OPT_GO, struct.pack(">I", len(n)) + n + struct.pack(">H", 0))
+rtype, data = r.recv_rep(OPT_GO)
+check(rtype & REP_ERR and b"do not answer" in data,
+      "client1 of a dead A: reply %#x %r" % (rtype, data))
+h = connect("lab@bclient")
+check_data(h.pread(4096, 0), b"b" * 4096, "B's own client, reopened")
+h.shutdown()
+PY
+  fail "B while A's host is dead"
 
 out=$("$NBDSRV" ctl -s "$TESTDIR/B.sock" fence admin 2>&1) || fail "ctl fence: $out"
 echo "$out" | grep -q "evicted client.admin" || fail "ctl fence did not run the command: $out"
