@@ -529,7 +529,7 @@ int fence_node(const char *node, char *out, size_t outlen, const char **why);
  * another open of this one) holds it, else -errno; *why on error. */
 int overlay_lock_take(const char *prefix, int *fdp, const char **why);
 /* On a network file system, whether the overlay's files answer within
- * a couple of seconds (a dead host may hold them): 0, or -ETIMEDOUT with
+ * a few seconds (a dead host may hold them): 0, or -ETIMEDOUT with
  * *why.  Call it before any other file system call on them. */
 int overlay_lock_probe(const char *prefix, const char **why);
 /* Drops it (*fdp -1: nothing to do); sets *fdp to -1. */

@@ -40,12 +40,14 @@
  * reconnections a dead server causes.  So on anything but a local file
  * system, before the attach thread touches an overlay's files,
  * overlay_lock_probe() stats them in a helper thread and waits
- * PROBE_PATIENCE_MS for it; past that, the client is refused ("does not
- * answer") and the helper is left to finish on its own, one per overlay
- * (its client is refused at once until it finished), at most
- * PROBE_STUCK_MAX.  A holder that dies between the probe and the open
- * still stalls the thread: the probe narrows the window, it does not
- * close it.
+ * PROBE_PATIENCE_MS for it (a live holder answers in milliseconds, a
+ * loaded one in a second or two); past that, the client is refused
+ * ("do not answer") and the helper is left to finish on its own, one per
+ * overlay (its client is refused at once until it finished), at most
+ * PROBE_STUCK_MAX.  Each client of a dead host still costs the attach
+ * thread one such wait, and a holder that dies between the probe and the
+ * open stalls it until the eviction: the probe bounds the common case,
+ * it is no substitute for fencing (fence.c).
  */
 #include <config.h>
 
@@ -65,7 +67,7 @@
 #include "nbdsrv.h"
 #include "util.h"
 
-#define PROBE_PATIENCE_MS 2000
+#define PROBE_PATIENCE_MS 5000
 #define PROBE_STUCK_MAX 64
 
 /* One probe by a helper thread (probe_mutex guards done and abandoned). */

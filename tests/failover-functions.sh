@@ -48,6 +48,7 @@ def go(port, name, out, i, barrier):
     out[i] = (rtype, data.decode(errors="replace"), r)
 
 wins = [0, 0]
+slow_refusals = 0
 for rnd in range(rounds):
     cid = "race%d" % rnd
     name = "%s@%s" % (export, cid)
@@ -68,14 +69,21 @@ for rnd in range(rounds):
     for i in range(4):
         rtype, msg, r = out[i]
         if i % 2 != winner:
-            check(rtype == REP_ERR_POLICY, "round %d: loser replied %#x (%s)" % (rnd, rtype, msg))
             want = "overlay %s/%s is served by another server" % (export, cid)
-            check(msg == want, "round %d: message %r, want %r" % (rnd, msg, want))
+            # On a network file system a loser may give up waiting for
+            # the files the winner is creating (a loaded machine):
+            # refused all the same, for that reason.
+            slow = rtype & REP_ERR and msg.startswith("the overlay's files do not answer")
+            slow_refusals += slow
+            check(slow or (rtype == REP_ERR_POLICY and msg == want),
+                  "round %d: loser replied %#x %r, want NBD_REP_ERR_POLICY %r"
+                  % (rnd, rtype, msg, want))
         else:
             check(rtype == REP_ACK, "round %d: a second connection to the winner "
                   "was refused: %#x %s" % (rnd, rtype, msg))
         r.close()
-log("race: %d rounds, server A won %d, server B %d" % (rounds, wins[0], wins[1]))
+log("race: %d rounds, server A won %d, server B %d; %d refusals for files "
+    "that did not answer in time" % (rounds, wins[0], wins[1], slow_refusals))
 PY
 }
 
