@@ -57,10 +57,13 @@
  */
 #include <config.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -68,12 +71,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,12 +84,12 @@ enum op { OP_READ, OP_WRITE, OP_FLUSH, OP_TRIM, OP_ZERO, OP_CACHE, OP_BSTATUS, O
 static const char *const op_names[OP_N] = { "R", "W", "F", "T", "Z", "C", "B" };
 
 struct req {
-  uint64_t usec;   /* arrival, from the trace */
+  uint64_t usec; /* arrival, from the trace */
   uint64_t offset;
   uint32_t length;
   uint8_t op;
   bool fua;
-  bool wait;       /* issued only once all earlier requests completed */
+  bool wait; /* issued only once all earlier requests completed */
 };
 
 static struct req *reqs;
@@ -106,18 +106,18 @@ static const char *export_name = "";
 static const char *id_prefix;
 static unsigned nclients = 1;
 static unsigned nthreads = 1;
-static unsigned depth;            /* 0: from the trace */
+static unsigned depth; /* 0: from the trace */
 static unsigned burst_gap = 100;
 static unsigned timeout_s = 600;
-static unsigned ramp_ms;          /* client i starts at i * ramp / N */
+static unsigned ramp_ms; /* client i starts at i * ramp / N */
 static bool verify, json, pace;
-static const char *client_times;  /* --client-times FILE */
-static bool have_source;          /* --source: client i binds to source + i */
-static uint32_t source_base;      /* host byte order */
-static struct sockaddr_storage server_addr;   /* resolved once, with --source */
+static const char *client_times;            /* --client-times FILE */
+static bool have_source;                    /* --source: client i binds to source + i */
+static uint32_t source_base;                /* host byte order */
+static struct sockaddr_storage server_addr; /* resolved once, with --source */
 static socklen_t server_addrlen;
 
-#define MAX_DEPTH 128             /* the Linux nbd driver's queue depth */
+#define MAX_DEPTH 128 /* the Linux nbd driver's queue depth */
 #define VERIFY_MAX (64u << 10)
 
 enum state { C_CONNECTING, C_RUNNING, C_VERIFY, C_DONE, C_FAILED };
@@ -126,9 +126,9 @@ struct client;
 
 struct slot {
   struct client *c;
-  uint32_t idx;          /* request index, or UINT32_MAX - k: verify k */
+  uint32_t idx; /* request index, or UINT32_MAX - k: verify k */
   uint64_t t_issue;
-  void *buf;             /* write or verify buffer (malloc'd) */
+  void *buf; /* write or verify buffer (malloc'd) */
   uint64_t offset;
   uint32_t length;
   bool done;
@@ -146,11 +146,11 @@ struct client {
   size_t next;
   unsigned inflight;
   unsigned cap;
-  uint64_t t_start, t_connected, t_done;   /* ns from the start */
-  uint64_t last_complete;         /* ns, of its latest reply (--pace) */
-  uint64_t pace_due;              /* ns: in the thread's timer heap until */
+  uint64_t t_start, t_connected, t_done; /* ns from the start */
+  uint64_t last_complete;                /* ns, of its latest reply (--pace) */
+  uint64_t pace_due;                     /* ns: in the thread's timer heap until */
   bool pace_queued;
-  uint32_t *lat;                  /* per request, 100 ns units */
+  uint32_t *lat; /* per request, 100 ns units */
   uint32_t first_lat;
   bool can_flush, can_fua, can_trim, can_zero, can_cache;
   unsigned verify_left;
@@ -163,8 +163,8 @@ struct thread {
   struct client *clients;
   unsigned n;
   unsigned active;
-  char *scratch;                  /* read data goes here, unlooked at */
-  struct client **heap;           /* --pace: clients waiting, earliest first */
+  char *scratch;        /* read data goes here, unlooked at */
+  struct client **heap; /* --pace: clients waiting, earliest first */
   unsigned nheap;
   /* counters */
   uint64_t completed, errors, skipped, verified, mismatches, failed;
@@ -186,8 +186,7 @@ static void
 note_error(struct thread *t, const char *what, const char *msg)
 {
   if (!t->first_error[0])
-    snprintf(t->first_error, sizeof t->first_error, "%s: %s", what,
-             msg ? msg : "?");
+    snprintf(t->first_error, sizeof t->first_error, "%s: %s", what, msg ? msg : "?");
 }
 
 /* ---- the trace ---- */
@@ -236,9 +235,8 @@ load_trace(const char *path)
     lineno++;
     if (line[0] == '#' || line[0] == '\n')
       continue;
-    if (sscanf(line, "%llu %255s %7s %llu %lu", &usec, client, type, &off,
-               &len) != 5 || parse_op(type, &r.op, &r.fua) < 0 ||
-        len > UINT32_MAX) {
+    if (sscanf(line, "%llu %255s %7s %llu %lu", &usec, client, type, &off, &len) != 5 ||
+        parse_op(type, &r.op, &r.fua) < 0 || len > UINT32_MAX) {
       fprintf(stderr, "replay: %s:%zu: not a trace line\n", path, lineno);
       gzclose(f);
       return -1;
@@ -385,7 +383,7 @@ static int
 complete_cb(void *user_data, int *error)
 {
   struct slot *s = user_data;
-  uint64_t lat = (now_ns() - s->t_issue) / 100 + 1;   /* 0: none */
+  uint64_t lat = (now_ns() - s->t_issue) / 100 + 1; /* 0: none */
 
   s->done = true;
   s->err = *error;
@@ -506,16 +504,15 @@ issue_one(struct client *c)
   uint32_t flags = 0;
   bool sup;
 
-  if (c->inflight >= c->cap || (r->wait && c->inflight > 0) ||
-      pace_wait(c, c->next))
+  if (c->inflight >= c->cap || (r->wait && c->inflight > 0) || pace_wait(c, c->next))
     return false;
   switch (r->op) {
-  case OP_FLUSH: sup = c->can_flush; break;
-  case OP_TRIM: sup = c->can_trim; break;
-  case OP_ZERO: sup = c->can_zero; break;
-  case OP_CACHE: sup = c->can_cache; break;
-  case OP_BSTATUS: sup = false; break;   /* needs a meta context: not replayed */
-  default: sup = true; break;
+    case OP_FLUSH: sup = c->can_flush; break;
+    case OP_TRIM: sup = c->can_trim; break;
+    case OP_ZERO: sup = c->can_zero; break;
+    case OP_CACHE: sup = c->can_cache; break;
+    case OP_BSTATUS: sup = false; break; /* needs a meta context: not replayed */
+    default: sup = true; break;
   }
   if (!sup) {
     c->t->skipped++;
@@ -528,36 +525,29 @@ issue_one(struct client *c)
   s->idx = c->next;
   if (r->fua && c->can_fua)
     flags |= LIBNBD_CMD_FLAG_FUA;
-  cb = (nbd_completion_callback){ .callback = complete_cb, .user_data = s,
+  cb = (nbd_completion_callback){ .callback = complete_cb,
+                                  .user_data = s,
                                   .free = free_cb };
   c->inflight++;
   c->next++;
   s->t_issue = now_ns();
   switch (r->op) {
-  case OP_READ:
-    cookie = nbd_aio_pread(c->h, c->t->scratch, r->length, r->offset, cb, 0);
-    break;
-  case OP_WRITE:
-    s->buf = malloc(r->length ? r->length : 1);
-    if (!s->buf) {
-      perror("replay");
-      exit(1);
-    }
-    fill(s->buf, c->idx, r->offset, r->length);
-    cookie = nbd_aio_pwrite(c->h, s->buf, r->length, r->offset, cb, flags);
-    break;
-  case OP_FLUSH:
-    cookie = nbd_aio_flush(c->h, cb, 0);
-    break;
-  case OP_TRIM:
-    cookie = nbd_aio_trim(c->h, r->length, r->offset, cb, flags);
-    break;
-  case OP_ZERO:
-    cookie = nbd_aio_zero(c->h, r->length, r->offset, cb, flags);
-    break;
-  case OP_CACHE:
-    cookie = nbd_aio_cache(c->h, r->length, r->offset, cb, 0);
-    break;
+    case OP_READ:
+      cookie = nbd_aio_pread(c->h, c->t->scratch, r->length, r->offset, cb, 0);
+      break;
+    case OP_WRITE:
+      s->buf = malloc(r->length ? r->length : 1);
+      if (!s->buf) {
+        perror("replay");
+        exit(1);
+      }
+      fill(s->buf, c->idx, r->offset, r->length);
+      cookie = nbd_aio_pwrite(c->h, s->buf, r->length, r->offset, cb, flags);
+      break;
+    case OP_FLUSH: cookie = nbd_aio_flush(c->h, cb, 0); break;
+    case OP_TRIM: cookie = nbd_aio_trim(c->h, r->length, r->offset, cb, flags); break;
+    case OP_ZERO: cookie = nbd_aio_zero(c->h, r->length, r->offset, cb, flags); break;
+    case OP_CACHE: cookie = nbd_aio_cache(c->h, r->length, r->offset, cb, 0); break;
   }
   if (cookie < 0)
     note_error(c->t, "issuing a request", nbd_get_error());
@@ -589,8 +579,8 @@ plan_verify(void)
              hi = lo + (reqs[w].length < VERIFY_MAX ? reqs[w].length : VERIFY_MAX);
     bool ok = !(k && last == first);
     for (size_t i = w + 1; ok && i < nreqs; i++)
-      if ((reqs[i].op == OP_TRIM || reqs[i].op == OP_ZERO) &&
-          reqs[i].offset < hi && reqs[i].offset + reqs[i].length > lo)
+      if ((reqs[i].op == OP_TRIM || reqs[i].op == OP_ZERO) && reqs[i].offset < hi &&
+          reqs[i].offset + reqs[i].length > lo)
         ok = false;
     if (ok)
       verify_idx[nverify++] = w;
@@ -617,7 +607,8 @@ start_verify(struct client *c)
       perror("replay");
       exit(1);
     }
-    cb = (nbd_completion_callback){ .callback = complete_cb, .user_data = s,
+    cb = (nbd_completion_callback){ .callback = complete_cb,
+                                    .user_data = s,
                                     .free = free_cb };
     c->inflight++;
     c->verify_left++;
@@ -700,15 +691,18 @@ watch(struct client *c)
   }
   if (fd != c->fd) {
     if (c->fd >= 0 && c->ev)
-      epoll_ctl(c->t->ep, EPOLL_CTL_DEL, c->fd, NULL);   /* may be closed */
+      epoll_ctl(c->t->ep, EPOLL_CTL_DEL, c->fd, NULL); /* may be closed */
     c->fd = fd;
     c->ev = 0;
   }
   if (fd < 0 || ev == c->ev)
     return;
   struct epoll_event e = { .events = ev, .data.ptr = c };
-  int rc = epoll_ctl(c->t->ep, !c->ev ? EPOLL_CTL_ADD
-                               : !ev ? EPOLL_CTL_DEL : EPOLL_CTL_MOD, fd, &e);
+  int rc = epoll_ctl(c->t->ep,
+                     !c->ev ? EPOLL_CTL_ADD
+                     : !ev  ? EPOLL_CTL_DEL
+                            : EPOLL_CTL_MOD,
+                     fd, &e);
   if (rc < 0) {
     note_error(c->t, "epoll_ctl", strerror(errno));
     finish(c, C_FAILED);
@@ -843,7 +837,10 @@ cmp_u32(const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
-struct pct { double p50, p90, p99, max; size_t n; };
+struct pct {
+  double p50, p90, p99, max;
+  size_t n;
+};
 
 /* Percentiles (nearest rank) of V[0..N), in the unit of V times SCALE. */
 static struct pct
@@ -864,12 +861,13 @@ percentiles(uint32_t *v, size_t n, double scale)
 static void
 usage(FILE *f)
 {
-  fprintf(f,
-          "usage: replay [-n CLIENTS] [--host H] [--port P] [--export NAME] [--id PREFIX]\n"
-          "              [--source ADDR] [--depth trace|N] [--burst-gap USEC] [--threads T]\n"
-          "              [--timeout SECS] [--ramp MS] [--pace] [--verify] [--json]\n"
-          "              [--client-times FILE] TRACE[.gz]\n"
-          "       replay --stats [--burst-gap USEC] TRACE[.gz]\n");
+  fprintf(
+      f,
+      "usage: replay [-n CLIENTS] [--host H] [--port P] [--export NAME] [--id PREFIX]\n"
+      "              [--source ADDR] [--depth trace|N] [--burst-gap USEC] [--threads T]\n"
+      "              [--timeout SECS] [--ramp MS] [--pace] [--verify] [--json]\n"
+      "              [--client-times FILE] TRACE[.gz]\n"
+      "       replay --stats [--burst-gap USEC] TRACE[.gz]\n");
 }
 
 static unsigned
@@ -984,27 +982,27 @@ main(int argc, char **argv)
 
   while ((opt = getopt_long(argc, argv, "n:h", lopts, NULL)) != -1) {
     switch (opt) {
-    case 'n': nclients = parse_num(optarg, "--clients", 1, 100000); break;
-    case 'H': host = optarg; break;
-    case 'p': port = optarg; break;
-    case 'e': export_name = optarg; break;
-    case 'i': id_prefix = optarg; break;
-    case 'd':
-      depth = strcmp(optarg, "trace") == 0 ? 0
-              : parse_num(optarg, "--depth", 1, MAX_DEPTH);
-      break;
-    case 'g': burst_gap = parse_num(optarg, "--burst-gap", 0, 10000000); break;
-    case 't': nthreads = parse_num(optarg, "--threads", 1, 64); break;
-    case 'T': timeout_s = parse_num(optarg, "--timeout", 1, 86400); break;
-    case 'r': ramp_ms = parse_num(optarg, "--ramp", 0, 3600000); break;
-    case 'V': verify = true; break;
-    case 'S': parse_source(optarg); break;
-    case 'C': client_times = optarg; break;
-    case 'P': pace = true; break;
-    case 'j': json = true; break;
-    case 's': stats = true; break;
-    case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+      case 'n': nclients = parse_num(optarg, "--clients", 1, 100000); break;
+      case 'H': host = optarg; break;
+      case 'p': port = optarg; break;
+      case 'e': export_name = optarg; break;
+      case 'i': id_prefix = optarg; break;
+      case 'd':
+        depth =
+            strcmp(optarg, "trace") == 0 ? 0 : parse_num(optarg, "--depth", 1, MAX_DEPTH);
+        break;
+      case 'g': burst_gap = parse_num(optarg, "--burst-gap", 0, 10000000); break;
+      case 't': nthreads = parse_num(optarg, "--threads", 1, 64); break;
+      case 'T': timeout_s = parse_num(optarg, "--timeout", 1, 86400); break;
+      case 'r': ramp_ms = parse_num(optarg, "--ramp", 0, 3600000); break;
+      case 'V': verify = true; break;
+      case 'S': parse_source(optarg); break;
+      case 'C': client_times = optarg; break;
+      case 'P': pace = true; break;
+      case 'j': json = true; break;
+      case 's': stats = true; break;
+      case 'h': usage(stdout); return 0;
+      default: usage(stderr); return 2;
     }
   }
   if (optind != argc - 1) {
@@ -1028,7 +1026,8 @@ main(int argc, char **argv)
   /* A socket per client, and a margin. */
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < nclients + 64u) {
     rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > nclients + 64u
-                    ? nclients + 64u : rl.rlim_max;
+                      ? nclients + 64u
+                      : rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < nclients + 64u) {
       fprintf(stderr, "replay: cannot raise the open-files limit to %u\n",
               nclients + 64u);
@@ -1135,7 +1134,7 @@ main(int argc, char **argv)
     struct client *c = &clients[i];
     if (c->state == C_DONE) {
       finished++;
-      done[ndone++] = (c->t_done - c->t_start) / 1000000;   /* ms */
+      done[ndone++] = (c->t_done - c->t_start) / 1000000; /* ms */
       if (c->t_done > last_done)
         last_done = c->t_done;
     } else if (c->state != C_FAILED) {
@@ -1169,30 +1168,32 @@ main(int argc, char **argv)
                (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 
   if (json) {
-    printf("{\"clients\": %u, \"requests_per_client\": %zu, \"depth\": \"%s\", "
-           "\"max_depth\": %u, \"finished\": %u, \"failed\": %u, \"unfinished\": %u, "
-           "\"timed_out\": %s, \"total_s\": %.3f, \"client_done_p50_s\": %.3f, "
-           "\"client_done_p90_s\": %.3f, \"client_done_p99_s\": %.3f, "
-           "\"client_done_max_s\": %.3f, "
-           "\"completed\": %" PRIu64 ", \"errors\": %" PRIu64 ", \"skipped\": %" PRIu64 ", "
-           "\"lat_p50_us\": %.1f, \"lat_p99_us\": %.1f, \"lat_max_us\": %.1f, "
-           "\"first_p50_us\": %.1f, \"first_p99_us\": %.1f, \"first_max_us\": %.1f, "
-           "\"connect_p50_us\": %.1f, \"connect_p99_us\": %.1f, \"connect_max_us\": %.1f, "
-           "\"verified\": %" PRIu64 ", \"mismatches\": %" PRIu64 ", "
-           "\"unfinished_connecting\": %u, \"ramp_ms\": %u, \"client_cpu_s\": %.3f",
-           nclients, nreqs, depth ? "fixed" : "trace", cap, finished, failed, unfinished,
-           unfinished ? "true" : "false", total, pd.p50, pd.p90, pd.p99, pd.max, completed, errors, skipped,
-           pl.p50, pl.p99, pl.max, pf.p50, pf.p99, pf.max, pc.p50, pc.p99, pc.max,
-           verified, mismatches, stuck_connecting, ramp_ms, cpu);
+    printf(
+        "{\"clients\": %u, \"requests_per_client\": %zu, \"depth\": \"%s\", "
+        "\"max_depth\": %u, \"finished\": %u, \"failed\": %u, \"unfinished\": %u, "
+        "\"timed_out\": %s, \"total_s\": %.3f, \"client_done_p50_s\": %.3f, "
+        "\"client_done_p90_s\": %.3f, \"client_done_p99_s\": %.3f, "
+        "\"client_done_max_s\": %.3f, "
+        "\"completed\": %" PRIu64 ", \"errors\": %" PRIu64 ", \"skipped\": %" PRIu64 ", "
+        "\"lat_p50_us\": %.1f, \"lat_p99_us\": %.1f, \"lat_max_us\": %.1f, "
+        "\"first_p50_us\": %.1f, \"first_p99_us\": %.1f, \"first_max_us\": %.1f, "
+        "\"connect_p50_us\": %.1f, \"connect_p99_us\": %.1f, \"connect_max_us\": %.1f, "
+        "\"verified\": %" PRIu64 ", \"mismatches\": %" PRIu64 ", "
+        "\"unfinished_connecting\": %u, \"ramp_ms\": %u, \"client_cpu_s\": %.3f",
+        nclients, nreqs, depth ? "fixed" : "trace", cap, finished, failed, unfinished,
+        unfinished ? "true" : "false", total, pd.p50, pd.p90, pd.p99, pd.max, completed,
+        errors, skipped, pl.p50, pl.p99, pl.max, pf.p50, pf.p99, pf.max, pc.p50, pc.p99,
+        pc.max, verified, mismatches, stuck_connecting, ramp_ms, cpu);
     for (unsigned o = 0; o < OP_N; o++)
       if (pop[o].n)
         printf(", \"%s_p50_us\": %.1f, \"%s_p99_us\": %.1f, \"%s_max_us\": %.1f",
                op_names[o], pop[o].p50, op_names[o], pop[o].p99, op_names[o], pop[o].max);
     printf("}\n");
   } else {
-    printf("replay: %zu requests per client, depth %s (up to %u), %u clients, %u thread%s\n",
-           nreqs, depth ? "fixed" : "from the trace", cap, nclients, nthreads,
-           nthreads == 1 ? "" : "s");
+    printf(
+        "replay: %zu requests per client, depth %s (up to %u), %u clients, %u thread%s\n",
+        nreqs, depth ? "fixed" : "from the trace", cap, nclients, nthreads,
+        nthreads == 1 ? "" : "s");
     printf("finished %u, failed %u, unfinished %u", finished, failed, unfinished);
     if (unfinished)
       printf(" (timed out; %u of them still connecting)", stuck_connecting);
@@ -1204,18 +1205,19 @@ main(int argc, char **argv)
     printf("\n");
     printf("requests completed %" PRIu64 ", errors %" PRIu64 ", skipped %" PRIu64 "\n",
            completed, errors, skipped);
-    printf("latency us: p50 %.1f, p99 %.1f, max %.1f (%zu requests)\n",
-           pl.p50, pl.p99, pl.max, pl.n);
+    printf("latency us: p50 %.1f, p99 %.1f, max %.1f (%zu requests)\n", pl.p50, pl.p99,
+           pl.max, pl.n);
     for (unsigned o = 0; o < OP_N; o++)
       if (pop[o].n)
-        printf("  %s: p50 %.1f, p99 %.1f, max %.1f (%zu)\n", op_names[o],
-               pop[o].p50, pop[o].p99, pop[o].max, pop[o].n);
-    printf("first request latency us: p50 %.1f, p99 %.1f, max %.1f\n",
-           pf.p50, pf.p99, pf.max);
-    printf("connect (TCP + handshake) us: p50 %.1f, p99 %.1f, max %.1f\n",
-           pc.p50, pc.p99, pc.max);
+        printf("  %s: p50 %.1f, p99 %.1f, max %.1f (%zu)\n", op_names[o], pop[o].p50,
+               pop[o].p99, pop[o].max, pop[o].n);
+    printf("first request latency us: p50 %.1f, p99 %.1f, max %.1f\n", pf.p50, pf.p99,
+           pf.max);
+    printf("connect (TCP + handshake) us: p50 %.1f, p99 %.1f, max %.1f\n", pc.p50, pc.p99,
+           pc.max);
     if (verify)
-      printf("verify: %" PRIu64 " extents read back, %" PRIu64 " not the client's own data\n",
+      printf("verify: %" PRIu64 " extents read back, %" PRIu64
+             " not the client's own data\n",
              verified, mismatches);
     printf("replay CPU %.2f s\n", cpu);
   }
@@ -1232,7 +1234,7 @@ main(int argc, char **argv)
   free(conn);
   free(done);
   for (unsigned i = 0; i < nclients; i++) {
-    nbd_close(clients[i].h);   /* retires every command: free_cb frees its buffer */
+    nbd_close(clients[i].h); /* retires every command: free_cb frees its buffer */
     free(clients[i].slots);
     free(clients[i].lat);
   }

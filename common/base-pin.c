@@ -44,8 +44,7 @@ parse_line(char *line, struct base_pin *p)
     if (errno || *end || end == v)
       return -EINVAL;
   } else if (strcmp(line, "base-sha256") == 0) {
-    if (strlen(v) != OVL_SHA256_HEX ||
-        strspn(v, "0123456789abcdef") != OVL_SHA256_HEX)
+    if (strlen(v) != OVL_SHA256_HEX || strspn(v, "0123456789abcdef") != OVL_SHA256_HEX)
       return -EINVAL;
     strcpy(p->base_sha256, v);
   } else if (strcmp(line, "boot") == 0) {
@@ -95,8 +94,8 @@ base_pin_write(const char *prefix, const struct base_pin *p)
       format_path(tmp, sizeof tmp, "%s" BASE_PIN_SUFFIX ".tmp", prefix) < 0)
     return -ENAMETOOLONG;
   n = snprintf(buf, sizeof buf,
-               BASE_PIN_MAGIC "\nbase=%s\nbase-size=%" PRIu64
-               "\nbase-mtime-ns=%" PRId64 "\nboot=%s\n%s%s%s",
+               BASE_PIN_MAGIC "\nbase=%s\nbase-size=%" PRIu64 "\nbase-mtime-ns=%" PRId64
+                              "\nboot=%s\n%s%s%s",
                p->base_path, p->base_size, p->base_mtime_ns, p->boot_id,
                p->base_sha256[0] ? "base-sha256=" : "", p->base_sha256,
                p->base_sha256[0] ? "\n" : "");

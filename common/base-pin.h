@@ -35,7 +35,7 @@ struct base_pin {
   uint64_t base_size;
   int64_t base_mtime_ns;
   char boot_id[BOOT_ID_MAX + 1];
-  char base_sha256[OVL_SHA256_HEX + 1];   /* or "" */
+  char base_sha256[OVL_SHA256_HEX + 1]; /* or "" */
 };
 
 /* Reads PREFIX.basepin: 0, -ENOENT, -EINVAL (not a base pin) or -errno. */

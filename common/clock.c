@@ -2,7 +2,7 @@
 /* nbdroot: the monotonic clock (see clock.h).  The initrd agent links
  * this file too. */
 #ifdef HAVE_CONFIG_H
-#include <config.h>   /* the initrd agent is built without one */
+#include <config.h> /* the initrd agent is built without one */
 #endif
 
 #include <time.h>

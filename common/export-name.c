@@ -12,9 +12,8 @@
 static bool
 id_char(char c)
 {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
-         c == '-';
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+         c == '.' || c == '_' || c == ':' || c == '-';
 }
 
 bool
@@ -98,8 +97,7 @@ export_request_parse(const char *s, size_t len, struct export_request *out,
     const char *pend = next ? next : end;
 
     if ((size_t)(pend - p) > 5 && memcmp(p, "boot=", 5) == 0 &&
-        client_id_valid(p + 5, pend - p - 5) &&
-        (size_t)(pend - p - 5) <= BOOT_ID_MAX) {
+        client_id_valid(p + 5, pend - p - 5) && (size_t)(pend - p - 5) <= BOOT_ID_MAX) {
       memcpy(out->boot_id, p + 5, pend - p - 5);
       out->boot_id[pend - p - 5] = '\0';
     } else {

@@ -12,12 +12,12 @@
 #include <stddef.h>
 
 #define CLIENT_ID_MAX 64
-#define BOOT_ID_MAX   64
+#define BOOT_ID_MAX 64
 
 struct export_request {
   char name[256];
-  char id[CLIENT_ID_MAX + 1];     /* "" when the client sent none */
-  char boot_id[BOOT_ID_MAX + 1];  /* "" when the client sent none */
+  char id[CLIENT_ID_MAX + 1];    /* "" when the client sent none */
+  char boot_id[BOOT_ID_MAX + 1]; /* "" when the client sent none */
 };
 
 /* True when s is a valid client ID: [A-Za-z0-9._:-]{1,64}, not beginning

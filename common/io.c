@@ -5,7 +5,7 @@
  * handling exists once.
  */
 #ifdef HAVE_CONFIG_H
-#include <config.h>   /* the initrd agent is built without one */
+#include <config.h> /* the initrd agent is built without one */
 #endif
 
 #include <errno.h>
@@ -24,11 +24,11 @@ static ssize_t
 io_once(enum io_op op, int fd, char *p, size_t len, uint64_t off)
 {
   switch (op) {
-  case IO_READ:   return read(fd, p, len);
-  case IO_PREAD:  return pread(fd, p, len, (off_t)off);
-  case IO_WRITE:  return write(fd, p, len);
-  case IO_PWRITE: return pwrite(fd, p, len, (off_t)off);
-  case IO_SEND:   return send(fd, p, len, MSG_NOSIGNAL);
+    case IO_READ: return read(fd, p, len);
+    case IO_PREAD: return pread(fd, p, len, (off_t)off);
+    case IO_WRITE: return write(fd, p, len);
+    case IO_PWRITE: return pwrite(fd, p, len, (off_t)off);
+    case IO_SEND: return send(fd, p, len, MSG_NOSIGNAL);
   }
   errno = EINVAL;
   return -1;

@@ -39,14 +39,16 @@ log_open(const char *ident, bool to_stderr)
 static void __attribute__((format(printf, 2, 0)))
 log_vmsg(int priority, const char *fmt, va_list ap)
 {
-  char line[2048];   /* room for two long paths (imgtool) */
+  char line[2048]; /* room for two long paths (imgtool) */
 
   vsnprintf(line, sizeof line, fmt, ap);
   if (log_to_stderr) {
     /* One fprintf so that lines from several threads do not interleave. */
     fprintf(stderr, "%s: %s%s\n", log_ident,
-            priority <= LOG_ERR ? "error: " :
-            priority == LOG_WARNING ? "warning: " : "", line);
+            priority <= LOG_ERR       ? "error: "
+            : priority == LOG_WARNING ? "warning: "
+                                      : "",
+            line);
   } else {
     syslog(priority, "%s", line);
   }
@@ -90,8 +92,8 @@ static void
 log_suppressed(const struct log_limit *l, unsigned long n)
 {
   if (n)
-    log_msg(l->priority, "%lu similar messages suppressed (%s, at most %d a second)",
-            n, l->kind, LOG_LIMIT_PER_SECOND);
+    log_msg(l->priority, "%lu similar messages suppressed (%s, at most %d a second)", n,
+            l->kind, LOG_LIMIT_PER_SECOND);
 }
 
 void

@@ -94,7 +94,7 @@
 #define CHUNK_SHIFT 12              /* 4096 blocks (16 MiB) per chunk */
 #define CHUNK_BLOCKS (1u << CHUNK_SHIFT)
 #define CHUNK_BYTES (CHUNK_BLOCKS / 4)
-#define GROUP_SHIFT 9               /* 512 chunks (8 GiB) per group */
+#define GROUP_SHIFT 9 /* 512 chunks (8 GiB) per group */
 #define GROUP_CHUNKS (1u << GROUP_SHIFT)
 #define GROUP_BLOCKS ((uint64_t)CHUNK_BLOCKS << GROUP_SHIFT)
 
@@ -239,8 +239,7 @@ count_state(struct ovl_map *m, enum ovl_state s, int64_t delta)
 }
 
 int
-ovl_map_set(struct ovl_map *m, uint64_t first, uint64_t count,
-            enum ovl_state state)
+ovl_map_set(struct ovl_map *m, uint64_t first, uint64_t count, enum ovl_state state)
 {
   if (first >= m->nblocks || count > m->nblocks - first)
     return -EINVAL;
@@ -294,8 +293,7 @@ ovl_map_set(struct ovl_map *m, uint64_t first, uint64_t count,
 }
 
 uint64_t
-ovl_map_run(const struct ovl_map *m, uint64_t block, uint64_t max,
-            enum ovl_state *state)
+ovl_map_run(const struct ovl_map *m, uint64_t block, uint64_t max, enum ovl_state *state)
 {
   enum ovl_state s = ovl_map_get(m, block);
   uint64_t n = 1;
@@ -392,18 +390,22 @@ header_encode(const struct ovl_header_info *info, unsigned char *h)
 
   memset(h, 0, OVL_HEADER_SIZE);
   memcpy(h, OVL_MAGIC, 8);
-  v32 = htole32(OVL_VERSION); memcpy(h + 8, &v32, 4);
-  v32 = htole32(OVL_BLOCK_SIZE); memcpy(h + 12, &v32, 4);
-  v64 = htole64(info->size); memcpy(h + 16, &v64, 8);
-  v64 = htole64(info->created); memcpy(h + 24, &v64, 8);
-  v64 = htole64(info->base_size); memcpy(h + 32, &v64, 8);
-  v64 = htole64((uint64_t)info->base_mtime_ns); memcpy(h + 40, &v64, 8);
+  v32 = htole32(OVL_VERSION);
+  memcpy(h + 8, &v32, 4);
+  v32 = htole32(OVL_BLOCK_SIZE);
+  memcpy(h + 12, &v32, 4);
+  v64 = htole64(info->size);
+  memcpy(h + 16, &v64, 8);
+  v64 = htole64(info->created);
+  memcpy(h + 24, &v64, 8);
+  v64 = htole64(info->base_size);
+  memcpy(h + 32, &v64, 8);
+  v64 = htole64((uint64_t)info->base_mtime_ns);
+  memcpy(h + 40, &v64, 8);
   /* Fixed-size NUL-padded fields (h is zeroed above). */
   memcpy(h + 48, info->boot_id, strnlen(info->boot_id, OVL_BOOT_ID_MAX));
-  memcpy(h + 128, info->base_path,
-         strnlen(info->base_path, OVL_BASE_PATH_MAX - 1));
-  memcpy(h + 640, info->base_sha256,
-         strnlen(info->base_sha256, OVL_SHA256_HEX));
+  memcpy(h + 128, info->base_path, strnlen(info->base_path, OVL_BASE_PATH_MAX - 1));
+  memcpy(h + 640, info->base_sha256, strnlen(info->base_sha256, OVL_SHA256_HEX));
   v32 = htole32(crc32(0, h, OVL_HEADER_SIZE - 4));
   memcpy(h + OVL_HEADER_SIZE - 4, &v32, 4);
 }
@@ -424,8 +426,7 @@ header_decode(const unsigned char *h, struct ovl_header_info *info)
   uint64_t v64;
 
   memcpy(&v32, h + OVL_HEADER_SIZE - 4, 4);
-  if (memcmp(h, OVL_MAGIC, 8) != 0 ||
-      le32toh(v32) != crc32(0, h, OVL_HEADER_SIZE - 4))
+  if (memcmp(h, OVL_MAGIC, 8) != 0 || le32toh(v32) != crc32(0, h, OVL_HEADER_SIZE - 4))
     return -EBADMSG;
   memcpy(&v32, h + 8, 4);
   if (le32toh(v32) != OVL_VERSION)
@@ -434,10 +435,14 @@ header_decode(const unsigned char *h, struct ovl_header_info *info)
   if (le32toh(v32) != OVL_BLOCK_SIZE)
     return -EPROTO;
   memset(info, 0, sizeof *info);
-  memcpy(&v64, h + 16, 8); info->size = le64toh(v64);
-  memcpy(&v64, h + 24, 8); info->created = le64toh(v64);
-  memcpy(&v64, h + 32, 8); info->base_size = le64toh(v64);
-  memcpy(&v64, h + 40, 8); info->base_mtime_ns = (int64_t)le64toh(v64);
+  memcpy(&v64, h + 16, 8);
+  info->size = le64toh(v64);
+  memcpy(&v64, h + 24, 8);
+  info->created = le64toh(v64);
+  memcpy(&v64, h + 32, 8);
+  info->base_size = le64toh(v64);
+  memcpy(&v64, h + 40, 8);
+  info->base_mtime_ns = (int64_t)le64toh(v64);
   memcpy(info->boot_id, h + 48, OVL_BOOT_ID_MAX);
   info->boot_id[OVL_BOOT_ID_MAX] = '\0';
   memcpy(info->base_path, h + 128, OVL_BASE_PATH_MAX - 1);
@@ -476,8 +481,7 @@ open_parent(const char *path)
 /* Writes a new map file at tmp holding the header and a snapshot of map. */
 static int
 write_snapshot(const char *tmp, const struct ovl_header_info *info,
-               const struct ovl_map *map, bool sync, uint64_t *log_end,
-               uint64_t *records)
+               const struct ovl_map *map, bool sync, uint64_t *log_end, uint64_t *records)
 {
   unsigned char h[OVL_HEADER_SIZE];
   struct ovl_record *recs = NULL;
@@ -577,8 +581,7 @@ ovl_file_create(const char *prefix, const struct ovl_header_info *info,
   }
 
   path_of(tmp, sizeof tmp, prefix, ".map.tmp");
-  r = write_snapshot(tmp, info, &out->map, false, &out->log_end,
-                     &out->log_records);
+  r = write_snapshot(tmp, info, &out->map, false, &out->log_end, &out->log_records);
   if (r < 0)
     goto err;
   if (rename(tmp, map) < 0) {
@@ -647,8 +650,7 @@ enum open_mode { OPEN_READ, OPEN_WRITE, OPEN_SALVAGE };
  * a batch whose checksum holds but whose records do not is damage, not
  * a tear, and none of it is applied. */
 static bool
-batch_records_valid(const struct ovl_file *f, const unsigned char *p,
-                    uint32_t count)
+batch_records_valid(const struct ovl_file *f, const unsigned char *p, uint32_t count)
 {
   for (uint32_t i = 0; i < count; i++, p += sizeof(struct ovl_record)) {
     struct ovl_record rec;
@@ -672,8 +674,7 @@ replay_batch(struct ovl_file *f, const unsigned char *p, uint32_t count)
     int r;
 
     memcpy(&rec, p, sizeof rec);
-    r = ovl_map_set(&f->map, le64toh(rec.first), le32toh(rec.count),
-                    le32toh(rec.state));
+    r = ovl_map_set(&f->map, le64toh(rec.first), le32toh(rec.count), le32toh(rec.state));
     if (r < 0)
       return r;
   }
@@ -703,8 +704,7 @@ batch_at(int fd, const unsigned char *hdr, uint64_t at, uint64_t size)
   if (!recs)
     return -ENOMEM;
   n = full_pread(fd, recs, bytes, at + sizeof bh);
-  r = n < 0 ? (int)n
-            : (size_t)n == bytes && crc32(0, recs, bytes) == le32toh(bh.crc);
+  r = n < 0 ? (int)n : (size_t)n == bytes && crc32(0, recs, bytes) == le32toh(bh.crc);
   free(recs);
   return r;
 }
@@ -758,9 +758,8 @@ find_damage(int fd, uint64_t off, uint64_t size, uint64_t *good_at)
     for (uint64_t i = 0; i < scan && r == 0; i += 16) {
       uint64_t at = pos + i;
 
-      if (at % OVL_BLOCK_SIZE == 0 && i + OVL_BLOCK_SIZE <= len &&
-          page_is_zero(win + i))
-        goto out;   /* a tear, whatever follows */
+      if (at % OVL_BLOCK_SIZE == 0 && i + OVL_BLOCK_SIZE <= len && page_is_zero(win + i))
+        goto out; /* a tear, whatever follows */
       if (at >= off + 16 && i + sizeof(struct ovl_batch_header) <= len) {
         r = batch_at(fd, win + i, at, size);
         if (r == 1)
@@ -778,8 +777,8 @@ out:
  * writable; noted in f->torn_bytes), damage is -EUCLEAN with f->damage
  * (in salvage mode, noted, and the journal ends at off). */
 static int
-replay_stopped(struct ovl_file *f, uint64_t off, uint64_t size,
-               enum open_mode mode, const char *what)
+replay_stopped(struct ovl_file *f, uint64_t off, uint64_t size, enum open_mode mode,
+               const char *what)
 {
   uint64_t good_at = 0;
   int r;
@@ -801,8 +800,8 @@ replay_stopped(struct ovl_file *f, uint64_t off, uint64_t size,
              (unsigned long long)off, (unsigned long long)good_at);
   } else {
     snprintf(f->damage, sizeof f->damage,
-             "the journal batch at byte %llu of the map file %s",
-             (unsigned long long)off, what);
+             "the journal batch at byte %llu of the map file %s", (unsigned long long)off,
+             what);
   }
   return mode == OPEN_SALVAGE ? 0 : -EUCLEAN;
 }
@@ -849,8 +848,7 @@ replay(struct ovl_file *f, enum open_mode mode)
       goto stopped;
     memcpy(&bh, win + at, sizeof bh);
     bh.count = le32toh(bh.count);
-    if (le32toh(bh.magic) != OVL_BATCH_MAGIC || bh.count == 0 ||
-        bh.count > OVL_BATCH_MAX)
+    if (le32toh(bh.magic) != OVL_BATCH_MAGIC || bh.count == 0 || bh.count > OVL_BATCH_MAX)
       goto stopped;
     bytes = bh.count * sizeof(struct ovl_record);
     if (at + sizeof bh + bytes > win_len ||
@@ -914,15 +912,17 @@ open_header(struct ovl_file *f)
   }
   if (n != sizeof h) {
     snprintf(f->damage, sizeof f->damage,
-             "the map file is %zd bytes, shorter than its %d-byte header",
-             n, OVL_HEADER_SIZE);
+             "the map file is %zd bytes, shorter than its %d-byte header", n,
+             OVL_HEADER_SIZE);
     return -EUCLEAN;
   }
   r = header_decode(h, &f->info);
   if (r < 0) {
-    snprintf(f->damage, sizeof f->damage, "%s",
-             r == -EPROTO ? "the map file's header is of a version or block size this program does not know"
-                          : "the map file's header is damaged (magic or checksum)");
+    snprintf(
+        f->damage, sizeof f->damage, "%s",
+        r == -EPROTO
+            ? "the map file's header is of a version or block size this program does not know"
+            : "the map file's header is damaged (magic or checksum)");
     return -EUCLEAN;
   }
   return 0;
@@ -1124,9 +1124,8 @@ ovl_file_compact(struct ovl_file *f, const char *prefix)
 /* ---- compaction of an overlay in use ---- */
 
 int
-ovl_compact_begin(const struct ovl_file *f, const char *prefix,
-                  const struct ovl_map *map, uint64_t from,
-                  struct ovl_compaction *c)
+ovl_compact_begin(const struct ovl_file *f, const char *prefix, const struct ovl_map *map,
+                  uint64_t from, struct ovl_compaction *c)
 {
   char tmp[PATH_MAX];
   int r;
@@ -1149,8 +1148,8 @@ ovl_compact_begin(const struct ovl_file *f, const char *prefix,
 }
 
 int
-ovl_compact_catch_up(const struct ovl_file *f, struct ovl_compaction *c,
-                     uint64_t upto, bool sync)
+ovl_compact_catch_up(const struct ovl_file *f, struct ovl_compaction *c, uint64_t upto,
+                     bool sync)
 {
   char buf[64 << 10];
 
@@ -1176,8 +1175,7 @@ ovl_compact_catch_up(const struct ovl_file *f, struct ovl_compaction *c,
 }
 
 int
-ovl_compact_commit(struct ovl_file *f, const char *prefix,
-                   struct ovl_compaction *c)
+ovl_compact_commit(struct ovl_file *f, const char *prefix, struct ovl_compaction *c)
 {
   char map[PATH_MAX], tmp[PATH_MAX];
   uint64_t records;

@@ -14,13 +14,13 @@
 #include <stdint.h>
 
 #define OVL_BLOCK_SHIFT 12
-#define OVL_BLOCK_SIZE  (1u << OVL_BLOCK_SHIFT)   /* 4 KiB granularity */
+#define OVL_BLOCK_SIZE (1u << OVL_BLOCK_SHIFT) /* 4 KiB granularity */
 
 /* What a block of the client's disk reads as. */
 enum ovl_state {
-  OVL_BASE = 0,   /* not written: read the base image */
-  OVL_DATA = 1,   /* written: read the overlay's data file */
-  OVL_ZERO = 2,   /* trimmed or zeroed: reads as zeroes, no space used */
+  OVL_BASE = 0, /* not written: read the base image */
+  OVL_DATA = 1, /* written: read the overlay's data file */
+  OVL_ZERO = 2, /* trimmed or zeroed: reads as zeroes, no space used */
 };
 
 /* Sparse two-bit-per-block map, a two-level table (overlay-format.c):
@@ -29,17 +29,16 @@ enum ovl_state {
 struct ovl_map {
   uint64_t nblocks;
   size_t ngroups;
-  uint8_t ***groups;  /* NULL group or chunk: all its blocks are OVL_BASE */
-  uint64_t ndata;     /* blocks in OVL_DATA state */
-  uint64_t nzero;     /* blocks in OVL_ZERO state */
+  uint8_t ***groups; /* NULL group or chunk: all its blocks are OVL_BASE */
+  uint64_t ndata;    /* blocks in OVL_DATA state */
+  uint64_t nzero;    /* blocks in OVL_ZERO state */
 };
 
 int ovl_map_init(struct ovl_map *m, uint64_t nblocks);
 void ovl_map_free(struct ovl_map *m);
 enum ovl_state ovl_map_get(const struct ovl_map *m, uint64_t block);
 /* Sets blocks [first, first+count) to state.  Returns 0 or -ENOMEM. */
-int ovl_map_set(struct ovl_map *m, uint64_t first, uint64_t count,
-                enum ovl_state state);
+int ovl_map_set(struct ovl_map *m, uint64_t first, uint64_t count, enum ovl_state state);
 /* Length (in blocks, at most max) of the run of equal state at block. */
 uint64_t ovl_map_run(const struct ovl_map *m, uint64_t block, uint64_t max,
                      enum ovl_state *state);
@@ -53,12 +52,12 @@ size_t ovl_map_memory(const struct ovl_map *m);
 #define OVL_BOOT_ID_MAX 64
 #define OVL_SHA256_HEX 64
 struct ovl_header_info {
-  uint64_t size;                      /* virtual disk size in bytes */
-  uint64_t created;                   /* seconds since the epoch */
-  uint64_t base_size;                 /* size of the base image file */
-  int64_t base_mtime_ns;              /* its mtime when pinned */
-  char base_path[OVL_BASE_PATH_MAX];  /* absolute path of the pinned base */
-  char boot_id[OVL_BOOT_ID_MAX + 1];  /* boot that created it, or "" */
+  uint64_t size;                     /* virtual disk size in bytes */
+  uint64_t created;                  /* seconds since the epoch */
+  uint64_t base_size;                /* size of the base image file */
+  int64_t base_mtime_ns;             /* its mtime when pinned */
+  char base_path[OVL_BASE_PATH_MAX]; /* absolute path of the pinned base */
+  char boot_id[OVL_BOOT_ID_MAX + 1]; /* boot that created it, or "" */
   /* The base's content id: the sha256 (hex) its image store published it
    * with, or "" (a plain image file, or an overlay older than the field):
    * then the base is the file at base_path, with that size and mtime. */
@@ -72,13 +71,13 @@ struct ovl_file {
   int data_fd;
   struct ovl_header_info info;
   struct ovl_map map;
-  uint64_t log_end;       /* next append offset in the map file */
-  uint64_t log_records;   /* records in the journal (for compaction) */
-  uint64_t log_reserved;  /* the map file has space up to here */
-  bool durable;           /* its files' names are on stable storage */
-  int dir_fd;             /* their directory, until durable */
-  uint64_t torn_bytes;    /* a torn tail cut off (or, read-only, ignored) */
-  char damage[256];       /* what is wrong, after -EUCLEAN (or salvage) */
+  uint64_t log_end;      /* next append offset in the map file */
+  uint64_t log_records;  /* records in the journal (for compaction) */
+  uint64_t log_reserved; /* the map file has space up to here */
+  bool durable;          /* its files' names are on stable storage */
+  int dir_fd;            /* their directory, until durable */
+  uint64_t torn_bytes;   /* a torn tail cut off (or, read-only, ignored) */
+  char damage[256];      /* what is wrong, after -EUCLEAN (or salvage) */
 };
 
 /* Creates a new, empty overlay (files written to temporaries and renamed
@@ -119,8 +118,7 @@ struct ovl_record {
 
 /* Appends one batch of records at f->log_end (not synced; the caller
  * orders it after the data it describes and fsyncs).  Returns 0/-errno. */
-int ovl_file_append(struct ovl_file *f, const struct ovl_record *recs,
-                    size_t n);
+int ovl_file_append(struct ovl_file *f, const struct ovl_record *recs, size_t n);
 /* Rewrites the journal as one snapshot of f->map (temporary file, fsync,
  * rename).  Call only when the data file is synced. */
 int ovl_file_compact(struct ovl_file *f, const char *prefix);
@@ -129,18 +127,17 @@ int ovl_file_compact(struct ovl_file *f, const char *prefix);
  * then the journal's batches after from copied behind it, then, with
  * appends held off, the last ones copied and the snapshot put in place. */
 struct ovl_compaction {
-  int fd;                 /* PREFIX.compact.tmp */
-  uint64_t end;           /* its length */
-  uint64_t synced;        /* bytes of it known durable */
-  uint64_t copied;        /* the old journal is in it up to here */
-  uint64_t records;       /* records of the snapshot */
-  uint64_t records_from;  /* the old journal's records at from */
+  int fd;                /* PREFIX.compact.tmp */
+  uint64_t end;          /* its length */
+  uint64_t synced;       /* bytes of it known durable */
+  uint64_t copied;       /* the old journal is in it up to here */
+  uint64_t records;      /* records of the snapshot */
+  uint64_t records_from; /* the old journal's records at from */
 };
 /* Writes the snapshot (map: the overlay's map when its journal ended at
  * from, with f's data file synced since) to PREFIX.compact.tmp. */
 int ovl_compact_begin(const struct ovl_file *f, const char *prefix,
-                      const struct ovl_map *map, uint64_t from,
-                      struct ovl_compaction *c);
+                      const struct ovl_map *map, uint64_t from, struct ovl_compaction *c);
 /* Copies the old journal's batches in [c->copied, upto) behind it;
  * with sync, then fdatasyncs it.  Appends to f may go on meanwhile. */
 int ovl_compact_catch_up(const struct ovl_file *f, struct ovl_compaction *c,
@@ -149,8 +146,7 @@ int ovl_compact_catch_up(const struct ovl_file *f, struct ovl_compaction *c,
  * PREFIX.map and makes it f's map file (same descriptor number).  The
  * rename is durable only once the directory is synced: f->durable is
  * false until then (and f->dir_fd open for it). */
-int ovl_compact_commit(struct ovl_file *f, const char *prefix,
-                       struct ovl_compaction *c);
+int ovl_compact_commit(struct ovl_file *f, const char *prefix, struct ovl_compaction *c);
 /* Gives up: closes and removes the temporary file. */
 void ovl_compact_abort(const char *prefix, struct ovl_compaction *c);
 

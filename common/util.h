@@ -8,12 +8,12 @@
 #include <stdint.h>
 
 /* The number of elements of an array (not of a pointer). */
-#define ARRAY_SIZE(a) (sizeof (a) / sizeof (a)[0])
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof(a)[0])
 
 /* snprintf that reports truncation: 0, or -ENAMETOOLONG when the result
  * did not fit (buf then holds a truncated, terminated string). */
 int format_path(char *buf, size_t len, const char *fmt, ...)
-  __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* "123", "64K", "512M", "2G", "1T" (binary units).  0, -EINVAL or
  * -ERANGE. */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdroot: growable arrays (see vec.h). */
 #ifdef HAVE_CONFIG_H
-#include <config.h>   /* the initrd agent is built without one */
+#include <config.h> /* the initrd agent is built without one */
 #endif
 
 #include <errno.h>

@@ -25,17 +25,18 @@ int vec_reserve(void **ptr, size_t *cap, size_t need, size_t elem);
 
 /* The same for an array of any type: ptr is the array (an lvalue of type
  * T *), cap its size_t count of allocated elements. */
-#define VEC_RESERVE(ptr, cap, need) __extension__ ({                    \
-      void *vec_p_ = (ptr);                                             \
-      int vec_r_ = vec_reserve(&vec_p_, &(cap), (need), sizeof *(ptr)); \
-      (ptr) = vec_p_;                                                   \
-      vec_r_;                                                           \
-    })
+#define VEC_RESERVE(ptr, cap, need)                                   \
+  __extension__({                                                     \
+    void *vec_p_ = (ptr);                                             \
+    int vec_r_ = vec_reserve(&vec_p_, &(cap), (need), sizeof *(ptr)); \
+    (ptr) = vec_p_;                                                   \
+    vec_r_;                                                           \
+  })
 
 /* Text that grows: appends printf output to *p (*len bytes of text,
  * *cap allocated, kept NUL-terminated).  0, -ENOMEM (the text as it was)
  * or -EINVAL (a bad format). */
-int vec_vprintf(char **p, size_t *len, size_t *cap, const char *fmt,
-                va_list ap) __attribute__((format(printf, 4, 0)));
+int vec_vprintf(char **p, size_t *len, size_t *cap, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 
 #endif

@@ -60,9 +60,9 @@ struct bctx {
   int64_t clamp;
   bool clamp_set;
   time_t now;
-  char *buf;          /* file copy buffer */
+  char *buf; /* file copy buffer */
   size_t bufsz;
-  char *dirbuf;       /* directory blocks being laid out */
+  char *dirbuf; /* directory blocks being laid out */
   size_t dirbuf_cap;
   struct build_progress pg;
   const char *failed_path; /* for the error message */
@@ -80,8 +80,7 @@ static bool
 is_nospace(errcode_t e)
 {
   return e == EXT2_ET_BLOCK_ALLOC_FAIL || e == EXT2_ET_INODE_ALLOC_FAIL ||
-         e == EXT2_ET_DIR_NO_SPACE || e == ENOSPC ||
-         e == EXT2_ET_RES_GDT_BLOCKS;
+         e == EXT2_ET_DIR_NO_SPACE || e == ENOSPC || e == EXT2_ET_RES_GDT_BLOCKS;
 }
 
 static int
@@ -124,14 +123,12 @@ inode_fill(struct bctx *c, const struct stat *st, uint16_t links,
   in->i_extra_isize = sizeof(struct ext2_inode_large) - EXT2_GOOD_OLD_INODE_SIZE;
   ex = time_extra(sec, nsec);
   in->i_atime = in->i_ctime = in->i_mtime = in->i_crtime = (uint32_t)sec;
-  in->i_atime_extra = in->i_ctime_extra = in->i_mtime_extra =
-    in->i_crtime_extra = ex;
+  in->i_atime_extra = in->i_ctime_extra = in->i_mtime_extra = in->i_crtime_extra = ex;
 }
 
 /* Sets up an empty extent tree in the inode (before it is first written). */
 static errcode_t
-inode_init_extents(struct bctx *c, ext2_ino_t ino,
-                   struct ext2_inode_large *in)
+inode_init_extents(struct bctx *c, ext2_ino_t ino, struct ext2_inode_large *in)
 {
   ext2_extent_handle_t h;
   errcode_t e;
@@ -147,16 +144,14 @@ inode_init_extents(struct bctx *c, ext2_ino_t ino,
 static errcode_t
 write_inode(struct bctx *c, ext2_ino_t ino, struct ext2_inode_large *in)
 {
-  return ext2fs_write_inode_full(c->fs, ino, (struct ext2_inode *)in,
-                                 sizeof *in);
+  return ext2fs_write_inode_full(c->fs, ino, (struct ext2_inode *)in, sizeof *in);
 }
 
 static errcode_t
 read_inode(struct bctx *c, ext2_ino_t ino, struct ext2_inode_large *in)
 {
   memset(in, 0, sizeof *in);
-  return ext2fs_read_inode_full(c->fs, ino, (struct ext2_inode *)in,
-                                sizeof *in);
+  return ext2fs_read_inode_full(c->fs, ino, (struct ext2_inode *)in, sizeof *in);
 }
 
 static errcode_t
@@ -174,8 +169,7 @@ set_xattrs(struct bctx *c, ext2_ino_t ino, const struct node *n)
   /* Each set rewrites the attribute area; all go in one handle so the
    * whole set is written once on close. */
   for (size_t i = 0; !e && i < n->nxattrs; i++)
-    e = ext2fs_xattr_set(h, n->xattrs[i].name, n->xattrs[i].value,
-                         n->xattrs[i].len);
+    e = ext2fs_xattr_set(h, n->xattrs[i].name, n->xattrs[i].value, n->xattrs[i].len);
   e2 = ext2fs_xattrs_close(&h);
   return e ? e : e2;
 }
@@ -217,7 +211,7 @@ copy_data(struct bctx *c, ext2_ino_t ino, const struct node *n)
 
     if (data < 0) {
       if (errno == ENXIO)
-        break; /* only a hole is left */
+        break;    /* only a hole is left */
       data = pos; /* no SEEK_DATA support: read everything */
       hole = (off_t)size;
     } else {
@@ -227,8 +221,7 @@ copy_data(struct bctx *c, ext2_ino_t ino, const struct node *n)
     }
     data &= ~(off_t)(BLK - 1);
     while (data < hole) {
-      size_t want = (size_t)(hole - data) < c->bufsz ? (size_t)(hole - data)
-                                                      : c->bufsz;
+      size_t want = (size_t)(hole - data) < c->bufsz ? (size_t)(hole - data) : c->bufsz;
       ssize_t got = full_pread(fd, c->buf, want, (uint64_t)data);
       size_t i = 0;
 
@@ -345,13 +338,20 @@ make_leaf(struct bctx *c, ext2_ino_t ino, const struct node *n)
 static int
 ftype_of(mode_t m)
 {
-  if (S_ISREG(m)) return EXT2_FT_REG_FILE;
-  if (S_ISDIR(m)) return EXT2_FT_DIR;
-  if (S_ISLNK(m)) return EXT2_FT_SYMLINK;
-  if (S_ISCHR(m)) return EXT2_FT_CHRDEV;
-  if (S_ISBLK(m)) return EXT2_FT_BLKDEV;
-  if (S_ISFIFO(m)) return EXT2_FT_FIFO;
-  if (S_ISSOCK(m)) return EXT2_FT_SOCK;
+  if (S_ISREG(m))
+    return EXT2_FT_REG_FILE;
+  if (S_ISDIR(m))
+    return EXT2_FT_DIR;
+  if (S_ISLNK(m))
+    return EXT2_FT_SYMLINK;
+  if (S_ISCHR(m))
+    return EXT2_FT_CHRDEV;
+  if (S_ISBLK(m))
+    return EXT2_FT_BLKDEV;
+  if (S_ISFIFO(m))
+    return EXT2_FT_FIFO;
+  if (S_ISSOCK(m))
+    return EXT2_FT_SOCK;
   return EXT2_FT_UNKNOWN;
 }
 
@@ -359,9 +359,9 @@ ftype_of(mode_t m)
 struct dirlay {
   struct bctx *c;
   unsigned nblocks;
-  unsigned off;          /* in the current block */
+  unsigned off; /* in the current block */
   struct ext2_dir_entry *last;
-  unsigned limit;        /* usable bytes per block (tail excluded) */
+  unsigned limit; /* usable bytes per block (tail excluded) */
 };
 
 static void
@@ -388,11 +388,9 @@ dir_close_block(struct dirlay *d)
     d->last->inode = 0;
     d->off = 0;
   }
-  ext2fs_set_rec_len(c->fs, d->limit - (unsigned)((char *)d->last - blk),
-                     d->last);
+  ext2fs_set_rec_len(c->fs, d->limit - (unsigned)((char *)d->last - blk), d->last);
   if (d->limit < BLK)
-    ext2fs_initialize_dirent_tail(
-      c->fs, (struct ext2_dir_entry_tail *)(blk + d->limit));
+    ext2fs_initialize_dirent_tail(c->fs, (struct ext2_dir_entry_tail *)(blk + d->limit));
 }
 
 static void
@@ -406,8 +404,7 @@ dir_add(struct dirlay *d, const char *name, ext2_ino_t ino, int ftype)
     dir_close_block(d);
     dir_new_block(d);
   }
-  de = (struct ext2_dir_entry *)(d->c->dirbuf + (size_t)(d->nblocks - 1) * BLK +
-                                 d->off);
+  de = (struct ext2_dir_entry *)(d->c->dirbuf + (size_t)(d->nblocks - 1) * BLK + d->off);
   de->inode = ino;
   ext2fs_dirent_set_name_len(de, (int)len);
   ext2fs_dirent_set_file_type(de, ftype);
@@ -420,8 +417,8 @@ dir_add(struct dirlay *d, const char *name, ext2_ino_t ino, int ftype)
 /* Writes directory n (inode ino, already allocated, entries' inodes
  * allocated) with its blocks. */
 static errcode_t
-write_dir(struct bctx *c, ext2_ino_t ino, ext2_ino_t parent,
-          const struct node *n, unsigned nsubdirs)
+write_dir(struct bctx *c, ext2_ino_t ino, ext2_ino_t parent, const struct node *n,
+          unsigned nsubdirs)
 {
   struct ext2_inode_large in;
   struct ext2_inode small;
@@ -430,7 +427,8 @@ write_dir(struct bctx *c, ext2_ino_t ino, ext2_ino_t parent,
   unsigned min_blocks = ino == EXT2_ROOT_INO + 9 ? LPF_BLOCKS : 1;
 
   d.limit = ext2fs_has_feature_metadata_csum(c->fs->super)
-              ? BLK - (unsigned)sizeof(struct ext2_dir_entry_tail) : BLK;
+                ? BLK - (unsigned)sizeof(struct ext2_dir_entry_tail)
+                : BLK;
   dir_new_block(&d);
   dir_add(&d, ".", ino, EXT2_FT_DIR);
   dir_add(&d, "..", parent, EXT2_FT_DIR);
@@ -460,8 +458,7 @@ write_dir(struct bctx *c, ext2_ino_t ino, ext2_ino_t parent,
     blk64_t pblk = 0;
     e = ext2fs_bmap2(c->fs, ino, &small, NULL, BMAP_ALLOC, b, NULL, &pblk);
     if (!e)
-      e = ext2fs_write_dir_block4(c->fs, pblk, c->dirbuf + (size_t)b * BLK,
-                                  0, ino);
+      e = ext2fs_write_dir_block4(c->fs, pblk, c->dirbuf + (size_t)b * BLK, 0, ino);
   }
   if (e)
     return e;
@@ -476,8 +473,7 @@ write_dir(struct bctx *c, ext2_ino_t ino, ext2_ino_t parent,
 /* Populates directory n (inode ino).  Entries first (in name order), so a
  * directory's inodes and data stay together; then the subdirectories. */
 static errcode_t
-populate_dir(struct bctx *c, struct node *n, ext2_ino_t ino,
-             ext2_ino_t parent)
+populate_dir(struct bctx *c, struct node *n, ext2_ino_t ino, ext2_ino_t parent)
 {
   unsigned nsubdirs = 0;
   errcode_t e;
@@ -580,8 +576,7 @@ uuid_from(uint8_t out[16], const uint8_t digest[32], const char *what)
 /* Creates the filesystem geometry for nblocks/ninodes in memory.  Returns
  * free blocks after the fs's own metadata (journal excluded). */
 static errcode_t
-make_fs(const char *path, uint64_t nblocks, uint64_t ninodes,
-        ext2_filsys *ret)
+make_fs(const char *path, uint64_t nblocks, uint64_t ninodes, ext2_filsys *ret)
 {
   struct ext2_super_block p;
   ext2_filsys fs;
@@ -597,18 +592,13 @@ make_fs(const char *path, uint64_t nblocks, uint64_t ninodes,
   p.s_desc_size = EXT2_MIN_DESC_SIZE_64BIT;
   p.s_feature_compat = EXT2_FEATURE_COMPAT_EXT_ATTR | EXT2_FEATURE_COMPAT_DIR_INDEX |
                        EXT3_FEATURE_COMPAT_HAS_JOURNAL;
-  p.s_feature_incompat = EXT2_FEATURE_INCOMPAT_FILETYPE |
-                         EXT3_FEATURE_INCOMPAT_EXTENTS |
-                         EXT4_FEATURE_INCOMPAT_64BIT |
-                         EXT4_FEATURE_INCOMPAT_FLEX_BG;
-  p.s_feature_ro_compat = EXT2_FEATURE_RO_COMPAT_SPARSE_SUPER |
-                          EXT2_FEATURE_RO_COMPAT_LARGE_FILE |
-                          EXT4_FEATURE_RO_COMPAT_HUGE_FILE |
-                          EXT4_FEATURE_RO_COMPAT_DIR_NLINK |
-                          EXT4_FEATURE_RO_COMPAT_EXTRA_ISIZE |
-                          EXT4_FEATURE_RO_COMPAT_METADATA_CSUM;
-  e = ext2fs_initialize(path, EXT2_FLAG_RW | EXT2_FLAG_64BITS, &p,
-                        unix_io_manager, &fs);
+  p.s_feature_incompat = EXT2_FEATURE_INCOMPAT_FILETYPE | EXT3_FEATURE_INCOMPAT_EXTENTS |
+                         EXT4_FEATURE_INCOMPAT_64BIT | EXT4_FEATURE_INCOMPAT_FLEX_BG;
+  p.s_feature_ro_compat =
+      EXT2_FEATURE_RO_COMPAT_SPARSE_SUPER | EXT2_FEATURE_RO_COMPAT_LARGE_FILE |
+      EXT4_FEATURE_RO_COMPAT_HUGE_FILE | EXT4_FEATURE_RO_COMPAT_DIR_NLINK |
+      EXT4_FEATURE_RO_COMPAT_EXTRA_ISIZE | EXT4_FEATURE_RO_COMPAT_METADATA_CSUM;
+  e = ext2fs_initialize(path, EXT2_FLAG_RW | EXT2_FLAG_64BITS, &p, unix_io_manager, &fs);
   if (e)
     return e;
   e = ext2fs_allocate_tables(fs);
@@ -628,8 +618,7 @@ fs_free_blocks(ext2_filsys fs)
   blk64_t used = 0;
   blk64_t total = ext2fs_blocks_count(fs->super);
 
-  if (ext2fs_count_used_clusters(fs, fs->super->s_first_data_block,
-                                 total - 1, &used))
+  if (ext2fs_count_used_clusters(fs, fs->super->s_first_data_block, total - 1, &used))
     return 0;
   return total - fs->super->s_first_data_block - used;
 }
@@ -649,15 +638,13 @@ struct geometry {
 
 /* A first guess at the geometry, from the tree and the options. */
 static int
-plan_geometry(const struct build_opts *o, const struct tree *t,
-              struct geometry *g)
+plan_geometry(const struct build_opts *o, const struct tree *t, struct geometry *g)
 {
   /* What the tree needs: data, directories, lost+found, root, slack for
    * extent-tree growth and allocation rounding. */
   g->need = t->data_blocks + t->meta_blocks + LPF_BLOCKS + 16;
   g->need += g->need / 100;
-  g->headroom = g->need * o->headroom_pct / 100 +
-                (o->headroom_abs + BLK - 1) / BLK;
+  g->headroom = g->need * o->headroom_pct / 100 + (o->headroom_abs + BLK - 1) / BLK;
   g->ninodes = o->inodes;
   if (!g->ninodes)
     g->ninodes = t->ninodes + t->ninodes * o->headroom_pct / 100 + 1024;
@@ -702,15 +689,13 @@ create_fs(const struct build_opts *o, const struct tree *t, const char *path,
       if (o->size && (e == EXT2_ET_TOO_MANY_INODES || is_nospace(e)))
         log_err("the tree needs %llu inodes, too many for --size %llu MiB: "
                 "give a larger --size or drop it",
-                (unsigned long long)t->ninodes,
-                (unsigned long long)(o->size >> 20));
+                (unsigned long long)t->ninodes, (unsigned long long)(o->size >> 20));
       else
         log_err("cannot create the filesystem: %s", ext2_strerror(e));
       return -EINVAL;
     }
     freeb = fs_free_blocks(*fsp);
-    want = g->need + journal_blocks_for(g->nblocks) +
-           (o->size ? 0 : g->headroom);
+    want = g->need + journal_blocks_for(g->nblocks) + (o->size ? 0 : g->headroom);
     if (freeb >= want)
       return 0;
     ext2fs_free(*fsp);
@@ -719,8 +704,8 @@ create_fs(const struct build_opts *o, const struct tree *t, const char *path,
       uint64_t mib = ((g->nblocks - freeb) + want + 255) / 256;
       log_err("tree %s does not fit: it needs about %llu MiB, --size is "
               "%llu MiB; give --size %lluM or more, or drop --size",
-              o->tree, (unsigned long long)mib,
-              (unsigned long long)(g->nblocks / 256), (unsigned long long)mib);
+              o->tree, (unsigned long long)mib, (unsigned long long)(g->nblocks / 256),
+              (unsigned long long)mib);
       return -ENOSPC;
     }
     g->nblocks += (want - freeb) + (want - freeb) / 8;
@@ -753,8 +738,7 @@ set_identity(struct bctx *c)
   fs->super->s_kbytes_written = 0;
   fs->now = c->now;
   if (o->label)
-    strncpy((char *)fs->super->s_volume_name, o->label,
-            sizeof fs->super->s_volume_name);
+    strncpy((char *)fs->super->s_volume_name, o->label, sizeof fs->super->s_volume_name);
   ext2fs_init_csum_seed(fs);
   for (dgrp_t g = 0; g < fs->group_desc_count; g++)
     ext2fs_bg_flags_set(fs, g, EXT2_BG_INODE_ZEROED);
@@ -781,8 +765,7 @@ set_up_fs(struct bctx *c)
     e = ext2fs_get_journal_params(&jp, fs);
   if (!e)
     e = ext2fs_add_journal_inode3(fs, &jp, ~0ULL,
-                                  EXT2_MKJOURNAL_LAZYINIT |
-                                    EXT2_MKJOURNAL_NO_MNT_CHECK);
+                                  EXT2_MKJOURNAL_LAZYINIT | EXT2_MKJOURNAL_NO_MNT_CHECK);
   if (!e)
     e = prepare_lost_found(c);
   if (e) {
@@ -856,8 +839,8 @@ build_fs(struct bctx *c, int fd, const char *path)
 }
 
 int
-build_ext4(const struct build_opts *o, struct tree *t,
-           const struct build_clock *clk, int fd, const char *path)
+build_ext4(const struct build_opts *o, struct tree *t, const struct build_clock *clk,
+           int fd, const char *path)
 {
   struct bctx c;
   int r;
@@ -915,10 +898,14 @@ parse_uuid(const char *s, uint8_t out[16])
     int v;
     if (*p == '-')
       continue;
-    if (*p >= '0' && *p <= '9') v = *p - '0';
-    else if (*p >= 'a' && *p <= 'f') v = *p - 'a' + 10;
-    else if (*p >= 'A' && *p <= 'F') v = *p - 'A' + 10;
-    else return -EINVAL;
+    if (*p >= '0' && *p <= '9')
+      v = *p - '0';
+    else if (*p >= 'a' && *p <= 'f')
+      v = *p - 'a' + 10;
+    else if (*p >= 'A' && *p <= 'F')
+      v = *p - 'A' + 10;
+    else
+      return -EINVAL;
     if (n >= 32)
       return -EINVAL;
     if (n % 2 == 0)
@@ -937,7 +924,8 @@ build_usage(FILE *f)
         "         [--format ext4|squashfs] [--compression zstd|gzip|xz]\n"
         "         [--exclude PATTERN]... [--size SIZE] [--headroom N%|SIZE]\n"
         "         [--inodes N] [--uuid UUID] [--hash-seed UUID]\n"
-        "         [--label LABEL] [--force] [--quiet | --progress]\n", f);
+        "         [--label LABEL] [--force] [--quiet | --progress]\n",
+        f);
 }
 
 /* The absolute, resolved path out (a file or directory that may not
@@ -953,8 +941,7 @@ future_realpath(const char *out)
   copy1 = xstrdup(out);
   copy2 = xstrdup(out);
   dir = realpath(dirname(copy1), NULL);
-  p = dir ? xasprintf("%s/%s", strcmp(dir, "/") ? dir : "",
-                      basename(copy2)) : NULL;
+  p = dir ? xasprintf("%s/%s", strcmp(dir, "/") ? dir : "", basename(copy2)) : NULL;
   free(dir);
   free(copy1);
   free(copy2);
@@ -968,8 +955,8 @@ future_realpath(const char *out)
  * where its temporary is made too), it is fine: building from / with
  * /srv excluded, say. */
 static int
-check_output_outside_tree(const char *tree_real, const char *out,
-                          bool is_store, const struct exclude_list *x)
+check_output_outside_tree(const char *tree_real, const char *out, bool is_store,
+                          const struct exclude_list *x)
 {
   char *dir = future_realpath(out), *slash;
   size_t tl = strlen(tree_real);
@@ -989,10 +976,12 @@ check_output_outside_tree(const char *tree_real, const char *out,
                                   is_store ? "it" : "its directory", rel)
                       : xstrdup("");
     log_err("%s %s is inside the tree %s being built: %s; put it outside "
-            "the tree%s", is_store ? "store" : "image", out, tree_real,
+            "the tree%s",
+            is_store ? "store" : "image", out, tree_real,
             is_store ? "every build would copy the earlier versions into "
                        "the new one"
-                     : "the image would contain itself", hint);
+                     : "the image would contain itself",
+            hint);
     free(hint);
     r = -EINVAL;
   }
@@ -1020,14 +1009,16 @@ parse_headroom(const char *arg, struct build_opts *o, bool *pct_set)
     unsigned long v = strtoul(arg, &end, 10);
     if (*end != '%' || v > 1000) {
       log_err("--headroom '%s': give a percentage (e.g. 30%%) or a "
-              "size (e.g. 256M)", arg);
+              "size (e.g. 256M)",
+              arg);
       return -EINVAL;
     }
     o->headroom_pct = (unsigned)v;
     *pct_set = true;
   } else if (parse_size(arg, &o->headroom_abs) < 0) {
     log_err("--headroom '%s': give a percentage (e.g. 30%%) or a size "
-            "(e.g. 256M)", arg);
+            "(e.g. 256M)",
+            arg);
     return -EINVAL;
   } else if (!*pct_set) {
     o->headroom_pct = 0;
@@ -1043,34 +1034,34 @@ parse_image_option(int c, const char *arg, struct build_opts *o)
   char *end;
 
   switch (c) {
-  case 'i':
-    o->inodes = strtoull(arg, &end, 10);
-    if (*end || !o->inodes) {
-      log_err("--inodes '%s': give a positive number", arg);
-      return -EINVAL;
-    }
-    return 0;
-  case 'U':
-    if (parse_uuid(arg, o->uuid) < 0) {
-      log_err("--uuid '%s' is not a UUID (32 hex digits)", arg);
-      return -EINVAL;
-    }
-    o->uuid_set = true;
-    return 0;
-  case 'E':
-    if (parse_uuid(arg, o->hash_seed) < 0) {
-      log_err("--hash-seed '%s' is not a UUID (32 hex digits)", arg);
-      return -EINVAL;
-    }
-    o->hash_seed_set = true;
-    return 0;
-  case 'L':
-    if (strlen(arg) > 16) {
-      log_err("--label '%s' is longer than 16 bytes", arg);
-      return -EINVAL;
-    }
-    o->label = arg;
-    return 0;
+    case 'i':
+      o->inodes = strtoull(arg, &end, 10);
+      if (*end || !o->inodes) {
+        log_err("--inodes '%s': give a positive number", arg);
+        return -EINVAL;
+      }
+      return 0;
+    case 'U':
+      if (parse_uuid(arg, o->uuid) < 0) {
+        log_err("--uuid '%s' is not a UUID (32 hex digits)", arg);
+        return -EINVAL;
+      }
+      o->uuid_set = true;
+      return 0;
+    case 'E':
+      if (parse_uuid(arg, o->hash_seed) < 0) {
+        log_err("--hash-seed '%s' is not a UUID (32 hex digits)", arg);
+        return -EINVAL;
+      }
+      o->hash_seed_set = true;
+      return 0;
+    case 'L':
+      if (strlen(arg) > 16) {
+        log_err("--label '%s' is longer than 16 bytes", arg);
+        return -EINVAL;
+      }
+      o->label = arg;
+      return 0;
   }
   build_usage(stderr);
   return -EINVAL;
@@ -1101,12 +1092,12 @@ static const char *
 ext4_option_name(int c)
 {
   switch (c) {
-  case 's': return "--size";
-  case 'H': return "--headroom";
-  case 'i': return "--inodes";
-  case 'U': return "--uuid";
-  case 'E': return "--hash-seed";
-  case 'L': return "--label";
+    case 's': return "--size";
+    case 'H': return "--headroom";
+    case 'i': return "--inodes";
+    case 'U': return "--uuid";
+    case 'E': return "--hash-seed";
+    case 'L': return "--label";
   }
   return NULL;
 }
@@ -1140,14 +1131,12 @@ check_build_args(int argc, char **argv, struct build_args *a)
     return 2;
   }
   a->o.tree = argv[optind];
-  if (!a->out == !a->store || (a->store && !a->name) ||
-      (a->name && !a->store)) {
+  if (!a->out == !a->store || (a->store && !a->name) || (a->name && !a->store)) {
     log_err("build needs either -o IMAGE or --store DIR --name NAME");
     return 2;
   }
   if (a->name && (!store_name_valid(a->name) || strlen(a->name) > 200)) {
-    log_err("--name '%s': give a plain name without '/' or a leading '.'",
-            a->name);
+    log_err("--name '%s': give a plain name without '/' or a leading '.'", a->name);
     return 2;
   }
   if (!a->o.compression && a->o.format == IMAGE_SQUASHFS)
@@ -1188,36 +1177,36 @@ parse_build_args(int argc, char **argv, struct build_args *a)
   o->headroom_abs = 16u << 20;
   while ((c = getopt_long(argc, argv, "o:s:qfh", opts, NULL)) != -1) {
     switch (c) {
-    case 'o': a->out = optarg; break;
-    case 'S': a->store = optarg; break;
-    case 'N': a->name = optarg; break;
-    case 's':
-      if (parse_size(optarg, &o->size) < 0 || o->size < (16u << 20)) {
-        log_err("--size '%s': give a size of at least 16M, e.g. 2G", optarg);
-        return 2;
-      }
-      break;
-    case 'H':
-      if (parse_headroom(optarg, o, &headroom_pct_set) < 0)
-        return 2;
-      break;
-    case 'f': a->force = true; break;
-    case 'q': o->quiet = true; break;
-    case 'P': o->progress = true; break;
-    case 'x':
-      if (exclude_add(&o->exclude, optarg) < 0)
-        return 2;
-      break;
-    case 'F':
-    case 'C':
-      if (parse_format_option(c, optarg, o) < 0)
-        return 2;
-      break;
-    case 'h': build_usage(stdout); return 0;
-    default:
-      if (parse_image_option(c, optarg, o) < 0)
-        return 2;
-      break;
+      case 'o': a->out = optarg; break;
+      case 'S': a->store = optarg; break;
+      case 'N': a->name = optarg; break;
+      case 's':
+        if (parse_size(optarg, &o->size) < 0 || o->size < (16u << 20)) {
+          log_err("--size '%s': give a size of at least 16M, e.g. 2G", optarg);
+          return 2;
+        }
+        break;
+      case 'H':
+        if (parse_headroom(optarg, o, &headroom_pct_set) < 0)
+          return 2;
+        break;
+      case 'f': a->force = true; break;
+      case 'q': o->quiet = true; break;
+      case 'P': o->progress = true; break;
+      case 'x':
+        if (exclude_add(&o->exclude, optarg) < 0)
+          return 2;
+        break;
+      case 'F':
+      case 'C':
+        if (parse_format_option(c, optarg, o) < 0)
+          return 2;
+        break;
+      case 'h': build_usage(stdout); return 0;
+      default:
+        if (parse_image_option(c, optarg, o) < 0)
+          return 2;
+        break;
     }
     if (!a->ext4_option)
       a->ext4_option = ext4_option_name(c);
@@ -1242,19 +1231,20 @@ check_tree(const struct build_args *a, struct build_job *j)
 
   if (stat(o->tree, &st) < 0) {
     int r = -errno;
-    log_err("tree %s: %s: give the directory to turn into an image",
-            o->tree, strerror(-r));
+    log_err("tree %s: %s: give the directory to turn into an image", o->tree,
+            strerror(-r));
     return r;
   }
   if (!S_ISDIR(st.st_mode)) {
     log_err("tree %s is not a directory: give the directory to turn into "
-            "an image", o->tree);
+            "an image",
+            o->tree);
     return -ENOTDIR;
   }
   j->tree_real = realpath(o->tree, NULL);
   if (j->tree_real)
-    return check_output_outside_tree(j->tree_real, a->out ? a->out : a->store,
-                                     !a->out, &o->exclude);
+    return check_output_outside_tree(j->tree_real, a->out ? a->out : a->store, !a->out,
+                                     &o->exclude);
   return 0;
 }
 
@@ -1327,13 +1317,14 @@ name_image(struct build_args *a, struct build_job *j)
   int r;
 
   if (!a->out)
-    return store_publish(j->namedir, &j->of,
-                         j->tree_real ? j->tree_real : a->o.tree, 0, &id);
+    return store_publish(j->namedir, &j->of, j->tree_real ? j->tree_real : a->o.tree, 0,
+                         &id);
   r = a->force ? outfile_install(&j->of, a->out) : outfile_link(&j->of, a->out);
   if (r < 0) {
     log_err("cannot create %s: %s", a->out,
             r == -EEXIST ? "it appeared while building (remove it or "
-                           "pass --force)" : strerror(-r));
+                           "pass --force)"
+                         : strerror(-r));
     return r;
   }
   fsync_dir_of(a->out);
@@ -1365,8 +1356,8 @@ run_build(struct build_args *a, struct build_job *j)
   if (r == 0 && fstab_problem)
     log_warn("tree %s: %s, so nothing remounts the root read-write: the "
              "clients run on a read-only root unless booted with rw; add a "
-             "line such as '/dev/nbd0 / ext4 defaults 0 1'", a->o.tree,
-             fstab_problem);
+             "line such as '/dev/nbd0 / ext4 defaults 0 1'",
+             a->o.tree, fstab_problem);
   return r;
 }
 

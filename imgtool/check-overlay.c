@@ -36,17 +36,17 @@ check_usage(FILE *f)
   fputs("usage: imgtool check-overlay [--salvage NEW] OVERLAY\n"
         "  OVERLAY and NEW are overlay paths without .map/.data,\n"
         "  e.g. /var/lib/nbdsrv/EXPORT/ID.  Exit status: 0 sound (or\n"
-        "  salvaged), 1 damaged, 2 usage or I/O error.\n", f);
+        "  salvaged), 1 damaged, 2 usage or I/O error.\n",
+        f);
 }
 
 static void
 say_sound(const char *prefix, const struct ovl_file *f)
 {
-  printf("%s: sound: disk %" PRIu64 " bytes, journal %" PRIu64
-         " bytes (%" PRIu64 " records), %" PRIu64 " blocks of data, %" PRIu64
-         " zeroed; base %s\n",
-         prefix, f->info.size, f->log_end, f->log_records, f->map.ndata,
-         f->map.nzero, f->info.base_path);
+  printf("%s: sound: disk %" PRIu64 " bytes, journal %" PRIu64 " bytes (%" PRIu64
+         " records), %" PRIu64 " blocks of data, %" PRIu64 " zeroed; base %s\n",
+         prefix, f->info.size, f->log_end, f->log_records, f->map.ndata, f->map.nzero,
+         f->info.base_path);
   if (f->torn_bytes)
     printf("%s: a torn tail of %" PRIu64 " bytes after the last whole batch "
            "(a crash during an append; the server cuts it)\n",
@@ -57,8 +57,8 @@ say_sound(const char *prefix, const struct ovl_file *f)
  * those beyond the end of from's data file become OVL_ZERO in map
  * (*lost counts them). */
 static int
-copy_data(const struct ovl_file *from, const struct ovl_file *to,
-          struct ovl_map *map, uint64_t *lost)
+copy_data(const struct ovl_file *from, const struct ovl_file *to, struct ovl_map *map,
+          uint64_t *lost)
 {
   char *buf = malloc(COPY_CHUNK);
   struct stat st;
@@ -121,7 +121,7 @@ salvage(const struct ovl_file *from, const char *prefix)
     r = copy_data(from, &to, &map, &lost);
   if (r == 0) {
     ovl_map_free(&to.map);
-    to.map = map;   /* to owns it now */
+    to.map = map; /* to owns it now */
     map.groups = NULL;
     r = ovl_file_compact(&to, prefix);
   }
@@ -187,7 +187,8 @@ check(const char *prefix, const char *dest)
     return damaged(prefix, f.damage, dest);
   if (r == -ENOENT) {
     log_err("no overlay at %s (%s.map is missing, or empty: "
-            "a creation a crash interrupted)", prefix, prefix);
+            "a creation a crash interrupted)",
+            prefix, prefix);
     return 2;
   }
   if (r < 0) {
@@ -214,9 +215,12 @@ cmd_check_overlay(int argc, char **argv)
 
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
-    case 's': free(dest); dest = prefix_of(optarg); break;
-    case 'h': check_usage(stdout); return 0;
-    default: check_usage(stderr); return 2;
+      case 's':
+        free(dest);
+        dest = prefix_of(optarg);
+        break;
+      case 'h': check_usage(stdout); return 0;
+      default: check_usage(stderr); return 2;
     }
   }
   if (optind != argc - 1) {

@@ -33,8 +33,8 @@
 struct layered_job {
   char *namedir, *undone, *img;
   struct client_state s;
-  struct version_meta meta;  /* of the base */
-  struct tree t;             /* the base, then the folded tree */
+  struct version_meta meta; /* of the base */
+  struct tree t;            /* the base, then the folded tree */
   struct image_reader *rd;
   struct outfile of;
   unsigned *ids, parent;
@@ -55,13 +55,13 @@ find_booted(struct layered_job *j, const char *name, bool force)
     log_err("cannot read store %s: %s", j->namedir, strerror(-r));
     return r;
   }
-  if (check_base_is_current(j->namedir, j->s.view.prefix, j->parent, j->ids,
-                            j->n, force, &j->undone) < 0)
+  if (check_base_is_current(j->namedir, j->s.view.prefix, j->parent, j->ids, j->n, force,
+                            &j->undone) < 0)
     return -EPERM;
   r = store_read_meta(j->namedir, j->parent, &j->meta);
   if (r < 0)
-    log_err("cannot read the metadata of version %04u in %s: %s", j->parent,
-            j->namedir, strerror(-r));
+    log_err("cannot read the metadata of version %04u in %s: %s", j->parent, j->namedir,
+            strerror(-r));
   return r;
 }
 
@@ -69,8 +69,7 @@ find_booted(struct layered_job *j, const char *name, bool force)
 static int
 build_folded(struct layered_job *j)
 {
-  struct build_opts o = { .output = j->namedir, .headroom_pct = 20,
-                          .quiet = true };
+  struct build_opts o = { .output = j->namedir, .headroom_pct = 20, .quiet = true };
   struct build_clock clk = { 0 };
   char *target = xasprintf("%s/commit.img", j->namedir);
   int r, sde = source_date_epoch(&clk.clamp);
@@ -81,8 +80,7 @@ build_folded(struct layered_job *j)
   }
   clk.clamp_set = sde > 0;
   clk.now = clk.clamp_set ? clk.clamp : (int64_t)time(NULL);
-  o.format = strcmp(j->meta.format, "squashfs") == 0 ? IMAGE_SQUASHFS
-                                                     : IMAGE_EXT4;
+  o.format = strcmp(j->meta.format, "squashfs") == 0 ? IMAGE_SQUASHFS : IMAGE_EXT4;
   o.compression = j->meta.compression;
   tree_account(&j->t, clk.clamp, clk.clamp_set, 0);
   r = outfile_create(target, 0644, &j->of);
@@ -91,9 +89,8 @@ build_folded(struct layered_job *j)
     log_err("cannot create a file in %s: %s", j->namedir, strerror(-r));
     return r;
   }
-  return o.format == IMAGE_SQUASHFS
-           ? build_squashfs(&o, &j->t, &clk, j->of.fd)
-           : build_ext4(&o, &j->t, &clk, j->of.fd, j->of.path);
+  return o.format == IMAGE_SQUASHFS ? build_squashfs(&o, &j->t, &clk, j->of.fd)
+                                    : build_ext4(&o, &j->t, &clk, j->of.fd, j->of.path);
 }
 
 static int
@@ -113,7 +110,8 @@ run_layered(struct layered_job *j, const char *store, const char *name,
   if (!j->s.clean && !force) {
     log_err("the state disk of %s was not cleanly unmounted (the client is "
             "still running, or crashed): shut the client down and commit "
-            "again, or pass --force", client);
+            "again, or pass --force",
+            client);
     return -EBUSY;
   }
   tmpfile_install_signals();
@@ -134,17 +132,16 @@ run_layered(struct layered_job *j, const char *store, const char *name,
   r = build_folded(j);
   if (r < 0)
     return r;
-  source = xasprintf("commit of the upper layer of %s on %04u", client,
-                     j->parent);
+  source = xasprintf("commit of the upper layer of %s on %04u", client, j->parent);
   r = store_publish(j->namedir, &j->of, source, j->parent, &id);
   free(source);
   if (r < 0)
     return r;
-  fprintf(stderr, "imgtool: commit: %04u = %04u + the upper layer of %s\n",
-          id, j->parent, client);
+  fprintf(stderr, "imgtool: commit: %04u = %04u + the upper layer of %s\n", id, j->parent,
+          client);
   if (j->undone)
-    log_warn("commit --force: %04u is %04u + this client's changes: it %s",
-             id, j->parent, j->undone);
+    log_warn("commit --force: %04u is %04u + this client's changes: it %s", id, j->parent,
+             j->undone);
   return 0;
 }
 

@@ -46,9 +46,8 @@
  * what committing it would undo and refuses (-1), or with force returns
  * 0 with *undone set to that, for the report.  0 when it is. */
 int
-check_base_is_current(const char *namedir, const char *prefix,
-                      unsigned parent, const unsigned *ids, size_t n,
-                      bool force, char **undone)
+check_base_is_current(const char *namedir, const char *prefix, unsigned parent,
+                      const unsigned *ids, size_t n, bool force, char **undone)
 {
   unsigned cur = 0, *newer = xcalloc(n, sizeof *newer);
   size_t k = 0;
@@ -57,7 +56,8 @@ check_base_is_current(const char *namedir, const char *prefix,
   *undone = NULL;
   if (store_current(namedir, &cur) < 0) {
     log_err("%s/current is not a version link: repair it with imgtool "
-            "rollback before committing", namedir);
+            "rollback before committing",
+            namedir);
     free(newer);
     return -1;
   }
@@ -77,8 +77,9 @@ check_base_is_current(const char *namedir, const char *prefix,
             "committing it would %s (the new version would be %04u + this "
             "client's changes); reset the client (remove %s.map and "
             "%s.data), boot it on %04u and redo its changes, or pass "
-            "--force to %s", prefix, parent, cur, effect, parent, prefix,
-            prefix, cur, parent < cur ? "roll them back" : "undo it");
+            "--force to %s",
+            prefix, parent, cur, effect, parent, prefix, prefix, cur,
+            parent < cur ? "roll them back" : "undo it");
     free(effect);
     free(list);
     return -1;
@@ -117,13 +118,14 @@ commit_usage(FILE *f)
         "          --state-export STATE) [--force]\n"
         "  PREFIX is the overlay's path without .map/.data, e.g.\n"
         "  OVERLAY_DIR/NAME/ID for nbdsrv -o OVERLAY_DIR (with --layered:\n"
-        "  the client's state disk, OVERLAY_DIR/STATE/ID).\n", f);
+        "  the client's state disk, OVERLAY_DIR/STATE/ID).\n",
+        f);
 }
 
 /* The command line of commit. */
 struct commit_opts {
   const char *store, *name, *overlay, *ovdir, *client, *state_export;
-  char cid[CLIENT_ID_MAX + 1];  /* client, canonical */
+  char cid[CLIENT_ID_MAX + 1]; /* client, canonical */
   bool force, layered;
 };
 
@@ -146,15 +148,17 @@ check_commit_args(int argc, struct commit_opts *o)
   if (!store_name_valid(o->name) ||
       (o->state_export && !store_name_valid(o->state_export))) {
     log_err("--name '%s'%s%s: give plain names without '/' or a leading "
-            "'.'", o->name, o->state_export ? ", --state-export " : "",
+            "'.'",
+            o->name, o->state_export ? ", --state-export " : "",
             o->state_export ? o->state_export : "");
     return 2;
   }
   /* The identities nbdsrv accepts (an address or NAME@ID's ID). */
-  if (o->client && (!client_id_valid(o->client, strlen(o->client)) ||
-                    o->client[0] == '.')) {
+  if (o->client &&
+      (!client_id_valid(o->client, strlen(o->client)) || o->client[0] == '.')) {
     log_err("--client '%s' is not a client identity (1 to 64 of "
-            "[A-Za-z0-9._:-], e.g. 52-54-00-12-34-56 or 10.0.0.7)", o->client);
+            "[A-Za-z0-9._:-], e.g. 52-54-00-12-34-56 or 10.0.0.7)",
+            o->client);
     return 2;
   }
   if (o->client) {
@@ -186,16 +190,16 @@ parse_commit_args(int argc, char **argv, struct commit_opts *o)
 
   while ((c = getopt_long(argc, argv, "fh", opts, NULL)) != -1) {
     switch (c) {
-    case 'S': o->store = optarg; break;
-    case 'N': o->name = optarg; break;
-    case 'O': o->overlay = optarg; break;
-    case 'D': o->ovdir = optarg; break;
-    case 'C': o->client = optarg; break;
-    case 'f': o->force = true; break;
-    case 'L': o->layered = true; break;
-    case 'E': o->state_export = optarg; break;
-    case 'h': commit_usage(stdout); return 0;
-    default: commit_usage(stderr); return 2;
+      case 'S': o->store = optarg; break;
+      case 'N': o->name = optarg; break;
+      case 'O': o->overlay = optarg; break;
+      case 'D': o->ovdir = optarg; break;
+      case 'C': o->client = optarg; break;
+      case 'f': o->force = true; break;
+      case 'L': o->layered = true; break;
+      case 'E': o->state_export = optarg; break;
+      case 'h': commit_usage(stdout); return 0;
+      default: commit_usage(stderr); return 2;
     }
   }
   return check_commit_args(argc, o);
@@ -206,7 +210,7 @@ struct commit_job {
   char *namedir, *prefix, *undone;
   struct client_view view;
   struct outfile of;
-  unsigned *ids, parent;  /* the store's versions; the overlay's base */
+  unsigned *ids, parent; /* the store's versions; the overlay's base */
   size_t n;
   int lock;
 };
@@ -223,8 +227,7 @@ open_overlay(const struct commit_opts *o, struct commit_job *j)
   j->prefix = o->overlay ? overlay_prefix(o->overlay)
                          : xasprintf("%s/%s/%s", o->ovdir, o->name, o->cid);
   if (stat(j->namedir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-    log_err("no image %s in store %s (%s is missing)", o->name, o->store,
-            j->namedir);
+    log_err("no image %s in store %s (%s is missing)", o->name, o->store, j->namedir);
     return -ENOENT;
   }
   j->view.store_namedir = j->namedir;
@@ -259,12 +262,12 @@ find_parent(struct commit_job *j, bool force)
   }
   if (!j->parent) {
     log_err("overlay %s was made on %s, which is not a version of %s: "
-            "give the store and name the client was served from", j->prefix,
-            j->view.ov.info.base_path, j->namedir);
+            "give the store and name the client was served from",
+            j->prefix, j->view.ov.info.base_path, j->namedir);
     return -ENOENT;
   }
-  if (check_base_is_current(j->namedir, j->prefix, j->parent, j->ids, j->n,
-                            force, &j->undone) < 0)
+  if (check_base_is_current(j->namedir, j->prefix, j->parent, j->ids, j->n, force,
+                            &j->undone) < 0)
     return -EPERM;
   return 0;
 }
@@ -283,14 +286,14 @@ write_view(struct commit_job *j, bool force)
   }
   r = view_write(&j->view, j->of.fd);
   if (r < 0) {
-    log_err("cannot write the new version in %s: %s", j->namedir,
-            strerror(-r));
+    log_err("cannot write the new version in %s: %s", j->namedir, strerror(-r));
     return r;
   }
   if (!ext_fs_is_clean(j->of.fd) && !force) {
     log_err("the filesystem on overlay %s was not cleanly unmounted (the "
             "client is still running, or crashed): shut the client down "
-            "and commit again, or pass --force", j->prefix);
+            "and commit again, or pass --force",
+            j->prefix);
     return -EBUSY;
   }
   return 0;
@@ -330,13 +333,14 @@ run_commit(const struct commit_opts *o, struct commit_job *j)
   free(source);
   if (r < 0)
     return r;
-  fprintf(stderr, "imgtool: commit: %04u = %04u + overlay %s (%llu KiB "
-          "written, %llu KiB zeroed by the client)\n", id, j->parent,
-          j->prefix, (unsigned long long)(j->view.written >> 10),
+  fprintf(stderr,
+          "imgtool: commit: %04u = %04u + overlay %s (%llu KiB "
+          "written, %llu KiB zeroed by the client)\n",
+          id, j->parent, j->prefix, (unsigned long long)(j->view.written >> 10),
           (unsigned long long)(j->view.zeroed >> 10));
   if (j->undone)
-    log_warn("commit --force: %04u is %04u + this client's changes: it %s",
-             id, j->parent, j->undone);
+    log_warn("commit --force: %04u is %04u + this client's changes: it %s", id, j->parent,
+             j->undone);
   return 0;
 }
 
@@ -363,10 +367,10 @@ cmd_commit(int argc, char **argv)
   view_init(&j.view);
   if (rc < 0 && o.layered) {
     char *prefix = o.overlay ? overlay_prefix(o.overlay)
-                             : xasprintf("%s/%s/%s", o.ovdir, o.state_export,
-                                         o.cid);
-    rc = commit_layered(o.store, o.name, prefix, o.overlay ? prefix : o.cid,
-                        o.force) < 0 ? 1 : 0;
+                             : xasprintf("%s/%s/%s", o.ovdir, o.state_export, o.cid);
+    rc = commit_layered(o.store, o.name, prefix, o.overlay ? prefix : o.cid, o.force) < 0
+             ? 1
+             : 0;
     free(prefix);
   } else if (rc < 0) {
     rc = run_commit(&o, &j) < 0 ? 1 : 0;

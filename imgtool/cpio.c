@@ -28,7 +28,7 @@ struct cpio_writer {
   int fd;
   z_stream z;
   uint32_t next_ino;
-  uint64_t offset;  /* uncompressed bytes so far, for padding */
+  uint64_t offset; /* uncompressed bytes so far, for padding */
   unsigned char out[1 << 16];
 };
 
@@ -94,8 +94,7 @@ cpio_open(int fd, struct cpio_writer **out)
   w->next_ino = 1;
   /* windowBits 15 + 16: a gzip wrapper with a minimal, fixed header.
    * Level 6: level 9 is eight times slower for 1% less on kernel modules. */
-  if (deflateInit2(&w->z, 6, Z_DEFLATED, 15 + 16, 9, Z_DEFAULT_STRATEGY) !=
-      Z_OK) {
+  if (deflateInit2(&w->z, 6, Z_DEFLATED, 15 + 16, 9, Z_DEFAULT_STRATEGY) != Z_OK) {
     free(w);
     return -ENOMEM;
   }
@@ -104,18 +103,17 @@ cpio_open(int fd, struct cpio_writer **out)
 }
 
 static int
-header(struct cpio_writer *w, const char *name, uint32_t ino, uint32_t mode,
-       uint32_t uid, uint32_t gid, uint32_t nlink, uint32_t mtime,
-       uint32_t size, uint32_t rmajor, uint32_t rminor)
+header(struct cpio_writer *w, const char *name, uint32_t ino, uint32_t mode, uint32_t uid,
+       uint32_t gid, uint32_t nlink, uint32_t mtime, uint32_t size, uint32_t rmajor,
+       uint32_t rminor)
 {
   char h[111];
   size_t nlen = strlen(name) + 1;
   int r;
 
-  snprintf(h, sizeof h,
-           "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-           ino, mode, uid, gid, nlink, mtime, size, 0u, 0u, rmajor, rminor,
-           (uint32_t)nlen, 0u);
+  snprintf(h, sizeof h, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X", ino,
+           mode, uid, gid, nlink, mtime, size, 0u, 0u, rmajor, rminor, (uint32_t)nlen,
+           0u);
   r = put(w, h, 110);
   if (!r)
     r = put(w, name, nlen);
@@ -126,15 +124,15 @@ header(struct cpio_writer *w, const char *name, uint32_t ino, uint32_t mode,
 
 int
 cpio_add(struct cpio_writer *w, const char *name, uint32_t mode, uint32_t uid,
-         uint32_t gid, uint32_t mtime, uint32_t rmajor, uint32_t rminor,
-         const void *data, size_t len)
+         uint32_t gid, uint32_t mtime, uint32_t rmajor, uint32_t rminor, const void *data,
+         size_t len)
 {
   int r;
 
   if (len > UINT32_MAX)
     return -EFBIG;
-  r = header(w, name, w->next_ino++, mode, uid, gid, S_ISDIR(mode) ? 2 : 1,
-             mtime, (uint32_t)len, rmajor, rminor);
+  r = header(w, name, w->next_ino++, mode, uid, gid, S_ISDIR(mode) ? 2 : 1, mtime,
+             (uint32_t)len, rmajor, rminor);
   if (!r && len)
     r = put(w, data, len);
   if (!r)
@@ -202,10 +200,14 @@ hex8(const char *p, bool *ok)
   for (int i = 0; i < 8; i++) {
     char c = p[i];
     v <<= 4;
-    if (c >= '0' && c <= '9') v |= (uint32_t)(c - '0');
-    else if (c >= 'a' && c <= 'f') v |= (uint32_t)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F') v |= (uint32_t)(c - 'A' + 10);
-    else *ok = false;
+    if (c >= '0' && c <= '9')
+      v |= (uint32_t)(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      v |= (uint32_t)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F')
+      v |= (uint32_t)(c - 'A' + 10);
+    else
+      *ok = false;
   }
   return v;
 }
@@ -215,14 +217,21 @@ mode_string(uint32_t mode, char s[11])
 {
   const char *rwx = "rwxrwxrwx";
 
-  s[0] = S_ISDIR(mode) ? 'd' : S_ISLNK(mode) ? 'l' : S_ISCHR(mode) ? 'c'
-       : S_ISBLK(mode) ? 'b' : S_ISFIFO(mode) ? 'p' : S_ISSOCK(mode) ? 's'
-       : '-';
+  s[0] = S_ISDIR(mode)    ? 'd'
+         : S_ISLNK(mode)  ? 'l'
+         : S_ISCHR(mode)  ? 'c'
+         : S_ISBLK(mode)  ? 'b'
+         : S_ISFIFO(mode) ? 'p'
+         : S_ISSOCK(mode) ? 's'
+                          : '-';
   for (int i = 0; i < 9; i++)
     s[1 + i] = (mode & (1u << (8 - i))) ? rwx[i] : '-';
-  if (mode & S_ISUID) s[3] = (mode & S_IXUSR) ? 's' : 'S';
-  if (mode & S_ISGID) s[6] = (mode & S_IXGRP) ? 's' : 'S';
-  if (mode & S_ISVTX) s[9] = (mode & S_IXOTH) ? 't' : 'T';
+  if (mode & S_ISUID)
+    s[3] = (mode & S_IXUSR) ? 's' : 'S';
+  if (mode & S_ISGID)
+    s[6] = (mode & S_IXGRP) ? 's' : 'S';
+  if (mode & S_ISVTX)
+    s[9] = (mode & S_IXOTH) ? 't' : 'T';
   s[10] = '\0';
 }
 
@@ -271,8 +280,7 @@ cpio_list(const char *path, FILE *out)
     }
     mode_string(f[1], mstr);
     if (S_ISCHR(f[1]) || S_ISBLK(f[1]))
-      fprintf(out, "%s %u %u %u,%u %s\n", mstr, f[2], f[3], f[9], f[10],
-              name);
+      fprintf(out, "%s %u %u %u,%u %s\n", mstr, f[2], f[3], f[9], f[10], name);
     else
       fprintf(out, "%s %u %u %u %s\n", mstr, f[2], f[3], f[6], name);
     free(name);

@@ -28,15 +28,16 @@
 int
 exclude_add(struct exclude_list *x, const char *pattern)
 {
-  char *p = strchr(pattern, '/') && pattern[0] != '/'
-              ? xasprintf("/%s", pattern) : xstrdup(pattern);
+  char *p = strchr(pattern, '/') && pattern[0] != '/' ? xasprintf("/%s", pattern)
+                                                      : xstrdup(pattern);
   size_t l = strlen(p);
 
   while (l > 1 && p[l - 1] == '/')
     p[--l] = '\0';
   if (l == 0 || strcmp(p, "/") == 0) {
     log_err("--exclude '%s' matches no entry (the tree's root cannot be "
-            "excluded): give e.g. '/var/cache/*' or '*.pyc'", pattern);
+            "excluded): give e.g. '/var/cache/*' or '*.pyc'",
+            pattern);
     free(p);
     return -EINVAL;
   }
@@ -63,8 +64,7 @@ exclude_match(const struct exclude_list *x, const char *rel)
   name = name ? name + 1 : rel;
   for (size_t i = 0; x && i < x->n; i++) {
     const char *p = x->pat[i];
-    if (p[0] == '/' ? fnmatch(p, rel, FNM_PATHNAME) == 0
-                    : fnmatch(p, name, 0) == 0)
+    if (p[0] == '/' ? fnmatch(p, rel, FNM_PATHNAME) == 0 : fnmatch(p, name, 0) == 0)
       return (int)i;
   }
   return -1;

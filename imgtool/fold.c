@@ -27,7 +27,7 @@
 #include "imgtool.h"
 
 struct fold {
-  struct node **gone;         /* entries removed, freed at the end */
+  struct node **gone; /* entries removed, freed at the end */
   size_t ngone, gone_cap;
 };
 
@@ -90,8 +90,7 @@ place(struct node *dir, struct node *old, struct node *n)
     return;
   }
   XVEC_RESERVE(dir->kids, dir->kids_cap, dir->nkids + 1);
-  memmove(dir->kids + i + 1, dir->kids + i,
-          (dir->nkids - i) * sizeof *dir->kids);
+  memmove(dir->kids + i + 1, dir->kids + i, (dir->nkids - i) * sizeof *dir->kids);
   dir->kids[i] = n;
   dir->nkids++;
 }
@@ -103,8 +102,7 @@ unplace(struct node *dir, struct node *old)
 
   while (dir->kids[i] != old)
     i++;
-  memmove(dir->kids + i, dir->kids + i + 1,
-          (dir->nkids - i - 1) * sizeof *dir->kids);
+  memmove(dir->kids + i, dir->kids + i + 1, (dir->nkids - i - 1) * sizeof *dir->kids);
   dir->nkids--;
 }
 

@@ -37,8 +37,7 @@ mounts_root(const char *line)
   line += strspn(line, " \t");
   if (*line == '#' || *line == '\n' || !*line)
     return false;
-  return sscanf(line, "%511s %511s", spec, dir) == 2 &&
-         strcmp(dir, "/") == 0;
+  return sscanf(line, "%511s %511s", spec, dir) == 2 && strcmp(dir, "/") == 0;
 }
 
 const char *

@@ -85,8 +85,8 @@ collect_base_pin(char *path, struct pins *p)
   r = base_pin_read(path, &pin);
   if (r < 0)
     log_err("cannot read base pin %s" BASE_PIN_SUFFIX ": %s; refusing to "
-            "collect garbage without knowing which version it uses", path,
-            strerror(-r));
+            "collect garbage without knowing which version it uses",
+            path, strerror(-r));
   else
     add_pin(p, pin.base_path, pin.base_sha256);
   return r;
@@ -126,8 +126,8 @@ collect_pins(const char *dir, struct pins *p, int depth)
       r = ovl_file_read_header(path, &info);
       if (r < 0) {
         log_err("cannot read overlay %s.map: %s; refusing to collect "
-                "garbage without knowing which version it uses", path,
-                strerror(-r));
+                "garbage without knowing which version it uses",
+                path, strerror(-r));
       } else {
         add_pin(p, info.base_path, info.base_sha256);
       }
@@ -166,8 +166,7 @@ is_leftover_tmp(const char *name)
 
   if (strcmp(name, "current.tmp") == 0)
     return true;
-  return name[0] == '.' && strcmp(name, ".lock") != 0 && l > 8 &&
-         name[l - 7] == '.';
+  return name[0] == '.' && strcmp(name, ".lock") != 0 && l > 8 && name[l - 7] == '.';
 }
 
 static void
@@ -192,7 +191,7 @@ struct keep {
   const char *namedir;
   const struct pins *pins;
   unsigned cur;
-  unsigned *ids;  /* published versions, sorted */
+  unsigned *ids; /* published versions, sorted */
   size_t n;
   unsigned newest; /* how many of the last ids to keep */
 };
@@ -220,8 +219,8 @@ version_kept(const char *img, unsigned id, const struct keep *k)
 }
 
 static int
-gc_namedir(const char *namedir, const struct pins *p, bool dry_run,
-           unsigned keep_newest, unsigned *count)
+gc_namedir(const char *namedir, const struct pins *p, bool dry_run, unsigned keep_newest,
+           unsigned *count)
 {
   DIR *d;
   struct dirent *de;
@@ -256,8 +255,7 @@ gc_namedir(const char *namedir, const struct pins *p, bool dry_run,
     size_t l = strlen(n);
 
     /* NNNN.img and NNNN.meta: at least four digits, nothing else. */
-    if (l >= 8 && strspn(n, "0123456789") == l - 4 &&
-        strcmp(n + l - 4, ".img") == 0)
+    if (l >= 8 && strspn(n, "0123456789") == l - 4 && strcmp(n + l - 4, ".img") == 0)
       is_img = true;
     else if (l >= 9 && strspn(n, "0123456789") == l - 5 &&
              strcmp(n + l - 5, ".meta") == 0)
@@ -320,7 +318,7 @@ parse_keep(const char *s, unsigned *out)
 /* The command line of gc. */
 struct gc_opts {
   const char *store, *name;
-  const char **ovdirs;  /* --overlays, in argv */
+  const char **ovdirs; /* --overlays, in argv */
   size_t novdirs, ovdirs_cap;
   bool dry_run, no_overlays, force;
   unsigned keep;
@@ -331,7 +329,8 @@ gc_usage(FILE *f)
 {
   fputs("usage: imgtool gc --store DIR [--name NAME] "
         "(--overlays OVERLAY_DIR... | --no-overlays) [--keep N]\n"
-        "         [--force] [--dry-run]\n", f);
+        "         [--force] [--dry-run]\n",
+        f);
 }
 
 /* Fills o from the command line.  Returns -1 to go on, else the exit
@@ -354,24 +353,25 @@ parse_gc_args(int argc, char **argv, struct gc_opts *o)
 
   while ((c = getopt_long(argc, argv, "nfh", opts, NULL)) != -1) {
     switch (c) {
-    case 'S': o->store = optarg; break;
-    case 'N': o->name = optarg; break;
-    case 'O':
-      XVEC_RESERVE(o->ovdirs, o->ovdirs_cap, o->novdirs + 1);
-      o->ovdirs[o->novdirs++] = optarg;
-      break;
-    case 'Z': o->no_overlays = true; break;
-    case 'n': o->dry_run = true; break;
-    case 'f': o->force = true; break;
-    case 'k':
-      if (parse_keep(optarg, &o->keep) < 0) {
-        log_err("--keep '%s': give how many of the newest versions to "
-                "keep, e.g. --keep 3", optarg);
-        return 2;
-      }
-      break;
-    case 'h': gc_usage(stdout); return 0;
-    default: return 2;
+      case 'S': o->store = optarg; break;
+      case 'N': o->name = optarg; break;
+      case 'O':
+        XVEC_RESERVE(o->ovdirs, o->ovdirs_cap, o->novdirs + 1);
+        o->ovdirs[o->novdirs++] = optarg;
+        break;
+      case 'Z': o->no_overlays = true; break;
+      case 'n': o->dry_run = true; break;
+      case 'f': o->force = true; break;
+      case 'k':
+        if (parse_keep(optarg, &o->keep) < 0) {
+          log_err("--keep '%s': give how many of the newest versions to "
+                  "keep, e.g. --keep 3",
+                  optarg);
+          return 2;
+        }
+        break;
+      case 'h': gc_usage(stdout); return 0;
+      default: return 2;
     }
   }
   if (!o->store || optind != argc) {
@@ -402,7 +402,8 @@ gc_collect(const struct gc_opts *o, struct pins *p)
        * every client uses: an empty one is most likely a typo. */
       log_err("overlay directory %s holds no overlays (no *.map files): "
               "give nbdsrv's -o directory, or pass --force if no client "
-              "has an overlay yet", o->ovdirs[i]);
+              "has an overlay yet",
+              o->ovdirs[i]);
       return 1;
     }
   }
@@ -427,9 +428,10 @@ run_gc(const struct gc_opts *o, struct pins *p, struct strv *names)
   for (size_t i = 0; i < names->n; i++)
     if (gc_namedir(names->v[i], p, o->dry_run, o->keep, &count))
       rc = 1;
-  fprintf(stderr, "imgtool: gc: %s %u file(s); %zu overlay(s) pin %zu "
-          "version(s)\n", o->dry_run ? "would remove" : "removed", count,
-          p->overlays, p->n);
+  fprintf(stderr,
+          "imgtool: gc: %s %u file(s); %zu overlay(s) pin %zu "
+          "version(s)\n",
+          o->dry_run ? "would remove" : "removed", count, p->overlays, p->n);
   return rc;
 }
 

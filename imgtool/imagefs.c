@@ -34,8 +34,8 @@ ext_identity(const uint8_t sb[1024], struct image_fs *fs)
   snprintf(fs->uuid, sizeof fs->uuid,
            "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
            "%02x%02x%02x%02x%02x%02x",
-           u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
-           u[10], u[11], u[12], u[13], u[14], u[15]);
+           u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11],
+           u[12], u[13], u[14], u[15]);
 }
 
 /* Whether the tables of a squashfs superblock are where the format puts
@@ -48,8 +48,7 @@ sq_layout_problem(const sqfs_super_t *s, uint64_t file_size)
     return "the file is shorter than the filesystem (truncated?)";
   if (s->inode_table_start < sizeof *s ||
       s->inode_table_start >= s->directory_table_start ||
-      s->directory_table_start >= s->id_table_start ||
-      s->id_table_start >= s->bytes_used)
+      s->directory_table_start >= s->id_table_start || s->id_table_start >= s->bytes_used)
     return "its tables are out of order";
   if ((s->fragment_table_start != SQ_NONE &&
        (s->fragment_table_start < s->directory_table_start ||
@@ -61,8 +60,7 @@ sq_layout_problem(const sqfs_super_t *s, uint64_t file_size)
        (s->xattr_id_table_start < s->id_table_start ||
         s->xattr_id_table_start >= s->bytes_used)))
     return "an optional table is out of place";
-  if ((s->root_inode_ref >> 16) >=
-      s->directory_table_start - s->inode_table_start)
+  if ((s->root_inode_ref >> 16) >= s->directory_table_start - s->inode_table_start)
     return "the root inode is outside the inode table";
   if (s->inode_count == 0)
     return "it has no inodes";
@@ -72,8 +70,7 @@ sq_layout_problem(const sqfs_super_t *s, uint64_t file_size)
 /* 1 with fs filled when fd holds a squashfs superblock, 0 when it has no
  * squashfs magic, -EINVAL (why set) when the superblock is not sane. */
 static int
-sq_identity(int fd, uint64_t size, struct image_fs *fs, char *why,
-            size_t len)
+sq_identity(int fd, uint64_t size, struct image_fs *fs, char *why, size_t len)
 {
   sqfs_file_t *f = sqfile_new(fd, size);
   const char *name, *problem;
@@ -88,8 +85,7 @@ sq_identity(int fd, uint64_t size, struct image_fs *fs, char *why,
                 "compressor)"
               : sq_layout_problem(&s, size);
   if (problem || !name) {
-    snprintf(why, len, "squashfs: %s", problem ? problem
-                                               : "unknown compressor");
+    snprintf(why, len, "squashfs: %s", problem ? problem : "unknown compressor");
     return -EINVAL;
   }
   fs->format = IMAGE_SQUASHFS;
@@ -126,8 +122,9 @@ image_fs_read(int fd, struct image_fs *fs, char *why, size_t len)
   if (r > 0)
     return 0;
   if (r == 0)
-    snprintf(why, len, "not an ext4 or squashfs image (no ext2/3/4 or "
-                       "squashfs superblock)");
+    snprintf(why, len,
+             "not an ext4 or squashfs image (no ext2/3/4 or "
+             "squashfs superblock)");
   return -EINVAL;
 }
 

@@ -20,7 +20,7 @@
 
 struct ext4_reader {
   ext2_filsys fs;
-  struct node **by_ino;  /* the first name of each inode seen */
+  struct node **by_ino; /* the first name of each inode seen */
   uint32_t ninodes;
 };
 
@@ -38,8 +38,7 @@ errcode_errno(errcode_t e)
 }
 
 static void
-inode_stat(const struct ext2_inode_large *in, ext2_filsys fs,
-           struct stat *st)
+inode_stat(const struct ext2_inode_large *in, ext2_filsys fs, struct stat *st)
 {
   uint32_t ex = in->i_extra_isize >= 8 ? in->i_mtime_extra : 0;
 
@@ -49,19 +48,16 @@ inode_stat(const struct ext2_inode_large *in, ext2_filsys fs,
   st->st_gid = in->i_gid | (uint32_t)in->osd2.linux2.l_i_gid_high << 16;
   st->st_nlink = in->i_links_count;
   st->st_size = (off_t)EXT2_I_SIZE(in);
-  st->st_blocks = (blkcnt_t)ext2fs_get_stat_i_blocks(fs,
-                                                    (struct ext2_inode *)in);
+  st->st_blocks = (blkcnt_t)ext2fs_get_stat_i_blocks(fs, (struct ext2_inode *)in);
   /* 34-bit seconds: the epoch bits extend the signed 32-bit field */
   st->st_mtim.tv_sec = (int32_t)in->i_mtime + ((int64_t)(ex & 3) << 32);
   st->st_mtim.tv_nsec = ex >> 2;
   if (LINUX_S_ISCHR(in->i_mode) || LINUX_S_ISBLK(in->i_mode)) {
     if (in->i_block[0])
-      st->st_rdev = makedev((in->i_block[0] >> 8) & 0xff,
-                            in->i_block[0] & 0xff);
+      st->st_rdev = makedev((in->i_block[0] >> 8) & 0xff, in->i_block[0] & 0xff);
     else
       st->st_rdev = makedev((in->i_block[1] & 0xfff00) >> 8,
-                            (in->i_block[1] & 0xff) |
-                              ((in->i_block[1] >> 12) & 0xfff00));
+                            (in->i_block[1] & 0xff) | ((in->i_block[1] >> 12) & 0xfff00));
   }
 }
 
@@ -87,8 +83,7 @@ add_xattr(char *name, char *value, size_t len, void *data)
 static int
 cmp_xattr(const void *a, const void *b)
 {
-  return strcmp(((const struct xattr *)a)->name,
-                ((const struct xattr *)b)->name);
+  return strcmp(((const struct xattr *)a)->name, ((const struct xattr *)b)->name);
 }
 
 static errcode_t
@@ -111,8 +106,7 @@ read_xattrs(ext2_filsys fs, ext2_ino_t ino, struct node *n)
 }
 
 static errcode_t
-read_symlink(ext2_filsys fs, ext2_ino_t ino, struct ext2_inode_large *in,
-             struct node *n)
+read_symlink(ext2_filsys fs, ext2_ino_t ino, struct ext2_inode_large *in, struct node *n)
 {
   size_t len = EXT2_I_SIZE(in);
   ext2_file_t f;
@@ -151,8 +145,7 @@ read_entry(struct image_reader *rd, struct node *k)
 
   memset(&in, 0, sizeof in);
   if (ino >= 1 && ino <= x->ninodes)
-    e = ext2fs_read_inode_full(x->fs, ino, (struct ext2_inode *)&in,
-                               sizeof in);
+    e = ext2fs_read_inode_full(x->fs, ino, (struct ext2_inode *)&in, sizeof in);
   if (e)
     goto err;
   inode_stat(&in, x->fs, &k->st);
@@ -177,8 +170,8 @@ err:
 }
 
 static int
-dir_entry(ext2_ino_t dir, int entry, struct ext2_dir_entry *de, int offset,
-          int blocksize, char *buf, void *priv)
+dir_entry(ext2_ino_t dir, int entry, struct ext2_dir_entry *de, int offset, int blocksize,
+          char *buf, void *priv)
 {
   struct walk *w = priv;
   size_t len = ext2fs_dirent_name_len(de);
@@ -198,12 +191,12 @@ read_dir(struct image_reader *rd, struct node *dir)
 {
   struct ext4_reader *x = rd->priv;
   struct walk w = { .rd = rd, .x = x, .dir = dir };
-  errcode_t e = ext2fs_dir_iterate2(x->fs, (ext2_ino_t)dir->src_ino, 0, NULL,
-                                    dir_entry, &w);
+  errcode_t e =
+      ext2fs_dir_iterate2(x->fs, (ext2_ino_t)dir->src_ino, 0, NULL, dir_entry, &w);
 
   if (e) {
-    log_err("cannot read directory %s in %s: %s", dir->path[0] ? dir->path
-            : "/", rd->path, error_message(e));
+    log_err("cannot read directory %s in %s: %s", dir->path[0] ? dir->path : "/",
+            rd->path, error_message(e));
     return errcode_errno(e);
   }
   /* in canonical order, so that the first name of a hard link owns it */
@@ -224,12 +217,10 @@ ext4_read_tree(struct image_reader *rd, struct tree *t)
   errcode_t e;
 
   rd->priv = x;
-  e = ext2fs_open2(name, NULL, EXT2_FLAG_64BITS, 0, 0, unix_io_manager,
-                   &x->fs);
+  e = ext2fs_open2(name, NULL, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &x->fs);
   free(name);
   if (e) {
-    log_err("cannot open the ext4 filesystem in %s: %s", rd->path,
-            error_message(e));
+    log_err("cannot open the ext4 filesystem in %s: %s", rd->path, error_message(e));
     x->fs = NULL;
     return errcode_errno(e);
   }
@@ -240,8 +231,8 @@ ext4_read_tree(struct image_reader *rd, struct tree *t)
 }
 
 static ssize_t
-ext4_pread(struct image_reader *rd, const struct node *n, void *buf,
-           size_t len, uint64_t off)
+ext4_pread(struct image_reader *rd, const struct node *n, void *buf, size_t len,
+           uint64_t off)
 {
   struct ext4_reader *x = rd->priv;
   ext2_file_t f;

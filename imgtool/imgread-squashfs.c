@@ -37,7 +37,7 @@ struct sq_reader {
   sqfs_tree_node_t *root;
   const sqfs_inode_generic_t **inodes; /* by node->src_ino */
   size_t ninodes, inodes_cap;
-  struct node **by_number;             /* first name of each inode number */
+  struct node **by_number; /* first name of each inode number */
   size_t nnumbers;
 };
 
@@ -45,10 +45,10 @@ static int
 sq_errno(int r)
 {
   switch (r) {
-  case SQFS_ERROR_ALLOC: return -ENOMEM;
-  case SQFS_ERROR_IO: return -EIO;
-  case SQFS_ERROR_UNSUPPORTED: return -EOPNOTSUPP;
-  default: return -EINVAL;
+    case SQFS_ERROR_ALLOC: return -ENOMEM;
+    case SQFS_ERROR_IO: return -EIO;
+    case SQFS_ERROR_UNSUPPORTED: return -EOPNOTSUPP;
+    default: return -EINVAL;
   }
 }
 
@@ -56,13 +56,19 @@ static mode_t
 sq_type(const sqfs_inode_generic_t *in)
 {
   switch (in->base.type) {
-  case SQFS_INODE_DIR: case SQFS_INODE_EXT_DIR: return S_IFDIR;
-  case SQFS_INODE_FILE: case SQFS_INODE_EXT_FILE: return S_IFREG;
-  case SQFS_INODE_SLINK: case SQFS_INODE_EXT_SLINK: return S_IFLNK;
-  case SQFS_INODE_BDEV: case SQFS_INODE_EXT_BDEV: return S_IFBLK;
-  case SQFS_INODE_CDEV: case SQFS_INODE_EXT_CDEV: return S_IFCHR;
-  case SQFS_INODE_FIFO: case SQFS_INODE_EXT_FIFO: return S_IFIFO;
-  default: return S_IFSOCK;
+    case SQFS_INODE_DIR:
+    case SQFS_INODE_EXT_DIR: return S_IFDIR;
+    case SQFS_INODE_FILE:
+    case SQFS_INODE_EXT_FILE: return S_IFREG;
+    case SQFS_INODE_SLINK:
+    case SQFS_INODE_EXT_SLINK: return S_IFLNK;
+    case SQFS_INODE_BDEV:
+    case SQFS_INODE_EXT_BDEV: return S_IFBLK;
+    case SQFS_INODE_CDEV:
+    case SQFS_INODE_EXT_CDEV: return S_IFCHR;
+    case SQFS_INODE_FIFO:
+    case SQFS_INODE_EXT_FIFO: return S_IFIFO;
+    default: return S_IFSOCK;
   }
 }
 
@@ -90,8 +96,7 @@ sq_stat(const sqfs_tree_node_t *t, struct stat *st)
     sqfs_inode_get_file_size(in, &size);
     st->st_size = (off_t)size;
     st->st_blocks = (blkcnt_t)((size + 511) / 512);
-  } else if (in->base.type == SQFS_INODE_BDEV ||
-             in->base.type == SQFS_INODE_CDEV) {
+  } else if (in->base.type == SQFS_INODE_BDEV || in->base.type == SQFS_INODE_CDEV) {
     st->st_rdev = sq_dev(in->data.dev.devno);
   } else if (in->base.type == SQFS_INODE_EXT_BDEV ||
              in->base.type == SQFS_INODE_EXT_CDEV) {
@@ -126,11 +131,9 @@ sq_xattrs(struct sq_reader *x, const sqfs_inode_generic_t *in, struct node *n)
     r = sqfs_xattr_reader_read_key(x->xr, &key);
     if (!r)
       r = sqfs_xattr_reader_read_value(x->xr, key, &val);
-    prefix = key ? sqfs_get_xattr_prefix(key->type & SQFS_XATTR_PREFIX_MASK)
-                 : NULL;
+    prefix = key ? sqfs_get_xattr_prefix(key->type & SQFS_XATTR_PREFIX_MASK) : NULL;
     if (!r && prefix) {
-      a->name = xasprintf("%s%.*s", prefix, (int)key->size,
-                          (const char *)key->key);
+      a->name = xasprintf("%s%.*s", prefix, (int)key->size, (const char *)key->key);
       a->value = xmalloc(val->size ? val->size : 1);
       memcpy(a->value, val->value, val->size);
       a->len = val->size;
@@ -174,15 +177,14 @@ sq_entry(struct image_reader *rd, const sqfs_tree_node_t *t, struct node *k)
   }
   r = sq_xattrs(x, in, k);
   if (r) {
-    log_err("cannot read the extended attributes of %s in %s: %s", k->path,
-            rd->path, strerror(-sq_errno(r)));
+    log_err("cannot read the extended attributes of %s in %s: %s", k->path, rd->path,
+            strerror(-sq_errno(r)));
     return sq_errno(r);
   }
   return 0;
 }
 
-static int sq_dir(struct image_reader *rd, const sqfs_tree_node_t *t,
-                  struct node *dir);
+static int sq_dir(struct image_reader *rd, const sqfs_tree_node_t *t, struct node *dir);
 
 /* The entries of t into dir, in canonical order, recursively. */
 static int
@@ -193,8 +195,8 @@ sq_dir(struct image_reader *rd, const sqfs_tree_node_t *t, struct node *dir)
   int r = 0;
 
   for (const sqfs_tree_node_t *c = t->children; c; c = c->next) {
-    struct node *k = image_node_add(rd, dir, (const char *)c->name,
-                                    strlen((const char *)c->name));
+    struct node *k =
+        image_node_add(rd, dir, (const char *)c->name, strlen((const char *)c->name));
     k->src_ino = (uint64_t)n++; /* until sorted: the child's position */
   }
   src = xcalloc(n ? n : 1, sizeof *src);
@@ -228,8 +230,7 @@ sq_open(struct image_reader *rd, struct sq_reader *x)
     out_of_memory();
   r = sqfs_super_read(&x->super, x->file);
   if (!r)
-    r = sqfs_compressor_config_init(&cfg, x->super.compression_id,
-                                    x->super.block_size,
+    r = sqfs_compressor_config_init(&cfg, x->super.compression_id, x->super.block_size,
                                     SQFS_COMP_FLAG_UNCOMPRESS);
   if (!r)
     r = sqfs_compressor_create(&cfg, &x->cmp);
@@ -239,8 +240,7 @@ sq_open(struct image_reader *rd, struct sq_reader *x)
     r = sqfs_id_table_read(x->ids, x->file, &x->super, x->cmp);
   if (!r && !(x->dr = sqfs_dir_reader_create(&x->super, x->cmp, x->file, 0)))
     r = SQFS_ERROR_ALLOC;
-  if (!r && !(x->data = sqfs_data_reader_create(x->file, x->super.block_size,
-                                                x->cmp, 0)))
+  if (!r && !(x->data = sqfs_data_reader_create(x->file, x->super.block_size, x->cmp, 0)))
     r = SQFS_ERROR_ALLOC;
   if (!r)
     r = sqfs_data_reader_load_fragment_table(x->data, &x->super);
@@ -265,8 +265,7 @@ sq_read_tree(struct image_reader *rd, struct tree *t)
   rd->priv = x;
   r = sq_open(rd, x);
   if (r < 0) {
-    log_err("cannot read the squashfs filesystem in %s: %s", rd->path,
-            strerror(-r));
+    log_err("cannot read the squashfs filesystem in %s: %s", rd->path, strerror(-r));
     return r;
   }
   x->nnumbers = (size_t)x->super.inode_count + 1;
@@ -278,8 +277,8 @@ sq_read_tree(struct image_reader *rd, struct tree *t)
 }
 
 static ssize_t
-sq_pread(struct image_reader *rd, const struct node *n, void *buf,
-         size_t len, uint64_t off)
+sq_pread(struct image_reader *rd, const struct node *n, void *buf, size_t len,
+         uint64_t off)
 {
   struct sq_reader *x = rd->priv;
   sqfs_s32 got;
@@ -288,8 +287,7 @@ sq_pread(struct image_reader *rd, const struct node *n, void *buf,
     return 0;
   if (len > (1u << 30))
     len = 1u << 30;
-  got = sqfs_data_reader_read(x->data, x->inodes[n->src_ino], off, buf,
-                              (sqfs_u32)len);
+  got = sqfs_data_reader_read(x->data, x->inodes[n->src_ino], off, buf, (sqfs_u32)len);
   return got < 0 ? sq_errno(got) : got;
 }
 

@@ -39,8 +39,7 @@ image_node_add(struct image_reader *rd, struct node *dir, const char *name,
 static int
 cmp_node(const void *a, const void *b)
 {
-  return strcmp((*(struct node *const *)a)->name,
-                (*(struct node *const *)b)->name);
+  return strcmp((*(struct node *const *)a)->name, (*(struct node *const *)b)->name);
 }
 
 void
@@ -66,8 +65,7 @@ image_tree_read(const char *path, struct tree *t, struct image_reader **out)
 }
 
 int
-image_tree_read_fd(int fd, const char *name, struct tree *t,
-                   struct image_reader **out)
+image_tree_read_fd(int fd, const char *name, struct tree *t, struct image_reader **out)
 {
   struct image_reader *rd = xcalloc(1, sizeof *rd);
   struct image_fs fs;
@@ -84,8 +82,7 @@ image_tree_read_fd(int fd, const char *name, struct tree *t,
     image_reader_close(rd);
     return r;
   }
-  rd->ops = fs.format == IMAGE_SQUASHFS ? &image_reader_squashfs
-                                        : &image_reader_ext4;
+  rd->ops = fs.format == IMAGE_SQUASHFS ? &image_reader_squashfs : &image_reader_ext4;
   t->root = xcalloc(1, sizeof *t->root);
   t->root->name = xstrdup("");
   t->root->path = xstrdup("");
@@ -155,7 +152,8 @@ node_open_data(const struct node *n)
     if (fd < 0) {
       r = -errno;
       log_err("cannot read %s: %s (fix its permissions or leave it out of "
-              "the tree)", n->path, strerror(-r));
+              "the tree)",
+              n->path, strerror(-r));
       return r;
     }
     return fd;
@@ -167,8 +165,8 @@ node_open_data(const struct node *n)
   }
   r = copy_node_data(n, fd);
   if (r < 0) {
-    log_err("cannot read %s from %s: %s", n->path[0] ? n->path : "/",
-            n->src->path, strerror(-r));
+    log_err("cannot read %s from %s: %s", n->path[0] ? n->path : "/", n->src->path,
+            strerror(-r));
     close(fd);
     return r;
   }

@@ -25,12 +25,12 @@
 
 #include <nettle/sha2.h>
 
-#include "clock.h"  /* common/: now_ms */
-#include "io.h"     /* common/: full_read, full_pwrite, ... */
-#include "log.h"    /* common/: log_err, log_warn */
+#include "clock.h"          /* common/: now_ms */
+#include "io.h"             /* common/: full_read, full_pwrite, ... */
+#include "log.h"            /* common/: log_err, log_warn */
 #include "overlay-format.h" /* common/: struct ovl_file */
-#include "util.h"   /* common/: format_path, parse_size, ends_with */
-#include "vec.h"    /* common/: VEC_RESERVE */
+#include "util.h"           /* common/: format_path, parse_size, ends_with */
+#include "vec.h"            /* common/: VEC_RESERVE */
 
 /* ---- util.c ---- */
 
@@ -43,10 +43,10 @@ void *xcalloc(size_t n, size_t size);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* VEC_RESERVE, out_of_memory() when there is none. */
-#define XVEC_RESERVE(ptr, cap, need)                \
-  do {                                              \
-    if (VEC_RESERVE(ptr, cap, need) < 0)            \
-      out_of_memory();                              \
+#define XVEC_RESERVE(ptr, cap, need)     \
+  do {                                   \
+    if (VEC_RESERVE(ptr, cap, need) < 0) \
+      out_of_memory();                   \
   } while (0)
 
 /* A growable list of malloc'ed strings, owned by the list. */
@@ -104,8 +104,7 @@ bool is_zero(const void *buf, size_t len);
  * already, so zero chunks are not written (they stay holes).  -EIO when
  * in is shorter. */
 #define COPY_CHUNK (1u << 20)
-int copy_range(int in, int out, uint64_t off, uint64_t len, bool target_hole,
-               char *buf);
+int copy_range(int in, int out, uint64_t off, uint64_t len, bool target_hole, char *buf);
 /* The ext2/3/4 superblock of fd (1024 bytes at offset 1024): 0, -EINVAL
  * when there is none (a short file, no magic number), or -errno. */
 int ext_superblock_read(int fd, uint8_t sb[1024]);
@@ -134,36 +133,36 @@ struct xattr {
 };
 
 struct node {
-  char *name;           /* entry name ("" for the root) */
-  char *path;           /* path on the host, for open/readlink */
+  char *name; /* entry name ("" for the root) */
+  char *path; /* path on the host, for open/readlink */
   struct stat st;
   char *link;           /* symlink target */
   struct xattr *xattrs; /* sorted by name */
   size_t nxattrs;
-  struct node **kids;   /* sorted by name (bytewise) */
+  struct node **kids; /* sorted by name (bytewise) */
   size_t nkids, kids_cap;
-  struct node *hl_first;  /* hard links: the node seen first, or NULL */
-  uint32_t hl_count;      /* on hl_first: links inside the tree */
-  uint32_t ino;           /* inode number in the image, once allocated */
+  struct node *hl_first; /* hard links: the node seen first, or NULL */
+  uint32_t hl_count;     /* on hl_first: links inside the tree */
+  uint32_t ino;          /* inode number in the image, once allocated */
   /* Read from an image (imgread.c), not from the host: path is the
    * entry's path in that image, and its data is read from src. */
   struct image_reader *src;
-  uint64_t src_ino;       /* its inode there (ext4: number; squashfs: ref) */
+  uint64_t src_ino; /* its inode there (ext4: number; squashfs: ref) */
 };
 
 struct tree {
   struct node *root;
-  uint64_t nnodes;        /* entries incl. the root */
-  uint64_t ninodes;       /* distinct inodes */
-  uint64_t data_blocks;   /* estimated 4 KiB blocks of file data */
-  uint64_t meta_blocks;   /* directories, long symlinks, xattr blocks */
-  uint64_t file_bytes;    /* bytes of regular-file data to copy */
-  uint8_t digest[32];     /* sha256 of all metadata, in sorted order */
+  uint64_t nnodes;      /* entries incl. the root */
+  uint64_t ninodes;     /* distinct inodes */
+  uint64_t data_blocks; /* estimated 4 KiB blocks of file data */
+  uint64_t meta_blocks; /* directories, long symlinks, xattr blocks */
+  uint64_t file_bytes;  /* bytes of regular-file data to copy */
+  uint8_t digest[32];   /* sha256 of all metadata, in sorted order */
 };
 
 /* ---- exclude.c: build --exclude patterns ---- */
 struct exclude_list {
-  char **pat;  /* anchored ones start with '/'; no trailing '/' */
+  char **pat; /* anchored ones start with '/'; no trailing '/' */
   size_t n, cap;
 };
 /* Adds a pattern; -EINVAL (after a message) for one that can match no
@@ -186,8 +185,7 @@ void tree_free(struct tree *t);
 /* Sizes (nnodes ... file_bytes) and hashes (digest) the tree in memory,
  * in canonical order; a node's path without its first rootlen bytes is
  * its path in the tree. */
-void tree_account(struct tree *t, int64_t clamp, bool clamp_set,
-                  size_t rootlen);
+void tree_account(struct tree *t, int64_t clamp, bool clamp_set, size_t rootlen);
 /* Frees n and everything below it. */
 void node_free(struct node *n);
 
@@ -196,8 +194,7 @@ void node_free(struct node *n);
  * sorted like tree_scan's (hard links, xattrs, symlinks and device
  * numbers included; the counts and digest are not computed).  Prints its
  * own error.  The nodes refer to *rd, which must outlive them. */
-int image_tree_read(const char *path, struct tree *t,
-                    struct image_reader **rd);
+int image_tree_read(const char *path, struct tree *t, struct image_reader **rd);
 /* The same from the open image fd (closed with the reader, or at once on
  * failure), called name in messages. */
 int image_tree_read_fd(int fd, const char *name, struct tree *t,
@@ -205,8 +202,7 @@ int image_tree_read_fd(int fd, const char *name, struct tree *t,
 void image_reader_close(struct image_reader *rd);
 /* Up to len bytes of n's data at off: the bytes read (0 at the end), or
  * -errno.  n is a node of an image's tree. */
-ssize_t image_node_pread(const struct node *n, void *buf, size_t len,
-                         uint64_t off);
+ssize_t image_node_pread(const struct node *n, void *buf, size_t len, uint64_t off);
 /* A file descriptor to read n's data from, at offset 0: the host file,
  * or an anonymous copy of a node read from an image.  -errno (after a
  * message). */
@@ -220,34 +216,34 @@ struct node *node_child(const struct node *dir, const char *name);
  * imgread-squashfs.c). */
 struct image_reader_ops {
   int (*read_tree)(struct image_reader *rd, struct tree *t);
-  ssize_t (*pread)(struct image_reader *rd, const struct node *n, void *buf,
-                   size_t len, uint64_t off);
+  ssize_t (*pread)(struct image_reader *rd, const struct node *n, void *buf, size_t len,
+                   uint64_t off);
   void (*close)(struct image_reader *rd);
 };
 struct image_reader {
   const struct image_reader_ops *ops;
   char *path;
   int fd;
-  void *priv;     /* the format's own state */
+  void *priv; /* the format's own state */
 };
 extern const struct image_reader_ops image_reader_ext4, image_reader_squashfs;
 /* A node of an image's tree, for the readers: named, in dir's kids. */
-struct node *image_node_add(struct image_reader *rd, struct node *dir,
-                            const char *name, size_t namelen);
+struct node *image_node_add(struct image_reader *rd, struct node *dir, const char *name,
+                            size_t namelen);
 /* Sorts a directory's entries, as tree_scan does (before they are read:
  * the first name of a hard link in that order owns it). */
 void image_dir_sort(struct node *dir);
 
 /* ---- view.c: the disk a client sees, its base and its overlay ---- */
 struct client_view {
-  char *prefix;           /* OVERLAY_DIR/NAME/ID */
+  char *prefix; /* OVERLAY_DIR/NAME/ID */
   struct ovl_file ov;
   int base_fd;
-  struct stat bst;        /* of the base */
+  struct stat bst;           /* of the base */
   const char *store_namedir; /* set before view_open: where to find the base
                                 by its content id when its recorded path
                                 is not it (a second server's store) */
-  uint64_t written, zeroed; /* by view_write: bytes the client wrote, trimmed */
+  uint64_t written, zeroed;  /* by view_write: bytes the client wrote, trimmed */
 };
 void view_init(struct client_view *v);
 /* Opens the overlay at prefix read-only and its base, which must be the
@@ -259,17 +255,17 @@ void view_close(struct client_view *v);
 
 /* ---- state.c: a layered client's state disk, read offline ---- */
 struct client_state {
-  char *id;                 /* the client's identity */
+  char *id; /* the client's identity */
   struct client_view view;
-  struct tree t;            /* the state disk's files */
+  struct tree t; /* the state disk's files */
   struct image_reader *rd;
-  struct node *upper;       /* its upper layer, or NULL */
-  bool clean;               /* cleanly unmounted */
+  struct node *upper; /* its upper layer, or NULL */
+  bool clean;         /* cleanly unmounted */
   bool has_base_id;
-  char base_desc[256];      /* the base's description in base-id */
-  char base_name[128];      /* from it: the image name, */
-  unsigned base_version;    /* version (0: none) */
-  char base_sha[65];        /* and checksum */
+  char base_desc[256];   /* the base's description in base-id */
+  char base_name[128];   /* from it: the image name, */
+  unsigned base_version; /* version (0: none) */
+  char base_sha[65];     /* and checksum */
 };
 void state_init(struct client_state *s);
 /* Reads the state disk of client id, whose overlay is at prefix.  Prints
@@ -302,20 +298,20 @@ enum image_format { IMAGE_EXT4, IMAGE_SQUASHFS };
 
 struct build_opts {
   const char *tree;
-  const char *output;     /* for messages: the image or the store */
+  const char *output; /* for messages: the image or the store */
   enum image_format format;
   const char *compression; /* squashfs: "zstd", "gzip" or "xz" */
-  uint64_t size;          /* 0 = automatic */
-  uint64_t headroom_abs;  /* bytes of free space to add (automatic size) */
-  unsigned headroom_pct;  /* percent of used space to add */
-  uint64_t inodes;        /* 0 = automatic */
+  uint64_t size;           /* 0 = automatic */
+  uint64_t headroom_abs;   /* bytes of free space to add (automatic size) */
+  unsigned headroom_pct;   /* percent of used space to add */
+  uint64_t inodes;         /* 0 = automatic */
   bool uuid_set;
   uint8_t uuid[16];
   bool hash_seed_set;
   uint8_t hash_seed[16];
   const char *label;
   bool quiet;
-  bool progress;          /* force progress output */
+  bool progress; /* force progress output */
   struct exclude_list exclude;
 };
 
@@ -334,8 +330,8 @@ struct build_clock {
 int build_image(const struct build_opts *o, int fd, const char *path,
                 const char **fstab_problem);
 /* The ext4 filesystem of the scanned tree t, into fd (path opens it). */
-int build_ext4(const struct build_opts *o, struct tree *t,
-               const struct build_clock *clk, int fd, const char *path);
+int build_ext4(const struct build_opts *o, struct tree *t, const struct build_clock *clk,
+               int fd, const char *path);
 int cmd_build(int argc, char **argv);
 
 /* ---- template.c ---- */
@@ -357,12 +353,12 @@ int sqfile_errno(const struct sqfs_file_t *f);
 /* ---- imagefs.c: which filesystem an image holds ---- */
 struct image_fs {
   enum image_format format;
-  char uuid[40];          /* ext4: the filesystem UUID; squashfs: "" */
-  char compression[16];   /* squashfs: its compressor; ext4: "none" */
+  char uuid[40];        /* ext4: the filesystem UUID; squashfs: "" */
+  char compression[16]; /* squashfs: its compressor; ext4: "none" */
   /* squashfs only: */
   uint32_t block_size;
   uint64_t inodes;
-  uint64_t bytes_used;    /* the filesystem, without the end's padding */
+  uint64_t bytes_used; /* the filesystem, without the end's padding */
   int64_t created;
 };
 /* Reads the superblock of the image in fd: 0, or -EINVAL when there is
@@ -375,9 +371,9 @@ const char *image_format_name(enum image_format f);
 /* ---- progress.c: the progress line of a build ---- */
 struct build_progress {
   bool on, tty, forced;
-  uint64_t t0, last;                  /* now_ms() */
+  uint64_t t0, last; /* now_ms() */
   uint64_t done_inodes, total_inodes;
-  uint64_t done_bytes, total_bytes;   /* regular files' data */
+  uint64_t done_bytes, total_bytes; /* regular files' data */
 };
 void build_progress_init(struct build_progress *p, const struct build_opts *o,
                          const struct tree *t);
@@ -390,13 +386,13 @@ struct version_meta {
   char name[256];
   char uuid[40];
   char sha256[65];
-  char format[16];       /* "ext4" (also for versions from before it was
+  char format[16];      /* "ext4" (also for versions from before it was
                             recorded) or "squashfs" */
-  char compression[16];  /* squashfs: its compressor; ext4: "none" */
+  char compression[16]; /* squashfs: its compressor; ext4: "none" */
   uint64_t size;
   int64_t created;
   char source[1024];
-  unsigned parent;   /* commit: version it was made from, or 0 */
+  unsigned parent; /* commit: version it was made from, or 0 */
 };
 
 /* Lock on DIR/NAME (creating it when create is set).  Returns fd or -errno. */
@@ -413,8 +409,8 @@ int store_read_meta(const char *namedir, unsigned id, struct version_meta *m);
 /* Publishes image (complete, created inside namedir) as the next version
  * and switches current to it.  The lock must be held.  Prints the path.
  * On failure nothing new stays visible (image is left to the caller). */
-int store_publish(const char *namedir, struct outfile *image,
-                  const char *source, unsigned parent, unsigned *id_out);
+int store_publish(const char *namedir, struct outfile *image, const char *source,
+                  unsigned parent, unsigned *id_out);
 /* Points current at version id, atomically (a new link renamed over it),
  * and syncs the directory.  The lock must be held. */
 int store_set_current(const char *namedir, unsigned id);
@@ -422,8 +418,7 @@ int store_set_current(const char *namedir, unsigned id);
  * SHA-256 are the published ones, the image is read-only, its superblock
  * is sane and of the published format.  Returns 0
  * (msg: "sha256=...") or -errno (msg: what is wrong). */
-int store_check_version(const char *namedir, unsigned id, char *msg,
-                        size_t len);
+int store_check_version(const char *namedir, unsigned id, char *msg, size_t len);
 /* "DIR/NAME" of an existing image name (malloc'ed), or NULL after saying
  * that it is missing. */
 char *store_name_dir(const char *store, const char *name);
@@ -452,9 +447,8 @@ int cmd_commit(int argc, char **argv);
  * current in namedir (versions ids[n]).  When it is not, says what
  * committing it would undo and refuses (-1), or with force returns 0 with
  * *undone (malloc'ed) saying that. */
-int check_base_is_current(const char *namedir, const char *prefix,
-                          unsigned parent, const unsigned *ids, size_t n,
-                          bool force, char **undone);
+int check_base_is_current(const char *namedir, const char *prefix, unsigned parent,
+                          const unsigned *ids, size_t n, bool force, char **undone);
 /* commit-layered.c: the upper layer of the client whose state disk's
  * overlay is prefix, folded onto the base it booted, as a new version of
  * store/name.  0 or -errno after a message. */
@@ -471,9 +465,9 @@ int cmd_upgrade_report(int argc, char **argv);
 struct cpio_writer;
 int cpio_open(int fd, struct cpio_writer **w);
 /* Adds one entry; data may be NULL for directories and devices. */
-int cpio_add(struct cpio_writer *w, const char *name, uint32_t mode,
-             uint32_t uid, uint32_t gid, uint32_t mtime, uint32_t rmajor,
-             uint32_t rminor, const void *data, size_t len);
+int cpio_add(struct cpio_writer *w, const char *name, uint32_t mode, uint32_t uid,
+             uint32_t gid, uint32_t mtime, uint32_t rmajor, uint32_t rminor,
+             const void *data, size_t len);
 int cpio_close(struct cpio_writer *w); /* writes the trailer, flushes */
 void cpio_abort(struct cpio_writer *w);
 /* Prints the entries of a gzip'd newc archive; returns 0 or -errno. */
@@ -481,14 +475,13 @@ int cpio_list(const char *path, FILE *out);
 
 /* ---- modules.c ---- */
 struct module_set {
-  char **paths;   /* relative to the modules dir, as in modules.dep */
+  char **paths; /* relative to the modules dir, as in modules.dep */
   size_t n, cap;
 };
 /* Resolves the names (modules or aliases) and everything they need,
  * in load order.  Names in optional[] are skipped when absent. */
-int modules_resolve(const char *moddir, char **names, size_t nnames,
-                    char **optional, size_t noptional,
-                    struct module_set *out);
+int modules_resolve(const char *moddir, char **names, size_t nnames, char **optional,
+                    size_t noptional, struct module_set *out);
 void module_set_free(struct module_set *s);
 
 #endif

@@ -47,8 +47,7 @@ read_image_fs(const char *path, struct image_fs *fs)
   r = image_fs_read(fd, fs, why, sizeof why);
   close(fd);
   if (r == -EINVAL)
-    log_err("%s is %s: give an image file, a store DIR or DIR/NAME", path,
-            why);
+    log_err("%s is %s: give an image file, a store DIR or DIR/NAME", path, why);
   else if (r < 0)
     log_err("cannot read %s: %s", path, why);
   return r;
@@ -67,9 +66,8 @@ info_squashfs(const char *path, const struct image_fs *fs)
   fmt_time(fs->created, created);
   printf("image=%s\nformat=squashfs\ncompression=%s\nblock_size=%u\n"
          "inodes=%llu\nbytes_used=%llu\nsize=%llu\ncreated=%s\n",
-         path, fs->compression, fs->block_size,
-         (unsigned long long)fs->inodes, (unsigned long long)fs->bytes_used,
-         (unsigned long long)st.st_size, created);
+         path, fs->compression, fs->block_size, (unsigned long long)fs->inodes,
+         (unsigned long long)fs->bytes_used, (unsigned long long)st.st_size, created);
   return 0;
 }
 
@@ -89,7 +87,8 @@ info_image(const char *path)
   e = ext2fs_open(path, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs);
   if (e) {
     log_err("%s has an ext2/3/4 superblock but cannot be opened (%s): "
-            "check it with e2fsck -fn", path, error_message(e));
+            "check it with e2fsck -fn",
+            path, error_message(e));
     return 1;
   }
   u = fs->super->s_uuid;
@@ -98,14 +97,12 @@ info_image(const char *path)
          "%02x%02x-%02x%02x%02x%02x%02x%02x\nlabel=%.16s\nblock_size=%u\n"
          "blocks=%llu\nfree_blocks=%llu\ninodes=%u\nfree_inodes=%u\n"
          "size=%llu\ncreated=%s\n",
-         path, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
-         u[10], u[11], u[12], u[13], u[14], u[15],
-         (const char *)fs->super->s_volume_name, fs->blocksize,
-         (unsigned long long)ext2fs_blocks_count(fs->super),
+         path, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11],
+         u[12], u[13], u[14], u[15], (const char *)fs->super->s_volume_name,
+         fs->blocksize, (unsigned long long)ext2fs_blocks_count(fs->super),
          (unsigned long long)ext2fs_free_blocks_count(fs->super),
          fs->super->s_inodes_count, fs->super->s_free_inodes_count,
-         (unsigned long long)ext2fs_blocks_count(fs->super) * fs->blocksize,
-         created);
+         (unsigned long long)ext2fs_blocks_count(fs->super) * fs->blocksize, created);
   ext2fs_close_free(&fs);
   return 0;
 }
@@ -128,8 +125,7 @@ info_namedir(const char *namedir)
     char created[32], parent[16];
 
     if (store_read_meta(namedir, ids[i], &m) < 0) {
-      printf("version=%s/%04u.img error=unreadable-metadata\n", namedir,
-             ids[i]);
+      printf("version=%s/%04u.img error=unreadable-metadata\n", namedir, ids[i]);
       continue;
     }
     fmt_time(m.created, created);
@@ -141,9 +137,8 @@ info_namedir(const char *namedir)
     printf("version=%s/%04u.img id=%04u current=%s format=%s "
            "compression=%s size=%llu sha256=%s uuid=%s created=%s parent=%s "
            "source=%s\n",
-           namedir, m.id, m.id, m.id == cur ? "yes" : "no", m.format,
-           m.compression, (unsigned long long)m.size, m.sha256, m.uuid,
-           created, parent, m.source);
+           namedir, m.id, m.id, m.id == cur ? "yes" : "no", m.format, m.compression,
+           (unsigned long long)m.size, m.sha256, m.uuid, created, parent, m.source);
   }
   if (!n)
     printf("store=%s versions=0\n", namedir);
@@ -153,8 +148,7 @@ info_namedir(const char *namedir)
 
 /* Calls fn for DIR/NAME, or for every NAME in DIR when name is NULL. */
 static int
-for_each_namedir(const char *store, const char *name,
-                 int (*fn)(const char *namedir))
+for_each_namedir(const char *store, const char *name, int (*fn)(const char *namedir))
 {
   struct strv names = { 0 };
   int rc = 0;
@@ -209,8 +203,7 @@ verify_namedir(const char *namedir)
     free(img);
   }
   if (rcur < 0 || (cur && !cur_ok)) {
-    printf("BAD %s/current: does not point to a published version\n",
-           namedir);
+    printf("BAD %s/current: does not point to a published version\n", namedir);
     rc = 1;
   } else if (!cur && n) {
     printf("BAD %s/current: missing\n", namedir);
@@ -234,13 +227,13 @@ store_cmd(int argc, char **argv, bool verify)
 
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
-    case 'S': store = optarg; break;
-    case 'N': name = optarg; break;
-    case 'h':
-      printf("usage: imgtool %s --store DIR [--name NAME]%s\n",
-             verify ? "verify" : "info", verify ? "" : " | IMAGE | DIR/NAME");
-      return 0;
-    default: return 2;
+      case 'S': store = optarg; break;
+      case 'N': name = optarg; break;
+      case 'h':
+        printf("usage: imgtool %s --store DIR [--name NAME]%s\n",
+               verify ? "verify" : "info", verify ? "" : " | IMAGE | DIR/NAME");
+        return 0;
+      default: return 2;
     }
   }
   if (!store && optind == argc - 1) {
@@ -252,8 +245,7 @@ store_cmd(int argc, char **argv, bool verify)
     }
     if (S_ISDIR(st.st_mode)) {
       if (!store_is_namedir(arg))
-        return for_each_namedir(arg, NULL,
-                                verify ? verify_namedir : info_namedir);
+        return for_each_namedir(arg, NULL, verify ? verify_namedir : info_namedir);
       return verify ? verify_namedir(arg) : info_namedir(arg);
     }
     if (verify) {

@@ -48,13 +48,14 @@
  * ext4 must be there (module or built in). */
 static const char *const default_required[] = { "nbd", "ext4" };
 static const char *const default_optional[] = {
-  "overlay", "squashfs", "af_packet", "virtio_pci", "virtio_net", "e1000", "e1000e", "igb", "igc",
-  "ixgbe", "i40e", "r8169", "tg3", "bnx2x", "bnxt_en", "atlantic", "be2net",
-  "vmxnet3", "8139cp", "8139too", "pcnet32", "ne2k_pci",
+  "overlay", "squashfs", "af_packet", "virtio_pci", "virtio_net", "e1000",
+  "e1000e",  "igb",      "igc",       "ixgbe",      "i40e",       "r8169",
+  "tg3",     "bnx2x",    "bnxt_en",   "atlantic",   "be2net",     "vmxnet3",
+  "8139cp",  "8139too",  "pcnet32",   "ne2k_pci",
 };
 
 struct entry {
-  char *name;       /* without leading '/' */
+  char *name; /* without leading '/' */
   uint32_t mode;
   uint32_t rmajor, rminor;
   char *data;
@@ -99,8 +100,7 @@ add_parents(struct entries *e, const char *path)
 static int
 cmp_entry(const void *a, const void *b)
 {
-  return strcmp(((const struct entry *)a)->name,
-                ((const struct entry *)b)->name);
+  return strcmp(((const struct entry *)a)->name, ((const struct entry *)b)->name);
 }
 
 static int
@@ -177,7 +177,8 @@ decompress_with(const char *tool, const char *path, char **data, size_t *len)
       log_err("cannot decompress %s: %s not found (install it)", path, tool);
     else
       log_err("cannot decompress %s with %s: corrupt or truncated (check "
-              "it with %s -t)", path, tool, tool);
+              "it with %s -t)",
+              path, tool, tool);
     return -EIO;
   }
   return 0;
@@ -213,8 +214,7 @@ gunzip_file(const char *path, char **data, size_t *len)
 
 /* Loads a module file, decompressed; *plain gets its .ko name. */
 static int
-load_module(const char *moddir, const char *rel, char **data, size_t *len,
-            char **plain)
+load_module(const char *moddir, const char *rel, char **data, size_t *len, char **plain)
 {
   char *path = xasprintf("%s/%s", moddir, rel);
   int r;
@@ -236,8 +236,7 @@ load_module(const char *moddir, const char *rel, char **data, size_t *len,
   }
   free(path);
   if (r == 0 && (*len < 4 || memcmp(*data, "\177ELF", 4) != 0)) {
-    log_err("module %s/%s is not an ELF object after decompression", moddir,
-            rel);
+    log_err("module %s/%s is not an ELF object after decompression", moddir, rel);
     free(*data);
     r = -EINVAL;
   }
@@ -259,7 +258,8 @@ check_agent(const char *path, const char *data, size_t len)
 
   if (len < 64 || memcmp(e, "\177ELF", 4) != 0 || e[4] != 2 || e[5] != 1) {
     log_err("agent %s is not a 64-bit little-endian ELF executable: give "
-            "the built nbdroot-agent with --agent", path);
+            "the built nbdroot-agent with --agent",
+            path);
     return -ENOEXEC;
   }
   memcpy(&phoff, e + 32, 8);
@@ -272,7 +272,8 @@ check_agent(const char *path, const char *data, size_t len)
     memcpy(&type, e + phoff + (uint64_t)i * phentsize, 4);
     if (type == 3 /* PT_INTERP */) {
       log_err("agent %s is dynamically linked: /init must be a static "
-              "binary (build it with musl-gcc -static)", path);
+              "binary (build it with musl-gcc -static)",
+              path);
       return -ENOEXEC;
     }
   }
@@ -312,7 +313,8 @@ initrd_usage(FILE *f)
         "stands for\n"
         "  the default set (nbd, ext4, overlay, squashfs, virtio and common "
         "NIC\n"
-        "  drivers), which is what is packed without --modules.\n", f);
+        "  drivers), which is what is packed without --modules.\n",
+        f);
 }
 
 /* Appends the comma-separated names of s to l. */
@@ -329,13 +331,13 @@ split_list(const char *s, struct strv *l)
 /* The command line of initrd. */
 struct initrd_opts {
   const char *out, *kver, *moddir, *mods, *list;
-  char *agent;          /* malloc'ed: --agent or the one found */
+  char *agent; /* malloc'ed: --agent or the one found */
 };
 
 /* What one run of initrd holds, freed in one place (initrd_job_free). */
 struct initrd_job {
   char *moddir, *version;
-  struct strv names, optional;  /* modules asked for, and if present */
+  struct strv names, optional; /* modules asked for, and if present */
   struct module_set set;
   struct entries ents;
   uint32_t mtime;
@@ -360,14 +362,17 @@ parse_initrd_args(int argc, char **argv, struct initrd_opts *o)
 
   while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
     switch (c) {
-    case 'o': o->out = optarg; break;
-    case 'k': o->kver = optarg; break;
-    case 'm': o->moddir = optarg; break;
-    case 'M': o->mods = optarg; break;
-    case 'a': free(o->agent); o->agent = xstrdup(optarg); break;
-    case 'l': o->list = optarg; break;
-    case 'h': initrd_usage(stdout); return 0;
-    default: initrd_usage(stderr); return 2;
+      case 'o': o->out = optarg; break;
+      case 'k': o->kver = optarg; break;
+      case 'm': o->moddir = optarg; break;
+      case 'M': o->mods = optarg; break;
+      case 'a':
+        free(o->agent);
+        o->agent = xstrdup(optarg);
+        break;
+      case 'l': o->list = optarg; break;
+      case 'h': initrd_usage(stdout); return 0;
+      default: initrd_usage(stderr); return 2;
     }
   }
   if (optind != argc) {
@@ -422,8 +427,8 @@ find_kernel(const struct initrd_opts *o, struct initrd_job *j)
   }
   if (stat(j->moddir, &st) < 0 || !S_ISDIR(st.st_mode)) {
     log_err("no modules for kernel %s: %s is missing; give --kernel-version "
-            "of an installed kernel (see ls %s) or --modules-dir", j->version,
-            j->moddir, MODULES_ROOT);
+            "of an installed kernel (see ls %s) or --modules-dir",
+            j->version, j->moddir, MODULES_ROOT);
     return -ENOENT;
   }
   return 0;
@@ -449,8 +454,8 @@ choose_modules(const char *mods, struct initrd_job *j)
     }
   }
   strv_free(&req);
-  return modules_resolve(j->moddir, j->names.v, j->names.n, j->optional.v,
-                         j->optional.n, &j->set);
+  return modules_resolve(j->moddir, j->names.v, j->names.n, j->optional.v, j->optional.n,
+                         &j->set);
 }
 
 /* /init: the agent, which must be a static executable. */
@@ -464,7 +469,8 @@ add_agent(struct entries *ents, const char *agent)
 
   if (r < 0) {
     log_err("cannot read the initrd agent %s: %s (build it, or give "
-            "--agent PATH)", agent, strerror(-r));
+            "--agent PATH)",
+            agent, strerror(-r));
     return r;
   }
   r = check_agent(agent, data, len);
@@ -482,14 +488,12 @@ add_agent(struct entries *ents, const char *agent)
 static void
 add_skeleton(struct entries *ents)
 {
-  static const char *const dirs[] = { "dev", "proc", "sys", "run", "tmp",
-                                      "root", "newroot", "etc",
-                                      "etc/nbdroot" };
+  static const char *const dirs[] = { "dev",  "proc",    "sys", "run",        "tmp",
+                                      "root", "newroot", "etc", "etc/nbdroot" };
   struct entry *e;
 
   for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
-    add_entry(ents, dirs[i], S_IFDIR | (strcmp(dirs[i], "tmp") == 0
-                                          ? 01777 : 0755));
+    add_entry(ents, dirs[i], S_IFDIR | (strcmp(dirs[i], "tmp") == 0 ? 01777 : 0755));
   e = add_entry(ents, "dev/console", S_IFCHR | 0600);
   e->rmajor = 5;
   e->rminor = 1;
@@ -559,8 +563,8 @@ write_initrd(const char *out, struct initrd_job *j)
   r = cpio_open(of.fd, &w);
   for (size_t i = 0; !r && i < j->ents.n; i++) {
     struct entry *e = &j->ents.v[i];
-    r = cpio_add(w, e->name, e->mode, 0, 0, j->mtime, e->rmajor, e->rminor,
-                 e->data, e->len);
+    r = cpio_add(w, e->name, e->mode, 0, 0, j->mtime, e->rmajor, e->rminor, e->data,
+                 e->len);
   }
   if (!r) {
     r = cpio_close(w);
@@ -618,8 +622,8 @@ run_initrd(struct initrd_opts *o, struct initrd_job *j)
   if (!r)
     r = write_initrd(o->out, j);
   if (!r)
-    fprintf(stderr, "imgtool: initrd %s: kernel %s, %zu modules\n", o->out,
-            j->version, j->set.n);
+    fprintf(stderr, "imgtool: initrd %s: kernel %s, %zu modules\n", o->out, j->version,
+            j->set.n);
   return r;
 }
 

@@ -28,11 +28,11 @@
 #include "imgtool.h"
 
 struct mod {
-  char *name;        /* normalised: '-' -> '_' */
-  char *path;        /* as in modules.dep */
-  char **deps;       /* paths */
+  char *name;  /* normalised: '-' -> '_' */
+  char *path;  /* as in modules.dep */
+  char **deps; /* paths */
   size_t ndeps;
-  int state;         /* 0 new, 1 visiting, 2 emitted */
+  int state; /* 0 new, 1 visiting, 2 emitted */
 };
 
 struct softdep {
@@ -159,8 +159,7 @@ load_db(struct moddb *db, const char *moddir)
     free(text);
     return err;
   }
-  for (line = strtok_r(text, "\n", &save); line;
-       line = strtok_r(NULL, "\n", &save)) {
+  for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     char *colon = strchr(line, ':'), *words[512];
     struct mod *m;
     size_t n;
@@ -184,8 +183,7 @@ load_db(struct moddb *db, const char *moddir)
 
   text = read_text(moddir, "modules.softdep", false, &err);
   cap = 0;
-  for (line = strtok_r(text, "\n", &save); line;
-       line = strtok_r(NULL, "\n", &save)) {
+  for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     char *words[256];
     size_t n = split_words(line, words, 256);
     struct softdep *s;
@@ -215,8 +213,7 @@ load_db(struct moddb *db, const char *moddir)
 
   text = read_text(moddir, "modules.alias", false, &err);
   cap = 0;
-  for (line = strtok_r(text, "\n", &save); line;
-       line = strtok_r(NULL, "\n", &save)) {
+  for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     char *words[3];
     if (split_words(line, words, 3) != 3 || strcmp(words[0], "alias") != 0)
       continue;
@@ -230,8 +227,7 @@ load_db(struct moddb *db, const char *moddir)
 
   text = read_text(moddir, "modules.builtin", false, &err);
   cap = 0;
-  for (line = strtok_r(text, "\n", &save); line;
-       line = strtok_r(NULL, "\n", &save)) {
+  for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     XVEC_RESERVE(db->builtin, cap, db->nbuiltin + 1);
     db->builtin[db->nbuiltin++] = name_of_path(line);
   }
@@ -331,7 +327,8 @@ visit(struct moddb *db, struct mod *m)
     struct mod *d = find_mod_path(db, m->deps[i]);
     if (!d) {
       log_err("%s/modules.dep: %s needs %s, which is not listed: run "
-              "depmod for this kernel", db->moddir, m->path, m->deps[i]);
+              "depmod for this kernel",
+              db->moddir, m->path, m->deps[i]);
       return -ENOENT;
     }
     r = visit(db, d);
@@ -347,8 +344,8 @@ visit(struct moddb *db, struct mod *m)
 }
 
 int
-modules_resolve(const char *moddir, char **names, size_t nnames,
-                char **optional, size_t noptional, struct module_set *out)
+modules_resolve(const char *moddir, char **names, size_t nnames, char **optional,
+                size_t noptional, struct module_set *out)
 {
   struct moddb db;
   int r;
@@ -357,7 +354,8 @@ modules_resolve(const char *moddir, char **names, size_t nnames,
   r = load_db(&db, moddir);
   if (r < 0) {
     log_err("cannot read %s/modules.dep: %s (is this a kernel modules "
-            "directory? run depmod for it)", moddir, strerror(-r));
+            "directory? run depmod for it)",
+            moddir, strerror(-r));
     return r;
   }
   db.out = out;
@@ -371,7 +369,8 @@ modules_resolve(const char *moddir, char **names, size_t nnames,
     if (r == -ENOENT)
       log_err("module '%s' not found in %s (not in modules.dep, "
               "modules.alias or modules.builtin): check the name with "
-              "modinfo", names[i], moddir);
+              "modinfo",
+              names[i], moddir);
     if (r < 0)
       goto out;
   }

@@ -40,8 +40,6 @@ build_progress_show(struct build_progress *p, bool final)
   p->last = t;
   fprintf(stderr, "%simgtool: build: %llu/%llu inodes, %llu/%llu MiB%s",
           p->tty ? "\r" : "", (unsigned long long)p->done_inodes,
-          (unsigned long long)p->total_inodes,
-          (unsigned long long)(p->done_bytes >> 20),
-          (unsigned long long)(p->total_bytes >> 20),
-          p->tty && !final ? "" : "\n");
+          (unsigned long long)p->total_inodes, (unsigned long long)(p->done_bytes >> 20),
+          (unsigned long long)(p->total_bytes >> 20), p->tty && !final ? "" : "\n");
 }

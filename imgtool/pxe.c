@@ -67,37 +67,37 @@
 /* Names the configurations use or tell the admin to add: a kernel or
  * initrd under one of them would overwrite it or be overwritten. */
 static const char *const reserved_names[] = {
-  "pxelinux.cfg", "grub", IPXE_SCRIPT, "dnsmasq-dhcp.conf",
-  "dnsmasq-proxy.conf", "dhcpd.conf", "pxelinux.0", "ldlinux.c32",
-  "grubx64.efi", "undionly.kpxe", "ipxe.efi",
+  "pxelinux.cfg",       "grub",          IPXE_SCRIPT,  "dnsmasq-dhcp.conf",
+  "dnsmasq-proxy.conf", "dhcpd.conf",    "pxelinux.0", "ldlinux.c32",
+  "grubx64.efi",        "undionly.kpxe", "ipxe.efi",
 };
 
 #define PXE_SERVERS_MAX 8
 
 struct pxe {
-  char server[INET_ADDRSTRLEN];  /* nbdsrv, as clients reach it */
-  char tftp[INET_ADDRSTRLEN];    /* TFTP (next-server), default server */
+  char server[INET_ADDRSTRLEN]; /* nbdsrv, as clients reach it */
+  char tftp[INET_ADDRSTRLEN];   /* TFTP (next-server), default server */
   unsigned port;
   /* Every nbdsrv, "S1:PORT,S2:PORT": the agent's list (root=nbd:LIST/
    * EXPORT, nbdroot-agent(7)), tried in order, failed over in turn. */
   char roots[PXE_SERVERS_MAX * (INET_ADDRSTRLEN + 7)];
-  const char **exports;          /* one menu entry each; [0] the default */
+  const char **exports; /* one menu entry each; [0] the default */
   size_t nexports, exports_cap;
-  const char *kernel, *initrd;   /* source paths */
-  char *kname, *iname;           /* their names in DIR */
-  char *dir;                     /* absolute, normalised */
-  char *prefix;                  /* DIR inside the TFTP root: "" or "a/b/" */
-  char *tftp_root;               /* dir minus prefix */
-  char *http;                    /* base URL without trailing '/', or NULL */
+  const char *kernel, *initrd; /* source paths */
+  char *kname, *iname;         /* their names in DIR */
+  char *dir;                   /* absolute, normalised */
+  char *prefix;                /* DIR inside the TFTP root: "" or "a/b/" */
+  char *tftp_root;             /* dir minus prefix */
+  char *http;                  /* base URL without trailing '/', or NULL */
   char **consoles;
   size_t nconsoles, consoles_cap;
-  bool serial;                   /* the first ttyS console, for loaders */
+  bool serial; /* the first ttyS console, for loaders */
   unsigned serial_unit, serial_baud;
-  char *append;                  /* every --append, in order, or NULL */
-  bool ro;                       /* --ro: a read-only root */
-  bool dns;                      /* --dns: dnsmasq serves DNS too */
+  char *append; /* every --append, in order, or NULL */
+  bool ro;      /* --ro: a read-only root */
+  bool dns;     /* --dns: dnsmasq serves DNS too */
   char range_lo[INET_ADDRSTRLEN], range_hi[INET_ADDRSTRLEN];
-  char *params;                  /* what follows root=: " rw console=..." */
+  char *params; /* what follows root=: " rw console=..." */
 };
 
 /* ---- text ---- */
@@ -148,14 +148,16 @@ parse_ipv4(const char *opt, const char *s, char out[INET_ADDRSTRLEN])
   if (inet_pton(AF_INET, s, &a) != 1) {
     log_err("%s '%s' is not an IPv4 address (dotted quad, e.g. "
             "192.168.10.1): the clients get it before any name service, and "
-            "the agent resolves no names", opt, s);
+            "the agent resolves no names",
+            opt, s);
     return -EINVAL;
   }
   h = ntohl(a.s_addr);
   if (h == 0 || h == 0xffffffffu || (h >> 24) == 127 || (h >> 28) == 14) {
     log_err("%s %s cannot be a server's address for the clients (it is "
             "unspecified, broadcast, loopback or multicast); give the "
-            "address clients reach the server at", opt, s);
+            "address clients reach the server at",
+            opt, s);
     return -EINVAL;
   }
   inet_ntop(AF_INET, &a, out, INET_ADDRSTRLEN);
@@ -172,13 +174,15 @@ check_params(const char *opt, const char *s)
     unsigned char c = (unsigned char)*p;
     if (c < 0x20 || c > 0x7e) {
       log_err("%s: a control or non-ASCII character; give plain parameters "
-              "(letters, digits, = , . : / _ - + and blanks)", opt);
+              "(letters, digits, = , . : / _ - + and blanks)",
+              opt);
       return -EINVAL;
     }
     if (strchr("\"'\\$;&|<>{}#`", c)) {
       log_err("%s '%s': character '%c' would be interpreted by PXELINUX, "
               "GRUB or iPXE; give plain parameters (letters, digits, = , . : "
-              "/ _ - + and blanks)", opt, s, c);
+              "/ _ - + and blanks)",
+              opt, s, c);
       return -EINVAL;
     }
   }
@@ -235,11 +239,11 @@ parse_prefix(const char *s, char **out)
   struct buf b = { 0 };
 
   bprintf(&b, "%s", ""); /* "" rather than NULL when there is no prefix */
-  for (tok = strtok_r(copy, "/", &save); tok;
-       tok = strtok_r(NULL, "/", &save)) {
+  for (tok = strtok_r(copy, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
     if (!plain_name(tok, 255)) {
       log_err("--tftp-prefix '%s': component '%s' is not a plain name "
-              "(letters, digits, . _ + -, not starting with '.')", s, tok);
+              "(letters, digits, . _ + -, not starting with '.')",
+              s, tok);
       free(copy);
       free(b.p);
       return -EINVAL;
@@ -266,7 +270,8 @@ parse_http(const char *s, char **out)
     unsigned char c = (unsigned char)*p;
     if (c <= 0x20 || c > 0x7e || strchr("\"'\\$;&|<>{}#`", c)) {
       log_err("--http-base '%s': character '%c' does not belong in the URL "
-              "of a boot file", s, c > 0x20 && c <= 0x7e ? c : '?');
+              "of a boot file",
+              s, c > 0x20 && c <= 0x7e ? c : '?');
       return -EINVAL;
     }
   }
@@ -285,7 +290,8 @@ add_console(struct pxe *x, const char *s)
     if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
         !(*p >= '0' && *p <= '9') && !strchr(",._-", *p)) {
       log_err("--console '%s' is not a console device (e.g. ttyS0,115200 "
-              "or tty0)", s);
+              "or tty0)",
+              s);
       return -EINVAL;
     }
   }
@@ -300,7 +306,8 @@ add_console(struct pxe *x, const char *s)
       baud = strtoul(end + 1, NULL, 10);
     if (unit > 3 || baud < 50 || baud > 4000000) {
       log_err("--console '%s': give ttyS0..ttyS3 and a baud rate, e.g. "
-              "ttyS0,115200", s);
+              "ttyS0,115200",
+              s);
       return -EINVAL;
     }
     x->serial = true;
@@ -321,15 +328,16 @@ parse_range(const char *s, struct pxe *x)
 
   if (!comma) {
     log_err("--dhcp-range '%s': give FIRST,LAST (e.g. "
-            "192.168.10.100,192.168.10.200)", s);
+            "192.168.10.100,192.168.10.200)",
+            s);
     goto out;
   }
   *comma = '\0';
-  if (inet_pton(AF_INET, copy, &lo) != 1 ||
-      inet_pton(AF_INET, comma + 1, &hi) != 1 ||
+  if (inet_pton(AF_INET, copy, &lo) != 1 || inet_pton(AF_INET, comma + 1, &hi) != 1 ||
       ntohl(lo.s_addr) > ntohl(hi.s_addr)) {
     log_err("--dhcp-range '%s': give two IPv4 addresses, lowest first (e.g. "
-            "192.168.10.100,192.168.10.200)", s);
+            "192.168.10.100,192.168.10.200)",
+            s);
     goto out;
   }
   inet_ntop(AF_INET, &lo, x->range_lo, sizeof x->range_lo);
@@ -350,14 +358,15 @@ file_name(const char *opt, const char *path, char **out)
   if (!plain_name(base, 100)) {
     log_err("%s %s: the name '%s' is not a plain file name for TFTP "
             "(letters, digits, . _ + -, not starting with '.'); copy or link "
-            "the file under such a name", opt, path, base);
+            "the file under such a name",
+            opt, path, base);
     return -EINVAL;
   }
   for (size_t i = 0; i < ARRAY_SIZE(reserved_names); i++) {
     if (strcmp(base, reserved_names[i]) == 0) {
       log_err("%s %s: the name '%s' is one imgtool pxe writes or the boot "
-              "loaders use; copy or link the file under another name", opt,
-              path, base);
+              "loaders use; copy or link the file under another name",
+              opt, path, base);
       return -EINVAL;
     }
   }
@@ -401,23 +410,30 @@ open_source(const char *opt, const char *path, bool kernel, off_t *size)
     ok = memcmp(h + 0x202, "HdrS", 4) == 0 || memcmp(h, "MZ", 2) == 0 ||
          memcmp(h + 0x38, "ARM\x64", 4) == 0;
   else
-    ok = gz || cpio || memcmp(h, "\xfd" "7zXZ", 5) == 0 ||
-         memcmp(h, "\x28\xb5\x2f\xfd", 4) == 0 ||   /* zstd */
-         memcmp(h, "\x02\x21\x4c\x18", 4) == 0 ||   /* lz4 legacy */
+    ok = gz || cpio ||
+         memcmp(h,
+                "\xfd"
+                "7zXZ",
+                5) == 0 ||
+         memcmp(h, "\x28\xb5\x2f\xfd", 4) == 0 || /* zstd */
+         memcmp(h, "\x02\x21\x4c\x18", 4) == 0 || /* lz4 legacy */
          memcmp(h, "BZh", 3) == 0 || memcmp(h, "\x5d\0\0", 3) == 0 ||
          memcmp(h, "\x89LZO", 4) == 0;
   if (!ok) {
     if (kernel)
       log_err("--kernel %s is not a Linux kernel image (no bzImage, EFI or "
-              "arm64 header)%s", path,
+              "arm64 header)%s",
+              path,
               gz || cpio ? "; it looks like an initramfs: swapped with "
-                           "--initrd?" : "; give the vmlinuz");
+                           "--initrd?"
+                         : "; give the vmlinuz");
     else
       log_err("--initrd %s is not an initramfs (no cpio archive, compressed "
-              "or not)%s", path,
+              "or not)%s",
+              path,
               memcmp(h + 0x202, "HdrS", 4) == 0 || memcmp(h, "MZ", 2) == 0
-                ? "; it looks like a kernel: swapped with --kernel?"
-                : "; make one with imgtool initrd");
+                  ? "; it looks like a kernel: swapped with --kernel?"
+                  : "; make one with imgtool initrd");
     close(fd);
     return -EINVAL;
   }
@@ -448,11 +464,13 @@ header(struct buf *b, const struct pxe *x, const char *what)
           "# Boots nbdroot clients from the NBD server %s:%u, ",
           what, x->server, x->port);
   exports_text(b, x);
-  bprintf(b, ":\n# kernel %s, initrd %s (the nbdroot agent).\n", x->kname,
-          x->iname);
+  bprintf(b, ":\n# kernel %s, initrd %s (the nbdroot agent).\n", x->kname, x->iname);
   if (x->nexports > 1)
-    bprintf(b, "# The boot loaders offer the exports in a menu and boot the "
-               "first after %u s.\n", MENU_TIMEOUT);  bprintf(b, "# Layered root (nbdroot-agent(7), LAYERED ROOT): with --append "
+    bprintf(b,
+            "# The boot loaders offer the exports in a menu and boot the "
+            "first after %u s.\n",
+            MENU_TIMEOUT);
+  bprintf(b, "# Layered root (nbdroot-agent(7), LAYERED ROOT): with --append "
              "'nbdroot.state=STATE\n"
              "# [nbdroot.keep=/home,/etc/ssh]' the export is the read-only "
              "base of an\n"
@@ -502,24 +520,26 @@ pxelinux_menu(struct buf *b, const struct pxe *x)
 static void
 write_pxelinux(struct buf *b, const struct pxe *x)
 {
-  header(b, x, "pxelinux.cfg/default: PXELINUX configuration for BIOS "
-               "clients.");
-  bprintf(b,
-          "#\n"
-          "# PXELINUX reads this file from pxelinux.cfg/ next to pxelinux.0 "
-          "and loads\n"
-          "# KERNEL and INITRD from that directory too: put pxelinux.0 and "
-          "ldlinux.c32\n"
-          "# here (Debian: /usr/lib/PXELINUX/pxelinux.0 from package "
-          "pxelinux,\n"
-          "# /usr/lib/syslinux/modules/bios/ldlinux.c32 from syslinux-common)"
-          ".\n"
-          "# IPAPPEND 2 appends BOOTIF=01-<MAC of the booting NIC>: the agent "
-          "brings up\n"
-          "# that NIC when the client has several.\n");
+  header(b, x,
+         "pxelinux.cfg/default: PXELINUX configuration for BIOS "
+         "clients.");
+  bprintf(b, "#\n"
+             "# PXELINUX reads this file from pxelinux.cfg/ next to pxelinux.0 "
+             "and loads\n"
+             "# KERNEL and INITRD from that directory too: put pxelinux.0 and "
+             "ldlinux.c32\n"
+             "# here (Debian: /usr/lib/PXELINUX/pxelinux.0 from package "
+             "pxelinux,\n"
+             "# /usr/lib/syslinux/modules/bios/ldlinux.c32 from syslinux-common)"
+             ".\n"
+             "# IPAPPEND 2 appends BOOTIF=01-<MAC of the booting NIC>: the agent "
+             "brings up\n"
+             "# that NIC when the client has several.\n");
   if (x->serial)
-    bprintf(b, "# SERIAL (first directive): the prompt on the serial "
-               "console too.\nSERIAL %u %u\n", x->serial_unit, x->serial_baud);
+    bprintf(b,
+            "# SERIAL (first directive): the prompt on the serial "
+            "console too.\nSERIAL %u %u\n",
+            x->serial_unit, x->serial_baud);
   if (x->nexports > 1)
     pxelinux_menu(b, x);
   else
@@ -535,13 +555,13 @@ write_pxelinux(struct buf *b, const struct pxe *x)
             "  INITRD %s\n"
             "  APPEND ip=dhcp root=nbd:%s/%s%s\n"
             "  IPAPPEND 2\n",
-            x->nexports > 1 ? x->exports[i] : "nbdroot", x->kname, x->iname,
-            x->roots, x->exports[i], x->params);
+            x->nexports > 1 ? x->exports[i] : "nbdroot", x->kname, x->iname, x->roots,
+            x->exports[i], x->params);
 }
 
 static void
-grub_entry(struct buf *b, const struct pxe *x, const char *export,
-           const char *k, const char *i)
+grub_entry(struct buf *b, const struct pxe *x, const char *export, const char *k,
+           const char *i)
 {
   bprintf(b,
           "menuentry \"nbdroot: %s from %s:%u\" {\n"
@@ -554,8 +574,7 @@ grub_entry(struct buf *b, const struct pxe *x, const char *export,
           "  echo \"nbdroot: loading /%s\"\n"
           "  initrd /%s\n"
           "}\n",
-          export, x->server, x->port, k, k, x->roots, export,
-          x->params, i, i);
+          export, x->server, x->port, k, k, x->roots, export, x->params, i, i);
 }
 
 static void
@@ -563,34 +582,32 @@ write_grub(struct buf *b, const struct pxe *x)
 {
   char *k = tftp_path(x, x->kname), *i = tftp_path(x, x->iname);
 
-  header(b, x, "grub/grub.cfg: GRUB configuration for UEFI clients booting "
-               "from the network.");
-  bprintf(b,
-          "#\n"
-          "# GRUB's network images read /grub/grub.cfg from the TFTP server "
-          "they came\n"
-          "# from (Debian: grubnetx64.efi.signed from package "
-          "grub-efi-amd64-signed,\n"
-          "# in the TFTP directory as grubx64.efi).  Paths are from the TFTP "
-          "root.\n");
+  header(b, x,
+         "grub/grub.cfg: GRUB configuration for UEFI clients booting "
+         "from the network.");
+  bprintf(b, "#\n"
+             "# GRUB's network images read /grub/grub.cfg from the TFTP server "
+             "they came\n"
+             "# from (Debian: grubnetx64.efi.signed from package "
+             "grub-efi-amd64-signed,\n"
+             "# in the TFTP directory as grubx64.efi).  Paths are from the TFTP "
+             "root.\n");
   if (*x->prefix)
     bprintf(b,
             "# This file is %sgrub/grub.cfg there: make /grub/grub.cfg read "
             "it with the line\n"
             "#   configfile /%sgrub/grub.cfg\n",
             x->prefix, x->prefix);
-  bprintf(b,
-          "# BOOTIF=<MAC of the booting NIC>: the agent brings up that NIC "
-          "when the\n"
-          "# client has several.\n");
+  bprintf(b, "# BOOTIF=<MAC of the booting NIC>: the agent brings up that NIC "
+             "when the\n"
+             "# client has several.\n");
   if (x->serial)
     bprintf(b,
             "serial --unit=%u --speed=%u\n"
             "terminal_input serial console\n"
             "terminal_output serial console\n",
             x->serial_unit, x->serial_baud);
-  bprintf(b, "set default=0\nset timeout=%u\n",
-          x->nexports > 1 ? MENU_TIMEOUT : 0);
+  bprintf(b, "set default=0\nset timeout=%u\n", x->nexports > 1 ? MENU_TIMEOUT : 0);
   for (size_t e = 0; e < x->nexports; e++)
     grub_entry(b, x, x->exports[e], k, i);
   free(k);
@@ -602,11 +619,9 @@ write_grub(struct buf *b, const struct pxe *x)
 static void
 ipxe_menu(struct buf *b, const struct pxe *x)
 {
-  bprintf(b, "menu nbdroot: choose a root (NBD server %s:%u)\n", x->server,
-          x->port);
+  bprintf(b, "menu nbdroot: choose a root (NBD server %s:%u)\n", x->server, x->port);
   for (size_t i = 0; i < x->nexports; i++)
-    bprintf(b, "item boot-%zu %s%s\n", i, x->exports[i],
-            i ? "" : " (default)");
+    bprintf(b, "item boot-%zu %s%s\n", i, x->exports[i], i ? "" : " (default)");
   bprintf(b,
           "choose --default boot-0 --timeout %u target || goto cancel\n"
           "goto ${target}\n"
@@ -619,8 +634,7 @@ ipxe_menu(struct buf *b, const struct pxe *x)
 }
 
 static void
-ipxe_entry(struct buf *b, const struct pxe *x, size_t e, const char *k,
-           const char *i)
+ipxe_entry(struct buf *b, const struct pxe *x, size_t e, const char *k, const char *i)
 {
   if (x->nexports > 1)
     bprintf(b, ":boot-%zu\n", e);
@@ -630,8 +644,8 @@ ipxe_entry(struct buf *b, const struct pxe *x, size_t e, const char *k,
           "BOOTIF=01-${netX/mac:hexhyp} || goto failed\n"
           "initrd %s || goto failed\n"
           "boot || goto failed\n",
-          x->exports[e], x->server, x->port, k, x->iname, x->roots,
-          x->exports[e], x->params, i);
+          x->exports[e], x->server, x->port, k, x->iname, x->roots, x->exports[e],
+          x->params, i);
 }
 
 static void
@@ -641,8 +655,9 @@ write_ipxe(struct buf *b, const struct pxe *x)
 
   /* "#!ipxe" must be the first line: it is how iPXE knows a script. */
   bprintf(b, "#!ipxe\n");
-  header(b, x, IPXE_SCRIPT ": iPXE script, for clients whose firmware is "
-               "iPXE or that chainload it.");
+  header(b, x,
+         IPXE_SCRIPT ": iPXE script, for clients whose firmware is "
+                     "iPXE or that chainload it.");
   bprintf(b,
           "#\n"
           "# The DHCP configurations written with it send iPXE clients to %s.\n"
@@ -693,7 +708,7 @@ loader_notes(struct buf *b, const struct pxe *x)
  * loaders' TFTP paths. */
 struct boot_files {
   char *script, *grub, *pxelinux0, *ipxe_efi, *undi;
-  char *pxelinux;   /* without ".0": dnsmasq's pxe-service adds it */
+  char *pxelinux; /* without ".0": dnsmasq's pxe-service adds it */
 };
 
 static void
@@ -742,8 +757,9 @@ write_dnsmasq_dhcp(struct buf *b, const struct pxe *x)
 
   boot_files_get(x, &f);
 
-  header(b, x, "dnsmasq-dhcp.conf: dnsmasq as the network's DHCP and TFTP "
-               "server.");
+  header(b, x,
+         "dnsmasq-dhcp.conf: dnsmasq as the network's DHCP and TFTP "
+         "server.");
   bprintf(b,
           "#\n"
           "# For a network where this dnsmasq hands out the addresses (turn "
@@ -782,9 +798,8 @@ write_dnsmasq_dhcp(struct buf *b, const struct pxe *x)
           "# use these two lines in place of the two above:\n"
           "#dhcp-boot=tag:!ipxe,tag:efi64,%s,,%s\n"
           "#dhcp-boot=tag:!ipxe,tag:!efi64,%s,,%s\n",
-          x->tftp_root, f.script, f.grub, x->tftp,
-          f.pxelinux0, x->tftp, IPXE_SCRIPT, f.ipxe_efi, x->tftp, f.undi,
-          x->tftp);
+          x->tftp_root, f.script, f.grub, x->tftp, f.pxelinux0, x->tftp, IPXE_SCRIPT,
+          f.ipxe_efi, x->tftp, f.undi, x->tftp);
   boot_files_free(&f);
 }
 
@@ -797,8 +812,9 @@ write_dnsmasq_proxy(struct buf *b, const struct pxe *x)
 
   boot_files_get(x, &f);
 
-  header(b, x, "dnsmasq-proxy.conf: dnsmasq as proxy-DHCP and TFTP server "
-               "beside an existing DHCP server.");
+  header(b, x,
+         "dnsmasq-proxy.conf: dnsmasq as proxy-DHCP and TFTP server "
+         "beside an existing DHCP server.");
   bprintf(b,
           "#\n"
           "# For a network whose router (or other DHCP server) hands out the "
@@ -854,8 +870,9 @@ write_dhcpd(struct buf *b, const struct pxe *x)
 
   boot_files_get(x, &f);
 
-  header(b, x, "dhcpd.conf: boot settings for the ISC DHCP server "
-               "(isc-dhcp-server).");
+  header(b, x,
+         "dhcpd.conf: boot settings for the ISC DHCP server "
+         "(isc-dhcp-server).");
   bprintf(b,
           "#\n"
           "# For a network whose addresses ISC dhcpd hands out: include it in "
@@ -891,11 +908,11 @@ write_dhcpd(struct buf *b, const struct pxe *x)
 /* ---- writing ---- */
 
 struct out {
-  const char *rel;       /* path under DIR */
-  struct buf text;       /* content, or */
-  int src;               /* a file to copy (fd), -1 for text */
+  const char *rel; /* path under DIR */
+  struct buf text; /* content, or */
+  int src;         /* a file to copy (fd), -1 for text */
   off_t src_size;
-  bool skip;             /* the source already is this file */
+  bool skip; /* the source already is this file */
   struct outfile of;
 };
 
@@ -1010,7 +1027,8 @@ pxe_usage(FILE *f)
         ".100 to .200\n"
         "                      of the TFTP server's /24)\n"
         "  --dns               the dnsmasq files serve DNS too (default: "
-        "port=0, none)\n", f);
+        "port=0, none)\n",
+        f);
 }
 
 static void
@@ -1033,7 +1051,7 @@ pxe_free(struct pxe *x)
 /* The options that are checked once all are known. */
 struct pxe_args {
   const char *server, *tftp, *prefix, *out, *range;
-  const char *more[PXE_SERVERS_MAX - 1];   /* --server after the first */
+  const char *more[PXE_SERVERS_MAX - 1]; /* --server after the first */
   size_t nmore;
 };
 
@@ -1042,13 +1060,15 @@ add_export(struct pxe *x, const char *name)
 {
   if (!plain_name(name, 200)) {
     log_err("--export '%s' is not an export name nbdsrv serves (letters, "
-            "digits, . _ + -, not starting with '.')", name);
+            "digits, . _ + -, not starting with '.')",
+            name);
     return -EINVAL;
   }
   for (size_t i = 0; i < x->nexports; i++) {
     if (strcmp(x->exports[i], name) == 0) {
       log_err("--export %s is given twice; give each export once (the "
-              "first is the menu's default)", name);
+              "first is the menu's default)",
+              name);
       return -EINVAL;
     }
   }
@@ -1090,40 +1110,39 @@ static int
 pxe_option(int c, struct pxe *x, struct pxe_args *a)
 {
   switch (c) {
-  case 's':
-    if (!a->server) {
-      a->server = optarg;
-    } else if (a->nmore < PXE_SERVERS_MAX - 1) {
-      a->more[a->nmore++] = optarg;
-    } else {
-      log_err("--server: at most %d servers", PXE_SERVERS_MAX);
-      return -EINVAL;
-    }
-    return 0;
-  case 'T': a->tftp = optarg; return 0;
-  case 'o': a->out = optarg; return 0;
-  case 'P': a->prefix = optarg; return 0;
-  case 'R': a->range = optarg; return 0;
-  case 'k': x->kernel = optarg; return 0;
-  case 'i': x->initrd = optarg; return 0;
-  case 'r': x->ro = true; return 0;
-  case 'D': x->dns = true; return 0;
-  case 'e': return add_export(x, optarg);
-  case 'a': return add_append(x, optarg);
-  case 'c': return add_console(x, optarg);
-  case 'p': return parse_port(optarg, &x->port);
-  case 'H':
-    free(x->http);
-    x->http = NULL;
-    return parse_http(optarg, &x->http);
+    case 's':
+      if (!a->server) {
+        a->server = optarg;
+      } else if (a->nmore < PXE_SERVERS_MAX - 1) {
+        a->more[a->nmore++] = optarg;
+      } else {
+        log_err("--server: at most %d servers", PXE_SERVERS_MAX);
+        return -EINVAL;
+      }
+      return 0;
+    case 'T': a->tftp = optarg; return 0;
+    case 'o': a->out = optarg; return 0;
+    case 'P': a->prefix = optarg; return 0;
+    case 'R': a->range = optarg; return 0;
+    case 'k': x->kernel = optarg; return 0;
+    case 'i': x->initrd = optarg; return 0;
+    case 'r': x->ro = true; return 0;
+    case 'D': x->dns = true; return 0;
+    case 'e': return add_export(x, optarg);
+    case 'a': return add_append(x, optarg);
+    case 'c': return add_console(x, optarg);
+    case 'p': return parse_port(optarg, &x->port);
+    case 'H':
+      free(x->http);
+      x->http = NULL;
+      return parse_http(optarg, &x->http);
   }
   return -EINVAL;
 }
 
 /* The command line into x and a.  Returns 0 or 2 (usage). */
 static int
-pxe_getopt(int argc, char **argv, struct pxe *x, struct pxe_args *a,
-           bool *help)
+pxe_getopt(int argc, char **argv, struct pxe *x, struct pxe_args *a, bool *help)
 {
   static const struct option opts[] = {
     { "server", required_argument, NULL, 's' },
@@ -1152,21 +1171,18 @@ pxe_getopt(int argc, char **argv, struct pxe *x, struct pxe_args *a,
       return 0;
     }
     if (c == ':') {
-      log_err("pxe: option %s needs a value (see imgtool pxe --help)",
-              argv[optind - 1]);
+      log_err("pxe: option %s needs a value (see imgtool pxe --help)", argv[optind - 1]);
       return 2;
     }
     if (c == '?') {
-      log_err("pxe: unknown option '%s' (see imgtool pxe --help)",
-              argv[optind - 1]);
+      log_err("pxe: unknown option '%s' (see imgtool pxe --help)", argv[optind - 1]);
       return 2;
     }
     if (pxe_option(c, x, a) < 0)
       return 2;
   }
   if (optind != argc) {
-    log_err("pxe: unexpected argument '%s' (see imgtool pxe --help)",
-            argv[optind]);
+    log_err("pxe: unexpected argument '%s' (see imgtool pxe --help)", argv[optind]);
     return 2;
   }
   return 0;
@@ -1193,16 +1209,15 @@ default_range(struct pxe *x)
 static int
 make_roots(struct pxe *x, const struct pxe_args *a)
 {
-  size_t len = (size_t)snprintf(x->roots, sizeof x->roots, "%s:%u",
-                                x->server, x->port);
+  size_t len = (size_t)snprintf(x->roots, sizeof x->roots, "%s:%u", x->server, x->port);
 
   for (size_t i = 0; i < a->nmore; i++) {
     char addr[INET_ADDRSTRLEN];
 
     if (parse_ipv4("--server", a->more[i], addr) < 0)
       return -EINVAL;
-    len += (size_t)snprintf(x->roots + len, sizeof x->roots - len, ",%s:%u",
-                            addr, x->port);
+    len +=
+        (size_t)snprintf(x->roots + len, sizeof x->roots - len, ",%s:%u", addr, x->port);
   }
   return 0;
 }
@@ -1212,11 +1227,11 @@ pxe_check(struct pxe *x, const struct pxe_args *a)
 {
   if (!a->server || !x->nexports || !x->kernel || !x->initrd || !a->out) {
     log_err("pxe needs %s (see imgtool pxe --help)",
-            !a->server ? "--server ADDR, the NBD server's IPv4 address"
+            !a->server     ? "--server ADDR, the NBD server's IPv4 address"
             : !x->nexports ? "--export NAME, the export the clients boot"
-            : !x->kernel ? "--kernel FILE, the clients' kernel"
-            : !x->initrd ? "--initrd FILE, the initramfs from imgtool initrd"
-                         : "-o DIR, where to write");
+            : !x->kernel   ? "--kernel FILE, the clients' kernel"
+            : !x->initrd   ? "--initrd FILE, the initramfs from imgtool initrd"
+                           : "-o DIR, where to write");
     return 2;
   }
   if (parse_ipv4("--server", a->server, x->server) < 0 ||
@@ -1236,7 +1251,8 @@ pxe_check(struct pxe *x, const struct pxe_args *a)
     return 2;
   if (strcmp(x->kname, x->iname) == 0) {
     log_err("--kernel and --initrd have the same name '%s'; copy or link one "
-            "under another name", x->kname);
+            "under another name",
+            x->kname);
     return 2;
   }
   return 0;
@@ -1251,8 +1267,7 @@ pxe_dirs(struct pxe *x, const char *out)
 
   x->dir = absolute_dir(out);
   if (!x->dir) {
-    log_err("-o %s: cannot tell the current directory: %s", out,
-            strerror(errno));
+    log_err("-o %s: cannot tell the current directory: %s", out, strerror(errno));
     return 1;
   }
   dl = strlen(x->dir);
@@ -1261,8 +1276,8 @@ pxe_dirs(struct pxe *x, const char *out)
   if (pl && (dl < pl || x->dir[dl - pl] != '/' ||
              strncmp(x->dir + dl - pl + 1, x->prefix, pl - 1) != 0)) {
     log_err("--tftp-prefix %.*s: the output directory %s does not end "
-            "with it; give -o TFTP_ROOT/%.*s", (int)pl - 1, x->prefix,
-            x->dir, (int)pl - 1, x->prefix);
+            "with it; give -o TFTP_ROOT/%.*s",
+            (int)pl - 1, x->prefix, x->dir, (int)pl - 1, x->prefix);
     return 2;
   }
   if (pl)
@@ -1321,8 +1336,7 @@ pxe_params(struct pxe *x)
   if (x->append) {
     /* blanks folded: one space between parameters in every file */
     char *copy = xstrdup(x->append), *tok, *save;
-    for (tok = strtok_r(copy, " \t", &save); tok;
-         tok = strtok_r(NULL, " \t", &save))
+    for (tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save))
       bprintf(&b, " %s", tok);
     free(copy);
   }
@@ -1351,8 +1365,15 @@ pxe_parse(int argc, char **argv, struct pxe *x, bool *help)
 
 /* The files, in the order they are written and named. */
 enum {
-  F_PXELINUX, F_GRUB, F_IPXE, F_DNSMASQ_DHCP, F_DNSMASQ_PROXY, F_DHCPD,
-  F_KERNEL, F_INITRD, NFILES
+  F_PXELINUX,
+  F_GRUB,
+  F_IPXE,
+  F_DNSMASQ_DHCP,
+  F_DNSMASQ_PROXY,
+  F_DHCPD,
+  F_KERNEL,
+  F_INITRD,
+  NFILES
 };
 
 static int
@@ -1465,17 +1486,17 @@ install_out(const struct pxe *x, struct out *f)
 static void
 report(const struct pxe *x)
 {
-  static const char *const loaders[] = { "pxelinux.0", "ldlinux.c32",
-                                         "grubx64.efi" };
+  static const char *const loaders[] = { "pxelinux.0", "ldlinux.c32", "grubx64.efi" };
   struct buf b = { 0 };
 
   if (x->nexports > 1)
     bprintf(&b, " (a boot menu; more: ");
   for (size_t i = 1; i < x->nexports; i++)
     bprintf(&b, "%s%s", x->exports[i], i + 1 < x->nexports ? ", " : ")");
-  fprintf(stderr, "imgtool: pxe %s: root=nbd:%s/%s%s, kernel %s, initrd "
-          "%s\n", x->dir, x->roots, x->exports[0],
-          b.p ? b.p : "", x->kname, x->iname);
+  fprintf(stderr,
+          "imgtool: pxe %s: root=nbd:%s/%s%s, kernel %s, initrd "
+          "%s\n",
+          x->dir, x->roots, x->exports[0], b.p ? b.p : "", x->kname, x->iname);
   b.len = 0;
   for (size_t i = 0; i < ARRAY_SIZE(loaders); i++) {
     char *p = xasprintf("%s/%s", x->dir, loaders[i]);
@@ -1484,9 +1505,11 @@ report(const struct pxe *x)
     free(p);
   }
   if (b.len)
-    fprintf(stderr, "imgtool: note: %s has no %s yet: BIOS and UEFI "
+    fprintf(stderr,
+            "imgtool: note: %s has no %s yet: BIOS and UEFI "
             "clients need them (iPXE clients do not); see imgtool(8), "
-            "PXE\n", x->dir, b.p);
+            "PXE\n",
+            x->dir, b.p);
   free(b.p);
 }
 

@@ -58,8 +58,8 @@ rollback_locked(const char *namedir, unsigned id)
   }
   if (!is_published(ids, n, id)) {
     list = store_format_ids(ids, n);
-    log_err("%s has no version %04u (published: %s): give one of those",
-            namedir, id, n ? list : "none");
+    log_err("%s has no version %04u (published: %s): give one of those", namedir, id,
+            n ? list : "none");
     free(list);
     goto out;
   }
@@ -67,14 +67,14 @@ rollback_locked(const char *namedir, unsigned id)
   if (store_current(namedir, &cur) < 0)
     cur = 0;
   if (cur == id) {
-    fprintf(stderr, "imgtool: rollback: %04u is already current in %s\n",
-            id, namedir);
+    fprintf(stderr, "imgtool: rollback: %04u is already current in %s\n", id, namedir);
     rc = 0;
     goto out;
   }
   if (store_check_version(namedir, id, msg, sizeof msg) < 0) {
     log_err("version %04u of %s fails verification (%s): current stays "
-            "as it is", id, namedir, msg);
+            "as it is",
+            id, namedir, msg);
     goto out;
   }
   r = store_set_current(namedir, id);
@@ -84,11 +84,12 @@ rollback_locked(const char *namedir, unsigned id)
   }
   printf("%s/%04u.img\n", namedir, id);
   if (cur)
-    fprintf(stderr, "imgtool: rollback: current of %s is now %04u (was "
-            "%04u)\n", namedir, id, cur);
+    fprintf(stderr,
+            "imgtool: rollback: current of %s is now %04u (was "
+            "%04u)\n",
+            namedir, id, cur);
   else
-    fprintf(stderr, "imgtool: rollback: current of %s is now %04u\n",
-            namedir, id);
+    fprintf(stderr, "imgtool: rollback: current of %s is now %04u\n", namedir, id);
   rc = 0;
 out:
   free(ids);
@@ -118,12 +119,14 @@ check_rollback_args(int argc, char **argv, struct rollback_opts *o)
   version = argv[optind];
   if (!store_name_valid(o->name)) {
     log_err("image name '%s': give a plain name without '/' or a leading "
-            "'.'", o->name);
+            "'.'",
+            o->name);
     return 2;
   }
   if (store_parse_version(version, &o->id) < 0) {
     log_err("version '%s': give a version number such as 2, 0002 or "
-            "0002.img (imgtool info lists them)", version);
+            "0002.img (imgtool info lists them)",
+            version);
     return 2;
   }
   return -1;
@@ -144,10 +147,10 @@ parse_rollback_args(int argc, char **argv, struct rollback_opts *o)
 
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
-    case 'S': o->store = optarg; break;
-    case 'N': o->name = optarg; break;
-    case 'h': rollback_usage(stdout); return 0;
-    default: rollback_usage(stderr); return 2;
+      case 'S': o->store = optarg; break;
+      case 'N': o->name = optarg; break;
+      case 'h': rollback_usage(stdout); return 0;
+      default: rollback_usage(stderr); return 2;
     }
   }
   return check_rollback_args(argc, argv, o);

@@ -88,7 +88,7 @@ struct scan_ctx {
   dev_t root_dev;
   size_t rootlen;
   const struct exclude_list *x;
-  size_t *hits;  /* per pattern: entries it excluded */
+  size_t *hits; /* per pattern: entries it excluded */
 };
 
 static int
@@ -102,16 +102,14 @@ cmp_node(const void *a, const void *b)
 static int
 cmp_xattr(const void *a, const void *b)
 {
-  return strcmp(((const struct xattr *)a)->name,
-                ((const struct xattr *)b)->name);
+  return strcmp(((const struct xattr *)a)->name, ((const struct xattr *)b)->name);
 }
 
 /* Namespaces ext4 stores; others (e.g. an NFSv4 ACL) cannot be kept. */
 static bool
 xattr_supported(const char *name)
 {
-  return strncmp(name, "user.", 5) == 0 ||
-         strncmp(name, "trusted.", 8) == 0 ||
+  return strncmp(name, "user.", 5) == 0 || strncmp(name, "trusted.", 8) == 0 ||
          strncmp(name, "security.", 9) == 0 ||
          strcmp(name, "system.posix_acl_access") == 0 ||
          strcmp(name, "system.posix_acl_default") == 0;
@@ -143,8 +141,7 @@ read_xattrs(struct node *n)
     struct xattr *x;
 
     if (!xattr_supported(p)) {
-      log_warn("%s: extended attribute %s cannot be stored in ext4, skipped",
-               n->path, p);
+      log_warn("%s: extended attribute %s cannot be stored in ext4, skipped", n->path, p);
       continue;
     }
     vlen = lgetxattr(n->path, p, NULL, 0);
@@ -227,7 +224,8 @@ hash_node(struct account *c, const struct node *n)
   hash_u64(&c->sha, (uint64_t)mt);
   hash_u64(&c->sha, (uint64_t)ns);
   hash_u64(&c->sha, (S_ISCHR(n->st.st_mode) || S_ISBLK(n->st.st_mode))
-                      ? (uint64_t)n->st.st_rdev : 0);
+                        ? (uint64_t)n->st.st_rdev
+                        : 0);
   if (n->link)
     hash_str(&c->sha, n->link, strlen(n->link));
   for (size_t i = 0; i < n->nxattrs; i++) {
@@ -244,8 +242,8 @@ xattr_blocks(const struct node *n)
   /* ext4 keeps about 96 bytes of attributes inside a 256-byte inode; more
    * needs one external block (never more than one). */
   for (size_t i = 0; i < n->nxattrs; i++)
-    total += 16 + ((strlen(n->xattrs[i].name) + 3) & ~3u) +
-             ((n->xattrs[i].len + 3) & ~3u);
+    total +=
+        16 + ((strlen(n->xattrs[i].name) + 3) & ~3u) + ((n->xattrs[i].len + 3) & ~3u);
   return total > 96 ? 1 : 0;
 }
 
@@ -312,7 +310,8 @@ link_hard(struct scan_ctx *c, struct node *k, bool *seen)
   }
   if (first->hl_count >= 65000) {
     log_err("%s: more than 65000 hard links to one file (ext4's "
-            "limit): make some of them copies", k->path);
+            "limit): make some of them copies",
+            k->path);
     return -EMLINK;
   }
   k->hl_first = first;
@@ -329,8 +328,7 @@ read_symlink(struct node *k)
   ssize_t len;
 
   if (sz > BLK) {
-    log_err("symlink %s: target longer than %u bytes cannot be stored",
-            k->path, BLK - 1);
+    log_err("symlink %s: target longer than %u bytes cannot be stored", k->path, BLK - 1);
     return -ENAMETOOLONG;
   }
   k->link = xmalloc(sz + 1);
@@ -355,8 +353,7 @@ count_file(struct account *c, const struct node *k)
   /* A sparse source file needs only its allocated blocks, plus one
    * for a partial block at either end of each hole. */
   if (alloc < size)
-    blocks = (alloc + BLK - 1) / BLK + 2 < blocks
-               ? (alloc + BLK - 1) / BLK + 2 : blocks;
+    blocks = (alloc + BLK - 1) / BLK + 2 < blocks ? (alloc + BLK - 1) / BLK + 2 : blocks;
   /* Extent tree: four extents fit in the inode, beyond that one
    * index block per 340 extents of at most 128 MiB each. */
   c->t->data_blocks += blocks + blocks / 32768 + (blocks > 4 * 32768);
@@ -382,8 +379,7 @@ scan_entry(struct scan_ctx *c, struct node *k)
     return r;
   r = read_xattrs(k);
   if (r < 0) {
-    log_err("cannot read extended attributes of %s: %s", k->path,
-            strerror(-r));
+    log_err("cannot read extended attributes of %s: %s", k->path, strerror(-r));
     return r;
   }
   if (S_ISDIR(k->st.st_mode))
@@ -401,7 +397,8 @@ scan_dir(struct scan_ctx *c, struct node *n)
 
   if (n->st.st_dev != c->root_dev) {
     log_warn("%s is a mount point (another filesystem): stored as an empty "
-             "directory", n->path);
+             "directory",
+             n->path);
     return 0;
   }
   r = read_entries(c, n);
@@ -416,8 +413,8 @@ scan_dir(struct scan_ctx *c, struct node *n)
 }
 
 int
-tree_scan(const char *path, int64_t clamp, bool clamp_set,
-          const struct exclude_list *x, struct tree *t)
+tree_scan(const char *path, int64_t clamp, bool clamp_set, const struct exclude_list *x,
+          struct tree *t)
 {
   struct scan_ctx c;
   struct node *root;
@@ -443,7 +440,8 @@ tree_scan(const char *path, int64_t clamp, bool clamp_set,
   }
   if (!S_ISDIR(root->st.st_mode)) {
     log_err("tree %s is not a directory: give the directory to turn into "
-            "an image", path);
+            "an image",
+            path);
     return -ENOTDIR;
   }
   c.root_dev = root->st.st_dev;
@@ -460,7 +458,8 @@ tree_scan(const char *path, int64_t clamp, bool clamp_set,
   for (size_t i = 0; r == 0 && x && i < x->n; i++)
     if (!c.hits[i])
       log_warn("--exclude '%s' matched nothing in %s (patterns with a '/' "
-               "are paths from the tree's root)", x->pat[i], path);
+               "are paths from the tree's root)",
+               x->pat[i], path);
   free(c.hits);
   if (r < 0)
     return r;
@@ -506,8 +505,9 @@ account_dir(struct account *c, const struct node *n)
 void
 tree_account(struct tree *t, int64_t clamp, bool clamp_set, size_t rootlen)
 {
-  struct account c = { .t = t, .clamp = clamp, .clamp_set = clamp_set,
-                       .rootlen = rootlen };
+  struct account c = {
+    .t = t, .clamp = clamp, .clamp_set = clamp_set, .rootlen = rootlen
+  };
 
   t->nnodes = t->ninodes = 1;
   t->data_blocks = t->meta_blocks = t->file_bytes = 0;

@@ -82,8 +82,7 @@ sha256_file(const char *path, char out[65], uint64_t *size)
     hash_zeros(&s, zeros, BUFSZ, (uint64_t)data - pos);
     pos = (uint64_t)data;
     while (pos < (uint64_t)hole) {
-      size_t want = (uint64_t)hole - pos > BUFSZ ? BUFSZ
-                                                  : (size_t)((uint64_t)hole - pos);
+      size_t want = (uint64_t)hole - pos > BUFSZ ? BUFSZ : (size_t)((uint64_t)hole - pos);
       ssize_t n = full_pread(fd, buf, want, pos);
       if (n < 0) {
         r = (int)n;

@@ -22,8 +22,8 @@
 struct sqfile {
   sqfs_file_t base;
   int fd;
-  uint64_t size;  /* the end of what is written (or, read-only, the file) */
-  int err;        /* errno of the last failed call, for the message */
+  uint64_t size; /* the end of what is written (or, read-only, the file) */
+  int err;       /* errno of the last failed call, for the message */
 };
 
 static int
@@ -37,8 +37,7 @@ sqfile_read_at(sqfs_file_t *f, sqfs_u64 off, void *buf, size_t len)
   got = full_pread(sf->fd, buf, len, off);
   if (got < 0)
     sf->err = (int)-got;
-  return got == (ssize_t)len ? 0 : got < 0 ? SQFS_ERROR_IO
-                                           : SQFS_ERROR_OUT_OF_BOUNDS;
+  return got == (ssize_t)len ? 0 : got < 0 ? SQFS_ERROR_IO : SQFS_ERROR_OUT_OF_BOUNDS;
 }
 
 static int

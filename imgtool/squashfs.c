@@ -62,9 +62,9 @@
 /* One inode of the image, by inode number. */
 struct sq_inode {
   struct node *node;
-  struct node *parent;          /* directories: the one holding them */
-  uint64_t ref;                 /* where the inode is in the inode table */
-  sqfs_inode_generic_t *file;   /* regular files: from the block processor */
+  struct node *parent;        /* directories: the one holding them */
+  uint64_t ref;               /* where the inode is in the inode table */
+  sqfs_inode_generic_t *file; /* regular files: from the block processor */
 };
 
 struct sqctx {
@@ -81,7 +81,7 @@ struct sqctx {
   sqfs_xattr_writer_t *xw;
   sqfs_meta_writer_t *im, *dm;
   sqfs_dir_writer_t *dw;
-  struct sq_inode *inodes;      /* [1..count] */
+  struct sq_inode *inodes; /* [1..count] */
   size_t inodes_cap;
   uint32_t count;
   char *buf;
@@ -97,16 +97,16 @@ static const char *
 sq_why(const struct sqctx *c, int e)
 {
   switch (e) {
-  case SQFS_ERROR_ALLOC: return "out of memory";
-  case SQFS_ERROR_IO:
-    return c->file && sqfile_errno(c->file) ? strerror(sqfile_errno(c->file))
-                                            : "input/output error";
-  case SQFS_ERROR_COMPRESSOR: return "compressor failure";
-  case SQFS_ERROR_OVERFLOW: return "too large for squashfs";
-  case SQFS_ERROR_OUT_OF_BOUNDS: return "out of squashfs's bounds";
-  case SQFS_ERROR_UNSUPPORTED: return "not supported by squashfs";
-  case SQFS_ERROR_ARG_INVALID: return "invalid argument";
-  default: return "internal error of libsquashfs";
+    case SQFS_ERROR_ALLOC: return "out of memory";
+    case SQFS_ERROR_IO:
+      return c->file && sqfile_errno(c->file) ? strerror(sqfile_errno(c->file))
+                                              : "input/output error";
+    case SQFS_ERROR_COMPRESSOR: return "compressor failure";
+    case SQFS_ERROR_OVERFLOW: return "too large for squashfs";
+    case SQFS_ERROR_OUT_OF_BOUNDS: return "out of squashfs's bounds";
+    case SQFS_ERROR_UNSUPPORTED: return "not supported by squashfs";
+    case SQFS_ERROR_ARG_INVALID: return "invalid argument";
+    default: return "internal error of libsquashfs";
   }
 }
 
@@ -197,8 +197,7 @@ sq_write_data(struct sqctx *c)
   }
   r = sqfs_block_processor_finish(c->proc);
   if (r) {
-    log_err("cannot write the file data into %s: %s", c->o->output,
-            sq_why(c, r));
+    log_err("cannot write the file data into %s: %s", c->o->output, sq_why(c, r));
     return -EIO;
   }
   return 0;
@@ -281,8 +280,7 @@ sq_dir_inode(struct sqctx *c, uint32_t ino, uint32_t xattr, int *r)
     const struct node *tgt = k->hl_first ? k->hl_first : k;
 
     nlink += S_ISDIR(k->st.st_mode) ? 1 : 0;
-    *r = sqfs_dir_writer_add_entry(c->dw, k->name, tgt->ino,
-                                   c->inodes[tgt->ino].ref,
+    *r = sqfs_dir_writer_add_entry(c->dw, k->name, tgt->ino, c->inodes[tgt->ino].ref,
                                    (sqfs_u16)tgt->st.st_mode);
   }
   if (!*r)
@@ -290,8 +288,7 @@ sq_dir_inode(struct sqctx *c, uint32_t ino, uint32_t xattr, int *r)
   if (*r)
     return NULL;
   /* The root's parent: one past the last inode, as mksquashfs has it. */
-  in = sqfs_dir_writer_create_inode(c->dw, 0, xattr,
-                                    parent ? parent->ino : c->count + 1);
+  in = sqfs_dir_writer_create_inode(c->dw, 0, xattr, parent ? parent->ino : c->count + 1);
   if (!in) {
     *r = SQFS_ERROR_ALLOC;
     return NULL;
@@ -373,8 +370,8 @@ sq_write_tree(struct sqctx *c)
   for (uint32_t i = 1; i <= c->count; i++) {
     r = sq_write_inode(c, i);
     if (r) {
-      log_err("cannot add %s to %s: %s", c->inodes[i].node->path,
-              c->o->output, sq_why(c, r));
+      log_err("cannot add %s to %s: %s", c->inodes[i].node->path, c->o->output,
+              sq_why(c, r));
       return -EIO;
     }
     build_progress_show(&c->pg, false);
@@ -388,8 +385,8 @@ sq_write_tree(struct sqctx *c)
     r = sqfs_meta_write_write_to_file(c->dm);
   c->super.inode_count = c->count;
   if (r) {
-    log_err("cannot write the inodes and directories of %s: %s",
-            c->o->output, sq_why(c, r));
+    log_err("cannot write the inodes and directories of %s: %s", c->o->output,
+            sq_why(c, r));
     return -EIO;
   }
   return 0;
@@ -405,8 +402,7 @@ sq_write_tables(struct sqctx *c)
 
   if (!r)
     r = sqfs_dir_writer_write_export_table(c->dw, c->file, c->cmp, c->count,
-                                           c->inodes[c->count].ref,
-                                           &c->super);
+                                           c->inodes[c->count].ref, &c->super);
   if (!r)
     r = sqfs_id_table_write(c->ids, c->file, &c->super, c->cmp);
   if (!r)
@@ -419,8 +415,7 @@ sq_write_tables(struct sqctx *c)
   if (!r && end % SQ_PAD)
     r = c->file->write_at(c->file, end, zero, SQ_PAD - end % SQ_PAD);
   if (r) {
-    log_err("cannot write the tables of %s: %s", c->o->output,
-            sq_why(c, r));
+    log_err("cannot write the tables of %s: %s", c->o->output, sq_why(c, r));
     return -EIO;
   }
   return 0;
@@ -460,8 +455,7 @@ sq_compressors(struct sqctx *c)
     r = sqfs_compressor_create(&cfg, &c->uncmp);
   if (!r)
     r = sqfs_super_init(&c->super, SQ_BLOCK_SIZE,
-                        c->clk->now < 0 ? 0 : (sqfs_u32)c->clk->now,
-                        (SQFS_COMPRESSOR)id);
+                        c->clk->now < 0 ? 0 : (sqfs_u32)c->clk->now, (SQFS_COMPRESSOR)id);
   return r;
 }
 
@@ -489,11 +483,9 @@ sq_open(struct sqctx *c, int fd)
   c->ids = sqfs_id_table_create(0);
   c->xw = sqfs_xattr_writer_create(0);
   c->im = sqfs_meta_writer_create(c->file, c->cmp, 0);
-  c->dm = sqfs_meta_writer_create(c->file, c->cmp,
-                                  SQFS_META_WRITER_KEEP_IN_MEMORY);
-  c->dw = c->dm ? sqfs_dir_writer_create(c->dm,
-                                         SQFS_DIR_WRITER_CREATE_EXPORT_TABLE)
-                : NULL;
+  c->dm = sqfs_meta_writer_create(c->file, c->cmp, SQFS_META_WRITER_KEEP_IN_MEMORY);
+  c->dw =
+      c->dm ? sqfs_dir_writer_create(c->dm, SQFS_DIR_WRITER_CREATE_EXPORT_TABLE) : NULL;
   if (!c->bw || !c->frags || !c->ids || !c->xw || !c->im || !c->dw)
     return SQFS_ERROR_ALLOC;
   memset(&d, 0, sizeof d);
@@ -531,15 +523,15 @@ sq_close(struct sqctx *c)
 }
 
 int
-build_squashfs(const struct build_opts *o, struct tree *t,
-               const struct build_clock *clk, int fd)
+build_squashfs(const struct build_opts *o, struct tree *t, const struct build_clock *clk,
+               int fd)
 {
   struct sqctx c = { .o = o, .t = t, .clk = clk };
   int r = sq_open(&c, fd);
 
   if (r) {
-    log_err("cannot start the squashfs image %s (%s compression): %s",
-            o->output, o->compression, sq_why(&c, r));
+    log_err("cannot start the squashfs image %s (%s compression): %s", o->output,
+            o->compression, sq_why(&c, r));
     sq_close(&c);
     return -EIO;
   }
@@ -557,7 +549,7 @@ build_squashfs(const struct build_opts *o, struct tree *t,
     build_progress_show(&c.pg, true);
   if (!r && c.acls_dropped)
     log_warn("squashfs keeps no POSIX ACLs (system.* attributes): left out "
-             "on %llu entries, e.g. %s", (unsigned long long)c.acls_dropped,
-             c.acl_example);
+             "on %llu entries, e.g. %s",
+             (unsigned long long)c.acls_dropped, c.acl_example);
   return r;
 }

@@ -32,8 +32,8 @@ read_base_id(struct client_state *s)
     return 0;
   got = image_node_pread(n, text, sizeof text - 1, 0);
   if (got < 0) {
-    log_err("cannot read /%s on the state disk of %s: %s", STATE_BASE_ID,
-            s->id, strerror((int)-got));
+    log_err("cannot read /%s on the state disk of %s: %s", STATE_BASE_ID, s->id,
+            strerror((int)-got));
     return (int)got;
   }
   text[got] = '\0';
@@ -43,8 +43,8 @@ read_base_id(struct client_state *s)
   snprintf(s->base_desc, sizeof s->base_desc, "%s",
            desc ? desc + strlen(STATE_BASE_ID_DESC) : "");
   /* "nbdroot-base NAME VERSION sha256:HEX" */
-  if (sscanf(s->base_desc, "nbdroot-base %127s %15s sha256:%64[0-9a-f]",
-             s->base_name, ver, s->base_sha) != 3 ||
+  if (sscanf(s->base_desc, "nbdroot-base %127s %15s sha256:%64[0-9a-f]", s->base_name,
+             ver, s->base_sha) != 3 ||
       store_parse_version(ver, &s->base_version) < 0)
     s->base_version = 0;
   return 0;
@@ -69,13 +69,15 @@ state_open(const char *prefix, const char *id, struct client_state *s)
   fd = anon_tmpfile();
   if (fd < 0) {
     log_err("cannot create a temporary file for the state disk of %s "
-            "(TMPDIR): %s", id, strerror(-fd));
+            "(TMPDIR): %s",
+            id, strerror(-fd));
     return fd;
   }
   r = view_write(&s->view, fd);
   if (r < 0) {
     log_err("cannot write the state disk of %s to a temporary file "
-            "(TMPDIR): %s", id, strerror(-r));
+            "(TMPDIR): %s",
+            id, strerror(-r));
     close(fd);
     return r;
   }
@@ -100,8 +102,8 @@ state_close(struct client_state *s)
 }
 
 int
-state_booted_version(const struct client_state *s, const char *namedir,
-                     const char *name, unsigned *id)
+state_booted_version(const struct client_state *s, const char *namedir, const char *name,
+                     unsigned *id)
 {
   struct version_meta m;
   int r;
@@ -109,18 +111,20 @@ state_booted_version(const struct client_state *s, const char *namedir,
   *id = 0;
   if (!s->has_base_id) {
     log_err("client %s has not booted a layered root yet (no /%s on its "
-            "state disk)", s->id, STATE_BASE_ID);
+            "state disk)",
+            s->id, STATE_BASE_ID);
     return -ENOENT;
   }
   if (!s->base_version || strcmp(s->base_name, name) != 0) {
-    log_err("client %s last booted \"%s\", not a version of %s", s->id,
-            s->base_desc, name);
+    log_err("client %s last booted \"%s\", not a version of %s", s->id, s->base_desc,
+            name);
     return -ESRCH;
   }
   r = store_read_meta(namedir, s->base_version, &m);
   if (r < 0 || strcmp(m.sha256, s->base_sha) != 0) {
     log_err("client %s last booted version %04u of %s, which the store no "
-            "longer holds (%s)", s->id, s->base_version, name,
+            "longer holds (%s)",
+            s->id, s->base_version, name,
             r < 0 ? "removed" : "its number is another image's now");
     return -ESTALE;
   }
@@ -141,7 +145,6 @@ opaque_dir(const struct node *n)
     return false;
   for (size_t i = 0; i < n->nxattrs; i++)
     if (strcmp(n->xattrs[i].name, "trusted.overlay.opaque") == 0)
-      return n->xattrs[i].len == 1 &&
-             ((const char *)n->xattrs[i].value)[0] == 'y';
+      return n->xattrs[i].len == 1 && ((const char *)n->xattrs[i].value)[0] == 'y';
   return false;
 }

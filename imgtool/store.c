@@ -61,8 +61,8 @@ store_lock(const char *namedir, bool create)
     /* A first build that failed removes its empty name directory, lock
      * file included (store_abandon); whoever waited on that lock now
      * holds one nobody else can find, so it locks again. */
-    if (fstat(fd, &held) == 0 && stat(p, &named) == 0 &&
-        held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+    if (fstat(fd, &held) == 0 && stat(p, &named) == 0 && held.st_dev == named.st_dev &&
+        held.st_ino == named.st_ino) {
       free(p);
       return fd;
     }
@@ -309,8 +309,7 @@ store_set_current(const char *namedir, unsigned id)
 
 /* The image's superblock is sane and of the format its metadata says. */
 static int
-check_image_fs(const char *img, const struct version_meta *m, char *msg,
-               size_t len)
+check_image_fs(const char *img, const struct version_meta *m, char *msg, size_t len)
 {
   struct image_fs fs;
   char why[160];
@@ -323,8 +322,7 @@ check_image_fs(const char *img, const struct version_meta *m, char *msg,
   if (strcmp(image_format_name(fs.format), m->format) ||
       strcmp(fs.compression, m->compression)) {
     snprintf(msg, len, "holds %s (%s), published as %s (%s)",
-             image_format_name(fs.format), fs.compression, m->format,
-             m->compression);
+             image_format_name(fs.format), fs.compression, m->format, m->compression);
     return -EBADMSG;
   }
   return 0;
@@ -345,12 +343,16 @@ store_check_version(const char *namedir, unsigned id, char *msg, size_t len)
   } else if ((r = sha256_file(img, sha, &size)) < 0) {
     snprintf(msg, len, "%s", strerror(-r));
   } else if (size != m.size || strcmp(sha, m.sha256) != 0) {
-    snprintf(msg, len, "checksum mismatch (sha256 %s, published %s): the "
-             "image was modified", sha, m.sha256);
+    snprintf(msg, len,
+             "checksum mismatch (sha256 %s, published %s): the "
+             "image was modified",
+             sha, m.sha256);
     r = -EBADMSG;
   } else if (stat(img, &st) == 0 && (st.st_mode & 0222)) {
-    snprintf(msg, len, "writable (mode %04o), published versions must be "
-             "read-only", (unsigned)(st.st_mode & 07777));
+    snprintf(msg, len,
+             "writable (mode %04o), published versions must be "
+             "read-only",
+             (unsigned)(st.st_mode & 07777));
     r = -EPERM;
   } else if ((r = check_image_fs(img, &m, msg, len)) < 0) {
     /* msg says it */
@@ -387,8 +389,8 @@ next_version_id(const char *namedir, unsigned *id)
 /* Writes version id's metadata, for the image at path (read-only and
  * synced by now), into the new unnamed file mf. */
 static int
-write_meta(const char *namedir, unsigned id, const char *path,
-           const char *source, unsigned parent, struct outfile *mf)
+write_meta(const char *namedir, unsigned id, const char *path, const char *source,
+           unsigned parent, struct outfile *mf)
 {
   char sha[65], why[160], *meta, *src;
   const char *base = strrchr(namedir, '/');
@@ -414,11 +416,11 @@ write_meta(const char *namedir, unsigned id, const char *path,
     return -errno;
   src = xstrdup(source);
   clean_value(src);
-  fprintf(f, "id=%04u\nname=%s\nformat=%s\ncompression=%s\nuuid=%s\n"
-             "sha256=%s\nsize=%llu\ncreated=%lld\nsource=%s\n",
-          id, base ? base + 1 : namedir, image_format_name(fs.format),
-          fs.compression, fs.uuid, sha, (unsigned long long)size,
-          (long long)time(NULL), src);
+  fprintf(f,
+          "id=%04u\nname=%s\nformat=%s\ncompression=%s\nuuid=%s\n"
+          "sha256=%s\nsize=%llu\ncreated=%lld\nsource=%s\n",
+          id, base ? base + 1 : namedir, image_format_name(fs.format), fs.compression,
+          fs.uuid, sha, (unsigned long long)size, (long long)time(NULL), src);
   free(src);
   if (parent)
     fprintf(f, "parent=%04u\n", parent);
@@ -430,8 +432,7 @@ write_meta(const char *namedir, unsigned id, const char *path,
 /* Names the image and its metadata as version id and points current at
  * it; on failure, removes the names it made. */
 static int
-link_version(const char *namedir, unsigned id, struct outfile *image,
-             struct outfile *mf)
+link_version(const char *namedir, unsigned id, struct outfile *image, struct outfile *mf)
 {
   char *img = store_version_path(namedir, id, "img");
   char *meta = store_version_path(namedir, id, "meta");
@@ -528,7 +529,8 @@ store_name_dir(const char *store, const char *name)
     return nd;
   if (stat(store, &st) < 0)
     log_err("no store %s (%s): give the --store DIR images were built "
-            "into", store, strerror(errno));
+            "into",
+            store, strerror(errno));
   else
     log_err("no image %s in store %s (%s is missing)", name, store, nd);
   free(nd);

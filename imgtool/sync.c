@@ -58,8 +58,7 @@ sync_usage(FILE *f)
 /* Copies in to out, all size bytes, with a progress line on stderr when
  * asked for (or on a terminal) and the copy is long. */
 static int
-copy_with_progress(int in, int out, uint64_t size, const char *what,
-                   bool progress)
+copy_with_progress(int in, int out, uint64_t size, const char *what, bool progress)
 {
   char *buf = xmalloc(COPY_CHUNK);
   uint64_t last = now_ms(), off = 0;
@@ -86,8 +85,8 @@ copy_with_progress(int in, int out, uint64_t size, const char *what,
 /* Copies the file src to a new file of DST's name directory with mode
  * 0444, synced, in o (not linked yet). */
 static int
-copy_to_outfile(const char *src, const char *final, const char *what,
-                bool progress, struct outfile *o)
+copy_to_outfile(const char *src, const char *final, const char *what, bool progress,
+                struct outfile *o)
 {
   struct stat st;
   int in = open(src, O_RDONLY | O_CLOEXEC), r;
@@ -108,8 +107,7 @@ copy_to_outfile(const char *src, const char *final, const char *what,
 
 /* The copy of version id is what SRC published: its size and sha256. */
 static int
-check_copy(const struct outfile *img, const struct version_meta *m,
-           const char *what)
+check_copy(const struct outfile *img, const struct version_meta *m, const char *what)
 {
   char sha[65];
   uint64_t size = 0;
@@ -122,8 +120,8 @@ check_copy(const struct outfile *img, const struct version_meta *m,
   if (size != m->size || strcmp(sha, m->sha256) != 0) {
     log_err("sync: %s: the copy has sha256 %s (%llu bytes), the source's "
             ".meta says %s (%llu bytes): the source is damaged (imgtool "
-            "verify --store on it); not published", what, sha,
-            (unsigned long long)size, m->sha256, (unsigned long long)m->size);
+            "verify --store on it); not published",
+            what, sha, (unsigned long long)size, m->sha256, (unsigned long long)m->size);
     return -EBADMSG;
   }
   return 0;
@@ -132,8 +130,8 @@ check_copy(const struct outfile *img, const struct version_meta *m,
 /* Copies version id of src into dst (both name directories, dst locked)
  * and publishes it there under the same number. */
 static int
-copy_version(const char *src, const char *dst, unsigned id,
-             const struct version_meta *m, bool progress)
+copy_version(const char *src, const char *dst, unsigned id, const struct version_meta *m,
+             bool progress)
 {
   char *si = store_version_path(src, id, "img");
   char *sm = store_version_path(src, id, "meta");
@@ -174,8 +172,8 @@ copy_version(const char *src, const char *dst, unsigned id,
 
 /* Version id of src, into dst unless dst has it: 0, or -errno. */
 static int
-sync_version(const char *src, const char *dst, unsigned id,
-             const struct sync_opts *o, struct sync_count *c)
+sync_version(const char *src, const char *dst, unsigned id, const struct sync_opts *o,
+             struct sync_count *c)
 {
   struct version_meta sm, dm;
   char *dimg = store_version_path(dst, id, "img");
@@ -233,8 +231,10 @@ sync_locked(const char *src, const char *dst, const struct sync_opts *o)
     }
   }
   shown = rc == 0 && cur ? cur : dcur;
-  fprintf(stderr, "imgtool: sync: %s: %zu copied, %zu already there%s; "
-          "current %s%s\n", dst, c.copied, c.present,
+  fprintf(stderr,
+          "imgtool: sync: %s: %zu copied, %zu already there%s; "
+          "current %s%s\n",
+          dst, c.copied, c.present,
           c.conflict ? ", versions of another content (above)" : "",
           shown ? (snprintf(num, sizeof num, "%04u", shown), num) : "none",
           rc == 0 ? "" : " (unchanged)");
@@ -293,23 +293,20 @@ static int
 parse_sync_args(int argc, char **argv, struct sync_opts *o)
 {
   static const struct option opts[] = {
-    { "from", required_argument, NULL, 'F' },
-    { "to", required_argument, NULL, 'T' },
-    { "name", required_argument, NULL, 'N' },
-    { "progress", no_argument, NULL, 'P' },
-    { "help", no_argument, NULL, 'h' },
-    { NULL, 0, NULL, 0 },
+    { "from", required_argument, NULL, 'F' }, { "to", required_argument, NULL, 'T' },
+    { "name", required_argument, NULL, 'N' }, { "progress", no_argument, NULL, 'P' },
+    { "help", no_argument, NULL, 'h' },       { NULL, 0, NULL, 0 },
   };
   int c;
 
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
-    case 'F': o->from = optarg; break;
-    case 'T': o->to = optarg; break;
-    case 'N': o->name = optarg; break;
-    case 'P': o->progress = true; break;
-    case 'h': sync_usage(stdout); return 0;
-    default: sync_usage(stderr); return 2;
+      case 'F': o->from = optarg; break;
+      case 'T': o->to = optarg; break;
+      case 'N': o->name = optarg; break;
+      case 'P': o->progress = true; break;
+      case 'h': sync_usage(stdout); return 0;
+      default: sync_usage(stderr); return 2;
     }
   }
   if (!o->from || !o->to || optind != argc) {
@@ -319,7 +316,8 @@ parse_sync_args(int argc, char **argv, struct sync_opts *o)
   }
   if (o->name && !store_name_valid(o->name)) {
     log_err("image name '%s': give a plain name without '/' or a leading "
-            "'.'", o->name);
+            "'.'",
+            o->name);
     return 2;
   }
   return -1;

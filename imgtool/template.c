@@ -37,7 +37,8 @@ static void
 template_usage(FILE *f)
 {
   fputs("usage: imgtool state-template -o IMAGE [--size SIZE] [--inodes N]\n"
-        "         [--label LABEL] [--force]\n", f);
+        "         [--label LABEL] [--force]\n",
+        f);
 }
 
 /* -1 to go on, else the exit status. */
@@ -61,30 +62,30 @@ parse_template_args(int argc, char **argv, struct template_args *a)
   a->o.quiet = true;
   while ((c = getopt_long(argc, argv, "o:s:fh", opts, NULL)) != -1) {
     switch (c) {
-    case 'o': a->out = optarg; break;
-    case 'f': a->force = true; break;
-    case 's':
-      if (parse_size(optarg, &a->o.size) < 0 || a->o.size < (16u << 20)) {
-        log_err("--size '%s': give a size of at least 16M, e.g. 8G", optarg);
-        return 2;
-      }
-      break;
-    case 'i':
-      a->o.inodes = strtoull(optarg, &end, 10);
-      if (*end || !a->o.inodes || a->o.inodes > 0xffffffffull) {
-        log_err("--inodes '%s': give a positive number", optarg);
-        return 2;
-      }
-      break;
-    case 'L':
-      if (strlen(optarg) > 16) {
-        log_err("--label '%s' is longer than 16 bytes", optarg);
-        return 2;
-      }
-      a->o.label = optarg;
-      break;
-    case 'h': template_usage(stdout); return 0;
-    default: template_usage(stderr); return 2;
+      case 'o': a->out = optarg; break;
+      case 'f': a->force = true; break;
+      case 's':
+        if (parse_size(optarg, &a->o.size) < 0 || a->o.size < (16u << 20)) {
+          log_err("--size '%s': give a size of at least 16M, e.g. 8G", optarg);
+          return 2;
+        }
+        break;
+      case 'i':
+        a->o.inodes = strtoull(optarg, &end, 10);
+        if (*end || !a->o.inodes || a->o.inodes > 0xffffffffull) {
+          log_err("--inodes '%s': give a positive number", optarg);
+          return 2;
+        }
+        break;
+      case 'L':
+        if (strlen(optarg) > 16) {
+          log_err("--label '%s' is longer than 16 bytes", optarg);
+          return 2;
+        }
+        a->o.label = optarg;
+        break;
+      case 'h': template_usage(stdout); return 0;
+      default: template_usage(stderr); return 2;
     }
   }
   if (optind != argc || !a->out) {

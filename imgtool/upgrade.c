@@ -52,7 +52,7 @@ struct report {
   unsigned cur;
   struct base *bases;
   size_t nbases, bases_cap;
-  char *buf[2];               /* data of the two versions compared */
+  char *buf[2]; /* data of the two versions compared */
   unsigned clients, on_current, lines, errors;
 };
 
@@ -63,7 +63,8 @@ upgrade_usage(FILE *f)
         "         --overlays OVERLAY_DIR --state-export STATE [--client ID]\n"
         "  One line per file of a client's upper layer that hides a file\n"
         "  which differs between the version it last booted and current:\n"
-        "  CLIENT BOOTED CURRENT added|removed|changed KIND PATH\n", f);
+        "  CLIENT BOOTED CURRENT added|removed|changed KIND PATH\n",
+        f);
 }
 
 /* The version id of the base, read from the store once. */
@@ -126,8 +127,7 @@ same_data(struct report *rp, const struct node *a, const struct node *b)
 
   for (uint64_t off = 0; off < size;) {
     ssize_t ga = image_node_pread(a, rp->buf[0], COPY_CHUNK, off);
-    ssize_t gb = ga > 0 ? image_node_pread(b, rp->buf[1], (size_t)ga, off)
-                        : 0;
+    ssize_t gb = ga > 0 ? image_node_pread(b, rp->buf[1], (size_t)ga, off) : 0;
     if (ga <= 0 || gb <= 0) {
       const struct node *bad = ga <= 0 ? a : b;
       ssize_t e = ga <= 0 ? ga : gb;
@@ -145,8 +145,7 @@ same_data(struct report *rp, const struct node *a, const struct node *b)
 /* 1 when the base entries a and b (either may be NULL: absent) are the
  * same, 0 if not; deep: a directory's entries too, recursively. */
 static int
-same_entry(struct report *rp, const struct node *a, const struct node *b,
-           bool deep)
+same_entry(struct report *rp, const struct node *a, const struct node *b, bool deep)
 {
   int r = 1;
 
@@ -164,7 +163,8 @@ same_entry(struct report *rp, const struct node *a, const struct node *b,
     return 0;
   for (size_t i = 0; i < a->nkids && r == 1; i++)
     r = strcmp(a->kids[i]->name, b->kids[i]->name) != 0
-          ? 0 : same_entry(rp, a->kids[i], b->kids[i], true);
+            ? 0
+            : same_entry(rp, a->kids[i], b->kids[i], true);
   return r;
 }
 
@@ -177,8 +177,12 @@ upper_kind(const struct node *u)
     return "whiteout";
   if (opaque_dir(u))
     return "opaque-dir";
-  return S_ISDIR(m) ? "dir" : S_ISREG(m) ? "file" : S_ISLNK(m) ? "symlink"
-       : S_ISFIFO(m) ? "fifo" : S_ISSOCK(m) ? "socket" : "device";
+  return S_ISDIR(m)    ? "dir"
+         : S_ISREG(m)  ? "file"
+         : S_ISLNK(m)  ? "symlink"
+         : S_ISFIFO(m) ? "fifo"
+         : S_ISSOCK(m) ? "socket"
+                       : "device";
 }
 
 /* A path on one line whatever bytes it holds: controls and '\' as \ooo. */
@@ -198,16 +202,18 @@ print_path(const char *p)
  * current) differ.  The path printed is u's in the root: without the
  * state disk's "/upper" prefix. */
 static int
-check_shadow(struct report *rp, const struct client_state *s,
-             const struct node *u, const struct node *o,
-             const struct node *n, bool deep, unsigned old)
+check_shadow(struct report *rp, const struct client_state *s, const struct node *u,
+             const struct node *o, const struct node *n, bool deep, unsigned old)
 {
   int r = same_entry(rp, o, n, deep);
 
   if (r != 0)
     return r < 0 ? r : 0;
   printf("%s %04u %04u %s %s ", s->id, old, rp->cur,
-         !o ? "added" : !n ? "removed" : "changed", upper_kind(u));
+         !o   ? "added"
+         : !n ? "removed"
+              : "changed",
+         upper_kind(u));
   print_path(u->path + strlen(s->upper->path));
   putchar('\n');
   rp->lines++;
@@ -223,9 +229,8 @@ is_dir(const struct node *n)
 /* The entries of upper directory u over base directories o and n (NULL
  * where the version has no directory there). */
 static int
-walk_upper(struct report *rp, const struct client_state *s,
-           const struct node *u, const struct node *o, const struct node *n,
-           unsigned old)
+walk_upper(struct report *rp, const struct client_state *s, const struct node *u,
+           const struct node *o, const struct node *n, unsigned old)
 {
   int r = 0;
 
@@ -233,8 +238,8 @@ walk_upper(struct report *rp, const struct client_state *s,
     const struct node *k = u->kids[i];
     const struct node *ok = node_child(o, k->name);
     const struct node *nk = node_child(n, k->name);
-    bool merges = S_ISDIR(k->st.st_mode) && !opaque_dir(k) &&
-                  (!ok || is_dir(ok)) && (!nk || is_dir(nk));
+    bool merges = S_ISDIR(k->st.st_mode) && !opaque_dir(k) && (!ok || is_dir(ok)) &&
+                  (!nk || is_dir(nk));
 
     if (!merges) {
       r = check_shadow(rp, s, k, ok, nk, true, old);
@@ -253,8 +258,7 @@ walk_upper(struct report *rp, const struct client_state *s,
 static int
 report_client(struct report *rp, const char *id)
 {
-  char *prefix = xasprintf("%s/%s/%s", rp->o->ovdir, rp->o->state_export,
-                           id);
+  char *prefix = xasprintf("%s/%s/%s", rp->o->ovdir, rp->o->state_export, id);
   struct client_state s;
   struct base *old, *cur;
   unsigned booted = 0;
@@ -266,12 +270,14 @@ report_client(struct report *rp, const char *id)
   free(prefix);
   if (!r && !s.has_base_id) {
     log_warn("client %s has not booted a layered root yet (no base-id on "
-             "its state disk): nothing to report", id);
+             "its state disk): nothing to report",
+             id);
     goto out;
   }
   if (!r && !s.clean)
     log_warn("the state disk of %s was not cleanly unmounted (the client "
-             "runs, or crashed): its journal is not read", id);
+             "runs, or crashed): its journal is not read",
+             id);
   if (!r)
     r = state_booted_version(&s, rp->namedir, rp->o->name, &booted);
   if (r < 0 || booted == rp->cur) {
@@ -300,8 +306,8 @@ list_clients(const struct report_opts *o, struct strv *ids)
 
   if (!d) {
     int r = -errno;
-    log_err("cannot read %s (the overlays of export %s): %s", dir,
-            o->state_export, strerror(-r));
+    log_err("cannot read %s (the overlays of export %s): %s", dir, o->state_export,
+            strerror(-r));
     free(dir);
     return r;
   }
@@ -344,9 +350,10 @@ run_report(const struct report_opts *o, struct report *rp)
     report_client(rp, ids.v[i]);
   strv_free(&ids);
   fflush(stdout);
-  fprintf(stderr, "imgtool: upgrade-report: %u client%s, %u on current "
-          "%04u, %u file%s hiding changes of the base%s\n", rp->clients,
-          rp->clients == 1 ? "" : "s", rp->on_current, rp->cur, rp->lines,
+  fprintf(stderr,
+          "imgtool: upgrade-report: %u client%s, %u on current "
+          "%04u, %u file%s hiding changes of the base%s\n",
+          rp->clients, rp->clients == 1 ? "" : "s", rp->on_current, rp->cur, rp->lines,
           rp->lines == 1 ? "" : "s",
           rp->errors ? " (some clients could not be read: above)" : "");
   return rp->errors ? -EIO : 0;
@@ -368,17 +375,16 @@ parse_report_args(int argc, char **argv, struct report_opts *o)
 
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
-    case 'S': o->store = optarg; break;
-    case 'N': o->name = optarg; break;
-    case 'D': o->ovdir = optarg; break;
-    case 'E': o->state_export = optarg; break;
-    case 'C': o->client = optarg; break;
-    case 'h': upgrade_usage(stdout); return 0;
-    default: upgrade_usage(stderr); return 2;
+      case 'S': o->store = optarg; break;
+      case 'N': o->name = optarg; break;
+      case 'D': o->ovdir = optarg; break;
+      case 'E': o->state_export = optarg; break;
+      case 'C': o->client = optarg; break;
+      case 'h': upgrade_usage(stdout); return 0;
+      default: upgrade_usage(stderr); return 2;
     }
   }
-  if (optind != argc || !o->store || !o->name || !o->ovdir ||
-      !o->state_export) {
+  if (optind != argc || !o->store || !o->name || !o->ovdir || !o->state_export) {
     log_err("upgrade-report needs --store DIR --name NAME --overlays DIR "
             "--state-export STATE");
     upgrade_usage(stderr);
@@ -389,10 +395,11 @@ parse_report_args(int argc, char **argv, struct report_opts *o)
             "leading '.'");
     return 2;
   }
-  if (o->client && (!client_id_valid(o->client, strlen(o->client)) ||
-                    o->client[0] == '.')) {
+  if (o->client &&
+      (!client_id_valid(o->client, strlen(o->client)) || o->client[0] == '.')) {
     log_err("--client '%s' is not a client identity (1 to 64 of "
-            "[A-Za-z0-9._:-], e.g. 52-54-00-12-34-56 or 10.0.0.7)", o->client);
+            "[A-Za-z0-9._:-], e.g. 52-54-00-12-34-56 or 10.0.0.7)",
+            o->client);
     return 2;
   }
   return -1;

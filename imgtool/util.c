@@ -117,7 +117,8 @@ source_date_epoch(int64_t *out)
   v = strtoll(s, &end, 10);
   if (errno || *end || v < 0 || v > 0x3ffffffffLL) {
     log_err("SOURCE_DATE_EPOCH='%s' is not a number of seconds since 1970: "
-            "set it to e.g. $(date +%%s) or unset it", s);
+            "set it to e.g. $(date +%%s) or unset it",
+            s);
     return -EINVAL;
   }
   *out = v;
@@ -236,7 +237,7 @@ static char *
 temp_name_near(const char *final_path)
 {
   static const char chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
   char *copy1 = xstrdup(final_path), *copy2 = xstrdup(final_path);
   char *name = xasprintf("%s/.%s.XXXXXX", dirname(copy1), basename(copy2));
   size_t l = strlen(name);
@@ -386,8 +387,7 @@ anon_tmpfile(void)
 }
 
 int
-copy_range(int in, int out, uint64_t off, uint64_t len, bool target_hole,
-           char *buf)
+copy_range(int in, int out, uint64_t off, uint64_t len, bool target_hole, char *buf)
 {
   uint64_t end = off + len;
 
@@ -404,8 +404,7 @@ copy_range(int in, int out, uint64_t off, uint64_t len, bool target_hole,
       return -EIO; /* the source is shorter than it said */
     if (errno == EINTR)
       continue;
-    if (errno != EXDEV && errno != EINVAL && errno != ENOSYS &&
-        errno != EOPNOTSUPP)
+    if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
       return -errno;
     /* No in-kernel copy between these files: read and write. */
     while (off < end) {
@@ -486,7 +485,7 @@ ext_fs_is_clean(int fd)
   if (ext_superblock_read(fd, sb) < 0)
     return true; /* not ext*: nothing to judge */
   state = (uint16_t)(sb[0x3a] | sb[0x3b] << 8);
-  incompat = (uint32_t)sb[0x60] | (uint32_t)sb[0x61] << 8 |
-             (uint32_t)sb[0x62] << 16 | (uint32_t)sb[0x63] << 24;
+  incompat = (uint32_t)sb[0x60] | (uint32_t)sb[0x61] << 8 | (uint32_t)sb[0x62] << 16 |
+             (uint32_t)sb[0x63] << 24;
   return (state & 1) && !(state & 2) && !(incompat & 0x4 /* RECOVER */);
 }

@@ -28,8 +28,8 @@
 static int
 zero_range(int fd, uint64_t off, uint64_t len, char *buf)
 {
-  if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-                (off_t)len) == 0)
+  if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) ==
+      0)
     return 0;
   if (errno != EOPNOTSUPP && errno != ENOSYS)
     return -errno;
@@ -57,7 +57,7 @@ copy_base(int in, int out, uint64_t size, char *buf)
 
     if (data < 0) {
       if (errno == ENXIO)
-        return 0; /* only a hole is left */
+        return 0;        /* only a hole is left */
       data = (off_t)pos; /* no SEEK_DATA: copy everything */
       hole = (off_t)size;
     } else {
@@ -65,8 +65,7 @@ copy_base(int in, int out, uint64_t size, char *buf)
       if (hole < 0 || (uint64_t)hole > size)
         hole = (off_t)size;
     }
-    r = copy_range(in, out, (uint64_t)data, (uint64_t)(hole - data), true,
-                   buf);
+    r = copy_range(in, out, (uint64_t)data, (uint64_t)(hole - data), true, buf);
     if (r < 0)
       return r;
     pos = (uint64_t)hole;
@@ -112,8 +111,8 @@ has_recorded_content(const struct ovl_header_info *h, const char *path)
   char hex[65];
   uint64_t size;
 
-  return h->base_sha256[0] && sha256_file(path, hex, &size) == 0 && size == h->base_size &&
-         strcmp(hex, h->base_sha256) == 0;
+  return h->base_sha256[0] && sha256_file(path, hex, &size) == 0 &&
+         size == h->base_size && strcmp(hex, h->base_sha256) == 0;
 }
 
 /* Opens path as the base, when it holds the recorded content. */
@@ -147,7 +146,8 @@ open_base_by_content(struct client_view *v)
       struct version_meta m;
       char *img;
 
-      if (store_read_meta(v->store_namedir, ids[i], &m) < 0 || strcmp(m.sha256, h->base_sha256) != 0)
+      if (store_read_meta(v->store_namedir, ids[i], &m) < 0 ||
+          strcmp(m.sha256, h->base_sha256) != 0)
         continue;
       img = store_version_path(v->store_namedir, ids[i], "img");
       found = open_base_at(v, img);
@@ -165,7 +165,8 @@ static bool
 same_file_as_recorded(const struct ovl_header_info *h, const struct stat *st)
 {
   return (uint64_t)st->st_size == h->base_size &&
-         (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec == h->base_mtime_ns;
+         (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec ==
+             h->base_mtime_ns;
 }
 
 /* Opens the overlay's base, which must be unchanged since the overlay
@@ -177,8 +178,8 @@ open_base(struct client_view *v)
   const struct ovl_header_info *h = &v->ov.info;
 
   v->base_fd = open(h->base_path, O_RDONLY | O_CLOEXEC);
-  if (v->base_fd >= 0 && fstat(v->base_fd, &v->bst) == 0 && !same_file_as_recorded(h, &v->bst) &&
-      h->base_sha256[0]) {
+  if (v->base_fd >= 0 && fstat(v->base_fd, &v->bst) == 0 &&
+      !same_file_as_recorded(h, &v->bst) && h->base_sha256[0]) {
     close(v->base_fd);
     v->base_fd = -1;
   }
@@ -193,16 +194,19 @@ open_base(struct client_view *v)
     return r;
   }
   if (!same_file_as_recorded(h, &v->bst)) {
-    log_err("base %s changed since overlay %s was made on it (%s): the client's view cannot be rebuilt",
-            h->base_path, v->prefix,
-            h->base_sha256[0] ? "its content is not the one recorded, and no version of the store has it"
-                              : "size or mtime differ");
+    log_err(
+        "base %s changed since overlay %s was made on it (%s): the client's view cannot be rebuilt",
+        h->base_path, v->prefix,
+        h->base_sha256[0]
+            ? "its content is not the one recorded, and no version of the store has it"
+            : "size or mtime differ");
     return -ESTALE;
   }
   if (h->size != h->base_size) {
     log_err("overlay %s is %llu bytes but its base %s is %llu: not an "
-            "overlay nbdsrv made", v->prefix, (unsigned long long)h->size,
-            h->base_path, (unsigned long long)h->base_size);
+            "overlay nbdsrv made",
+            v->prefix, (unsigned long long)h->size, h->base_path,
+            (unsigned long long)h->base_size);
     return -EINVAL;
   }
   return 0;
@@ -226,10 +230,10 @@ view_open(const char *prefix, struct client_view *v)
   if (r < 0) {
     if (r == -ENOENT)
       log_err("no overlay at %s (%s.map is missing): give the client's "
-              "overlay, OVERLAY_DIR/NAME/ID", prefix, prefix);
+              "overlay, OVERLAY_DIR/NAME/ID",
+              prefix, prefix);
     else if (r == -EUCLEAN)
-      log_err("overlay %s is damaged: %s (imgtool check-overlay)", prefix,
-              v->ov.damage);
+      log_err("overlay %s is damaged: %s (imgtool check-overlay)", prefix, v->ov.damage);
     else
       log_err("cannot read overlay %s: %s", prefix, strerror(-r));
     return r;

@@ -8,14 +8,14 @@
 #ifndef NBDROOT_AGENT_H
 #define NBDROOT_AGENT_H
 
+#include <net/if.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <netinet/in.h>
-#include <net/if.h>
 
-#include "clock.h"  /* common/: now_ms, milliseconds since boot */
-#include "util.h"   /* common/: ARRAY_SIZE */
+#include "clock.h" /* common/: now_ms, milliseconds since boot */
+#include "util.h"  /* common/: ARRAY_SIZE */
 
 #define AGENT_NAME "nbdroot"
 
@@ -24,8 +24,8 @@
 #define SERVERS_MAX 8
 
 struct nbd_server {
-  char host[256];         /* an IPv4 or IPv6 literal, without brackets */
-  char port[16];          /* decimal; "" until a default is given */
+  char host[256]; /* an IPv4 or IPv6 literal, without brackets */
+  char port[16];  /* decimal; "" until a default is given */
 };
 
 struct server_list {
@@ -69,25 +69,25 @@ struct agent_config {
   bool has_bootif;
   uint8_t bootif[6];
   /* root= / nbdroot= */
-  bool nbd;               /* the root is on NBD (root=nbd: or nbdroot=) */
-  char host[256];         /* literal address; "" means "from ip=/DHCP" */
-  char port[16];          /* decimal */
+  bool nbd;       /* the root is on NBD (root=nbd: or nbdroot=) */
+  char host[256]; /* literal address; "" means "from ip=/DHCP" */
+  char port[16];  /* decimal */
   char export_name[256];
-  bool export_given;      /* an export name was given (may be "") */
-  int nbd_index;          /* -1: let the kernel pick */
+  bool export_given;            /* an export name was given (may be "") */
+  int nbd_index;                /* -1: let the kernel pick */
   struct server_list fallbacks; /* tried after host:port, in order */
-  char servers_opt[512];  /* nbdroot.servers= as given */
-  char root[256];         /* the root= value as given */
-  char fstype[32];        /* "" means "try the kernel's block filesystems" */
+  char servers_opt[512];        /* nbdroot.servers= as given */
+  char root[256];               /* the root= value as given */
+  char fstype[32];              /* "" means "try the kernel's block filesystems" */
   char rootflags[256];
-  char nbdopts[128];      /* dracut's nbd-client options: reported, unused */
+  char nbdopts[128]; /* dracut's nbd-client options: reported, unused */
   bool readonly;
   char init[256];
   /* nbdroot.* knobs (documented in nbdroot-agent(7)) */
-  unsigned retries;       /* connect attempts before the rescue; 0 = forever */
-  unsigned dead_timeout;  /* NBD dead-connection timeout, seconds */
-  unsigned io_timeout;    /* NBD request timeout, seconds */
-  bool send_id;           /* append @MAC,boot=ID to the export name */
+  unsigned retries;      /* connect attempts before the rescue; 0 = forever */
+  unsigned dead_timeout; /* NBD dead-connection timeout, seconds */
+  unsigned io_timeout;   /* NBD request timeout, seconds */
+  bool send_id;          /* append @MAC,boot=ID to the export name */
   enum rescue_action rescue;
   /* layered root (nbdroot.state=, nbdroot.keep=; see layered.c) */
   char state_export[256]; /* "" means block mode */
@@ -97,16 +97,14 @@ struct agent_config {
 /* Parses a kernel command line.  Pure: no I/O but for the error text.
  * Returns 0, or -EINVAL with err (of errlen bytes) saying which word is
  * wrong and why. */
-int cmdline_parse(const char *line, struct agent_config *cfg, char *err,
-                  size_t errlen);
+int cmdline_parse(const char *line, struct agent_config *cfg, char *err, size_t errlen);
 /* Prints the parsed configuration as KEY=VALUE lines (for tests). */
 void cmdline_print(const struct agent_config *cfg, int fd);
 /* The export name sent on the wire for name (the root's export or the
  * state export): NAME@MAC,boot=BOOTID unless nbdroot.send_id=0 (see
  * nbdroot-agent(7)).  -ENAMETOOLONG if it does not fit in len bytes. */
-int cmdline_wire_name(const struct agent_config *cfg, const char *name,
-                      const char *mac, const char *boot_id, char *out,
-                      size_t len);
+int cmdline_wire_name(const struct agent_config *cfg, const char *name, const char *mac,
+                      const char *boot_id, char *out, size_t len);
 
 /* ---- console.c: console output and time (calls no other agent file) -- */
 
@@ -150,16 +148,15 @@ void net_format_mac(const uint8_t mac[6], char sep, char *buf);
 
 /* ---- dhcp.c ---------------------------------------------------------- */
 
-int dhcp_run(const struct net_iface *ifc, struct net_lease *l,
-             unsigned total_ms);
+int dhcp_run(const struct net_iface *ifc, struct net_lease *l, unsigned total_ms);
 
 /* ---- nbd-handshake.c ------------------------------------------------- */
 
 struct nbd_target {
   char host[256];
   char port[16];
-  char name[512];        /* the export name sent on the wire */
-  const char *param;     /* the command line words that name it, for hints */
+  char name[512];    /* the export name sent on the wire */
+  const char *param; /* the command line words that name it, for hints */
 };
 
 struct nbd_export_info {
@@ -177,15 +174,14 @@ int nbd_connect_export(const struct nbd_target *t, struct nbd_export_info *info,
 /* The servers of l in turn from l->s[*cur], each once and each bounded as
  * above: the first that answers wins, and *cur and t's host and port then
  * name it.  Returns its socket, or the last server's -errno. */
-int nbd_connect_any(const struct server_list *l, unsigned *cur,
-                    struct nbd_target *t, struct nbd_export_info *info,
-                    bool quiet);
+int nbd_connect_any(const struct server_list *l, unsigned *cur, struct nbd_target *t,
+                    struct nbd_export_info *info, bool quiet);
 
 /* ---- nbd-netlink.c --------------------------------------------------- */
 
 struct nbd_nl {
-  int fd;          /* request socket */
-  int mcast_fd;    /* subscribed to nbd_mc_group, or -1 */
+  int fd;       /* request socket */
+  int mcast_fd; /* subscribed to nbd_mc_group, or -1 */
   uint16_t family;
   uint32_t seq;
 };
@@ -193,8 +189,8 @@ struct nbd_nl {
 int nbd_nl_open(struct nbd_nl *nl);
 /* readonly makes the kernel's device read-only whatever the server said. */
 int nbd_nl_connect(struct nbd_nl *nl, int sock, int index,
-                   const struct nbd_export_info *info, bool readonly,
-                   unsigned io_timeout, unsigned dead_timeout);
+                   const struct nbd_export_info *info, bool readonly, unsigned io_timeout,
+                   unsigned dead_timeout);
 int nbd_nl_reconfigure(struct nbd_nl *nl, int index, int sock);
 /* Reads every queued event without blocking.  Returns 0 and sets bit N of
  * *dead for each /dev/nbdN (N < 64) whose link died, -EAGAIN when there
@@ -204,12 +200,10 @@ int nbd_nl_recv_events(struct nbd_nl *nl, uint64_t *dead);
 /* ---- switch-root.c --------------------------------------------------- */
 
 int mount_early(void);
-int mount_root(const struct agent_config *cfg, const char *dev,
-               const char *target);
+int mount_root(const struct agent_config *cfg, const char *dev, const char *target);
 /* Whether the root at root has an executable init (errno set if not). */
 bool init_missing(const char *root, const char *init);
-void split_flags(const char *opts, unsigned long *flags, char *data,
-                 size_t datalen);
+void split_flags(const char *opts, unsigned long *flags, char *data, size_t datalen);
 int switch_root(const char *newroot, const char *init);
 
 /* ---- layered.c: the overlayfs root of layered mode --------------------- */
@@ -223,14 +217,13 @@ int switch_root(const char *newroot, const char *init);
 bool layered_supported(void);
 /* The identity of the base on base_dev: its description (if the server
  * sent one), size, and a checksum of its first blocks.  -errno. */
-int layered_base_id(const char *base_dev, const struct nbd_export_info *info,
-                    char *out, size_t len);
+int layered_base_id(const char *base_dev, const struct nbd_export_info *info, char *out,
+                    size_t len);
 /* Mounts base_dev read-only at LAYERED_BASE and state_dev (ext4) at
  * LAYERED_STATE, prunes the upper layer to the keep-list if base_id
  * changed, and mounts the overlay on target.  Prints one line on failure. */
 int layered_mount(const struct agent_config *cfg, const char *base_dev,
-                  const char *state_dev, const char *base_id,
-                  const char *target);
+                  const char *state_dev, const char *base_id, const char *target);
 
 /* ---- keep.c: what of the upper layer survives a new base ------------- */
 
@@ -251,10 +244,10 @@ struct sv_device {
   struct nbd_target target;
   struct nbd_export_info info;
   int index;
-  int sock;               /* the socket handed to the kernel */
+  int sock; /* the socket handed to the kernel */
 };
 
-#define SV_MAX_DEVICES 2  /* block mode: the root; layered: base and state */
+#define SV_MAX_DEVICES 2 /* block mode: the root; layered: base and state */
 
 struct supervisor_args {
   struct nbd_nl *nl;
@@ -264,8 +257,8 @@ struct supervisor_args {
    * device goes to the server the first one reconnected to. */
   struct server_list servers;
   unsigned server;
-  unsigned io_timeout;    /* as given to NBD_CMD_CONNECT */
-  struct net_iface ifc;   /* to repair the network the root needs */
+  unsigned io_timeout;  /* as given to NBD_CMD_CONNECT */
+  struct net_iface ifc; /* to repair the network the root needs */
   struct net_lease lease;
 };
 

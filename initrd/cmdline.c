@@ -42,9 +42,10 @@
 #define CMDLINE_MAX 4096
 
 static int bad(char *err, size_t errlen, const char *fmt, ...)
-  __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
-static int bad(char *err, size_t errlen, const char *fmt, ...)
+static int
+bad(char *err, size_t errlen, const char *fmt, ...)
 {
   va_list ap;
 
@@ -56,7 +57,8 @@ static int bad(char *err, size_t errlen, const char *fmt, ...)
 
 /* Copies n bytes of s into dst of size dstlen; -ENAMETOOLONG if it does not
  * fit (callers report which word was too long). */
-static int copy(char *dst, size_t dstlen, const char *s, size_t n)
+static int
+copy(char *dst, size_t dstlen, const char *s, size_t n)
 {
   if (n >= dstlen)
     return -ENAMETOOLONG;
@@ -65,7 +67,8 @@ static int copy(char *dst, size_t dstlen, const char *s, size_t n)
   return 0;
 }
 
-static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
+static bool
+parse_uint(const char *s, unsigned long max, unsigned long *out)
 {
   char *end;
   unsigned long v;
@@ -80,14 +83,16 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
   return true;
 }
 
-static bool is_port(const char *s)
+static bool
+is_port(const char *s)
 {
   unsigned long v;
 
   return parse_uint(s, 65535, &v) && v > 0;
 }
 
-static int parse_in_addr(const char *s, struct in_addr *a, bool *has)
+static int
+parse_in_addr(const char *s, struct in_addr *a, bool *has)
 {
   if (!*s)
     return 0;
@@ -99,7 +104,8 @@ static int parse_in_addr(const char *s, struct in_addr *a, bool *has)
 }
 
 /* "nbd0" or "/dev/nbd0" -> 0 */
-static int parse_nbd_dev(const char *s, int *index)
+static int
+parse_nbd_dev(const char *s, int *index)
 {
   unsigned long v;
 
@@ -111,7 +117,8 @@ static int parse_nbd_dev(const char *s, int *index)
   return 0;
 }
 
-static bool word_is(const char *s, const char *const *words)
+static bool
+word_is(const char *s, const char *const *words)
 {
   for (; *words; words++)
     if (!strcmp(s, *words))
@@ -119,16 +126,16 @@ static bool word_is(const char *s, const char *const *words)
   return false;
 }
 
-static const char *const dhcp_words[] = { "dhcp", "on", "any", "bootp",
+static const char *const dhcp_words[] = { "dhcp", "on",   "any",   "bootp",
                                           "both", "rarp", "dhcp4", NULL };
 static const char *const off_words[] = { "off", "none", NULL };
 
-static int parse_ip(const char *v, struct agent_config *c, char *err,
-                    size_t errlen)
+static int
+parse_ip(const char *v, struct agent_config *c, char *err, size_t errlen)
 {
-  static const char *const names[] = { "client", "server", "gateway",
-                                       "netmask", "hostname", "device",
-                                       "autoconf", "dns0", "dns1", "ntp" };
+  static const char *const names[] = { "client",   "server", "gateway",  "netmask",
+                                       "hostname", "device", "autoconf", "dns0",
+                                       "dns1",     "ntp" };
   char buf[512];
   char *f[10] = { 0 };
   int n = 0;
@@ -144,7 +151,8 @@ static int parse_ip(const char *v, struct agent_config *c, char *err,
     else
       return bad(err, errlen,
                  "ip=%s: unknown method (use dhcp, off, or "
-                 "CLIENT:SERVER:GW:NETMASK:HOSTNAME:DEVICE:AUTOCONF)", v);
+                 "CLIENT:SERVER:GW:NETMASK:HOSTNAME:DEVICE:AUTOCONF)",
+                 v);
     return 0;
   }
   if (copy(buf, sizeof(buf), v, strlen(v)))
@@ -172,11 +180,9 @@ static int parse_ip(const char *v, struct agent_config *c, char *err,
 
   for (int i = 0; i < 4; i++) {
     struct in_addr *dst[] = { &c->client, &c->ip_server, &c->gw, &c->netmask };
-    bool *has[] = { &c->has_client, &c->has_ip_server, &c->has_gw,
-                    &c->has_netmask };
+    bool *has[] = { &c->has_client, &c->has_ip_server, &c->has_gw, &c->has_netmask };
     if (parse_in_addr(f[i], dst[i], has[i]))
-      return bad(err, errlen, "ip=%s: %s '%s' is not an IPv4 address", v,
-                 names[i], f[i]);
+      return bad(err, errlen, "ip=%s: %s '%s' is not an IPv4 address", v, names[i], f[i]);
   }
   /* A later ip= replaces the DNS servers of an earlier one (and c->dns
    * has room for two only). */
@@ -184,8 +190,7 @@ static int parse_ip(const char *v, struct agent_config *c, char *err,
   for (int i = 7; i < 9; i++) {
     bool has = false;
     if (parse_in_addr(f[i], &c->dns[c->ndns], &has))
-      return bad(err, errlen, "ip=%s: %s '%s' is not an IPv4 address", v,
-                 names[i], f[i]);
+      return bad(err, errlen, "ip=%s: %s '%s' is not an IPv4 address", v, names[i], f[i]);
     if (has)
       c->ndns++;
   }
@@ -203,25 +208,24 @@ static int parse_ip(const char *v, struct agent_config *c, char *err,
   else if (word_is(f[6], dhcp_words))
     c->ip_mode = IP_DHCP;
   else
-    return bad(err, errlen, "ip=%s: unknown autoconf '%s' (use off or dhcp)",
-               v, f[6]);
+    return bad(err, errlen, "ip=%s: unknown autoconf '%s' (use off or dhcp)", v, f[6]);
   if (c->ip_mode == IP_STATIC && !c->has_client)
-    return bad(err, errlen,
-               "ip=%s: autoconf '%s' needs a client address in field 1", v,
+    return bad(err, errlen, "ip=%s: autoconf '%s' needs a client address in field 1", v,
                f[6]);
   if (c->ip_mode == IP_STATIC && !c->has_netmask) {
     /* The kernel falls back to the classful mask; so do we. */
     uint32_t a = ntohl(c->client.s_addr);
-    uint32_t m = a < 0x80000000u ? 0xff000000u
-                 : a < 0xc0000000u ? 0xffff0000u : 0xffffff00u;
+    uint32_t m = a < 0x80000000u   ? 0xff000000u
+                 : a < 0xc0000000u ? 0xffff0000u
+                                   : 0xffffff00u;
     c->netmask.s_addr = htonl(m);
     c->has_netmask = true;
   }
   return 0;
 }
 
-static int parse_bootif(const char *v, struct agent_config *c, char *err,
-                        size_t errlen)
+static int
+parse_bootif(const char *v, struct agent_config *c, char *err, size_t errlen)
 {
   const char *p = v;
   size_t len = strlen(v);
@@ -231,14 +235,14 @@ static int parse_bootif(const char *v, struct agent_config *c, char *err,
     p += 3;
   else if (len != 17)
     return bad(err, errlen,
-               "BOOTIF=%s: expected 01-aa-bb-cc-dd-ee-ff or aa:bb:cc:dd:ee:ff",
-               v);
+               "BOOTIF=%s: expected 01-aa-bb-cc-dd-ee-ff or aa:bb:cc:dd:ee:ff", v);
   for (int i = 0; i < 6; i++, p += 3) {
     if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]) ||
         (i < 5 && p[2] != '-' && p[2] != ':'))
       return bad(err, errlen,
                  "BOOTIF=%s: expected 01-aa-bb-cc-dd-ee-ff or "
-                 "aa:bb:cc:dd:ee:ff", v);
+                 "aa:bb:cc:dd:ee:ff",
+                 v);
     char hex[3] = { p[0], p[1], 0 };
     c->bootif[i] = (uint8_t)strtoul(hex, NULL, 16);
   }
@@ -248,7 +252,8 @@ static int parse_bootif(const char *v, struct agent_config *c, char *err,
 
 /* Splits "HOST" / "[V6]" at *s, leaving *s after it.  Returns -EINVAL on
  * an unterminated bracket or a name too long. */
-static int take_host(const char **s, char *host, size_t hostlen, char stop)
+static int
+take_host(const char **s, char *host, size_t hostlen, char stop)
 {
   const char *p = *s, *end;
 
@@ -274,8 +279,9 @@ static int take_host(const char **s, char *host, size_t hostlen, char stop)
  * (after "nbd:"): the first server and what follows the list go to one
  * (of len bytes) in the one-server form, the others to c->fallbacks.
  * Anything else is copied to one as it is. */
-static int split_root_servers(const char *v, struct agent_config *c,
-                              char *one, size_t len, char *err, size_t errlen)
+static int
+split_root_servers(const char *v, struct agent_config *c, char *one, size_t len,
+                   char *err, size_t errlen)
 {
   const char *slash = strchr(v, '/');
   struct server_list l = { .n = 0 };
@@ -293,15 +299,15 @@ static int split_root_servers(const char *v, struct agent_config *c,
   for (unsigned i = 1; i < l.n; i++)
     servers_add(&c->fallbacks, l.s[i].host, l.s[i].port); /* fits: l did */
   v6 = strchr(l.s[0].host, ':') != NULL;
-  if ((size_t)snprintf(one, len, "%s%s%s:%s%s", v6 ? "[" : "", l.s[0].host,
-                       v6 ? "]" : "", l.s[0].port, slash) >= len)
+  if ((size_t)snprintf(one, len, "%s%s%s:%s%s", v6 ? "[" : "", l.s[0].host, v6 ? "]" : "",
+                       l.s[0].port, slash) >= len)
     return bad(err, errlen, "root=nbd: value too long");
   return 0;
 }
 
 /* dracut: nbd:SERVER:PORT/EXPORT[:FSTYPE[:FLAGS]] (after "nbd:") */
-static int parse_root_nbd(const char *v, struct agent_config *c, char *err,
-                          size_t errlen)
+static int
+parse_root_nbd(const char *v, struct agent_config *c, char *err, size_t errlen)
 {
   const char *p = v, *seg, *end;
   char part[300];
@@ -310,11 +316,13 @@ static int parse_root_nbd(const char *v, struct agent_config *c, char *err,
   if (take_host(&p, c->host, sizeof(c->host), ':') || !c->host[0])
     return bad(err, errlen,
                "root=nbd:%s: expected root=nbd:SERVER:PORT/EXPORT"
-               "[:FSTYPE[:FLAGS]]", v);
+               "[:FSTYPE[:FLAGS]]",
+               v);
   if (!server_host_valid(c->host))
     return bad(err, errlen,
                "root=nbd:%s: server '%s' is not an IP address (names are "
-               "not resolved; IPv6 goes in brackets)", v, c->host);
+               "not resolved; IPv6 goes in brackets)",
+               v, c->host);
   c->nbd = true;
   if (!*p)
     return 0;
@@ -330,12 +338,13 @@ static int parse_root_nbd(const char *v, struct agent_config *c, char *err,
   if (slash) {
     *slash = '\0';
     if (part[0] && !is_port(part))
-      return bad(err, errlen, "root=nbd:%s: port '%s' is not a number in "
-                 "1..65535", v, part);
+      return bad(err, errlen,
+                 "root=nbd:%s: port '%s' is not a number in "
+                 "1..65535",
+                 v, part);
     if (part[0])
       copy(c->port, sizeof(c->port), part, strlen(part)); /* is_port(): fits */
-    if (copy(c->export_name, sizeof(c->export_name), slash + 1,
-             strlen(slash + 1)))
+    if (copy(c->export_name, sizeof(c->export_name), slash + 1, strlen(slash + 1)))
       return bad(err, errlen, "root=nbd:%s: export name too long", v);
     c->export_given = true;
   } else if (is_port(part)) {
@@ -371,46 +380,47 @@ static int parse_root_nbd(const char *v, struct agent_config *c, char *err,
 }
 
 /* Debian: nbdroot=SERVER[:PORT],EXPORT[,nbdN] */
-static int parse_nbdroot(const char *v, struct agent_config *c, char *err,
-                         size_t errlen)
+static int
+parse_nbdroot(const char *v, struct agent_config *c, char *err, size_t errlen)
 {
   const char *p = v, *comma;
   char part[300];
   char *colon;
 
   if (take_host(&p, c->host, sizeof(c->host), ','))
-    return bad(err, errlen, "nbdroot=%s: bad server (IPv6 goes in brackets)",
-               v);
+    return bad(err, errlen, "nbdroot=%s: bad server (IPv6 goes in brackets)", v);
   if (*v == '[' && *p == ':') {
     /* [V6]:PORT */
     comma = strchr(p, ',');
     if (!comma)
       comma = p + strlen(p);
-    if (copy(part, sizeof(part), p + 1, (size_t)(comma - p - 1)) ||
-        !is_port(part))
-      return bad(err, errlen, "nbdroot=%s: port is not a number in 1..65535",
-                 v);
+    if (copy(part, sizeof(part), p + 1, (size_t)(comma - p - 1)) || !is_port(part))
+      return bad(err, errlen, "nbdroot=%s: port is not a number in 1..65535", v);
     copy(c->port, sizeof(c->port), part, strlen(part)); /* is_port(): fits */
     p = comma;
-  } else if (*v != '[' && (colon = strchr(c->host, ':')) &&
-             !strchr(colon + 1, ':')) {
+  } else if (*v != '[' && (colon = strchr(c->host, ':')) && !strchr(colon + 1, ':')) {
     /* SERVER:PORT */
     *colon = '\0';
     if (!is_port(colon + 1))
-      return bad(err, errlen, "nbdroot=%s: port '%s' is not a number in "
-                 "1..65535", v, colon + 1);
+      return bad(err, errlen,
+                 "nbdroot=%s: port '%s' is not a number in "
+                 "1..65535",
+                 v, colon + 1);
     copy(c->port, sizeof(c->port), colon + 1, strlen(colon + 1));
   }
   if (c->host[0] && !server_host_valid(c->host))
     return bad(err, errlen,
                "nbdroot=%s: server '%s' is not an IP address (names are not "
-               "resolved)", v, c->host);
+               "resolved)",
+               v, c->host);
   c->nbd = true;
   if (!*p)
     return 0;
   if (*p != ',')
-    return bad(err, errlen, "nbdroot=%s: expected SERVER[:PORT],EXPORT"
-               "[,nbdN]", v);
+    return bad(err, errlen,
+               "nbdroot=%s: expected SERVER[:PORT],EXPORT"
+               "[,nbdN]",
+               v);
   p++;
   comma = strchr(p, ',');
   if (!comma)
@@ -426,14 +436,14 @@ static int parse_nbdroot(const char *v, struct agent_config *c, char *err,
     c->export_given = true;
   }
   if (*comma && parse_nbd_dev(comma + 1, &c->nbd_index))
-    return bad(err, errlen, "nbdroot=%s: device '%s' is not nbdN", v,
-               comma + 1);
+    return bad(err, errlen, "nbdroot=%s: device '%s' is not nbdN", v, comma + 1);
   return 0;
 }
 
 /* One keep-list path: absolute, no empty, "." or ".." component, not "/"
  * itself (that would keep everything: the default without a list). */
-static bool keep_path_ok(const char *p, size_t n)
+static bool
+keep_path_ok(const char *p, size_t n)
 {
   const char *comp = p + 1, *end = p + n;
 
@@ -445,8 +455,7 @@ static bool keep_path_ok(const char *p, size_t n)
 
     if (len == 0 && slash)
       return false; /* "//" */
-    if ((len == 1 && comp[0] == '.') ||
-        (len == 2 && comp[0] == '.' && comp[1] == '.'))
+    if ((len == 1 && comp[0] == '.') || (len == 2 && comp[0] == '.' && comp[1] == '.'))
       return false;
     if (!slash)
       break;
@@ -456,8 +465,8 @@ static bool keep_path_ok(const char *p, size_t n)
 }
 
 /* nbdroot.keep=/home,/etc/ssh: stored as given, less trailing slashes. */
-static int parse_keep(const char *v, struct agent_config *c, char *err,
-                      size_t errlen)
+static int
+parse_keep(const char *v, struct agent_config *c, char *err, size_t errlen)
 {
   size_t used = 0;
 
@@ -471,7 +480,8 @@ static int parse_keep(const char *v, struct agent_config *c, char *err,
     if (!keep_path_ok(p, m))
       return bad(err, errlen,
                  "nbdroot.keep=%s: '%.*s' is not an absolute path below / "
-                 "(no '.', '..' or empty components)", v, (int)n, p);
+                 "(no '.', '..' or empty components)",
+                 v, (int)n, p);
     if (used + m + 2 > sizeof(c->keep))
       return bad(err, errlen, "nbdroot.keep=: list longer than %zu bytes",
                  sizeof(c->keep) - 1);
@@ -482,19 +492,22 @@ static int parse_keep(const char *v, struct agent_config *c, char *err,
       return bad(err, errlen, "nbdroot.keep=%s: empty path at the end", v);
   }
   if (!used)
-    return bad(err, errlen, "nbdroot.keep=: empty list (leave it out to keep "
+    return bad(err, errlen,
+               "nbdroot.keep=: empty list (leave it out to keep "
                "everything)");
   return 0;
 }
 
-static int parse_knob(const char *key, const char *v, struct agent_config *c,
-                      char *err, size_t errlen)
+static int
+parse_knob(const char *key, const char *v, struct agent_config *c, char *err,
+           size_t errlen)
 {
   unsigned long n;
 
   if (!strcmp(key, "nbdroot.state")) {
     if (!*v)
-      return bad(err, errlen, "nbdroot.state=: needs the state export's "
+      return bad(err, errlen,
+                 "nbdroot.state=: needs the state export's "
                  "name");
     if (copy(c->state_export, sizeof(c->state_export), v, strlen(v)))
       return bad(err, errlen, "nbdroot.state=%.40s...: longer than %zu", v,
@@ -526,15 +539,17 @@ static int parse_knob(const char *key, const char *v, struct agent_config *c,
   else if (!strcmp(key, "nbdroot.send_id"))
     c->send_id = n != 0;
   else
-    return bad(err, errlen, "%s: unknown nbdroot option (see "
-               "nbdroot-agent(7))", key);
+    return bad(err, errlen,
+               "%s: unknown nbdroot option (see "
+               "nbdroot-agent(7))",
+               key);
   return 0;
 }
 
 /* nbdroot.servers=: checked now, merged by finish_servers (a later one
  * replaces an earlier one). */
-static int parse_servers_opt(const char *v, struct agent_config *c,
-                             char *err, size_t errlen)
+static int
+parse_servers_opt(const char *v, struct agent_config *c, char *err, size_t errlen)
 {
   struct server_list l = { .n = 0 };
   char why[200];
@@ -550,14 +565,14 @@ static int parse_servers_opt(const char *v, struct agent_config *c,
 /* The servers after the first: root=nbd:'s, then nbdroot.servers='s, each
  * with the first server's port unless it has its own, the first server
  * and duplicates left out. */
-static int finish_servers(struct agent_config *c, char *err, size_t errlen)
+static int
+finish_servers(struct agent_config *c, char *err, size_t errlen)
 {
   struct server_list all = c->fallbacks;
   char why[200];
 
-  if (c->servers_opt[0] && servers_parse(c->servers_opt,
-                                         strlen(c->servers_opt), &all, why,
-                                         sizeof(why)))
+  if (c->servers_opt[0] &&
+      servers_parse(c->servers_opt, strlen(c->servers_opt), &all, why, sizeof(why)))
     return bad(err, errlen, "root=nbd: and nbdroot.servers=: %s", why);
   servers_default_port(&all, c->port);
   c->fallbacks.n = 0;
@@ -565,13 +580,15 @@ static int finish_servers(struct agent_config *c, char *err, size_t errlen)
     if (strcmp(all.s[i].host, c->host) || strcmp(all.s[i].port, c->port))
       servers_add(&c->fallbacks, all.s[i].host, all.s[i].port);
   if (c->fallbacks.n >= SERVERS_MAX) /* the first needs its place too */
-    return bad(err, errlen, "root=nbd: and nbdroot.servers=: more than %d "
-               "servers", SERVERS_MAX);
+    return bad(err, errlen,
+               "root=nbd: and nbdroot.servers=: more than %d "
+               "servers",
+               SERVERS_MAX);
   return 0;
 }
 
-static int parse_word(const char *w, struct agent_config *c, char *err,
-                      size_t errlen)
+static int
+parse_word(const char *w, struct agent_config *c, char *err, size_t errlen)
 {
   const char *eq = strchr(w, '=');
   char key[64];
@@ -627,7 +644,8 @@ static int parse_word(const char *w, struct agent_config *c, char *err,
   return 0; /* someone else's parameter */
 }
 
-static void config_defaults(struct agent_config *c)
+static void
+config_defaults(struct agent_config *c)
 {
   memset(c, 0, sizeof(*c));
   c->nbd_index = -1;
@@ -641,8 +659,8 @@ static void config_defaults(struct agent_config *c)
   c->rescue = RESCUE_HALT;
 }
 
-int cmdline_parse(const char *line, struct agent_config *c, char *err,
-                  size_t errlen)
+int
+cmdline_parse(const char *line, struct agent_config *c, char *err, size_t errlen)
 {
   char word[CMDLINE_MAX];
   const char *p = line;
@@ -652,8 +670,7 @@ int cmdline_parse(const char *line, struct agent_config *c, char *err,
   config_defaults(c);
   err[0] = '\0';
   if (strlen(line) >= CMDLINE_MAX)
-    return bad(err, errlen, "kernel command line longer than %d bytes",
-               CMDLINE_MAX - 1);
+    return bad(err, errlen, "kernel command line longer than %d bytes", CMDLINE_MAX - 1);
 
   while (*p) {
     size_t n = 0;
@@ -689,12 +706,12 @@ int cmdline_parse(const char *line, struct agent_config *c, char *err,
     if (parse_nbd_dev(c->root, &idx))
       return bad(err, errlen,
                  "root=%s: not an NBD root (use root=nbd:SERVER:PORT/EXPORT "
-                 "or nbdroot=SERVER,EXPORT root=/dev/nbd0)", c->root);
+                 "or nbdroot=SERVER,EXPORT root=/dev/nbd0)",
+                 c->root);
     if (!c->nbd)
       return bad(err, errlen, "root=%s needs nbdroot=SERVER,EXPORT", c->root);
     if (c->nbd_index >= 0 && c->nbd_index != idx)
-      return bad(err, errlen, "root=%s but nbdroot= names nbd%d", c->root,
-                 c->nbd_index);
+      return bad(err, errlen, "root=%s but nbdroot= names nbd%d", c->root, c->nbd_index);
     c->nbd_index = idx;
   }
   if (!c->nbd)
@@ -709,14 +726,15 @@ int cmdline_parse(const char *line, struct agent_config *c, char *err,
                "ip=off, but the root is on NBD and needs the network: use "
                "ip=dhcp or a static ip=");
   if (c->keep[0] && !c->state_export[0])
-    return bad(err, errlen, "nbdroot.keep= needs a layered root: add "
+    return bad(err, errlen,
+               "nbdroot.keep= needs a layered root: add "
                "nbdroot.state=STATE_EXPORT");
   return 0;
 }
 
-int cmdline_wire_name(const struct agent_config *c, const char *name,
-                      const char *mac, const char *boot_id, char *out,
-                      size_t len)
+int
+cmdline_wire_name(const struct agent_config *c, const char *name, const char *mac,
+                  const char *boot_id, char *out, size_t len)
 {
   const char *at = strchr(name, '@');
   int n;
@@ -735,7 +753,8 @@ int cmdline_wire_name(const struct agent_config *c, const char *name,
   return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-static void print_addr(int fd, const char *key, bool has, struct in_addr a)
+static void
+print_addr(int fd, const char *key, bool has, struct in_addr a)
 {
   char buf[INET_ADDRSTRLEN] = "";
 
@@ -745,7 +764,8 @@ static void print_addr(int fd, const char *key, bool has, struct in_addr a)
 }
 
 /* servers=FIRST,FALLBACK...; FIRST is "dhcp" when it comes from there. */
-static void print_servers(const struct agent_config *c, int fd)
+static void
+print_servers(const struct agent_config *c, int fd)
 {
   struct nbd_server first = { .host = "" };
   char one[300] = "dhcp";
@@ -763,7 +783,8 @@ static void print_servers(const struct agent_config *c, int fd)
   dprintf(fd, "\n");
 }
 
-void cmdline_print(const struct agent_config *c, int fd)
+void
+cmdline_print(const struct agent_config *c, int fd)
 {
   static const char *const modes[] = { "dhcp", "dhcp", "static", "off" };
   static const char *const rescues[] = { "halt", "poweroff", "reboot" };
@@ -778,9 +799,8 @@ void cmdline_print(const struct agent_config *c, int fd)
   dprintf(fd, "hostname=%s\n", c->hostname);
   dprintf(fd, "device=%s\n", c->device);
   if (c->has_bootif)
-    dprintf(fd, "bootif=%02x:%02x:%02x:%02x:%02x:%02x\n", c->bootif[0],
-            c->bootif[1], c->bootif[2], c->bootif[3], c->bootif[4],
-            c->bootif[5]);
+    dprintf(fd, "bootif=%02x:%02x:%02x:%02x:%02x:%02x\n", c->bootif[0], c->bootif[1],
+            c->bootif[2], c->bootif[3], c->bootif[4], c->bootif[5]);
   else
     dprintf(fd, "bootif=\n");
   dprintf(fd, "server=%s\n", c->host);
@@ -801,14 +821,12 @@ void cmdline_print(const struct agent_config *c, int fd)
   {
     char wire[512];
     /* placeholders: the real values exist only at boot */
-    if (!cmdline_wire_name(c, c->export_name, "MAC", "BOOTID", wire,
-                           sizeof(wire)))
+    if (!cmdline_wire_name(c, c->export_name, "MAC", "BOOTID", wire, sizeof(wire)))
       dprintf(fd, "wire=%s\n", wire);
     dprintf(fd, "layered=%d\n", c->state_export[0] != '\0');
     dprintf(fd, "state=%s\n", c->state_export);
     if (c->state_export[0] &&
-        !cmdline_wire_name(c, c->state_export, "MAC", "BOOTID", wire,
-                           sizeof(wire)))
+        !cmdline_wire_name(c, c->state_export, "MAC", "BOOTID", wire, sizeof(wire)))
       dprintf(fd, "state_wire=%s\n", wire);
     dprintf(fd, "keep=%s\n", c->keep);
   }

@@ -14,12 +14,14 @@
 
 static bool timestamps = true;
 
-void console_timestamps(bool on)
+void
+console_timestamps(bool on)
 {
   timestamps = on;
 }
 
-void sleep_ms(unsigned ms)
+void
+sleep_ms(unsigned ms)
 {
   struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
 
@@ -29,7 +31,8 @@ void sleep_ms(unsigned ms)
 
 /* The timestamp has the kernel's format, so the agent's lines read in
  * order with the kernel's on the console. */
-void say(const char *fmt, ...)
+void
+say(const char *fmt, ...)
 {
   char buf[1024];
   struct timespec ts;
@@ -38,8 +41,7 @@ void say(const char *fmt, ...)
 
   if (timestamps) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    n = snprintf(buf, sizeof(buf), "[%5ld.%06ld] ", (long)ts.tv_sec,
-                 ts.tv_nsec / 1000);
+    n = snprintf(buf, sizeof(buf), "[%5ld.%06ld] ", (long)ts.tv_sec, ts.tv_nsec / 1000);
   }
   n += snprintf(buf + n, sizeof(buf) - (size_t)n, AGENT_NAME ": ");
   va_start(ap, fmt);
@@ -52,4 +54,3 @@ void say(const char *fmt, ...)
     /* nowhere else to report it */
   }
 }
-

@@ -25,14 +25,30 @@
 #define DHCP_MAGIC 0x63825363u
 
 enum {
-  DHCPDISCOVER = 1, DHCPOFFER, DHCPREQUEST, DHCPDECLINE, DHCPACK, DHCPNAK,
+  DHCPDISCOVER = 1,
+  DHCPOFFER,
+  DHCPREQUEST,
+  DHCPDECLINE,
+  DHCPACK,
+  DHCPNAK,
 };
 
 enum {
-  OPT_PAD = 0, OPT_SUBNET = 1, OPT_ROUTER = 3, OPT_DNS = 6, OPT_HOSTNAME = 12,
-  OPT_DOMAIN = 15, OPT_ROOT_PATH = 17, OPT_REQ_IP = 50, OPT_LEASE = 51,
-  OPT_MSGTYPE = 53, OPT_SERVER_ID = 54, OPT_PARAMS = 55, OPT_MAXSIZE = 57,
-  OPT_CLIENT_ID = 61, OPT_END = 255,
+  OPT_PAD = 0,
+  OPT_SUBNET = 1,
+  OPT_ROUTER = 3,
+  OPT_DNS = 6,
+  OPT_HOSTNAME = 12,
+  OPT_DOMAIN = 15,
+  OPT_ROOT_PATH = 17,
+  OPT_REQ_IP = 50,
+  OPT_LEASE = 51,
+  OPT_MSGTYPE = 53,
+  OPT_SERVER_ID = 54,
+  OPT_PARAMS = 55,
+  OPT_MAXSIZE = 57,
+  OPT_CLIENT_ID = 61,
+  OPT_END = 255,
 };
 
 struct bootp {
@@ -68,7 +84,8 @@ struct dhcp_state {
   uint64_t start;
 };
 
-static uint16_t ip_csum(const void *data, size_t len)
+static uint16_t
+ip_csum(const void *data, size_t len)
 {
   const uint8_t *p = data;
   uint32_t sum = 0;
@@ -80,8 +97,8 @@ static uint16_t ip_csum(const void *data, size_t len)
   return htons((uint16_t)~sum);
 }
 
-static uint8_t *opt_put(uint8_t *o, uint8_t code, const void *data,
-                        uint8_t len)
+static uint8_t *
+opt_put(uint8_t *o, uint8_t code, const void *data, uint8_t len)
 {
   *o++ = code;
   *o++ = len;
@@ -89,11 +106,11 @@ static uint8_t *opt_put(uint8_t *o, uint8_t code, const void *data,
   return o + len;
 }
 
-static int dhcp_send(struct dhcp_state *st, int type, const struct net_lease *offer)
+static int
+dhcp_send(struct dhcp_state *st, int type, const struct net_lease *offer)
 {
-  static const uint8_t params[] = { OPT_SUBNET, OPT_ROUTER, OPT_DNS,
-                                    OPT_HOSTNAME, OPT_DOMAIN, OPT_ROOT_PATH,
-                                    OPT_LEASE, OPT_SERVER_ID };
+  static const uint8_t params[] = { OPT_SUBNET, OPT_ROUTER,    OPT_DNS,   OPT_HOSTNAME,
+                                    OPT_DOMAIN, OPT_ROOT_PATH, OPT_LEASE, OPT_SERVER_ID };
   struct packet pkt;
   struct sockaddr_ll to;
   uint8_t *o, t = (uint8_t)type, cid[7];
@@ -145,26 +162,26 @@ static int dhcp_send(struct dhcp_state *st, int type, const struct net_lease *of
   to.sll_ifindex = st->ifc->ifindex;
   to.sll_halen = 6;
   memset(to.sll_addr, 0xff, 6);
-  if (sendto(st->fd, &pkt, sizeof(pkt.h) + blen, 0, (struct sockaddr *)&to,
-             sizeof(to)) < 0)
+  if (sendto(st->fd, &pkt, sizeof(pkt.h) + blen, 0, (struct sockaddr *)&to, sizeof(to)) <
+      0)
     return -errno;
   return 0;
 }
 
-static void copy_str(char *dst, size_t dstlen, const uint8_t *s, size_t len)
+static void
+copy_str(char *dst, size_t dstlen, const uint8_t *s, size_t len)
 {
   size_t j = 0;
 
   /* Sanitized: these end up quoted in /run/net-IFACE.conf. */
   for (size_t i = 0; i < len && s[i] && j + 1 < dstlen; i++)
-    dst[j++] = (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\'') ? (char)s[i]
-                                                            : '_';
+    dst[j++] = (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\'') ? (char)s[i] : '_';
   dst[j] = '\0';
 }
 
 /* Returns the message type of a valid reply for us, or 0. */
-static int dhcp_parse(struct dhcp_state *st, const uint8_t *buf, size_t n,
-                      struct net_lease *l)
+static int
+dhcp_parse(struct dhcp_state *st, const uint8_t *buf, size_t n, struct net_lease *l)
 {
   const struct ip4udp *h = (const void *)buf;
   const struct bootp *b;
@@ -200,48 +217,42 @@ static int dhcp_parse(struct dhcp_state *st, const uint8_t *buf, size_t n,
     if (o + len > end)
       break;
     switch (code) {
-    case OPT_MSGTYPE:
-      if (len == 1)
-        type = o[0];
-      break;
-    case OPT_SUBNET:
-      if (len == 4) {
-        memcpy(&l->netmask, o, 4);
-        l->has_netmask = true;
-      }
-      break;
-    case OPT_ROUTER:
-      if (len >= 4) {
-        memcpy(&l->gw, o, 4);
-        l->has_gw = true;
-      }
-      break;
-    case OPT_DNS:
-      for (int i = 0; i + 4 <= len && l->ndns < 2; i += 4)
-        memcpy(&l->dns[l->ndns++], o + i, 4);
-      break;
-    case OPT_SERVER_ID:
-      if (len == 4) {
-        memcpy(&l->server, o, 4);
-        l->has_server = true;
-      }
-      break;
-    case OPT_LEASE:
-      if (len == 4) {
-        uint32_t v;
-        memcpy(&v, o, 4);
-        l->lease_secs = ntohl(v);
-      }
-      break;
-    case OPT_HOSTNAME:
-      copy_str(l->hostname, sizeof(l->hostname), o, len);
-      break;
-    case OPT_DOMAIN:
-      copy_str(l->domain, sizeof(l->domain), o, len);
-      break;
-    case OPT_ROOT_PATH:
-      copy_str(l->root_path, sizeof(l->root_path), o, len);
-      break;
+      case OPT_MSGTYPE:
+        if (len == 1)
+          type = o[0];
+        break;
+      case OPT_SUBNET:
+        if (len == 4) {
+          memcpy(&l->netmask, o, 4);
+          l->has_netmask = true;
+        }
+        break;
+      case OPT_ROUTER:
+        if (len >= 4) {
+          memcpy(&l->gw, o, 4);
+          l->has_gw = true;
+        }
+        break;
+      case OPT_DNS:
+        for (int i = 0; i + 4 <= len && l->ndns < 2; i += 4)
+          memcpy(&l->dns[l->ndns++], o + i, 4);
+        break;
+      case OPT_SERVER_ID:
+        if (len == 4) {
+          memcpy(&l->server, o, 4);
+          l->has_server = true;
+        }
+        break;
+      case OPT_LEASE:
+        if (len == 4) {
+          uint32_t v;
+          memcpy(&v, o, 4);
+          l->lease_secs = ntohl(v);
+        }
+        break;
+      case OPT_HOSTNAME: copy_str(l->hostname, sizeof(l->hostname), o, len); break;
+      case OPT_DOMAIN: copy_str(l->domain, sizeof(l->domain), o, len); break;
+      case OPT_ROOT_PATH: copy_str(l->root_path, sizeof(l->root_path), o, len); break;
     }
     o += len;
   }
@@ -254,8 +265,9 @@ static int dhcp_parse(struct dhcp_state *st, const uint8_t *buf, size_t n,
 
 /* Sends type and waits for one of want; the send repeats with a doubling
  * timeout until deadline. */
-static int exchange(struct dhcp_state *st, int type, const struct net_lease *req,
-                    struct net_lease *reply, int want, uint64_t deadline)
+static int
+exchange(struct dhcp_state *st, int type, const struct net_lease *req,
+         struct net_lease *reply, int want, uint64_t deadline)
 {
   static uint8_t buf[2048];
   unsigned timeout = 1000;
@@ -295,8 +307,8 @@ static int exchange(struct dhcp_state *st, int type, const struct net_lease *req
   return -ETIMEDOUT;
 }
 
-int dhcp_run(const struct net_iface *ifc, struct net_lease *l,
-             unsigned total_ms)
+int
+dhcp_run(const struct net_iface *ifc, struct net_lease *l, unsigned total_ms)
 {
   struct dhcp_state st = { .ifc = ifc, .start = now_ms() };
   struct sockaddr_ll sll;
@@ -308,8 +320,7 @@ int dhcp_run(const struct net_iface *ifc, struct net_lease *l,
   st.fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_IP));
   if (st.fd < 0) {
     ret = -errno;
-    say("DHCP: cannot open a packet socket: %s (is CONFIG_PACKET set?)",
-        strerror(errno));
+    say("DHCP: cannot open a packet socket: %s (is CONFIG_PACKET set?)", strerror(errno));
     return ret;
   }
   memset(&sll, 0, sizeof(sll));
@@ -341,16 +352,16 @@ int dhcp_run(const struct net_iface *ifc, struct net_lease *l,
   }
   if (ret < 0) {
     say("DHCP on %s: no %s after %u s; check that a DHCP server serves "
-        "this network (or use a static ip=)", ifc->name,
-        ret == -ETIMEDOUT ? "answer" : "lease", total_ms / 1000);
+        "this network (or use a static ip=)",
+        ifc->name, ret == -ETIMEDOUT ? "answer" : "lease", total_ms / 1000);
     goto out;
   }
   if (!l->has_server)
     l->server = offer.server, l->has_server = offer.has_server;
   inet_ntop(AF_INET, &l->addr, a, sizeof(a));
   inet_ntop(AF_INET, &l->server, s, sizeof(s));
-  say("DHCP: %s got %s from %s (lease %u s) in %llu ms", ifc->name, a, s,
-      l->lease_secs, (unsigned long long)(now_ms() - st.start));
+  say("DHCP: %s got %s from %s (lease %u s) in %llu ms", ifc->name, a, s, l->lease_secs,
+      (unsigned long long)(now_ms() - st.start));
   ret = 0;
 out:
   close(st.fd);

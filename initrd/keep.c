@@ -29,7 +29,8 @@
 enum keep_rel { KEEP_OUTSIDE, KEEP_ABOVE, KEEP_KEPT };
 
 /* path ("/etc/ssh") against the comma-separated list. */
-static enum keep_rel relation(const char *path, const char *keep)
+static enum keep_rel
+relation(const char *path, const char *keep)
 {
   size_t pl = strlen(path);
   enum keep_rel r = KEEP_OUTSIDE;
@@ -49,7 +50,8 @@ static enum keep_rel relation(const char *path, const char *keep)
 }
 
 /* Removes name in dirfd and all below it; counts what went. */
-static int remove_tree(int parent, const char *name, unsigned *removed)
+static int
+remove_tree(int parent, const char *name, unsigned *removed)
 {
   struct stat st;
   int ret = 0;
@@ -57,8 +59,7 @@ static int remove_tree(int parent, const char *name, unsigned *removed)
   if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW))
     return -errno;
   if (S_ISDIR(st.st_mode)) {
-    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                    O_CLOEXEC);
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     struct dirent *de;
 
@@ -83,8 +84,8 @@ static int remove_tree(int parent, const char *name, unsigned *removed)
 /* Walks the directory dirfd, whose path in the root is path (of size
  * PATH_BUF, "" for the root itself). */
 #define PATH_BUF 4096
-static int prune_dir(int dirfd, char *path, const char *keep,
-                     struct keep_counts *n)
+static int
+prune_dir(int dirfd, char *path, const char *keep, struct keep_counts *n)
 {
   size_t pl = strlen(path);
   int fd = dup(dirfd), ret = 0;
@@ -108,33 +109,28 @@ static int prune_dir(int dirfd, char *path, const char *keep,
     }
     snprintf(path + pl, PATH_BUF - pl, "/%s", de->d_name);
     switch (relation(path, keep)) {
-    case KEEP_KEPT:
-      n->kept++;
-      break;
-    case KEEP_ABOVE:
-      if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW)) {
-        ret = -errno;
+      case KEEP_KEPT: n->kept++; break;
+      case KEEP_ABOVE:
+        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW)) {
+          ret = -errno;
+          break;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+          ret = remove_tree(dirfd, de->d_name, &n->removed);
+          break;
+        }
+        sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0) {
+          ret = -errno;
+          break;
+        }
+        if (fremovexattr(sub, OPAQUE_XATTR) && errno != ENODATA)
+          ret = -errno;
+        if (!ret)
+          ret = prune_dir(sub, path, keep, n);
+        close(sub);
         break;
-      }
-      if (!S_ISDIR(st.st_mode)) {
-        ret = remove_tree(dirfd, de->d_name, &n->removed);
-        break;
-      }
-      sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                   O_CLOEXEC);
-      if (sub < 0) {
-        ret = -errno;
-        break;
-      }
-      if (fremovexattr(sub, OPAQUE_XATTR) && errno != ENODATA)
-        ret = -errno;
-      if (!ret)
-        ret = prune_dir(sub, path, keep, n);
-      close(sub);
-      break;
-    case KEEP_OUTSIDE:
-      ret = remove_tree(dirfd, de->d_name, &n->removed);
-      break;
+      case KEEP_OUTSIDE: ret = remove_tree(dirfd, de->d_name, &n->removed); break;
     }
     path[pl] = '\0';
   }
@@ -142,7 +138,8 @@ static int prune_dir(int dirfd, char *path, const char *keep,
   return ret;
 }
 
-int keep_prune(int upper_fd, const char *keep, struct keep_counts *n)
+int
+keep_prune(int upper_fd, const char *keep, struct keep_counts *n)
 {
   char path[PATH_BUF] = "";
 

@@ -35,10 +35,11 @@
  * bitmaps of ext4, the superblock and first data of squashfs. */
 #define ID_BYTES 65536
 
-#define EXT_MAGIC 0xef53 /* s_magic, 56 bytes into the superblock at 1024 */
+#define EXT_MAGIC 0xef53          /* s_magic, 56 bytes into the superblock at 1024 */
 #define SQUASHFS_MAGIC 0x73717368 /* "hsqs" at 0 */
 
-static bool fs_has(const char *fs)
+static bool
+fs_has(const char *fs)
 {
   static char buf[4096];
   int fd = open("/proc/filesystems", O_RDONLY | O_CLOEXEC);
@@ -54,7 +55,8 @@ static bool fs_has(const char *fs)
   return false;
 }
 
-bool layered_supported(void)
+bool
+layered_supported(void)
 {
   if (fs_has("overlay"))
     return true;
@@ -66,7 +68,8 @@ bool layered_supported(void)
 
 /* The filesystem on dev by its superblock magic: "ext4" (for ext2/3/4,
  * which the ext4 driver mounts), "squashfs", or NULL. */
-static const char *fs_probe(const char *dev)
+static const char *
+fs_probe(const char *dev)
 {
   uint8_t sb[2048];
   uint16_t m16;
@@ -87,8 +90,9 @@ static const char *fs_probe(const char *dev)
   return NULL;
 }
 
-int layered_base_id(const char *base_dev, const struct nbd_export_info *info,
-                    char *out, size_t len)
+int
+layered_base_id(const char *base_dev, const struct nbd_export_info *info, char *out,
+                size_t len)
 {
   static uint8_t buf[ID_BYTES];
   uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 */
@@ -108,59 +112,63 @@ int layered_base_id(const char *base_dev, const struct nbd_export_info *info,
   /* one line in base-id, whatever the server put in the description */
   for (i = 0; info->description[i] && i + 1 < sizeof(desc); i++)
     desc[i] = info->description[i] < 0x20 || info->description[i] > 0x7e
-                ? '?' : info->description[i];
+                  ? '?'
+                  : info->description[i];
   desc[i] = '\0';
-  snprintf(out, len, "size=%llu sum=%016llx desc=%s",
-           (unsigned long long)info->size, (unsigned long long)h, desc);
+  snprintf(out, len, "size=%llu sum=%016llx desc=%s", (unsigned long long)info->size,
+           (unsigned long long)h, desc);
   return 0;
 }
 
-static int mount_base(const struct agent_config *cfg, const char *dev)
+static int
+mount_base(const struct agent_config *cfg, const char *dev)
 {
   const char *type = cfg->fstype[0] ? cfg->fstype : fs_probe(dev);
 
   if (!type) {
     say("the base on %s holds neither ext4 nor squashfs (no superblock "
-        "magic); check the export in root=/nbdroot=", dev);
+        "magic); check the export in root=/nbdroot=",
+        dev);
     return -EINVAL;
   }
   if (!mount(dev, LAYERED_BASE, type, MS_RDONLY, NULL))
     return 0;
   if (errno == ENODEV)
     say("the base on %s is %s and this kernel has no %s; build the initrd "
-        "with imgtool initrd (it packs overlay.ko and squashfs.ko)", dev,
-        type, type);
+        "with imgtool initrd (it packs overlay.ko and squashfs.ko)",
+        dev, type, type);
   else
-    say("cannot mount the base %s (%s) read-only on %s: %s", dev, type,
-        LAYERED_BASE, strerror(errno));
+    say("cannot mount the base %s (%s) read-only on %s: %s", dev, type, LAYERED_BASE,
+        strerror(errno));
   return -ENODEV;
 }
 
-static int mount_state(const struct agent_config *cfg, const char *dev)
+static int
+mount_state(const struct agent_config *cfg, const char *dev)
 {
   const char *type = fs_probe(dev);
 
   if (!type || strcmp(type, "ext4")) {
     say("the state disk %s (export '%s') is not ext4 (%s); make the state "
-        "export from a blank ext4 image (imgtool state-template)", dev,
-        cfg->state_export, type ? type : "no ext2/3/4 superblock magic");
+        "export from a blank ext4 image (imgtool state-template)",
+        dev, cfg->state_export, type ? type : "no ext2/3/4 superblock magic");
     return -EINVAL;
   }
   if (mount(dev, LAYERED_STATE, "ext4", MS_NOATIME, NULL)) {
     say("cannot mount the state disk %s (ext4) on %s: %s; check it with "
-        "e2fsck", dev, LAYERED_STATE, strerror(errno));
+        "e2fsck",
+        dev, LAYERED_STATE, strerror(errno));
     return -errno;
   }
-  if ((mkdir(UPPER, 0755) && errno != EEXIST) ||
-      (mkdir(WORK, 0755) && errno != EEXIST)) {
-    say("cannot create %s and %s on the state disk: %s", UPPER, WORK,
-        strerror(errno));
+  if ((mkdir(UPPER, 0755) && errno != EEXIST) || (mkdir(WORK, 0755) && errno != EEXIST)) {
+    say("cannot create %s and %s on the state disk: %s", UPPER, WORK, strerror(errno));
     return -errno;
   }
   return 0;
 }
 
-static int read_base_id(char *buf, size_t len)
+static int
+read_base_id(char *buf, size_t len)
 {
   int fd = open(BASE_ID_FILE, O_RDONLY | O_CLOEXEC);
   ssize_t n;
@@ -178,10 +186,10 @@ static int read_base_id(char *buf, size_t len)
 
 /* Durably, so that a crash during the pruning redoes it at the next boot
  * rather than booting a half-pruned upper layer as if it were done. */
-static int write_base_id(const char *id)
+static int
+write_base_id(const char *id)
 {
-  int fd = open(BASE_ID_FILE ".new", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                0644);
+  int fd = open(BASE_ID_FILE ".new", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   int ret = 0;
 
   if (fd < 0)
@@ -203,7 +211,8 @@ static int write_base_id(const char *id)
 
 /* A new base since the last boot: prune the upper layer to the keep-list
  * (everything stays without one), then remember the new base. */
-static int follow_base(const struct agent_config *cfg, const char *base_id)
+static int
+follow_base(const struct agent_config *cfg, const char *base_id)
 {
   char old[512];
   struct keep_counts n = { 0 };
@@ -216,16 +225,15 @@ static int follow_base(const struct agent_config *cfg, const char *base_id)
     say("layered root: first boot of this state disk (base %s)", base_id);
   } else if (!cfg->keep[0]) {
     say("layered root: the base changed since the last boot (%s -> %s); "
-        "keeping all of the client's files (no nbdroot.keep=)", old,
-        base_id);
+        "keeping all of the client's files (no nbdroot.keep=)",
+        old, base_id);
   } else {
     fd = open(UPPER, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     ret = fd < 0 ? -errno : keep_prune(fd, cfg->keep, &n);
     if (fd >= 0)
       close(fd);
     if (ret) {
-      say("cannot prune %s to nbdroot.keep=%s: %s", UPPER, cfg->keep,
-          strerror(-ret));
+      say("cannot prune %s to nbdroot.keep=%s: %s", UPPER, cfg->keep, strerror(-ret));
       return ret;
     }
     sync();
@@ -239,9 +247,9 @@ static int follow_base(const struct agent_config *cfg, const char *base_id)
   return ret;
 }
 
-int layered_mount(const struct agent_config *cfg, const char *base_dev,
-                  const char *state_dev, const char *base_id,
-                  const char *target)
+int
+layered_mount(const struct agent_config *cfg, const char *base_dev, const char *state_dev,
+              const char *base_id, const char *target)
 {
   unsigned long flags = cfg->readonly ? MS_RDONLY : 0;
   char data[1024], extra[256];
@@ -262,17 +270,17 @@ int layered_mount(const struct agent_config *cfg, const char *base_dev,
   split_flags(cfg->rootflags, &flags, extra, sizeof(extra));
   snprintf(data, sizeof(data),
            "lowerdir=%s,upperdir=%s,workdir=%s,index=off,xino=off,"
-           "redirect_dir=off,metacopy=off%s%s", LAYERED_BASE, UPPER, WORK,
-           extra[0] ? "," : "", extra);
+           "redirect_dir=off,metacopy=off%s%s",
+           LAYERED_BASE, UPPER, WORK, extra[0] ? "," : "", extra);
   if (mount("overlay", target, "overlay", flags, data)) {
     ret = -errno;
-    say("cannot mount the overlay root on %s (%s): %s", target, data,
-        strerror(-ret));
+    say("cannot mount the overlay root on %s (%s): %s", target, data, strerror(-ret));
     return ret;
   }
   if (init_missing(target, cfg->init)) {
     say("the layered root has no executable %s (%s); check init= and the "
-        "base image", cfg->init, strerror(errno));
+        "base image",
+        cfg->init, strerror(errno));
     umount(target);
     return -ENOENT;
   }

@@ -32,8 +32,8 @@
 
 /* PID 1 must never exit (the kernel would panic without telling why), so
  * the rescue either waits forever or powers off/reboots as asked. */
-static void __attribute__((noreturn)) rescue(const struct agent_config *cfg,
-                                             const char *what)
+static void __attribute__((noreturn))
+rescue(const struct agent_config *cfg, const char *what)
 {
   enum rescue_action act = cfg ? cfg->rescue : RESCUE_HALT;
   static const char *const acts[] = {
@@ -58,7 +58,8 @@ static void __attribute__((noreturn)) rescue(const struct agent_config *cfg,
 
 /* A back-off that grows to max_ms; the jitter keeps many clients that lost
  * the same server from coming back in lockstep. */
-static unsigned backoff_ms(unsigned attempt, unsigned max_ms)
+static unsigned
+backoff_ms(unsigned attempt, unsigned max_ms)
 {
   unsigned ms = 500u << (attempt < 8 ? attempt : 8);
 
@@ -67,13 +68,13 @@ static unsigned backoff_ms(unsigned attempt, unsigned max_ms)
   return ms + (unsigned)(now_ms() % 250);
 }
 
-static void boot_id(char *out, size_t len)
+static void
+boot_id(char *out, size_t len)
 {
   char buf[64];
   size_t j = 0;
 
-  if (read_small_file("/proc/sys/kernel/random/boot_id", buf, sizeof(buf)) <=
-      0)
+  if (read_small_file("/proc/sys/kernel/random/boot_id", buf, sizeof(buf)) <= 0)
     snprintf(buf, sizeof(buf), "t%llu", (unsigned long long)now_ms());
   for (size_t i = 0; buf[i] && j + 1 < len; i++)
     if (buf[i] != '-')
@@ -81,8 +82,8 @@ static void boot_id(char *out, size_t len)
   out[j] = '\0';
 }
 
-static int setup_network(const struct agent_config *cfg, struct net_iface *ifc,
-                         struct net_lease *l)
+static int
+setup_network(const struct agent_config *cfg, struct net_iface *ifc, struct net_lease *l)
 {
   int ret;
 
@@ -127,7 +128,8 @@ static int setup_network(const struct agent_config *cfg, struct net_iface *ifc,
 }
 
 /* KEY='VALUE' with the value quoted for a POSIX shell. */
-static void put_kv(FILE *f, const char *key, const char *val)
+static void
+put_kv(FILE *f, const char *key, const char *val)
 {
   fprintf(f, "%s='", key);
   for (; *val; val++) {
@@ -142,8 +144,9 @@ static void put_kv(FILE *f, const char *key, const char *val)
 /* What the booted system may want to know about its root (and the
  * supervisor it must leave alone).  /run moves into the new root, so the
  * file is there after switch_root.  Best effort. */
-static void write_state(const struct supervisor_args *sa, const char *mac,
-                        const char *bid, const char *base_id, int sv_pid)
+static void
+write_state(const struct supervisor_args *sa, const char *mac, const char *bid,
+            const char *base_id, int sv_pid)
 {
   const struct sv_device *root = &sa->dev[0];
   char num[32];
@@ -179,7 +182,8 @@ static void write_state(const struct supervisor_args *sa, const char *mac,
   fclose(f);
 }
 
-static void wait_for_node(const char *dev, unsigned ms)
+static void
+wait_for_node(const char *dev, unsigned ms)
 {
   uint64_t end = now_ms() + ms;
 
@@ -190,13 +194,12 @@ static void wait_for_node(const char *dev, unsigned ms)
 /* The export name on the wire; the server keys the client's overlay by
  * the MAC and tells a new boot from a reconnect by the boot id (see
  * common/export-name.h).  Does not return if it is too long. */
-static void name_target(const struct agent_config *cfg, const char *name,
-                        const char *param, const char *mac, const char *bid,
-                        struct nbd_target *target)
+static void
+name_target(const struct agent_config *cfg, const char *name, const char *param,
+            const char *mac, const char *bid, struct nbd_target *target)
 {
   target->param = param;
-  if (cmdline_wire_name(cfg, name, mac, bid, target->name,
-                        sizeof(target->name))) {
+  if (cmdline_wire_name(cfg, name, mac, bid, target->name, sizeof(target->name))) {
     say("export name '%s' with @%s,boot=%s is too long", name, mac, bid);
     rescue(cfg, "shorten the export name on the command line");
   }
@@ -205,8 +208,8 @@ static void name_target(const struct agent_config *cfg, const char *name,
 /* DHCP's root-path (option 17) in dracut's form,
  * nbd:SERVER[:PORT][,SERVER[:PORT]...][/EXPORT...]: its servers, for a
  * command line that names none (the export stays the command line's). */
-static bool root_path_servers(const struct net_lease *lease,
-                              struct server_list *l)
+static bool
+root_path_servers(const struct net_lease *lease, struct server_list *l)
 {
   const char *rp = lease->root_path, *end;
   char why[200];
@@ -226,9 +229,9 @@ static bool root_path_servers(const struct net_lease *lease,
 /* The servers to try, in order: the first from the command line, else
  * from DHCP's root-path, ip= or DHCP; then the command line's others.
  * Does not return if there is none. */
-static void choose_servers(const struct agent_config *cfg,
-                           const struct net_lease *lease,
-                           struct server_list *l)
+static void
+choose_servers(const struct agent_config *cfg, const struct net_lease *lease,
+               struct server_list *l)
 {
   char host[INET6_ADDRSTRLEN];
 
@@ -250,15 +253,14 @@ static void choose_servers(const struct agent_config *cfg,
   servers_default_port(l, cfg->port);
   for (unsigned i = 0; i < cfg->fallbacks.n; i++)
     if (servers_add(l, cfg->fallbacks.s[i].host, cfg->fallbacks.s[i].port))
-      say("more than %d servers: not using %s", SERVERS_MAX,
-          cfg->fallbacks.s[i].host);
+      say("more than %d servers: not using %s", SERVERS_MAX, cfg->fallbacks.s[i].host);
 }
 
 /* The first server, its port and the name to ask it for.  Does not return
  * if the name is too long. */
-static void choose_target(const struct agent_config *cfg,
-                          const struct server_list *servers, const char *mac,
-                          const char *bid, struct nbd_target *target)
+static void
+choose_target(const struct agent_config *cfg, const struct server_list *servers,
+              const char *mac, const char *bid, struct nbd_target *target)
 {
   snprintf(target->host, sizeof(target->host), "%s", servers->s[0].host);
   snprintf(target->port, sizeof(target->port), "%s", servers->s[0].port);
@@ -269,10 +271,9 @@ static void choose_target(const struct agent_config *cfg,
  * answers, from servers->s[*cur] on, retried with backoff as often as
  * nbdroot.retries= allows; *cur then says which.  Does not return if the
  * retries run out. */
-static int connect_export(const struct agent_config *cfg,
-                          const struct server_list *servers, unsigned *cur,
-                          struct nbd_target *target,
-                          struct nbd_export_info *info)
+static int
+connect_export(const struct agent_config *cfg, const struct server_list *servers,
+               unsigned *cur, struct nbd_target *target, struct nbd_export_info *info)
 {
   for (unsigned i = 0;; i++) {
     int sock = nbd_connect_any(servers, cur, target, info, false);
@@ -282,16 +283,15 @@ static int connect_export(const struct agent_config *cfg,
       return sock;
     if (cfg->retries && i + 1 >= cfg->retries) {
       if (servers->n > 1)
-        say("giving up after %u attempts to reach any of %u servers", i + 1,
-            servers->n);
+        say("giving up after %u attempts to reach any of %u servers", i + 1, servers->n);
       else
-        say("giving up after %u attempts to reach %s:%s", i + 1,
-            target->host, target->port);
+        say("giving up after %u attempts to reach %s:%s", i + 1, target->host,
+            target->port);
       rescue(cfg, "NBD server unreachable or export refused");
     }
     ms = backoff_ms(i, 10000);
-    say("retrying in %u.%u s (attempt %u of %u)", ms / 1000, ms % 1000 / 100,
-        i + 2, cfg->retries);
+    say("retrying in %u.%u s (attempt %u of %u)", ms / 1000, ms % 1000 / 100, i + 2,
+        cfg->retries);
     sleep_ms(ms);
   }
 }
@@ -299,39 +299,36 @@ static int connect_export(const struct agent_config *cfg,
 /* Handshake with the first server of sa's that answers, from the one in
  * use on, then NBD_CMD_CONNECT of d->target; fills d.  Does not return on
  * failure. */
-static void attach(const struct agent_config *cfg, struct supervisor_args *sa,
-                   struct sv_device *d, int index, bool readonly, char *dev,
-                   size_t devlen)
+static void
+attach(const struct agent_config *cfg, struct supervisor_args *sa, struct sv_device *d,
+       int index, bool readonly, char *dev, size_t devlen)
 {
   struct nbd_nl *nl = sa->nl;
 
-  d->sock = connect_export(cfg, &sa->servers, &sa->server, &d->target,
-                           &d->info);
-  d->index = nbd_nl_connect(nl, d->sock, index, &d->info, readonly,
-                            cfg->io_timeout, cfg->dead_timeout);
+  d->sock = connect_export(cfg, &sa->servers, &sa->server, &d->target, &d->info);
+  d->index = nbd_nl_connect(nl, d->sock, index, &d->info, readonly, cfg->io_timeout,
+                            cfg->dead_timeout);
   if (d->index < 0)
     rescue(cfg, "cannot attach the NBD device");
   snprintf(dev, devlen, "/dev/nbd%d", d->index);
   say("%s: %s:%s export '%s', %llu bytes, flags 0x%x%s", dev, d->target.host,
-      d->target.port, d->target.name, (unsigned long long)d->info.size,
-      d->info.flags, readonly ? ", attached read-only" : "");
+      d->target.port, d->target.name, (unsigned long long)d->info.size, d->info.flags,
+      readonly ? ", attached read-only" : "");
   wait_for_node(dev, 5000);
 }
 
 /* Layered mode: the base read-only, the state disk beside it, the
  * overlay of the two on NEWROOT.  Does not return on failure. */
-static void layered_root(const struct agent_config *cfg,
-                         struct supervisor_args *sa, const char *mac,
-                         const char *bid, char *base_id, size_t idlen)
+static void
+layered_root(const struct agent_config *cfg, struct supervisor_args *sa, const char *mac,
+             const char *bid, char *base_id, size_t idlen)
 {
   char base_dev[32], state_dev[32];
   int ret;
 
-  attach(cfg, sa, &sa->dev[0], cfg->nbd_index, true, base_dev,
-         sizeof(base_dev));
+  attach(cfg, sa, &sa->dev[0], cfg->nbd_index, true, base_dev, sizeof(base_dev));
   sa->dev[1].target = sa->dev[0].target;
-  name_target(cfg, cfg->state_export, "nbdroot.state=", mac, bid,
-              &sa->dev[1].target);
+  name_target(cfg, cfg->state_export, "nbdroot.state=", mac, bid, &sa->dev[1].target);
   attach(cfg, sa, &sa->dev[1], -1, false, state_dev, sizeof(state_dev));
   sa->ndev = 2;
   ret = layered_base_id(base_dev, &sa->dev[0].info, base_id, idlen);
@@ -343,7 +340,8 @@ static void layered_root(const struct agent_config *cfg,
     rescue(cfg, "cannot assemble the layered root (see the line above)");
 }
 
-static int agent_main(void)
+static int
+agent_main(void)
 {
   static struct agent_config cfg;
   static struct net_lease lease;
@@ -403,7 +401,8 @@ static int agent_main(void)
   ret = supervisor_start(&sa);
   if (ret < 0)
     say("warning: no reconnect supervisor (%s): a lost connection will not "
-        "be repaired", strerror(-ret));
+        "be repaired",
+        strerror(-ret));
   /* the kernel and the supervisor hold their own references */
   for (int i = 0; i < sa.ndev; i++)
     close(sa.dev[i].sock);
@@ -417,7 +416,8 @@ static int agent_main(void)
 }
 
 /* --keep-prune DIR LIST: keep_prune() on a host directory. */
-static int keep_prune_dir(const char *dir, const char *keep)
+static int
+keep_prune_dir(const char *dir, const char *keep)
 {
   struct keep_counts n;
   int fd, ret;
@@ -435,7 +435,8 @@ static int keep_prune_dir(const char *dir, const char *keep)
   return 0;
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
   if (argc == 3 && !strcmp(argv[1], "--parse-cmdline")) {
     struct agent_config cfg;
@@ -455,7 +456,8 @@ int main(int argc, char **argv)
     fprintf(stderr,
             "usage: %s --parse-cmdline LINE | --keep-prune DIR LIST\n"
             "  (as /init of an initramfs it boots the root from NBD; see "
-            "nbdroot-agent(7))\n", argv[0]);
+            "nbdroot-agent(7))\n",
+            argv[0]);
     return 2;
   }
   supervisor_argv0 = argv[0];

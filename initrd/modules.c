@@ -16,7 +16,8 @@
 
 #include "agent.h"
 
-static int load_one(const char *path)
+static int
+load_one(const char *path)
 {
   int fd, ret = 0;
 
@@ -29,7 +30,8 @@ static int load_one(const char *path)
   return ret;
 }
 
-int modules_load(const char *list)
+int
+modules_load(const char *list)
 {
   static char buf[65536];
   char path[512], nohw[256] = "";
@@ -84,17 +86,15 @@ int modules_load(const char *list)
     }
     failed++;
     if (ret == -ENOENT)
-      say("module %s is listed in %s but missing from the initrd", path,
-          list);
+      say("module %s is listed in %s but missing from the initrd", path, list);
     else if (ret == -ENOEXEC || ret == -EINVAL)
-      say("cannot load module %s: %s; was the initrd built for kernel %s?",
-          path, strerror(-ret), u.release);
+      say("cannot load module %s: %s; was the initrd built for kernel %s?", path,
+          strerror(-ret), u.release);
     else
       say("cannot load module %s: %s", path, strerror(-ret));
   }
-  say("loaded %u modules in %llu ms%s%s%s", loaded,
-      (unsigned long long)(now_ms() - t0),
-      failed ? " (some failed, see above)" : "",
-      absent ? "; no hardware here for: " : "", nohw);
+  say("loaded %u modules in %llu ms%s%s%s", loaded, (unsigned long long)(now_ms() - t0),
+      failed ? " (some failed, see above)" : "", absent ? "; no hardware here for: " : "",
+      nohw);
   return failed ? -EIO : 0;
 }

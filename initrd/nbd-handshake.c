@@ -29,12 +29,14 @@
 #define HANDSHAKE_TIMEOUT_S 20
 
 /* Where the user names this export, for the hints. */
-static const char *param(const struct nbd_target *t)
+static const char *
+param(const struct nbd_target *t)
 {
   return t->param ? t->param : "root=/nbdroot=";
 }
 
-static int tcp_connect(const struct nbd_target *t, bool quiet)
+static int
+tcp_connect(const struct nbd_target *t, bool quiet)
 {
   struct sockaddr_storage ss;
   struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
@@ -100,7 +102,8 @@ err:
   return ret;
 }
 
-static int set_timeouts(int fd, int secs)
+static int
+set_timeouts(int fd, int secs)
 {
   struct timeval tv = { .tv_sec = secs };
 
@@ -111,13 +114,15 @@ static int set_timeouts(int fd, int secs)
 }
 
 /* The socket has SO_RCVTIMEO/SO_SNDTIMEO set: EAGAIN means a timeout. */
-static int sock_error(ssize_t n)
+static int
+sock_error(ssize_t n)
 {
   return n == -EAGAIN ? -ETIMEDOUT : (int)n;
 }
 
 /* All of len bytes, or -ECONNRESET when the server closed first. */
-static int sock_read(int fd, void *buf, size_t len)
+static int
+sock_read(int fd, void *buf, size_t len)
 {
   ssize_t n = full_read(fd, buf, len);
 
@@ -126,12 +131,14 @@ static int sock_read(int fd, void *buf, size_t len)
   return (size_t)n < len ? -ECONNRESET : 0;
 }
 
-static int sock_write(int fd, const void *buf, size_t len)
+static int
+sock_write(int fd, const void *buf, size_t len)
 {
   return sock_error(full_send(fd, buf, len));
 }
 
-static int send_option(int fd, uint32_t opt, const void *data, uint32_t len)
+static int
+send_option(int fd, uint32_t opt, const void *data, uint32_t len)
 {
   struct nbd_option_header h = {
     .version = htobe64(NBD_IHAVEOPT),
@@ -143,26 +150,27 @@ static int send_option(int fd, uint32_t opt, const void *data, uint32_t len)
   return ret ? ret : sock_write(fd, data, len);
 }
 
-static const char *rep_err_name(uint32_t r)
+static const char *
+rep_err_name(uint32_t r)
 {
   switch (r) {
-  case NBD_REP_ERR_UNSUP: return "NBD_REP_ERR_UNSUP";
-  case NBD_REP_ERR_POLICY: return "NBD_REP_ERR_POLICY";
-  case NBD_REP_ERR_INVALID: return "NBD_REP_ERR_INVALID";
-  case NBD_REP_ERR_PLATFORM: return "NBD_REP_ERR_PLATFORM";
-  case NBD_REP_ERR_TLS_REQD: return "NBD_REP_ERR_TLS_REQD";
-  case NBD_REP_ERR_UNKNOWN: return "NBD_REP_ERR_UNKNOWN";
-  case NBD_REP_ERR_SHUTDOWN: return "NBD_REP_ERR_SHUTDOWN";
-  case NBD_REP_ERR_BLOCK_SIZE_REQD: return "NBD_REP_ERR_BLOCK_SIZE_REQD";
-  case NBD_REP_ERR_TOO_BIG: return "NBD_REP_ERR_TOO_BIG";
-  default: return "an unknown error";
+    case NBD_REP_ERR_UNSUP: return "NBD_REP_ERR_UNSUP";
+    case NBD_REP_ERR_POLICY: return "NBD_REP_ERR_POLICY";
+    case NBD_REP_ERR_INVALID: return "NBD_REP_ERR_INVALID";
+    case NBD_REP_ERR_PLATFORM: return "NBD_REP_ERR_PLATFORM";
+    case NBD_REP_ERR_TLS_REQD: return "NBD_REP_ERR_TLS_REQD";
+    case NBD_REP_ERR_UNKNOWN: return "NBD_REP_ERR_UNKNOWN";
+    case NBD_REP_ERR_SHUTDOWN: return "NBD_REP_ERR_SHUTDOWN";
+    case NBD_REP_ERR_BLOCK_SIZE_REQD: return "NBD_REP_ERR_BLOCK_SIZE_REQD";
+    case NBD_REP_ERR_TOO_BIG: return "NBD_REP_ERR_TOO_BIG";
+    default: return "an unknown error";
   }
 }
 
 /* NBD_OPT_GO.  Returns 0, -EOPNOTSUPP when the server does not know GO,
  * or another -errno after printing why. */
-static int opt_go(int fd, const struct nbd_target *t,
-                  struct nbd_export_info *info, bool quiet)
+static int
+opt_go(int fd, const struct nbd_target *t, struct nbd_export_info *info, bool quiet)
 {
   static uint8_t buf[65536];
   struct nbd_fixed_new_option_reply r;
@@ -212,7 +220,8 @@ static int opt_go(int fd, const struct nbd_target *t,
         have_info = true;
       } else if (len >= 2 && buf[0] == 0 && buf[1] == NBD_INFO_DESCRIPTION) {
         size_t dl = len - 2 < sizeof(info->description) - 1
-                      ? len - 2 : sizeof(info->description) - 1;
+                        ? len - 2
+                        : sizeof(info->description) - 1;
         memcpy(info->description, buf + 2, dl);
         info->description[dl] = '\0';
       }
@@ -230,33 +239,32 @@ static int opt_go(int fd, const struct nbd_target *t,
         return -ENOENT;
       if (type == NBD_REP_ERR_UNKNOWN)
         say("NBD server %s:%s has no export '%s' (%s%s%s); check the export "
-            "name in %s and the server's exports", t->host, t->port, t->name,
-            rep_err_name(type), msg[0] ? ": " : "", msg, param(t));
+            "name in %s and the server's exports",
+            t->host, t->port, t->name, rep_err_name(type), msg[0] ? ": " : "", msg,
+            param(t));
       else
-        say("NBD server %s:%s refused export '%s' (%s%s%s)", t->host, t->port,
-            t->name, rep_err_name(type), msg[0] ? ": " : "", msg);
+        say("NBD server %s:%s refused export '%s' (%s%s%s)", t->host, t->port, t->name,
+            rep_err_name(type), msg[0] ? ": " : "", msg);
       return type == NBD_REP_ERR_UNKNOWN ? -ENOENT : -EACCES;
     }
     /* other informational replies are ignored, as the spec allows */
   }
   if (!have_info) {
-    say("NBD server %s:%s sent no export size for '%s'", t->host, t->port,
-        t->name);
+    say("NBD server %s:%s sent no export size for '%s'", t->host, t->port, t->name);
     return -EPROTO;
   }
   return 0;
 }
 
-static int opt_export_name(int fd, const struct nbd_target *t,
-                           struct nbd_export_info *info, bool no_zeroes,
-                           bool quiet)
+static int
+opt_export_name(int fd, const struct nbd_target *t, struct nbd_export_info *info,
+                bool no_zeroes, bool quiet)
 {
   struct nbd_export_name_reply r;
   uint8_t zeroes[124];
   int ret;
 
-  ret = send_option(fd, NBD_OPT_EXPORT_NAME, t->name,
-                    (uint32_t)strlen(t->name));
+  ret = send_option(fd, NBD_OPT_EXPORT_NAME, t->name, (uint32_t)strlen(t->name));
   if (ret)
     return ret;
   ret = sock_read(fd, &r, sizeof(r));
@@ -264,8 +272,8 @@ static int opt_export_name(int fd, const struct nbd_target *t,
     /* the only way this old option can say "no such export" */
     if (!quiet)
       say("NBD server %s:%s closed the connection on export '%s': it has no "
-          "such export; check the export name in %s", t->host, t->port,
-          t->name, param(t));
+          "such export; check the export name in %s",
+          t->host, t->port, t->name, param(t));
     return -ENOENT;
   }
   if (ret)
@@ -277,8 +285,8 @@ static int opt_export_name(int fd, const struct nbd_target *t,
   return 0;
 }
 
-int nbd_connect_export(const struct nbd_target *t, struct nbd_export_info *info,
-                       bool quiet)
+int
+nbd_connect_export(const struct nbd_target *t, struct nbd_export_info *info, bool quiet)
 {
   struct nbd_new_handshake g;
   uint32_t cflags;
@@ -293,13 +301,15 @@ int nbd_connect_export(const struct nbd_target *t, struct nbd_export_info *info,
   if (ret) {
     if (!quiet)
       say("NBD server %s:%s: no NBD greeting (%s); is an NBD server "
-          "listening on that port?", t->host, t->port, strerror(-ret));
+          "listening on that port?",
+          t->host, t->port, strerror(-ret));
     goto err;
   }
   if (be64toh(g.nbdmagic) != NBD_MAGIC || be64toh(g.version) != NBD_IHAVEOPT) {
     if (!quiet)
       say("NBD server %s:%s: not a newstyle NBD greeting; is it an NBD server "
-          "(oldstyle servers are not supported)?", t->host, t->port);
+          "(oldstyle servers are not supported)?",
+          t->host, t->port);
     ret = -EPROTO;
     goto err;
   }
@@ -327,16 +337,16 @@ int nbd_connect_export(const struct nbd_target *t, struct nbd_export_info *info,
   return fd;
 io_err:
   if (!quiet)
-    say("NBD handshake with %s:%s for export '%s' failed: %s", t->host,
-        t->port, t->name, strerror(-ret));
+    say("NBD handshake with %s:%s for export '%s' failed: %s", t->host, t->port, t->name,
+        strerror(-ret));
 err:
   close(fd);
   return ret;
 }
 
-int nbd_connect_any(const struct server_list *l, unsigned *cur,
-                    struct nbd_target *t, struct nbd_export_info *info,
-                    bool quiet)
+int
+nbd_connect_any(const struct server_list *l, unsigned *cur, struct nbd_target *t,
+                struct nbd_export_info *info, bool quiet)
 {
   int ret = -EHOSTUNREACH;
 

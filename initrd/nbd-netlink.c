@@ -25,13 +25,14 @@ struct nlbuf {
   };
 };
 
-static void *attr_data(const struct nlattr *a)
+static void *
+attr_data(const struct nlattr *a)
 {
   return (char *)a + NL_ALIGN(sizeof(*a));
 }
 
-static void put_attr(struct nlbuf *b, uint16_t type, const void *data,
-                     size_t len)
+static void
+put_attr(struct nlbuf *b, uint16_t type, const void *data, size_t len)
 {
   struct nlattr *a = (struct nlattr *)(b->buf + NL_ALIGN(b->h.nlmsg_len));
 
@@ -42,17 +43,20 @@ static void put_attr(struct nlbuf *b, uint16_t type, const void *data,
   b->h.nlmsg_len = NL_ALIGN(b->h.nlmsg_len) + NL_ALIGN(a->nla_len);
 }
 
-static void put_u32(struct nlbuf *b, uint16_t type, uint32_t v)
+static void
+put_u32(struct nlbuf *b, uint16_t type, uint32_t v)
 {
   put_attr(b, type, &v, 4);
 }
 
-static void put_u64(struct nlbuf *b, uint16_t type, uint64_t v)
+static void
+put_u64(struct nlbuf *b, uint16_t type, uint64_t v)
 {
   put_attr(b, type, &v, 8);
 }
 
-static size_t nest_start(struct nlbuf *b, uint16_t type)
+static size_t
+nest_start(struct nlbuf *b, uint16_t type)
 {
   size_t off = NL_ALIGN(b->h.nlmsg_len);
 
@@ -60,15 +64,17 @@ static size_t nest_start(struct nlbuf *b, uint16_t type)
   return off;
 }
 
-static void nest_end(struct nlbuf *b, size_t off)
+static void
+nest_end(struct nlbuf *b, size_t off)
 {
   struct nlattr *a = (struct nlattr *)(b->buf + off);
 
   a->nla_len = (uint16_t)(b->h.nlmsg_len - off);
 }
 
-static void msg_init(struct nbd_nl *nl, struct nlbuf *b, uint16_t family,
-                     uint8_t cmd, uint8_t version)
+static void
+msg_init(struct nbd_nl *nl, struct nlbuf *b, uint16_t family, uint8_t cmd,
+         uint8_t version)
 {
   struct genlmsghdr *g;
 
@@ -83,25 +89,25 @@ static void msg_init(struct nbd_nl *nl, struct nlbuf *b, uint16_t family,
 }
 
 /* Iterates the attributes of [p, p+len). */
-#define for_each_attr(a, p, len)                                              \
-  for (a = (const struct nlattr *)(p);                                        \
-       (const char *)a + sizeof(*a) <= (const char *)(p) + (len) &&           \
-       a->nla_len >= sizeof(*a) &&                                            \
-       (const char *)a + a->nla_len <= (const char *)(p) + (len);             \
+#define for_each_attr(a, p, len)                                    \
+  for (a = (const struct nlattr *)(p);                              \
+       (const char *)a + sizeof(*a) <= (const char *)(p) + (len) && \
+       a->nla_len >= sizeof(*a) &&                                  \
+       (const char *)a + a->nla_len <= (const char *)(p) + (len);   \
        a = (const struct nlattr *)((const char *)a + NL_ALIGN(a->nla_len)))
 
 typedef void (*reply_cb)(const struct nlattr *attrs, size_t len, void *arg);
 
 /* Sends b and reads replies until the ACK or error for it; each family
  * message is passed to cb.  Returns 0 or the kernel's -errno. */
-static int transact(struct nbd_nl *nl, struct nlbuf *b, reply_cb cb, void *arg)
+static int
+transact(struct nbd_nl *nl, struct nlbuf *b, reply_cb cb, void *arg)
 {
   static char rbuf[16384];
   struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
   uint32_t seq = b->h.nlmsg_seq;
 
-  if (sendto(nl->fd, b->buf, b->h.nlmsg_len, 0, (struct sockaddr *)&sa,
-             sizeof(sa)) < 0)
+  if (sendto(nl->fd, b->buf, b->h.nlmsg_len, 0, (struct sockaddr *)&sa, sizeof(sa)) < 0)
     return -errno;
   for (;;) {
     struct pollfd pfd = { .fd = nl->fd, .events = POLLIN };
@@ -140,12 +146,14 @@ struct family_info {
   uint32_t mcast;
 };
 
-static void family_cb(const struct nlattr *attrs, size_t len, void *arg)
+static void
+family_cb(const struct nlattr *attrs, size_t len, void *arg)
 {
   struct family_info *fi = arg;
   const struct nlattr *a, *g, *f;
 
-  for_each_attr(a, attrs, len) {
+  for_each_attr(a, attrs, len)
+  {
     uint16_t type = a->nla_type & NLA_TYPE_MASK;
     size_t dl = a->nla_len - NL_ALIGN(sizeof(*a));
 
@@ -153,15 +161,16 @@ static void family_cb(const struct nlattr *attrs, size_t len, void *arg)
       memcpy(&fi->id, attr_data(a), 2);
     if (type != CTRL_ATTR_MCAST_GROUPS)
       continue;
-    for_each_attr(g, attr_data(a), dl) {
+    for_each_attr(g, attr_data(a), dl)
+    {
       size_t gl = g->nla_len - NL_ALIGN(sizeof(*g));
       uint32_t id = 0;
       bool ours = false;
 
-      for_each_attr(f, attr_data(g), gl) {
+      for_each_attr(f, attr_data(g), gl)
+      {
         uint16_t ft = f->nla_type & NLA_TYPE_MASK;
-        if (ft == CTRL_ATTR_MCAST_GRP_NAME &&
-            !strcmp(attr_data(f), NBD_GENL_MCAST))
+        if (ft == CTRL_ATTR_MCAST_GRP_NAME && !strcmp(attr_data(f), NBD_GENL_MCAST))
           ours = true;
         if (ft == CTRL_ATTR_MCAST_GRP_ID)
           memcpy(&id, attr_data(f), 4);
@@ -172,7 +181,8 @@ static void family_cb(const struct nlattr *attrs, size_t len, void *arg)
   }
 }
 
-static int nl_socket(void)
+static int
+nl_socket(void)
 {
   struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
@@ -187,7 +197,8 @@ static int nl_socket(void)
   return fd;
 }
 
-int nbd_nl_open(struct nbd_nl *nl)
+int
+nbd_nl_open(struct nbd_nl *nl)
 {
   struct family_info fi = { 0 };
   struct nlbuf b;
@@ -205,7 +216,8 @@ int nbd_nl_open(struct nbd_nl *nl)
   ret = transact(nl, &b, family_cb, &fi);
   if (ret || !fi.id) {
     say("the kernel has no NBD netlink family (%s); is nbd.ko in the initrd's "
-        "module list, or CONFIG_BLK_DEV_NBD set?", strerror(ret ? -ret : ENOENT));
+        "module list, or CONFIG_BLK_DEV_NBD set?",
+        strerror(ret ? -ret : ENOENT));
     return ret ? ret : -ENOENT;
   }
   nl->family = fi.id;
@@ -213,9 +225,8 @@ int nbd_nl_open(struct nbd_nl *nl)
   /* Subscribed before CONNECT, so no LINK_DEAD can be missed. */
   if (fi.mcast) {
     nl->mcast_fd = nl_socket();
-    if (nl->mcast_fd >= 0 &&
-        setsockopt(nl->mcast_fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP,
-                   &fi.mcast, sizeof(fi.mcast))) {
+    if (nl->mcast_fd >= 0 && setsockopt(nl->mcast_fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP,
+                                        &fi.mcast, sizeof(fi.mcast))) {
       close(nl->mcast_fd);
       nl->mcast_fd = -1;
     }
@@ -226,17 +237,18 @@ int nbd_nl_open(struct nbd_nl *nl)
   return 0;
 }
 
-static void index_cb(const struct nlattr *attrs, size_t len, void *arg)
+static void
+index_cb(const struct nlattr *attrs, size_t len, void *arg)
 {
   const struct nlattr *a;
 
-  for_each_attr(a, attrs, len)
-    if ((a->nla_type & NLA_TYPE_MASK) == NBDNL_ATTR_INDEX &&
-        a->nla_len >= sizeof(*a) + 4)
+  for_each_attr(a, attrs, len) if ((a->nla_type & NLA_TYPE_MASK) == NBDNL_ATTR_INDEX &&
+                                   a->nla_len >= sizeof(*a) + 4)
       memcpy(arg, attr_data(a), 4);
 }
 
-static void put_socket(struct nlbuf *b, int sock)
+static void
+put_socket(struct nlbuf *b, int sock)
 {
   size_t socks = nest_start(b, NBDNL_ATTR_SOCKETS);
   size_t item = nest_start(b, NBDNL_SOCK_ITEM);
@@ -246,9 +258,9 @@ static void put_socket(struct nlbuf *b, int sock)
   nest_end(b, socks);
 }
 
-int nbd_nl_connect(struct nbd_nl *nl, int sock, int index,
-                   const struct nbd_export_info *info, bool readonly,
-                   unsigned io_timeout, unsigned dead_timeout)
+int
+nbd_nl_connect(struct nbd_nl *nl, int sock, int index, const struct nbd_export_info *info,
+               bool readonly, unsigned io_timeout, unsigned dead_timeout)
 {
   struct nlbuf b;
   uint32_t got = UINT32_MAX;
@@ -262,8 +274,7 @@ int nbd_nl_connect(struct nbd_nl *nl, int sock, int index,
   put_u64(&b, NBDNL_ATTR_BLOCK_SIZE_BYTES, 512);
   /* The kernel makes the device read-only when the server says so; a
    * layered base must be, whatever the server offers. */
-  put_u64(&b, NBDNL_ATTR_SERVER_FLAGS,
-          info->flags | (readonly ? NBD_FLAG_READ_ONLY : 0));
+  put_u64(&b, NBDNL_ATTR_SERVER_FLAGS, info->flags | (readonly ? NBD_FLAG_READ_ONLY : 0));
   if (io_timeout)
     put_u64(&b, NBDNL_ATTR_TIMEOUT, io_timeout);
   put_u64(&b, NBDNL_ATTR_DEAD_CONN_TIMEOUT, dead_timeout);
@@ -271,8 +282,8 @@ int nbd_nl_connect(struct nbd_nl *nl, int sock, int index,
   ret = transact(nl, &b, index_cb, &got);
   if (ret) {
     if (index >= 0)
-      say("NBD_CMD_CONNECT for /dev/nbd%d failed: %s%s", index,
-          strerror(-ret), ret == -EBUSY ? " (device already in use)" : "");
+      say("NBD_CMD_CONNECT for /dev/nbd%d failed: %s%s", index, strerror(-ret),
+          ret == -EBUSY ? " (device already in use)" : "");
     else
       say("NBD_CMD_CONNECT failed: %s", strerror(-ret));
     return ret;
@@ -287,7 +298,8 @@ int nbd_nl_connect(struct nbd_nl *nl, int sock, int index,
   return (int)got;
 }
 
-int nbd_nl_reconfigure(struct nbd_nl *nl, int index, int sock)
+int
+nbd_nl_reconfigure(struct nbd_nl *nl, int index, int sock)
 {
   struct nlbuf b;
 
@@ -297,7 +309,8 @@ int nbd_nl_reconfigure(struct nbd_nl *nl, int index, int sock)
   return transact(nl, &b, NULL, NULL);
 }
 
-int nbd_nl_recv_events(struct nbd_nl *nl, uint64_t *dead)
+int
+nbd_nl_recv_events(struct nbd_nl *nl, uint64_t *dead)
 {
   static char rbuf[8192];
   int found = -EAGAIN;

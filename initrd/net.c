@@ -24,14 +24,15 @@
 #include "agent.h"
 #include "io.h"
 
-void net_format_mac(const uint8_t m[6], char sep, char *buf)
+void
+net_format_mac(const uint8_t m[6], char sep, char *buf)
 {
-  sprintf(buf, "%02x%c%02x%c%02x%c%02x%c%02x%c%02x", m[0], sep, m[1], sep, m[2],
-          sep, m[3], sep, m[4], sep, m[5]);
+  sprintf(buf, "%02x%c%02x%c%02x%c%02x%c%02x%c%02x", m[0], sep, m[1], sep, m[2], sep,
+          m[3], sep, m[4], sep, m[5]);
 }
 
-static int read_sys(const char *ifname, const char *attr, char *buf,
-                    size_t len)
+static int
+read_sys(const char *ifname, const char *attr, char *buf, size_t len)
 {
   char path[128];
   ssize_t n;
@@ -41,12 +42,12 @@ static int read_sys(const char *ifname, const char *attr, char *buf,
   return n < 0 ? (int)n : 0;
 }
 
-static bool parse_mac(const char *s, uint8_t mac[6])
+static bool
+parse_mac(const char *s, uint8_t mac[6])
 {
   unsigned v[6];
 
-  if (sscanf(s, "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4],
-             &v[5]) != 6)
+  if (sscanf(s, "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6)
     return false;
   for (int i = 0; i < 6; i++)
     mac[i] = (uint8_t)v[i];
@@ -56,8 +57,8 @@ static bool parse_mac(const char *s, uint8_t mac[6])
 /* One pass over /sys/class/net: the Ethernet interface BOOTIF= or ip=
  * names, or else the one with the lowest ifindex.  seen lists what was
  * there, for the error message. */
-static int scan(const struct agent_config *cfg, struct net_iface *ifc,
-                char *seen, size_t seenlen)
+static int
+scan(const struct agent_config *cfg, struct net_iface *ifc, char *seen, size_t seenlen)
 {
   char buf[64];
   struct dirent *de;
@@ -77,11 +78,10 @@ static int scan(const struct agent_config *cfg, struct net_iface *ifc,
       continue;
     if (read_sys(de->d_name, "type", buf, sizeof(buf)) || atoi(buf) != 1)
       continue; /* ARPHRD_ETHER only */
-    if (read_sys(de->d_name, "address", buf, sizeof(buf)) ||
-        !parse_mac(buf, mac))
+    if (read_sys(de->d_name, "address", buf, sizeof(buf)) || !parse_mac(buf, mac))
       continue;
-    snprintf(seen + strlen(seen), seenlen - strlen(seen), "%s%s %s",
-             seen[0] ? ", " : "", de->d_name, buf);
+    snprintf(seen + strlen(seen), seenlen - strlen(seen), "%s%s %s", seen[0] ? ", " : "",
+             de->d_name, buf);
     if (cfg->has_bootif && memcmp(mac, cfg->bootif, 6))
       continue;
     if (cfg->device[0] && strcmp(cfg->device, de->d_name))
@@ -100,8 +100,8 @@ static int scan(const struct agent_config *cfg, struct net_iface *ifc,
   return best >= 0 ? 0 : -ENODEV;
 }
 
-int net_find_iface(const struct agent_config *cfg, struct net_iface *ifc,
-                   unsigned wait_ms)
+int
+net_find_iface(const struct agent_config *cfg, struct net_iface *ifc, unsigned wait_ms)
 {
   uint64_t end = now_ms() + wait_ms;
   char seen[512], want[64] = "any Ethernet interface";
@@ -133,7 +133,8 @@ int net_find_iface(const struct agent_config *cfg, struct net_iface *ifc,
   return -ENODEV;
 }
 
-static int ifreq_sock(void)
+static int
+ifreq_sock(void)
 {
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
@@ -142,7 +143,8 @@ static int ifreq_sock(void)
   return s < 0 ? -errno : s;
 }
 
-static int set_up(int s, const char *name)
+static int
+set_up(int s, const char *name)
 {
   struct ifreq ifr;
 
@@ -156,7 +158,8 @@ static int set_up(int s, const char *name)
   return 0;
 }
 
-int net_link_up(const struct net_iface *ifc)
+int
+net_link_up(const struct net_iface *ifc)
 {
   char buf[16];
   uint64_t end;
@@ -180,11 +183,13 @@ int net_link_up(const struct net_iface *ifc)
     sleep_ms(20);
   }
   say("%s: no carrier after 10 s; check the cable/switch port (trying "
-      "anyway)", ifc->name);
+      "anyway)",
+      ifc->name);
   return 0;
 }
 
-static void set_sin(struct sockaddr *sa, struct in_addr a)
+static void
+set_sin(struct sockaddr *sa, struct in_addr a)
 {
   struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr = a };
 
@@ -193,8 +198,8 @@ static void set_sin(struct sockaddr *sa, struct in_addr a)
 
 /* The default route through l->gw, if there is one; an existing one is
  * fine. */
-static int add_default_route(int s, const struct net_iface *ifc,
-                             const struct net_lease *l)
+static int
+add_default_route(int s, const struct net_iface *ifc, const struct net_lease *l)
 {
   struct in_addr any = { 0 };
   struct rtentry rt;
@@ -212,7 +217,8 @@ static int add_default_route(int s, const struct net_iface *ifc,
   return 0;
 }
 
-int net_configure(const struct net_iface *ifc, const struct net_lease *l)
+int
+net_configure(const struct net_iface *ifc, const struct net_lease *l)
 {
   char a[INET_ADDRSTRLEN], m[INET_ADDRSTRLEN], g[INET_ADDRSTRLEN] = "none";
   struct ifreq ifr;
@@ -248,7 +254,8 @@ int net_configure(const struct net_iface *ifc, const struct net_lease *l)
   ret = add_default_route(s, ifc, l);
   if (ret) {
     say("cannot add the default route via %s on %s: %s; is the gateway "
-        "in %s/%s?", g, ifc->name, strerror(-ret), a, m);
+        "in %s/%s?",
+        g, ifc->name, strerror(-ret), a, m);
     goto out;
   }
   say("%s: address %s netmask %s gateway %s", ifc->name, a, m, g);
@@ -264,7 +271,8 @@ out:
  * are not reachable from the supervisor's root.  An interface that has
  * another address is left alone: someone configured it on purpose.
  * Returns 1 when something was repaired, 0 when all was in place. */
-int net_repair(const struct net_iface *ifc, const struct net_lease *l)
+int
+net_repair(const struct net_iface *ifc, const struct net_lease *l)
 {
   char a[INET_ADDRSTRLEN];
   struct ifreq ifr;
@@ -278,8 +286,8 @@ int net_repair(const struct net_iface *ifc, const struct net_lease *l)
   snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifc->name);
   if (!ioctl(s, SIOCGIFFLAGS, &ifr) && !(ifr.ifr_flags & IFF_UP)) {
     say("supervisor: %s is down, but the root needs it: bringing it up "
-        "(check what the booted system does with %s)", ifc->name,
-        ifc->name);
+        "(check what the booted system does with %s)",
+        ifc->name, ifc->name);
     ifr.ifr_flags |= IFF_UP;
     if (ioctl(s, SIOCSIFFLAGS, &ifr))
       say("supervisor: cannot bring %s up: %s", ifc->name, strerror(errno));
@@ -301,8 +309,8 @@ int net_repair(const struct net_iface *ifc, const struct net_lease *l)
 }
 
 /* Best effort: the boot goes on without it. */
-int net_write_conf(const struct net_iface *ifc, const struct net_lease *l,
-                   const char *proto)
+int
+net_write_conf(const struct net_iface *ifc, const struct net_lease *l, const char *proto)
 {
   char path[64], a[4][INET_ADDRSTRLEN], d[2][INET_ADDRSTRLEN];
   struct in_addr bcast = { l->addr.s_addr | ~l->netmask.s_addr };
@@ -332,8 +340,8 @@ int net_write_conf(const struct net_iface *ifc, const struct net_lease *l,
           "IPV4BROADCAST='%s'\nIPV4GATEWAY='%s'\nIPV4DNS0='%s'\n"
           "IPV4DNS1='%s'\nHOSTNAME='%s'\nDNSDOMAIN='%s'\nROOTPATH='%s'\n"
           "DHCPLEASETIME='%u'\n",
-          ifc->name, proto, a[0], a[1], a[2], a[3], d[0], d[1], l->hostname,
-          l->domain, l->root_path, l->lease_secs);
+          ifc->name, proto, a[0], a[1], a[2], a[3], d[0], d[1], l->hostname, l->domain,
+          l->root_path, l->lease_secs);
   fclose(f);
   return 0;
 }

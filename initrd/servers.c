@@ -21,7 +21,8 @@
 
 #include "agent.h"
 
-bool server_host_valid(const char *h)
+bool
+server_host_valid(const char *h)
 {
   struct in6_addr a6;
   struct in_addr a4;
@@ -29,7 +30,8 @@ bool server_host_valid(const char *h)
   return inet_pton(AF_INET, h, &a4) == 1 || inet_pton(AF_INET6, h, &a6) == 1;
 }
 
-static bool port_valid(const char *s)
+static bool
+port_valid(const char *s)
 {
   char *end;
   unsigned long v;
@@ -43,7 +45,8 @@ static bool port_valid(const char *s)
 
 /* Splits one item, "HOST", "HOST:PORT", "[V6]", "[V6]:PORT" or "V6", of n
  * bytes at s.  Returns false if it is none of those. */
-static bool split_item(const char *s, size_t n, struct nbd_server *out)
+static bool
+split_item(const char *s, size_t n, struct nbd_server *out)
 {
   char item[128];
   char *host = item, *port = NULL, *colon;
@@ -74,7 +77,8 @@ static bool split_item(const char *s, size_t n, struct nbd_server *out)
   return true;
 }
 
-int servers_add(struct server_list *l, const char *host, const char *port)
+int
+servers_add(struct server_list *l, const char *host, const char *port)
 {
   for (unsigned i = 0; i < l->n; i++)
     if (!strcmp(l->s[i].host, host) && !strcmp(l->s[i].port, port))
@@ -87,8 +91,8 @@ int servers_add(struct server_list *l, const char *host, const char *port)
   return 0;
 }
 
-int servers_parse(const char *s, size_t n, struct server_list *l, char *err,
-                  size_t errlen)
+int
+servers_parse(const char *s, size_t n, struct server_list *l, char *err, size_t errlen)
 {
   const char *end = s + n;
 
@@ -119,17 +123,18 @@ int servers_parse(const char *s, size_t n, struct server_list *l, char *err,
   return 0;
 }
 
-void servers_default_port(struct server_list *l, const char *port)
+void
+servers_default_port(struct server_list *l, const char *port)
 {
   for (unsigned i = 0; i < l->n; i++)
     if (!l->s[i].port[0])
       snprintf(l->s[i].port, sizeof(l->s[i].port), "%s", port);
 }
 
-void server_format(const struct nbd_server *sv, char *buf, size_t len)
+void
+server_format(const struct nbd_server *sv, char *buf, size_t len)
 {
   bool v6 = strchr(sv->host, ':') != NULL;
 
-  snprintf(buf, len, "%s%s%s:%s", v6 ? "[" : "", sv->host, v6 ? "]" : "",
-           sv->port);
+  snprintf(buf, len, "%s%s%s:%s", v6 ? "[" : "", sv->host, v6 ? "]" : "", sv->port);
 }

@@ -49,30 +49,31 @@ char *supervisor_argv0;
 
 static struct supervisor_args sv;
 
-static bool sock_dead(int sock)
+static bool
+sock_dead(int sock)
 {
   struct pollfd p = { .fd = sock, .events = 0 };
 
-  return sock >= 0 && poll(&p, 1, 0) == 1 &&
-         (p.revents & (POLLHUP | POLLERR));
+  return sock >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
 }
 
-static uint64_t dev_bit(const struct sv_device *d)
+static uint64_t
+dev_bit(const struct sv_device *d)
 {
   return d->index < 64 ? 1ull << d->index : 0;
 }
 
 /* Waits up to ms for the kernel's event about d; other deaths seen on
  * the way are added to *dead. */
-static bool event_within(const struct sv_device *d, int ms, uint64_t *dead)
+static bool
+event_within(const struct sv_device *d, int ms, uint64_t *dead)
 {
   uint64_t end = now_ms() + (uint64_t)ms, got;
   struct pollfd p = { .fd = sv.nl->mcast_fd, .events = POLLIN };
 
   while (sv.nl->mcast_fd >= 0 && now_ms() < end) {
     /* recv() also clears an overrun's POLLERR */
-    if (poll(&p, 1, (int)(end - now_ms())) == 1 &&
-        !nbd_nl_recv_events(sv.nl, &got)) {
+    if (poll(&p, 1, (int)(end - now_ms())) == 1 && !nbd_nl_recv_events(sv.nl, &got)) {
       *dead |= got;
       if (got & dev_bit(d))
         return true;
@@ -83,7 +84,8 @@ static bool event_within(const struct sv_device *d, int ms, uint64_t *dead)
 
 /* Which devices need reattaching: a bit per index in the result, and
  * why in *how (0 link event, 1 socket only, 2 events lost). */
-static uint64_t wait_deaths(int timeout_ms, int *how)
+static uint64_t
+wait_deaths(int timeout_ms, int *how)
 {
   struct pollfd p[1 + SV_MAX_DEVICES];
   uint64_t dead = 0, all = 0;
@@ -122,7 +124,8 @@ static uint64_t wait_deaths(int timeout_ms, int *how)
   return dead & all;
 }
 
-static bool adopted(int sock)
+static bool
+adopted(int sock)
 {
   struct timeval tv;
   socklen_t len = sizeof(tv);
@@ -134,16 +137,18 @@ static bool adopted(int sock)
 
 /* The one console line that says a device now lives on another server
  * (the export without the agent's @MAC,boot=ID). */
-static void say_switched(const struct sv_device *d)
+static void
+say_switched(const struct sv_device *d)
 {
   const char *name = d->target.name;
   bool v6 = strchr(d->target.host, ':') != NULL;
 
-  say("switched to server %s%s%s:%s (%.*s)", v6 ? "[" : "", d->target.host,
-      v6 ? "]" : "", d->target.port, (int)strcspn(name, "@"), name);
+  say("switched to server %s%s%s:%s (%.*s)", v6 ? "[" : "", d->target.host, v6 ? "]" : "",
+      d->target.port, (int)strcspn(name, "@"), name);
 }
 
-static void reattach(struct sv_device *d)
+static void
+reattach(struct sv_device *d)
 {
   struct nbd_export_info info;
   struct nbd_server before;
@@ -161,7 +166,8 @@ static void reattach(struct sv_device *d)
     if (sock < 0) {
       if (i == 0)
         say("supervisor: reconnecting /dev/nbd%d to %s:%s%s (retrying every "
-            "few seconds)", d->index, d->target.host, d->target.port,
+            "few seconds)",
+            d->index, d->target.host, d->target.port,
             sv.servers.n > 1 ? " or the other servers" : "");
       sleep_ms(ms);
       continue;
@@ -170,10 +176,10 @@ static void reattach(struct sv_device *d)
       if (!told_changed)
         say("supervisor: export '%s' on %s:%s changed (size %llu -> %llu, "
             "flags 0x%x -> 0x%x); not reattaching /dev/nbd%d to it, retrying "
-            "until it is back as it was", d->target.name, d->target.host,
-            d->target.port, (unsigned long long)d->info.size,
-            (unsigned long long)info.size, d->info.flags, info.flags,
-            d->index);
+            "until it is back as it was",
+            d->target.name, d->target.host, d->target.port,
+            (unsigned long long)d->info.size, (unsigned long long)info.size,
+            d->info.flags, info.flags, d->index);
       told_changed = true;
       close(sock);
       /* the next round starts with the next server */
@@ -183,16 +189,15 @@ static void reattach(struct sv_device *d)
     }
     ret = nbd_nl_reconfigure(sv.nl, d->index, sock);
     if (ret) {
-      say("supervisor: NBD_CMD_RECONFIGURE /dev/nbd%d failed: %s; retrying",
-          d->index, strerror(-ret));
+      say("supervisor: NBD_CMD_RECONFIGURE /dev/nbd%d failed: %s; retrying", d->index,
+          strerror(-ret));
       close(sock);
       sleep_ms(ms);
       continue;
     }
     if (!adopted(sock)) {
       close(sock);
-      say("supervisor: /dev/nbd%d had no dead connection to replace",
-          d->index);
+      say("supervisor: /dev/nbd%d had no dead connection to replace", d->index);
       /* the kernel keeps the connection it has */
       snprintf(d->target.host, sizeof(d->target.host), "%s", before.host);
       snprintf(d->target.port, sizeof(d->target.port), "%s", before.port);
@@ -208,10 +213,10 @@ static void reattach(struct sv_device *d)
       close(d->sock);
     d->sock = sock;
     say("supervisor: /dev/nbd%d reconnected to %s:%s after %llu ms, %u "
-        "attempts", d->index, d->target.host, d->target.port,
-        (unsigned long long)(now_ms() - t0), i + 1);
-    if (strcmp(d->target.host, before.host) ||
-        strcmp(d->target.port, before.port))
+        "attempts",
+        d->index, d->target.host, d->target.port, (unsigned long long)(now_ms() - t0),
+        i + 1);
+    if (strcmp(d->target.host, before.host) || strcmp(d->target.port, before.port))
       say_switched(d);
     return;
   }
@@ -220,7 +225,9 @@ static void reattach(struct sv_device *d)
 static void __attribute__((noreturn)) supervise(void)
 {
   static const char *const why[] = {
-    "", " (seen on the socket, no link event)", " (link events were lost)",
+    "",
+    " (seen on the socket, no link event)",
+    " (link events were lost)",
   };
 
   for (;;) {
@@ -239,7 +246,8 @@ static void __attribute__((noreturn)) supervise(void)
   }
 }
 
-int supervisor_start(const struct supervisor_args *a)
+int
+supervisor_start(const struct supervisor_args *a)
 {
   int p[2], fd;
   pid_t pid;

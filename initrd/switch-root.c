@@ -36,14 +36,15 @@ static const struct early_mount {
   { "tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755" },
 };
 
-int mount_early(void)
+int
+mount_early(void)
 {
   int fd, ret = 0;
 
   for (size_t i = 0; i < ARRAY_SIZE(early); i++) {
     mkdir(early[i].dir, 0755);
-    if (mount(early[i].src, early[i].dir, early[i].type, early[i].flags,
-              early[i].data) && errno != EBUSY)
+    if (mount(early[i].src, early[i].dir, early[i].type, early[i].flags, early[i].data) &&
+        errno != EBUSY)
       ret = -errno;
   }
   /* The kernel opens /dev/console for init only if the initramfs has the
@@ -66,16 +67,21 @@ static const struct {
   const char *name;
   unsigned long set, clear;
 } mflags[] = {
-  { "ro", MS_RDONLY, 0 },        { "rw", 0, MS_RDONLY },
-  { "noatime", MS_NOATIME, 0 },  { "relatime", MS_RELATIME, 0 },
-  { "nodiratime", MS_NODIRATIME, 0 }, { "nosuid", MS_NOSUID, 0 },
-  { "nodev", MS_NODEV, 0 },      { "noexec", MS_NOEXEC, 0 },
-  { "sync", MS_SYNCHRONOUS, 0 }, { "lazytime", MS_LAZYTIME, 0 },
+  { "ro", MS_RDONLY, 0 },
+  { "rw", 0, MS_RDONLY },
+  { "noatime", MS_NOATIME, 0 },
+  { "relatime", MS_RELATIME, 0 },
+  { "nodiratime", MS_NODIRATIME, 0 },
+  { "nosuid", MS_NOSUID, 0 },
+  { "nodev", MS_NODEV, 0 },
+  { "noexec", MS_NOEXEC, 0 },
+  { "sync", MS_SYNCHRONOUS, 0 },
+  { "lazytime", MS_LAZYTIME, 0 },
   { "defaults", 0, 0 },
 };
 
-void split_flags(const char *opts, unsigned long *flags, char *data,
-                 size_t datalen)
+void
+split_flags(const char *opts, unsigned long *flags, char *data, size_t datalen)
 {
   char buf[256], *save = NULL;
 
@@ -90,8 +96,7 @@ void split_flags(const char *opts, unsigned long *flags, char *data,
       *flags = (*flags | mflags[i].set) & ~mflags[i].clear;
       continue;
     }
-    snprintf(data + strlen(data), datalen - strlen(data), "%s%s",
-             data[0] ? "," : "", o);
+    snprintf(data + strlen(data), datalen - strlen(data), "%s%s", data[0] ? "," : "", o);
   }
 }
 
@@ -110,7 +115,8 @@ struct open_how_v0 {
  * root.  The path is resolved as it will be after switch_root: Debian's
  * /sbin/init is a link to /lib/systemd/systemd, which, looked up from
  * here, would be searched for in the initramfs.  True with errno set. */
-bool init_missing(const char *root, const char *init)
+bool
+init_missing(const char *root, const char *init)
 {
   struct open_how_v0 how = { .flags = O_PATH | O_CLOEXEC,
                              .resolve = RESOLVE_IN_ROOT_FLAG };
@@ -138,8 +144,8 @@ bool init_missing(const char *root, const char *init)
   return false;
 }
 
-int mount_root(const struct agent_config *cfg, const char *dev,
-               const char *target)
+int
+mount_root(const struct agent_config *cfg, const char *dev, const char *target)
 {
   static char fss[4096];
   unsigned long flags = cfg->readonly ? MS_RDONLY : 0;
@@ -187,13 +193,15 @@ int mount_root(const struct agent_config *cfg, const char *dev,
 fail:
   say("cannot mount %s on %s (type %s, %s, options '%s'): %s; check "
       "rootfstype=/rootflags= and that the filesystem's module is in the "
-      "initrd", dev, target, tried[0] ? tried : "none known", 
-      flags & MS_RDONLY ? "ro" : "rw", data, strerror(-ret));
+      "initrd",
+      dev, target, tried[0] ? tried : "none known", flags & MS_RDONLY ? "ro" : "rw", data,
+      strerror(-ret));
   return ret;
 ok:
   if (init_missing(target, cfg->init)) {
     say("the root on %s has no executable %s (%s); check init= and the "
-        "image", dev, cfg->init, strerror(errno));
+        "image",
+        dev, cfg->init, strerror(errno));
     umount(target);
     return -ENOENT;
   }
@@ -202,7 +210,8 @@ ok:
 
 /* Deletes everything on the rootfs under dirfd, not crossing into other
  * filesystems (the new root and the moved mounts). */
-static void delete_tree(int dirfd, dev_t rootdev)
+static void
+delete_tree(int dirfd, dev_t rootdev)
 {
   DIR *d = fdopendir(dirfd);
   struct dirent *de;
@@ -215,8 +224,7 @@ static void delete_tree(int dirfd, dev_t rootdev)
     struct stat st;
     if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
       continue;
-    if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
-        st.st_dev != rootdev)
+    if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) || st.st_dev != rootdev)
       continue;
     if (S_ISDIR(st.st_mode)) {
       int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -230,7 +238,8 @@ static void delete_tree(int dirfd, dev_t rootdev)
   closedir(d);
 }
 
-int switch_root(const char *newroot, const char *init)
+int
+switch_root(const char *newroot, const char *init)
 {
   static const char *const moves[] = { "/dev", "/proc", "/sys", "/run" };
   char target[256];
@@ -241,8 +250,7 @@ int switch_root(const char *newroot, const char *init)
   for (size_t i = 0; i < ARRAY_SIZE(moves); i++) {
     snprintf(target, sizeof(target), "%s%s", newroot, moves[i]);
     if (stat(target, &st) || !S_ISDIR(st.st_mode)) {
-      say("the new root has no %s directory; unmounting it instead",
-          moves[i]);
+      say("the new root has no %s directory; unmounting it instead", moves[i]);
       umount2(moves[i], MNT_DETACH);
       continue;
     }
@@ -256,8 +264,7 @@ int switch_root(const char *newroot, const char *init)
     return -errno;
   }
   /* Free the initramfs, but only if "/" really is one. */
-  if (!statfs("/", &sfs) &&
-      (sfs.f_type == RAMFS_MAGIC || sfs.f_type == TMPFS_MAGIC) &&
+  if (!statfs("/", &sfs) && (sfs.f_type == RAMFS_MAGIC || sfs.f_type == TMPFS_MAGIC) &&
       !stat("/", &st)) {
     fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0)
@@ -272,10 +279,9 @@ int switch_root(const char *newroot, const char *init)
     return -errno;
   }
   char *const argv[] = { (char *)init, NULL };
-  char *const envp[] = { "HOME=/", "TERM=linux",
-                         "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+  char *const envp[] = { "HOME=/", "TERM=linux", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                         NULL };
   execve(init, argv, envp);
-  say("cannot exec %s in the new root: %s; check init=", init,
-      strerror(errno));
+  say("cannot exec %s in the new root: %s; check init=", init, strerror(errno));
   return -errno;
 }

@@ -51,10 +51,10 @@ struct genlmsghdr {
 };
 
 #define NLM_F_REQUEST 0x01
-#define NLM_F_ACK     0x04
-#define NLMSG_ERROR   0x2
-#define NLMSG_DONE    0x3
-#define NLA_F_NESTED  (1 << 15)
+#define NLM_F_ACK 0x04
+#define NLMSG_ERROR 0x2
+#define NLMSG_DONE 0x3
+#define NLA_F_NESTED (1 << 15)
 #define NLA_TYPE_MASK 0x3fff
 #define NL_ALIGN(len) (((len) + 3u) & ~3u)
 

@@ -38,12 +38,11 @@
 static struct log_limit refusal_log = LOG_LIMIT(LOG_WARNING, "refusals");
 
 void
-acl_log_refusal(const char *peer, const char *export, const char *id,
-                const char *why)
+acl_log_refusal(const char *peer, const char *export, const char *id, const char *why)
 {
   if (export)
-    log_limited(&refusal_log, "%s: refused export %s as client %s: %s", peer,
-                export, id, why);
+    log_limited(&refusal_log, "%s: refused export %s as client %s: %s", peer, export, id,
+                why);
   else
     log_limited(&refusal_log, "%s: refused connection: %s", peer, why);
 }
@@ -51,8 +50,7 @@ acl_log_refusal(const char *peer, const char *export, const char *id,
 void
 acl_log_bad_request(const char *peer, const char *quoted, const char *why)
 {
-  log_limited(&refusal_log, "%s: refused export request %s: %s", peer, quoted,
-              why);
+  log_limited(&refusal_log, "%s: refused export request %s: %s", peer, quoted, why);
 }
 
 int
@@ -189,7 +187,7 @@ export_add_pin(struct export *e, const char *spec)
   p = &e->pins[e->npins];
   memset(p, 0, sizeof *p);
   memcpy(p->id, spec, n);
-  client_id_normalize(p->id);   /* an admin writes MACs with colons */
+  client_id_normalize(p->id); /* an admin writes MACs with colons */
   if (cidr_list_add(&p->from, spec + n) < 0) {
     cidr_list_free(&p->from);
     return -EINVAL;

@@ -25,15 +25,15 @@
 #define STATS_SETTLE_MS 2000
 
 struct one_attach {
-  char key[512];       /* EXPORT/ID */
-  uint64_t us;         /* how long overlay_acquire took */
-  uint64_t map_bytes;  /* its map file (journal) when opened */
+  char key[512];      /* EXPORT/ID */
+  uint64_t us;        /* how long overlay_acquire took */
+  uint64_t map_bytes; /* its map file (journal) when opened */
 };
 
 static struct {
   unsigned count;
   uint64_t total_us;
-  uint64_t first_ms, last_ms;  /* CLOCK_MONOTONIC of the first and last */
+  uint64_t first_ms, last_ms; /* CLOCK_MONOTONIC of the first and last */
   struct one_attach largest, slowest;
   bool done;
 } stats;
@@ -75,8 +75,7 @@ attach_stats_due(void)
            " KiB map, attached in %" PRIu64 " ms; slowest: %s, %" PRIu64
            " KiB map, attached in %" PRIu64 " ms",
            stats.count, stats.total_us / 1000, stats.last_ms - stats.first_ms,
-           stats.largest.key, stats.largest.map_bytes >> 10,
-           stats.largest.us / 1000, stats.slowest.key,
-           stats.slowest.map_bytes >> 10, stats.slowest.us / 1000);
+           stats.largest.key, stats.largest.map_bytes >> 10, stats.largest.us / 1000,
+           stats.slowest.key, stats.slowest.map_bytes >> 10, stats.slowest.us / 1000);
   return 0;
 }

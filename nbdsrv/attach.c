@@ -44,13 +44,13 @@
 
 struct attach_job {
   struct attach_job *next;
-  struct conn *c;                /* belongs to its worker: not touched here */
+  struct conn *c; /* belongs to its worker: not touched here */
   struct worker *w;
   const struct export *exp;
   char id[CLIENT_ID_MAX + 1];
   char boot_id[BOOT_ID_MAX + 1];
-  char peer[INET6_ADDRSTRLEN];   /* the client's address */
-  bool cancelled;                /* the connection closed: skip the work */
+  char peer[INET6_ADDRSTRLEN]; /* the client's address */
+  bool cancelled;              /* the connection closed: skip the work */
   /* the result */
   struct overlay *ovl;
   int r;
@@ -58,7 +58,7 @@ struct attach_job {
 };
 
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t queue_cond;   /* on CLOCK_MONOTONIC */
+static pthread_cond_t queue_cond; /* on CLOCK_MONOTONIC */
 static struct attach_job *queue_head, **queue_tail = &queue_head;
 static bool started, thread_running, thread_stop;
 static pthread_t thread;
@@ -82,8 +82,8 @@ deliver(struct attach_job *j)
   /* A lock-free push: at SCHED_IDLE this thread must not hold a lock the
    * worker takes. */
   j->next = __atomic_load_n(&w->attached, __ATOMIC_RELAXED);
-  while (!__atomic_compare_exchange_n(&w->attached, &j->next, j, true,
-                                      __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+  while (!__atomic_compare_exchange_n(&w->attached, &j->next, j, true, __ATOMIC_RELEASE,
+                                      __ATOMIC_RELAXED))
     ;
   if (write(w->wake_fd, &one, sizeof one) < 0)
     log_err("cannot wake worker %u: %s", w->id, strerror(errno));
@@ -142,7 +142,8 @@ run_job(struct attach_job *j, bool idle)
   }
   if (j->r == -EAGAIN)
     log_debug("client %s of %s: its overlay is being closed: it waits "
-              "for that", j->id, j->exp->name);
+              "for that",
+              j->id, j->exp->name);
 }
 
 static void *
@@ -257,8 +258,8 @@ set_overlay(struct conn *c, struct overlay *ovl)
 }
 
 int
-attach_begin(struct conn *c, const struct export *exp,
-             const struct export_request *req, const char **why)
+attach_begin(struct conn *c, const struct export *exp, const struct export_request *req,
+             const char **why)
 {
   struct overlay *ovl;
   struct attach_job *j;

@@ -38,8 +38,7 @@ try_candidate(const char *path, const struct base_ref *ref, struct image **out)
   char sha[65];
   int r;
 
-  if (image_content_id(path, sha, sizeof sha) < 0 ||
-      strcmp(sha, ref->sha256) != 0)
+  if (image_content_id(path, sha, sizeof sha) < 0 || strcmp(sha, ref->sha256) != 0)
     return 0;
   r = image_get(path, out);
   if (r < 0)
@@ -90,8 +89,8 @@ scan_store(const char *dir, const struct base_ref *ref, struct image **out)
 
 /* A base with a content id (see the top of this file). */
 static int
-find_by_content(const struct export *exp, const struct base_ref *ref,
-                struct image **out, const char **why)
+find_by_content(const struct export *exp, const struct base_ref *ref, struct image **out,
+                const char **why)
 {
   char dir[PATH_MAX], path[PATH_MAX], name[PATH_MAX];
   int r = try_candidate(ref->path, ref, out);
@@ -114,13 +113,12 @@ find_by_content(const struct export *exp, const struct base_ref *ref,
            "the client's data was made on (imgtool sync copies versions)";
     log_err("%s: no version of %s has the content of base %s (sha256 %s, "
             "%llu bytes); refusing to serve it on another content",
-            ref->who, exp->image, ref->path, ref->sha256,
-            (unsigned long long)ref->size);
+            ref->who, exp->image, ref->path, ref->sha256, (unsigned long long)ref->size);
     return -ESTALE;
   }
   if (strcmp((*out)->path, ref->path) != 0)
-    log_info("%s: base %s is %s here (same content, sha256 %s)", ref->who,
-             ref->path, (*out)->path, ref->sha256);
+    log_info("%s: base %s is %s here (same content, sha256 %s)", ref->who, ref->path,
+             (*out)->path, ref->sha256);
   return 0;
 }
 
@@ -138,7 +136,8 @@ find_by_path(const struct base_ref *ref, struct image **out, const char **why)
   if ((*out)->size != ref->size || (*out)->mtime_ns != ref->mtime_ns) {
     *why = "the base image changed under the client's data; reset it";
     log_err("%s: base image %s changed since it was pinned (size or mtime "
-            "differ); refusing to serve a mix", ref->who, (*out)->path);
+            "differ); refusing to serve a mix",
+            ref->who, (*out)->path);
     image_put(*out);
     *out = NULL;
     return -ESTALE;
@@ -147,8 +146,8 @@ find_by_path(const struct base_ref *ref, struct image **out, const char **why)
 }
 
 int
-base_find(const struct export *exp, const struct base_ref *ref,
-          struct image **out, const char **why)
+base_find(const struct export *exp, const struct base_ref *ref, struct image **out,
+          const char **why)
 {
   *out = NULL;
   if (ref->sha256[0])

@@ -92,8 +92,8 @@ binding_write(const char *prefix, const char *addr)
   int n, r;
 
   if (format_path(path, sizeof path, "%s" BINDING_SUFFIX, prefix) < 0 ||
-      format_path(tmp, sizeof tmp, "%s" BINDING_SUFFIX ".%d.tmp", prefix,
-                  (int)getpid()) < 0)
+      format_path(tmp, sizeof tmp, "%s" BINDING_SUFFIX ".%d.tmp", prefix, (int)getpid()) <
+          0)
     return -ENAMETOOLONG;
   snprintf(dir, sizeof dir, "%s", path);
   r = mkdir_p(dirname(dir));

@@ -28,7 +28,7 @@
 
 #include "nbdsrv.h"
 
-static size_t server_held;   /* all connections, all workers */
+static size_t server_held; /* all connections, all workers */
 
 void
 budget_take(struct conn *c, size_t n)

@@ -49,10 +49,14 @@ static const struct {
   const char *what;
 } refused_magic[] = {
   { "\x1f\x8b", 2, "is gzip-compressed: decompress it (an export serves a raw image)" },
-  { "\xfd" "7zXZ\0", 6, "is xz-compressed: decompress it (an export serves a raw image)" },
-  { "\x28\xb5\x2f\xfd", 4, "is zstd-compressed: decompress it (an export serves a raw image)" },
+  { "\xfd"
+    "7zXZ\0",
+    6, "is xz-compressed: decompress it (an export serves a raw image)" },
+  { "\x28\xb5\x2f\xfd", 4,
+    "is zstd-compressed: decompress it (an export serves a raw image)" },
   { "BZh", 3, "is bzip2-compressed: decompress it (an export serves a raw image)" },
-  { "\x04\x22\x4d\x18", 4, "is lz4-compressed: decompress it (an export serves a raw image)" },
+  { "\x04\x22\x4d\x18", 4,
+    "is lz4-compressed: decompress it (an export serves a raw image)" },
   { "QFI\xfb", 4, "is a qcow2 image: convert it with 'qemu-img convert -O raw'" },
   { "070701", 6, "is a cpio archive (an initramfs?), not a root file system image" },
   { "070702", 6, "is a cpio archive (an initramfs?), not a root file system image" },
@@ -76,9 +80,10 @@ judge(const unsigned char *b, size_t n, const char **what)
   if (n >= 1082 && b[1080] == 0x53 && b[1081] == 0xef)
     return IMAGE_OK;
   if (n >= 4 && memcmp(b, "hsqs", 4) == 0)
-    return IMAGE_OK;   /* squashfs, for read-only exports */
+    return IMAGE_OK; /* squashfs, for read-only exports */
   for (size_t i = 0; i < ARRAY_SIZE(refused_magic); i++)
-    if (n >= refused_magic[i].len && memcmp(b, refused_magic[i].magic, refused_magic[i].len) == 0) {
+    if (n >= refused_magic[i].len &&
+        memcmp(b, refused_magic[i].magic, refused_magic[i].len) == 0) {
       *what = refused_magic[i].what;
       return IMAGE_REFUSED;
     }
@@ -86,7 +91,8 @@ judge(const unsigned char *b, size_t n, const char **what)
     *what = "is a text file, not a file system image";
     return IMAGE_REFUSED;
   }
-  *what = "does not look like an ext4 image (no ext2/3/4 superblock): clients may fail to mount it";
+  *what =
+      "does not look like an ext4 image (no ext2/3/4 superblock): clients may fail to mount it";
   return IMAGE_DOUBTFUL;
 }
 
@@ -112,13 +118,11 @@ check_image_file(const struct export *e, const char *path, const char *at)
   else if (n < 0)
     what = strerror(errno);
   switch (what ? IMAGE_REFUSED : judge(b, n, &what)) {
-  case IMAGE_OK:
-    return 0;
-  case IMAGE_DOUBTFUL:
-    config_warn("%sexport '%s': image %s %s", at, e->name, path, what);
-    return 0;
-  case IMAGE_REFUSED:
-    break;
+    case IMAGE_OK: return 0;
+    case IMAGE_DOUBTFUL:
+      config_warn("%sexport '%s': image %s %s", at, e->name, path, what);
+      return 0;
+    case IMAGE_REFUSED: break;
   }
   config_err("%sexport '%s': image %s %s", at, e->name, path, what);
   return -EINVAL;
@@ -130,8 +134,8 @@ is_dir(const char *dir, const char *name)
   char path[PATH_MAX];
   struct stat st;
 
-  return format_path(path, sizeof path, "%s/%s", dir, name) == 0 && stat(path, &st) == 0 &&
-         S_ISDIR(st.st_mode);
+  return format_path(path, sizeof path, "%s/%s", dir, name) == 0 &&
+         stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 /* A directory must be an image store: it has a `current`. */
@@ -141,14 +145,17 @@ check_image_dir(const struct export *e, const char *at)
   char path[PATH_MAX];
   struct stat st;
 
-  if (format_path(path, sizeof path, "%s/current", e->image) == 0 && lstat(path, &st) == 0)
+  if (format_path(path, sizeof path, "%s/current", e->image) == 0 &&
+      lstat(path, &st) == 0)
     return 0;
   if (is_dir(e->image, "etc") && is_dir(e->image, "usr"))
-    config_err("%sexport '%s': %s is a root tree, not an image store: build an image with imgtool build",
-               at, e->name, e->image);
+    config_err(
+        "%sexport '%s': %s is a root tree, not an image store: build an image with imgtool build",
+        at, e->name, e->image);
   else
-    config_err("%sexport '%s': %s is a directory but not an image store (it has no 'current'): build one with imgtool build --store",
-               at, e->name, e->image);
+    config_err(
+        "%sexport '%s': %s is a directory but not an image store (it has no 'current'): build one with imgtool build --store",
+        at, e->name, e->image);
   return -EINVAL;
 }
 
@@ -160,8 +167,9 @@ check_export(const struct export *e)
   int r;
 
   if (e->policy == POLICY_SHARED_READONLY && e->quota_set && e->quota)
-    config_warn("%sexport '%s': quota does not apply to a shared-readonly export: its clients have no overlay",
-                where(e->line, at, sizeof at), e->name);
+    config_warn(
+        "%sexport '%s': quota does not apply to a shared-readonly export: its clients have no overlay",
+        where(e->line, at, sizeof at), e->name);
   where(e->image_line, at, sizeof at);
   if (stat(e->image, &st) == 0 && S_ISDIR(st.st_mode) && check_image_dir(e, at) < 0)
     return -EINVAL;
@@ -198,11 +206,12 @@ config_warn_unpinned(const struct config *cfg)
 
     if (e->require_pin)
       continue;
-    config_warn("%sexport '%s' serves client IDs that are not pinned: any client may name another's ID and %s (pin the IDs and set require-pin = true)",
-                where(e->line, at, sizeof at), e->name,
-                e->policy == POLICY_SHARED_READONLY
-                    ? "with a new boot id change the version that client's reconnections read"
-                    : "get its overlay");
+    config_warn(
+        "%sexport '%s' serves client IDs that are not pinned: any client may name another's ID and %s (pin the IDs and set require-pin = true)",
+        where(e->line, at, sizeof at), e->name,
+        e->policy == POLICY_SHARED_READONLY
+            ? "with a new boot id change the version that client's reconnections read"
+            : "get its overlay");
   }
 }
 
@@ -224,8 +233,9 @@ listener_inode(const char *table, unsigned port)
     unsigned long ino;
     char local[64];
 
-    if (sscanf(line, " %*u: %63[0-9A-Fa-f]:%x %*s %x %*s %*s %*s %*s %*s %lu", local, &lport,
-               &state, &ino) == 4 && lport == port && state == 0x0a)
+    if (sscanf(line, " %*u: %63[0-9A-Fa-f]:%x %*s %x %*s %*s %*s %*s %*s %lu", local,
+               &lport, &state, &ino) == 4 &&
+        lport == port && state == 0x0a)
       inode = ino;
   }
   fclose(fp);
@@ -274,7 +284,8 @@ port_holder(unsigned port, char *buf, size_t len)
     return buf;
   snprintf(want, sizeof want, "socket:[%lu]", inode);
   while ((d = readdir(proc))) {
-    if (strspn(d->d_name, "0123456789") != strlen(d->d_name) || !process_has_socket(d->d_name, want))
+    if (strspn(d->d_name, "0123456789") != strlen(d->d_name) ||
+        !process_has_socket(d->d_name, want))
       continue;
     snprintf(path, sizeof path, "/proc/%s/comm", d->d_name);
     FILE *fp = fopen(path, "r");
@@ -310,14 +321,16 @@ try_bind(const struct addrinfo *ai)
 static int
 check_listen_addr(const struct listen_addr *la)
 {
-  struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+  struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+                            .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
   struct addrinfo *res, *ai;
   char at[PATH_MAX + 32], holder[128];
   int r = getaddrinfo(la->host[0] ? la->host : NULL, la->port, &hints, &res);
 
   where(la->line, at, sizeof at);
   if (r) {
-    config_err("%slisten %s: cannot resolve '%s': %s", at, la->host, la->host, gai_strerror(r));
+    config_err("%slisten %s: cannot resolve '%s': %s", at, la->host, la->host,
+               gai_strerror(r));
     return -EINVAL;
   }
   for (ai = res, r = 0; ai && r == 0; ai = ai->ai_next)
@@ -329,8 +342,9 @@ check_listen_addr(const struct listen_addr *la)
      * reload: a reload keeps the listening sockets as they are. */
     if (strncmp(holder, " by nbdsrv ", 11) == 0)
       return 0;
-    config_err("%slisten %s port %s: the port is in use%s", at, la->host[0] ? la->host : "*",
-               la->port, *holder ? holder : " (by a process this user cannot see)");
+    config_err("%slisten %s port %s: the port is in use%s", at,
+               la->host[0] ? la->host : "*", la->port,
+               *holder ? holder : " (by a process this user cannot see)");
   } else if (r < 0) {
     config_err("%slisten %s port %s: %s", at, la->host[0] ? la->host : "*", la->port,
                strerror(-r));

@@ -45,8 +45,9 @@ add_export(struct config *cfg, const char *name, const char *where)
   struct export *e;
 
   if (!export_name_valid(name)) {
-    config_err("%s: invalid export name '%s': use letters, digits and . _ - + (not starting with '.')",
-            where, name);
+    config_err(
+        "%s: invalid export name '%s': use letters, digits and . _ - + (not starting with '.')",
+        where, name);
     return NULL;
   }
   for (unsigned i = 0; i < cfg->nexports; i++)
@@ -54,8 +55,7 @@ add_export(struct config *cfg, const char *name, const char *where)
       config_err("%s: export '%s' is defined twice", where, name);
       return NULL;
     }
-  if (VEC_RESERVE(cfg->exports, cfg->exports_cap,
-                  (size_t)cfg->nexports + 1) < 0) {
+  if (VEC_RESERVE(cfg->exports, cfg->exports_cap, (size_t)cfg->nexports + 1) < 0) {
     config_err("out of memory");
     return NULL;
   }
@@ -192,8 +192,8 @@ struct parse {
   const char *file;
   unsigned line;
   char section[256];
-  struct export *exp;              /* NULL in [generic] */
-  unsigned seen[NBDSRV_MAX_KEYS];  /* line each key was set on in this
+  struct export *exp;             /* NULL in [generic] */
+  unsigned seen[NBDSRV_MAX_KEYS]; /* line each key was set on in this
                                       section, 0: not yet */
 };
 
@@ -204,7 +204,7 @@ unknown_key(const struct parse *p, enum key_scope scope, const char *key)
 
   key_hint(scope, key, hint, sizeof hint);
   config_err("%s:%u: unknown key '%s' in section [%s]%s%s%s", p->file, p->line, key,
-          p->section, *hint ? " (" : "", hint, *hint ? ")" : "");
+             p->section, *hint ? " (" : "", hint, *hint ? ")" : "");
   return -EINVAL;
 }
 
@@ -236,7 +236,7 @@ file_key(struct parse *p, const char *key, const char *val)
   i = k - keys;
   if (p->seen[i] && !k->repeatable) {
     config_err("%s:%u: '%s' is set twice in [%s] (first on line %u)", p->file, p->line,
-            key, p->section, p->seen[i]);
+               key, p->section, p->seen[i]);
     return -EINVAL;
   }
   if (!p->seen[i])
@@ -248,7 +248,7 @@ file_key(struct parse *p, const char *key, const char *val)
   if (r < 0 && r != -ENOMEM) {
     char why[160];
     config_err("%s:%u: invalid value '%s' for '%s': %s", p->file, p->line, val, key,
-            key_expects(k, why, sizeof why));
+               key_expects(k, why, sizeof why));
   }
   if (r < 0)
     return r;
@@ -305,7 +305,7 @@ parse_line(struct parse *p, char *s)
 static int
 parse_file_into(struct config *cfg, const char *file)
 {
-  static struct parse p;   /* large: not on the stack */
+  static struct parse p; /* large: not on the stack */
   FILE *fp = fopen(file, "r");
   char buf[4096];
   int r = 0;
@@ -427,7 +427,7 @@ build(struct config *cfg)
   for (unsigned i = 0; i < cfg->nexports; i++) {
     if (!cfg->exports[i].image[0]) {
       config_err("export '%s' has no image: add 'image = PATH' to its section",
-              cfg->exports[i].name);
+                 cfg->exports[i].name);
       return -EINVAL;
     }
     if (make_absolute(cfg->exports[i].image, sizeof cfg->exports[i].image) < 0) {
@@ -467,7 +467,8 @@ config_reload(reload_echo_fn *echo, void *ctx)
     r = config_check(&next);
   if (r < 0) {
     free_exports(next.exports, next.nexports);
-    log_err("reload refused: the configuration above is broken; still serving the previous one");
+    log_err(
+        "reload refused: the configuration above is broken; still serving the previous one");
     return r;
   }
   for (unsigned i = 0; i < next.nexports; i++) {
@@ -499,27 +500,24 @@ config_reload(reload_echo_fn *echo, void *ctx)
 
 /* Options that are no key of the file. */
 static const struct option plain_options[] = {
-  { "config", required_argument, NULL, 'c' },
-  { "export", required_argument, NULL, 'e' },
-  { "pidfile", required_argument, NULL, 'P' },
-  { "foreground", no_argument, NULL, 'f' },
-  { "verbose", no_argument, NULL, 'v' },
-  { "no-splice", no_argument, NULL, 'S' },
-  { "check-config", no_argument, NULL, 'K' },
-  { "list-keys", no_argument, NULL, 'k' },
-  { "version", no_argument, NULL, 'V' },
-  { "help", no_argument, NULL, 'h' },
+  { "config", required_argument, NULL, 'c' },  { "export", required_argument, NULL, 'e' },
+  { "pidfile", required_argument, NULL, 'P' }, { "foreground", no_argument, NULL, 'f' },
+  { "verbose", no_argument, NULL, 'v' },       { "no-splice", no_argument, NULL, 'S' },
+  { "check-config", no_argument, NULL, 'K' },  { "list-keys", no_argument, NULL, 'k' },
+  { "version", no_argument, NULL, 'V' },       { "help", no_argument, NULL, 'h' },
 };
 #define NPLAIN (sizeof plain_options / sizeof plain_options[0])
-#define KEY_OPTION 0x100   /* getopt's value for keys[i]: KEY_OPTION + i */
+#define KEY_OPTION 0x100 /* getopt's value for keys[i]: KEY_OPTION + i */
 
 static void
 usage(FILE *fp)
 {
-  fputs("usage: nbdsrv [-c FILE] [-e NAME=IMAGE]... [-P PIDFILE] [--no-splice] [-f] [-v]\n"
-        "              [--check-config] [--list-keys] [-V|--version] [SETTING]...\n"
-        "       nbdsrv ctl [-s SOCKET | -c FILE] [--json] list|exports|kick|reset|drain|resume|reload [ARG]\n"
-        "  SETTING: a key of [generic] in nbdsrv.conf(5), over the file's:\n", fp);
+  fputs(
+      "usage: nbdsrv [-c FILE] [-e NAME=IMAGE]... [-P PIDFILE] [--no-splice] [-f] [-v]\n"
+      "              [--check-config] [--list-keys] [-V|--version] [SETTING]...\n"
+      "       nbdsrv ctl [-s SOCKET | -c FILE] [--json] list|exports|kick|reset|drain|resume|reload [ARG]\n"
+      "  SETTING: a key of [generic] in nbdsrv.conf(5), over the file's:\n",
+      fp);
   for (unsigned i = 0; i < nkeys; i++) {
     const struct key *k = &keys[i];
     char opt[96], sh[8] = "    ";
@@ -532,7 +530,8 @@ usage(FILE *fp)
     fprintf(fp, "  %-42s %s%s\n", opt, k->help, k->repeatable ? " (repeatable)" : "");
   }
   fputs("Serves root images over NBD with a copy-on-write overlay per client.\n"
-        "See nbdsrv(8) and nbdsrv.conf(5).\n", fp);
+        "See nbdsrv(8) and nbdsrv.conf(5).\n",
+        fp);
 }
 
 /* getopt's tables: the plain options, then one per key that has one. */
@@ -546,8 +545,9 @@ build_options(struct option *opts, char *shortopts)
   for (unsigned i = 0; i < nkeys; i++) {
     if (!keys[i].option)
       continue;
-    opts[n++] = (struct option){ keys[i].option, required_argument, NULL,
-                                 keys[i].short_opt ? keys[i].short_opt : (int)(KEY_OPTION + i) };
+    opts[n++] =
+        (struct option){ keys[i].option, required_argument, NULL,
+                         keys[i].short_opt ? keys[i].short_opt : (int)(KEY_OPTION + i) };
     if (keys[i].short_opt) {
       size_t l = strlen(shortopts);
       shortopts[l] = keys[i].short_opt;
@@ -588,7 +588,7 @@ cli_key(const struct key *k, const char *val)
     else
       snprintf(opt, sizeof opt, "--%s", k->option);
     config_err("%s %s: %s", opt, val,
-            r == -ENOMEM ? "out of memory" : key_expects(k, why, sizeof why));
+               r == -ENOMEM ? "out of memory" : key_expects(k, why, sizeof why));
     return r;
   }
   key_mark_set(k, &config);
@@ -607,8 +607,7 @@ add_cli_export(const char *arg)
 }
 
 /* The options that end the program at once. */
-static void __attribute__((noreturn))
-answer_and_exit(int c)
+static void __attribute__((noreturn)) answer_and_exit(int c)
 {
   if (c == 'h')
     usage(stdout);
@@ -624,30 +623,16 @@ static int
 plain_option(int c, const char **config_file)
 {
   switch (c) {
-  case 'c':
-    *config_file = optarg;
-    return 0;
-  case 'e':
-    return add_cli_export(optarg);
-  case 'P':
-    snprintf(config.pidfile, sizeof config.pidfile, "%s", optarg);
-    return 0;
-  case 'f':
-    config.foreground = true;
-    return 0;
-  case 'v':
-    log_verbosity = LOG_DEBUG;
-    return 0;
-  case 'S':
-    config.no_splice = true;
-    return 0;
-  case 'K':
-    config.check_only = true;
-    return 0;
-  case 'h':
-  case 'V':
-  case 'k':
-    answer_and_exit(c);
+    case 'c': *config_file = optarg; return 0;
+    case 'e': return add_cli_export(optarg);
+    case 'P': snprintf(config.pidfile, sizeof config.pidfile, "%s", optarg); return 0;
+    case 'f': config.foreground = true; return 0;
+    case 'v': log_verbosity = LOG_DEBUG; return 0;
+    case 'S': config.no_splice = true; return 0;
+    case 'K': config.check_only = true; return 0;
+    case 'h':
+    case 'V':
+    case 'k': answer_and_exit(c);
   }
   usage(stderr);
   return -EINVAL;

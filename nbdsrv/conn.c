@@ -53,9 +53,8 @@ static struct log_limit close_log = LOG_LIMIT(LOG_INFO, "closed connections");
 static bool
 conn_paused(const struct conn *c)
 {
-  return (budget_full(c) && !input_mid_unit(c)) ||
-         c->in.stash_off < c->in.stash_len || c->stage == CONN_ATTACHING ||
-         c->in.chunk_busy;
+  return (budget_full(c) && !input_mid_unit(c)) || c->in.stash_off < c->in.stash_len ||
+         c->stage == CONN_ATTACHING || c->in.chunk_busy;
 }
 
 static void
@@ -66,8 +65,7 @@ arm_recv(struct conn *c)
   if (c->recv_armed || !conn_reads(c) || c->w->stopping || conn_paused(c))
     return;
   sqe = loop_get_sqe(c->w);
-  io_uring_prep_recv_multishot(sqe, c->w->fixed_files ? (int)c->slot : c->fd,
-                               NULL, 0, 0);
+  io_uring_prep_recv_multishot(sqe, c->w->fixed_files ? (int)c->slot : c->fd, NULL, 0, 0);
   if (c->w->fixed_files)
     sqe->flags |= IOSQE_FIXED_FILE;
   sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -109,8 +107,7 @@ conn_recv_next(struct conn *c)
 static bool
 conn_busy(const struct conn *c)
 {
-  return c->recv_armed || c->send_inflight || c->inflight_reqs ||
-         c->attach_job;
+  return c->recv_armed || c->send_inflight || c->inflight_reqs || c->attach_job;
 }
 
 /* Messages never sent: their own free functions let them go. */
@@ -282,8 +279,7 @@ conn_new(struct worker *w, int res)
     setsockopt(res, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
     setsockopt(res, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
   }
-  if (w->fixed_files &&
-      io_uring_register_files_update(&w->ring, slot, &res, 1) != 1) {
+  if (w->fixed_files && io_uring_register_files_update(&w->ring, slot, &res, 1) != 1) {
     log_err("cannot register socket in the ring's file table");
     if (c->counted)
       limits_leave(c->peer);

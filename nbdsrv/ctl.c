@@ -72,14 +72,13 @@ struct ctl_conn_info {
   char export[256];
   char id[CLIENT_ID_MAX + 1];
   char peer[INET6_ADDRSTRLEN];
-  char image[256];               /* the pinned image version's file name */
-  char base[256];                /* its identity (image.c) */
+  char image[256]; /* the pinned image version's file name */
+  char base[256];  /* its identity (image.c) */
   uint64_t overlay_bytes;
   time_t connected;
   uint64_t requests, bytes_read, bytes_written;
   unsigned worker;
 };
-
 
 /* The attached connections of all workers, as a growing array. */
 struct snapshot {
@@ -209,7 +208,7 @@ say_damaged(const char *key, const char *why, void *arg)
 
 struct damaged_say {
   struct answer *a;
-  size_t before;       /* entries said before */
+  size_t before; /* entries said before */
 };
 
 static void
@@ -271,28 +270,32 @@ cmd_list(struct answer *a, bool json)
       say_json_string(a, v[i].image);
       answer_printf(a, ", \"base\": ");
       say_json_string(a, v[i].base);
-      answer_printf(a, ", \"overlay_bytes\": %llu, \"connected_seconds\": %lld, "
-             "\"requests\": %llu, \"bytes_read\": %llu, \"bytes_written\": %llu, "
-             "\"worker\": %u}",
-          (unsigned long long)v[i].overlay_bytes, (long long)(now - v[i].connected),
-          (unsigned long long)v[i].requests, (unsigned long long)v[i].bytes_read,
-          (unsigned long long)v[i].bytes_written, v[i].worker);
+      answer_printf(a,
+                    ", \"overlay_bytes\": %llu, \"connected_seconds\": %lld, "
+                    "\"requests\": %llu, \"bytes_read\": %llu, \"bytes_written\": %llu, "
+                    "\"worker\": %u}",
+                    (unsigned long long)v[i].overlay_bytes,
+                    (long long)(now - v[i].connected), (unsigned long long)v[i].requests,
+                    (unsigned long long)v[i].bytes_read,
+                    (unsigned long long)v[i].bytes_written, v[i].worker);
     }
     damaged_each(say_damaged_json, &(struct damaged_say){ a, n });
     answer_printf(a, "%s]\n", n || damaged_count() ? "\n" : "");
   } else {
     answer_printf(a, "%-20s %-24s %-16s %-14s %8s %8s %10s %8s %8s %s\n", "EXPORT", "ID",
-        "ADDRESS", "IMAGE", "OVERLAY", "UP", "REQUESTS", "READ", "WRITTEN", "BASE");
+                  "ADDRESS", "IMAGE", "OVERLAY", "UP", "REQUESTS", "READ", "WRITTEN",
+                  "BASE");
     for (size_t i = 0; i < n; i++) {
       char ov[16], rd[16], wr[16], up[32];
       long long secs = now - v[i].connected;
       format_size(v[i].overlay_bytes, ov);
       format_size(v[i].bytes_read, rd);
       format_size(v[i].bytes_written, wr);
-      snprintf(up, sizeof up, "%lld:%02lld:%02lld", secs / 3600, secs / 60 % 60, secs % 60);
+      snprintf(up, sizeof up, "%lld:%02lld:%02lld", secs / 3600, secs / 60 % 60,
+               secs % 60);
       answer_printf(a, "%-20s %-24s %-16s %-14s %8s %8s %10llu %8s %8s %s\n", v[i].export,
-          v[i].id, v[i].peer, v[i].image, ov, up,
-          (unsigned long long)v[i].requests, rd, wr, v[i].base);
+                    v[i].id, v[i].peer, v[i].image, ov, up,
+                    (unsigned long long)v[i].requests, rd, wr, v[i].base);
     }
     answer_printf(a, "%zu connection%s\n", n, n == 1 ? "" : "s");
     damaged_each(say_damaged, a);
@@ -303,13 +306,13 @@ cmd_list(struct answer *a, bool json)
 /* What `exports` shows of one export. */
 struct export_view {
   const struct export *e;
-  bool store;                    /* an image-store directory */
-  char current[PATH_MAX];        /* the version a new client gets */
-  int image_err;                 /* why there is none: -errno, or 0 */
-  unsigned clients, conns;       /* connected, by identity and in all */
-  unsigned overlays;             /* ID.map and ID.basepin files on disk */
-  uint64_t overlay_bytes;        /* disk space of all its files */
-  int scan_err;                  /* why those are unknown: -errno, or 0 */
+  bool store;              /* an image-store directory */
+  char current[PATH_MAX];  /* the version a new client gets */
+  int image_err;           /* why there is none: -errno, or 0 */
+  unsigned clients, conns; /* connected, by identity and in all */
+  unsigned overlays;       /* ID.map and ID.basepin files on disk */
+  uint64_t overlay_bytes;  /* disk space of all its files */
+  int scan_err;            /* why those are unknown: -errno, or 0 */
 };
 
 static int
@@ -345,8 +348,7 @@ scan_overlays(struct export_view *x)
   struct dirent *d;
   DIR *dp;
 
-  x->scan_err = format_path(dir, sizeof dir, "%s/%s", config.overlay_dir,
-                            x->e->name);
+  x->scan_err = format_path(dir, sizeof dir, "%s/%s", config.overlay_dir, x->e->name);
   if (x->scan_err < 0)
     return;
   dp = opendir(dir);
@@ -370,8 +372,8 @@ scan_overlays(struct export_view *x)
 }
 
 static void
-view_export(struct export_view *x, const struct export *e,
-            const struct ctl_conn_info *v, size_t n)
+view_export(struct export_view *x, const struct export *e, const struct ctl_conn_info *v,
+            size_t n)
 {
   struct stat st;
 
@@ -398,7 +400,8 @@ say_export_json(struct answer *a, const struct export_view *x)
   say_json_string(a, x->e->name);
   answer_printf(a, ", \"policy\": \"%s\", \"image\": ", policy_name(x->e->policy));
   say_json_string(a, x->e->image);
-  answer_printf(a, ", \"image_type\": \"%s\", \"current\": ", x->store ? "store" : "file");
+  answer_printf(a,
+                ", \"image_type\": \"%s\", \"current\": ", x->store ? "store" : "file");
   if (x->image_err) {
     answer_printf(a, "null, \"version\": null, \"image_error\": ");
     say_json_string(a, strerror(-x->image_err));
@@ -407,10 +410,11 @@ say_export_json(struct answer *a, const struct export_view *x)
     answer_printf(a, ", \"version\": ");
     say_json_string(a, base_name(x->current));
   }
-  answer_printf(a, ", \"drained\": %s, \"clients\": %u, \"connections\": %u, "
-         "\"overlays\": %u, \"overlay_bytes\": %llu, ",
-      __atomic_load_n(&x->e->draining, __ATOMIC_RELAXED) ? "true" : "false",
-      x->clients, x->conns, x->overlays, (unsigned long long)x->overlay_bytes);
+  answer_printf(a,
+                ", \"drained\": %s, \"clients\": %u, \"connections\": %u, "
+                "\"overlays\": %u, \"overlay_bytes\": %llu, ",
+                __atomic_load_n(&x->e->draining, __ATOMIC_RELAXED) ? "true" : "false",
+                x->clients, x->conns, x->overlays, (unsigned long long)x->overlay_bytes);
   if (x->scan_err) {
     answer_printf(a, "\"overlay_error\": ");
     say_json_string(a, strerror(-x->scan_err));
@@ -430,11 +434,12 @@ say_export_row(struct answer *a, const struct export_view *x)
   else
     snprintf(quota, sizeof quota, "none");
   answer_printf(a, "%-16s %-13s %-7s %7u %5u %8u %8s %8s %-5s %-14s %s", x->e->name,
-      policy_name(x->e->policy),
-      __atomic_load_n(&x->e->draining, __ATOMIC_RELAXED) ? "drained" : "serving",
-      x->clients, x->conns, x->overlays, x->scan_err ? "?" : used, quota,
-      x->store ? "store" : "file", x->image_err ? "?" : base_name(x->current),
-      x->e->image);
+                policy_name(x->e->policy),
+                __atomic_load_n(&x->e->draining, __ATOMIC_RELAXED) ? "drained"
+                                                                   : "serving",
+                x->clients, x->conns, x->overlays, x->scan_err ? "?" : used, quota,
+                x->store ? "store" : "file", x->image_err ? "?" : base_name(x->current),
+                x->e->image);
   if (x->image_err)
     answer_printf(a, " (no current version: %s)", strerror(-x->image_err));
   if (x->scan_err)
@@ -461,8 +466,8 @@ cmd_exports(struct answer *a, bool json)
     answer_printf(a, "[");
   else
     answer_printf(a, "%-16s %-13s %-7s %7s %5s %8s %8s %8s %-5s %-14s %s\n", "EXPORT",
-        "POLICY", "STATE", "CLIENTS", "CONNS", "OVERLAYS", "USED", "QUOTA",
-        "TYPE", "VERSION", "IMAGE");
+                  "POLICY", "STATE", "CLIENTS", "CONNS", "OVERLAYS", "USED", "QUOTA",
+                  "TYPE", "VERSION", "IMAGE");
   for (unsigned i = 0; i < ne; i++) {
     view_export(&x, &all[i], v, n);
     if (json) {
@@ -527,8 +532,10 @@ cmd_fence(struct answer *a, const char *node)
     answer_printf(a, "ERR %s\n%s", why, out);
     return;
   }
-  answer_printf(a, "OK\nnode %s fenced: its clients' next connections take "
-                "their overlays over\n%s", node, out);
+  answer_printf(a,
+                "OK\nnode %s fenced: its clients' next connections take "
+                "their overlays over\n%s",
+                node, out);
 }
 
 static void
@@ -578,15 +585,17 @@ cmd_move_id(struct answer *a, char *arg)
     return;
   }
   log_info("control: client %s bound to address %s", arg, addr);
-  answer_printf(a, "OK\nclient %s is bound to %s (connections from elsewhere "
-                "stay until kicked)\n", arg, addr);
+  answer_printf(a,
+                "OK\nclient %s is bound to %s (connections from elsewhere "
+                "stay until kicked)\n",
+                arg, addr);
 }
 
 /* What `overlays` gathers: the census of one export, as an array. */
 struct overlay_list {
   struct census_entry *v;
   size_t n, cap;
-  time_t older_than;             /* only those written before; 0: all */
+  time_t older_than; /* only those written before; 0: all */
 };
 
 static int
@@ -604,8 +613,8 @@ overlay_list_add(const struct census_entry *x, void *arg)
 
 /* "EXPORT [--stale DAYS [--remove]]": 0, or -1 (said why). */
 static int
-parse_overlays_args(struct answer *a, char *arg, const struct export **e,
-                    long *days, bool *remove)
+parse_overlays_args(struct answer *a, char *arg, const struct export **e, long *days,
+                    bool *remove)
 {
   char *save = NULL, *name = strtok_r(arg, " ", &save), *w, *end;
 
@@ -635,8 +644,7 @@ parse_overlays_args(struct answer *a, char *arg, const struct export **e,
 
 /* Removes the overlay of x (not in use) and its binding: one line. */
 static void
-remove_stale(struct answer *a, const struct export *e,
-             const struct census_entry *x)
+remove_stale(struct answer *a, const struct export *e, const struct census_entry *x)
 {
   char prefix[PATH_MAX];
   const char *why = NULL;
@@ -645,8 +653,8 @@ remove_stale(struct answer *a, const struct export *e,
     answer_printf(a, "kept %s: %s\n", x->id, why ? why : "cannot remove it");
     return;
   }
-  if (format_path(prefix, sizeof prefix, "%s/%s/%s", config.overlay_dir,
-                  e->name, x->id) == 0)
+  if (format_path(prefix, sizeof prefix, "%s/%s/%s", config.overlay_dir, e->name,
+                  x->id) == 0)
     binding_remove(prefix);
   log_info("control: removed the stale overlay %s/%s", e->name, x->id);
   answer_printf(a, "removed %s\n", x->id);
@@ -700,7 +708,8 @@ cmd_drain(struct answer *a, const char *name, bool drain)
   log_info("control: export %s %s", name,
            drain ? "drained: new clients are refused" : "resumed");
   answer_printf(a, "OK\nexport %s %s\n", name,
-      drain ? "refuses new clients; connected ones go on" : "accepts new clients again");
+                drain ? "refuses new clients; connected ones go on"
+                      : "accepts new clients again");
 }
 
 static void
@@ -717,7 +726,7 @@ cmd_reload(struct answer *a)
   log_info("control: reloading the configuration");
   if (config_reload(echo_line, &report) < 0) {
     answer_printf(a, "ERR reload refused, still serving the previous configuration: %s\n",
-        config_last_error()[0] ? config_last_error() : "see the log");
+                  config_last_error()[0] ? config_last_error() : "see the log");
     free(report.buf);
     return;
   }
@@ -764,7 +773,10 @@ run_command(char *line, struct answer *a)
   else if (!strcmp(line, "reload"))
     cmd_reload(a);
   else
-    answer_printf(a, "ERR unknown command '%s' (list, exports, overlays, kick, reset, move-id, fence, drain, resume, reload)\n", line);
+    answer_printf(
+        a,
+        "ERR unknown command '%s' (list, exports, overlays, kick, reset, move-id, fence, drain, resume, reload)\n",
+        line);
 }
 
 /* Everything of a command, from reading it to the last byte of its
@@ -785,15 +797,14 @@ ctl_give_to_group(const char *path)
     return 0;
   g = getgrnam(config.control_group);
   if (!g) {
-    fprintf(stderr, "nbdsrv: control-group %s: no such group\n",
-            config.control_group);
+    fprintf(stderr, "nbdsrv: control-group %s: no such group\n", config.control_group);
     return -ENOENT;
   }
   ctl_gid = g->gr_gid;
   if (chown(path, (uid_t)-1, ctl_gid) < 0 || chmod(path, 0660) < 0) {
     int e = errno;
-    fprintf(stderr, "nbdsrv: control socket %s: cannot give it to group %s: %s\n",
-            path, config.control_group, strerror(e));
+    fprintf(stderr, "nbdsrv: control socket %s: cannot give it to group %s: %s\n", path,
+            config.control_group, strerror(e));
     return -e;
   }
   return 0;
@@ -843,8 +854,10 @@ ctl_listen(const char *path)
     return -errno;
   /* A socket file left by a crash: connectable means another server. */
   if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-    fprintf(stderr, "nbdsrv: control socket %s is in use by another nbdsrv (set control-socket to another path, or none)\n",
-            path);
+    fprintf(
+        stderr,
+        "nbdsrv: control socket %s is in use by another nbdsrv (set control-socket to another path, or none)\n",
+        path);
     close(fd);
     return -EADDRINUSE;
   }
@@ -937,7 +950,8 @@ ctl_serve(int lfd)
   if (ctl_read_line(fd, line, sizeof line, deadline) < 0) {
     answer_printf(&a, "ERR expected one command line within %d ms\n", CTL_DEADLINE_MS);
   } else if (!ctl_peer_allowed(fd)) {
-    log_limited(&denied_log, "control: refused a client that is neither root nor in control-group");
+    log_limited(&denied_log,
+                "control: refused a client that is neither root nor in control-group");
     answer_printf(&a, "ERR permission denied: only root%s%s may use the control socket\n",
                   ctl_gid != (gid_t)-1 ? " or group " : "",
                   ctl_gid != (gid_t)-1 ? config.control_group : "");

@@ -31,20 +31,20 @@
 #include "nbdsrv.h"
 
 static const char ctl_usage[] =
-  "usage: nbdsrv ctl [-s SOCKET | -c FILE] [--json] COMMAND [ARG...]\n"
-  "  list                     connected clients\n"
-  "  exports                  exports: image version, state, clients, overlays\n"
-  "  kick ADDRESS|ID|EXPORT/ID  close a client's connections\n"
-  "  reset EXPORT/ID          delete a disconnected client's overlay\n"
-  "  move-id EXPORT/ID ADDRESS  bind a client ID to another address\n"
-  "  overlays EXPORT [--stale DAYS [--remove]]\n"
-  "                           overlays on disk; those unwritten for DAYS days\n"
-  "  fence NODE               run the fence-command: NODE's overlays freed\n"
-  "  drain EXPORT             refuse new clients of an export\n"
-  "  resume EXPORT            accept them again\n"
-  "  reload                   read the configuration again; say what changed\n"
-  "SOCKET defaults to /run/nbdsrv.sock, or the control-socket of the config\n"
-  "file given with -c (nbdsrv.conf(5)).\n";
+    "usage: nbdsrv ctl [-s SOCKET | -c FILE] [--json] COMMAND [ARG...]\n"
+    "  list                     connected clients\n"
+    "  exports                  exports: image version, state, clients, overlays\n"
+    "  kick ADDRESS|ID|EXPORT/ID  close a client's connections\n"
+    "  reset EXPORT/ID          delete a disconnected client's overlay\n"
+    "  move-id EXPORT/ID ADDRESS  bind a client ID to another address\n"
+    "  overlays EXPORT [--stale DAYS [--remove]]\n"
+    "                           overlays on disk; those unwritten for DAYS days\n"
+    "  fence NODE               run the fence-command: NODE's overlays freed\n"
+    "  drain EXPORT             refuse new clients of an export\n"
+    "  resume EXPORT            accept them again\n"
+    "  reload                   read the configuration again; say what changed\n"
+    "SOCKET defaults to /run/nbdsrv.sock, or the control-socket of the config\n"
+    "file given with -c (nbdsrv.conf(5)).\n";
 
 /* -c FILE: the file's control-socket, or NULL (said why). */
 static const char *
@@ -53,8 +53,10 @@ socket_of_file(const char *file, char *path, size_t len)
   if (config_control_socket(file, path, len) < 0)
     return NULL;
   if (!path[0]) {
-    fprintf(stderr, "nbdsrv ctl: %s sets control-socket = none: that server has no control socket\n",
-            file);
+    fprintf(
+        stderr,
+        "nbdsrv ctl: %s sets control-socket = none: that server has no control socket\n",
+        file);
     return NULL;
   }
   return path;
@@ -69,8 +71,7 @@ command_line(int argc, char **argv, bool json, char *line, size_t len)
 
   for (int i = 0; i < argc; i++) {
     int n = snprintf(line + used, len - used, "%s%s", i ? " " : "", argv[i]);
-    if (n < 0 || (size_t)n >= len - used || !argv[i][0] ||
-        strpbrk(argv[i], " \n\r\t")) {
+    if (n < 0 || (size_t)n >= len - used || !argv[i][0] || strpbrk(argv[i], " \n\r\t")) {
       fprintf(stderr, "nbdsrv ctl: command too long or malformed\n");
       return -1;
     }
@@ -98,8 +99,10 @@ connect_to(const char *path)
   strcpy(sa.sun_path, path);
   fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-    fprintf(stderr, "nbdsrv ctl: cannot connect to %s: %s (is nbdsrv running, with this control-socket?)\n",
-            path, strerror(errno));
+    fprintf(
+        stderr,
+        "nbdsrv ctl: cannot connect to %s: %s (is nbdsrv running, with this control-socket?)\n",
+        path, strerror(errno));
     if (fd >= 0)
       close(fd);
     return -1;
@@ -169,22 +172,14 @@ ctl_main(int argc, char **argv)
 
   while ((c = getopt_long(argc, argv, "+s:c:h", longopts, NULL)) != -1) {
     switch (c) {
-    case 's':
-      path = optarg;
-      break;
-    case 'c':
-      if (!(path = socket_of_file(optarg, from_file, sizeof from_file)))
-        return 2;
-      break;
-    case 'j':
-      json = true;
-      break;
-    case 'h':
-      fputs(ctl_usage, stdout);
-      return 0;
-    default:
-      fputs(ctl_usage, stderr);
-      return 2;
+      case 's': path = optarg; break;
+      case 'c':
+        if (!(path = socket_of_file(optarg, from_file, sizeof from_file)))
+          return 2;
+        break;
+      case 'j': json = true; break;
+      case 'h': fputs(ctl_usage, stdout); return 0;
+      default: fputs(ctl_usage, stderr); return 2;
     }
   }
   if (optind >= argc || argc - optind > 5) {

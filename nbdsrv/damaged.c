@@ -25,9 +25,9 @@
 
 struct damaged {
   struct damaged *next;
-  char key[512];         /* EXPORT/ID */
-  char why[400];         /* what the client and the admin are told */
-  bool current;          /* still refused (not opened since) */
+  char key[512]; /* EXPORT/ID */
+  char why[400]; /* what the client and the admin are told */
+  bool current;  /* still refused (not opened since) */
 };
 
 static pthread_mutex_t damaged_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -40,8 +40,10 @@ damaged_note(const char *key, const char *what)
   struct damaged *d;
   char why[sizeof d->why];
 
-  snprintf(why, sizeof why, "overlay %s is damaged: %s; refused, its files left as they are (imgtool check-overlay)",
-           key, what);
+  snprintf(
+      why, sizeof why,
+      "overlay %s is damaged: %s; refused, its files left as they are (imgtool check-overlay)",
+      key, what);
   pthread_mutex_lock(&damaged_lock);
   for (d = damaged_list; d && strcmp(d->key, key); d = d->next)
     ;

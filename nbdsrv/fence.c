@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /* nbdsrv: fencing a dead server before taking over its clients.
  *
  * A server that dies with its host keeps its overlay locks
@@ -146,7 +147,8 @@ fence_node(const char *node, char *out, size_t outlen, const char **why)
     return -EINVAL;
   }
   if (!config.fence_command[0]) {
-    *why = "no fence-command in the configuration (nbdsrv.conf(5)): fence the node by hand";
+    *why =
+        "no fence-command in the configuration (nbdsrv.conf(5)): fence the node by hand";
     return -ENOENT;
   }
   env = fence_env(node, var, sizeof var);
@@ -175,8 +177,8 @@ fence_node(const char *node, char *out, size_t outlen, const char **why)
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     *why = "the fence-command failed: the node is not fenced";
-    log_err("fencing node %s: the fence-command failed (status %d): %s", node,
-            status, out);
+    log_err("fencing node %s: the fence-command failed (status %d): %s", node, status,
+            out);
     return -EIO;
   }
   log_info("fenced node %s: its overlays are free for the next connection", node);

@@ -33,8 +33,7 @@
 #define META_ALLOC_ID 1
 #define META_ALLOC_NAME "base:allocation"
 
-static struct log_limit unknown_export_log =
-  LOG_LIMIT(LOG_WARNING, "unknown exports");
+static struct log_limit unknown_export_log = LOG_LIMIT(LOG_WARNING, "unknown exports");
 
 static void
 outmsg_free_heap(struct outmsg *m)
@@ -44,8 +43,7 @@ outmsg_free_heap(struct outmsg *m)
 
 /* Queues hdr (hlen bytes) followed by a copy of data (dlen bytes). */
 static void
-queue_copy(struct conn *c, const void *hdr, size_t hlen, const void *data,
-           size_t dlen)
+queue_copy(struct conn *c, const void *hdr, size_t hlen, const void *data, size_t dlen)
 {
   struct outmsg *m = malloc(sizeof *m + dlen);
 
@@ -104,17 +102,16 @@ static uint16_t
 export_flags(const struct conn *c)
 {
   uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
-               NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |
-               NBD_FLAG_SEND_FAST_ZERO | NBD_FLAG_SEND_CACHE |
-               NBD_FLAG_CAN_MULTI_CONN;
+               NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO |
+               NBD_FLAG_SEND_CACHE | NBD_FLAG_CAN_MULTI_CONN;
 
   /* Every connection of one client shares one overlay, and a flush covers
    * all of it: that is what CAN_MULTI_CONN promises. */
   if (c->structured)
     f |= NBD_FLAG_SEND_DF;
   if (c->exp && export_readonly(c->exp))
-    f = (f & ~(NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |
-               NBD_FLAG_SEND_FAST_ZERO | NBD_FLAG_SEND_FUA)) |
+    f = (f & ~(NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO |
+               NBD_FLAG_SEND_FUA)) |
         NBD_FLAG_READ_ONLY;
   return f;
 }
@@ -123,15 +120,14 @@ export_flags(const struct conn *c)
 static void
 export_names(char *buf, size_t len)
 {
-  const size_t tail = 32;   /* kept for the end of a list cut short */
+  const size_t tail = 32; /* kept for the end of a list cut short */
   unsigned n;
   const struct export *all = config_exports(&n);
   size_t o = 0;
 
   snprintf(buf, len, "(none)");
   for (unsigned i = 0; i < n; i++) {
-    int k = snprintf(buf + o, len - tail - o, "%s%s", i ? ", " : "",
-                     all[i].name);
+    int k = snprintf(buf + o, len - tail - o, "%s%s", i ? ", " : "", all[i].name);
     if (k < 0 || (size_t)k >= len - tail - o) {
       /* Cut at the last whole name, and say how many there are. */
       snprintf(buf + o, len - o, "%s... (%u in all)", i ? ", " : "", n);
@@ -157,8 +153,8 @@ log_unknown_export(const struct conn *c, const struct export_request *req)
 /* Parses the export name and finds the export and the client identity.
  * Returns the export, or NULL with *err set to an NBD_REP_ERR_*. */
 static const struct export *
-find_export(struct conn *c, const char *name, size_t len,
-            struct export_request *req, uint32_t *err, const char **why)
+find_export(struct conn *c, const char *name, size_t len, struct export_request *req,
+            uint32_t *err, const char **why)
 {
   const struct export *exp;
 
@@ -198,17 +194,17 @@ find_export(struct conn *c, const char *name, size_t len,
 static uint32_t
 name_hash(const char *s, size_t len)
 {
-  uint32_t h = 2166136261u;   /* FNV-1a */
+  uint32_t h = 2166136261u; /* FNV-1a */
 
   for (size_t i = 0; i < len; i++)
     h = (h ^ (unsigned char)s[i]) * 16777619u;
-  return h | 1;               /* never 0, which means none */
+  return h | 1; /* never 0, which means none */
 }
 
 /* find_export(), and the log line of a client turned away. */
 static const struct export *
-lookup_export(struct conn *c, const char *name, size_t len,
-              struct export_request *req, uint32_t *err, const char **why)
+lookup_export(struct conn *c, const char *name, size_t len, struct export_request *req,
+              uint32_t *err, const char **why)
 {
   const struct export *exp = find_export(c, name, len, req, err, why);
   char quoted[128];
@@ -225,8 +221,7 @@ lookup_export(struct conn *c, const char *name, size_t len,
   if (*err == NBD_REP_ERR_UNKNOWN)
     log_unknown_export(c, req);
   else if (*err == NBD_REP_ERR_INVALID)
-    acl_log_bad_request(c->peer, log_quote(quoted, sizeof quoted, name, len),
-                        *why);
+    acl_log_bad_request(c->peer, log_quote(quoted, sizeof quoted, name, len), *why);
   else
     acl_log_refusal(c->peer, req->name, req->id, *why);
   return NULL;
@@ -266,8 +261,7 @@ static void
 send_info_block_size(struct conn *c)
 {
   uint16_t t = htobe16(NBD_INFO_BLOCK_SIZE);
-  uint32_t v[3] = { htobe32(1), htobe32(OVL_BLOCK_SIZE),
-                    htobe32(c->max_request) };
+  uint32_t v[3] = { htobe32(1), htobe32(OVL_BLOCK_SIZE), htobe32(c->max_request) };
   unsigned char buf[14];
 
   memcpy(buf, &t, 2);
@@ -342,7 +336,8 @@ opt_info_go(struct conn *c, const struct client_option *o)
   memcpy(&nreq, d + 4 + namelen, 2);
   nreq = be16toh(nreq);
   if (o->len != 6 + namelen + 2u * nreq) {
-    opt_error(c, NBD_REP_ERR_INVALID, "option length does not match its information requests");
+    opt_error(c, NBD_REP_ERR_INVALID,
+              "option length does not match its information requests");
     return;
   }
   c->want_name = c->want_desc = c->want_block_size = false;
@@ -365,7 +360,8 @@ opt_info_go(struct conn *c, const struct client_option *o)
     return;
   }
   if (overlay_peek_size(exp, req.id, &size) < 0)
-    opt_error(c, NBD_REP_ERR_PLATFORM, "the export's image cannot be opened (see the server log)");
+    opt_error(c, NBD_REP_ERR_PLATFORM,
+              "the export's image cannot be opened (see the server log)");
   else
     send_info(c, size); /* c->exp was for export_flags() only */
   c->exp = NULL;
@@ -414,17 +410,15 @@ static uint32_t
 attach_error(int r)
 {
   switch (r) {
-  case -EPERM:
-  case -EACCES:
-  case -EUSERS:
-  case -EDQUOT:
-  case -EBUSY:     /* served by another server (overlay-lock.c) */
-  case -EUCLEAN:   /* damaged: not served until the admin sees to it */
-    return NBD_REP_ERR_POLICY;
-  case -ESHUTDOWN:
-    return NBD_REP_ERR_SHUTDOWN;
-  default:
-    return NBD_REP_ERR_PLATFORM;
+    case -EPERM:
+    case -EACCES:
+    case -EUSERS:
+    case -EDQUOT:
+    case -EBUSY:   /* served by another server (overlay-lock.c) */
+    case -EUCLEAN: /* damaged: not served until the admin sees to it */
+      return NBD_REP_ERR_POLICY;
+    case -ESHUTDOWN: return NBD_REP_ERR_SHUTDOWN;
+    default: return NBD_REP_ERR_PLATFORM;
   }
 }
 
@@ -441,8 +435,8 @@ handshake_attached(struct conn *c, const char *id, int r, const char *why)
   if (r == -EBUSY) {
     /* Its lock is held (overlay-lock.c): the client's agent goes to
      * another server, which the message names as the reason. */
-    snprintf(busy, sizeof busy, "overlay %s/%s is served by another server",
-             c->exp->name, id);
+    snprintf(busy, sizeof busy, "overlay %s/%s is served by another server", c->exp->name,
+             id);
     why = busy;
   }
   if (r < 0) {
@@ -472,7 +466,8 @@ handshake_attach_timeout(struct conn *c)
 {
   char why[160];
 
-  snprintf(why, sizeof why, "the server could not open this client's overlay "
+  snprintf(why, sizeof why,
+           "the server could not open this client's overlay "
            "within %u s (attach-timeout): try again later",
            config.attach_timeout);
   acl_log_refusal(c->peer, NULL, NULL, why);
@@ -523,7 +518,8 @@ opt_meta_context(struct conn *c, const struct client_option *o)
   bool set = c->opt == NBD_OPT_SET_META_CONTEXT, match = false;
 
   if (set && !c->structured) {
-    opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_SET_META_CONTEXT needs structured replies first");
+    opt_error(c, NBD_REP_ERR_INVALID,
+              "NBD_OPT_SET_META_CONTEXT needs structured replies first");
     return;
   }
   if (o->len < 8) {
@@ -618,7 +614,7 @@ refuse_option(struct conn *c)
     opt_reply(c, NBD_REP_ACK, NULL, 0);
     conn_enter(c, CONN_ABORTING);
   } else if (c->opt == NBD_OPT_EXPORT_NAME) {
-    conn_close(c, NULL);   /* no error reply there; logged at accept */
+    conn_close(c, NULL); /* no error reply there; logged at accept */
   } else {
     opt_error(c, NBD_REP_ERR_POLICY, c->refusal);
   }
@@ -633,34 +629,28 @@ handshake_option(struct conn *c, const struct client_option *o)
     return;
   }
   switch (o->code) {
-  case NBD_OPT_EXPORT_NAME:
-    opt_export_name(c, o);
-    return; /* attaching, transmission or closed */
-  case NBD_OPT_ABORT:
-    opt_reply(c, NBD_REP_ACK, NULL, 0);
-    conn_enter(c, CONN_ABORTING);
-    return;
-  case NBD_OPT_LIST:
-    opt_list(c, o);
-    return;
-  case NBD_OPT_STRUCTURED_REPLY:
-    if (o->len != 0) {
-      opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY takes no data");
+    case NBD_OPT_EXPORT_NAME:
+      opt_export_name(c, o);
+      return; /* attaching, transmission or closed */
+    case NBD_OPT_ABORT:
+      opt_reply(c, NBD_REP_ACK, NULL, 0);
+      conn_enter(c, CONN_ABORTING);
       return;
-    }
-    c->structured = true;
-    opt_reply(c, NBD_REP_ACK, NULL, 0);
-    return;
-  case NBD_OPT_INFO:
-  case NBD_OPT_GO:
-    opt_info_go(c, o); /* attaching: handshake_attached() goes on */
-    return;
-  case NBD_OPT_LIST_META_CONTEXT:
-  case NBD_OPT_SET_META_CONTEXT:
-    opt_meta_context(c, o);
-    return;
-  default:
-    opt_error(c, NBD_REP_ERR_UNSUP, "option not supported by nbdsrv");
-    return;
+    case NBD_OPT_LIST: opt_list(c, o); return;
+    case NBD_OPT_STRUCTURED_REPLY:
+      if (o->len != 0) {
+        opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY takes no data");
+        return;
+      }
+      c->structured = true;
+      opt_reply(c, NBD_REP_ACK, NULL, 0);
+      return;
+    case NBD_OPT_INFO:
+    case NBD_OPT_GO:
+      opt_info_go(c, o); /* attaching: handshake_attached() goes on */
+      return;
+    case NBD_OPT_LIST_META_CONTEXT:
+    case NBD_OPT_SET_META_CONTEXT: opt_meta_context(c, o); return;
+    default: opt_error(c, NBD_REP_ERR_UNSUP, "option not supported by nbdsrv"); return;
   }
 }

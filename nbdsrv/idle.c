@@ -58,7 +58,7 @@
 #define ATTACH_CALM_MS 200
 
 static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t watch_cond;   /* on CLOCK_MONOTONIC */
+static pthread_cond_t watch_cond; /* on CLOCK_MONOTONIC */
 static pthread_t watcher;
 static bool watcher_running, watcher_stop;
 /* Under idle_lock: whether jobs may run at SCHED_IDLE; whether the

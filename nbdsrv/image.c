@@ -122,8 +122,8 @@ image_content_id(const char *path, char *sha, size_t len)
 {
   char text[1024];
 
-  if (read_meta_of(path, text, sizeof text) > 0 &&
-      meta_value(text, "sha256", sha, len) && is_sha256(sha))
+  if (read_meta_of(path, text, sizeof text) > 0 && meta_value(text, "sha256", sha, len) &&
+      is_sha256(sha))
     return 0;
   sha[0] = '\0';
   return -ENOENT;
@@ -143,13 +143,12 @@ image_identify(struct image *img)
       meta_value(text, "id", id, sizeof id) &&
       meta_value(text, "sha256", img->sha256, sizeof img->sha256) &&
       is_sha256(img->sha256) &&
-      format_path(img->identity, sizeof img->identity,
-                  "nbdroot-base %s %s sha256:%s", name, id, img->sha256) == 0)
+      format_path(img->identity, sizeof img->identity, "nbdroot-base %s %s sha256:%s",
+                  name, id, img->sha256) == 0)
     return;
   img->sha256[0] = '\0';
-  snprintf(img->identity, sizeof img->identity,
-           "nbdroot-base %.64s - file:%llu:%lld", file,
-           (unsigned long long)img->size, (long long)img->mtime_ns);
+  snprintf(img->identity, sizeof img->identity, "nbdroot-base %.64s - file:%llu:%lld",
+           file, (unsigned long long)img->size, (long long)img->mtime_ns);
 }
 
 int
@@ -192,8 +191,7 @@ image_get(const char *path, struct image **out)
   img->refs = 1;
   img->next = images;
   images = img;
-  log_debug("opened base image %s (%llu bytes)", path,
-            (unsigned long long)img->size);
+  log_debug("opened base image %s (%llu bytes)", path, (unsigned long long)img->size);
   goto out;
 fail:
   if (img->fd >= 0)

@@ -56,18 +56,14 @@ static void
 expect_next(struct conn *c)
 {
   switch (c->stage) {
-  case CONN_FLAGS:
-    expect(c, UNIT_FLAGS, c->in.hdr, 4);
-    return;
-  case CONN_OPTIONS:
-    expect(c, UNIT_OPT_HEADER, c->in.hdr, sizeof(struct nbd_option_header));
-    return;
-  case CONN_TRANSMISSION:
-    expect(c, UNIT_REQ_HEADER, c->in.hdr, sizeof(struct nbd_request));
-    return;
-  default:
-    c->in.unit = UNIT_NONE;
-    return;
+    case CONN_FLAGS: expect(c, UNIT_FLAGS, c->in.hdr, 4); return;
+    case CONN_OPTIONS:
+      expect(c, UNIT_OPT_HEADER, c->in.hdr, sizeof(struct nbd_option_header));
+      return;
+    case CONN_TRANSMISSION:
+      expect(c, UNIT_REQ_HEADER, c->in.hdr, sizeof(struct nbd_request));
+      return;
+    default: c->in.unit = UNIT_NONE; return;
   }
 }
 
@@ -262,33 +258,24 @@ unit_done(struct conn *c)
 
   c->in.unit = UNIT_NONE;
   switch (u) {
-  case UNIT_FLAGS:
-    memcpy(&flags, c->in.hdr, 4);
-    handshake_flags(c, be32toh(flags));
-    return;
-  case UNIT_OPT_HEADER:
-    option_header(c);
-    return;
-  case UNIT_OPT_DATA:
-    give_option(c, c->in.opt, c->in.opt_data, c->in.need);
-    return;
-  case UNIT_OPT_SKIP:
-    handshake_too_big(c, c->in.opt);
-    return;
-  case UNIT_REQ_HEADER:
-    request_header(c);
-    return;
-  case UNIT_REQ_PAYLOAD:
-    r = c->in.cur;
-    if (r->chunked) {
-      payload_chunk(c, r);
+    case UNIT_FLAGS:
+      memcpy(&flags, c->in.hdr, 4);
+      handshake_flags(c, be32toh(flags));
       return;
-    }
-    c->in.cur = NULL;
-    transmit_request(r);
-    return;
-  case UNIT_NONE:
-    return;
+    case UNIT_OPT_HEADER: option_header(c); return;
+    case UNIT_OPT_DATA: give_option(c, c->in.opt, c->in.opt_data, c->in.need); return;
+    case UNIT_OPT_SKIP: handshake_too_big(c, c->in.opt); return;
+    case UNIT_REQ_HEADER: request_header(c); return;
+    case UNIT_REQ_PAYLOAD:
+      r = c->in.cur;
+      if (r->chunked) {
+        payload_chunk(c, r);
+        return;
+      }
+      c->in.cur = NULL;
+      transmit_request(r);
+      return;
+    case UNIT_NONE: return;
   }
 }
 
@@ -300,8 +287,7 @@ feed(struct conn *c, const char *p, size_t len)
 {
   size_t done = 0;
 
-  while (done < len && conn_reads(c) && c->stage != CONN_ATTACHING &&
-         !c->in.chunk_busy) {
+  while (done < len && conn_reads(c) && c->stage != CONN_ATTACHING && !c->in.chunk_busy) {
     size_t n;
 
     if (c->in.unit == UNIT_NONE) {

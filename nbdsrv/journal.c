@@ -70,8 +70,7 @@ append_pending(struct overlay *ov, size_t n)
   r = ovl_file_append(&ov->file, recs, n);
   free(recs);
   if (r == 0) {
-    memmove(ov->pending, ov->pending + n,
-            (ov->npending - n) * sizeof *ov->pending);
+    memmove(ov->pending, ov->pending + n, (ov->npending - n) * sizeof *ov->pending);
     ov->npending -= n;
     if (ov->npending == 0 && ov->cap_pending > 1024) {
       /* A big burst is over: give its memory back. */
@@ -84,8 +83,7 @@ append_pending(struct overlay *ov, size_t n)
 }
 
 int
-journal_record(struct overlay *ov, uint64_t first, uint64_t count,
-               enum ovl_state s)
+journal_record(struct overlay *ov, uint64_t first, uint64_t count, enum ovl_state s)
 {
   struct pending_record *last = ov->npending ? &ov->pending[ov->npending - 1] : NULL;
   bool extend;
@@ -118,8 +116,7 @@ journal_record(struct overlay *ov, uint64_t first, uint64_t count,
   }
   while (count > 0) {
     uint32_t n = count > UINT32_MAX ? UINT32_MAX : (uint32_t)count;
-    ov->pending[ov->npending++] =
-        (struct pending_record){ { first, n, s }, ov->seq };
+    ov->pending[ov->npending++] = (struct pending_record){ { first, n, s }, ov->seq };
     first += n;
     count -= n;
   }
@@ -130,9 +127,9 @@ journal_record(struct overlay *ov, uint64_t first, uint64_t count,
 
 static pthread_mutex_t cq_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cq_cond = PTHREAD_COND_INITIALIZER;
-static struct overlay **cq;          /* queued overlays (cq_lock) */
+static struct overlay **cq; /* queued overlays (cq_lock) */
 static size_t ncq, cap_cq;
-static struct overlay *cq_current;   /* being compacted */
+static struct overlay *cq_current; /* being compacted */
 static bool cq_stop, cq_running;
 static pthread_t cq_thread;
 
@@ -305,7 +302,8 @@ compact(struct overlay *ov)
   if (r < 0 && r != -ESTALE)
     log_err("overlay %s: cannot compact the journal: %s", ov->prefix, strerror(-r));
   else if (r == 0)
-    log_info("overlay %s: journal compacted in use, %" PRIu64 " KiB to %" PRIu64 " KiB in %" PRIu64 " ms (its requests held up %" PRIu64 " us)",
+    log_info("overlay %s: journal compacted in use, %" PRIu64 " KiB to %" PRIu64
+             " KiB in %" PRIu64 " ms (its requests held up %" PRIu64 " us)",
              ov->prefix, before >> 10, ov->compacted_end >> 10, now_ms() - t0, held);
 }
 
@@ -368,7 +366,8 @@ compact_at_close(struct overlay *ov)
 
   if (r == 0) {
     ov->compacted_end = ov->file.log_end;
-    log_info("overlay %s: journal compacted at close, %" PRIu64 " KiB to %" PRIu64 " KiB in %" PRIu64 " ms",
+    log_info("overlay %s: journal compacted at close, %" PRIu64 " KiB to %" PRIu64
+             " KiB in %" PRIu64 " ms",
              ov->prefix, before >> 10, ov->file.log_end >> 10, now_ms() - t0);
   }
   return r;
@@ -521,8 +520,7 @@ flush_advance(struct overlay *ov, struct journal_flush *f, int *fd)
 }
 
 int
-journal_flush_next(struct overlay *ov, struct journal_flush *f, int res,
-                   int *fd)
+journal_flush_next(struct overlay *ov, struct journal_flush *f, int res, int *fd)
 {
   int r;
 

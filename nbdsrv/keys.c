@@ -27,110 +27,95 @@
 #define E(field) offsetof(struct export, field), sizeof(((struct export *)0)->field)
 
 const struct key keys[] = {
-  { "listen", KEY_GENERIC, KT_LISTEN, "listen", 'l', 0, 0, ":10809",
-    true, true, G(listen), 0,
-    "address and port to listen on" },
+  { "listen", KEY_GENERIC, KT_LISTEN, "listen", 'l', 0, 0, ":10809", true, true,
+    G(listen), 0, "address and port to listen on" },
   { "overlay-dir", KEY_GENERIC, KT_PATH, "overlay-dir", 'o', 0, 0, "/var/lib/nbdsrv",
     false, true, G(overlay_dir), 0,
     "directory of the overlays, DIR/EXPORT/CLIENT.{map,data}" },
-  { "policy", KEY_GENERIC, KT_POLICY, "policy", 0, 0, 0, "persistent",
-    false, false, G(default_policy), 0,
-    "overlay policy of the exports that set none" },
-  { "quota", KEY_GENERIC, KT_SIZE, "quota", 0, 0, UINT64_MAX, "0",
-    false, false, G(default_quota), 0,
-    "overlay quota of the exports that set none (0: none)" },
-  { "journal-max", KEY_GENERIC, KT_SIZE, "journal-max", 0, 0, UINT64_MAX, "256K",
-    false, false, G(journal_max), 0,
+  { "policy", KEY_GENERIC, KT_POLICY, "policy", 0, 0, 0, "persistent", false, false,
+    G(default_policy), 0, "overlay policy of the exports that set none" },
+  { "quota", KEY_GENERIC, KT_SIZE, "quota", 0, 0, UINT64_MAX, "0", false, false,
+    G(default_quota), 0, "overlay quota of the exports that set none (0: none)" },
+  { "journal-max", KEY_GENERIC, KT_SIZE, "journal-max", 0, 0, UINT64_MAX, "256K", false,
+    false, G(journal_max), 0,
     "journal growth that has an overlay in use compacted (0: only when closed)" },
   /* Over them a connection is not read from until it drained: TCP's
    * backpressure, never an error. */
-  { "memory-budget", KEY_GENERIC, KT_SIZE, "memory-budget", 0, 64u << 10, UINT64_MAX, "1G",
-    false, false, G(memory_budget), 0,
+  { "memory-budget", KEY_GENERIC, KT_SIZE, "memory-budget", 0, 64u << 10, UINT64_MAX,
+    "1G", false, false, G(memory_budget), 0,
     "memory all connections together may make the server hold" },
-  { "connection-budget", KEY_GENERIC, KT_SIZE, "connection-budget", 0, 64u << 10, UINT64_MAX, "8M",
-    false, false, G(conn_budget), 0,
+  { "connection-budget", KEY_GENERIC, KT_SIZE, "connection-budget", 0, 64u << 10,
+    UINT64_MAX, "8M", false, false, G(conn_budget), 0,
     "memory one connection may make the server hold" },
   { "ephemeral-linger", KEY_GENERIC, KT_SECS, "ephemeral-linger", 0, 0, 86400 * 365, "60",
     false, false, G(ephemeral_linger), 0,
     "seconds an ephemeral overlay outlives its client" },
-  { "shared-pin-timeout", KEY_GENERIC, KT_SECS, "shared-pin-timeout", 0, 0, 86400 * 365, "600",
-    false, false, G(shared_pin_timeout), 0,
+  { "shared-pin-timeout", KEY_GENERIC, KT_SECS, "shared-pin-timeout", 0, 0, 86400 * 365,
+    "600", false, false, G(shared_pin_timeout), 0,
     "seconds a shared-readonly client without boot id keeps its base version after its last connection" },
-  { "threads", KEY_GENERIC, KT_UINT, "threads", 't', 0, 256, "0",
-    false, true, G(threads), 0,
-    "worker threads (0: one per CPU)" },
+  { "threads", KEY_GENERIC, KT_UINT, "threads", 't', 0, 256, "0", false, true, G(threads),
+    0, "worker threads (0: one per CPU)" },
   { "max-connections", KEY_GENERIC, KT_UINT, "max-connections", 0, 0, 1000000, "8192",
-    false, false, G(max_conns), 0,
-    "connections in all (0: no limit)" },
-  { "max-connections-per-address", KEY_GENERIC, KT_UINT, "max-connections-per-address",
-    0, 0, 1000000, "256", false, false, G(max_conns_per_addr), 0,
+    false, false, G(max_conns), 0, "connections in all (0: no limit)" },
+  { "max-connections-per-address", KEY_GENERIC, KT_UINT, "max-connections-per-address", 0,
+    0, 1000000, "256", false, false, G(max_conns_per_addr), 0,
     "connections from one client address (0: no limit)" },
   { "handshake-timeout", KEY_GENERIC, KT_SECS, "handshake-timeout", 0, 0, 86400, "30",
     false, false, G(handshake_timeout), 0,
     "seconds a client has for the NBD handshake (0: no limit)" },
-  { "attach-timeout", KEY_GENERIC, KT_SECS, "attach-timeout", 0, 0, 86400, "120",
-    false, false, G(attach_timeout), 0,
+  { "attach-timeout", KEY_GENERIC, KT_SECS, "attach-timeout", 0, 0, 86400, "120", false,
+    false, G(attach_timeout), 0,
     "seconds a client may wait for its overlay to open (0: no limit)" },
-  { "keepalive", KEY_GENERIC, KT_SECS, "keepalive", 0, 0, 86400, "60",
-    false, false, G(keepalive), 0,
-    "idle seconds before TCP keepalive probes (0: off)" },
+  { "keepalive", KEY_GENERIC, KT_SECS, "keepalive", 0, 0, 86400, "60", false, false,
+    G(keepalive), 0, "idle seconds before TCP keepalive probes (0: off)" },
   /* At least a block; at most what a sane amount of memory per request
    * allows. */
-  { "max-request", KEY_GENERIC, KT_SIZE, "max-request", 0, OVL_BLOCK_SIZE, 128u << 20, "32M",
-    false, false, G(max_request), 0,
+  { "max-request", KEY_GENERIC, KT_SIZE, "max-request", 0, OVL_BLOCK_SIZE, 128u << 20,
+    "32M", false, false, G(max_request), 0,
     "largest read or write of a client that asks for the block sizes" },
-  { "control-socket", KEY_GENERIC, KT_SOCKET, "control-socket", 0, 0, 0, "/run/nbdsrv.sock",
-    false, true, G(control_socket), offsetof(struct config, control_socket_set),
-    "socket of nbdsrv ctl, or none" },
-  { "control-group", KEY_GENERIC, KT_TEXT, "control-group", 0, 0, 0, NULL,
-    false, true, G(control_group), 0,
-    "group that may use nbdsrv ctl, beside root" },
-  { "fence-command", KEY_GENERIC, KT_TEXT, "fence-command", 0, 0, 0, NULL,
-    false, false, G(fence_command), 0,
+  { "control-socket", KEY_GENERIC, KT_SOCKET, "control-socket", 0, 0, 0,
+    "/run/nbdsrv.sock", false, true, G(control_socket),
+    offsetof(struct config, control_socket_set), "socket of nbdsrv ctl, or none" },
+  { "control-group", KEY_GENERIC, KT_TEXT, "control-group", 0, 0, 0, NULL, false, true,
+    G(control_group), 0, "group that may use nbdsrv ctl, beside root" },
+  { "fence-command", KEY_GENERIC, KT_TEXT, "fence-command", 0, 0, 0, NULL, false, false,
+    G(fence_command), 0,
     "shell command nbdsrv ctl fence NODE runs to fence a dead server" },
-  { "trace", KEY_GENERIC, KT_PATH, "trace", 0, 0, 0, NULL,
-    false, true, G(trace), 0,
+  { "trace", KEY_GENERIC, KT_PATH, "trace", 0, 0, 0, NULL, false, true, G(trace), 0,
     "file to append one line per request to" },
 
-  { "image", KEY_EXPORT, KT_PATH, NULL, 0, 0, 0, NULL,
-    false, false, E(image), 0,
+  { "image", KEY_EXPORT, KT_PATH, NULL, 0, 0, 0, NULL, false, false, E(image), 0,
     "image file or image-store directory (required)" },
-  { "description", KEY_EXPORT, KT_TEXT, NULL, 0, 0, 0, NULL,
-    false, false, E(description), 0,
-    "description shown to clients" },
-  { "policy", KEY_EXPORT, KT_POLICY, NULL, 0, 0, 0, "[generic]",
-    false, false, E(policy), offsetof(struct export, policy_set),
+  { "description", KEY_EXPORT, KT_TEXT, NULL, 0, 0, 0, NULL, false, false, E(description),
+    0, "description shown to clients" },
+  { "policy", KEY_EXPORT, KT_POLICY, NULL, 0, 0, 0, "[generic]", false, false, E(policy),
+    offsetof(struct export, policy_set),
     "persistent, reset-on-boot, ephemeral or shared-readonly" },
-  { "readonly", KEY_EXPORT, KT_BOOL, NULL, 0, 0, 0, "false",
-    false, false, E(readonly), 0,
+  { "readonly", KEY_EXPORT, KT_BOOL, NULL, 0, 0, 0, "false", false, false, E(readonly), 0,
     "clients may not write" },
-  { "quota", KEY_EXPORT, KT_SIZE, NULL, 0, 0, UINT64_MAX, "[generic]",
-    false, false, E(quota), offsetof(struct export, quota_set),
+  { "quota", KEY_EXPORT, KT_SIZE, NULL, 0, 0, UINT64_MAX, "[generic]", false, false,
+    E(quota), offsetof(struct export, quota_set),
     "most data one client's overlay may hold (0: none)" },
-  { "max-overlays", KEY_EXPORT, KT_UINT, NULL, 0, 0, 100000000, "0",
-    false, false, E(max_overlays), 0,
-    "client overlays the export may have (0: no limit)" },
-  { "max-overlays-per-address", KEY_EXPORT, KT_UINT, NULL, 0, 0, 100000000, "0",
-    false, false, E(max_overlays_per_addr), 0,
+  { "max-overlays", KEY_EXPORT, KT_UINT, NULL, 0, 0, 100000000, "0", false, false,
+    E(max_overlays), 0, "client overlays the export may have (0: no limit)" },
+  { "max-overlays-per-address", KEY_EXPORT, KT_UINT, NULL, 0, 0, 100000000, "0", false,
+    false, E(max_overlays_per_addr), 0,
     "client overlays one source address may create (0: no limit)" },
-  { "max-overlay-space", KEY_EXPORT, KT_SIZE, NULL, 0, 0, UINT64_MAX, "0",
-    false, false, E(max_overlay_space), 0,
+  { "max-overlay-space", KEY_EXPORT, KT_SIZE, NULL, 0, 0, UINT64_MAX, "0", false, false,
+    E(max_overlay_space), 0,
     "disk space of all overlays past which no new one is created (0: no limit)" },
   { "max-overlay-space-per-address", KEY_EXPORT, KT_SIZE, NULL, 0, 0, UINT64_MAX, "0",
     false, false, E(max_overlay_space_per_addr), 0,
     "the same for the overlays of one source address (0: no limit)" },
-  { "allow", KEY_EXPORT, KT_ADDRLIST, NULL, 0, 0, 0, NULL,
-    true, false, E(allow), 0,
+  { "allow", KEY_EXPORT, KT_ADDRLIST, NULL, 0, 0, 0, NULL, true, false, E(allow), 0,
     "only these client addresses may use the export" },
-  { "deny", KEY_EXPORT, KT_ADDRLIST, NULL, 0, 0, 0, NULL,
-    true, false, E(deny), 0,
+  { "deny", KEY_EXPORT, KT_ADDRLIST, NULL, 0, 0, 0, NULL, true, false, E(deny), 0,
     "these client addresses may not use the export" },
-  { "pin", KEY_EXPORT, KT_PIN, NULL, 0, 0, 0, NULL,
-    true, false, offsetof(struct export, pins), 0, 0,
+  { "pin", KEY_EXPORT, KT_PIN, NULL, 0, 0, 0, NULL, true, false,
+    offsetof(struct export, pins), 0, 0,
     "'ID ADDRLIST': client ID only from these addresses" },
-  { "require-pin", KEY_EXPORT, KT_BOOL, NULL, 0, 0, 0, "false",
-    false, false, E(require_pin), 0,
-    "client IDs must be pinned" },
+  { "require-pin", KEY_EXPORT, KT_BOOL, NULL, 0, 0, 0, "false", false, false,
+    E(require_pin), 0, "client IDs must be pinned" },
 };
 const unsigned nkeys = sizeof keys / sizeof keys[0];
 
@@ -147,10 +132,10 @@ const char *
 key_syntax(const struct key *k)
 {
   static const char *const names[] = {
-    [KT_LISTEN] = "ADDR[:PORT]", [KT_PATH] = "PATH", [KT_SOCKET] = "PATH|none",
-    [KT_POLICY] = "POLICY", [KT_UINT] = "N", [KT_SECS] = "SECS",
-    [KT_SIZE] = "SIZE", [KT_BOOL] = "BOOL", [KT_TEXT] = "TEXT",
-    [KT_ADDRLIST] = "ADDRLIST", [KT_PIN] = "ID+ADDRLIST",
+    [KT_LISTEN] = "ADDR[:PORT]", [KT_PATH] = "PATH",       [KT_SOCKET] = "PATH|none",
+    [KT_POLICY] = "POLICY",      [KT_UINT] = "N",          [KT_SECS] = "SECS",
+    [KT_SIZE] = "SIZE",          [KT_BOOL] = "BOOL",       [KT_TEXT] = "TEXT",
+    [KT_ADDRLIST] = "ADDRLIST",  [KT_PIN] = "ID+ADDRLIST",
   };
   return names[k->type];
 }
@@ -161,36 +146,30 @@ key_expects(const struct key *k, char *buf, size_t len)
   char lo[32], hi[32];
 
   switch (k->type) {
-  case KT_LISTEN:
-    snprintf(buf, len, "expected ADDR, ADDR:PORT or [V6ADDR]:PORT (at most %d)",
-             NBDSRV_MAX_LISTEN);
-    break;
-  case KT_POLICY:
-    snprintf(buf, len, "expected persistent, reset-on-boot, ephemeral or shared-readonly");
-    break;
-  case KT_UINT:
-  case KT_SECS:
-    snprintf(buf, len, "expected %s from %llu to %llu", k->type == KT_SECS ? "seconds" : "a number",
-             (unsigned long long)k->min, (unsigned long long)k->max);
-    break;
-  case KT_SIZE:
-    snprintf(buf, len, "expected a size (such as 64K or 2G) from %s to %s",
-             size_text(k->min, lo), size_text(k->max, hi));
-    break;
-  case KT_BOOL:
-    snprintf(buf, len, "expected true or false");
-    break;
-  case KT_ADDRLIST:
-    snprintf(buf, len, "expected ADDR[/PREFIX][, ...]");
-    break;
-  case KT_PIN:
-    snprintf(buf, len, "expected 'ID ADDR[/PREFIX][, ...]'");
-    break;
-  case KT_PATH:
-  case KT_SOCKET:
-  case KT_TEXT:
-    snprintf(buf, len, "expected at most %zu bytes", k->size - 1);
-    break;
+    case KT_LISTEN:
+      snprintf(buf, len, "expected ADDR, ADDR:PORT or [V6ADDR]:PORT (at most %d)",
+               NBDSRV_MAX_LISTEN);
+      break;
+    case KT_POLICY:
+      snprintf(buf, len,
+               "expected persistent, reset-on-boot, ephemeral or shared-readonly");
+      break;
+    case KT_UINT:
+    case KT_SECS:
+      snprintf(buf, len, "expected %s from %llu to %llu",
+               k->type == KT_SECS ? "seconds" : "a number", (unsigned long long)k->min,
+               (unsigned long long)k->max);
+      break;
+    case KT_SIZE:
+      snprintf(buf, len, "expected a size (such as 64K or 2G) from %s to %s",
+               size_text(k->min, lo), size_text(k->max, hi));
+      break;
+    case KT_BOOL: snprintf(buf, len, "expected true or false"); break;
+    case KT_ADDRLIST: snprintf(buf, len, "expected ADDR[/PREFIX][, ...]"); break;
+    case KT_PIN: snprintf(buf, len, "expected 'ID ADDR[/PREFIX][, ...]'"); break;
+    case KT_PATH:
+    case KT_SOCKET:
+    case KT_TEXT: snprintf(buf, len, "expected at most %zu bytes", k->size - 1); break;
   }
   return buf;
 }
@@ -282,24 +261,17 @@ key_set(const struct key *k, void *base, const char *val)
   void *field = (char *)base + k->offset;
 
   switch (k->type) {
-  case KT_LISTEN:
-    return set_listen(base, val);
-  case KT_PATH:
-  case KT_SOCKET:
-  case KT_TEXT:
-    return set_string(k, field, val);
-  case KT_POLICY:
-    return policy_parse(val, field);
-  case KT_UINT:
-  case KT_SECS:
-  case KT_SIZE:
-    return set_number(k, field, val);
-  case KT_BOOL:
-    return set_bool(field, val);
-  case KT_ADDRLIST:
-    return cidr_list_add(field, val);
-  case KT_PIN:
-    return export_add_pin(base, val);
+    case KT_LISTEN: return set_listen(base, val);
+    case KT_PATH:
+    case KT_SOCKET:
+    case KT_TEXT: return set_string(k, field, val);
+    case KT_POLICY: return policy_parse(val, field);
+    case KT_UINT:
+    case KT_SECS:
+    case KT_SIZE: return set_number(k, field, val);
+    case KT_BOOL: return set_bool(field, val);
+    case KT_ADDRLIST: return cidr_list_add(field, val);
+    case KT_PIN: return export_add_pin(base, val);
   }
   return -EINVAL;
 }
@@ -363,39 +335,30 @@ key_format(const struct key *k, const void *base, char *buf, size_t len)
 
   buf[0] = '\0';
   switch (k->type) {
-  case KT_LISTEN:
-    format_listen(base, buf, len);
-    break;
-  case KT_PATH:
-  case KT_TEXT:
-    snprintf(buf, len, "%s", (const char *)field);
-    break;
-  case KT_SOCKET:
-    snprintf(buf, len, "%s", *(const char *)field ? (const char *)field : "none");
-    break;
-  case KT_POLICY:
-    snprintf(buf, len, "%s", policy_name(*(const enum policy *)field));
-    break;
-  case KT_UINT:
-  case KT_SECS:
-    snprintf(buf, len, "%u", *(const unsigned *)field);
-    break;
-  case KT_SIZE: {
-    char s[32];
-    snprintf(buf, len, "%s",
-             size_text(k->size == sizeof(uint64_t) ? *(const uint64_t *)field
-                                                   : *(const uint32_t *)field, s));
-    break;
-  }
-  case KT_BOOL:
-    snprintf(buf, len, "%s", *(const bool *)field ? "true" : "false");
-    break;
-  case KT_ADDRLIST:
-    cidr_list_format(field, buf, len);
-    break;
-  case KT_PIN:
-    format_pins(base, buf, len);
-    break;
+    case KT_LISTEN: format_listen(base, buf, len); break;
+    case KT_PATH:
+    case KT_TEXT: snprintf(buf, len, "%s", (const char *)field); break;
+    case KT_SOCKET:
+      snprintf(buf, len, "%s", *(const char *)field ? (const char *)field : "none");
+      break;
+    case KT_POLICY:
+      snprintf(buf, len, "%s", policy_name(*(const enum policy *)field));
+      break;
+    case KT_UINT:
+    case KT_SECS: snprintf(buf, len, "%u", *(const unsigned *)field); break;
+    case KT_SIZE: {
+      char s[32];
+      snprintf(buf, len, "%s",
+               size_text(k->size == sizeof(uint64_t) ? *(const uint64_t *)field
+                                                     : *(const uint32_t *)field,
+                         s));
+      break;
+    }
+    case KT_BOOL:
+      snprintf(buf, len, "%s", *(const bool *)field ? "true" : "false");
+      break;
+    case KT_ADDRLIST: cidr_list_format(field, buf, len); break;
+    case KT_PIN: format_pins(base, buf, len); break;
   }
 }
 
@@ -429,8 +392,8 @@ config_print(FILE *fp, const struct config *cfg)
 void
 keys_list(FILE *fp)
 {
-  fprintf(fp, "%-8s %-28s %-31s %-12s %-17s %s\n", "SECTION", "KEY", "OPTION",
-          "VALUE", "DEFAULT", "MEANING");
+  fprintf(fp, "%-8s %-28s %-31s %-12s %-17s %s\n", "SECTION", "KEY", "OPTION", "VALUE",
+          "DEFAULT", "MEANING");
   for (unsigned i = 0; i < nkeys; i++) {
     const struct key *k = &keys[i];
     char opt[64];
@@ -440,9 +403,9 @@ keys_list(FILE *fp)
     else
       snprintf(opt, sizeof opt, "-");
     fprintf(fp, "%-8s %-28s %-31s %-12s %-17s %s%s%s\n",
-            k->scope == KEY_GENERIC ? "generic" : "export", k->name, opt,
-            key_syntax(k), k->def ? k->def : "-", k->help,
-            k->repeatable ? " (repeatable)" : "", k->restart ? " (restart)" : "");
+            k->scope == KEY_GENERIC ? "generic" : "export", k->name, opt, key_syntax(k),
+            k->def ? k->def : "-", k->help, k->repeatable ? " (repeatable)" : "",
+            k->restart ? " (restart)" : "");
   }
 }
 
@@ -456,8 +419,10 @@ static const struct {
   { "exportname", "nbd-server's exportname is 'image' here" },
   { "port", "nbd-server's port is 'listen = :PORT' in [generic] here" },
   { "listenaddr", "nbd-server's listenaddr is 'listen = ADDR' in [generic] here" },
-  { "authfile", "nbd-server's authfile is 'allow = ADDRLIST' in the export's section here" },
-  { "copyonwrite", "every client always gets its own copy-on-write overlay here: drop it" },
+  { "authfile",
+    "nbd-server's authfile is 'allow = ADDRLIST' in the export's section here" },
+  { "copyonwrite",
+    "every client always gets its own copy-on-write overlay here: drop it" },
   { "temporary", "nbd-server's temporary is 'policy = ephemeral' here" },
   { "timeout", "did you mean 'handshake-timeout'?" },
   { "maxconnections", "did you mean 'max-connections'?" },
@@ -550,10 +515,10 @@ const char *
 policy_name(enum policy p)
 {
   switch (p) {
-  case POLICY_PERSISTENT: return "persistent";
-  case POLICY_RESET_ON_BOOT: return "reset-on-boot";
-  case POLICY_EPHEMERAL: return "ephemeral";
-  case POLICY_SHARED_READONLY: return "shared-readonly";
+    case POLICY_PERSISTENT: return "persistent";
+    case POLICY_RESET_ON_BOOT: return "reset-on-boot";
+    case POLICY_EPHEMERAL: return "ephemeral";
+    case POLICY_SHARED_READONLY: return "shared-readonly";
   }
   return "?";
 }

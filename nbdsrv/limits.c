@@ -24,7 +24,7 @@
 struct addr_count {
   struct addr_count *next;
   unsigned n;
-  char addr[INET6_ADDRSTRLEN + 4];   /* limit_key() */
+  char addr[INET6_ADDRSTRLEN + 4]; /* limit_key() */
 };
 
 static pthread_mutex_t limits_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -57,7 +57,7 @@ limit_key(const char *addr, char out[INET6_ADDRSTRLEN + 4])
 static unsigned
 hash_addr(const char *s)
 {
-  unsigned h = 2166136261u;   /* FNV-1a */
+  unsigned h = 2166136261u; /* FNV-1a */
 
   for (; *s; s++)
     h = (h ^ (unsigned char)*s) * 16777619u;
@@ -78,7 +78,8 @@ limits_enter(const char *peer)
     if (strcmp(a->addr, addr) == 0)
       break;
   if (config.max_conns && total >= config.max_conns) {
-    why = "the server has as many connections as it takes (max-connections): try again later";
+    why =
+        "the server has as many connections as it takes (max-connections): try again later";
   } else if (config.max_conns_per_addr && a && a->n >= config.max_conns_per_addr) {
     why = "too many connections from this address (max-connections-per-address)";
   } else if (!a && !(a = calloc(1, sizeof *a))) {

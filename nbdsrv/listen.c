@@ -42,15 +42,14 @@
 #include "nbdsrv.h"
 #include "vec.h"
 
-#define TCP_LISTEN_STATE 0x0A   /* TCP_LISTEN in /proc/net/tcp */
+#define TCP_LISTEN_STATE 0x0A /* TCP_LISTEN in /proc/net/tcp */
 
 /* The inodes of the sockets listening on port, other than self, whose
  * local address is addr_hex or all zeroes (as /proc/net/tcp spells
  * them); the count, or -errno. */
 static int
 other_listeners(const char *table, unsigned port, const char *addr_hex,
-                unsigned long self, unsigned long **inos, size_t *n,
-                size_t *cap)
+                unsigned long self, unsigned long **inos, size_t *n, size_t *cap)
 {
   char line[512];
   FILE *f = fopen(table, "re");
@@ -62,10 +61,10 @@ other_listeners(const char *table, unsigned port, const char *addr_hex,
     unsigned st, lport;
     unsigned long ino;
 
-    if (sscanf(line, " %*u: %63s %*s %x %*s %*s %*s %*u %*u %lu", local, &st,
-               &ino) != 3 || st != TCP_LISTEN_STATE || ino == self ||
-        !(colon = strchr(local, ':')) || sscanf(colon + 1, "%x", &lport) != 1 ||
-        lport != port)
+    if (sscanf(line, " %*u: %63s %*s %x %*s %*s %*s %*u %*u %lu", local, &st, &ino) !=
+            3 ||
+        st != TCP_LISTEN_STATE || ino == self || !(colon = strchr(local, ':')) ||
+        sscanf(colon + 1, "%x", &lport) != 1 || lport != port)
       continue;
     *colon = '\0';
     if (strcmp(local, addr_hex) != 0 && strspn(local, "0") != strlen(local))
@@ -89,7 +88,7 @@ held_by_a_process(const unsigned long *inos, size_t n)
   bool held = false;
 
   if (!proc)
-    return true;   /* cannot tell: assume the worst */
+    return true; /* cannot tell: assume the worst */
   while (!held && (p = readdir(proc))) {
     char dir[300], link[600], target[64];
     struct dirent *fd;
@@ -125,8 +124,8 @@ held_by_a_process(const unsigned long *inos, size_t n)
  * of the address in memory order, as 32-bit words in host order) and its
  * table. */
 static void
-proc_address(const struct sockaddr *sa, char *hex, size_t len,
-             const char **table, unsigned *port)
+proc_address(const struct sockaddr *sa, char *hex, size_t len, const char **table,
+             unsigned *port)
 {
   const uint32_t *w;
   unsigned nw;
@@ -165,14 +164,14 @@ check_shared(int fd, const struct sockaddr *sa)
   if (fstat(fd, &st) < 0)
     return -errno;
   proc_address(sa, hex, sizeof hex, &table, &port);
-  r = other_listeners(table, port, hex, (unsigned long)st.st_ino, &inos, &n,
-                      &cap);
+  r = other_listeners(table, port, hex, (unsigned long)st.st_ino, &inos, &n, &cap);
   if (r == 0 && n > 0) {
     if (held_by_a_process(inos, n))
       r = -EADDRINUSE;
     else
-      log_info("port %u: the listening socket of a server that died is still being torn down by the kernel; sharing the port with it until it goes",
-               port);
+      log_info(
+          "port %u: the listening socket of a server that died is still being torn down by the kernel; sharing the port with it until it goes",
+          port);
   }
   free(inos);
   return r;
@@ -189,7 +188,8 @@ bind_wait(int fd, const struct sockaddr *sa, socklen_t len)
     if (errno != EADDRINUSE || tries == 100)
       return -1;
     if (tries == 0)
-      fprintf(stderr, "nbdsrv: address in use; waiting up to 10 s for it to be released\n");
+      fprintf(stderr,
+              "nbdsrv: address in use; waiting up to 10 s for it to be released\n");
     usleep(100 * 1000);
   }
 }

@@ -25,12 +25,12 @@
  */
 #include <config.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,11 +44,10 @@
 #include "util.h"
 #include "vec.h"
 
-
 #define RING_ENTRIES 1024
 #define CQ_ENTRIES 16384
 #define SLOTS_PER_WORKER 8192
-#define RECV_BUFS 128          /* power of two */
+#define RECV_BUFS 128 /* power of two */
 #define RECV_BUF_SIZE (32u << 10)
 
 static struct worker *workers;
@@ -58,7 +57,7 @@ static unsigned nlisten_fds;
 
 /* ---- accept ---- */
 
-static unsigned next_worker;     /* whose turn it is to get a connection */
+static unsigned next_worker; /* whose turn it is to get a connection */
 
 static void
 arm_accept(struct worker *w)
@@ -105,8 +104,8 @@ serve(struct worker *w, int fd)
 static void
 recycle_buffer(struct worker *w, unsigned bid)
 {
-  io_uring_buf_ring_add(w->br, w->bufs + (size_t)bid * w->buf_size,
-                        w->buf_size, bid, io_uring_buf_ring_mask(w->nbufs), 0);
+  io_uring_buf_ring_add(w->br, w->bufs + (size_t)bid * w->buf_size, w->buf_size, bid,
+                        io_uring_buf_ring_mask(w->nbufs), 0);
   io_uring_buf_ring_advance(w->br, 1);
 }
 
@@ -129,8 +128,8 @@ recv_done(struct worker *w, struct conn *c, int res, unsigned flags)
     c->recv_cancelling = false;
   }
   if (res == 0) {
-    bool handshake = c->stage == CONN_FLAGS || c->stage == CONN_OPTIONS ||
-                     c->stage == CONN_ATTACHING;
+    bool handshake =
+        c->stage == CONN_FLAGS || c->stage == CONN_OPTIONS || c->stage == CONN_ATTACHING;
     conn_close(c, handshake ? "client went away during the handshake" : NULL);
     return;
   }
@@ -195,7 +194,7 @@ accept_done(struct worker *w, int res, unsigned flags)
   pthread_mutex_lock(&to->mbox_lock);
   if (VEC_RESERVE(to->mbox, to->mbox_cap, to->mbox_n + 1) < 0) {
     pthread_mutex_unlock(&to->mbox_lock);
-    serve(w, res);   /* keep it here rather than lose it */
+    serve(w, res); /* keep it here rather than lose it */
     return;
   }
   to->mbox[to->mbox_n++] = res;
@@ -394,7 +393,7 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
   if (kind == UD_IO) {
     struct request *r = (struct request *)(uintptr_t)(ud & 0x0000fffffffffff0ull);
     w->ops_inflight--;
-    c = r->c;   /* r may be gone after, c stays until conn_settle */
+    c = r->c; /* r may be gone after, c stays until conn_settle */
     transmit_io_done(r, (unsigned)(ud >> 48), cqe->res);
     settle(c);
     return;
@@ -402,51 +401,45 @@ handle_cqe(struct worker *w, struct io_uring_cqe *cqe)
   if (!(cqe->flags & IORING_CQE_F_MORE))
     w->ops_inflight--;
   switch (kind) {
-  case UD_ACCEPT:
-    accept_done(w, cqe->res, cqe->flags);
-    return;
-  case UD_WAKE:
-    KERNEL_WROTE(&w->wake_buf, sizeof w->wake_buf);
-    if (!w->stopping && __atomic_load_n(&w->stop_requested, __ATOMIC_ACQUIRE))
-      worker_begin_stop(w);
-    adopt_connections(w);   /* when stopping, closes them */
-    attach_collect(w, attach_done);
-    close_kicked(w);
-    /* A stopping worker listens only for the overlays it waits for. */
-    if (!w->stopping || w->attaching)
-      arm_wake(w);
-    return;
-  case UD_TICK:
-    tick_done(w);
-    return;
-  case UD_CANCEL:
-    return;
-  case UD_RECV:
-  case UD_SEND:
-  case UD_POLL_OUT:
-  case UD_STREAM_READ: {
-    unsigned slot = (ud >> 4) & 0xfffffff;
-    uint32_t gen = ud >> 32;
-    c = slot < w->nslots ? w->conns[slot] : NULL;
-    if (!c || c->gen != gen) {
-      /* Stale: the connection is gone.  Return any buffer it picked. */
-      if (cqe->flags & IORING_CQE_F_BUFFER)
-        recycle_buffer(w, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+    case UD_ACCEPT: accept_done(w, cqe->res, cqe->flags); return;
+    case UD_WAKE:
+      KERNEL_WROTE(&w->wake_buf, sizeof w->wake_buf);
+      if (!w->stopping && __atomic_load_n(&w->stop_requested, __ATOMIC_ACQUIRE))
+        worker_begin_stop(w);
+      adopt_connections(w); /* when stopping, closes them */
+      attach_collect(w, attach_done);
+      close_kicked(w);
+      /* A stopping worker listens only for the overlays it waits for. */
+      if (!w->stopping || w->attaching)
+        arm_wake(w);
+      return;
+    case UD_TICK: tick_done(w); return;
+    case UD_CANCEL: return;
+    case UD_RECV:
+    case UD_SEND:
+    case UD_POLL_OUT:
+    case UD_STREAM_READ: {
+      unsigned slot = (ud >> 4) & 0xfffffff;
+      uint32_t gen = ud >> 32;
+      c = slot < w->nslots ? w->conns[slot] : NULL;
+      if (!c || c->gen != gen) {
+        /* Stale: the connection is gone.  Return any buffer it picked. */
+        if (cqe->flags & IORING_CQE_F_BUFFER)
+          recycle_buffer(w, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        return;
+      }
+      if (kind == UD_RECV)
+        recv_done(w, c, cqe->res, cqe->flags);
+      else if (kind == UD_SEND)
+        conn_send_done(c, cqe->res);
+      else if (kind == UD_POLL_OUT)
+        conn_poll_out_done(c, cqe->res);
+      else
+        conn_stream_read_done(c, cqe->res);
+      settle(c);
       return;
     }
-    if (kind == UD_RECV)
-      recv_done(w, c, cqe->res, cqe->flags);
-    else if (kind == UD_SEND)
-      conn_send_done(c, cqe->res);
-    else if (kind == UD_POLL_OUT)
-      conn_poll_out_done(c, cqe->res);
-    else
-      conn_stream_read_done(c, cqe->res);
-    settle(c);
-    return;
-  }
-  default:
-    log_err("unexpected completion 0x%llx", (unsigned long long)ud);
+    default: log_err("unexpected completion 0x%llx", (unsigned long long)ud);
   }
 }
 
@@ -457,14 +450,15 @@ setup_ring(struct worker *w)
   int r;
 
   memset(&p, 0, sizeof p);
-  p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
-            IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+  p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+            IORING_SETUP_DEFER_TASKRUN;
   p.cq_entries = CQ_ENTRIES;
   r = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
   if (r == -EINVAL) {
     /* Kernels before 6.1 lack DEFER_TASKRUN (and 6.0 SINGLE_ISSUER). */
     if (w->id == 0)
-      log_info("io_uring: kernel lacks SINGLE_ISSUER/DEFER_TASKRUN; using plain completions");
+      log_info(
+          "io_uring: kernel lacks SINGLE_ISSUER/DEFER_TASKRUN; using plain completions");
     memset(&p, 0, sizeof p);
     p.flags = IORING_SETUP_CQSIZE;
     p.cq_entries = CQ_ENTRIES;
@@ -472,20 +466,28 @@ setup_ring(struct worker *w)
   }
   if (r < 0) {
     log_err("io_uring setup failed: %s%s", strerror(-r),
-            r == -EPERM ? " (is io_uring disabled by sysctl kernel.io_uring_disabled?)" : "");
+            r == -EPERM ? " (is io_uring disabled by sysctl kernel.io_uring_disabled?)"
+                        : "");
     return r;
   }
 
   struct io_uring_probe *probe = io_uring_get_probe_ring(&w->ring);
-  static const struct { int op; const char *name; } need[] = {
-    { IORING_OP_ACCEPT, "ACCEPT" }, { IORING_OP_RECV, "RECV" },
-    { IORING_OP_SENDMSG, "SENDMSG" }, { IORING_OP_READ, "READ" },
-    { IORING_OP_WRITE, "WRITE" }, { IORING_OP_FSYNC, "FSYNC" },
+  static const struct {
+    int op;
+    const char *name;
+  } need[] = {
+    { IORING_OP_ACCEPT, "ACCEPT" },
+    { IORING_OP_RECV, "RECV" },
+    { IORING_OP_SENDMSG, "SENDMSG" },
+    { IORING_OP_READ, "READ" },
+    { IORING_OP_WRITE, "WRITE" },
+    { IORING_OP_FSYNC, "FSYNC" },
     { IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL" },
   };
   for (size_t i = 0; probe && i < ARRAY_SIZE(need); i++)
     if (!io_uring_opcode_supported(probe, need[i].op)) {
-      log_err("io_uring: kernel lacks IORING_OP_%s; nbdsrv needs Linux 6.0 or later", need[i].name);
+      log_err("io_uring: kernel lacks IORING_OP_%s; nbdsrv needs Linux 6.0 or later",
+              need[i].name);
       io_uring_free_probe(probe);
       return -ENOSYS;
     }
@@ -493,7 +495,8 @@ setup_ring(struct worker *w)
     io_uring_free_probe(probe);
   w->can_splice = !config.no_splice && pagecache_supported();
   if (!w->can_splice && !config.no_splice && w->id == 0)
-    log_info("kernel lacks cachestat(2) (Linux 6.5): large reads are copied, not spliced");
+    log_info(
+        "kernel lacks cachestat(2) (Linux 6.5): large reads are copied, not spliced");
 
   w->nslots = SLOTS_PER_WORKER;
   w->conns = calloc(w->nslots, sizeof *w->conns);
@@ -508,8 +511,8 @@ setup_ring(struct worker *w)
   size_t ring_bytes = RECV_BUFS * sizeof(struct io_uring_buf);
   w->nbufs = RECV_BUFS;
   w->buf_size = RECV_BUF_SIZE;
-  w->br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE,
-               MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  w->br =
+      mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (w->br == MAP_FAILED)
     return -errno;
   memset(&reg, 0, sizeof reg);
@@ -518,8 +521,9 @@ setup_ring(struct worker *w)
   reg.bgid = BUF_GROUP;
   r = io_uring_register_buf_ring(&w->ring, &reg, 0);
   if (r < 0) {
-    log_err("io_uring: cannot register a provided buffer ring (%s); nbdsrv needs Linux 5.19 or later",
-            strerror(-r));
+    log_err(
+        "io_uring: cannot register a provided buffer ring (%s); nbdsrv needs Linux 5.19 or later",
+        strerror(-r));
     return r;
   }
   w->bufs = malloc((size_t)w->nbufs * w->buf_size);
@@ -527,8 +531,8 @@ setup_ring(struct worker *w)
     return -ENOMEM;
   io_uring_buf_ring_init(w->br);
   for (unsigned i = 0; i < w->nbufs; i++)
-    io_uring_buf_ring_add(w->br, w->bufs + (size_t)i * w->buf_size, w->buf_size,
-                          i, io_uring_buf_ring_mask(w->nbufs), i);
+    io_uring_buf_ring_add(w->br, w->bufs + (size_t)i * w->buf_size, w->buf_size, i,
+                          io_uring_buf_ring_mask(w->nbufs), i);
   io_uring_buf_ring_advance(w->br, w->nbufs);
   return 0;
 }
@@ -593,7 +597,8 @@ worker_main(void *arg)
       log_err("io_uring_submit_and_wait: %s", strerror(-r));
       break;
     }
-    io_uring_for_each_cqe(&w->ring, head, cqe) {
+    io_uring_for_each_cqe(&w->ring, head, cqe)
+    {
       handle_cqe(w, cqe);
       n++;
     }
@@ -601,9 +606,8 @@ worker_main(void *arg)
   }
   if (w->trace_len)
     trace_flush(w);
-  log_info("worker %u: %llu large reads spliced from the page cache, %llu copied",
-           w->id, (unsigned long long)w->reads_spliced,
-           (unsigned long long)w->reads_copied);
+  log_info("worker %u: %llu large reads spliced from the page cache, %llu copied", w->id,
+           (unsigned long long)w->reads_spliced, (unsigned long long)w->reads_copied);
   return NULL;
 }
 

@@ -13,21 +13,21 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
-#include <stddef.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "log.h"
-#include "util.h"
 #include "nbdsrv.h"
+#include "util.h"
 
 /* The janitor tells the attach thread about overlays it closes. */
 static const struct janitor_hooks janitor_hooks = {
@@ -47,8 +47,8 @@ open_listeners(int *fds, unsigned *nfds)
     int r = getaddrinfo(la->host[0] ? la->host : NULL, la->port, &hints, &res);
 
     if (r) {
-      fprintf(stderr, "nbdsrv: cannot resolve listen address '%s': %s\n",
-              la->host, gai_strerror(r));
+      fprintf(stderr, "nbdsrv: cannot resolve listen address '%s': %s\n", la->host,
+              gai_strerror(r));
       return -EINVAL;
     }
     for (ai = res; ai; ai = ai->ai_next) {
@@ -65,11 +65,14 @@ open_listeners(int *fds, unsigned *nfds)
       if (listen_bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
         int e = errno;
         char host[256], port[32];
-        getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof host, port,
-                    sizeof port, NI_NUMERICHOST | NI_NUMERICSERV);
-        fprintf(stderr, "nbdsrv: cannot listen on %s port %s: %s%s\n", host,
-                port, strerror(e),
-                e == EADDRINUSE ? " (another server is using it: stop it or pick another port with -l)" : "");
+        getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof host, port, sizeof port,
+                    NI_NUMERICHOST | NI_NUMERICSERV);
+        fprintf(
+            stderr, "nbdsrv: cannot listen on %s port %s: %s%s\n", host, port,
+            strerror(e),
+            e == EADDRINUSE
+                ? " (another server is using it: stop it or pick another port with -l)"
+                : "");
         close(fd);
         freeaddrinfo(res);
         return -e;
@@ -118,9 +121,9 @@ raise_nofile(void)
     setrlimit(RLIMIT_NOFILE, &rl);
   }
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 8192)
-    log_warn("open file limit is %llu: that serves about %llu clients; raise it (ulimit -n, LimitNOFILE=)",
-             (unsigned long long)rl.rlim_cur,
-             (unsigned long long)rl.rlim_cur / 3);
+    log_warn(
+        "open file limit is %llu: that serves about %llu clients; raise it (ulimit -n, LimitNOFILE=)",
+        (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_cur / 3);
 }
 
 static int
@@ -152,8 +155,7 @@ notify_systemd(const char *state)
   socklen_t len;
   int fd;
 
-  if (!path || (path[0] != '/' && path[0] != '@') ||
-      strlen(path) >= sizeof sa.sun_path)
+  if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof sa.sun_path)
     return;
   memcpy(sa.sun_path, path, strlen(path));
   if (sa.sun_path[0] == '@')
@@ -180,7 +182,8 @@ open_control_socket(void)
   fd = ctl_listen(config.control_socket);
   if (fd >= 0 || config.control_socket_set)
     return fd;
-  log_warn("no control socket (nbdsrv ctl will not reach this server): set control-socket to a path of its own, or to none");
+  log_warn(
+      "no control socket (nbdsrv ctl will not reach this server): set control-socket to a path of its own, or to none");
   return -1;
 }
 
@@ -191,8 +194,8 @@ check_only(void)
   if (config_check_listen(&config) < 0)
     return 1;
   config_warn_unpinned(&config);
-  printf("nbdsrv: configuration OK: %u export%s, overlays in %s\n",
-         config.nexports, config.nexports == 1 ? "" : "s", config.overlay_dir);
+  printf("nbdsrv: configuration OK: %u export%s, overlays in %s\n", config.nexports,
+         config.nexports == 1 ? "" : "s", config.overlay_dir);
   for (unsigned i = 0; i < config.nexports; i++)
     printf("  %s: %s (%s%s)\n", config.exports[i].name, config.exports[i].image,
            policy_name(config.exports[i].policy),
@@ -233,7 +236,7 @@ start_serving(const int *fds, unsigned nfds)
   r = config_start();
   if (r == 0) {
     config_warn_unpinned(&config);
-    overlay_rename_old_macs();   /* before any client can open one */
+    overlay_rename_old_macs(); /* before any client can open one */
     overlay_remove_leftovers();
     r = journal_compactor_start();
   }
@@ -244,7 +247,8 @@ start_serving(const int *fds, unsigned nfds)
     return r;
   }
   for (unsigned i = 0; i < config.nlisten; i++)
-    log_info("listening on %s port %s", config.listen[i].host[0] ? config.listen[i].host : "*",
+    log_info("listening on %s port %s",
+             config.listen[i].host[0] ? config.listen[i].host : "*",
              config.listen[i].port);
   log_info("%u exports, overlays in %s, %u worker threads", config.nexports,
            config.overlay_dir, nthreads);
@@ -327,8 +331,7 @@ main(int argc, char **argv)
     return 1;
   if (config.check_only)
     return check_only();
-  if (open_listeners(fds, &nfds) < 0 ||
-      (config.trace[0] && trace_open(config.trace) < 0))
+  if (open_listeners(fds, &nfds) < 0 || (config.trace[0] && trace_open(config.trace) < 0))
     return 1;
   ctl_fd = open_control_socket();
   if (ctl_fd < 0 && config.control_socket[0] && config.control_socket_set)

@@ -64,8 +64,7 @@ census_each(const struct export *e, census_fn *fn, void *arg)
     char prefix[PATH_MAX];
     struct peer_addr a;
 
-    if (len < 5 || !ends_with(d->d_name, ".map") ||
-        !client_id_valid(d->d_name, len - 4))
+    if (len < 5 || !ends_with(d->d_name, ".map") || !client_id_valid(d->d_name, len - 4))
       continue;
     snprintf(x.id, sizeof x.id, "%.*s", (int)(len - 4), d->d_name);
     x.bytes = file_bytes(dirfd(dp), x.id, ".map", &x.mtime) +
@@ -119,7 +118,8 @@ minting_check(const struct export *e, const char *peer, const char **why)
     return -EUSERS;
   }
   if (e->max_overlays_per_addr && t.n_peer >= e->max_overlays_per_addr) {
-    *why = "this address has as many client overlays as it may (max-overlays-per-address)";
+    *why =
+        "this address has as many client overlays as it may (max-overlays-per-address)";
     return -EUSERS;
   }
   if (e->max_overlay_space && t.bytes >= e->max_overlay_space) {
@@ -127,7 +127,8 @@ minting_check(const struct export *e, const char *peer, const char **why)
     return -EDQUOT;
   }
   if (e->max_overlay_space_per_addr && t.bytes_peer >= e->max_overlay_space_per_addr) {
-    *why = "this address's overlays take all the space they may (max-overlay-space-per-address)";
+    *why =
+        "this address's overlays take all the space they may (max-overlay-space-per-address)";
     return -EDQUOT;
   }
   return 0;

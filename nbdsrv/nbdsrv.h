@@ -62,11 +62,11 @@
  * pieces of at most this much (aligned to it on the disk), so that what
  * a request holds does not grow with its length. */
 #define NBDSRV_CHUNK (1u << 20)
-#define NBDSRV_MAX_OPTION  (64u << 10)       /* max option data we parse */
-#define NBDSRV_MAX_DISCARD (16u << 20)       /* larger options: disconnect */
-#define NBDSRV_MAX_CONN_REQS 256             /* per-connection requests */
+#define NBDSRV_MAX_OPTION (64u << 10)  /* max option data we parse */
+#define NBDSRV_MAX_DISCARD (16u << 20) /* larger options: disconnect */
+#define NBDSRV_MAX_CONN_REQS 256       /* per-connection requests */
 #define NBDSRV_MAX_LISTEN 16
-#define NBDSRV_MAX_KEYS 64                   /* rows of keys[] (keys.c) */
+#define NBDSRV_MAX_KEYS 64 /* rows of keys[] (keys.c) */
 
 /* The kernel filled [p, p+n) through io_uring, behind memcheck's back. */
 #ifdef HAVE_VALGRIND_MEMCHECK_H
@@ -81,7 +81,7 @@
 /* ---- access control (acl.c) ---- */
 
 struct peer_addr {
-  uint8_t family;                /* AF_INET or AF_INET6 */
+  uint8_t family; /* AF_INET or AF_INET6 */
   uint8_t addr[16];
 };
 
@@ -108,27 +108,28 @@ enum policy {
   POLICY_PERSISTENT,
   POLICY_RESET_ON_BOOT,
   POLICY_EPHEMERAL,
-  POLICY_SHARED_READONLY,   /* no overlay: the base, pinned per boot */
+  POLICY_SHARED_READONLY, /* no overlay: the base, pinned per boot */
 };
 
-struct export {
+struct export
+{
   char name[256];
-  char image[PATH_MAX];   /* an image file or an image-store directory */
+  char image[PATH_MAX]; /* an image file or an image-store directory */
   char description[256];
   enum policy policy;
   bool readonly;
-  uint64_t quota;         /* bytes of overlay data per client; 0: none */
+  uint64_t quota; /* bytes of overlay data per client; 0: none */
   struct cidr_list allow, deny;
   struct pin *pins;
   unsigned npins;
   size_t pins_cap;
-  bool require_pin;       /* explicit IDs must be pinned */
+  bool require_pin; /* explicit IDs must be pinned */
   /* Limits on creating overlays (minting.c); 0: none. */
   unsigned max_overlays, max_overlays_per_addr;
   uint64_t max_overlay_space, max_overlay_space_per_addr;
-  bool draining;          /* nbdsrv ctl drain: no new clients */
-  bool policy_set, quota_set;   /* given in its own section */
-  unsigned line, image_line;    /* of its section and image in the config
+  bool draining;              /* nbdsrv ctl drain: no new clients */
+  bool policy_set, quota_set; /* given in its own section */
+  unsigned line, image_line;  /* of its section and image in the config
                                    file; 0: from -e */
 };
 
@@ -147,8 +148,7 @@ void export_free_acl(struct export *e);
 void acl_log_refusal(const char *peer, const char *export, const char *id,
                      const char *why);
 /* The same for an export request that could not be parsed (quoted). */
-void acl_log_bad_request(const char *peer, const char *quoted,
-                         const char *why);
+void acl_log_bad_request(const char *peer, const char *quoted, const char *why);
 /* NULL when the client at address peer may use e, else why not. */
 const char *acl_check_address(const struct export *e, const char *peer);
 /* The same, as overlay id (the client's address when it named none). */
@@ -172,9 +172,9 @@ int binding_remove(const char *prefix);
 /* One overlay on disk, as the census sees it. */
 struct census_entry {
   char id[CLIENT_ID_MAX + 1];
-  char owner[INET6_ADDRSTRLEN];  /* its address, or "" when unknown */
-  uint64_t bytes;                /* on disk, map and data */
-  time_t mtime;                  /* last written */
+  char owner[INET6_ADDRSTRLEN]; /* its address, or "" when unknown */
+  uint64_t bytes;               /* on disk, map and data */
+  time_t mtime;                 /* last written */
 };
 typedef int census_fn(const struct census_entry *x, void *arg);
 /* Calls fn for each overlay of e on disk (fn returns < 0 to stop: that is
@@ -198,7 +198,7 @@ void limits_leave_refusing(void);
 struct listen_addr {
   char host[256];
   char port[16];
-  unsigned line;                /* of the config file; 0: command line */
+  unsigned line; /* of the config file; 0: command line */
 };
 /* "ADDR", "ADDR:PORT", "[V6]", "[V6]:PORT", ":PORT" or "PORT": 0 or
  * -EINVAL. */
@@ -217,31 +217,31 @@ struct config {
   size_t exports_cap;
   char overlay_dir[PATH_MAX];
   enum policy default_policy;
-  unsigned threads;             /* 0: one per core */
-  unsigned ephemeral_linger;    /* seconds */
-  unsigned shared_pin_timeout;  /* seconds a base pin without boot id
+  unsigned threads;            /* 0: one per core */
+  unsigned ephemeral_linger;   /* seconds */
+  unsigned shared_pin_timeout; /* seconds a base pin without boot id
                                    outlives its client's last connection */
-  unsigned idle_close;          /* seconds an unused overlay stays open */
+  unsigned idle_close;         /* seconds an unused overlay stays open */
   char pidfile[PATH_MAX];
   bool foreground;
-  bool no_splice;               /* copy large reads through memory */
-  char trace[PATH_MAX];         /* request trace file, or "" */
-  char fence_command[1024];     /* fence.c: sh -c it, or "" for none */
-  char control_socket[108];     /* nbdsrv ctl's socket, or "" for none */
-  bool control_socket_set;      /* given, not the default */
-  char control_group[64];       /* may use it too, beside root; or "" */
-  unsigned max_conns;           /* in total; 0: no limit */
-  unsigned max_conns_per_addr;  /* per client address; 0: no limit */
-  unsigned handshake_timeout;   /* seconds; 0: none */
-  unsigned attach_timeout;      /* seconds NBD_OPT_GO may wait for its
+  bool no_splice;              /* copy large reads through memory */
+  char trace[PATH_MAX];        /* request trace file, or "" */
+  char fence_command[1024];    /* fence.c: sh -c it, or "" for none */
+  char control_socket[108];    /* nbdsrv ctl's socket, or "" for none */
+  bool control_socket_set;     /* given, not the default */
+  char control_group[64];      /* may use it too, beside root; or "" */
+  unsigned max_conns;          /* in total; 0: no limit */
+  unsigned max_conns_per_addr; /* per client address; 0: no limit */
+  unsigned handshake_timeout;  /* seconds; 0: none */
+  unsigned attach_timeout;     /* seconds NBD_OPT_GO may wait for its
                                    overlay to open; 0: none */
-  uint32_t max_request;         /* largest read or write payload */
-  unsigned keepalive;           /* idle seconds before TCP probes; 0: off */
-  uint64_t default_quota;       /* for exports that set none */
-  uint64_t journal_max;         /* journal growth that starts a compaction */
-  uint64_t memory_budget;       /* bytes all connections may make us hold */
-  uint64_t conn_budget;         /* the same, per connection */
-  bool check_only;              /* --check-config */
+  uint32_t max_request;        /* largest read or write payload */
+  unsigned keepalive;          /* idle seconds before TCP probes; 0: off */
+  uint64_t default_quota;      /* for exports that set none */
+  uint64_t journal_max;        /* journal growth that starts a compaction */
+  uint64_t memory_budget;      /* bytes all connections may make us hold */
+  uint64_t conn_budget;        /* the same, per connection */
+  bool check_only;             /* --check-config */
 };
 
 extern struct config config;
@@ -250,32 +250,32 @@ extern struct config config;
 
 enum key_scope { KEY_GENERIC, KEY_EXPORT };
 enum key_type {
-  KT_LISTEN,     /* listen_parse(), into config.listen[] */
-  KT_PATH,       /* a string of at most size - 1 bytes */
-  KT_SOCKET,     /* the same, or "none" (stored as "") */
+  KT_LISTEN, /* listen_parse(), into config.listen[] */
+  KT_PATH,   /* a string of at most size - 1 bytes */
+  KT_SOCKET, /* the same, or "none" (stored as "") */
   KT_TEXT,
   KT_POLICY,
-  KT_UINT,       /* unsigned, min to max */
+  KT_UINT, /* unsigned, min to max */
   KT_SECS,
-  KT_SIZE,       /* parse_size(), min to max, into 4 or 8 bytes */
+  KT_SIZE, /* parse_size(), min to max, into 4 or 8 bytes */
   KT_BOOL,
-  KT_ADDRLIST,   /* added to a struct cidr_list */
-  KT_PIN,        /* export_add_pin() */
+  KT_ADDRLIST, /* added to a struct cidr_list */
+  KT_PIN,      /* export_add_pin() */
 };
 
 struct key {
-  const char *name;          /* in the file */
-  enum key_scope scope;      /* [generic] (struct config) or an export
+  const char *name;     /* in the file */
+  enum key_scope scope; /* [generic] (struct config) or an export
                                 section (struct export) */
   enum key_type type;
-  const char *option;        /* long option, without "--"; NULL: none */
-  char short_opt;            /* or 0 */
-  uint64_t min, max;         /* KT_UINT, KT_SECS, KT_SIZE */
-  const char *def;           /* the default, as written in the file */
-  bool repeatable;           /* values add up */
-  bool restart;              /* a reload cannot change it */
-  size_t offset, size;       /* the field it sets */
-  size_t set_flag;           /* offset of a bool "given", or 0 */
+  const char *option;  /* long option, without "--"; NULL: none */
+  char short_opt;      /* or 0 */
+  uint64_t min, max;   /* KT_UINT, KT_SECS, KT_SIZE */
+  const char *def;     /* the default, as written in the file */
+  bool repeatable;     /* values add up */
+  bool restart;        /* a reload cannot change it */
+  size_t offset, size; /* the field it sets */
+  size_t set_flag;     /* offset of a bool "given", or 0 */
   const char *help;
 };
 
@@ -377,7 +377,7 @@ bool export_readonly(const struct export *e);
 
 struct image {
   struct image *next;
-  char path[PATH_MAX];   /* canonical absolute path */
+  char path[PATH_MAX]; /* canonical absolute path */
   int fd;
   uint64_t size;
   int64_t mtime_ns;
@@ -401,17 +401,17 @@ int image_content_id(const char *path, char *sha, size_t len);
 /* ---- base-find.c ---- */
 /* A base version as an overlay or a base pin recorded it. */
 struct base_ref {
-  const char *who;       /* for the log: "overlay PREFIX", "client KEY" */
-  const char *path;      /* the path it had where it was recorded */
+  const char *who;  /* for the log: "overlay PREFIX", "client KEY" */
+  const char *path; /* the path it had where it was recorded */
   uint64_t size;
   int64_t mtime_ns;
-  const char *sha256;    /* content id, or "": known by path, size, mtime */
+  const char *sha256; /* content id, or "": known by path, size, mtime */
 };
 /* Opens the base ref names, found by content when it has a content id:
  * 0 with *out, -ESTALE when no version here has its content (or, without
  * content id, the file changed), or another -errno; *why for the client. */
-int base_find(const struct export *exp, const struct base_ref *ref,
-              struct image **out, const char **why);
+int base_find(const struct export *exp, const struct base_ref *ref, struct image **out,
+              const char **why);
 void image_put(struct image *img);
 
 /* ---- shared read-only exports (shared.c) ---- */
@@ -443,27 +443,27 @@ struct pending_record {
 };
 
 struct overlay {
-  struct overlay *next;          /* registry list */
-  char key[512];                 /* "EXPORT/ID" */
-  char prefix[PATH_MAX];         /* OVERLAY_DIR/EXPORT/ID */
+  struct overlay *next;  /* registry list */
+  char key[512];         /* "EXPORT/ID" */
+  char prefix[PATH_MAX]; /* OVERLAY_DIR/EXPORT/ID */
   const struct export *exp;
   struct image *base;
   struct ovl_file file;
   pthread_mutex_t lock;
-  unsigned refs;                 /* connections using it */
-  time_t idle_since;             /* when refs dropped to 0 */
-  bool detached;                 /* replaced by a reset: files not ours */
-  int file_lock_fd;              /* holds ID.lock: ours alone (overlay-lock.c) */
-  bool opening, closing;         /* files being opened or closed, outside
+  unsigned refs;         /* connections using it */
+  time_t idle_since;     /* when refs dropped to 0 */
+  bool detached;         /* replaced by a reset: files not ours */
+  int file_lock_fd;      /* holds ID.lock: ours alone (overlay-lock.c) */
+  bool opening, closing; /* files being opened or closed, outside
                                     registry_lock (overlay.c) */
   /* Journal records (journal.c) of completed writes not yet in the map file; each
    * carries the write's sequence number so that a flush appends exactly
    * the records whose data its fdatasync covered. */
   struct pending_record *pending;
   size_t npending, cap_pending;
-  uint64_t seq;                  /* completed-write counter */
-  uint64_t map_synced_end;       /* journal bytes known durable */
-  unsigned dir_syncs;            /* directory fsyncs in flight */
+  uint64_t seq;            /* completed-write counter */
+  uint64_t map_synced_end; /* journal bytes known durable */
+  unsigned dir_syncs;      /* directory fsyncs in flight */
   /* Compaction in the background (journal.c): the map file's generation
    * (a compaction replaces it: a flush's fsync of the old one says
    * nothing about the new one), the journal's length when it was last a
@@ -471,7 +471,7 @@ struct overlay {
   unsigned map_gen;
   uint64_t compacted_end;
   bool compacting;
-  bool appends_held;             /* its last batches are being copied */
+  bool appends_held; /* its last batches are being copied */
   uint64_t requests, bytes_read, bytes_written;
   /* The address its ID is bound to (binding.c), or "" when none is. */
   char owner[INET6_ADDRSTRLEN];
@@ -483,19 +483,16 @@ struct overlay {
  * and with false just after them, outside registry_lock.  -EAGAIN while
  * the janitor closes the overlay (attach_overlay_closed() tells when that
  * is done); else 0, or -errno with *why saying what is wrong. */
-int overlay_acquire(const struct export *exp, const char *id,
-                    const char *boot_id, const char *peer,
-                    void (*around_files)(bool before),
+int overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
+                    const char *peer, void (*around_files)(bool before),
                     struct overlay **out, const char **why);
 /* The same when the overlay is open and in use or idle, without waiting
  * and without file I/O (the event loops call it); -EAGAIN otherwise. */
-int overlay_lookup(const struct export *exp, const char *id,
-                   const char *boot_id, const char *peer,
-                   struct overlay **out);
+int overlay_lookup(const struct export *exp, const char *id, const char *boot_id,
+                   const char *peer, struct overlay **out);
 void overlay_release(struct overlay *ov);
 /* Size the client would see, without creating anything (NBD_OPT_INFO). */
-int overlay_peek_size(const struct export *exp, const char *id,
-                      uint64_t *size);
+int overlay_peek_size(const struct export *exp, const char *id, uint64_t *size);
 /* What the janitor asks of the one who opens overlays (attach.c), which
  * sits above this file: whether client id of exp waits for its overlay to
  * be opened (called under registry_lock), and that a close is done. */
@@ -557,8 +554,7 @@ void overlay_write_done(struct overlay *ov, uint64_t off, uint32_t len);
  * them apart.) */
 int overlay_quota_check(struct overlay *ov, uint64_t off, uint64_t len);
 /* Synchronous paths (partial blocks, TRIM, WRITE_ZEROES): return 0/-errno. */
-int overlay_write_sync(struct overlay *ov, const void *buf, uint64_t off,
-                       uint32_t len);
+int overlay_write_sync(struct overlay *ov, const void *buf, uint64_t off, uint32_t len);
 int overlay_zero(struct overlay *ov, uint64_t off, uint64_t len, bool trim);
 /* base:allocation for [off, off+len): fills up to max descriptors, at
  * least one; may cover less than asked when the walk gets long (a
@@ -571,8 +567,7 @@ unsigned overlay_block_status(struct overlay *ov, uint64_t off, uint64_t len,
 /* Records that blocks [first, first+count) are now in state s (the map
  * changes at once, the record waits for a flush); ov->lock held.  0, or
  * -errno with nothing changed. */
-int journal_record(struct overlay *ov, uint64_t first, uint64_t count,
-                   enum ovl_state s);
+int journal_record(struct overlay *ov, uint64_t first, uint64_t count, enum ovl_state s);
 /* Makes everything written so far durable and folds it into the map file
  * (the janitor: no connection uses ov); with bound, a journal past its
  * bound (journal-max) is compacted too. */
@@ -597,17 +592,16 @@ void journal_opened(struct overlay *ov);
  * append -> fdatasync(map) [-> fsync(dir) the first time]. */
 struct journal_flush {
   enum { FLUSH_DATA, FLUSH_MAP, FLUSH_DIR } stage;
-  uint64_t seq;                  /* the last write it covers */
-  uint64_t end;                  /* journal bytes it made durable */
-  unsigned gen;                  /* of the map file they are in */
+  uint64_t seq; /* the last write it covers */
+  uint64_t end; /* journal bytes it made durable */
+  unsigned gen; /* of the map file they are in */
 };
 /* Starts f: returns the descriptor to fdatasync first. */
 int journal_flush_begin(struct overlay *ov, struct journal_flush *f);
 /* The fsync of f's current stage completed with res: 0 with *fd the next
  * descriptor to fdatasync, or -1 when the flush is complete; or -errno
  * (logged unless it means no space). */
-int journal_flush_next(struct overlay *ov, struct journal_flush *f, int res,
-                       int *fd);
+int journal_flush_next(struct overlay *ov, struct journal_flush *f, int res, int *fd);
 
 /* ---- event loop (loop.c) ---- */
 
@@ -623,40 +617,40 @@ struct outmsg {
   struct outmsg *next;
   struct iovec iov[2];
   unsigned iov_first, niov;
-  struct segment *splice_segs;   /* NULL: everything is in iov[] */
+  struct segment *splice_segs; /* NULL: everything is in iov[] */
   unsigned nsplice, splice_cur;
-  bool stream;                   /* the segments are read into the
+  bool stream; /* the segments are read into the
                                     connection's chunk buffer and sent
                                     from there, not spliced */
   void (*free)(struct outmsg *);
-  size_t held;                   /* of its connection's budget (budget.c) */
+  size_t held; /* of its connection's budget (budget.c) */
   unsigned char hdr[40];
 };
 
 struct request {
-  struct outmsg out;             /* the reply; freeing it frees the request */
+  struct outmsg out; /* the reply; freeing it frees the request */
   struct conn *c;
   uint64_t cookie, offset;
   uint32_t count;
   uint16_t type, flags;
-  char *buf;                     /* write payload or read data */
-  uint32_t written;              /* bytes of an io_uring write done */
-  uint64_t io_off;               /* the range that write covers: the */
-  uint32_t io_len;               /* request, or one chunk of it */
-  bool chunked;                  /* a write longer than NBDSRV_CHUNK */
-  uint32_t chunk_at;             /* its payload bytes before this chunk */
-  uint32_t chunk_len;            /* in buf now */
-  bool chunk_writing;            /* set by input.c when the chunk goes to
+  char *buf;          /* write payload or read data */
+  uint32_t written;   /* bytes of an io_uring write done */
+  uint64_t io_off;    /* the range that write covers: the */
+  uint32_t io_len;    /* request, or one chunk of it */
+  bool chunked;       /* a write longer than NBDSRV_CHUNK */
+  uint32_t chunk_at;  /* its payload bytes before this chunk */
+  uint32_t chunk_len; /* in buf now */
+  bool chunk_writing; /* set by input.c when the chunk goes to
                                     transmit.c, cleared by transmit.c once
                                     it is written: then input takes the next
                                     (input_after_event), so that transmit.c
                                     never calls back into input.c */
-  int chunk_err;                 /* errno that the rest of its payload
+  int chunk_err;      /* errno that the rest of its payload
                                     is skipped for (replied at its end) */
-  bool stream;                   /* a read sent from the files in chunks */
-  uint32_t desc_len;             /* BLOCK_STATUS: descriptor bytes in buf */
-  int pending;                   /* io_uring operations in flight */
-  int error;                     /* first NBD error, 0 if none */
+  bool stream;        /* a read sent from the files in chunks */
+  uint32_t desc_len;  /* BLOCK_STATUS: descriptor bytes in buf */
+  int pending;        /* io_uring operations in flight */
+  int error;          /* first NBD error, 0 if none */
   enum { STAGE_IO, STAGE_FLUSH } stage;
   struct journal_flush flush;
   struct segment *segs;
@@ -667,49 +661,49 @@ struct request {
  * and whether it is alive.  The one truth about both (conn.c): input.c
  * cuts the stream by it, conn_settle() ends the connection by it. */
 enum conn_stage {
-  CONN_FLAGS,         /* greeted: the client's flags come next */
-  CONN_OPTIONS,       /* options come (handshake.c) */
-  CONN_ATTACHING,     /* NBD_OPT_GO waits for the overlay: what comes
+  CONN_FLAGS,        /* greeted: the client's flags come next */
+  CONN_OPTIONS,      /* options come (handshake.c) */
+  CONN_ATTACHING,    /* NBD_OPT_GO waits for the overlay: what comes
                          meanwhile is kept for later (input.c) */
-  CONN_TRANSMISSION,  /* requests come (transmit.c) */
-  CONN_ABORTING,      /* NBD_OPT_ABORT: its reply goes out, then the end */
-  CONN_DRAINING,      /* NBD_CMD_DISC, or the server stops: no more
+  CONN_TRANSMISSION, /* requests come (transmit.c) */
+  CONN_ABORTING,     /* NBD_OPT_ABORT: its reply goes out, then the end */
+  CONN_DRAINING,     /* NBD_CMD_DISC, or the server stops: no more
                          input; the requests in flight are answered, then
                          the end */
-  CONN_CLOSED,        /* stopped: freed once nothing of it is in flight */
+  CONN_CLOSED,       /* stopped: freed once nothing of it is in flight */
 };
 
 /* The unit of input being assembled (input.c's alone). */
 enum in_unit {
-  UNIT_NONE,          /* none yet: the stage says which comes */
-  UNIT_FLAGS,         /* 4 bytes */
-  UNIT_OPT_HEADER,    /* 16 bytes */
+  UNIT_NONE,       /* none yet: the stage says which comes */
+  UNIT_FLAGS,      /* 4 bytes */
+  UNIT_OPT_HEADER, /* 16 bytes */
   UNIT_OPT_DATA,
-  UNIT_OPT_SKIP,      /* oversized option data: skipped, then TOO_BIG */
-  UNIT_REQ_HEADER,    /* 28 bytes */
-  UNIT_REQ_PAYLOAD,   /* a write's data */
+  UNIT_OPT_SKIP,    /* oversized option data: skipped, then TOO_BIG */
+  UNIT_REQ_HEADER,  /* 28 bytes */
+  UNIT_REQ_PAYLOAD, /* a write's data */
 };
 
 /* A whole option, as handshake.c sees it. */
 struct client_option {
   uint32_t code, len;
-  const char *data;              /* len bytes and a NUL */
+  const char *data; /* len bytes and a NUL */
 };
 
 /* input.c's state of a connection. */
 struct conn_input {
   enum in_unit unit;
-  char *dst;                     /* where its bytes go; NULL: skipped */
+  char *dst; /* where its bytes go; NULL: skipped */
   uint32_t need, have;
-  unsigned char hdr[32];         /* the flags, an option or request header */
-  uint32_t opt;                  /* the option whose data comes */
+  unsigned char hdr[32]; /* the flags, an option or request header */
+  uint32_t opt;          /* the option whose data comes */
   char *opt_data;
-  struct request *cur;           /* the write whose payload comes */
-  bool chunk_busy;               /* a chunk of it is being written: no
+  struct request *cur; /* the write whose payload comes */
+  bool chunk_busy;     /* a chunk of it is being written: no
                                     input until it is (transmit.c) */
   /* bytes that came while the connection waited for its overlay */
   char *stash;
-  size_t stash_off, stash_len, stash_cap;   /* fed up to stash_off */
+  size_t stash_off, stash_len, stash_cap; /* fed up to stash_off */
 };
 
 struct conn {
@@ -718,9 +712,9 @@ struct conn {
   uint32_t gen;
   int fd;
   char peer[INET6_ADDRSTRLEN];
-  enum conn_stage stage;         /* conn_enter() moves it */
+  enum conn_stage stage; /* conn_enter() moves it */
   struct conn_input in;
-  uint32_t opt;                  /* the option being answered */
+  uint32_t opt; /* the option being answered */
   /* operations of the ring in flight (the connection stays until none) */
   bool recv_armed, recv_cancelling;
   /* handshake results */
@@ -729,12 +723,12 @@ struct conn {
   struct overlay *ovl;
   uint64_t size;
   uint16_t eflags;
-  uint32_t max_request;          /* announced in NBD_INFO_BLOCK_SIZE */
-  bool want_block_size;          /* the client asked for the block sizes,
+  uint32_t max_request;      /* announced in NBD_INFO_BLOCK_SIZE */
+  bool want_block_size;      /* the client asked for the block sizes,
                                     so it is held to max_request; other
                                     clients may ask up to the export size */
-  bool want_name, want_desc;     /* NBD_OPT_GO asked for these infos */
-  uint32_t turned_away;          /* hash of the export request last
+  bool want_name, want_desc; /* NBD_OPT_GO asked for these infos */
+  uint32_t turned_away;      /* hash of the export request last
                                     refused and logged (handshake.c) */
   /* While the attach thread opens the overlay: its job (which keeps the
    * connection from being freed). */
@@ -747,20 +741,20 @@ struct conn {
   struct msghdr send_msg;
   /* splice of a large read reply: a pipe, created on first use */
   int pipe_fd[2];
-  uint32_t pipe_size, pipe_fill;   /* capacity; bytes in the pipe */
+  uint32_t pipe_size, pipe_fill; /* capacity; bytes in the pipe */
   /* a streamed read reply: one chunk read from the files, sent from here */
   char *chunk_buf;
   uint32_t chunk_fill, chunk_sent;
   unsigned inflight_reqs;
-  size_t held;                   /* bytes of its budget (budget.c) */
+  size_t held; /* bytes of its budget (budget.c) */
   time_t connected;
-  time_t attach_since;           /* when it began waiting for its overlay */
-  bool counted;                  /* in the connection limits */
-  const char *refusal;           /* over a limit: its options are refused
+  time_t attach_since; /* when it began waiting for its overlay */
+  bool counted;        /* in the connection limits */
+  const char *refusal; /* over a limit: its options are refused
                                     with this reason (limits.c) */
-  bool kick;                     /* nbdsrv ctl kick: close it (set under
+  bool kick;           /* nbdsrv ctl kick: close it (set under
                                     the worker's conns_lock) */
-  uint64_t requests, bytes_read, bytes_written;   /* since connect */
+  uint64_t requests, bytes_read, bytes_written; /* since connect */
 };
 
 /* Moves c to stage s; a closed connection stays closed. */
@@ -790,7 +784,7 @@ struct worker {
   unsigned id;
   pthread_t thread;
   struct io_uring ring;
-  int wake_fd;                   /* eventfd: shutdown */
+  int wake_fd; /* eventfd: shutdown */
   uint64_t wake_buf;
   struct io_uring_buf_ring *br;
   char *bufs;
@@ -800,8 +794,8 @@ struct worker {
   /* Held by the worker while it adds or frees a connection, and by the
    * control socket while it reads them (ctl.c). */
   pthread_mutex_t conns_lock;
-  bool kick_pending;             /* some conn->kick is set (conns_lock) */
-  bool stop_requested;           /* with a wake: begin stopping */
+  bool kick_pending;   /* some conn->kick is set (conns_lock) */
+  bool stop_requested; /* with a wake: begin stopping */
   /* Sockets other workers accepted for this one (with a wake). */
   pthread_mutex_t mbox_lock;
   int *mbox;
@@ -813,15 +807,15 @@ struct worker {
   struct attach_job *attached;
   unsigned attaching;
   uint32_t next_gen;
-  unsigned ops_inflight;         /* SQEs whose CQE we still expect */
+  unsigned ops_inflight; /* SQEs whose CQE we still expect */
   bool accept_armed, stopping;
   bool fixed_files;
-  bool can_splice;               /* cachestat works, splice is allowed */
-  uint64_t reads_spliced, reads_copied;   /* large reads, by path */
-  unsigned max_slot;             /* highest slot ever used */
+  bool can_splice;                      /* cachestat works, splice is allowed */
+  uint64_t reads_spliced, reads_copied; /* large reads, by path */
+  unsigned max_slot;                    /* highest slot ever used */
   struct __kernel_timespec tick_ts;
   bool tick_armed;
-  size_t trace_len;              /* bytes in trace_buf (trace.c) */
+  size_t trace_len; /* bytes in trace_buf (trace.c) */
   char trace_buf[64 << 10];
 };
 
@@ -830,7 +824,7 @@ struct worker {
  * reused is recognised and ignored; file I/O carries the request pointer
  * (16-byte aligned) | kind | segment << 48. */
 enum ud_kind {
-  UD_IO = 1,       /* request file I/O: pointer-based */
+  UD_IO = 1, /* request file I/O: pointer-based */
   UD_ACCEPT = 2,
   UD_RECV = 3,
   UD_SEND = 4,
@@ -868,7 +862,6 @@ int workers_each_conn(int (*fn)(struct conn *c, void *arg), void *arg);
 void workers_stop(void);
 void workers_join(void);
 
-
 /* ---- attach.c ---- */
 
 /* The thread that opens overlays for the event loops. */
@@ -890,8 +883,8 @@ void attach_cancel(struct conn *c);
 /* A job of attach_begin() is done: c->ovl is set when r is 0, else why
  * says what failed.  job is the one c->attach_job named; it keeps c from
  * being freed until this returns. */
-typedef void attach_done_fn(struct conn *c, const struct attach_job *job,
-                            const char *id, int r, const char *why);
+typedef void attach_done_fn(struct conn *c, const struct attach_job *job, const char *id,
+                            int r, const char *why);
 /* On a wake: calls done for each of w's finished jobs. */
 void attach_collect(struct worker *w, attach_done_fn *done);
 
@@ -904,8 +897,7 @@ const char *damaged_note(const char *key, const char *what);
 /* The overlay opened: no longer listed. */
 void damaged_clear(const char *key);
 /* Calls fn for each overlay refused as damaged, under a lock. */
-void damaged_each(void (*fn)(const char *key, const char *why, void *arg),
-                  void *arg);
+void damaged_each(void (*fn)(const char *key, const char *why, void *arg), void *arg);
 /* At exit. */
 void damaged_free(void);
 
@@ -946,8 +938,8 @@ int trace_open(const char *path);
 void trace_close(void);
 bool trace_enabled(void);
 /* Records a request of c (buffered per worker). */
-void trace_request(struct conn *c, uint16_t type, uint16_t flags,
-                   uint64_t offset, uint32_t count);
+void trace_request(struct conn *c, uint16_t type, uint16_t flags, uint64_t offset,
+                   uint32_t count);
 /* Writes out w's buffered lines. */
 void trace_flush(struct worker *w);
 
@@ -1033,8 +1025,7 @@ void handshake_option(struct conn *c, const struct client_option *o);
 void handshake_too_big(struct conn *c, uint32_t code);
 /* The end of attaching client id (attach_begin, attach_collect): c->ovl
  * is set when r is 0, else why says what failed. */
-void handshake_attached(struct conn *c, const char *id, int r,
-                        const char *why);
+void handshake_attached(struct conn *c, const char *id, int r, const char *why);
 /* c waited attach-timeout for its overlay: it is told so, and goes. */
 void handshake_attach_timeout(struct conn *c);
 

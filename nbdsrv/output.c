@@ -155,8 +155,8 @@ submit_zeroes(struct conn *c, struct outmsg *m)
     c->send_iov[n++] = (struct iovec){ (void *)zero_buf, piece };
     left -= piece;
   }
-  submit_sendmsg(c, n, msg_more_after(m, m->splice_segs[m->splice_cur].len - left)
-                           ? MSG_MORE : 0);
+  submit_sendmsg(
+      c, n, msg_more_after(m, m->splice_segs[m->splice_cur].len - left) ? MSG_MORE : 0);
 }
 
 /* Waits (in the ring) until the socket can take more. */
@@ -195,8 +195,7 @@ splice_segments(struct conn *c, struct outmsg *m)
         return 1;
       }
       n = splice(sg->fd, &off, c->pipe_fd[1], NULL,
-                 sg->len < c->pipe_size ? sg->len : c->pipe_size,
-                 SPLICE_F_NONBLOCK);
+                 sg->len < c->pipe_size ? sg->len : c->pipe_size, SPLICE_F_NONBLOCK);
       if (n <= 0)
         return n == 0 ? -ENODATA : -errno;
       msg_advance_segment(m, (uint32_t)n);
@@ -361,7 +360,7 @@ conn_send_done(struct conn *c, int res)
    * whose iovecs were all sent: the head tells which it was. */
   if (msg_iov_sent(c->out_head) && c->out_head->splice_segs) {
     if (c->chunk_sent < c->chunk_fill)
-      c->chunk_sent += (uint32_t)res;   /* from the chunk buffer */
+      c->chunk_sent += (uint32_t)res; /* from the chunk buffer */
     msg_advance_segment(c->out_head, (uint32_t)res);
     pop_if_sent(c);
     send_next(c);
@@ -406,4 +405,3 @@ send_next(struct conn *c)
   if (c->out_head && c->stage != CONN_CLOSED)
     conn_send(c);
 }
-

@@ -72,15 +72,15 @@
 
 /* One probe by a helper thread (probe_mutex guards done and abandoned). */
 struct probe {
-  struct probe *next;            /* in stuck, once abandoned */
+  struct probe *next; /* in stuck, once abandoned */
   char prefix[PATH_MAX];
   bool done, abandoned;
 };
 
 static pthread_mutex_t probe_mutex = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t probe_cond;  /* on CLOCK_MONOTONIC */
+static pthread_cond_t probe_cond; /* on CLOCK_MONOTONIC */
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
-static struct probe *stuck;        /* probes nobody waits for any more */
+static struct probe *stuck; /* probes nobody waits for any more */
 static unsigned nstuck;
 static bool dir_is_local;
 
@@ -133,8 +133,7 @@ probe_main(void *arg)
   pthread_cond_broadcast(&probe_cond);
   pthread_mutex_unlock(&probe_mutex);
   if (abandoned) {
-    log_info("overlay %s: its files answer again; its client may connect",
-             t->prefix);
+    log_info("overlay %s: its files answer again; its client may connect", t->prefix);
     free(t);
   }
   return NULL;
@@ -168,7 +167,7 @@ int
 overlay_lock_probe(const char *prefix, const char **why)
 {
   static const char no_answer[] =
-    "the overlay's files do not answer: the server that had it may be dead (nbdsrv ctl fence)";
+      "the overlay's files do not answer: the server that had it may be dead (nbdsrv ctl fence)";
   pthread_attr_t at;
   struct probe *t;
   pthread_t th;
@@ -186,7 +185,7 @@ overlay_lock_probe(const char *prefix, const char **why)
   }
   t = calloc(1, sizeof *t);
   if (!t)
-    return 0;   /* then the open finds out */
+    return 0; /* then the open finds out */
   snprintf(t->prefix, sizeof t->prefix, "%s", prefix);
   pthread_attr_init(&at);
   pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
@@ -210,7 +209,8 @@ overlay_lock_probe(const char *prefix, const char **why)
   pthread_mutex_unlock(&probe_mutex);
   log_warn("overlay %s: its files do not answer in %d ms: the server that "
            "had it may be dead (nbdsrv ctl fence); its client is refused "
-           "until they do", prefix, PROBE_PATIENCE_MS);
+           "until they do",
+           prefix, PROBE_PATIENCE_MS);
   *why = no_answer;
   return -ETIMEDOUT;
 }
@@ -248,7 +248,8 @@ overlay_lock_take(const char *prefix, int *fdp, const char **why)
     }
     *why = "the overlay cannot be locked (see the server log)";
     log_err("overlay %s: cannot lock %s: %s (the overlay dir needs a file "
-            "system with OFD locks)", prefix, path, strerror(-r));
+            "system with OFD locks)",
+            prefix, path, strerror(-r));
     return r;
   }
   *fdp = fd;

@@ -38,15 +38,15 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "vec.h"
 #include "nbdsrv.h"
 #include "util.h"
+#include "vec.h"
 
 /* An overlay whose ID is a MAC in another spelling than the canonical. */
 struct old_name {
-  char id[CLIENT_ID_MAX + 1];     /* as found, e.g. "40:01:1C:47:44:1E" */
-  char canon[CLIENT_ID_MAX + 1];  /* "40-01-1c-47-44-1e" */
-  bool rename;                    /* to be renamed to canon */
+  char id[CLIENT_ID_MAX + 1];    /* as found, e.g. "40:01:1C:47:44:1E" */
+  char canon[CLIENT_ID_MAX + 1]; /* "40-01-1c-47-44-1e" */
+  bool rename;                   /* to be renamed to canon */
 };
 
 /* A file name: ID plus ".map" or ".data". */
@@ -114,13 +114,14 @@ pick_renames(const char *dir, int dfd, struct old_name *v, size_t n)
       ;
     if (exists(dfd, v[i].canon, ".map")) {
       for (size_t k = i; k < j; k++)
-        log_warn("overlay %s/%s: left as it is: %s/%s, the same client's overlay under the canonical spelling of its MAC, exists and is the one served; commit (imgtool commit --overlay) or remove %s/%s.map and .data",
-                 dir, v[k].id, dir, v[k].canon, dir, v[k].id);
+        log_warn(
+            "overlay %s/%s: left as it is: %s/%s, the same client's overlay under the canonical spelling of its MAC, exists and is the one served; commit (imgtool commit --overlay) or remove %s/%s.map and .data",
+            dir, v[k].id, dir, v[k].canon, dir, v[k].id);
     } else if (j - i > 1) {
       for (size_t k = i; k < j; k++)
-        log_warn("overlay %s/%s: left as it is: %s/%s names the same MAC; with nbdsrv stopped, rename the .map and .data of the one to keep to %s.map and %s.data and remove the other",
-                 dir, v[k].id, dir, v[k == i ? i + 1 : i].id, v[k].canon,
-                 v[k].canon);
+        log_warn(
+            "overlay %s/%s: left as it is: %s/%s names the same MAC; with nbdsrv stopped, rename the .map and .data of the one to keep to %s.map and %s.data and remove the other",
+            dir, v[k].id, dir, v[k == i ? i + 1 : i].id, v[k].canon, v[k].canon);
     } else
       v[i].rename = true;
   }
@@ -140,8 +141,7 @@ move(int dfd, const char *from_id, const char *to_id, const char *suffix)
  * data file is no error (see the top of the file); an overlay whose map
  * is gone is dropped from the list (someone else moved it). */
 static void
-rename_all(const char *dir, int dfd, struct old_name *v, size_t n,
-           const char *suffix)
+rename_all(const char *dir, int dfd, struct old_name *v, size_t n, const char *suffix)
 {
   bool map = strcmp(suffix, ".map") == 0;
   size_t done = 0;
@@ -159,8 +159,8 @@ rename_all(const char *dir, int dfd, struct old_name *v, size_t n,
     v[i].rename = r == -ENOENT && !map;
     if (r == -ENOENT)
       continue;
-    log_err("overlay %s/%s: cannot rename it to %s: %s; it stays under its old name",
-            dir, v[i].id, v[i].canon, strerror(-r));
+    log_err("overlay %s/%s: cannot rename it to %s: %s; it stays under its old name", dir,
+            v[i].id, v[i].canon, strerror(-r));
     /* Its data file went ahead: it goes back, or the client's first
      * connection would create an empty overlay over it. */
     if (map)
@@ -185,15 +185,15 @@ rename_in(const char *dir)
   }
   dfd = dirfd(d);
   if (find_old_names(d, &v, &n) < 0)
-    log_err("overlay directory %s: out of memory looking for old MAC spellings",
-            dir);
+    log_err("overlay directory %s: out of memory looking for old MAC spellings", dir);
   pick_renames(dir, dfd, v, n);
   rename_all(dir, dfd, v, n, ".data");
   rename_all(dir, dfd, v, n, ".map");
   for (size_t i = 0; i < n; i++)
     if (v[i].rename)
-      log_info("overlay %s/%s: renamed to %s (client IDs that are MAC addresses are lower case with dashes)",
-               dir, v[i].id, v[i].canon);
+      log_info(
+          "overlay %s/%s: renamed to %s (client IDs that are MAC addresses are lower case with dashes)",
+          dir, v[i].id, v[i].canon);
   free(v);
   closedir(d);
 }
@@ -207,8 +207,7 @@ overlay_rename_old_macs(void)
   for (unsigned i = 0; i < n; i++) {
     char dir[PATH_MAX];
 
-    if (format_path(dir, sizeof dir, "%s/%s", config.overlay_dir,
-                    all[i].name) == 0)
+    if (format_path(dir, sizeof dir, "%s/%s", config.overlay_dir, all[i].name) == 0)
       rename_in(dir);
   }
 }

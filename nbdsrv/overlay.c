@@ -111,20 +111,18 @@ log_removed_tmp(const char *prefix, unsigned removed)
 {
   for (unsigned i = 0; ovl_tmp_suffixes[i]; i++)
     if (removed & (1u << i))
-      log_info("overlay %s: removed %s%s, left by a crash during %s", prefix,
-               prefix, ovl_tmp_suffixes[i],
-               i == 2 ? "a compaction" : "the overlay's creation");
+      log_info("overlay %s: removed %s%s, left by a crash during %s", prefix, prefix,
+               ovl_tmp_suffixes[i], i == 2 ? "a compaction" : "the overlay's creation");
 }
 
 static const char bound_elsewhere[] =
-  "this client ID is bound to another address, the one that first used it "
-  "(the server's admin moves it with nbdsrv ctl move-id)";
+    "this client ID is bound to another address, the one that first used it "
+    "(the server's admin moves it with nbdsrv ctl move-id)";
 
 /* Whether a client at peer may not use ov, whose ID is bound elsewhere
  * (only what is known in memory: the attach thread checks the file). */
 static bool
-bound_to_other(const struct overlay *ov, const struct export *exp,
-               const char *peer)
+bound_to_other(const struct overlay *ov, const struct export *exp, const char *peer)
 {
   return ov->owner[0] && strcmp(ov->owner, peer) != 0 &&
          binding_applies(exp, strchr(ov->key, '/') + 1);
@@ -145,30 +143,29 @@ claim_binding(struct overlay *ov, const char *peer, const char **why)
     return 0;
   r = binding_read(ov->prefix, owner, sizeof owner);
   if (r == 0 && strcmp(owner, peer) != 0) {
-    log_limited(&binding_log, "%s: client %s is bound to %s: refused",
-                peer, ov->key, owner);
+    log_limited(&binding_log, "%s: client %s is bound to %s: refused", peer, ov->key,
+                owner);
     *why = bound_elsewhere;
     return -EPERM;
   }
   if (r == -EINVAL) {
     log_err("overlay %s: %s" BINDING_SUFFIX " is damaged: nbdsrv ctl move-id "
-            "rewrites it", ov->prefix, ov->prefix);
+            "rewrites it",
+            ov->prefix, ov->prefix);
     *why = "this client ID's address binding is damaged (see the server log)";
     return -EPERM;
   }
   if (r == -ENOENT) {
     r = binding_write(ov->prefix, peer);
     if (r < 0) {
-      log_err("overlay %s: cannot record its address binding: %s",
-              ov->prefix, strerror(-r));
+      log_err("overlay %s: cannot record its address binding: %s", ov->prefix,
+              strerror(-r));
       *why = "the client ID's address binding cannot be recorded (see the server log)";
       return r;
     }
-    log_info("client %s: bound to address %s, the first that used it",
-             ov->key, peer);
+    log_info("client %s: bound to address %s, the first that used it", ov->key, peer);
   } else if (r < 0) {
-    log_err("overlay %s: cannot read its address binding: %s", ov->prefix,
-            strerror(-r));
+    log_err("overlay %s: cannot read its address binding: %s", ov->prefix, strerror(-r));
     *why = "the client ID's address binding cannot be read (see the server log)";
     return r;
   }
@@ -226,8 +223,9 @@ overlay_reopen(struct overlay *ov, const char *boot_id, const char **why)
   }
   damaged_clear(ov->key);
   if (ov->file.torn_bytes)
-    log_info("overlay %s: cut a torn tail of %llu bytes off the journal (appends a crash interrupted)",
-             ov->prefix, (unsigned long long)ov->file.torn_bytes);
+    log_info(
+        "overlay %s: cut a torn tail of %llu bytes off the journal (appends a crash interrupted)",
+        ov->prefix, (unsigned long long)ov->file.torn_bytes);
   /* Reconnect or restart: keep the base version the overlay was made
    * on, even when the export's `current` moved since (found by content
    * on a server whose store copy is elsewhere: base-find.c). */
@@ -240,9 +238,10 @@ overlay_reopen(struct overlay *ov, const char *boot_id, const char **why)
                 &ov->base, why);
   if (r < 0)
     return r;
-  if (ov->exp->policy == POLICY_RESET_ON_BOOT && strcmp(ov->file.info.boot_id, boot_id) != 0) {
-    log_info("overlay %s: new boot (boot id '%s', was '%s'): resetting", ov->prefix, boot_id,
-             ov->file.info.boot_id);
+  if (ov->exp->policy == POLICY_RESET_ON_BOOT &&
+      strcmp(ov->file.info.boot_id, boot_id) != 0) {
+    log_info("overlay %s: new boot (boot id '%s', was '%s'): resetting", ov->prefix,
+             boot_id, ov->file.info.boot_id);
     ovl_file_close(&ov->file);
     image_put(ov->base);
     ov->base = NULL;
@@ -308,8 +307,7 @@ new_overlay_allowed(struct overlay *ov, const char *peer, const char **why)
 /* Opens the overlay for key (creating it on the client's first connect)
  * for a client at peer. */
 static int
-overlay_open(struct overlay *ov, const char *boot_id, const char *peer,
-             const char **why)
+overlay_open(struct overlay *ov, const char *boot_id, const char *peer, const char **why)
 {
   int r;
 
@@ -344,11 +342,9 @@ overlay_open(struct overlay *ov, const char *boot_id, const char *peer,
  * read-only client the base pinned for its last boot (then it gets the
  * current one). */
 static bool
-is_previous_boot(const struct overlay *ov, const struct export *exp,
-                 const char *boot_id)
+is_previous_boot(const struct overlay *ov, const struct export *exp, const char *boot_id)
 {
-  return (exp->policy == POLICY_RESET_ON_BOOT ||
-          exp->policy == POLICY_SHARED_READONLY) &&
+  return (exp->policy == POLICY_RESET_ON_BOOT || exp->policy == POLICY_SHARED_READONLY) &&
          strcmp(ov->file.info.boot_id, boot_id) != 0;
 }
 
@@ -356,7 +352,7 @@ int
 overlay_lookup(const struct export *exp, const char *id, const char *boot_id,
                const char *peer, struct overlay **out)
 {
-  char key[sizeof ((struct overlay *)0)->key];
+  char key[sizeof((struct overlay *)0)->key];
   struct overlay *ov;
   int r = -EAGAIN;
 
@@ -366,7 +362,7 @@ overlay_lookup(const struct export *exp, const char *id, const char *boot_id,
   /* A client bound elsewhere is refused by the attach thread. */
   if (ov && !ov->opening && !ov->closing && !is_previous_boot(ov, exp, boot_id) &&
       !bound_to_other(ov, exp, peer)) {
-    ov->exp = exp;   /* see registry_claim */
+    ov->exp = exp; /* see registry_claim */
     ov->refs++;
     *out = ov;
     r = 0;
@@ -391,8 +387,8 @@ overlay_new(const char *key, const struct export *exp, const char *id,
   ov->file_lock_fd = -1;
   ov->exp = exp;
   snprintf(ov->key, sizeof ov->key, "%s", key);
-  if (format_path(ov->prefix, sizeof ov->prefix, "%s/%s/%s",
-                  config.overlay_dir, exp->name, id) < 0) {
+  if (format_path(ov->prefix, sizeof ov->prefix, "%s/%s/%s", config.overlay_dir,
+                  exp->name, id) < 0) {
     overlay_free(ov);
     *why = "overlay path too long";
     return -ENAMETOOLONG;
@@ -428,8 +424,8 @@ registry_claim(const char *key, const struct export *exp, const char *id,
   }
   if (ov && bound_to_other(ov, exp, peer)) {
     /* Before a new boot id could reset it. */
-    log_limited(&binding_log, "%s: client %s is bound to %s: refused", peer,
-                key, ov->owner);
+    log_limited(&binding_log, "%s: client %s is bound to %s: refused", peer, key,
+                ov->owner);
     *why = bound_elsewhere;
     return -EPERM;
   }
@@ -477,10 +473,10 @@ registry_claim(const char *key, const struct export *exp, const char *id,
 
 int
 overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
-                const char *peer, void (*around_files)(bool before),
-                struct overlay **out, const char **why)
+                const char *peer, void (*around_files)(bool before), struct overlay **out,
+                const char **why)
 {
-  char key[sizeof ((struct overlay *)0)->key];
+  char key[sizeof((struct overlay *)0)->key];
   struct overlay *ov;
   int r;
 
@@ -538,16 +534,14 @@ overlay_peek_size(const struct export *exp, const char *id, uint64_t *size)
   struct stat st;
   int r;
 
-  r = format_path(prefix, sizeof prefix, "%s/%s/%s", config.overlay_dir,
-                  exp->name, id);
+  r = format_path(prefix, sizeof prefix, "%s/%s/%s", config.overlay_dir, exp->name, id);
   if (r < 0)
     return r;
   if (ovl_file_read_header(prefix, &info) == 0) {
     *size = info.size;
     return 0;
   }
-  if (exp->policy == POLICY_SHARED_READONLY &&
-      base_pin_read(prefix, &pin) == 0) {
+  if (exp->policy == POLICY_SHARED_READONLY && base_pin_read(prefix, &pin) == 0) {
     *size = pin.base_size;
     return 0;
   }
@@ -590,8 +584,8 @@ remove_tmp_in(const char *dir)
       size_t len = strlen(de->d_name), slen = strlen(ovl_tmp_suffixes[i]);
 
       if (len <= slen || !ends_with(de->d_name, ovl_tmp_suffixes[i]) ||
-          format_path(prefix, sizeof prefix, "%s/%.*s", dir,
-                      (int)(len - slen), de->d_name) < 0)
+          format_path(prefix, sizeof prefix, "%s/%.*s", dir, (int)(len - slen),
+                      de->d_name) < 0)
         continue;
       remove_tmp_unless_served(prefix);
     }
@@ -628,8 +622,9 @@ remove_unless_served(const char *prefix)
   if (overlay_lock_take(prefix, &fd, &why) < 0)
     return;
   if (ovl_file_remove(prefix) == 0)
-    log_info("overlay %s: ephemeral, its client did not come back after the restart; dropped",
-             prefix);
+    log_info(
+        "overlay %s: ephemeral, its client did not come back after the restart; dropped",
+        prefix);
   overlay_lock_drop(&fd);
 }
 
@@ -655,7 +650,7 @@ sweep_ephemeral_orphans(const struct janitor_hooks *h)
       continue;
     while ((de = readdir(d))) {
       size_t len = strlen(de->d_name);
-      char key[sizeof ((struct overlay *)0)->key], prefix[PATH_MAX];
+      char key[sizeof((struct overlay *)0)->key], prefix[PATH_MAX];
       char id[CLIENT_ID_MAX + 1];
 
       if (len < 5 || !ends_with(de->d_name, ".map") ||
@@ -667,14 +662,13 @@ sweep_ephemeral_orphans(const struct janitor_hooks *h)
       if (client_id_normalize(id))
         continue;
       snprintf(key, sizeof key, "%s/%.*s", e->name, (int)(len - 4), de->d_name);
-      if (format_path(prefix, sizeof prefix, "%s/%.*s", dir, (int)(len - 4),
-                      de->d_name) < 0)
+      if (format_path(prefix, sizeof prefix, "%s/%.*s", dir, (int)(len - 4), de->d_name) <
+          0)
         continue;
       /* Its client may be back but still queued for the attach thread,
        * not yet in the registry. */
       pthread_mutex_lock(&registry_lock);
-      if (!*registry_find(key) &&
-          !h->waiting(e, key + strlen(e->name) + 1))
+      if (!*registry_find(key) && !h->waiting(e, key + strlen(e->name) + 1))
         remove_unless_served(prefix);
       pthread_mutex_unlock(&registry_lock);
     }
@@ -685,8 +679,8 @@ sweep_ephemeral_orphans(const struct janitor_hooks *h)
 /* Whether the pin of a shared read-only client in dir, file name (ID +
  * BASE_PIN_SUFFIX), is one without boot id: its ID into id. */
 static bool
-is_unbooted_pin(const char *dir, const char *name, char *id, size_t idlen,
-                char *prefix, size_t plen)
+is_unbooted_pin(const char *dir, const char *name, char *id, size_t idlen, char *prefix,
+                size_t plen)
 {
   size_t len = strlen(name), slen = strlen(BASE_PIN_SUFFIX);
   struct base_pin pin;
@@ -719,16 +713,14 @@ sweep_unpinned_orphans(const struct janitor_hooks *h)
         !(d = opendir(dir)))
       continue;
     while ((de = readdir(d))) {
-      char key[sizeof ((struct overlay *)0)->key], prefix[PATH_MAX];
+      char key[sizeof((struct overlay *)0)->key], prefix[PATH_MAX];
       char id[CLIENT_ID_MAX + 1];
 
-      if (!is_unbooted_pin(dir, de->d_name, id, sizeof id, prefix,
-                           sizeof prefix))
+      if (!is_unbooted_pin(dir, de->d_name, id, sizeof id, prefix, sizeof prefix))
         continue;
       snprintf(key, sizeof key, "%s/%s", e->name, id);
       pthread_mutex_lock(&registry_lock);
-      if (!*registry_find(key) && !h->waiting(e, id) &&
-          base_pin_remove(prefix) == 0)
+      if (!*registry_find(key) && !h->waiting(e, id) && base_pin_remove(prefix) == 0)
         log_info("client %s: no connection for %us since the start: base pin dropped",
                  key, config.shared_pin_timeout);
       pthread_mutex_unlock(&registry_lock);
@@ -745,8 +737,8 @@ idle_wait(const struct overlay *ov)
   if (ov->exp->policy == POLICY_EPHEMERAL)
     return config.ephemeral_linger;
   if (ov->exp->policy == POLICY_SHARED_READONLY && !shared_pinned_for_boot(ov))
-    return config.shared_pin_timeout > config.idle_close
-               ? config.shared_pin_timeout : config.idle_close;
+    return config.shared_pin_timeout > config.idle_close ? config.shared_pin_timeout
+                                                         : config.idle_close;
   return config.idle_close;
 }
 
@@ -759,12 +751,12 @@ take_due(time_t now, bool force, size_t *from)
   struct overlay *due = NULL;
 
   pthread_mutex_lock(&registry_lock);
-  for (; *from < REGISTRY_BUCKETS && !due; ) {
+  for (; *from < REGISTRY_BUCKETS && !due;) {
     for (struct overlay *ov = registry[*from]; ov; ov = ov->next) {
       unsigned wait = idle_wait(ov);
       if (ov->refs == 0 && !ov->opening && !ov->closing &&
-          (force || (now - ov->idle_since >= (time_t)wait &&
-                     !journal_compaction_pending(ov)))) {
+          (force ||
+           (now - ov->idle_since >= (time_t)wait && !journal_compaction_pending(ov)))) {
         ov->closing = true;
         due = ov;
         break;
@@ -811,8 +803,7 @@ overlay_janitor(bool force, const struct janitor_hooks *h)
   }
   if (!force)
     compact_due_ones();
-  if (!unpins_swept && !force &&
-      now - started >= (time_t)config.shared_pin_timeout) {
+  if (!unpins_swept && !force && now - started >= (time_t)config.shared_pin_timeout) {
     sweep_unpinned_orphans(h);
     unpins_swept = true;
   }
@@ -843,7 +834,7 @@ overlay_janitor(bool force, const struct janitor_hooks *h)
       log_debug("overlay %s: closed (idle)", ov->prefix);
     }
     pthread_mutex_lock(&registry_lock);
-    *registry_find(ov->key) = ov->next;   /* keys are unique: ov's link */
+    *registry_find(ov->key) = ov->next; /* keys are unique: ov's link */
     pthread_cond_broadcast(&registry_cond);
     pthread_mutex_unlock(&registry_lock);
     overlay_free(ov);
@@ -863,7 +854,7 @@ has_base_pin(const char *prefix)
 int
 overlay_reset(const char *export, const char *id, const char **why)
 {
-  char key[sizeof ((struct overlay *)0)->key], prefix[PATH_MAX];
+  char key[sizeof((struct overlay *)0)->key], prefix[PATH_MAX];
   char map[PATH_MAX + 8];
   struct overlay *ov, **pp;
   struct stat st;
@@ -874,8 +865,7 @@ overlay_reset(const char *export, const char *id, const char **why)
     return -ENOENT;
   }
   snprintf(key, sizeof key, "%s/%s", export, id);
-  r = format_path(prefix, sizeof prefix, "%s/%s/%s", config.overlay_dir,
-                  export, id);
+  r = format_path(prefix, sizeof prefix, "%s/%s/%s", config.overlay_dir, export, id);
   if (r < 0)
     return r;
   snprintf(map, sizeof map, "%s.map", prefix);
@@ -883,7 +873,8 @@ overlay_reset(const char *export, const char *id, const char **why)
   pp = registry_find(key);
   ov = *pp;
   if (ov && ov->refs > 0) {
-    *why = "the client is connected: kick it first (its agent reconnects, so drain or stop it)";
+    *why =
+        "the client is connected: kick it first (its agent reconnects, so drain or stop it)";
     r = -EBUSY;
     goto out;
   }
@@ -927,10 +918,9 @@ out:
 }
 
 int
-overlay_move_id(const char *export, const char *id, const char *addr,
-                const char **why)
+overlay_move_id(const char *export, const char *id, const char *addr, const char **why)
 {
-  char key[sizeof ((struct overlay *)0)->key], prefix[PATH_MAX];
+  char key[sizeof((struct overlay *)0)->key], prefix[PATH_MAX];
   const struct export *e = config_find_export(export);
   struct peer_addr a;
   struct overlay *ov;
@@ -945,17 +935,16 @@ overlay_move_id(const char *export, const char *id, const char *addr,
     return -EINVAL;
   }
   if (!binding_applies(e, id)) {
-    *why = "this ID is an IP address or pinned: the configuration says where it may be used";
+    *why =
+        "this ID is an IP address or pinned: the configuration says where it may be used";
     return -EINVAL;
   }
   snprintf(key, sizeof key, "%s/%s", export, id);
-  r = format_path(prefix, sizeof prefix, "%s/%s/%s", config.overlay_dir,
-                  export, id);
+  r = format_path(prefix, sizeof prefix, "%s/%s/%s", config.overlay_dir, export, id);
   if (r == 0)
     r = binding_write(prefix, addr);
   if (r < 0) {
-    log_err("overlay %s: cannot write its address binding: %s", prefix,
-            strerror(-r));
+    log_err("overlay %s: cannot write its address binding: %s", prefix, strerror(-r));
     *why = "cannot write the binding (see the server log)";
     return r;
   }
@@ -977,8 +966,8 @@ block_of(uint64_t off)
 }
 
 int
-overlay_plan_read(struct overlay *ov, uint64_t off, uint32_t len,
-                  struct segment **segsp, unsigned *nsegsp)
+overlay_plan_read(struct overlay *ov, uint64_t off, uint32_t len, struct segment **segsp,
+                  unsigned *nsegsp)
 {
   unsigned n = 0;
   size_t cap = 0;
@@ -993,8 +982,7 @@ overlay_plan_read(struct overlay *ov, uint64_t off, uint32_t len,
   while (pos < end) {
     uint64_t b = block_of(pos), run_end;
     enum ovl_state s;
-    uint64_t run = ovl_map_run(&ov->file.map, b,
-                               block_of(end - 1) - b + 1, &s);
+    uint64_t run = ovl_map_run(&ov->file.map, b, block_of(end - 1) - b + 1, &s);
 
     run_end = (b + run) << OVL_BLOCK_SHIFT;
     if (run_end > end)
@@ -1004,7 +992,9 @@ overlay_plan_read(struct overlay *ov, uint64_t off, uint32_t len,
       break;
     }
     segs[n++] = (struct segment){
-      .fd = s == OVL_BASE ? ov->base->fd : s == OVL_DATA ? ov->file.data_fd : -1,
+      .fd = s == OVL_BASE   ? ov->base->fd
+            : s == OVL_DATA ? ov->file.data_fd
+                            : -1,
       .file_off = pos,
       .buf_off = (uint32_t)(pos - off),
       .len = (uint32_t)(run_end - pos),
@@ -1147,8 +1137,7 @@ write_locked(struct overlay *ov, const char *buf, uint64_t off, uint64_t len)
 }
 
 int
-overlay_write_sync(struct overlay *ov, const void *buf, uint64_t off,
-                   uint32_t len)
+overlay_write_sync(struct overlay *ov, const void *buf, uint64_t off, uint32_t len)
 {
   int r;
 
@@ -1185,14 +1174,13 @@ overlay_zero(struct overlay *ov, uint64_t off, uint64_t len, bool trim)
       goto out;
   }
   /* Whole blocks: no data, no space. */
-  if (fallocate(ov->file.data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                first, last - first) < 0 &&
+  if (fallocate(ov->file.data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, first,
+                last - first) < 0 &&
       errno != EOPNOTSUPP) {
     r = -errno;
     goto out;
   }
-  r = journal_record(ov, block_of(first), (last - first) >> OVL_BLOCK_SHIFT,
-                   OVL_ZERO);
+  r = journal_record(ov, block_of(first), (last - first) >> OVL_BLOCK_SHIFT, OVL_ZERO);
   if (r < 0)
     goto out;
   if (!trim && last < end)
@@ -1204,8 +1192,8 @@ out:
 
 /* Appends one descriptor, merging with the previous one of equal flags. */
 static unsigned
-add_desc(struct nbd_block_descriptor *d, unsigned n, unsigned max,
-         uint64_t len, uint32_t flags)
+add_desc(struct nbd_block_descriptor *d, unsigned n, unsigned max, uint64_t len,
+         uint32_t flags)
 {
   if (n > 0 && d[n - 1].status_flags == flags &&
       (uint64_t)d[n - 1].length + len <= 0x80000000u) {
@@ -1232,8 +1220,7 @@ add_desc(struct nbd_block_descriptor *d, unsigned n, unsigned max,
  * descriptors or the steps ran out). */
 static uint64_t
 base_status(struct overlay *ov, uint64_t p, uint64_t run_end,
-            struct nbd_block_descriptor *d, unsigned *n, unsigned max,
-            unsigned *steps)
+            struct nbd_block_descriptor *d, unsigned *n, unsigned max, unsigned *steps)
 {
   while (p < run_end && *n <= max && *steps < BLOCK_STATUS_MAX_STEPS) {
     off_t data = lseek(ov->base->fd, p, SEEK_DATA);

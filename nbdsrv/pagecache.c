@@ -18,7 +18,7 @@
 #include "nbdsrv.h"
 
 #ifndef __NR_cachestat
-#define __NR_cachestat 451   /* the same number on every architecture */
+#define __NR_cachestat 451 /* the same number on every architecture */
 #endif
 
 struct cachestat_range {

@@ -55,7 +55,8 @@ report_generic(struct report *rp, const struct config *old, const struct config 
     if (strcmp(a, b) == 0)
       continue;
     if (k->restart)
-      tell(rp, LOG_WARNING, "'%s' changed, which takes effect only after a restart", k->name);
+      tell(rp, LOG_WARNING, "'%s' changed, which takes effect only after a restart",
+           k->name);
     else
       tell(rp, LOG_INFO, "%s changed: %s -> %s", k->name, a, b);
   }

@@ -71,8 +71,7 @@ pin_current(struct overlay *ov, const char *boot_id, const char **why)
     r = image_get(path, &ov->base);
   if (r < 0) {
     *why = "the export's image cannot be opened (see the server log)";
-    log_err("export %s: image %s: %s", ov->exp->name, ov->exp->image,
-            strerror(-r));
+    log_err("export %s: image %s: %s", ov->exp->name, ov->exp->image, strerror(-r));
     return r;
   }
   if (format_path(pin.base_path, sizeof pin.base_path, "%s", path) < 0) {
@@ -90,8 +89,8 @@ pin_current(struct overlay *ov, const char *boot_id, const char **why)
     r = base_pin_write(ov->prefix, &pin);
   if (r < 0) {
     *why = "the client's base pin cannot be written (see the server log)";
-    log_err("client %s: cannot write %s" BASE_PIN_SUFFIX ": %s", ov->key,
-            ov->prefix, strerror(-r));
+    log_err("client %s: cannot write %s" BASE_PIN_SUFFIX ": %s", ov->key, ov->prefix,
+            strerror(-r));
     return r;
   }
   log_info("client %s: pinned to %s (%s)", ov->key, path,
@@ -109,14 +108,12 @@ shared_open(struct overlay *ov, const char *boot_id, const char **why)
     /* Never replaced blindly: the client may have a file system mounted
      * on the version it names. */
     *why = "the client's base pin is damaged (nbdsrv ctl reset removes it)";
-    log_err("client %s: %s" BASE_PIN_SUFFIX " is not a base pin", ov->key,
-            ov->prefix);
+    log_err("client %s: %s" BASE_PIN_SUFFIX " is not a base pin", ov->key, ov->prefix);
     return r;
   }
   if (r < 0 && r != -ENOENT) {
     *why = "the client's base pin cannot be read (see the server log)";
-    log_err("client %s: %s" BASE_PIN_SUFFIX ": %s", ov->key, ov->prefix,
-            strerror(-r));
+    log_err("client %s: %s" BASE_PIN_SUFFIX ": %s", ov->key, ov->prefix, strerror(-r));
     return r;
   }
   if (r == 0 && strcmp(pin.boot_id, boot_id) == 0)
@@ -125,8 +122,7 @@ shared_open(struct overlay *ov, const char *boot_id, const char **why)
     r = pin_current(ov, boot_id, why);
   if (r < 0)
     return r;
-  r = ovl_map_init(&ov->file.map,
-                   (ov->base->size + OVL_BLOCK_SIZE - 1) / OVL_BLOCK_SIZE);
+  r = ovl_map_init(&ov->file.map, (ov->base->size + OVL_BLOCK_SIZE - 1) / OVL_BLOCK_SIZE);
   if (r < 0) {
     *why = "out of memory";
     return r;
@@ -135,8 +131,8 @@ shared_open(struct overlay *ov, const char *boot_id, const char **why)
   ov->file.info.base_size = ov->base->size;
   ov->file.info.base_mtime_ns = ov->base->mtime_ns;
   /* It fitted in the pin, which has the same room. */
-  (void)format_path(ov->file.info.base_path, sizeof ov->file.info.base_path,
-                    "%s", ov->base->path);
+  (void)format_path(ov->file.info.base_path, sizeof ov->file.info.base_path, "%s",
+                    ov->base->path);
   snprintf(ov->file.info.boot_id, sizeof ov->file.info.boot_id, "%s", boot_id);
   return 0;
 }
@@ -153,9 +149,9 @@ shared_unpin(const struct overlay *ov)
   int r = base_pin_remove(ov->prefix);
 
   if (r < 0 && r != -ENOENT)
-    log_err("client %s: cannot remove %s" BASE_PIN_SUFFIX ": %s", ov->key,
-            ov->prefix, strerror(-r));
+    log_err("client %s: cannot remove %s" BASE_PIN_SUFFIX ": %s", ov->key, ov->prefix,
+            strerror(-r));
   else
-    log_info("client %s: no connection for %us: base pin %s dropped",
-             ov->key, config.shared_pin_timeout, ov->base->path);
+    log_info("client %s: no connection for %us: base pin %s dropped", ov->key,
+             config.shared_pin_timeout, ov->base->path);
 }

@@ -80,13 +80,12 @@ trace_request(struct conn *c, uint16_t type, uint16_t flags, uint64_t offset,
               uint32_t count)
 {
   static const char *const names[] = {
-    [NBD_CMD_READ] = "R", [NBD_CMD_WRITE] = "W", [NBD_CMD_FLUSH] = "F",
-    [NBD_CMD_TRIM] = "T", [NBD_CMD_CACHE] = "C",
-    [NBD_CMD_WRITE_ZEROES] = "Z", [NBD_CMD_BLOCK_STATUS] = "B",
+    [NBD_CMD_READ] = "R",         [NBD_CMD_WRITE] = "W", [NBD_CMD_FLUSH] = "F",
+    [NBD_CMD_TRIM] = "T",         [NBD_CMD_CACHE] = "C", [NBD_CMD_WRITE_ZEROES] = "Z",
+    [NBD_CMD_BLOCK_STATUS] = "B",
   };
   struct worker *w = c->w;
-  const char *name = type < ARRAY_SIZE(names) && names[type]
-                         ? names[type] : "?";
+  const char *name = type < ARRAY_SIZE(names) && names[type] ? names[type] : "?";
   struct timespec ts;
   int n;
 
@@ -97,9 +96,9 @@ trace_request(struct conn *c, uint16_t type, uint16_t flags, uint64_t offset,
   clock_gettime(CLOCK_REALTIME, &ts);
   n = snprintf(w->trace_buf + w->trace_len, sizeof w->trace_buf - w->trace_len,
                "%llu %s %s%s %llu %u\n",
-               (unsigned long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000,
-               c->ovl->key, name, flags & NBD_CMD_FLAG_FUA ? "F" : "",
-               (unsigned long long)offset, count);
+               (unsigned long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000, c->ovl->key,
+               name, flags & NBD_CMD_FLAG_FUA ? "F" : "", (unsigned long long)offset,
+               count);
   if (n > 0 && (size_t)n < sizeof w->trace_buf - w->trace_len)
     w->trace_len += n;
 }

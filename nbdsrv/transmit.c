@@ -38,7 +38,7 @@
 
 static struct log_limit quota_log = LOG_LIMIT(LOG_WARNING, "writes over quota");
 static struct log_limit full_log =
-  LOG_LIMIT(LOG_ERR, "writes to a full overlay file system");
+    LOG_LIMIT(LOG_ERR, "writes to a full overlay file system");
 
 static void
 request_free(struct outmsg *m)
@@ -54,15 +54,17 @@ static uint32_t
 nbd_errno(int err)
 {
   switch (err) {
-  case 0: return 0;
-  case EPERM: case EROFS: return NBD_EPERM;
-  case ENOSPC: case EDQUOT: return NBD_ENOSPC;
-  case EINVAL: return NBD_EINVAL;
-  case ENOMEM: return NBD_ENOMEM;
-  case EOVERFLOW: return NBD_EOVERFLOW;
-  case ENOTSUP: return NBD_ENOTSUP;
-  case ESHUTDOWN: return NBD_ESHUTDOWN;
-  default: return NBD_EIO;
+    case 0: return 0;
+    case EPERM:
+    case EROFS: return NBD_EPERM;
+    case ENOSPC:
+    case EDQUOT: return NBD_ENOSPC;
+    case EINVAL: return NBD_EINVAL;
+    case ENOMEM: return NBD_ENOMEM;
+    case EOVERFLOW: return NBD_EOVERFLOW;
+    case ENOTSUP: return NBD_ENOTSUP;
+    case ESHUTDOWN: return NBD_ESHUTDOWN;
+    default: return NBD_EIO;
   }
 }
 
@@ -89,8 +91,8 @@ request_reply(struct request *r)
 {
   struct conn *c = r->c;
   struct outmsg *m = &r->out;
-  bool structured = c->structured &&
-                 (r->type == NBD_CMD_READ || r->type == NBD_CMD_BLOCK_STATUS);
+  bool structured =
+      c->structured && (r->type == NBD_CMD_READ || r->type == NBD_CMD_BLOCK_STATUS);
 
   m->free = request_free;
   m->niov = 1;
@@ -160,11 +162,12 @@ static void
 describe(const struct request *r, char *buf, size_t len)
 {
   static const char *const names[] = {
-    [NBD_CMD_WRITE] = "write", [NBD_CMD_TRIM] = "trim",
+    [NBD_CMD_WRITE] = "write",
+    [NBD_CMD_TRIM] = "trim",
     [NBD_CMD_WRITE_ZEROES] = "write zeroes",
   };
-  const char *name = r->type < ARRAY_SIZE(names) && names[r->type]
-                         ? names[r->type] : NULL;
+  const char *name =
+      r->type < ARRAY_SIZE(names) && names[r->type] ? names[r->type] : NULL;
 
   if (name)
     snprintf(buf, len, "%s of %u bytes at %llu", name, r->count,
@@ -184,12 +187,14 @@ log_no_space(const struct request *r, int err)
 
   describe(r, what, sizeof what);
   if (err == EDQUOT)
-    log_limited(&quota_log, "overlay %s (%s): %s refused: %s%s", ov->key,
-                r->c->peer, what,
-                quota ? "the overlay is at its quota of " : "the file system's disk quota is exceeded",
+    log_limited(&quota_log, "overlay %s (%s): %s refused: %s%s", ov->key, r->c->peer,
+                what,
+                quota ? "the overlay is at its quota of "
+                      : "the file system's disk quota is exceeded",
                 quota ? format_size(quota, q) : "");
   else
-    log_limited(&full_log, "overlay %s (%s): %s failed: the overlay file system is full (%s)",
+    log_limited(&full_log,
+                "overlay %s (%s): %s failed: the overlay file system is full (%s)",
                 ov->key, r->c->peer, what, config.overlay_dir);
 }
 
@@ -447,18 +452,15 @@ static uint16_t
 allowed_flags(const struct conn *c, uint16_t type)
 {
   switch (type) {
-  case NBD_CMD_READ:
-    return c->structured ? NBD_CMD_FLAG_DF : 0;
-  case NBD_CMD_WRITE:
-  case NBD_CMD_TRIM:
-    return NBD_CMD_FLAG_FUA;
-  case NBD_CMD_WRITE_ZEROES:
-    return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
-  case NBD_CMD_BLOCK_STATUS:
-    return NBD_CMD_FLAG_REQ_ONE;
-  default:
-    /* FUA on FLUSH is harmless and some clients send it. */
-    return NBD_CMD_FLAG_FUA;
+    case NBD_CMD_READ: return c->structured ? NBD_CMD_FLAG_DF : 0;
+    case NBD_CMD_WRITE:
+    case NBD_CMD_TRIM: return NBD_CMD_FLAG_FUA;
+    case NBD_CMD_WRITE_ZEROES:
+      return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
+    case NBD_CMD_BLOCK_STATUS: return NBD_CMD_FLAG_REQ_ONE;
+    default:
+      /* FUA on FLUSH is harmless and some clients send it. */
+      return NBD_CMD_FLAG_FUA;
   }
 }
 
@@ -479,7 +481,7 @@ request_check(const struct request *r)
     return EINVAL;
   }
   if (export_readonly(c->exp) && (r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM ||
-                           r->type == NBD_CMD_WRITE_ZEROES))
+                                  r->type == NBD_CMD_WRITE_ZEROES))
     return EPERM;
   return 0;
 }
@@ -575,42 +577,36 @@ dispatch(struct request *r)
   if (!request_valid(r))
     return;
   switch (r->type) {
-  case NBD_CMD_READ:
-    if (r->count == 0) {
-      reply_error(r, EINVAL);
+    case NBD_CMD_READ:
+      if (r->count == 0) {
+        reply_error(r, EINVAL);
+        return;
+      }
+      start_read(r);
       return;
-    }
-    start_read(r);
-    return;
-  case NBD_CMD_WRITE:
-    start_write(r);
-    return;
-  case NBD_CMD_FLUSH:
-    /* A shared read-only export has nothing of its own to make durable. */
-    if (c->exp->policy == POLICY_SHARED_READONLY)
+    case NBD_CMD_WRITE: start_write(r); return;
+    case NBD_CMD_FLUSH:
+      /* A shared read-only export has nothing of its own to make durable. */
+      if (c->exp->policy == POLICY_SHARED_READONLY)
+        request_reply(r);
+      else
+        start_flush(r);
+      return;
+    case NBD_CMD_TRIM:
+    case NBD_CMD_WRITE_ZEROES: start_zero(r); return;
+    case NBD_CMD_CACHE:
+      /* Prefetch the base image: what a boot reads next. */
+      posix_fadvise(c->ovl->base->fd, r->offset, r->count, POSIX_FADV_WILLNEED);
       request_reply(r);
-    else
-      start_flush(r);
-    return;
-  case NBD_CMD_TRIM:
-  case NBD_CMD_WRITE_ZEROES:
-    start_zero(r);
-    return;
-  case NBD_CMD_CACHE:
-    /* Prefetch the base image: what a boot reads next. */
-    posix_fadvise(c->ovl->base->fd, r->offset, r->count, POSIX_FADV_WILLNEED);
-    request_reply(r);
-    return;
-  case NBD_CMD_BLOCK_STATUS:
-    if (!c->meta_alloc || r->count == 0) {
-      reply_error(r, EINVAL);
       return;
-    }
-    do_block_status(r);
-    return;
-  default:
-    reply_error(r, EINVAL);
-    return;
+    case NBD_CMD_BLOCK_STATUS:
+      if (!c->meta_alloc || r->count == 0) {
+        reply_error(r, EINVAL);
+        return;
+      }
+      do_block_status(r);
+      return;
+    default: reply_error(r, EINVAL); return;
   }
 }
 

@@ -16,7 +16,7 @@ apt-get install -y -qq --no-install-recommends \
   liburing-dev libnbd-dev zlib1g-dev libext2fs-dev nettle-dev libsquashfs-dev \
   musl-tools libfuse3-dev fuse3 \
   libnbd-bin python3-libnbd nbdkit nbd-server qemu-utils qemu-system-x86 \
-  fio clang libclang-rt-14-dev valgrind e2fsprogs squashfs-tools cpio attr acl \
+  fio clang clang-format libclang-rt-14-dev valgrind e2fsprogs squashfs-tools cpio attr acl \
   python3-matplotlib \
   busybox-static linux-image-amd64 kmod procps psmisc iproute2 \
   dnsmasq-base isc-dhcp-server pxelinux syslinux-common ovmf grub-efi-amd64-signed \

@@ -9,8 +9,7 @@
 #include <unistd.h>
 
 static int
-fuzz_rm_entry(const char *path, const struct stat *st, int type,
-              struct FTW *ftw)
+fuzz_rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
   (void)st;
   (void)ftw;

@@ -53,8 +53,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       abort();
     cmdline_print(&cfg, devnull);
     (void)cmdline_wire_name(&cfg, cfg.export_name, "52:54:00:12:34:56",
-                            "0123456789abcdef0123456789abcdef", wire,
-                            sizeof wire);
+                            "0123456789abcdef0123456789abcdef", wire, sizeof wire);
   } else if (!err[0] && errlen > 1) {
     abort(); /* an error always says which word and why */
   }

@@ -45,10 +45,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 static void
 check_exports(void)
 {
-  static const char *const peers[] = { "192.0.2.10", "2001:db8::7",
-                                       "10.1.2.3", "unknown" };
-  static const char *const ids[] = { "", "192.0.2.10", "lab-01",
-                                     "52-54-00-12-34-56" };
+  static const char *const peers[] = { "192.0.2.10", "2001:db8::7", "10.1.2.3",
+                                       "unknown" };
+  static const char *const ids[] = { "", "192.0.2.10", "lab-01", "52-54-00-12-34-56" };
 
   for (unsigned i = 0; i < config.nexports; i++) {
     const struct export *e = &config.exports[i];

@@ -29,8 +29,8 @@
 
 static char moddir[64];
 
-static const char *const files[] = { "modules.dep", "modules.softdep",
-                                     "modules.alias", "modules.builtin" };
+static const char *const files[] = { "modules.dep", "modules.softdep", "modules.alias",
+                                     "modules.builtin" };
 
 /* Removes the files of the last input. */
 static void

@@ -68,15 +68,14 @@
 #include "log.h"
 #include "nbdsrv.h"
 
-#define FUZZ_IMAGE_SIZE ((1u << 20) + 1000)  /* a partial last block */
+#define FUZZ_IMAGE_SIZE ((1u << 20) + 1000) /* a partial last block */
 #define FUZZ_STORE_IMAGE_SIZE ((64u << 10) + 100)
 
 static char tmpdir[PATH_MAX];
 static char images[2][PATH_MAX + 64];
 static char overlay_dir[PATH_MAX];
 
-static void
-fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 static void
 fail(const char *fmt, ...)
@@ -167,8 +166,7 @@ conn_close(struct conn *c, const char *why)
 {
   (void)why;
   /* As conn.c, less the socket and the ring. */
-  if (transmitting(c) && c != closed_transmitting[0] &&
-      c != closed_transmitting[1])
+  if (transmitting(c) && c != closed_transmitting[0] && c != closed_transmitting[1])
     closed_transmitting[closed_transmitting[0] ? 1 : 0] = c;
   conn_enter(c, CONN_CLOSED);
 }
@@ -188,13 +186,13 @@ static unsigned npending_attach;
 static bool attach_at_once;
 
 int
-attach_begin(struct conn *c, const struct export *exp,
-             const struct export_request *req, const char **why)
+attach_begin(struct conn *c, const struct export *exp, const struct export_request *req,
+             const char **why)
 {
-  if (overlay_lookup(exp, req->id, req->boot_id, c->peer, &c->ovl) == 0 ||
-      attach_at_once)
-    return c->ovl ? 0 : overlay_acquire(exp, req->id, req->boot_id, c->peer,
-                                        NULL, &c->ovl, why);
+  if (overlay_lookup(exp, req->id, req->boot_id, c->peer, &c->ovl) == 0 || attach_at_once)
+    return c->ovl
+               ? 0
+               : overlay_acquire(exp, req->id, req->boot_id, c->peer, NULL, &c->ovl, why);
   if (npending_attach == 2)
     fail("more connections wait for their overlay than there are");
   pending_attach[npending_attach++] = (struct pending_attach){ c, exp, *req };
@@ -241,10 +239,9 @@ attach_finish(void)
 
     pending_attach[0] = pending_attach[1];
     npending_attach--;
-    r = overlay_acquire(a.exp, a.req.id, a.req.boot_id, a.c->peer, NULL,
-                        &a.c->ovl, &why);
+    r = overlay_acquire(a.exp, a.req.id, a.req.boot_id, a.c->peer, NULL, &a.c->ovl, &why);
     if (a.c->stage == CONN_CLOSED)
-      continue;  /* the overlay goes with the connection */
+      continue; /* the overlay goes with the connection */
     handshake_attached(a.c, a.req.id, r, why);
     if (a.c->stage != CONN_CLOSED)
       conn_input_resume(a.c);
@@ -258,7 +255,7 @@ static struct {
   bool loaded;
   uint64_t size;
   unsigned char *data;
-  unsigned char *known;   /* 0: trimmed, anything may be read */
+  unsigned char *known; /* 0: trimmed, anything may be read */
 } model;
 
 static void
@@ -290,21 +287,20 @@ model_free(void)
 }
 
 static void
-check_against_model(const struct request *r, const unsigned char *buf,
-                    uint64_t off, uint64_t len)
+check_against_model(const struct request *r, const unsigned char *buf, uint64_t off,
+                    uint64_t len)
 {
   for (uint64_t i = 0; i < len; i++)
     if (model.known[off + i] && buf[i] != model.data[off + i])
       fail("read of %u at %llu: byte %llu is 0x%02x, wrote 0x%02x", r->count,
-           (unsigned long long)r->offset, (unsigned long long)(off + i),
-           buf[i], model.data[off + i]);
+           (unsigned long long)r->offset, (unsigned long long)(off + i), buf[i],
+           model.data[off + i]);
 }
 
 /* The data of a successful read: in memory, or in the files it will be
  * spliced from. */
 static void
-check_read_data(const struct request *r, const struct outmsg *m,
-                const void *payload)
+check_read_data(const struct request *r, const struct outmsg *m, const void *payload)
 {
   uint64_t total = 0;
 
@@ -336,8 +332,8 @@ check_read_data(const struct request *r, const struct outmsg *m,
 }
 
 static void
-check_block_status(const struct conn *c, const struct request *r,
-                   const unsigned char *p, size_t len)
+check_block_status(const struct conn *c, const struct request *r, const unsigned char *p,
+                   size_t len)
 {
   uint64_t pos = r->offset, sum = 0;
   size_t n = len / 8;
@@ -377,26 +373,26 @@ model_update(const struct request *r)
   if (!model.on || !model.loaded)
     return;
   switch (r->type) {
-  case NBD_CMD_WRITE:
-    if (r->chunked) {
-      /* Only the last chunk is still in buf: the ones before are not
+    case NBD_CMD_WRITE:
+      if (r->chunked) {
+        /* Only the last chunk is still in buf: the ones before are not
        * known here, and may read as anything. */
-      memset(model.known + r->offset, 0, r->chunk_at);
-      memcpy(model.data + r->offset + r->chunk_at, r->buf, r->chunk_len);
-      memset(model.known + r->offset + r->chunk_at, 1, r->chunk_len);
+        memset(model.known + r->offset, 0, r->chunk_at);
+        memcpy(model.data + r->offset + r->chunk_at, r->buf, r->chunk_len);
+        memset(model.known + r->offset + r->chunk_at, 1, r->chunk_len);
+        break;
+      }
+      memcpy(model.data + r->offset, r->buf, r->count);
+      memset(model.known + r->offset, 1, r->count);
       break;
-    }
-    memcpy(model.data + r->offset, r->buf, r->count);
-    memset(model.known + r->offset, 1, r->count);
-    break;
-  case NBD_CMD_WRITE_ZEROES:
-    memset(model.data + r->offset, 0, r->count);
-    memset(model.known + r->offset, 1, r->count);
-    break;
-  case NBD_CMD_TRIM:
-    /* After a trim the protocol allows anything to be read. */
-    memset(model.known + r->offset, 0, r->count);
-    break;
+    case NBD_CMD_WRITE_ZEROES:
+      memset(model.data + r->offset, 0, r->count);
+      memset(model.known + r->offset, 1, r->count);
+      break;
+    case NBD_CMD_TRIM:
+      /* After a trim the protocol allows anything to be read. */
+      memset(model.known + r->offset, 0, r->count);
+      break;
   }
 }
 
@@ -425,8 +421,7 @@ check_option_reply(const struct outmsg *m)
   struct nbd_fixed_new_option_reply h;
 
   if (m->niov < 1 || m->niov > 2 || len > sizeof m->hdr)
-    fail("handshake message with %u iovecs, header of %zu bytes", m->niov,
-         len);
+    fail("handshake message with %u iovecs, header of %zu bytes", m->niov, len);
   if (len != sizeof h)
     return; /* the greeting, or the reply to NBD_OPT_EXPORT_NAME */
   memcpy(&h, m->hdr, sizeof h);
@@ -459,13 +454,11 @@ check_request_reply(struct conn *c, struct outmsg *m)
     memcpy(&h, m->hdr, sizeof h);
     if (m->iov[0].iov_len != sizeof h || be64toh(h.cookie) != r->cookie)
       fail("malformed simple reply");
-    if (c->structured && (r->type == NBD_CMD_READ ||
-                          r->type == NBD_CMD_BLOCK_STATUS))
+    if (c->structured && (r->type == NBD_CMD_READ || r->type == NBD_CMD_BLOCK_STATUS))
       fail("simple reply to a read after structured replies were agreed");
-    if (model.on && (h.error == htobe32(NBD_EIO) ||
-                     h.error == htobe32(NBD_ENOMEM)))
-      fail("request type %u failed with error %u though no I/O failed",
-           r->type, be32toh(h.error));
+    if (model.on && (h.error == htobe32(NBD_EIO) || h.error == htobe32(NBD_ENOMEM)))
+      fail("request type %u failed with error %u though no I/O failed", r->type,
+           be32toh(h.error));
     if (r->type == NBD_CMD_READ && !h.error) {
       if (follows != r->count)
         fail("read of %u answered with %zu bytes", r->count, follows);
@@ -481,28 +474,26 @@ check_request_reply(struct conn *c, struct outmsg *m)
     struct nbd_structured_reply h;
     memcpy(&h, m->hdr, sizeof h);
     if (!c->structured || be64toh(h.cookie) != r->cookie ||
-        be16toh(h.flags) != NBD_REPLY_FLAG_DONE ||
-        m->iov[0].iov_len < sizeof h ||
+        be16toh(h.flags) != NBD_REPLY_FLAG_DONE || m->iov[0].iov_len < sizeof h ||
         be32toh(h.length) != m->iov[0].iov_len - sizeof h + follows)
       fail("malformed structured reply");
     switch (be16toh(h.type)) {
-    case NBD_REPLY_TYPE_ERROR:
-      if (follows || m->iov[0].iov_len != sizeof h + 6)
-        fail("malformed error chunk");
-      break;
-    case NBD_REPLY_TYPE_OFFSET_DATA:
-      if (r->type != NBD_CMD_READ || follows != r->count)
-        fail("data chunk of %zu bytes for a request of type %u, %u bytes",
-             follows, r->type, r->count);
-      check_read_data(r, m, m->niov == 2 ? m->iov[1].iov_base : NULL);
-      break;
-    case NBD_REPLY_TYPE_BLOCK_STATUS:
-      if (r->type != NBD_CMD_BLOCK_STATUS || m->niov != 2)
-        fail("block status chunk for a request of type %u", r->type);
-      check_block_status(c, r, m->iov[1].iov_base, m->iov[1].iov_len);
-      break;
-    default:
-      fail("structured reply chunk of type %u", be16toh(h.type));
+      case NBD_REPLY_TYPE_ERROR:
+        if (follows || m->iov[0].iov_len != sizeof h + 6)
+          fail("malformed error chunk");
+        break;
+      case NBD_REPLY_TYPE_OFFSET_DATA:
+        if (r->type != NBD_CMD_READ || follows != r->count)
+          fail("data chunk of %zu bytes for a request of type %u, %u bytes", follows,
+               r->type, r->count);
+        check_read_data(r, m, m->niov == 2 ? m->iov[1].iov_base : NULL);
+        break;
+      case NBD_REPLY_TYPE_BLOCK_STATUS:
+        if (r->type != NBD_CMD_BLOCK_STATUS || m->niov != 2)
+          fail("block status chunk for a request of type %u", r->type);
+        check_block_status(c, r, m->iov[1].iov_base, m->iov[1].iov_len);
+        break;
+      default: fail("structured reply chunk of type %u", be16toh(h.type));
     }
   } else {
     fail("reply with magic 0x%08x", magic);
@@ -546,19 +537,14 @@ do_io(const struct io_uring_sqe *sqe, enum fault fault)
   if (fault == FAULT_SHORT)
     len /= 2; /* 0 for a 1-byte read: what the end of a file returns */
   switch (sqe->opcode) {
-  case IORING_OP_READ:
-    n = pread(sqe->fd, buf, len, (off_t)sqe->off);
-    break;
-  case IORING_OP_WRITE:
-    n = pwrite(sqe->fd, buf, len, (off_t)sqe->off);
-    break;
-  case IORING_OP_FSYNC:
-    /* The files are on a tmpfs: nothing to wait for. */
-    if (fcntl(sqe->fd, F_GETFD) < 0)
-      return -errno;
-    return 0;
-  default:
-    fail("unexpected io_uring opcode %u", sqe->opcode);
+    case IORING_OP_READ: n = pread(sqe->fd, buf, len, (off_t)sqe->off); break;
+    case IORING_OP_WRITE: n = pwrite(sqe->fd, buf, len, (off_t)sqe->off); break;
+    case IORING_OP_FSYNC:
+      /* The files are on a tmpfs: nothing to wait for. */
+      if (fcntl(sqe->fd, F_GETFD) < 0)
+        return -errno;
+      return 0;
+    default: fail("unexpected io_uring opcode %u", sqe->opcode);
   }
   return n < 0 ? -errno : (int)n;
 }
@@ -608,31 +594,30 @@ static void
 complete_io(unsigned how, enum fault fault)
 {
   switch (how) {
-  case DONE_NONE:
-    return;
-  case DONE_OLDEST:
-    if (nsqes)
-      complete_one(0, fault);
-    return;
-  case DONE_ALL:
-    while (nsqes) {
-      complete_one(0, fault);
-      fault = FAULT_NONE;
-    }
-    return;
-  case DONE_ALL_REVERSED:
-    while (nsqes) {
-      complete_one(nsqes - 1, fault);
-      fault = FAULT_NONE;
-    }
-    return;
+    case DONE_NONE: return;
+    case DONE_OLDEST:
+      if (nsqes)
+        complete_one(0, fault);
+      return;
+    case DONE_ALL:
+      while (nsqes) {
+        complete_one(0, fault);
+        fault = FAULT_NONE;
+      }
+      return;
+    case DONE_ALL_REVERSED:
+      while (nsqes) {
+        complete_one(nsqes - 1, fault);
+        fault = FAULT_NONE;
+      }
+      return;
   }
 }
 
 /* ---- connections ---- */
 
-static const char *const peers[] = { "192.0.2.10", "192.0.2.66",
-                                     "2001:db8::7", "unknown" };
+static const char *const peers[] = { "192.0.2.10", "192.0.2.66", "2001:db8::7",
+                                     "unknown" };
 
 static struct conn *
 fuzz_conn_new(unsigned peer)
@@ -663,8 +648,8 @@ conn_end(struct conn *c)
       c->held != (c->in.cur ? c->in.cur->out.held : 0) +
                      (c->in.stash_len - c->in.stash_off) +
                      (c->in.opt_data ? c->in.need + 1 : 0))
-    fail("after all I/O completed: %u requests, %zu bytes still held",
-         c->inflight_reqs, c->held);
+    fail("after all I/O completed: %u requests, %zu bytes still held", c->inflight_reqs,
+         c->held);
   budget_give(c, c->held);
   for (unsigned k = 0; k < 2; k++)
     if (live[k] == c)
@@ -718,8 +703,8 @@ struct stream {
 };
 
 static void
-run_pieces(unsigned peer, unsigned nconn, const struct piece *pieces,
-           size_t npieces, const struct stream *st)
+run_pieces(unsigned peer, unsigned nconn, const struct piece *pieces, size_t npieces,
+           const struct stream *st)
 {
   struct conn *c[2] = { fuzz_conn_new(peer), nconn > 1 ? fuzz_conn_new(peer) : NULL };
   size_t pos[2] = { 0, 0 };
@@ -886,8 +871,8 @@ self_test(void)
       succeeded[NBD_CMD_FLUSH] != 1)
     fail("self-test: a plain session failed (%u writes, %u reads, %u "
          "flushes succeeded): does fuzz_conn_new() still set a connection up "
-         "as loop.c does?", succeeded[NBD_CMD_WRITE],
-         succeeded[NBD_CMD_READ], succeeded[NBD_CMD_FLUSH]);
+         "as loop.c does?",
+         succeeded[NBD_CMD_WRITE], succeeded[NBD_CMD_READ], succeeded[NBD_CMD_FLUSH]);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -999,25 +984,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   }
 
   switch (mode) {
-  case 0:
-    run_pieces(flags & 3, 1, pieces, npieces, st);
-    break;
-  case 1:
-    run_serial(flags & 3, p, len);
-    break;
-  case 2:
-    run_pieces(flags & 3, 2, pieces, npieces, st);
-    break;
-  case 3:
-    run_pieces(flags & 3, 1, pieces, npieces, &st[0]);
-    /* Closes the idle overlay (an ephemeral one is dropped), so the
+    case 0: run_pieces(flags & 3, 1, pieces, npieces, st); break;
+    case 1: run_serial(flags & 3, p, len); break;
+    case 2: run_pieces(flags & 3, 2, pieces, npieces, st); break;
+    case 3:
+      run_pieces(flags & 3, 1, pieces, npieces, &st[0]);
+      /* Closes the idle overlay (an ephemeral one is dropped), so the
      * second connection opens it from its files. */
-    if (!(flags & 0x40))
-      overlay_janitor(false, &janitor_hooks);
-    if (flags & 0x80)
-      touch_images();
-    run_pieces(flags & 3, 1, pieces, npieces, &st[1]);
-    break;
+      if (!(flags & 0x40))
+        overlay_janitor(false, &janitor_hooks);
+      if (flags & 0x80)
+        touch_images();
+      run_pieces(flags & 3, 1, pieces, npieces, &st[1]);
+      break;
   }
   if (nsqes)
     fail("%zu I/O operations left", nsqes);

@@ -7,9 +7,12 @@
 # "/* long: why */" comment above it.
 # test_layout_03 fails when a tracked source file, script, build file or
 # man page has no SPDX line, or COPYING is not the GPL version 2.
+# test_layout_04 fails when a C file is not formatted as .clang-format
+# says.
 LAYOUT_TESTS = tests/test_layout_01_no_file_cycles.sh \
 	tests/test_layout_02_function_lengths.sh \
-	tests/test_layout_03_licence.sh
+	tests/test_layout_03_licence.sh \
+	tests/test_layout_04_format.sh
 
 TESTS += $(LAYOUT_TESTS)
 EXTRA_DIST += $(LAYOUT_TESTS)

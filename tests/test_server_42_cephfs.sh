@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # test_server_42_cephfs: two servers keep their overlays on a real CephFS,
 # each through its own ceph-fuse mount (two Ceph clients, as two hosts):
 #   - the connect race of test_server_46 (multi-conn, fresh IDs): never

@@ -9,14 +9,14 @@ static int failures;
 
 /* Counts and reports a failed condition; the test goes on, so that one
  * run shows every failure.  main() returns 1 when failures > 0. */
-#define CHECK(cond, ...)                                       \
-  do {                                                         \
-    if (!(cond)) {                                             \
+#define CHECK(cond, ...)                                              \
+  do {                                                                \
+    if (!(cond)) {                                                    \
       fprintf(stderr, "%s:%d: FAIL %s: ", __FILE__, __LINE__, #cond); \
-      fprintf(stderr, __VA_ARGS__);                            \
-      fputc('\n', stderr);                                     \
-      failures++;                                              \
-    }                                                          \
+      fprintf(stderr, __VA_ARGS__);                                   \
+      fputc('\n', stderr);                                            \
+      failures++;                                                     \
+    }                                                                 \
   } while (0)
 
 #endif

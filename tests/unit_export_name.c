@@ -29,10 +29,8 @@ check_normalize(const char *in, const char *want)
   snprintf(id, sizeof id, "%s", in);
   changed = client_id_normalize(id);
   CHECK(strcmp(id, want) == 0, "'%s' became '%s', expected '%s'", in, id, want);
-  CHECK(changed == (strcmp(in, want) != 0), "'%s': normalize returned %d", in,
-        changed);
-  CHECK(!client_id_normalize(id), "'%s': the canonical '%s' changed again", in,
-        id);
+  CHECK(changed == (strcmp(in, want) != 0), "'%s': normalize returned %d", in, changed);
+  CHECK(!client_id_normalize(id), "'%s': the canonical '%s' changed again", in, id);
 }
 
 static bool
@@ -53,8 +51,8 @@ check_macs(void)
 
   for (size_t i = 0; i < ARRAY_SIZE(spellings); i++) {
     check_normalize(spellings[i], "40-01-1c-47-44-1e");
-    CHECK(client_id_is_mac(spellings[i], strlen(spellings[i])),
-          "'%s' is not MAC-shaped", spellings[i]);
+    CHECK(client_id_is_mac(spellings[i], strlen(spellings[i])), "'%s' is not MAC-shaped",
+          spellings[i]);
     CHECK(!is_ip(spellings[i]), "'%s' parses as an IP address", spellings[i]);
   }
   check_normalize("AB:CD:EF:0A:9B:FF", "ab-cd-ef-0a-9b-ff");
@@ -65,22 +63,38 @@ check_others(void)
 {
   static const char *const others[] = {
     /* near misses */
-    "40:01:1c:47:44", "40:01:1c:47:44:1e:", "40:01:1c:47:44:1g",
-    "40:01:1c:47:44:1E0", "0:01:1c:47:44:1e", "40.01.1c.47.44.1e",
-    "4001.1c47.441e", "40011C47441E", "40_01_1C_47_44_1E",
-    "40::01:1c:47:44:1", ":40:01:1c:47:44:1",
+    "40:01:1c:47:44",
+    "40:01:1c:47:44:1e:",
+    "40:01:1c:47:44:1g",
+    "40:01:1c:47:44:1E0",
+    "0:01:1c:47:44:1e",
+    "40.01.1c.47.44.1e",
+    "4001.1c47.441e",
+    "40011C47441E",
+    "40_01_1C_47_44_1E",
+    "40::01:1c:47:44:1",
+    ":40:01:1c:47:44:1",
     /* names */
-    "Lab-PC-07", "client.A", "A",
+    "Lab-PC-07",
+    "client.A",
+    "A",
     /* addresses */
-    "127.0.0.1", "10.0.2.15", "::1", "FE80::1", "2001:DB8::AB:CD",
-    "::ffff:192.0.2.1", "AA:BB:CC:DD:EE:FF:0:1", "a:b:c:d:e:f:1:2",
-    "ab:cd:ef:1:2:3::", "::ab:cd:ef:01:23",
+    "127.0.0.1",
+    "10.0.2.15",
+    "::1",
+    "FE80::1",
+    "2001:DB8::AB:CD",
+    "::ffff:192.0.2.1",
+    "AA:BB:CC:DD:EE:FF:0:1",
+    "a:b:c:d:e:f:1:2",
+    "ab:cd:ef:1:2:3::",
+    "::ab:cd:ef:01:23",
   };
 
   for (size_t i = 0; i < ARRAY_SIZE(others); i++) {
     check_normalize(others[i], others[i]);
-    CHECK(!client_id_is_mac(others[i], strlen(others[i])),
-          "'%s' is MAC-shaped", others[i]);
+    CHECK(!client_id_is_mac(others[i], strlen(others[i])), "'%s' is MAC-shaped",
+          others[i]);
   }
 }
 
@@ -105,8 +119,7 @@ check_random_addresses(void)
 }
 
 static void
-check_parse(const char *wire, const char *name, const char *id,
-            const char *boot_id)
+check_parse(const char *wire, const char *name, const char *id, const char *boot_id)
 {
   struct export_request req;
   const char *why = NULL;
@@ -116,10 +129,8 @@ check_parse(const char *wire, const char *name, const char *id,
   if (r < 0)
     return;
   CHECK(strcmp(req.name, name) == 0, "'%s': name '%s'", wire, req.name);
-  CHECK(strcmp(req.id, id) == 0, "'%s': id '%s', expected '%s'", wire, req.id,
-        id);
-  CHECK(strcmp(req.boot_id, boot_id) == 0, "'%s': boot id '%s'", wire,
-        req.boot_id);
+  CHECK(strcmp(req.id, id) == 0, "'%s': id '%s', expected '%s'", wire, req.id, id);
+  CHECK(strcmp(req.boot_id, boot_id) == 0, "'%s': boot id '%s'", wire, req.boot_id);
 }
 
 int
@@ -128,8 +139,7 @@ main(void)
   check_macs();
   check_others();
   check_random_addresses();
-  check_parse("lab@40:01:1C:47:44:1E,boot=AB:CD", "lab", "40-01-1c-47-44-1e",
-              "AB:CD");
+  check_parse("lab@40:01:1C:47:44:1E,boot=AB:CD", "lab", "40-01-1c-47-44-1e", "AB:CD");
   check_parse("lab@40-01-1c-47-44-1e", "lab", "40-01-1c-47-44-1e", "");
   check_parse("Lab@AA-BB-CC-DD-EE-FF,boot=0f", "Lab", "aa-bb-cc-dd-ee-ff", "0f");
   check_parse("lab@FE80::1", "lab", "FE80::1", "");

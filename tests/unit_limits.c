@@ -37,7 +37,8 @@ test_ipv6_per_64(void)
 {
   config.max_conns = 0;
   config.max_conns_per_addr = 2;
-  CHECK(!limits_enter("2001:db8:1:2::1") && !limits_enter("2001:db8:1:2:aaaa:bbbb:cccc:dddd"),
+  CHECK(!limits_enter("2001:db8:1:2::1") &&
+            !limits_enter("2001:db8:1:2:aaaa:bbbb:cccc:dddd"),
         "two addresses of one /64");
   CHECK(limits_enter("2001:db8:1:2:ffff::7") != NULL,
         "a third address of the same /64 is refused");
@@ -54,7 +55,8 @@ test_total(void)
 {
   config.max_conns = 3;
   config.max_conns_per_addr = 0;
-  CHECK(!limits_enter("192.0.2.1") && !limits_enter("192.0.2.2") && !limits_enter("2001:db8::1"),
+  CHECK(!limits_enter("192.0.2.1") && !limits_enter("192.0.2.2") &&
+            !limits_enter("2001:db8::1"),
         "three in all");
   CHECK(limits_enter("192.0.2.4") != NULL, "a fourth is refused by max-connections");
   limits_leave("192.0.2.2");

@@ -47,16 +47,17 @@ check_map_equals_model(const struct ovl_map *m, const char *when)
 
   for (uint64_t b = 0; b < NBLOCKS; b++) {
     if (ovl_map_get(m, b) != model[b]) {
-      CHECK(0, "%s: block %llu is %d, expected %d", when,
-            (unsigned long long)b, ovl_map_get(m, b), model[b]);
+      CHECK(0, "%s: block %llu is %d, expected %d", when, (unsigned long long)b,
+            ovl_map_get(m, b), model[b]);
       return;
     }
     ndata += model[b] == OVL_DATA;
     nzero += model[b] == OVL_ZERO;
   }
-  CHECK(m->ndata == ndata && m->nzero == nzero, "%s: counters %llu/%llu, expected %llu/%llu",
-        when, (unsigned long long)m->ndata, (unsigned long long)m->nzero,
-        (unsigned long long)ndata, (unsigned long long)nzero);
+  CHECK(m->ndata == ndata && m->nzero == nzero,
+        "%s: counters %llu/%llu, expected %llu/%llu", when, (unsigned long long)m->ndata,
+        (unsigned long long)m->nzero, (unsigned long long)ndata,
+        (unsigned long long)nzero);
   /* Runs must cover exactly the blocks of equal state. */
   for (uint64_t b = 0; b < NBLOCKS;) {
     enum ovl_state s;
@@ -65,8 +66,8 @@ check_map_equals_model(const struct ovl_map *m, const char *when)
           (unsigned long long)b, (unsigned long long)n);
     for (uint64_t i = b; i < b + n; i++)
       if (model[i] != s) {
-        CHECK(0, "%s: run at %llu claims state %d at %llu", when,
-              (unsigned long long)b, s, (unsigned long long)i);
+        CHECK(0, "%s: run at %llu claims state %d at %llu", when, (unsigned long long)b,
+              s, (unsigned long long)i);
         return;
       }
     CHECK(b + n == NBLOCKS || model[b + n] != s, "%s: run at %llu stops early", when,
@@ -88,35 +89,37 @@ test_large_sparse_map(void)
   ovl_map_init(&m, nblocks);
   CHECK(ovl_map_memory(&m) < 256, "an unwritten 1 TiB map uses %zu bytes",
         ovl_map_memory(&m));
-  CHECK(ovl_map_set(&m, 0, 1, OVL_DATA) == 0 &&
-        ovl_map_set(&m, mid, 3, OVL_ZERO) == 0 &&
-        ovl_map_set(&m, nblocks - 1, 1, OVL_DATA) == 0, "set");
+  CHECK(ovl_map_set(&m, 0, 1, OVL_DATA) == 0 && ovl_map_set(&m, mid, 3, OVL_ZERO) == 0 &&
+            ovl_map_set(&m, nblocks - 1, 1, OVL_DATA) == 0,
+        "set");
   /* Three chunks, three groups of chunk pointers and the table of
    * groups: some 16 KiB (a table of every chunk of the disk would be
    * 512 KiB). */
   bytes = ovl_map_memory(&m);
   CHECK(bytes < 32 << 10, "three writes on 1 TiB use %zu bytes", bytes);
   CHECK(ovl_map_get(&m, 0) == OVL_DATA && ovl_map_get(&m, 1) == OVL_BASE &&
-        ovl_map_get(&m, mid - 1) == OVL_BASE && ovl_map_get(&m, mid) == OVL_ZERO &&
-        ovl_map_get(&m, mid + 2) == OVL_ZERO && ovl_map_get(&m, mid + 3) == OVL_BASE &&
-        ovl_map_get(&m, nblocks - 2) == OVL_BASE &&
-        ovl_map_get(&m, nblocks - 1) == OVL_DATA && ovl_map_get(&m, nblocks) == OVL_BASE,
+            ovl_map_get(&m, mid - 1) == OVL_BASE && ovl_map_get(&m, mid) == OVL_ZERO &&
+            ovl_map_get(&m, mid + 2) == OVL_ZERO &&
+            ovl_map_get(&m, mid + 3) == OVL_BASE &&
+            ovl_map_get(&m, nblocks - 2) == OVL_BASE &&
+            ovl_map_get(&m, nblocks - 1) == OVL_DATA &&
+            ovl_map_get(&m, nblocks) == OVL_BASE,
         "states on the large map");
   CHECK(ovl_map_run(&m, 1, nblocks, &s) == mid - 1 && s == OVL_BASE,
         "the run from block 1 ends at the middle write");
   CHECK(ovl_map_run(&m, mid, nblocks, &s) == 3 && s == OVL_ZERO, "the middle run");
-  CHECK(ovl_map_run(&m, mid + 3, nblocks, &s) == nblocks - 1 - (mid + 3) &&
-        s == OVL_BASE, "the run after the middle write ends at the last block");
+  CHECK(ovl_map_run(&m, mid + 3, nblocks, &s) == nblocks - 1 - (mid + 3) && s == OVL_BASE,
+        "the run after the middle write ends at the last block");
   CHECK(ovl_map_run(&m, 5, 100, &s) == 100 && s == OVL_BASE, "a run is cut at max");
-  CHECK(m.ndata == 2 && m.nzero == 3, "counters %llu/%llu",
-        (unsigned long long)m.ndata, (unsigned long long)m.nzero);
+  CHECK(m.ndata == 2 && m.nzero == 3, "counters %llu/%llu", (unsigned long long)m.ndata,
+        (unsigned long long)m.nzero);
   /* Back to BASE: the states follow (the memory stays). */
   CHECK(ovl_map_set(&m, mid, 3, OVL_BASE) == 0 && ovl_map_get(&m, mid) == OVL_BASE &&
-        m.nzero == 0, "zeroes set back to base");
+            m.nzero == 0,
+        "zeroes set back to base");
 
   ovl_map_free(&m);
 }
-
 
 /* A TRIM of 64 GiB in the middle of a 1 TiB disk: 16 million blocks at
  * once, a chunk at a time; a run crosses them in one call; back to BASE,
@@ -130,23 +133,26 @@ test_large_trim(void)
   size_t bytes;
 
   ovl_map_init(&m, nblocks);
-  CHECK(ovl_map_set(&m, 0, 1, OVL_DATA) == 0 && ovl_map_set(&m, nblocks - 1, 1, OVL_DATA) == 0,
+  CHECK(ovl_map_set(&m, 0, 1, OVL_DATA) == 0 &&
+            ovl_map_set(&m, nblocks - 1, 1, OVL_DATA) == 0,
         "set");
   const uint64_t tfirst = (nblocks / 4) & ~(uint64_t)4095, tcount = 1ull << 24;
   bytes = ovl_map_memory(&m);
-  CHECK(ovl_map_set(&m, tfirst + 1, tcount - 2, OVL_ZERO) == 0 &&
-        m.nzero == tcount - 2, "a 64 GiB trim: %llu zero blocks", (unsigned long long)m.nzero);
+  CHECK(ovl_map_set(&m, tfirst + 1, tcount - 2, OVL_ZERO) == 0 && m.nzero == tcount - 2,
+        "a 64 GiB trim: %llu zero blocks", (unsigned long long)m.nzero);
   CHECK(ovl_map_get(&m, tfirst) == OVL_BASE && ovl_map_get(&m, tfirst + 1) == OVL_ZERO &&
-        ovl_map_get(&m, tfirst + tcount - 2) == OVL_ZERO &&
-        ovl_map_get(&m, tfirst + tcount - 1) == OVL_BASE, "the trim's ends");
+            ovl_map_get(&m, tfirst + tcount - 2) == OVL_ZERO &&
+            ovl_map_get(&m, tfirst + tcount - 1) == OVL_BASE,
+        "the trim's ends");
   CHECK(ovl_map_run(&m, tfirst + 1, nblocks, &s) == tcount - 2 && s == OVL_ZERO,
         "the run over the trim");
   CHECK(ovl_map_set(&m, tfirst + 5, 7, OVL_DATA) == 0 &&
-        ovl_map_run(&m, tfirst + 1, nblocks, &s) == 4 && s == OVL_ZERO &&
-        ovl_map_run(&m, tfirst + 12, nblocks, &s) == tcount - 13 && s == OVL_ZERO &&
-        m.ndata == 2 + 7 && m.nzero == tcount - 2 - 7, "data inside the trim");
+            ovl_map_run(&m, tfirst + 1, nblocks, &s) == 4 && s == OVL_ZERO &&
+            ovl_map_run(&m, tfirst + 12, nblocks, &s) == tcount - 13 && s == OVL_ZERO &&
+            m.ndata == 2 + 7 && m.nzero == tcount - 2 - 7,
+        "data inside the trim");
   CHECK(ovl_map_set(&m, tfirst, tcount, OVL_BASE) == 0 && m.ndata == 2 && m.nzero == 0 &&
-        ovl_map_memory(&m) <= bytes + (64u << 10),
+            ovl_map_memory(&m) <= bytes + (64u << 10),
         "back to base: %zu bytes, %zu before the trim", ovl_map_memory(&m), bytes);
   ovl_map_free(&m);
 }
@@ -216,7 +222,8 @@ test_empty_overlay(void)
   CHECK(ovl_file_create(prefix, &info, &f) == 0, "create");
   CHECK(ovl_map_memory(&f.map) < 256, "an unwritten overlay uses %zu bytes",
         ovl_map_memory(&f.map));
-  CHECK(ovl_file_read_header(prefix, &hdr) == 0 && strcmp(hdr.base_path, info.base_path) == 0 &&
+  CHECK(ovl_file_read_header(prefix, &hdr) == 0 &&
+            strcmp(hdr.base_path, info.base_path) == 0 &&
             strcmp(hdr.boot_id, "boot-1") == 0 && hdr.size == info.size,
         "header round trip");
   ovl_file_close(&f);
@@ -269,7 +276,8 @@ test_torn_tail(void)
   CHECK(f.log_end == good_end, "torn batch cut at %llu, expected %llu",
         (unsigned long long)f.log_end, (unsigned long long)good_end);
   snprintf(path, sizeof path, "%s.map", prefix);
-  CHECK(stat(path, &st) == 0 && (uint64_t)st.st_size == good_end, "torn tail truncated on disk");
+  CHECK(stat(path, &st) == 0 && (uint64_t)st.st_size == good_end,
+        "torn tail truncated on disk");
   ovl_file_close(&f);
 }
 
@@ -305,8 +313,8 @@ test_compaction(void)
     return;
   before = f.log_end;
   CHECK(ovl_file_compact(&f, prefix) == 0, "compact");
-  CHECK(f.log_end < before, "journal shrank from %llu to %llu", (unsigned long long)before,
-        (unsigned long long)f.log_end);
+  CHECK(f.log_end < before, "journal shrank from %llu to %llu",
+        (unsigned long long)before, (unsigned long long)f.log_end);
   ovl_file_close(&f);
   CHECK(ovl_file_open(prefix, false, &g) == 0, "reopen after compaction");
   check_map_equals_model(&g.map, "after compaction");
@@ -400,7 +408,8 @@ test_damaged_batch_refused(void)
   if (random_overlay(&f) < 0)
     return;
   good_end = f.log_end;
-  CHECK(ovl_file_append(&f, &rec, 1) == 0 && ovl_file_append(&f, &after, 1) == 0, "append");
+  CHECK(ovl_file_append(&f, &rec, 1) == 0 && ovl_file_append(&f, &after, 1) == 0,
+        "append");
   CHECK(pwrite(f.map_fd, &byte, 1, good_end + 20) == 1, "corrupt");
   ovl_file_close(&f);
   free(slurp(".data", &dlen));
@@ -434,14 +443,16 @@ test_zero_page_tear_cut(void)
   good_end = f.log_end;
   for (size_t i = 0; i < 600; i++)
     recs[i] = (struct ovl_record){ 100 + i, 1, OVL_ZERO };
-  CHECK(ovl_file_append(&f, recs, 600) == 0 && ovl_file_append(&f, &after, 1) == 0, "append");
+  CHECK(ovl_file_append(&f, recs, 600) == 0 && ovl_file_append(&f, &after, 1) == 0,
+        "append");
   page = (good_end + OVL_BLOCK_SIZE) & ~(uint64_t)(OVL_BLOCK_SIZE - 1);
-  CHECK(pwrite(f.map_fd, zeros, sizeof zeros, (off_t)page) == sizeof zeros, "lose a page");
+  CHECK(pwrite(f.map_fd, zeros, sizeof zeros, (off_t)page) == sizeof zeros,
+        "lose a page");
   ovl_file_close(&f);
   CHECK(ovl_file_open(prefix, true, &g) == 0, "a torn tail with a lost page is opened");
-  CHECK(g.log_end == good_end && g.torn_bytes > 0, "cut at %llu (expected %llu), %llu bytes",
-        (unsigned long long)g.log_end, (unsigned long long)good_end,
-        (unsigned long long)g.torn_bytes);
+  CHECK(g.log_end == good_end && g.torn_bytes > 0,
+        "cut at %llu (expected %llu), %llu bytes", (unsigned long long)g.log_end,
+        (unsigned long long)good_end, (unsigned long long)g.torn_bytes);
   check_map_equals_model(&g.map, "after a lost page");
   ovl_file_close(&g);
 }
@@ -484,7 +495,8 @@ test_short_data_refused(void)
   CHECK(ovl_file_append(&f, &rec, 1) == 0, "append");
   CHECK(ftruncate(f.data_fd, 3 * OVL_BLOCK_SIZE) == 0, "shorten the data file");
   ovl_file_close(&f);
-  CHECK(ovl_file_open(prefix, true, &g) == -EUCLEAN && strstr(g.damage, "data file is 12288"),
+  CHECK(ovl_file_open(prefix, true, &g) == -EUCLEAN &&
+            strstr(g.damage, "data file is 12288"),
         "a short data file refused: %s", g.damage);
   CHECK(ovl_file_open_salvage(prefix, &g) == 0 && g.damage[0], "salvage opens it");
   CHECK(ovl_map_data_end(&g.map) == (uint64_t)(NBLOCKS - 1) * OVL_BLOCK_SIZE,
@@ -507,7 +519,8 @@ test_content_id_round_trip(void)
         "content id read back as '%s'", hdr.base_sha256);
   CHECK(ovl_file_compact(&f, prefix) == 0, "compact");
   ovl_file_close(&f);
-  CHECK(ovl_file_open(prefix, false, &g) == 0 && strcmp(g.info.base_sha256, TEST_SHA) == 0 &&
+  CHECK(ovl_file_open(prefix, false, &g) == 0 &&
+            strcmp(g.info.base_sha256, TEST_SHA) == 0 &&
             strcmp(g.info.base_path, info.base_path) == 0,
         "content id after compaction: '%s'", g.info.base_sha256);
   ovl_file_close(&g);
@@ -547,8 +560,10 @@ test_bad_content_id(void)
   memcpy(h + sizeof h - 4, &crc, 4);
   CHECK(pwrite(f.map_fd, h, sizeof h, 0) == (ssize_t)sizeof h, "write header");
   ovl_file_close(&f);
-  CHECK(ovl_file_read_header(prefix, &hdr) == -EBADMSG, "bad content id refused (header)");
-  CHECK(ovl_file_open(prefix, false, &g) == -EUCLEAN && strstr(g.damage, "header"), "bad content id refused (open)");
+  CHECK(ovl_file_read_header(prefix, &hdr) == -EBADMSG,
+        "bad content id refused (header)");
+  CHECK(ovl_file_open(prefix, false, &g) == -EUCLEAN && strstr(g.damage, "header"),
+        "bad content id refused (open)");
 }
 
 static const struct {
@@ -566,7 +581,8 @@ static const struct {
   { "the content id round-trips and survives compaction", test_content_id_round_trip },
   { "a header without content id has the old layout", test_no_content_id },
   { "a content id that is not 64 hex digits is refused", test_bad_content_id },
-  { "a damaged batch before a valid one is refused, files untouched", test_damaged_batch_refused },
+  { "a damaged batch before a valid one is refused, files untouched",
+    test_damaged_batch_refused },
   { "a tear with a lost page is cut, though a batch follows", test_zero_page_tear_cut },
   { "an empty map is made again, a short one refused", test_empty_map },
   { "a data file shorter than the map is refused", test_short_data_refused },
@@ -593,8 +609,8 @@ main(void)
   ovl_file_remove(prefix);
   rmdir(dir);
   if (failures) {
-    fprintf(stderr, "unit_overlay: %d of %zu properties failed (%d checks)\n", failed_tests,
-            ARRAY_SIZE(tests), failures);
+    fprintf(stderr, "unit_overlay: %d of %zu properties failed (%d checks)\n",
+            failed_tests, ARRAY_SIZE(tests), failures);
     return 1;
   }
   printf("unit_overlay: all %zu properties hold\n", ARRAY_SIZE(tests));

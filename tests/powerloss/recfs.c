@@ -54,11 +54,11 @@
 
 #define MARK_PATH "/.mark"
 
-static int back_fd = -1;    /* BACKING_DIR */
-static int log_fd = -1;     /* LOG */
-static int data_fd = -1;    /* LOG.data */
-static uint64_t log_lines;  /* lines in LOG */
-static uint64_t data_end;   /* bytes in LOG.data */
+static int back_fd = -1;   /* BACKING_DIR */
+static int log_fd = -1;    /* LOG */
+static int data_fd = -1;   /* LOG.data */
+static uint64_t log_lines; /* lines in LOG */
+static uint64_t data_end;  /* bytes in LOG.data */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The path under BACKING_DIR for a FUSE path ("/a/b" -> "a/b"). */
@@ -107,8 +107,7 @@ full_write(int fd, const void *buf, size_t len)
 }
 
 /* Appends one line; lock held. */
-static void __attribute__((format(printf, 1, 2)))
-log_line_locked(const char *fmt, ...)
+static void __attribute__((format(printf, 1, 2))) log_line_locked(const char *fmt, ...)
 {
   char line[16384];
   va_list ap;
@@ -126,18 +125,18 @@ log_line_locked(const char *fmt, ...)
   log_lines++;
 }
 
-#define LOG_LINE(...)                     \
-  do {                                    \
-    pthread_mutex_lock(&log_lock);        \
-    log_line_locked(__VA_ARGS__);         \
-    pthread_mutex_unlock(&log_lock);      \
+#define LOG_LINE(...)                \
+  do {                               \
+    pthread_mutex_lock(&log_lock);   \
+    log_line_locked(__VA_ARGS__);    \
+    pthread_mutex_unlock(&log_lock); \
   } while (0)
 
 /* PATH encoded in a local buffer named e_NAME. */
-#define ENC(name, path)                     \
-  char e_##name[3 * 4096 + 1];              \
-  if (path && strlen(path) > 4096)          \
-    return -ENAMETOOLONG;                   \
+#define ENC(name, path)            \
+  char e_##name[3 * 4096 + 1];     \
+  if (path && strlen(path) > 4096) \
+    return -ENAMETOOLONG;          \
   encode(e_##name, path ? path : "-")
 
 /* The backing inode number of fd or path: what the log names a file by,
@@ -155,8 +154,8 @@ path_ino(const char *path)
 {
   struct stat st;
 
-  return fstatat(back_fd, rel(path), &st, AT_SYMLINK_NOFOLLOW) == 0
-             ? (uint64_t)st.st_ino : 0;
+  return fstatat(back_fd, rel(path), &st, AT_SYMLINK_NOFOLLOW) == 0 ? (uint64_t)st.st_ino
+                                                                    : 0;
 }
 
 static uint64_t
@@ -192,8 +191,8 @@ rec_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 static int
 rec_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
-  int r = fi ? fstat((int)fi->fh, st)
-             : fstatat(back_fd, rel(path), st, AT_SYMLINK_NOFOLLOW);
+  int r =
+      fi ? fstat((int)fi->fh, st) : fstatat(back_fd, rel(path), st, AT_SYMLINK_NOFOLLOW);
   return r < 0 ? -errno : 0;
 }
 
@@ -224,8 +223,7 @@ rec_open(const char *path, struct fuse_file_info *fi)
 }
 
 static int
-rec_read(const char *path, char *buf, size_t size, off_t off,
-         struct fuse_file_info *fi)
+rec_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
   ssize_t n = pread((int)fi->fh, buf, size, off);
 
@@ -315,8 +313,7 @@ rec_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
 }
 
 static int
-rec_utimens(const char *path, const struct timespec tv[2],
-            struct fuse_file_info *fi)
+rec_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
 {
   int r = fi ? futimens((int)fi->fh, tv)
              : utimensat(back_fd, rel(path), tv, AT_SYMLINK_NOFOLLOW);
@@ -389,8 +386,8 @@ rec_write(const char *path, const char *buf, size_t size, off_t off,
   ENC(p, path);
   pthread_mutex_lock(&log_lock);
   full_write(data_fd, buf, (size_t)n);
-  log_line_locked("write %" PRIu64 " %s %jd %zd %" PRIu64, fd_ino((int)fi->fh),
-                  e_p, (intmax_t)off, n, data_end);
+  log_line_locked("write %" PRIu64 " %s %jd %zd %" PRIu64, fd_ino((int)fi->fh), e_p,
+                  (intmax_t)off, n, data_end);
   data_end += (uint64_t)n;
   pthread_mutex_unlock(&log_lock);
   return (int)n;
@@ -399,20 +396,18 @@ rec_write(const char *path, const char *buf, size_t size, off_t off,
 static int
 rec_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
-  int r = fi ? ftruncate((int)fi->fh, size)
-             : truncate_path(path, size);
+  int r = fi ? ftruncate((int)fi->fh, size) : truncate_path(path, size);
 
   if (r < 0)
     return -errno;
   ENC(p, path);
-  LOG_LINE("truncate %" PRIu64 " %s %jd", fi ? fd_ino((int)fi->fh) : path_ino(path),
-           e_p, (intmax_t)size);
+  LOG_LINE("truncate %" PRIu64 " %s %jd", fi ? fd_ino((int)fi->fh) : path_ino(path), e_p,
+           (intmax_t)size);
   return 0;
 }
 
 static int
-rec_fallocate(const char *path, int mode, off_t off, off_t len,
-              struct fuse_file_info *fi)
+rec_fallocate(const char *path, int mode, off_t off, off_t len, struct fuse_file_info *fi)
 {
   if (fallocate((int)fi->fh, mode, off, len) < 0)
     return -errno;
@@ -431,8 +426,7 @@ rec_fsync(const char *path, int datasync, struct fuse_file_info *fi)
   if (r < 0)
     return -errno;
   ENC(p, path);
-  LOG_LINE("fsync %" PRIu64 " %s %d %" PRIu64, fd_ino((int)fi->fh), e_p, datasync,
-           start);
+  LOG_LINE("fsync %" PRIu64 " %s %d %" PRIu64, fd_ino((int)fi->fh), e_p, datasync, start);
   return 0;
 }
 
@@ -444,8 +438,8 @@ rec_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi)
   if (fsync((int)fi->fh) < 0)
     return -errno;
   ENC(p, path);
-  LOG_LINE("fsyncdir %" PRIu64 " %s %d %" PRIu64, fd_ino((int)fi->fh), e_p,
-           datasync, start);
+  LOG_LINE("fsyncdir %" PRIu64 " %s %d %" PRIu64, fd_ino((int)fi->fh), e_p, datasync,
+           start);
   return 0;
 }
 
