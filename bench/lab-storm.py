@@ -270,7 +270,8 @@ def storm(lab, srv, args, statpath, times_file):
 def run_server(name, lab, image, args, statpath, out):
     warm(image)
     srv = SERVERS[name](args.work, image, args.clients, host=SERVER_ADDR, netns=lab.srv,
-                        nbdsrv=NBDSRV, shared_address=False)
+                        nbdsrv=NBDSRV, shared_address=False,
+                        link_rate=0 if args.no_pacing else args.rate // 8)
     log("%s: %d clients" % (name, args.clients))
     try:
         srv.start()
@@ -451,6 +452,8 @@ def parse_args():
     ap.add_argument("--servers", default="nbdsrv,nbd-server,qemu-nbd")
     ap.add_argument("--arrival", type=float, default=0.0, help="seconds")
     ap.add_argument("--pace", action="store_true")
+    ap.add_argument("--no-pacing", action="store_true",
+                    help="do not tell nbdsrv the link's rate (link-rate)")
     ap.add_argument("--timeout", type=int, default=300)
     ap.add_argument("--image")
     ap.add_argument("--workdir")

@@ -11,7 +11,7 @@
 #
 #   bench/lab-storm.sh [--clients N] [--link RATE] [--trace NAME|FILE]
 #                      [--servers nbdsrv,nbd-server,qemu-nbd] [--arrival SECONDS]
-#                      [--latency MS] [--pace] [--timeout SECS] [--image IMG]
+#                      [--latency MS] [--pace] [--no-pacing] [--timeout SECS] [--image IMG]
 #                      [--workdir DIR] [--out DIR]
 #
 # --clients  machines in the lab (200); each connects from its own address
@@ -21,6 +21,7 @@
 #            (bench/data/debian-first-boot.trace.gz), or a trace file
 # --arrival  the clients start evenly over this many seconds (0: all at once)
 # --pace     keep the trace's think times (default: as fast as served)
+# --no-pacing  nbdsrv without link-rate (by default it is told the link's rate)
 # --timeout  bounds each server's storm (300 s)
 # --out      where the table's data, per-client times and cdf.png go
 #            (./lab-storm-results)

@@ -19,11 +19,13 @@ class Server:
     id_prefix = None
 
     def __init__(self, work, image, n, host="127.0.0.1", netns=None, spawn=None,
-                 nbdsrv="nbdsrv", shared_address=True):
+                 nbdsrv="nbdsrv", shared_address=True, link_rate=0):
         """n: clients; host: the address to listen on; netns: run the server
         in that network namespace (then port 10809, the namespace has no
         other listener); spawn: extra Popen arguments (CPU pinning);
-        shared_address: every client comes from one address (loopback)."""
+        shared_address: every client comes from one address (loopback);
+        link_rate: the server's link in bytes/s, for nbdsrv's link-rate
+        (0: not set)."""
         self.work = os.path.join(work, "%s-%d" % (self.name, n))
         shutil.rmtree(self.work, ignore_errors=True)
         os.makedirs(self.work)
@@ -33,6 +35,7 @@ class Server:
         self.spawn = spawn or {}
         self.nbdsrv = nbdsrv
         self.shared_address = shared_address
+        self.link_rate = link_rate
         self.proc = None
         self.pid = None
 
@@ -64,6 +67,8 @@ class Nbdsrv(Server):
             f.write("[generic]\n")
             if self.shared_address:
                 f.write("max-connections-per-address = %d\n" % (self.n + 64))
+            if self.link_rate:
+                f.write("link-rate = %d\n" % self.link_rate)
         self.proc = self.popen(
             [self.nbdsrv, "-f", "-c", cfg, "-l", "%s:%d" % (self.host, self.port),
              "-P", pidfile, "-e", "root=" + self.image,

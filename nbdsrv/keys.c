@@ -68,6 +68,9 @@ const struct key keys[] = {
     "seconds a client may wait for its overlay to open (0: no limit)" },
   { "keepalive", KEY_GENERIC, KT_SECS, "keepalive", 0, 0, 86400, "60", false, false,
     G(keepalive), 0, "idle seconds before TCP keepalive probes (0: off)" },
+  { "link-rate", KEY_GENERIC, KT_SIZE, "link-rate", 0, 0, UINT64_MAX, "0", false, false,
+    G(link_rate), 0,
+    "bytes per second of the server's link, shared among the clients as their pacing rate (0: no pacing)" },
   /* At least a block; at most what a sane amount of memory per request
    * allows. */
   { "max-request", KEY_GENERIC, KT_SIZE, "max-request", 0, OVL_BLOCK_SIZE, 128u << 20,

@@ -91,7 +91,7 @@ limits_enter(const char *peer)
       *pp = a;
     }
     a->n++;
-    total++;
+    __atomic_add_fetch(&total, 1, __ATOMIC_RELAXED);
   }
   pthread_mutex_unlock(&limits_lock);
   return why;
@@ -109,7 +109,7 @@ limits_leave(const char *peer)
   for (; (a = *pp); pp = &a->next) {
     if (strcmp(a->addr, addr) != 0)
       continue;
-    total--;
+    __atomic_sub_fetch(&total, 1, __ATOMIC_RELAXED);
     if (--a->n == 0) {
       *pp = a->next;
       free(a);
@@ -138,4 +138,11 @@ limits_leave_refusing(void)
   pthread_mutex_lock(&limits_lock);
   refusing--;
   pthread_mutex_unlock(&limits_lock);
+}
+
+/* Read without the lock: pacing wants a recent count, not an exact one. */
+unsigned
+limits_total(void)
+{
+  return __atomic_load_n(&total, __ATOMIC_RELAXED);
 }

@@ -29,6 +29,7 @@ nbdsrv_nbdsrv_SOURCES = \
 	nbdsrv/ring.c \
 	nbdsrv/conn.c \
 	nbdsrv/output.c \
+	nbdsrv/pacing.c \
 	nbdsrv/attach.c \
 	nbdsrv/idle.c \
 	nbdsrv/attach-stats.c \

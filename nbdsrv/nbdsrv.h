@@ -194,6 +194,8 @@ void limits_leave(const char *addr);
  * one more may be (then it is counted until limits_leave_refusing()). */
 bool limits_enter_refusing(void);
 void limits_leave_refusing(void);
+/* Connections counted in the limits now, over all workers. */
+unsigned limits_total(void);
 
 struct listen_addr {
   char host[256];
@@ -241,6 +243,7 @@ struct config {
   uint64_t journal_max;        /* journal growth that starts a compaction */
   uint64_t memory_budget;      /* bytes all connections may make us hold */
   uint64_t conn_budget;        /* the same, per connection */
+  uint64_t link_rate;          /* bytes/s of the server's link; 0: no pacing */
   bool check_only;             /* --check-config */
 };
 
@@ -755,6 +758,7 @@ struct conn {
   bool kick;           /* nbdsrv ctl kick: close it (set under
                                     the worker's conns_lock) */
   uint64_t requests, bytes_read, bytes_written; /* since connect */
+  uint64_t pace_rate;                           /* SO_MAX_PACING_RATE set; 0: none */
 };
 
 /* Moves c to stage s; a closed connection stays closed. */
@@ -1008,6 +1012,11 @@ void input_after_event(struct conn *c);
 /* ---- output.c ---- */
 /* Sends m after what is queued; on a closed connection drops it. */
 void conn_queue(struct conn *c, struct outmsg *m);
+
+/* ---- pacing (pacing.c) ---- */
+
+/* Before a send on c: its share of link-rate as its pacing cap. */
+void pacing_update(struct conn *c);
 /* Creates the connection's splice pipe if it has none; 0 or -errno. */
 int conn_pipe(struct conn *c);
 /* Completions of a sendmsg and of a wait for POLLOUT. */

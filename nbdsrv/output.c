@@ -332,8 +332,10 @@ conn_queue(struct conn *c, struct outmsg *m)
   m->next = NULL;
   *c->out_tail = m;
   c->out_tail = &m->next;
-  if (!c->send_inflight)
+  if (!c->send_inflight) {
+    pacing_update(c);
     conn_send(c);
+  }
 }
 
 /* Drops the head message once all of it is on the stream. */
@@ -402,6 +404,8 @@ conn_poll_out_done(struct conn *c, int res)
 static void
 send_next(struct conn *c)
 {
-  if (c->out_head && c->stage != CONN_CLOSED)
+  if (c->out_head && c->stage != CONN_CLOSED) {
+    pacing_update(c);
     conn_send(c);
+  }
 }

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* nbdsrv: pacing the replies below the server's link rate (link-rate).
+ *
+ * Design notes
+ * ------------
+ * Behind a link with a plain FIFO (a switch port's buffer, htb with a
+ * bfifo), a client's first reply waits behind every byte the others'
+ * bulk reads put in that queue: at 1 Gbit/s a 4 MB queue is 33 ms.  TCP
+ * fills such a queue until it drops.  Capping each connection's sending
+ * rate (SO_MAX_PACING_RATE; the kernel paces TCP itself where the qdisc
+ * is not fq) to its share of the link keeps the sum under the link rate,
+ * so the queue stays short and a new client's first reply goes through
+ * at once.
+ *
+ * The share is 15/16 of link-rate over the connections of the whole
+ * server.  A new connection gets at least an eighth of the link for its
+ * first PACING_START bytes: at a share of a few Mbit/s the kernel would
+ * cut even a 4 KiB reply into paced pieces some milliseconds apart.
+ * The cap is set again only when the share moved by more than an eighth,
+ * so a steady storm costs a handful of setsockopt calls per connection.
+ *
+ * What it costs: a connection that idles leaves its share unused (the
+ * link is not filled by fewer busy clients than connected ones).
+ */
+#include <config.h>
+
+#include <sys/socket.h>
+
+#include "log.h"
+#include "nbdsrv.h"
+
+#define PACING_START (32u << 10)
+
+static uint64_t
+pacing_share(const struct conn *c)
+{
+  uint64_t rate = config.link_rate - config.link_rate / 16;
+  unsigned n = limits_total();
+  uint64_t share = rate / (n ? n : 1);
+
+  if (c->bytes_read < PACING_START && share < rate / 8)
+    share = rate / 8;
+  return share;
+}
+
+void
+pacing_update(struct conn *c)
+{
+  uint64_t want, diff;
+  unsigned long v;
+
+  if (!config.link_rate || c->stage != CONN_TRANSMISSION)
+    return;
+  want = pacing_share(c);
+  diff = want > c->pace_rate ? want - c->pace_rate : c->pace_rate - want;
+  if (c->pace_rate && diff <= c->pace_rate / 8)
+    return;
+  v = (unsigned long)want;
+  if (setsockopt(c->fd, SOL_SOCKET, SO_MAX_PACING_RATE, &v, sizeof v) < 0) {
+    log_debug("%s: SO_MAX_PACING_RATE: %m", c->peer);
+    return;
+  }
+  c->pace_rate = want;
+}
