@@ -628,12 +628,13 @@ remove_unless_served(const char *prefix)
   overlay_lock_drop(&fd);
 }
 
-/* Ephemeral overlays whose client has not come back since the server
- * started.  A restart closes every connection, and the janitor only drops
- * overlays it saw closing; these it never saw.  Each goes unless its
- * client is connected again (both under registry_lock). */
+/* Calls fn for every file in the overlay directories of the exports
+ * with policy p, as the start-up sweeps below need them. */
 static void
-sweep_ephemeral_orphans(const struct janitor_hooks *h)
+each_file_of_policy(enum policy p,
+                    void (*fn)(const struct export *e, const char *dir, const char *name,
+                               const struct janitor_hooks *h),
+                    const struct janitor_hooks *h)
 {
   unsigned n;
   const struct export *all = config_exports(&n);
@@ -644,36 +645,44 @@ sweep_ephemeral_orphans(const struct janitor_hooks *h)
     struct dirent *de;
     DIR *d;
 
-    if (e->policy != POLICY_EPHEMERAL ||
+    if (e->policy != p ||
         format_path(dir, sizeof dir, "%s/%s", config.overlay_dir, e->name) < 0 ||
         !(d = opendir(dir)))
       continue;
-    while ((de = readdir(d))) {
-      size_t len = strlen(de->d_name);
-      char key[sizeof((struct overlay *)0)->key], prefix[PATH_MAX];
-      char id[CLIENT_ID_MAX + 1];
-
-      if (len < 5 || !ends_with(de->d_name, ".map") ||
-          !client_id_valid(de->d_name, len - 4))
-        continue;
-      /* An old spelling of a MAC left beside its client's overlay (see
-       * overlay-names.c) is the administrator's to keep or remove. */
-      snprintf(id, sizeof id, "%.*s", (int)(len - 4), de->d_name);
-      if (client_id_normalize(id))
-        continue;
-      snprintf(key, sizeof key, "%s/%.*s", e->name, (int)(len - 4), de->d_name);
-      if (format_path(prefix, sizeof prefix, "%s/%.*s", dir, (int)(len - 4), de->d_name) <
-          0)
-        continue;
-      /* Its client may be back but still queued for the attach thread,
-       * not yet in the registry. */
-      pthread_mutex_lock(&registry_lock);
-      if (!*registry_find(key) && !h->waiting(e, key + strlen(e->name) + 1))
-        remove_unless_served(prefix);
-      pthread_mutex_unlock(&registry_lock);
-    }
+    while ((de = readdir(d)))
+      fn(e, dir, de->d_name, h);
     closedir(d);
   }
+}
+
+/* An ephemeral overlay whose client has not come back since the server
+ * started.  A restart closes every connection, and the janitor only drops
+ * overlays it saw closing; these it never saw.  Each goes unless its
+ * client is connected again (both under registry_lock). */
+static void
+sweep_ephemeral_orphan(const struct export *e, const char *dir, const char *name,
+                       const struct janitor_hooks *h)
+{
+  size_t len = strlen(name);
+  char key[sizeof((struct overlay *)0)->key], prefix[PATH_MAX];
+  char id[CLIENT_ID_MAX + 1];
+
+  if (len < 5 || !ends_with(name, ".map") || !client_id_valid(name, len - 4))
+    return;
+  /* An old spelling of a MAC left beside its client's overlay (see
+   * overlay-names.c) is the administrator's to keep or remove. */
+  snprintf(id, sizeof id, "%.*s", (int)(len - 4), name);
+  if (client_id_normalize(id))
+    return;
+  snprintf(key, sizeof key, "%s/%.*s", e->name, (int)(len - 4), name);
+  if (format_path(prefix, sizeof prefix, "%s/%.*s", dir, (int)(len - 4), name) < 0)
+    return;
+  /* Its client may be back but still queued for the attach thread,
+   * not yet in the registry. */
+  pthread_mutex_lock(&registry_lock);
+  if (!*registry_find(key) && !h->waiting(e, key + strlen(e->name) + 1))
+    remove_unless_served(prefix);
+  pthread_mutex_unlock(&registry_lock);
 }
 
 /* Whether the pin of a shared read-only client in dir, file name (ID +
@@ -693,40 +702,24 @@ is_unbooted_pin(const char *dir, const char *name, char *id, size_t idlen, char 
   return base_pin_read(prefix, &pin) == 0 && !pin.boot_id[0];
 }
 
-/* Base pins without boot id that a previous run left and whose client
- * did not come back within shared-pin-timeout of the start: each goes
+/* A base pin without boot id that a previous run left and whose client
+ * did not come back within shared-pin-timeout of the start: it goes
  * unless its client is connected again (both under registry_lock). */
 static void
-sweep_unpinned_orphans(const struct janitor_hooks *h)
+sweep_unpinned_orphan(const struct export *e, const char *dir, const char *name,
+                      const struct janitor_hooks *h)
 {
-  unsigned n;
-  const struct export *all = config_exports(&n);
+  char key[sizeof((struct overlay *)0)->key], prefix[PATH_MAX];
+  char id[CLIENT_ID_MAX + 1];
 
-  for (unsigned i = 0; i < n; i++) {
-    const struct export *e = &all[i];
-    char dir[PATH_MAX];
-    struct dirent *de;
-    DIR *d;
-
-    if (e->policy != POLICY_SHARED_READONLY ||
-        format_path(dir, sizeof dir, "%s/%s", config.overlay_dir, e->name) < 0 ||
-        !(d = opendir(dir)))
-      continue;
-    while ((de = readdir(d))) {
-      char key[sizeof((struct overlay *)0)->key], prefix[PATH_MAX];
-      char id[CLIENT_ID_MAX + 1];
-
-      if (!is_unbooted_pin(dir, de->d_name, id, sizeof id, prefix, sizeof prefix))
-        continue;
-      snprintf(key, sizeof key, "%s/%s", e->name, id);
-      pthread_mutex_lock(&registry_lock);
-      if (!*registry_find(key) && !h->waiting(e, id) && base_pin_remove(prefix) == 0)
-        log_info("client %s: no connection for %us since the start: base pin dropped",
-                 key, config.shared_pin_timeout);
-      pthread_mutex_unlock(&registry_lock);
-    }
-    closedir(d);
-  }
+  if (!is_unbooted_pin(dir, name, id, sizeof id, prefix, sizeof prefix))
+    return;
+  snprintf(key, sizeof key, "%s/%s", e->name, id);
+  pthread_mutex_lock(&registry_lock);
+  if (!*registry_find(key) && !h->waiting(e, id) && base_pin_remove(prefix) == 0)
+    log_info("client %s: no connection for %us since the start: base pin dropped", key,
+             config.shared_pin_timeout);
+  pthread_mutex_unlock(&registry_lock);
 }
 
 /* How long ov stays open once idle: a base pin without boot id is the
@@ -798,13 +791,13 @@ overlay_janitor(bool force, const struct janitor_hooks *h)
   if (!started)
     started = now;
   if (!swept && !force && now - started >= (time_t)config.ephemeral_linger) {
-    sweep_ephemeral_orphans(h);
+    each_file_of_policy(POLICY_EPHEMERAL, sweep_ephemeral_orphan, h);
     swept = true;
   }
   if (!force)
     compact_due_ones();
   if (!unpins_swept && !force && now - started >= (time_t)config.shared_pin_timeout) {
-    sweep_unpinned_orphans(h);
+    each_file_of_policy(POLICY_SHARED_READONLY, sweep_unpinned_orphan, h);
     unpins_swept = true;
   }
 
