@@ -97,7 +97,10 @@ kill -STOP "$PID_A" "$fuseA"
 on_exit "kill -CONT $fuseA $PID_A 2>/dev/null"
 # B cannot even stat client1's files while the dead client holds their
 # capabilities: it refuses client1 (after a short wait, not until the
-# eviction), and serves other clients meanwhile.
+# eviction), and serves other clients meanwhile.  (Not under valgrind:
+# it runs one thread at a time and keeps doing so through a stat, so the
+# helper thread's hanging stat stops them all.)
+[ -n "${NBDSRV_UNDER_VALGRIND:-}" ] ||
 PORT=$PORT_B timeout -k 5 120 /usr/bin/python3 "$srcdir/server-lib.py" <<'PY' ||
 r = Raw(timeout=60)
 r.greeting()
