@@ -165,7 +165,7 @@ def report(results, names, ns, args, meta):
                       "or handshake" % (s, n, r["unfinished"], r["unfinished_connecting"]))
             if r.get("note"):
                 print("%s N=%d: %s" % (s, n, r["note"]))
-    # The targets of the issue.
+    # The targets the boot storm was built to check.
     tg = []
 
     def get(s, n):
