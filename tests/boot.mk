@@ -17,7 +17,8 @@ TESTS += \
 	tests/test_boot_09_layered_ext4.sh \
 	tests/test_boot_10_layered_squashfs.sh \
 	tests/test_boot_11_failover.sh \
-	tests/test_boot_12_keep_prune.sh
+	tests/test_boot_12_keep_prune.sh \
+	tests/test_boot_13_failover_cephfs.sh
 EXTRA_DIST += \
 	tests/boot-functions.sh \
 	tests/test_boot_00_parse_cmdline.sh \
@@ -32,4 +33,5 @@ EXTRA_DIST += \
 	tests/test_boot_09_layered_ext4.sh \
 	tests/test_boot_10_layered_squashfs.sh \
 	tests/test_boot_11_failover.sh \
-	tests/test_boot_12_keep_prune.sh
+	tests/test_boot_12_keep_prune.sh \
+	tests/test_boot_13_failover_cephfs.sh

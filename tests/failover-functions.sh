@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # nbdroot test helpers for two servers sharing one overlay dir, sourced
-# after functions.sh (test_server_46_failover_lock, test_server_42_cephfs).
+# after functions.sh (test_server_46_failover_lock, test_server_42_cephfs;
+# after boot-functions.sh too: test_boot_11_failover,
+# test_boot_13_failover_cephfs).
 
 # start_named NAME ARGS...: starts nbdsrv NAME on a free loopback port,
 # its pid file, control socket and log $TESTDIR/NAME.{pid,sock,log}; sets
@@ -155,4 +157,123 @@ for line in open(path):
     check_data(h.pread(len(data), int(off)), data, "flushed data at %s" % off)
 h.shutdown()
 PY
+}
+
+# _failover_guest_init FILE: the guest's /sbin/init for failover_boot: it
+# writes and syncs 256 KiB files in a loop, printing "SYNCED i" after
+# each sync; booted with "verify" it checks every file instead.
+_failover_guest_init() {
+  cat >"$1" <<'INIT'
+#!/bin/sh
+exec >/dev/console 2>&1
+mount -o remount,rw /
+# data for round i: 256 KiB, different for every round
+gen() { seq 1 30000 | sed "s/^/round-$1-/" | head -c 262144; }
+if grep -q verify /proc/cmdline; then
+  echo "VERIFY-START"
+  for f in /data/w*; do
+    [ -f "$f" ] || continue
+    i=${f#/data/w}
+    if gen $i | cmp -s - $f; then echo "INTACT $i"; else echo "CORRUPT $i"; fi
+  done
+  echo "VERIFY-DONE"
+  poweroff -f
+fi
+echo "LOOP-START"
+i=1
+while [ $i -le 300 ]; do
+  gen $i >/data/w$i
+  sync
+  echo "SYNCED $i"
+  i=$((i + 1))
+  sleep 0.3
+done
+echo "LOOP-DONE"
+poweroff -f
+INIT
+}
+
+# _synced_count: how many "SYNCED" lines guest w printed so far.
+_synced_count() { tr -d '\r' <"$TESTDIR/w.console" | grep -c '^SYNCED '; }
+
+# _wait_console NAME PATTERN SECONDS WHAT: until the console of NAME
+# matches PATTERN; fails saying WHAT did not happen in SECONDS.
+_wait_console() {
+  local i=0
+  until console_has "$1" "$2"; do
+    i=$((i + 1))
+    [ $i -lt $(($3 * 5)) ] || fail "$4 in $3 s"
+    sleep 0.2
+  done
+}
+
+# failover_boot DIR_A DIR_B: the failover boot (needs boot-functions.sh):
+# server A keeps its overlays in DIR_A, server B in DIR_B, the same
+# directory (seen from one host, or through two mounts as from two).  A
+# guest with both servers on its command line boots from A, writes and
+# syncs in a loop; A is killed with -9; the agent's supervisor goes over
+# to B (one console line says so) and the guest carries on.  A, restarted
+# on DIR_A, refuses the guest while B holds its overlay.  The guest is
+# then cut off; a second boot, with A still dead, starts from B and finds
+# every synced write intact (a write cut off before its sync may be torn:
+# it is not checked).
+failover_boot() {
+  local dir_a=$1 dir_b=$2 args killed_after more synced n
+  _failover_guest_init "$TESTDIR/init"
+  make_rootfs "$TESTDIR/tree" "$TESTDIR/init"
+  make_root_image "$TESTDIR/tree" "$TESTDIR/root.img"
+  make_initrd "$TESTDIR/initrd.gz"
+
+  start_named A -e "root=$TESTDIR/root.img" -o "$dir_a" --policy persistent
+  start_named B -e "root=$TESTDIR/root.img" -o "$dir_b" --policy persistent
+
+  args="ip=dhcp root=nbd:$GUEST_SERVER:$PORT_A,$GUEST_SERVER:$PORT_B/root rw nbdroot.rescue=poweroff nbdroot.timeout=10 nbdroot.dead_timeout=120"
+  run_guest w "$args"
+
+  # wait (bounded) until the loop is under way
+  local i=0
+  until console_has w "SYNCED 5$"; do
+    i=$((i + 1))
+    [ $i -lt 600 ] || fail "the guest did not reach SYNCED 5 in 120 s"
+    kill -0 "$GUEST_PID_w" 2>/dev/null ||
+      { tail -n 30 "$TESTDIR/w.console"; fail "guest ended early"; }
+    sleep 0.2
+  done
+  kill -9 "$PID_A"
+  wait "$PID_A" 2>/dev/null || true
+  killed_after=$(_synced_count)
+
+  # A, restarted, refuses the guest while B holds its overlay (the guest
+  # is still writing through B).
+  _wait_console w "nbdroot: switched to server" 60 "no switch to the second server"
+  start_named A2 -e "root=$TESTDIR/root.img" -o "$dir_a" --policy persistent
+  console_has w "LOOP-DONE" && fail "the guest ended before the refusal check"
+  refused_by "$PORT_A2" root@52-54-00-12-34-56 ||
+    fail "the restarted first server serves what the second serves"
+
+  # A few more writes through B, then the guest is cut off like a power
+  # failure: what it synced must survive that too.
+  more=$(($(_synced_count) + 3))
+  _wait_console w "^SYNCED $more$|LOOP-DONE" 120 "the guest did not reach SYNCED $more"
+  kill "$GUEST_PID_w"
+  wait_guest w
+
+  expect_console w "nbdroot: /dev/nbd0: 10\.0\.2\.2:$PORT_A export"
+  expect_console w "supervisor: /dev/nbd0 lost its connection to 10\.0\.2\.2:$PORT_A"
+  expect_console w "supervisor: /dev/nbd0 reconnected to 10\.0\.2\.2:$PORT_B"
+  expect_console w "nbdroot: switched to server 10\.0\.2\.2:$PORT_B \(root\)"
+  synced=$(_synced_count)
+  [ "$synced" -gt "$killed_after" ] ||
+    fail "no write completed after the failover ($synced synced)"
+  console_has w "I/O error|Buffer I/O|EXT4-fs error" &&
+    fail "the guest saw I/O errors"
+
+  # A is still dead: the boot goes on to B.
+  boot_guest v "$args verify"
+  expect_console v "nbdroot: /dev/nbd0: 10\.0\.2\.2:$PORT_B export"
+  expect_console v "VERIFY-DONE"
+  for n in $(tr -d '\r' <"$TESTDIR/w.console" | sed -n 's/^SYNCED //p'); do
+    console_has v "^INTACT $n$" || fail "synced write $n missing after the failover"
+  done
+  echo "$synced writes synced, first server killed after $killed_after, all intact on the second"
 }
