@@ -44,7 +44,7 @@ SERVER_TESTS = \
 	tests/test_server_44_restart_port.sh \
 	tests/test_server_45_shared_readonly.sh \
 	tests/test_server_46_failover_lock.sh \
-	tests/test_server_46_memory_floods.sh \
+	tests/test_server_56_memory_floods.sh \
 	tests/test_server_47_short_block_status.sh \
 	tests/test_server_48_identity.sh \
 	tests/test_server_49_minting.sh \

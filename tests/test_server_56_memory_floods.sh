@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-or-later
-# test_server_46_memory_floods: clients that send and never read cannot
+# test_server_56_memory_floods: clients that send and never read cannot
 # make the server hold memory beyond its budgets.  Each flood comes from
 # a hand-made client on a connection of its own, kept open and never
 # read, one after the other, so that they add up:
