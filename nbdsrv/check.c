@@ -268,9 +268,38 @@ process_has_socket(const char *pid, const char *want)
   return found;
 }
 
-/* " by NAME (pid N)" for the process holding port, or "" if none is seen. */
+/* Whether process pid runs nbdsrv: its name, or one of its arguments
+ * (nbdsrv under valgrind or another wrapper) ends in "nbdsrv". */
+static bool
+runs_nbdsrv(const char *pid, const char *comm)
+{
+  char path[64], args[4096];
+  ssize_t n;
+  int fd;
+
+  if (strcmp(comm, "nbdsrv") == 0)
+    return true;
+  snprintf(path, sizeof path, "/proc/%s/cmdline", pid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  n = read(fd, args, sizeof args - 1);
+  close(fd);
+  if (n <= 0)
+    return false;
+  args[n] = '\0';
+  for (ssize_t i = 0; i < n; i += (ssize_t)strlen(args + i) + 1) {
+    const char *slash = strrchr(args + i, '/');
+    if (strcmp(slash ? slash + 1 : args + i, "nbdsrv") == 0)
+      return true;
+  }
+  return false;
+}
+
+/* " by NAME (pid N)" for the process holding port, or "" if none is seen;
+ * *server tells whether that process runs nbdsrv. */
 static char *
-port_holder(unsigned port, char *buf, size_t len)
+port_holder(unsigned port, char *buf, size_t len, bool *server)
 {
   unsigned long inode = listener_inode("/proc/net/tcp", port);
   char want[64], comm[64] = "?", path[300];
@@ -295,6 +324,7 @@ port_holder(unsigned port, char *buf, size_t len)
       fclose(fp);
     }
     snprintf(buf, len, " by %s (pid %s)", comm, d->d_name);
+    *server = runs_nbdsrv(d->d_name, comm);
     break;
   }
   closedir(proc);
@@ -337,10 +367,11 @@ check_listen_addr(const struct listen_addr *la)
     r = try_bind(ai);
   freeaddrinfo(res);
   if (r == -EADDRINUSE) {
-    port_holder((unsigned)atoi(la->port), holder, sizeof holder);
+    bool server = false;
+    port_holder((unsigned)atoi(la->port), holder, sizeof holder, &server);
     /* The running server's own port, when systemd checks before a
      * reload: a reload keeps the listening sockets as they are. */
-    if (strncmp(holder, " by nbdsrv ", 11) == 0)
+    if (server)
       return 0;
     config_err("%slisten %s port %s: the port is in use%s", at,
                la->host[0] ? la->host : "*", la->port,

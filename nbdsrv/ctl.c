@@ -460,7 +460,8 @@ cmd_exports(struct answer *a, bool json)
     answer_printf(a, "ERR out of memory\n");
     return;
   }
-  qsort(v, n, sizeof *v, conn_info_cmp);
+  if (n > 1)
+    qsort(v, n, sizeof *v, conn_info_cmp);
   answer_printf(a, "OK\n");
   if (json)
     answer_printf(a, "[");
