@@ -4,10 +4,10 @@
 # Each area lists its scripts in its own fragment.  SANITIZE_TESTS is the
 # subset that scripts/check.sh repeats in an ASan+UBSan build.
 SANITIZE_TESTS =
-AM_TESTS_ENVIRONMENT = srcdir=$(abs_srcdir)/tests top_builddir=$(abs_top_builddir); export srcdir top_builddir;
+AM_TESTS_ENVIRONMENT = srcdir=$(abs_srcdir)/tests top_builddir=$(abs_top_builddir); export srcdir top_builddir; LSAN_OPTIONS=suppressions=$(abs_srcdir)/tests/lsan.supp:print_suppressions=0; export LSAN_OPTIONS;
 TEST_EXTENSIONS = .sh
 SH_LOG_COMPILER = /bin/bash
-EXTRA_DIST += tests/functions.sh
+EXTRA_DIST += tests/functions.sh tests/lsan.supp
 clean-local: clean-local-tests
 clean-local-tests:
 	rm -rf tests/tmp
