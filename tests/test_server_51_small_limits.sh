@@ -83,12 +83,14 @@ ctl list >/dev/null || fail "ctl list as root"
 # would let it in (a descriptor passed on, a mode changed by hand).
 chmod 666 "$TESTDIR/ctl.sock"
 rc=0
+# The plain binary for other users: valgrind (NBDROOT_VALGRIND) could not
+# write its log into this test's directory as them.
 setpriv --reuid=nobody --regid=54321 --clear-groups \
-  "$NBDSRV" ctl -s "$TESTDIR/ctl.sock" list >"$TESTDIR/ctl.out" 2>&1 || rc=$?
+  "${NBDSRV_UNDER_VALGRIND:-$NBDSRV}" ctl -s "$TESTDIR/ctl.sock" list >"$TESTDIR/ctl.out" 2>&1 || rc=$?
 [ "$rc" = 1 ] && grep -q "permission denied" "$TESTDIR/ctl.out" || \
   fail "a stranger was not refused ($rc): $(cat "$TESTDIR/ctl.out")"
 setpriv --reuid=nobody --regid=nogroup --clear-groups \
-  "$NBDSRV" ctl -s "$TESTDIR/ctl.sock" list >"$TESTDIR/ctl.out" 2>&1 || \
+  "${NBDSRV_UNDER_VALGRIND:-$NBDSRV}" ctl -s "$TESTDIR/ctl.sock" list >"$TESTDIR/ctl.out" 2>&1 || \
   fail "a member of control-group was refused: $(cat "$TESTDIR/ctl.out")"
 
 # One deadline per command: a silent client gets an error, then the
