@@ -216,14 +216,11 @@ def disk_write_rate(work, size=256 * MiB):
 def trace_stats(replay, trace):
     out = subprocess.run([replay, "--stats", trace], stdout=subprocess.PIPE, text=True,
                          check=True).stdout
-    st = {"summary": out.splitlines()[0], "R": 0.0, "W": 0.0, "F": 0}
+    st = {"summary": out.splitlines()[0], "R": 0.0, "W": 0.0}
     for line in out.splitlines():
-        m = re.match(r"\s+([RWF]) (\d+) \(([\d.]+) MiB\)", line)
+        m = re.match(r"\s+([RW]) \d+ \(([\d.]+) MiB\)", line)
         if m:
-            st[m.group(1)] = float(m.group(3)) * MiB if m.group(1) != "F" else int(m.group(2))
-        m = re.match(r"\s+F (\d+)", line)
-        if m:
-            st["F"] = int(m.group(1))
+            st[m.group(1)] = float(m.group(2)) * MiB
     return st
 
 
