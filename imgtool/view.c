@@ -176,30 +176,35 @@ static int
 open_base(struct client_view *v)
 {
   const struct ovl_header_info *h = &v->ov.info;
+  int open_err;
 
   v->base_fd = open(h->base_path, O_RDONLY | O_CLOEXEC);
-  if (v->base_fd >= 0 && fstat(v->base_fd, &v->bst) == 0 &&
-      !same_file_as_recorded(h, &v->bst) && h->base_sha256[0]) {
-    close(v->base_fd);
+  open_err = v->base_fd < 0 || fstat(v->base_fd, &v->bst) < 0 ? errno : 0;
+  if ((open_err || !same_file_as_recorded(h, &v->bst)) && h->base_sha256[0]) {
+    /* Not the file it was made on (or none): a file with its content. */
+    if (v->base_fd >= 0)
+      close(v->base_fd);
     v->base_fd = -1;
-  }
-  if (v->base_fd < 0 && h->base_sha256[0] && open_base_by_content(v))
-    return h->size == h->base_size ? 0 : -EINVAL;
-  if (v->base_fd < 0)
-    v->base_fd = open(h->base_path, O_RDONLY | O_CLOEXEC);
-  if (v->base_fd < 0 || fstat(v->base_fd, &v->bst) < 0) {
-    int r = -errno;
+    if (!open_base_by_content(v)) {
+      if (open_err) {
+        log_err("overlay %s was made on %s, which cannot be read: %s", v->prefix,
+                h->base_path, strerror(open_err));
+        return -open_err;
+      }
+      log_err("base %s changed since overlay %s was made on it (its content is not the "
+              "one recorded, and no version of the store has it): the client's view "
+              "cannot be rebuilt",
+              h->base_path, v->prefix);
+      return -ESTALE;
+    }
+  } else if (open_err) {
     log_err("overlay %s was made on %s, which cannot be read: %s", v->prefix,
-            h->base_path, strerror(-r));
-    return r;
-  }
-  if (!same_file_as_recorded(h, &v->bst)) {
-    log_err(
-        "base %s changed since overlay %s was made on it (%s): the client's view cannot be rebuilt",
-        h->base_path, v->prefix,
-        h->base_sha256[0]
-            ? "its content is not the one recorded, and no version of the store has it"
-            : "size or mtime differ");
+            h->base_path, strerror(open_err));
+    return -open_err;
+  } else if (!same_file_as_recorded(h, &v->bst)) {
+    log_err("base %s changed since overlay %s was made on it (size or mtime differ): the "
+            "client's view cannot be rebuilt",
+            h->base_path, v->prefix);
     return -ESTALE;
   }
   if (h->size != h->base_size) {
