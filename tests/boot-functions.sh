@@ -189,3 +189,48 @@ pxe_boot() {
   on_exit "kill $! 2>/dev/null"
   wait_guest "$name"
 }
+
+# sync_loop_init FILE ROUNDS: a guest /sbin/init that writes and syncs
+# 256 KiB files /data/w1.. in a loop, printing "SYNCED i" after each sync,
+# ROUNDS at most (stopping early when /data/stop appears), then
+# "LOOP-DONE"; booted with "verify" on its command line it checks every
+# file instead ("INTACT i" or "CORRUPT i" between VERIFY-START and
+# VERIFY-DONE) and powers off.  Lines after the loop, before the
+# poweroff, come from standard input (none when it is empty).
+sync_loop_init() {
+  local file=$1 rounds=$2
+  {
+    cat <<'INIT'
+#!/bin/sh
+exec >/dev/console 2>&1
+mount -o remount,rw /
+# data for round i: 256 KiB, different for every round
+gen() { seq 1 30000 | sed "s/^/round-$1-/" | head -c 262144; }
+if grep -q verify /proc/cmdline; then
+  echo "VERIFY-START"
+  for f in /data/w*; do
+    [ -f "$f" ] || continue
+    i=${f#/data/w}
+    if gen $i | cmp -s - $f; then echo "INTACT $i"; else echo "CORRUPT $i"; fi
+  done
+  echo "VERIFY-DONE"
+  poweroff -f
+fi
+echo "LOOP-START"
+i=1
+INIT
+    echo "while [ \$i -le $rounds ]; do"
+    cat <<'INIT'
+  gen $i >/data/w$i
+  sync
+  echo "SYNCED $i"
+  i=$((i + 1))
+  [ -f /data/stop ] && break
+  sleep 0.3
+done
+echo "LOOP-DONE"
+INIT
+    cat
+    echo "poweroff -f"
+  } >"$file"
+}

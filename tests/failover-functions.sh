@@ -159,39 +159,6 @@ h.shutdown()
 PY
 }
 
-# _failover_guest_init FILE: the guest's /sbin/init for failover_boot: it
-# writes and syncs 256 KiB files in a loop, printing "SYNCED i" after
-# each sync; booted with "verify" it checks every file instead.
-_failover_guest_init() {
-  cat >"$1" <<'INIT'
-#!/bin/sh
-exec >/dev/console 2>&1
-mount -o remount,rw /
-# data for round i: 256 KiB, different for every round
-gen() { seq 1 30000 | sed "s/^/round-$1-/" | head -c 262144; }
-if grep -q verify /proc/cmdline; then
-  echo "VERIFY-START"
-  for f in /data/w*; do
-    [ -f "$f" ] || continue
-    i=${f#/data/w}
-    if gen $i | cmp -s - $f; then echo "INTACT $i"; else echo "CORRUPT $i"; fi
-  done
-  echo "VERIFY-DONE"
-  poweroff -f
-fi
-echo "LOOP-START"
-i=1
-while [ $i -le 300 ]; do
-  gen $i >/data/w$i
-  sync
-  echo "SYNCED $i"
-  i=$((i + 1))
-  sleep 0.3
-done
-echo "LOOP-DONE"
-poweroff -f
-INIT
-}
 
 # _synced_count: how many "SYNCED" lines guest w printed so far.
 _synced_count() { tr -d '\r' <"$TESTDIR/w.console" | grep -c '^SYNCED '; }
@@ -219,7 +186,7 @@ _wait_console() {
 # it is not checked).
 failover_boot() {
   local dir_a=$1 dir_b=$2 args killed_after more synced n
-  _failover_guest_init "$TESTDIR/init"
+  sync_loop_init "$TESTDIR/init" 300 </dev/null
   make_rootfs "$TESTDIR/tree" "$TESTDIR/init"
   make_root_image "$TESTDIR/tree" "$TESTDIR/root.img"
   make_initrd "$TESTDIR/initrd.gz"

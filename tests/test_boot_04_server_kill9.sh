@@ -7,36 +7,9 @@
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/boot-functions.sh"
 
-cat >"$TESTDIR/init" <<'INIT'
-#!/bin/sh
-exec >/dev/console 2>&1
-mount -o remount,rw /
-# data for round i: 256 KiB, different for every round
-gen() { seq 1 30000 | sed "s/^/round-$1-/" | head -c 262144; }
-if grep -q verify /proc/cmdline; then
-  echo "VERIFY-START"
-  for f in /data/w*; do
-    [ -f "$f" ] || continue
-    i=${f#/data/w}
-    if gen $i | cmp -s - $f; then echo "INTACT $i"; else echo "CORRUPT $i"; fi
-  done
-  echo "VERIFY-DONE"
-  poweroff -f
-fi
-echo "LOOP-START"
-i=1
-while [ $i -le 60 ]; do
-  gen $i >/data/w$i
-  sync
-  echo "SYNCED $i"
-  i=$((i + 1))
-  [ -f /data/stop ] && break
-  sleep 0.3
-done
-echo "LOOP-DONE $ps"
+sync_loop_init "$TESTDIR/init" 60 <<'TAIL'
 ps | grep -c '@init' | sed 's/^/SUPERVISORS /'
-poweroff -f
-INIT
+TAIL
 make_rootfs "$TESTDIR/tree" "$TESTDIR/init"
 make_root_image "$TESTDIR/tree" "$TESTDIR/root.img"
 make_initrd "$TESTDIR/initrd.gz"
