@@ -163,20 +163,6 @@ damaged(const char *prefix, const char *why, const char *dest)
   return r < 0 ? 2 : 0;
 }
 
-/* "P", "P.map" or "P.data" -> "P" (malloc'ed). */
-static char *
-prefix_of(const char *arg)
-{
-  char *p = xstrdup(arg);
-  size_t l = strlen(p);
-
-  if (l > 4 && strcmp(p + l - 4, ".map") == 0)
-    p[l - 4] = '\0';
-  else if (l > 5 && strcmp(p + l - 5, ".data") == 0)
-    p[l - 5] = '\0';
-  return p;
-}
-
 static int
 check(const char *prefix, const char *dest)
 {
@@ -217,7 +203,7 @@ cmd_check_overlay(int argc, char **argv)
     switch (c) {
       case 's':
         free(dest);
-        dest = prefix_of(optarg);
+        dest = overlay_prefix(optarg);
         break;
       case 'h': check_usage(stdout); return 0;
       default: check_usage(stderr); return 2;
@@ -229,7 +215,7 @@ cmd_check_overlay(int argc, char **argv)
     free(dest);
     return 2;
   }
-  prefix = prefix_of(argv[optind]);
+  prefix = overlay_prefix(argv[optind]);
   rc = check(prefix, dest);
   free(prefix);
   free(dest);

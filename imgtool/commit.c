@@ -93,20 +93,6 @@ check_base_is_current(const char *namedir, const char *prefix, unsigned parent,
   return 0;
 }
 
-/* "P", "P.map" or "P.data" -> "P" (malloc'ed). */
-static char *
-overlay_prefix(const char *arg)
-{
-  char *p = xstrdup(arg);
-  size_t l = strlen(p);
-
-  if (l > 4 && strcmp(p + l - 4, ".map") == 0)
-    p[l - 4] = '\0';
-  else if (l > 5 && strcmp(p + l - 5, ".data") == 0)
-    p[l - 5] = '\0';
-  return p;
-}
-
 static void
 commit_usage(FILE *f)
 {

@@ -119,9 +119,13 @@ int anon_tmpfile(void);
 /* Runs argv, stdout to out_fd (or inherited when -1).  Returns the exit
  * status, or -errno if it could not be started. */
 int run_cmd(char *const argv[], int out_fd);
+/* An overlay named as "P", "P.map" or "P.data" -> "P" (malloc'ed). */
+char *overlay_prefix(const char *arg);
 
 /* ---- sha256.c (SHA-256 itself: nettle's sha256_init/update/digest) ---- */
 void sha256_hex(const uint8_t d[SHA256_DIGEST_SIZE], char out[65]);
+/* Adds v to s as 8 little-endian bytes (tree and option digests). */
+void sha256_u64(struct sha256_ctx *s, uint64_t v);
 /* sha256 of a whole file, as hex. */
 int sha256_file(const char *path, char out[65], uint64_t *size);
 

@@ -172,18 +172,9 @@ read_xattrs(struct node *n)
 }
 
 static void
-hash_u64(struct sha256_ctx *s, uint64_t v)
-{
-  uint8_t b[8];
-  for (int i = 0; i < 8; i++)
-    b[i] = (uint8_t)(v >> (8 * i));
-  sha256_update(s, sizeof b, b);
-}
-
-static void
 hash_str(struct sha256_ctx *s, const char *str, size_t len)
 {
-  hash_u64(s, len);
+  sha256_u64(s, len);
   sha256_update(s, len, (const uint8_t *)str);
 }
 
@@ -217,15 +208,15 @@ hash_node(struct account *c, const struct node *n)
     hash_str(&c->sha, first, strlen(first));
     return;
   }
-  hash_u64(&c->sha, n->st.st_mode);
-  hash_u64(&c->sha, n->st.st_uid);
-  hash_u64(&c->sha, n->st.st_gid);
-  hash_u64(&c->sha, S_ISREG(n->st.st_mode) ? (uint64_t)n->st.st_size : 0);
-  hash_u64(&c->sha, (uint64_t)mt);
-  hash_u64(&c->sha, (uint64_t)ns);
-  hash_u64(&c->sha, (S_ISCHR(n->st.st_mode) || S_ISBLK(n->st.st_mode))
-                        ? (uint64_t)n->st.st_rdev
-                        : 0);
+  sha256_u64(&c->sha, n->st.st_mode);
+  sha256_u64(&c->sha, n->st.st_uid);
+  sha256_u64(&c->sha, n->st.st_gid);
+  sha256_u64(&c->sha, S_ISREG(n->st.st_mode) ? (uint64_t)n->st.st_size : 0);
+  sha256_u64(&c->sha, (uint64_t)mt);
+  sha256_u64(&c->sha, (uint64_t)ns);
+  sha256_u64(&c->sha, (S_ISCHR(n->st.st_mode) || S_ISBLK(n->st.st_mode))
+                          ? (uint64_t)n->st.st_rdev
+                          : 0);
   if (n->link)
     hash_str(&c->sha, n->link, strlen(n->link));
   for (size_t i = 0; i < n->nxattrs; i++) {
@@ -512,7 +503,7 @@ tree_account(struct tree *t, int64_t clamp, bool clamp_set, size_t rootlen)
   t->nnodes = t->ninodes = 1;
   t->data_blocks = t->meta_blocks = t->file_bytes = 0;
   sha256_init(&c.sha);
-  hash_u64(&c.sha, clamp_set ? (uint64_t)clamp : UINT64_MAX);
+  sha256_u64(&c.sha, clamp_set ? (uint64_t)clamp : UINT64_MAX);
   hash_node(&c, t->root);
   account_dir(&c, t->root);
   sha256_digest(&c.sha, sizeof t->digest, t->digest);

@@ -28,6 +28,16 @@ sha256_hex(const uint8_t d[SHA256_DIGEST_SIZE], char out[65])
   out[64] = '\0';
 }
 
+void
+sha256_u64(struct sha256_ctx *s, uint64_t v)
+{
+  uint8_t b[8];
+
+  for (int i = 0; i < 8; i++)
+    b[i] = (uint8_t)(v >> (8 * i));
+  sha256_update(s, sizeof b, b);
+}
+
 /* Hashes len zero bytes (a hole of the file) without reading them. */
 static void
 hash_zeros(struct sha256_ctx *s, const uint8_t *zeros, size_t zlen, uint64_t len)

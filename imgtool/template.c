@@ -99,16 +99,6 @@ parse_template_args(int argc, char **argv, struct template_args *a)
   return -1;
 }
 
-static void
-hash_u64(struct sha256_ctx *s, uint64_t v)
-{
-  uint8_t b[8];
-
-  for (int i = 0; i < 8; i++)
-    b[i] = (uint8_t)(v >> (8 * i));
-  sha256_update(s, sizeof b, b);
-}
-
 /* A tree of one empty root directory (root's, 0755, at time t), whose
  * digest (what the UUID and hash seed come from) is that of the options. */
 static void
@@ -130,9 +120,9 @@ blank_tree(const struct build_opts *o, int64_t t, struct tree *tree)
   tree->meta_blocks = 1;
   sha256_init(&s);
   sha256_update(&s, sizeof tag, (const uint8_t *)tag);
-  hash_u64(&s, o->size);
-  hash_u64(&s, o->inodes);
-  hash_u64(&s, (uint64_t)t);
+  sha256_u64(&s, o->size);
+  sha256_u64(&s, o->inodes);
+  sha256_u64(&s, (uint64_t)t);
   if (o->label)
     sha256_update(&s, strlen(o->label) + 1, (const uint8_t *)o->label);
   sha256_digest(&s, sizeof tree->digest, tree->digest);

@@ -489,3 +489,16 @@ ext_fs_is_clean(int fd)
              (uint32_t)sb[0x63] << 24;
   return (state & 1) && !(state & 2) && !(incompat & 0x4 /* RECOVER */);
 }
+
+char *
+overlay_prefix(const char *arg)
+{
+  char *p = xstrdup(arg);
+  size_t l = strlen(p);
+
+  if (l > 4 && ends_with(p, ".map"))
+    p[l - 4] = '\0';
+  else if (l > 5 && ends_with(p, ".data"))
+    p[l - 5] = '\0';
+  return p;
+}
