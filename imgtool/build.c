@@ -922,6 +922,7 @@ build_usage(FILE *f)
 {
   fputs("usage: imgtool build TREE (-o IMAGE | --store DIR --name NAME)\n"
         "         [--format ext4|squashfs] [--compression zstd|gzip|xz]\n"
+        "         [--order FILE]\n"
         "         [--exclude PATTERN]... [--size SIZE] [--headroom N%|SIZE]\n"
         "         [--inodes N] [--uuid UUID] [--hash-seed UUID]\n"
         "         [--label LABEL] [--force] [--quiet | --progress]\n",
@@ -1112,6 +1113,16 @@ check_format_options(const struct build_args *a)
             a->ext4_option);
     return 2;
   }
+  if (a->o.format == IMAGE_EXT4 && a->o.order) {
+    log_err("--order applies to squashfs images only: add --format "
+            "squashfs, or drop it");
+    return 2;
+  }
+  if (a->o.order && access(a->o.order, R_OK) < 0) {
+    log_err("--order %s: %s: give a file of paths, one a line", a->o.order,
+            strerror(errno));
+    return 2;
+  }
   if (a->o.format == IMAGE_EXT4 && a->o.compression) {
     log_err("--compression applies to squashfs images only: add --format "
             "squashfs, or drop it");
@@ -1165,6 +1176,7 @@ parse_build_args(int argc, char **argv, struct build_args *a)
     { "exclude", required_argument, NULL, 'x' },
     { "format", required_argument, NULL, 'F' },
     { "compression", required_argument, NULL, 'C' },
+    { "order", required_argument, NULL, 'O' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
@@ -1193,6 +1205,7 @@ parse_build_args(int argc, char **argv, struct build_args *a)
       case 'f': a->force = true; break;
       case 'q': o->quiet = true; break;
       case 'P': o->progress = true; break;
+      case 'O': o->order = optarg; break;
       case 'x':
         if (exclude_add(&o->exclude, optarg) < 0)
           return 2;

@@ -305,6 +305,7 @@ struct build_opts {
   const char *output; /* for messages: the image or the store */
   enum image_format format;
   const char *compression; /* squashfs: "zstd", "gzip" or "xz" */
+  const char *order;       /* squashfs: --order FILE, or NULL */
   uint64_t size;           /* 0 = automatic */
   uint64_t headroom_abs;   /* bytes of free space to add (automatic size) */
   unsigned headroom_pct;   /* percent of used space to add */
@@ -345,6 +346,18 @@ int cmd_state_template(int argc, char **argv);
 /* The squashfs image of the scanned tree t, into the empty file fd. */
 int build_squashfs(const struct build_opts *o, struct tree *t,
                    const struct build_clock *clk, int fd);
+
+/* ---- sqorder.c: build --order, the files written first ---- */
+struct build_order {
+  struct node **nodes; /* regular files (hard links: hl_first), in order */
+  size_t count, cap;
+  uint64_t skipped;      /* lines naming no regular file of the tree */
+  char *skipped_example; /* the first of them */
+};
+/* Reads the order file against the scanned tree t (see sqorder.c); warns
+ * about skipped paths.  0, or -errno after saying why. */
+int build_order_read(const char *file, const struct tree *t, struct build_order *bo);
+void build_order_free(struct build_order *bo);
 
 /* ---- sqfile.c ---- */
 struct sqfs_file_t;

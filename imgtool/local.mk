@@ -12,6 +12,7 @@ imgtool_imgtool_SOURCES = \
 	imgtool/build.c \
 	imgtool/progress.c \
 	imgtool/squashfs.c \
+	imgtool/sqorder.c \
 	imgtool/sqfile.c \
 	imgtool/imagefs.c \
 	imgtool/template.c \

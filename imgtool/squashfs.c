@@ -14,9 +14,10 @@
  *     inode where its first name is), so that every directory's entries
  *     are written before the directory itself, as its listing needs their
  *     inode references;
- *  2. data: the regular files' contents in inode order through the block
- *     processor, which compresses (on worker threads), drops all-zero
- *     blocks (sparse), packs tails into fragment blocks and deduplicates;
+ *  2. data: the regular files' contents in inode order (those --order
+ *     lists first, in its order: sqorder.c) through the block processor,
+ *     which compresses (on worker threads), drops all-zero blocks
+ *     (sparse), packs tails into fragment blocks and deduplicates;
  *  3. metadata: every inode in inode order, directories' listings kept in
  *     memory until the inode table is complete.
  *
@@ -183,15 +184,36 @@ sq_file_data(struct sqctx *c, struct sq_inode *si)
   return 0;
 }
 
+/* Writes inode ino's data unless it is written already. */
+static int
+sq_file_once(struct sqctx *c, uint32_t ino)
+{
+  if (c->inodes[ino].file)
+    return 0;
+  return sq_file_data(c, &c->inodes[ino]);
+}
+
+/* The files of --order first, in its order, then the rest in inode
+ * order. */
 static int
 sq_write_data(struct sqctx *c)
 {
-  int r;
+  int r = 0;
 
+  if (c->o->order) {
+    struct build_order bo;
+
+    r = build_order_read(c->o->order, c->t, &bo);
+    for (size_t i = 0; !r && i < bo.count; i++)
+      r = sq_file_once(c, bo.nodes[i]->ino);
+    build_order_free(&bo);
+    if (r < 0)
+      return r;
+  }
   for (uint32_t i = 1; i <= c->count; i++) {
     if (!S_ISREG(c->inodes[i].node->st.st_mode))
       continue;
-    r = sq_file_data(c, &c->inodes[i]);
+    r = sq_file_once(c, i);
     if (r < 0)
       return r;
   }

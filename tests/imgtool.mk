@@ -19,7 +19,8 @@ IMGTOOL_TESTS = \
 	tests/test_imgtool_14_upgrade_report.sh \
 	tests/test_imgtool_15_commit_layered.sh \
 	tests/test_imgtool_16_check_overlay.sh \
-	tests/test_imgtool_17_sync.sh
+	tests/test_imgtool_17_sync.sh \
+	tests/test_imgtool_18_squashfs_order.sh
 
 TESTS += $(IMGTOOL_TESTS)
 SANITIZE_TESTS += $(IMGTOOL_TESTS)
