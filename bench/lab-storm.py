@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from serverproc import RssSampler, cpu_seconds
@@ -43,6 +44,11 @@ CLIENT_BASE = "198.19.0.0"      # client i is 198.19.0.0 + i
 CLIENT_NET = "198.19.0.0/16"
 MAX_CLIENTS = 65536
 QUEUE_BYTES = 4 * MiB
+# Where a connection can be lost before the server sees it: the listen
+# queue (overflows, drops, SYN cookies), SYNs or SYN-ACKs sent again.
+NSTAT_KEYS = ("TcpExtListenOverflows", "TcpExtListenDrops", "TcpExtSyncookiesSent",
+              "TcpExtTCPReqQFullDrop", "TcpExtTCPSynRetrans")
+QUEUE_SAMPLE_S = 0.1
 TRACES = {"boot": "debian-boot.trace.gz", "first-boot": "debian-first-boot.trace.gz"}
 
 
@@ -140,6 +146,37 @@ class Lab:
         st = json.loads(r.stdout)[0]["stats64"]
         return st["tx"]["bytes"], st["rx"]["bytes"]
 
+    def tcp_counters(self):
+        """The connection-level counters of both namespaces and the drops
+        of both queues: where a slow connect was lost, if it was."""
+        c = {}
+        for side, ns, dev in (("srv", self.srv, "ls0"), ("cli", self.cli, "lc0")):
+            r = sh("ip", "netns", "exec", ns, "nstat", "-asz", "-j", check=False, quiet=True)
+            try:
+                kv = json.loads(r.stdout).get("kernel", {})
+            except ValueError:
+                kv = {}
+            for k in NSTAT_KEYS:
+                c["%s_%s" % (side, k)] = kv.get(k, 0)
+            r = sh("tc", "-n", ns, "-s", "-j", "qdisc", "show", "dev", dev, check=False,
+                   quiet=True)
+            try:
+                c[side + "_queue_drops"] = sum(q.get("drops", 0) for q in json.loads(r.stdout)
+                                               if q.get("kind") == "bfifo")
+            except ValueError:
+                c[side + "_queue_drops"] = 0
+        return c
+
+    def queue_backlog(self):
+        """Bytes waiting in the server's link queue (its bfifo) now."""
+        r = sh("tc", "-n", self.srv, "-s", "-j", "qdisc", "show", "dev", "ls0", check=False,
+               quiet=True)
+        try:
+            return sum(q.get("backlog", 0) for q in json.loads(r.stdout)
+                       if q.get("kind") == "bfifo")
+        except ValueError:
+            return None
+
     def down(self):
         for ns in self.made:
             remove_namespace(ns)
@@ -176,6 +213,31 @@ def ip_to_int(a):
 
 def int_to_ip(v):
     return "%d.%d.%d.%d" % (v >> 24, v >> 16 & 255, v >> 8 & 255, v & 255)
+
+
+class QueueSampler(threading.Thread):
+    """Samples the server link's queue every QUEUE_SAMPLE_S during a storm:
+    what a reply waits behind."""
+
+    def __init__(self, lab):
+        super().__init__(daemon=True)
+        self.lab, self.samples, self.halt = lab, [], threading.Event()
+
+    def run(self):
+        while not self.halt.wait(QUEUE_SAMPLE_S):
+            b = self.lab.queue_backlog()
+            if b is not None:
+                self.samples.append(b)
+
+    def stop(self):
+        """(p50, p99, max) of the queue in ms at the link's rate, or None."""
+        self.halt.set()
+        self.join()
+        v = sorted(self.samples)
+        if not v:
+            return None
+        ms = [x * 8 * 1000.0 / self.lab.rate for x in v]
+        return ms[len(ms) // 2], ms[min(len(ms) - 1, int(len(ms) * 0.99))], ms[-1]
 
 
 # ---- the disk under the work directory
@@ -237,15 +299,19 @@ def storm(lab, srv, args, statpath, times_file):
         cmd.append("--pace")
     cmd.append(args.trace_path)
     link0, disk0, cpu0 = lab.link_bytes(), disk_counters(statpath), cpu_seconds(srv.pid)
-    sampler = RssSampler(srv.pid, 0.25)
+    net0 = lab.tcp_counters()
+    sampler, queue = RssSampler(srv.pid, 0.25), QueueSampler(lab)
     sampler.start()
+    queue.start()
     try:
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            timeout=args.timeout + 120)
     finally:
         peak = sampler.stop()
+        q = queue.stop()
     cpu = cpu_seconds(srv.pid) - cpu0
     link1, disk1 = lab.link_bytes(), disk_counters(statpath)
+    net = {k: v - net0.get(k, 0) for k, v in lab.tcp_counters().items()}
     out = r.stdout.strip().splitlines()
     if not out or not out[-1].startswith("{"):
         raise RuntimeError("replay exited %d: %s" % (r.returncode, r.stderr.strip()[-400:]))
@@ -257,11 +323,32 @@ def storm(lab, srv, args, statpath, times_file):
                link_use_pct=100.0 * max(tx, rx) * 8 / (res["total_s"] * args.rate)
                if res["total_s"] > 0 else 0.0,
                bad=res["errors"] + res["failed"] + res["unfinished"])
+    res.update(net=net,
+               syn_retrans=net["cli_TcpExtTCPSynRetrans"] + net["srv_TcpExtTCPSynRetrans"],
+               listen_lost=sum(net["srv_" + k] for k in NSTAT_KEYS[:4]),
+               queue_drops=net["srv_queue_drops"] + net["cli_queue_drops"])
+    if q:
+        res.update(queue_p50_ms=q[0], queue_p99_ms=q[1], queue_max_ms=q[2])
     if disk0 and disk1:
         res.update(disk_written_mib=(disk1[0] - disk0[0]) / MiB, disk_flushes=disk1[1] - disk0[1])
     if r.stderr.strip():
         res["note"] = r.stderr.strip().splitlines()[-1][:200]
     return res
+
+
+results_of = {}
+
+
+def attach_time(log_path, res):
+    """nbdsrv logs how long its attach thread took to open (here: create)
+    the storm's overlays, one after the other: the connects wait for it."""
+    if not res or res.get("error"):
+        return
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            m = re.search(r"start-up: (\d+) overlays attached in (\d+) ms", line)
+            if m:
+                res["attach_ms"] = float(m.group(2))
 
 
 def run_server(name, lab, image, args, statpath, out):
@@ -273,6 +360,7 @@ def run_server(name, lab, image, args, statpath, out):
     try:
         srv.start()
         r = storm(lab, srv, args, statpath, os.path.join(out, "times-%s.txt" % name))
+        results_of[name] = r
         log("  %s: p50 %.2f s, p99 %.2f s, first-request p99 %.1f ms, link use %.0f%%, "
             "errors %d" % (name, r["client_done_p50_s"], r["client_done_p99_s"],
                            r["first_p99_us"] / 1000, r["link_use_pct"], r["bad"]))
@@ -282,8 +370,10 @@ def run_server(name, lab, image, args, statpath, out):
         return {"error": str(e)[:300]}
     finally:
         srv.stop()
-        if os.path.exists(os.path.join(srv.work, "log")):
-            shutil.copy(os.path.join(srv.work, "log"), os.path.join(out, "log-%s.txt" % name))
+        log_path = os.path.join(srv.work, "log")
+        if os.path.exists(log_path):
+            shutil.copy(log_path, os.path.join(out, "log-%s.txt" % name))
+            attach_time(log_path, results_of.get(name))
         shutil.rmtree(srv.work, ignore_errors=True)
 
 
@@ -299,6 +389,12 @@ ROWS = [
     ("first_p50_us", "first-request latency p50", "ms", "ms"),
     ("first_p99_us", "first-request latency p99", "ms", "ms"),
     ("connect_p99_us", "connect (TCP + handshake) p99", "ms", "ms"),
+    ("attach_ms", "  overlays opened, first to last (nbdsrv log)", "ms", "%.0f"),
+    ("syn_retrans", "  SYNs and SYN-ACKs sent again", "count", "%d"),
+    ("listen_lost", "  listen queue overflows, drops, cookies", "count", "%d"),
+    ("queue_p50_ms", "link queue to the clients p50 (sampled)", "ms", "%.2f"),
+    ("queue_p99_ms", "  p99", "ms", "%.2f"),
+    ("queue_drops", "  drops, both directions", "count", "%d"),
     ("wire_mib_per_boot", "bytes on the wire per boot", "MiB", "%.2f"),
     ("link_use_pct", "link use during the storm", "%", "%.0f"),
     ("disk_written_mib", "disk: bytes written (device)", "MiB", "%.1f"),

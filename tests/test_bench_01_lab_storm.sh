@@ -54,7 +54,18 @@ assert a["verified"] >= n, "verify reads: %s" % a["verified"]
 # The trace reads 25.4 MiB per boot: at least that went out over the link.
 assert a["tx_bytes"] >= n * 25 * (1 << 20), "sent %d bytes" % a["tx_bytes"]
 assert 0 < a["link_use_pct"] <= 110, a["link_use_pct"]
+# Where connects could be lost, and what replies wait behind, for every server.
+for s in ("nbdsrv", "nbd-server", "qemu-nbd"):
+    for k in ("syn_retrans", "listen_lost", "queue_drops", "queue_p50_ms", "queue_p99_ms"):
+        assert isinstance(r[s].get(k), (int, float)) and r[s][k] >= 0, "%s: %s" % (s, k)
+    assert "srv_TcpExtListenOverflows" in r[s]["net"], r[s]["net"]
+# nbdsrv's attach thread opened n overlays, one after the other.
+assert a["attach_ms"] >= 0, a.get("attach_ms")
 PY
+for row in "  SYNs and SYN-ACKs sent again" "link queue to the clients p50 (sampled)" \
+  "  overlays opened, first to last (nbdsrv log)"; do
+  grep -qF -- "$row" "$TESTDIR/run.out" || fail "no row '$row' in the table"
+done
 addrs=$(grep -o "^nbdsrv: 198\.19\.0\.[0-9]*: export root" "$out/log-nbdsrv.txt" | sort -u | wc -l)
 [ "$addrs" = $n ] || fail "nbdsrv saw $addrs client addresses, not $n"
 [ -s "$out/times-nbdsrv.txt" ] || fail "no per-client times"
