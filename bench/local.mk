@@ -5,7 +5,7 @@ EXTRA_DIST += bench/bench.sh bench/bench.py bench/serverproc.py bench/README.md 
 	bench/servers.py bench/lab-storm.sh bench/lab-storm.py \
 	bench/data/debian-first-boot.trace.gz bench/restart.sh bench/restart.py \
 	bench/fairness.sh bench/fairness.py \
-	bench/layered-bytes.sh
+	bench/layered-bytes.sh bench/trace-order.sh
 
 # The boot-storm replay client (bench/boot-storm.sh); not installed.
 noinst_PROGRAMS += bench/replay

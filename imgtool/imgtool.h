@@ -351,6 +351,8 @@ int build_squashfs(const struct build_opts *o, struct tree *t,
 struct build_order {
   struct node **nodes; /* regular files (hard links: hl_first), in order */
   size_t count, cap;
+  struct node **dirs; /* the directories on their paths (repeated) */
+  size_t ndirs, dirs_cap;
   uint64_t skipped;      /* lines naming no regular file of the tree */
   char *skipped_example; /* the first of them */
 };

@@ -18,6 +18,12 @@
  * an example; a file listed twice, or a hard link of one listed before,
  * keeps its first place.  The result depends on the tree and FILE only,
  * so the build stays reproducible.
+ *
+ * The inode table follows suit (squashfs.c): the listed files' inodes
+ * first, the directories on their paths last (their listings likewise
+ * together at the end of the directory table), so that the few metadata
+ * blocks a boot looks names up in stay in the kernel's small cache of
+ * them (8 blocks in Linux 6.1) instead of being read again and again.
  */
 #include <config.h>
 
@@ -53,9 +59,11 @@ order_kid(const struct node *dir, const char *name, size_t len)
   return NULL;
 }
 
-/* The node path names in t (components split at '/'), or NULL. */
+/* The node path names in t (components split at '/'), or NULL; the
+ * directories on the way are added to bo->dirs (kept when the path
+ * names a regular file). */
 static struct node *
-order_lookup(const struct tree *t, const char *path)
+order_lookup(const struct tree *t, const char *path, struct build_order *bo)
 {
   struct node *n = t->root;
 
@@ -65,6 +73,8 @@ order_lookup(const struct tree *t, const char *path)
     if (len && !(len == 1 && path[0] == '.')) {
       if (!S_ISDIR(n->st.st_mode))
         return NULL;
+      XVEC_RESERVE(bo->dirs, bo->dirs_cap, bo->ndirs + 1);
+      bo->dirs[bo->ndirs++] = n;
       n = order_kid(n, path, len);
     }
     path += len;
@@ -78,11 +88,13 @@ order_lookup(const struct tree *t, const char *path)
 static void
 order_add(struct build_order *bo, const struct tree *t, const char *line)
 {
-  struct node *n = order_lookup(t, line);
+  size_t ndirs = bo->ndirs;
+  struct node *n = order_lookup(t, line, bo);
 
   if (n && n->hl_first)
     n = n->hl_first;
   if (!n || !S_ISREG(n->st.st_mode)) {
+    bo->ndirs = ndirs;
     if (!bo->skipped++)
       bo->skipped_example = xstrdup(line);
     return;
@@ -132,6 +144,7 @@ void
 build_order_free(struct build_order *bo)
 {
   free(bo->nodes);
+  free(bo->dirs);
   free(bo->skipped_example);
   memset(bo, 0, sizeof *bo);
 }

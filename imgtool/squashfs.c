@@ -18,8 +18,10 @@
  *     lists first, in its order: sqorder.c) through the block processor,
  *     which compresses (on worker threads), drops all-zero blocks
  *     (sparse), packs tails into fragment blocks and deduplicates;
- *  3. metadata: every inode in inode order, directories' listings kept in
- *     memory until the inode table is complete.
+ *  3. metadata: every inode in inode order (with --order: its files
+ *     first, the directories on their paths last, see sq_write_inodes),
+ *     directories' listings kept in memory until the inode table is
+ *     complete.
  *
  * Reproducible like the ext4 build: nothing depends on readdir order,
  * ctimes, host inode numbers or the number of worker threads (the block
@@ -66,6 +68,8 @@ struct sq_inode {
   struct node *parent;        /* directories: the one holding them */
   uint64_t ref;               /* where the inode is in the inode table */
   sqfs_inode_generic_t *file; /* regular files: from the block processor */
+  bool written;               /* in the inode table already */
+  bool late;                  /* a directory on a path of --order */
 };
 
 struct sqctx {
@@ -82,7 +86,8 @@ struct sqctx {
   sqfs_xattr_writer_t *xw;
   sqfs_meta_writer_t *im, *dm;
   sqfs_dir_writer_t *dw;
-  struct sq_inode *inodes; /* [1..count] */
+  struct build_order order; /* --order's files, or none */
+  struct sq_inode *inodes;  /* [1..count] */
   size_t inodes_cap;
   uint32_t count;
   char *buf;
@@ -201,12 +206,9 @@ sq_write_data(struct sqctx *c)
   int r = 0;
 
   if (c->o->order) {
-    struct build_order bo;
-
-    r = build_order_read(c->o->order, c->t, &bo);
-    for (size_t i = 0; !r && i < bo.count; i++)
-      r = sq_file_once(c, bo.nodes[i]->ino);
-    build_order_free(&bo);
+    r = build_order_read(c->o->order, c->t, &c->order);
+    for (size_t i = 0; !r && i < c->order.count; i++)
+      r = sq_file_once(c, c->order.nodes[i]->ino);
     if (r < 0)
       return r;
   }
@@ -355,7 +357,12 @@ sq_write_inode(struct sqctx *c, uint32_t ino)
   sqfs_inode_generic_t *in = NULL;
   uint32_t xattr, offset;
   sqfs_u64 block;
-  int r = sq_xattrs(c, n, &xattr);
+  int r;
+
+  if (si->written)
+    return 0;
+  si->written = true;
+  r = sq_xattrs(c, n, &xattr);
 
   if (!r) {
     if (S_ISDIR(n->st.st_mode))
@@ -383,21 +390,52 @@ sq_write_inode(struct sqctx *c, uint32_t ino)
   return r;
 }
 
+/* Writes inode i (see sq_write_inode), saying why it failed. */
 static int
-sq_write_tree(struct sqctx *c)
+sq_add_to_table(struct sqctx *c, uint32_t i)
+{
+  int r = sq_write_inode(c, i);
+
+  if (r) {
+    log_err("cannot add %s to %s: %s", c->inodes[i].node->path, c->o->output,
+            sq_why(c, r));
+    return -EIO;
+  }
+  build_progress_show(&c->pg, false);
+  return 0;
+}
+
+/* Every inode into the table: --order's files first (a file's inode
+ * waits for no other), then the rest in inode order, the directories on
+ * the paths of --order last, still in inode order (each after what it
+ * holds: a directory not on those paths holds none of them).  So what a
+ * boot looks up shares few metadata blocks, of inodes and listings. */
+static int
+sq_write_inodes(struct sqctx *c)
 {
   int r = 0;
 
+  for (size_t k = 0; !r && k < c->order.count; k++)
+    r = sq_add_to_table(c, c->order.nodes[k]->ino);
+  for (size_t k = 0; k < c->order.ndirs; k++)
+    c->inodes[c->order.dirs[k]->ino].late = true;
+  for (uint32_t i = 1; !r && i <= c->count; i++)
+    if (!c->inodes[i].late)
+      r = sq_add_to_table(c, i);
+  for (uint32_t i = 1; !r && i <= c->count; i++)
+    if (c->inodes[i].late)
+      r = sq_add_to_table(c, i);
+  return r;
+}
+
+static int
+sq_write_tree(struct sqctx *c)
+{
+  int r;
+
   c->super.inode_table_start = c->file->get_size(c->file);
-  for (uint32_t i = 1; i <= c->count; i++) {
-    r = sq_write_inode(c, i);
-    if (r) {
-      log_err("cannot add %s to %s: %s", c->inodes[i].node->path, c->o->output,
-              sq_why(c, r));
-      return -EIO;
-    }
-    build_progress_show(&c->pg, false);
-  }
+  if (sq_write_inodes(c) < 0)
+    return -EIO;
   r = sqfs_meta_writer_flush(c->im);
   if (!r)
     r = sqfs_meta_writer_flush(c->dm);
@@ -531,6 +569,7 @@ sq_close(struct sqctx *c)
   for (uint32_t i = 1; i <= c->count; i++)
     free(c->inodes[i].file);
   free(c->inodes);
+  build_order_free(&c->order);
   sqfs_destroy(c->dw);
   sqfs_destroy(c->dm);
   sqfs_destroy(c->im);
