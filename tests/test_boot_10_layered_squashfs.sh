@@ -1,8 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Layered root on a squashfs base: the agent tells squashfs from ext4 by
-# the superblock, mounts it read-only as the lower layer, and the client's
-# writes land on its ext4 state disk and survive a reboot.  kill -9 of the
+# the superblock, mounts it read-only as the lower layer (the base
+# device's readahead off), and the client's writes land on its ext4 state
+# disk and survive a reboot.  kill -9 of the
 # server in the middle of a boot: the supervisor reattaches both devices,
 # base and state, and the client goes on reading the base and writing its
 # state.  The base comes from "imgtool build --format squashfs" (or
@@ -19,6 +20,9 @@ exec >/dev/console 2>&1
 echo "GUEST-INIT-STARTED"
 echo "ROOT-IS $(awk '$2 == "/" {print $3}' /proc/mounts | tail -n 1)"
 echo "BASE $(awk '$2 == "/run/nbdroot/base" {split($4, o, ","); print $3, o[1]}' /proc/mounts)"
+dev=$(awk '$2 == "/run/nbdroot/base" {print $1}' /proc/mounts)
+[ -d /sys/block ] || mount -t sysfs sysfs /sys
+echo "BASE-RA $(cat /sys/block/${dev##*/}/queue/read_ahead_kb 2>&1)"
 if [ -f /home/note ]; then echo "HAS $(cat /home/note)"; else echo "NO-NOTE"; fi
 echo "ETC $(cat /etc/base-file)"
 if grep -q t.loop /proc/cmdline; then
@@ -75,6 +79,7 @@ append="ip=dhcp root=nbd:$GUEST_SERVER:$PORT/base rw nbdroot.state=state nbdroot
 boot_guest s1 "$append"
 expect_console s1 "^ROOT-IS overlay$"
 expect_console s1 "^BASE squashfs ro$"
+expect_console s1 "^BASE-RA 0$" # squashfs reads whole blocks: no device readahead
 expect_console s1 "^NO-NOTE$"
 expect_console s1 "^ETC squashfs-base$"
 expect_console s1 "GUEST-WROTE"
