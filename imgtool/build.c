@@ -922,7 +922,7 @@ build_usage(FILE *f)
 {
   fputs("usage: imgtool build TREE (-o IMAGE | --store DIR --name NAME)\n"
         "         [--format ext4|squashfs] [--compression zstd|gzip|xz]\n"
-        "         [--order FILE]\n"
+        "         [--order FILE] [--block-size SIZE]\n"
         "         [--exclude PATTERN]... [--size SIZE] [--headroom N%|SIZE]\n"
         "         [--inodes N] [--uuid UUID] [--hash-seed UUID]\n"
         "         [--label LABEL] [--force] [--quiet | --progress]\n",
@@ -1068,7 +1068,7 @@ parse_image_option(int c, const char *arg, struct build_opts *o)
   return -EINVAL;
 }
 
-/* --format ext4|squashfs and --compression zstd|gzip|xz. */
+/* --format ext4|squashfs, --compression zstd|gzip|xz, --block-size. */
 static int
 parse_format_option(int c, const char *arg, struct build_opts *o)
 {
@@ -1078,6 +1078,16 @@ parse_format_option(int c, const char *arg, struct build_opts *o)
       return -EINVAL;
     }
     o->format = strcmp(arg, "ext4") ? IMAGE_SQUASHFS : IMAGE_EXT4;
+    return 0;
+  }
+  if (c == 'B') {
+    uint64_t v;
+
+    if (parse_size(arg, &v) < 0 || v < 4096 || v > (1u << 20) || (v & (v - 1))) {
+      log_err("--block-size '%s': give a power of two from 4K to 1M, e.g. 64K", arg);
+      return -EINVAL;
+    }
+    o->block_size = (uint32_t)v;
     return 0;
   }
   if (strcmp(arg, "zstd") && strcmp(arg, "gzip") && strcmp(arg, "xz")) {
@@ -1113,9 +1123,10 @@ check_format_options(const struct build_args *a)
             a->ext4_option);
     return 2;
   }
-  if (a->o.format == IMAGE_EXT4 && a->o.order) {
-    log_err("--order applies to squashfs images only: add --format "
-            "squashfs, or drop it");
+  if (a->o.format == IMAGE_EXT4 && (a->o.order || a->o.block_size)) {
+    log_err("%s applies to squashfs images only: add --format squashfs, or "
+            "drop it",
+            a->o.order ? "--order" : "--block-size");
     return 2;
   }
   if (a->o.order && access(a->o.order, R_OK) < 0) {
@@ -1177,6 +1188,7 @@ parse_build_args(int argc, char **argv, struct build_args *a)
     { "format", required_argument, NULL, 'F' },
     { "compression", required_argument, NULL, 'C' },
     { "order", required_argument, NULL, 'O' },
+    { "block-size", required_argument, NULL, 'B' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
@@ -1212,6 +1224,7 @@ parse_build_args(int argc, char **argv, struct build_args *a)
         break;
       case 'F':
       case 'C':
+      case 'B':
         if (parse_format_option(c, optarg, o) < 0)
           return 2;
         break;

@@ -306,6 +306,7 @@ struct build_opts {
   enum image_format format;
   const char *compression; /* squashfs: "zstd", "gzip" or "xz" */
   const char *order;       /* squashfs: --order FILE, or NULL */
+  uint32_t block_size;     /* squashfs: data block size, 0 = 128 KiB */
   uint64_t size;           /* 0 = automatic */
   uint64_t headroom_abs;   /* bytes of free space to add (automatic size) */
   unsigned headroom_pct;   /* percent of used space to add */

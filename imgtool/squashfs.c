@@ -58,7 +58,8 @@
 
 #include "imgtool.h"
 
-#define SQ_BLOCK_SIZE SQFS_DEFAULT_BLOCK_SIZE /* 128 KiB, as mksquashfs */
+#define SQ_BLOCK_SIZE(c) \
+  ((c)->o->block_size ? (c)->o->block_size : SQFS_DEFAULT_BLOCK_SIZE)
 #define SQ_PAD 4096u /* the image ends on a 4 KiB boundary: a block device */
 #define SQ_NO_XATTR 0xffffffffu
 
@@ -505,16 +506,16 @@ sq_compressors(struct sqctx *c)
 
   if (id < 0)
     return SQFS_ERROR_UNSUPPORTED;
-  r = sqfs_compressor_config_init(&cfg, (SQFS_COMPRESSOR)id, SQ_BLOCK_SIZE, 0);
+  r = sqfs_compressor_config_init(&cfg, (SQFS_COMPRESSOR)id, SQ_BLOCK_SIZE(c), 0);
   if (!r)
     r = sqfs_compressor_create(&cfg, &c->cmp);
   if (!r)
-    r = sqfs_compressor_config_init(&cfg, (SQFS_COMPRESSOR)id, SQ_BLOCK_SIZE,
+    r = sqfs_compressor_config_init(&cfg, (SQFS_COMPRESSOR)id, SQ_BLOCK_SIZE(c),
                                     SQFS_COMP_FLAG_UNCOMPRESS);
   if (!r)
     r = sqfs_compressor_create(&cfg, &c->uncmp);
   if (!r)
-    r = sqfs_super_init(&c->super, SQ_BLOCK_SIZE,
+    r = sqfs_super_init(&c->super, SQ_BLOCK_SIZE(c),
                         c->clk->now < 0 ? 0 : (sqfs_u32)c->clk->now, (SQFS_COMPRESSOR)id);
   return r;
 }
@@ -550,7 +551,7 @@ sq_open(struct sqctx *c, int fd)
     return SQFS_ERROR_ALLOC;
   memset(&d, 0, sizeof d);
   d.size = sizeof d;
-  d.max_block_size = SQ_BLOCK_SIZE;
+  d.max_block_size = SQ_BLOCK_SIZE(c);
   d.num_workers = workers;
   d.max_backlog = workers * 8;
   d.cmp = c->cmp;

@@ -20,7 +20,8 @@ IMGTOOL_TESTS = \
 	tests/test_imgtool_15_commit_layered.sh \
 	tests/test_imgtool_16_check_overlay.sh \
 	tests/test_imgtool_17_sync.sh \
-	tests/test_imgtool_18_squashfs_order.sh
+	tests/test_imgtool_18_squashfs_order.sh \
+	tests/test_imgtool_19_squashfs_block_size.sh
 
 TESTS += $(IMGTOOL_TESTS)
 SANITIZE_TESTS += $(IMGTOOL_TESTS)
