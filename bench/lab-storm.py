@@ -230,14 +230,16 @@ class QueueSampler(threading.Thread):
                 self.samples.append(b)
 
     def stop(self):
-        """(p50, p99, max) of the queue in ms at the link's rate, or None."""
+        """(p50, p99, max) of the queue in ms at the link's rate and the
+        share of the samples that found it not empty, in %; or None."""
         self.halt.set()
         self.join()
         v = sorted(self.samples)
         if not v:
             return None
         ms = [x * 8 * 1000.0 / self.lab.rate for x in v]
-        return ms[len(ms) // 2], ms[min(len(ms) - 1, int(len(ms) * 0.99))], ms[-1]
+        busy = 100.0 * sum(1 for x in v if x > 0) / len(v)
+        return ms[len(ms) // 2], ms[min(len(ms) - 1, int(len(ms) * 0.99))], ms[-1], busy
 
 
 # ---- the disk under the work directory
@@ -328,7 +330,7 @@ def storm(lab, srv, args, statpath, times_file):
                listen_lost=sum(net["srv_" + k] for k in NSTAT_KEYS[:4]),
                queue_drops=net["srv_queue_drops"] + net["cli_queue_drops"])
     if q:
-        res.update(queue_p50_ms=q[0], queue_p99_ms=q[1], queue_max_ms=q[2])
+        res.update(queue_p50_ms=q[0], queue_p99_ms=q[1], queue_max_ms=q[2], queue_busy_pct=q[3])
     if disk0 and disk1:
         res.update(disk_written_mib=(disk1[0] - disk0[0]) / MiB, disk_flushes=disk1[1] - disk0[1])
     if r.stderr.strip():
@@ -394,6 +396,7 @@ ROWS = [
     ("listen_lost", "  listen queue overflows, drops, cookies", "count", "%d"),
     ("queue_p50_ms", "link queue to the clients p50 (sampled)", "ms", "%.2f"),
     ("queue_p99_ms", "  p99", "ms", "%.2f"),
+    ("queue_busy_pct", "  samples that found it not empty", "%", "%.0f"),
     ("queue_drops", "  drops, both directions", "count", "%d"),
     ("wire_mib_per_boot", "bytes on the wire per boot", "MiB", "%.2f"),
     ("link_use_pct", "link use during the storm", "%", "%.0f"),
@@ -461,6 +464,12 @@ def table(results, names, args, floors):
                          % (s, r["unfinished"], r["unfinished_connecting"]))
         if r.get("note"):
             lines.append("%s: %s" % (s, r["note"]))
+        if r.get("queue_busy_pct", 0) > r.get("link_use_pct", 100) + 10:
+            # htb sends at its rate whenever its queue holds something.
+            lines.append("%s: the link's queue was seldom empty (%.0f%% of the samples) but "
+                         "the link carried %.0f%% of its rate: the machine's CPUs, on which "
+                         "the link is emulated, held it back" % (
+                             s, r["queue_busy_pct"], r["link_use_pct"]))
     return lines
 
 

@@ -56,7 +56,8 @@ assert a["tx_bytes"] >= n * 25 * (1 << 20), "sent %d bytes" % a["tx_bytes"]
 assert 0 < a["link_use_pct"] <= 110, a["link_use_pct"]
 # Where connects could be lost, and what replies wait behind, for every server.
 for s in ("nbdsrv", "nbd-server", "qemu-nbd"):
-    for k in ("syn_retrans", "listen_lost", "queue_drops", "queue_p50_ms", "queue_p99_ms"):
+    for k in ("syn_retrans", "listen_lost", "queue_drops", "queue_p50_ms", "queue_p99_ms",
+              "queue_busy_pct"):
         assert isinstance(r[s].get(k), (int, float)) and r[s][k] >= 0, "%s: %s" % (s, k)
     assert "srv_TcpExtListenOverflows" in r[s]["net"], r[s]["net"]
 # nbdsrv's attach thread opened n overlays, one after the other.
