@@ -77,6 +77,7 @@ struct ctl_conn_info {
   uint64_t overlay_bytes;
   time_t connected;
   uint64_t requests, bytes_read, bytes_written;
+  uint64_t flush_fsyncs, data_syncs_skipped; /* the overlay's */
   unsigned worker;
 };
 
@@ -110,6 +111,8 @@ snapshot_add(struct conn *c, void *arg)
   snprintf(x->base, sizeof x->base, "%s", c->ovl->base->identity);
   pthread_mutex_lock(&c->ovl->lock);
   x->overlay_bytes = c->ovl->file.map.ndata * (uint64_t)OVL_BLOCK_SIZE;
+  x->flush_fsyncs = c->ovl->flush_fsyncs;
+  x->data_syncs_skipped = c->ovl->data_syncs_skipped;
   pthread_mutex_unlock(&c->ovl->lock);
   x->connected = c->connected;
   x->requests = c->requests;
@@ -270,14 +273,15 @@ cmd_list(struct answer *a, bool json)
       say_json_string(a, v[i].image);
       answer_printf(a, ", \"base\": ");
       say_json_string(a, v[i].base);
-      answer_printf(a,
-                    ", \"overlay_bytes\": %llu, \"connected_seconds\": %lld, "
-                    "\"requests\": %llu, \"bytes_read\": %llu, \"bytes_written\": %llu, "
-                    "\"worker\": %u}",
-                    (unsigned long long)v[i].overlay_bytes,
-                    (long long)(now - v[i].connected), (unsigned long long)v[i].requests,
-                    (unsigned long long)v[i].bytes_read,
-                    (unsigned long long)v[i].bytes_written, v[i].worker);
+      answer_printf(
+          a,
+          ", \"overlay_bytes\": %llu, \"connected_seconds\": %lld, "
+          "\"requests\": %llu, \"bytes_read\": %llu, \"bytes_written\": %llu, "
+          "\"flush_fsyncs\": %llu, \"data_syncs_skipped\": %llu, \"worker\": %u}",
+          (unsigned long long)v[i].overlay_bytes, (long long)(now - v[i].connected),
+          (unsigned long long)v[i].requests, (unsigned long long)v[i].bytes_read,
+          (unsigned long long)v[i].bytes_written, (unsigned long long)v[i].flush_fsyncs,
+          (unsigned long long)v[i].data_syncs_skipped, v[i].worker);
     }
     damaged_each(say_damaged_json, &(struct damaged_say){ a, n });
     answer_printf(a, "%s]\n", n || damaged_count() ? "\n" : "");

@@ -11,7 +11,11 @@
  * records up to that number to the journal as one batch (the on-disk
  * batch format is ovl_file_append in common/overlay-format.c), and has
  * the map file fdatasync'ed; the first flush of a new overlay syncs its
- * directory too.  The janitor does the same synchronously for an overlay
+ * directory too.  A flush that finds nothing changed in the data file
+ * since an fdatasync of it completed (data_gen, counted under the lock by
+ * every write, rewrite, zeroing and failed write) skips that fdatasync:
+ * the guest's FLUSH right after its FUA commit block, or a second FLUSH.
+ * The janitor does the same synchronously for an overlay
  * nobody uses (journal_sync_all), and compacts a long journal.  All of it
  * runs under ov->lock.
  *
@@ -386,6 +390,8 @@ journal_sync_all(struct overlay *ov, bool bound)
       (bound && journal_long(ov))) {
     if (fdatasync(ov->file.data_fd) < 0)
       r = -errno;
+    else
+      ov->data_synced_gen = ov->data_gen; /* lock held: nothing came meanwhile */
     if (r == 0)
       r = append_pending(ov, ov->npending);
     if (r == 0) {
@@ -418,16 +424,6 @@ static bool
 no_space(int err)
 {
   return err == ENOSPC || err == EDQUOT;
-}
-
-int
-journal_flush_begin(struct overlay *ov, struct journal_flush *f)
-{
-  pthread_mutex_lock(&ov->lock);
-  f->seq = ov->seq;
-  pthread_mutex_unlock(&ov->lock);
-  f->stage = FLUSH_DATA;
-  return ov->file.data_fd;
 }
 
 /* Appends the records f covers; lock held.  Whether the map file needs
@@ -519,6 +515,38 @@ flush_advance(struct overlay *ov, struct journal_flush *f, int *fd)
   return 0;
 }
 
+/* f's fdatasync of the data file succeeded: it covers every change made
+ * before it began; lock held. */
+static void
+flush_data_done(struct overlay *ov, const struct journal_flush *f)
+{
+  if (f->data_gen > ov->data_synced_gen)
+    ov->data_synced_gen = f->data_gen;
+}
+
+int
+journal_flush_begin(struct overlay *ov, struct journal_flush *f, int *fd)
+{
+  int r = 0;
+
+  pthread_mutex_lock(&ov->lock);
+  f->seq = ov->seq;
+  f->data_gen = ov->data_gen;
+  f->stage = FLUSH_DATA;
+  *fd = ov->file.data_fd;
+  /* Nothing reached the data file since an fdatasync that completed:
+   * its records may go to the journal at once.  (A client's FLUSH right
+   * after its FUA write, or one that flushes without writing.) */
+  if (ov->data_synced_gen >= f->data_gen) {
+    ov->data_syncs_skipped++;
+    r = flush_advance(ov, f, fd);
+  }
+  if (r == 0 && *fd >= 0)
+    ov->flush_fsyncs++;
+  pthread_mutex_unlock(&ov->lock);
+  return r;
+}
+
 int
 journal_flush_next(struct overlay *ov, struct journal_flush *f, int res, int *fd)
 {
@@ -527,12 +555,16 @@ journal_flush_next(struct overlay *ov, struct journal_flush *f, int res, int *fd
   pthread_mutex_lock(&ov->lock);
   if (f->stage == FLUSH_DIR)
     flush_dir_done(ov, f, res);
+  else if (f->stage == FLUSH_DATA && res == 0)
+    flush_data_done(ov, f);
   if (res < 0) {
     if (!no_space(-res))
       log_err("overlay %s: fsync: %s", ov->prefix, strerror(-res));
     r = res;
   } else {
     r = flush_advance(ov, f, fd);
+    if (r == 0 && *fd >= 0)
+      ov->flush_fsyncs++;
   }
   pthread_mutex_unlock(&ov->lock);
   return r;

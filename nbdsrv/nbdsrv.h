@@ -466,7 +466,13 @@ struct overlay {
   size_t npending, cap_pending;
   uint64_t seq;            /* completed-write counter */
   uint64_t map_synced_end; /* journal bytes known durable */
-  unsigned dir_syncs;      /* directory fsyncs in flight */
+  /* Changes to the data file (writes, rewrites, zeroing, punching), and
+   * how many of them an fdatasync is known to cover: a flush that finds
+   * nothing new in the data file skips its fdatasync (journal.c). */
+  uint64_t data_gen, data_synced_gen;
+  /* Flushes' fdatasyncs issued, and data-file ones skipped (ctl list). */
+  uint64_t flush_fsyncs, data_syncs_skipped;
+  unsigned dir_syncs; /* directory fsyncs in flight */
   /* Compaction in the background (journal.c): the map file's generation
    * (a compaction replaces it: a flush's fsync of the old one says
    * nothing about the new one), the journal's length when it was last a
@@ -550,6 +556,9 @@ int overlay_plan_read(struct overlay *ov, uint64_t off, uint32_t len,
  * asynchronously; overlay_write_done() records it once it completed. */
 bool overlay_write_is_aligned(struct overlay *ov, uint64_t off, uint32_t len);
 void overlay_write_done(struct overlay *ov, uint64_t off, uint32_t len);
+/* An asynchronous write failed: what it left in the file is synced by the
+ * next flush all the same. */
+void overlay_write_failed(struct overlay *ov);
 /* -EDQUOT when writing [off, off+len) would take the overlay past its
  * export's quota (blocks already written count once), else 0.  Writes in
  * flight at the same time may overshoot it by their own size.  (The
@@ -595,12 +604,15 @@ void journal_opened(struct overlay *ov);
  * append -> fdatasync(map) [-> fsync(dir) the first time]. */
 struct journal_flush {
   enum { FLUSH_DATA, FLUSH_MAP, FLUSH_DIR } stage;
-  uint64_t seq; /* the last write it covers */
-  uint64_t end; /* journal bytes it made durable */
-  unsigned gen; /* of the map file they are in */
+  uint64_t seq;      /* the last write it covers */
+  uint64_t data_gen; /* the data file's changes it covers */
+  uint64_t end;      /* journal bytes it made durable */
+  unsigned gen;      /* of the map file they are in */
 };
-/* Starts f: returns the descriptor to fdatasync first. */
-int journal_flush_begin(struct overlay *ov, struct journal_flush *f);
+/* Starts f: 0 with *fd the descriptor to fdatasync first, or -1 when
+ * the flush is complete already (nothing was written since what is
+ * durable); or -errno, as journal_flush_next. */
+int journal_flush_begin(struct overlay *ov, struct journal_flush *f, int *fd);
 /* The fsync of f's current stage completed with res: 0 with *fd the next
  * descriptor to fdatasync, or -1 when the flush is complete; or -errno
  * (logged unless it means no space). */

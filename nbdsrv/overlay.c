@@ -1040,11 +1040,21 @@ overlay_quota_check(struct overlay *ov, uint64_t off, uint64_t len)
 }
 
 void
+overlay_write_failed(struct overlay *ov)
+{
+  /* Part of it may be in the page cache: the next flush syncs the file. */
+  pthread_mutex_lock(&ov->lock);
+  ov->data_gen++;
+  pthread_mutex_unlock(&ov->lock);
+}
+
+void
 overlay_write_done(struct overlay *ov, uint64_t off, uint32_t len)
 {
   uint64_t first = block_of(off), last = block_of(off + len - 1);
 
   pthread_mutex_lock(&ov->lock);
+  ov->data_gen++;
   if (journal_record(ov, first, last - first + 1, OVL_DATA) < 0)
     log_err("overlay %s: out of memory recording a write", ov->prefix);
   ov->requests++;
@@ -1081,6 +1091,7 @@ write_locked(struct overlay *ov, const char *buf, uint64_t off, uint64_t len)
   uint64_t end = off + len;
   int r;
 
+  ov->data_gen++; /* before any byte reaches the file (lock held) */
   while (off < end) {
     uint64_t b = block_of(off), boff = b << OVL_BLOCK_SHIFT;
     uint64_t in = off - boff;
@@ -1167,6 +1178,7 @@ overlay_zero(struct overlay *ov, uint64_t off, uint64_t len, bool trim)
       goto out;
   }
   /* Whole blocks: no data, no space. */
+  ov->data_gen++;
   if (fallocate(ov->file.data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, first,
                 last - first) < 0 &&
       errno != EOPNOTSUPP) {

@@ -219,11 +219,26 @@ submit_fsync(struct request *r, int fd)
   r->pending = 1;
 }
 
+/* journal.c said e (0 or -errno) and the next descriptor to sync. */
+static void
+flush_go_on(struct request *r, int e, int fd)
+{
+  if (e < 0)
+    reply_error(r, -e);
+  else if (fd >= 0)
+    submit_fsync(r, fd);
+  else
+    request_reply(r);
+}
+
 static void
 start_flush(struct request *r)
 {
+  int fd, e;
+
   r->stage = STAGE_FLUSH;
-  submit_fsync(r, journal_flush_begin(r->c->ovl, &r->flush));
+  e = journal_flush_begin(r->c->ovl, &r->flush, &fd);
+  flush_go_on(r, e, fd);
 }
 
 static void
@@ -231,12 +246,7 @@ flush_step(struct request *r, int res)
 {
   int fd, e = journal_flush_next(r->c->ovl, &r->flush, res, &fd);
 
-  if (e < 0)
-    reply_error(r, -e);
-  else if (fd >= 0)
-    submit_fsync(r, fd);
-  else
-    request_reply(r);
+  flush_go_on(r, e, fd);
 }
 
 /* After a write or zeroing succeeded: FUA means flush before replying. */
@@ -388,6 +398,7 @@ static void
 write_done(struct request *r, int res)
 {
   if (res < 0) {
+    overlay_write_failed(r->c->ovl);
     if (!no_space(-res))
       log_err("overlay %s: write: %s", r->c->ovl->prefix, strerror(-res));
     if (last_chunk(r))
