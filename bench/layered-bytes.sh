@@ -5,19 +5,32 @@
 #
 #   block-ext4        "imgtool build TREE" (ext4), a reset-on-boot export:
 #                     root=nbd:10.0.2.2:P/root rw
-#   layered-squashfs  "imgtool build TREE --format squashfs" as a
-#                     shared-readonly export, the state disk a persistent
+#   layered-squashfs  "imgtool build TREE --format squashfs --block-size B
+#                     --order ORDER" as a shared-readonly export, the
+#                     state disk a persistent
 #                     export over "imgtool state-template":
 #                     root=nbd:10.0.2.2:P/base rw nbdroot.state=state
 #
-#   bench/layered-bytes.sh [--workdir DIR] [--runs N] [--base SQUASHFS] [--keep]
+#   bench/layered-bytes.sh [--workdir DIR] [--runs N] [--base SQUASHFS]
+#                          [--order FILE | --no-order] [--block-size B] [--keep]
 #
 # Every boot starts clean (a new overlay dir: the block client's first
 # boot of its overlay, the layered client's first boot of its state
-# disk), and the modes alternate, N boots each (default 3).  --base
-# serves SQUASHFS, a squashfs image of the same tree made otherwise (say
-# with another block size), instead of imgtool's; with --keep the tree the
-# images are made of stays in DIR/layered-bytes/tree.
+# disk), and the modes alternate, N boots each (default 3).
+#
+# The squashfs base is built with "--order" a boot order: by default the
+# bench first records one block-mode boot of the ext4 image (not counted
+# in the results: "record" in the log), makes the order file of it with
+# bench/trace-order.sh (the files that boot read, in the order it first
+# read them) and builds the squashfs with that order, as one would
+# profile an image's boot once before serving it to many.  --order FILE
+# uses FILE instead (no recording boot); --no-order builds it without
+# (inode order, the layout before --order existed).  --block-size B is
+# passed to imgtool (default 64K: with the order, it read less than
+# 128K, see bench/README.md).  --base serves SQUASHFS, a squashfs image
+# of the same tree made otherwise, instead of imgtool's (no order, no
+# recording boot); with --keep the tree the images are made of stays in
+# DIR/layered-bytes/tree.
 #
 # The tree: DIR/tree as scripts/make-boot-trace.sh leaves it (reused when
 # DIR/tree.done exists; else that script is run with --workdir DIR --keep
@@ -59,13 +72,19 @@ workdir=/var/tmp/nbdroot-trace-work
 runs=3
 keep=0
 base=
+order=record
+bsize=64K
 while [ $# -gt 0 ]; do
   case $1 in
     --workdir) workdir=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --base) base=$2; shift 2 ;;
-    *) echo "usage: $0 [--workdir DIR] [--runs N] [--base SQUASHFS] [--keep]" >&2
+    --order) order=$2; shift 2 ;;
+    --no-order) order=none; shift ;;
+    --block-size) bsize=$2; shift 2 ;;
+    *) echo "usage: $0 [--workdir DIR] [--runs N] [--base SQUASHFS]" \
+         "[--order FILE | --no-order] [--block-size B] [--keep]" >&2
        exit 2 ;;
   esac
 done
@@ -78,7 +97,13 @@ if [ -n "$base" ]; then
   [ -f "$base" ] || die "--base $base: no such file"
   [ "$(head -c 4 "$base")" = hsqs ] || die "--base $base is not a squashfs image"
   base=$(realpath "$base")
+  order=none
 fi
+case $order in
+  record|none) ;;
+  *) [ -f "$order" ] || die "--order $order: no such file"
+     order=$(realpath "$order") ;;
+esac
 for b in "$NBDSRV" "$IMGTOOL" "$AGENT"; do
   [ -x "$b" ] || die "$b is not built (scripts/build.sh)"
 done
@@ -134,16 +159,11 @@ UNIT
     "$t/etc/systemd/system/multi-user.target.wants/bench-marker.service"
 }
 
+# The ext4 image, the state template, the initrd, nbdsrv's configuration
+# (the squashfs base comes after: build_base).
 build_images() {
-  local sq="--format squashfs"
-  [ -z "$base" ] || sq="no squashfs: the base is --base's"
-  say "imgtool build (ext4; $sq), state-template"
-  if [ -n "$base" ]; then
-    cp "$base" "$w/base.sqfs"
-  else
-    "$IMGTOOL" build "$w/tree" --format squashfs -o "$w/base.sqfs" \
-      >"$w/imgtool.log" 2>&1 || { cat "$w/imgtool.log" >&2; die "imgtool failed"; }
-  fi
+  say "imgtool build (ext4), state-template, initrd"
+  : >"$w/imgtool.log"
   "$IMGTOOL" build "$w/tree" -o "$w/root.ext4" >>"$w/imgtool.log" 2>&1 &&
     "$IMGTOOL" state-template -o "$w/state.img" --size 4G \
       >>"$w/imgtool.log" 2>&1 &&
@@ -154,6 +174,39 @@ build_images() {
 [root]
 image = $w/root.ext4
 policy = reset-on-boot
+EOF
+}
+
+# The squashfs base: --base's, or imgtool's with the order (see the
+# header; "record" boots block mode once first).
+build_base() {
+  local args=(--block-size "$bsize")
+  if [ -n "$base" ]; then
+    say "the base is --base's $base"
+    cp "$base" "$w/base.sqfs"
+    add_layered_exports
+    return
+  fi
+  case $order in
+    none) ;;
+    record)
+      say "block-ext4 recording boot for the squashfs order (not counted)"
+      boot block-ext4 record >/dev/null
+      "$top/bench/trace-order.sh" "$w/root.ext4" "$w/block-ext4-record.trace" root \
+        >"$w/order" || die "bench/trace-order.sh failed"
+      say "order: $(wc -l <"$w/order") files"
+      args+=(--order "$w/order") ;;
+    *) args+=(--order "$order") ;;
+  esac
+  say "imgtool build --format squashfs ${args[*]}"
+  "$IMGTOOL" build "$w/tree" --format squashfs "${args[@]}" -o "$w/base.sqfs" \
+    >>"$w/imgtool.log" 2>&1 || { cat "$w/imgtool.log" >&2; die "imgtool failed"; }
+  add_layered_exports
+}
+
+# The layered exports, once the base is there.
+add_layered_exports() {
+  cat >>"$w/nbdsrv.conf" <<EOF
 
 [base]
 image = $w/base.sqfs
@@ -225,6 +278,7 @@ boot() {
 
 prepare_tree
 build_images
+build_base
 say "ext4 image $(du -m --apparent-size "$w/root.ext4" | cut -f1) MiB" \
   "($(du -m "$w/root.ext4" | cut -f1) MiB allocated), squashfs" \
   "$(du -m --apparent-size "$w/base.sqfs" | cut -f1) MiB"
