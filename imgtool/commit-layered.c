@@ -13,8 +13,10 @@
  *
  * The same refusals as a block commit, with --force to override: a base
  * that is not current (the new version would undo what was published
- * after it) and a state disk not cleanly unmounted (its journal is not
- * read, so the newest changes could be missing).  Nothing is written but
+ * after it) and a state disk not cleanly unmounted (the client may still
+ * be running; it is read as its journal recovers it, state.c).  The agent
+ * never unmounts the state disk, so a client that powered off leaves it
+ * unclean too: --force once the client is down.  Nothing is written but
  * the new version; the client's state disk stays as it is, and its upper
  * layer now shadows the same files of the new base: reset it (remove its
  * overlay) once the client should boot on the new version alone.

@@ -8,10 +8,19 @@
  * io_manager over base and overlay, and the overlay's map is walked once.
  * Nothing of the client's is changed.  The layout of the disk (the upper
  * layer, the identity of the base last booted) is common/layered-state.h.
+ *
+ * The agent never unmounts the state disk (it is under the root until
+ * the client powers off), so its journal is almost always to be
+ * recovered, and without it the disk is not consistent: directory blocks
+ * written since the last checkpoint are only in the journal.  The copy's
+ * journal is replayed (e2fsck -E journal_only), as the client's kernel
+ * would at its next mount; the copy, not the client's disk.
  */
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -50,6 +59,31 @@ read_base_id(struct client_state *s)
   return 0;
 }
 
+/* Replays the journal of the copy of a state disk in fd. */
+static int
+replay_journal(int fd, const char *id)
+{
+  char path[64];
+  char *argv[] = { "e2fsck", "-p", "-E", "journal_only", path, NULL };
+  int null = open("/dev/null", O_WRONLY | O_CLOEXEC), r;
+
+  /* the parent's descriptor: the copy has no name, and fd is close-on-exec */
+  snprintf(path, sizeof path, "/proc/%ld/fd/%d", (long)getpid(), fd);
+  r = run_cmd(argv, null);
+  if (null >= 0)
+    close(null);
+  if (r < 0 || r >= 4) {
+    log_err("cannot recover the journal of the state disk of %s: e2fsck -E "
+            "journal_only %s",
+            id,
+            r < 0      ? strerror(-r)
+            : r == 127 ? "is not installed (e2fsprogs)"
+                       : "failed");
+    return r < 0 ? r : -EIO;
+  }
+  return 0;
+}
+
 void
 state_init(struct client_state *s)
 {
@@ -82,6 +116,13 @@ state_open(const char *prefix, const char *id, struct client_state *s)
     return r;
   }
   s->clean = ext_fs_is_clean(fd);
+  if (!s->clean) {
+    r = replay_journal(fd, id);
+    if (r < 0) {
+      close(fd);
+      return r;
+    }
+  }
   r = image_tree_read_fd(fd, prefix, &s->t, &s->rd);
   if (r < 0)
     return r;

@@ -276,7 +276,8 @@ report_client(struct report *rp, const char *id)
   }
   if (!r && !s.clean)
     log_warn("the state disk of %s was not cleanly unmounted (the client "
-             "runs, or crashed): its journal is not read",
+             "runs, or powered off with it mounted): read as its journal "
+             "recovers it",
              id);
   if (!r)
     r = state_booted_version(&s, rp->namedir, rp->o->name, &booted);

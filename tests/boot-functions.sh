@@ -190,15 +190,16 @@ pxe_boot() {
   wait_guest "$name"
 }
 
-# sync_loop_init FILE ROUNDS: a guest /sbin/init that writes and syncs
-# 256 KiB files /data/w1.. in a loop, printing "SYNCED i" after each sync,
+# sync_loop_init FILE ROUNDS [EACH]: a guest /sbin/init that writes and
+# syncs 256 KiB files /data/w1.. in a loop, printing "SYNCED i" after each
+# sync (and after EACH, a shell command run in each round when given),
 # ROUNDS at most (stopping early when /data/stop appears), then
 # "LOOP-DONE"; booted with "verify" on its command line it checks every
 # file instead ("INTACT i" or "CORRUPT i" between VERIFY-START and
 # VERIFY-DONE) and powers off.  Lines after the loop, before the
 # poweroff, come from standard input (none when it is empty).
 sync_loop_init() {
-  local file=$1 rounds=$2
+  local file=$1 rounds=$2 each=${3:-}
   {
     cat <<'INIT'
 #!/bin/sh
@@ -223,6 +224,9 @@ INIT
     cat <<'INIT'
   gen $i >/data/w$i
   sync
+INIT
+    [ -z "$each" ] || echo "  $each"
+    cat <<'INIT'
   echo "SYNCED $i"
   i=$((i + 1))
   [ -f /data/stop ] && break
@@ -233,4 +237,51 @@ INIT
     cat
     echo "poweroff -f"
   } >"$file"
+}
+
+# synced_count NAME: how many "SYNCED i" lines guest NAME printed.
+synced_count() {
+  tr -d '\r' <"$TESTDIR/$1.console" | grep -c '^SYNCED ' || true
+}
+
+# kill9_restart NAME CMD...: waits (bounded) until the sync loop of guest
+# NAME is under way (SYNCED 5), kills the server started last with -9,
+# sets KILLED_AFTER to the rounds synced by then and runs CMD (which
+# starts the server again) 4 s later.
+kill9_restart() {
+  local name=$1 i=0 pid
+  shift
+  eval "pid=\$GUEST_PID_$name"
+  until console_has "$name" "^SYNCED 5$"; do
+    i=$((i + 1))
+    [ $i -lt 600 ] || fail "guest $name did not reach SYNCED 5 in 120 s"
+    kill -0 "$pid" 2>/dev/null ||
+      { tail -n 30 "$TESTDIR/$name.console"; fail "guest $name ended early"; }
+    sleep 0.2
+  done
+  stop_nbdsrv KILL || true
+  KILLED_AFTER=$(synced_count "$name")
+  sleep 4
+  "$@"
+}
+
+# expect_synced_intact WRITER VERIFIER: the sync loop of guest WRITER went
+# on after the server came back (more rounds than KILLED_AFTER, no I/O
+# error), and the verify boot VERIFIER found every file WRITER reported
+# as synced intact.
+expect_synced_intact() {
+  local w=$1 v=$2 synced n
+  expect_console "$w" "LOOP-DONE"
+  synced=$(synced_count "$w")
+  [ "$synced" -gt "$KILLED_AFTER" ] ||
+    fail "no write completed after the server restart ($synced synced)"
+  console_has "$w" "I/O error|Buffer I/O|EXT4-fs error|SQUASHFS error" &&
+    fail "guest $w saw I/O errors"
+  expect_console "$v" "VERIFY-DONE"
+  console_has "$v" "CORRUPT" &&
+    fail "corrupt files: $(tr -d '\r' <"$TESTDIR/$v.console" | grep CORRUPT | tr '\n' ' ')"
+  for n in $(tr -d '\r' <"$TESTDIR/$w.console" | sed -n 's/^SYNCED //p'); do
+    console_has "$v" "^INTACT $n$" || fail "synced write $n missing after the restart"
+  done
+  echo "$synced writes synced, server killed after $KILLED_AFTER, all intact"
 }
