@@ -266,8 +266,9 @@ boot() {
     tr -d '\r' <"$console" | tail -n 30 >&2
     die "$mode boot $n: no marker on the console (see $console)"
   fi
+  # The marker may follow getty's login prompt on the same line.
   t=$(tr -d '\r' <"$console" |
-      sed -n 's/^\[ *\([0-9.]*\)\] NBDROOT-BENCH-MARKER.*/\1/p' | head -n 1)
+      sed -n 's/.*\[ *\([0-9.]*\)\] NBDROOT-BENCH-MARKER.*/\1/p' | head -n 1)
   [ -n "$t" ] || die "$mode boot $n: the marker has no kernel timestamp (see $console)"
   awk -v m="$marker" -v mode="$mode" -v n="$n" -v t="$t" \
       -v sw="$(tr -d '\r' <"$console" |
