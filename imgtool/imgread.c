@@ -173,9 +173,8 @@ node_open_data(const struct node *n)
   return fd;
 }
 
-/* The entry name[0..len) of dir; kids are sorted bytewise. */
-static struct node *
-child_n(const struct node *dir, const char *name, size_t len)
+struct node *
+node_child_n(const struct node *dir, const char *name, size_t len)
 {
   size_t lo = 0, hi = dir->nkids;
 
@@ -199,7 +198,7 @@ child_n(const struct node *dir, const char *name, size_t len)
 struct node *
 node_child(const struct node *dir, const char *name)
 {
-  return dir ? child_n(dir, name, strlen(name)) : NULL;
+  return dir ? node_child_n(dir, name, strlen(name)) : NULL;
 }
 
 struct node *
@@ -215,7 +214,7 @@ tree_lookup(const struct tree *t, const char *rel)
     if (!*rel)
       break;
     len = strcspn(rel, "/");
-    n = child_n(n, rel, len);
+    n = node_child_n(n, rel, len);
     rel += len;
   }
   return n;

@@ -215,6 +215,9 @@ int node_open_data(const struct node *n);
 struct node *tree_lookup(const struct tree *t, const char *rel);
 /* dir's entry called name, or NULL (also when dir is NULL). */
 struct node *node_child(const struct node *dir, const char *name);
+/* dir's entry called by the len bytes at name (not NUL-terminated), or
+ * NULL; kids are sorted bytewise. */
+struct node *node_child_n(const struct node *dir, const char *name, size_t len);
 
 /* What an image reader does for one format (imgread-ext4.c,
  * imgread-squashfs.c). */

@@ -35,30 +35,6 @@
 
 #include "imgtool.h"
 
-/* The entry of dir named by the len bytes at name, or NULL (the kids are
- * sorted bytewise by name). */
-static struct node *
-order_kid(const struct node *dir, const char *name, size_t len)
-{
-  size_t lo = 0, hi = dir->nkids;
-
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    const char *k = dir->kids[mid]->name;
-    int c = strncmp(k, name, len);
-
-    if (!c)
-      c = k[len] ? 1 : 0;
-    if (!c)
-      return dir->kids[mid];
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return NULL;
-}
-
 /* The node path names in t (components split at '/'), or NULL; the
  * directories on the way are added to bo->dirs (kept when the path
  * names a regular file). */
@@ -75,7 +51,7 @@ order_lookup(const struct tree *t, const char *path, struct build_order *bo)
         return NULL;
       XVEC_RESERVE(bo->dirs, bo->dirs_cap, bo->ndirs + 1);
       bo->dirs[bo->ndirs++] = n;
-      n = order_kid(n, path, len);
+      n = node_child_n(n, path, len);
     }
     path += len;
     path += *path == '/';
