@@ -138,7 +138,7 @@ fsync_dir_of(const char *path)
 }
 
 int
-write_file_renamed(const char *path, const char *tmp, const void *buf, size_t len)
+write_file_durable(const char *path, const char *tmp, const void *buf, size_t len)
 {
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   int r;
@@ -151,15 +151,9 @@ write_file_renamed(const char *path, const char *tmp, const void *buf, size_t le
   close(fd);
   if (r == 0 && rename(tmp, path) < 0)
     r = -errno;
+  if (r == 0)
+    r = fsync_dir_of(path);
   if (r < 0)
     unlink(tmp);
   return r;
-}
-
-int
-write_file_durable(const char *path, const char *tmp, const void *buf, size_t len)
-{
-  int r = write_file_renamed(path, tmp, buf, len);
-
-  return r < 0 ? r : fsync_dir_of(path);
 }

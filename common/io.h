@@ -39,9 +39,5 @@ int fsync_dir_of(const char *path);
  * symbolic link), fsynced, renamed over path, its directory fsynced.  On
  * failure tmp is gone and path untouched.  0 or -errno. */
 int write_file_durable(const char *path, const char *tmp, const void *buf, size_t len);
-/* The same without the directory's fsync: the contents are durable, the
- * name is once the caller has fsync'ed the directory (one fsync for many
- * files written in it). */
-int write_file_renamed(const char *path, const char *tmp, const void *buf, size_t len);
 
 #endif

@@ -24,16 +24,6 @@
  * closing (seconds, on a busy disk), it does not do: that job is set
  * aside until the close is done, and the others go on.
  *
- * A client's first connect binds its ID to its address (binding.c): an
- * ID.owner file, durable before the client is answered.  Its directory's
- * fsync is the same for every client of the export, so clients bound
- * while others wait in the queue are answered together: their overlays
- * created and owner files written one after the other, then one fsync of
- * the directory (commit_batch), then their replies.  Until then their
- * overlays stay marked opening, so that no other connection of theirs
- * gets in before the binding is durable; a job of a client with one in
- * the batch waits for the batch's fsync first.
- *
  * The thread opens overlays at SCHED_IDLE, so that clients already
  * attached come first; idle.c decides when, and brings it back when it
  * starves.
@@ -49,7 +39,6 @@
 #include <unistd.h>
 
 #include "clock.h"
-#include "io.h"
 #include "log.h"
 #include "nbdsrv.h"
 
@@ -64,9 +53,8 @@ struct attach_job {
   bool cancelled;              /* the connection closed: skip the work */
   /* the result */
   struct overlay *ovl;
-  int r; /* 1: bound just now, waits in the batch for its directory's fsync */
+  int r;
   const char *why;
-  uint64_t us; /* how long its overlay_acquire() took */
 };
 
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -83,14 +71,6 @@ static struct attach_job *current;
  * not missed). */
 static struct attach_job *deferred, **deferred_tail = &deferred;
 static unsigned long closes;
-/* Jobs whose client was bound just now (queue_lock to change or read from
- * other threads): answered once the directory of their ID.owner is
- * synced, one fsync for all of them (commit_batch). */
-static struct attach_job *batch, **batch_tail = &batch;
-static unsigned batch_n;
-/* Enough to take the fsyncs off a storm; few enough that the first of
- * them does not wait long for the last. */
-#define BATCH_MAX 64
 
 /* Hands a finished job back to its worker. */
 static void
@@ -146,17 +126,8 @@ attach_overlay_closed(void)
   pthread_mutex_unlock(&queue_lock);
 }
 
-static void
-note_stats(const struct attach_job *j, uint64_t us)
-{
-  pthread_mutex_lock(&j->ovl->lock);
-  attach_stats_note(j->ovl, us);
-  pthread_mutex_unlock(&j->ovl->lock);
-}
-
 /* Runs j's overlay_acquire(), its file system calls at SCHED_IDLE when
- * idle is true.  A job of the batch is noted when its binding is
- * durable, with its share of the batch's fsync (commit_batch). */
+ * idle is true. */
 static void
 run_job(struct attach_job *j, bool idle)
 {
@@ -164,126 +135,15 @@ run_job(struct attach_job *j, bool idle)
 
   j->r = overlay_acquire(j->exp, j->id, j->boot_id, j->peer,
                          idle ? idle_around_files : NULL, &j->ovl, &j->why);
-  j->us = now_us() - t0;
-  if (j->r == 0)
-    note_stats(j, j->us);
+  if (j->r == 0) {
+    pthread_mutex_lock(&j->ovl->lock);
+    attach_stats_note(j->ovl, now_us() - t0);
+    pthread_mutex_unlock(&j->ovl->lock);
+  }
   if (j->r == -EAGAIN)
     log_debug("client %s of %s: its overlay is being closed: it waits "
               "for that",
               j->id, j->exp->name);
-}
-
-static bool
-job_is(const struct attach_job *j, const struct export *exp, const char *id)
-{
-  return !strcmp(j->exp->name, exp->name) && !strcmp(j->id, id);
-}
-
-/* Whether a job of j's client waits in the batch (queue_lock): its
- * overlay is marked opening, which j would wait for. */
-static bool
-in_batch(const struct attach_job *j)
-{
-  for (const struct attach_job *b = batch; b; b = b->next)
-    if (job_is(b, j->exp, j->id))
-      return true;
-  return false;
-}
-
-/* The length of the directory part of j's overlay prefix. */
-static size_t
-dir_len(const struct attach_job *j)
-{
-  return (size_t)(strrchr(j->ovl->prefix, '/') - j->ovl->prefix);
-}
-
-static bool
-same_dir(const struct attach_job *a, const struct attach_job *b)
-{
-  size_t n = dir_len(a);
-
-  return n == dir_len(b) && !memcmp(a->ovl->prefix, b->ovl->prefix, n);
-}
-
-/* The fsync of j's directory, the first job of the batch in it. */
-static int
-sync_dir_of_job(const struct attach_job *j, const struct attach_job *list)
-{
-  unsigned n = 0;
-  int r;
-
-  r = fsync_dir_of(j->ovl->prefix);
-  if (r == 0)
-    return 0;
-  for (const struct attach_job *k = list; k; k = k->next)
-    n += same_dir(k, j);
-  log_err("overlay directory %.*s: fsync: %s: the address bindings of the %u "
-          "clients bound in it just now are not durable: they are refused",
-          (int)dir_len(j), j->ovl->prefix, strerror(-r), n);
-  return r;
-}
-
-/* The batch's bindings made durable, one fsync per directory, then its
- * jobs handed back: none of them before its binding is durable, and a
- * failed fsync fails the jobs of its directory alone. */
-static void
-commit_batch(void)
-{
-  struct attach_job *list, *j, *k, *next;
-  uint64_t t0 = now_us(), share;
-  unsigned n;
-
-  pthread_mutex_lock(&queue_lock);
-  list = batch;
-  n = batch_n;
-  pthread_mutex_unlock(&queue_lock);
-  for (j = list; j; j = j->next) {
-    for (k = list; k != j && !same_dir(k, j); k = k->next)
-      ;
-    j->r = k != j ? k->r : sync_dir_of_job(j, list);
-  }
-  share = (now_us() - t0) / n;
-  for (j = list; j; j = j->next) {
-    int res = j->r;
-
-    j->r = overlay_acquire_commit(j->ovl, res, &j->why);
-    if (j->r < 0)
-      j->ovl = NULL;
-    else
-      note_stats(j, j->us + share);
-  }
-  pthread_mutex_lock(&queue_lock);
-  batch = NULL;
-  batch_tail = &batch;
-  batch_n = 0;
-  pthread_mutex_unlock(&queue_lock);
-  for (j = list; j; j = next) {
-    next = j->next;
-    deliver(j);
-  }
-}
-
-/* Under queue_lock: j waits in the batch. */
-static void
-batch_add(struct attach_job *j)
-{
-  j->next = NULL;
-  *batch_tail = j;
-  batch_tail = &j->next;
-  batch_n++;
-}
-
-/* Under queue_lock, which it drops and takes again: whether the batch
- * was committed, as it is before head (NULL: the queue is empty) runs. */
-static bool
-commit_before(const struct attach_job *head)
-{
-  if (!batch || (head && batch_n < BATCH_MAX && !in_batch(head)))
-    return false;
-  pthread_mutex_unlock(&queue_lock);
-  commit_batch();
-  pthread_mutex_lock(&queue_lock);
-  return true;
 }
 
 static void *
@@ -300,8 +160,6 @@ attach_main(void *arg)
     bool cancelled, idle;
     uint64_t until;
 
-    if (commit_before(j))
-      continue;
     if (!j) {
       uint64_t stats_until;
 
@@ -339,10 +197,6 @@ attach_main(void *arg)
     current = NULL;
     if (j->r == -EAGAIN) {
       defer(j, closes_seen);
-      continue;
-    }
-    if (j->r == 1) {
-      batch_add(j);
       continue;
     }
     pthread_mutex_unlock(&queue_lock);
@@ -435,6 +289,12 @@ attach_begin(struct conn *c, const struct export *exp, const struct export_reque
   return 1;
 }
 
+static bool
+job_is(const struct attach_job *j, const struct export *exp, const char *id)
+{
+  return !strcmp(j->exp->name, exp->name) && !strcmp(j->id, id);
+}
+
 bool
 attach_waiting(const struct export *exp, const char *id)
 {
@@ -445,8 +305,6 @@ attach_waiting(const struct export *exp, const char *id)
   for (const struct attach_job *j = queue_head; j && !found; j = j->next)
     found = job_is(j, exp, id);
   for (const struct attach_job *j = deferred; j && !found; j = j->next)
-    found = job_is(j, exp, id);
-  for (const struct attach_job *j = batch; j && !found; j = j->next)
     found = job_is(j, exp, id);
   pthread_mutex_unlock(&queue_lock);
   return found;

@@ -15,9 +15,7 @@
  * a text file written atomically (a temporary file named by the process,
  * as servers sharing the directory may write at once; fsync, rename,
  * fsync of the directory), so that it outlives restarts, an overlay's reset and a
- * reset-on-boot client's new boot.  The attach thread leaves the
- * directory's fsync to the end of its batch (attach.c): one for every
- * client bound in it, before any of them is answered.
+ * reset-on-boot client's new boot:
  *
  *   nbdroot-owner 1
  *   address=ADDR
@@ -88,7 +86,7 @@ binding_read(const char *prefix, char *addr, size_t len)
 }
 
 int
-binding_write(const char *prefix, const char *addr, bool dir_sync)
+binding_write(const char *prefix, const char *addr)
 {
   char path[PATH_MAX], tmp[PATH_MAX], buf[256], dir[PATH_MAX];
   int n, r;
@@ -104,8 +102,6 @@ binding_write(const char *prefix, const char *addr, bool dir_sync)
   n = snprintf(buf, sizeof buf, BINDING_MAGIC "%s\n", addr);
   if (n < 0 || (size_t)n >= sizeof buf)
     return -EINVAL;
-  if (!dir_sync)
-    return write_file_renamed(path, tmp, buf, (size_t)n);
   return write_file_durable(path, tmp, buf, (size_t)n);
 }
 

@@ -162,9 +162,8 @@ const char *acl_check(const struct export *e, const char *peer, const char *id);
 bool binding_applies(const struct export *e, const char *id);
 /* PREFIX.owner: 0 with the address in addr, -ENOENT, -EINVAL, -errno. */
 int binding_read(const char *prefix, char *addr, size_t len);
-/* Replaces PREFIX.owner (creates its directory): 0 or -errno.  Durable
- * with dir_sync; without, once the caller fsync'ed its directory. */
-int binding_write(const char *prefix, const char *addr, bool dir_sync);
+/* Replaces PREFIX.owner durably (creates its directory): 0 or -errno. */
+int binding_write(const char *prefix, const char *addr);
 /* 0, or -errno (-ENOENT when there was none). */
 int binding_remove(const char *prefix);
 
@@ -460,7 +459,6 @@ struct overlay {
   int file_lock_fd;      /* holds ID.lock: ours alone (overlay-lock.c) */
   bool opening, closing; /* files being opened or closed, outside
                                     registry_lock (overlay.c) */
-  bool binding_unsynced; /* its ID.owner is new, its directory not synced */
   /* Journal records (journal.c) of completed writes not yet in the map file; each
    * carries the write's sequence number so that a flush appends exactly
    * the records whose data its fdatasync covered. */
@@ -493,17 +491,10 @@ struct overlay {
  * unless NULL, is called with true just before those file system calls
  * and with false just after them, outside registry_lock.  -EAGAIN while
  * the janitor closes the overlay (attach_overlay_closed() tells when that
- * is done); else 0, or -errno with *why saying what is wrong; or 1 when
- * the client was bound to peer just now: the overlay stays marked opening
- * (nobody else gets it) until the caller has fsync'ed the directory of
- * its binding and called overlay_acquire_commit(). */
+ * is done); else 0, or -errno with *why saying what is wrong. */
 int overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
                     const char *peer, void (*around_files)(bool before),
                     struct overlay **out, const char **why);
-/* After overlay_acquire() returned 1: res is the result of the fsync of
- * the directory of ov's prefix.  0: ov is open for everybody; -errno: the
- * new binding is removed, ov released and freed, *why set. */
-int overlay_acquire_commit(struct overlay *ov, int res, const char **why);
 /* The same when the overlay is open and in use or idle, without waiting
  * and without file I/O (the event loops call it); -EAGAIN otherwise. */
 int overlay_lookup(const struct export *exp, const char *id, const char *boot_id,

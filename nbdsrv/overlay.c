@@ -156,10 +156,7 @@ claim_binding(struct overlay *ov, const char *peer, const char **why)
     return -EPERM;
   }
   if (r == -ENOENT) {
-    /* The directory's fsync: once for the attach thread's batch. */
-    r = binding_write(ov->prefix, peer, false);
-    if (r == 0)
-      ov->binding_unsynced = true;
+    r = binding_write(ov->prefix, peer);
     if (r < 0) {
       log_err("overlay %s: cannot record its address binding: %s", ov->prefix,
               strerror(-r));
@@ -474,24 +471,6 @@ registry_claim(const char *key, const struct export *exp, const char *id,
   return 0;
 }
 
-/* The end of opening ov: it is open for everybody (0, *out) or gone (r). */
-static int
-acquire_end(struct overlay *ov, int r, struct overlay **out)
-{
-  pthread_mutex_lock(&registry_lock);
-  ov->opening = false;
-  if (r < 0)
-    *registry_find(ov->key) = ov->next;
-  pthread_cond_broadcast(&registry_cond);
-  pthread_mutex_unlock(&registry_lock);
-  if (r < 0) {
-    overlay_free(ov);
-    return r;
-  }
-  *out = ov;
-  return 0;
-}
-
 int
 overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
                 const char *peer, void (*around_files)(bool before), struct overlay **out,
@@ -517,28 +496,18 @@ overlay_acquire(const struct export *exp, const char *id, const char *boot_id,
   if (around_files)
     around_files(false);
 
-  if (r < 0 && ov->binding_unsynced)
-    /* The binding stays, as it would have, and durable. */
-    fsync_dir_of(ov->prefix);
-  if (r == 0 && ov->binding_unsynced) {
-    *out = ov; /* still opening: overlay_acquire_commit() */
-    return 1;
+  pthread_mutex_lock(&registry_lock);
+  ov->opening = false;
+  if (r < 0)
+    *registry_find(key) = ov->next;
+  pthread_cond_broadcast(&registry_cond);
+  pthread_mutex_unlock(&registry_lock);
+  if (r < 0) {
+    overlay_free(ov);
+    return r;
   }
-  return acquire_end(ov, r, out);
-}
-
-int
-overlay_acquire_commit(struct overlay *ov, int res, const char **why)
-{
-  struct overlay *out;
-
-  ov->binding_unsynced = false;
-  if (res < 0) {
-    /* A later connect writes and syncs it again. */
-    binding_remove(ov->prefix);
-    *why = "the client ID's address binding cannot be made durable (see the server log)";
-  }
-  return acquire_end(ov, res, &out);
+  *out = ov;
+  return 0;
 }
 
 void
@@ -966,7 +935,7 @@ overlay_move_id(const char *export, const char *id, const char *addr, const char
   snprintf(key, sizeof key, "%s/%s", export, id);
   r = format_path(prefix, sizeof prefix, "%s/%s/%s", config.overlay_dir, export, id);
   if (r == 0)
-    r = binding_write(prefix, addr, true);
+    r = binding_write(prefix, addr);
   if (r < 0) {
     log_err("overlay %s: cannot write its address binding: %s", prefix, strerror(-r));
     *why = "cannot write the binding (see the server log)";

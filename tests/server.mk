@@ -56,7 +56,6 @@ SERVER_TESTS = \
 	tests/test_server_55_base_by_content.sh \
 	tests/test_server_57_link_rate_pacing.sh \
 	tests/test_server_58_flush_skips_clean_data.sh \
-	tests/test_server_59_attach_batch.sh \
 	tests/test_server_42_cephfs.sh
 
 # Memory figures mean nothing under a sanitizer's allocator: not repeated.
