@@ -244,21 +244,28 @@ synced_count() {
   tr -d '\r' <"$TESTDIR/$1.console" | grep -c '^SYNCED ' || true
 }
 
+# wait_synced NAME N: waits (bounded: 120 s) until the sync loop of guest
+# NAME printed "SYNCED N"; fails if the guest ends first.
+wait_synced() {
+  local name=$1 n=$2 i=0 pid
+  eval "pid=\$GUEST_PID_$name"
+  until console_has "$name" "^SYNCED $n$"; do
+    i=$((i + 1))
+    [ $i -lt 600 ] || fail "guest $name did not reach SYNCED $n in 120 s"
+    kill -0 "$pid" 2>/dev/null ||
+      { tail -n 30 "$TESTDIR/$name.console"; fail "guest $name ended early"; }
+    sleep 0.2
+  done
+}
+
 # kill9_restart NAME CMD...: waits (bounded) until the sync loop of guest
 # NAME is under way (SYNCED 5), kills the server started last with -9,
 # sets KILLED_AFTER to the rounds synced by then and runs CMD (which
 # starts the server again) 4 s later.
 kill9_restart() {
-  local name=$1 i=0 pid
+  local name=$1
   shift
-  eval "pid=\$GUEST_PID_$name"
-  until console_has "$name" "^SYNCED 5$"; do
-    i=$((i + 1))
-    [ $i -lt 600 ] || fail "guest $name did not reach SYNCED 5 in 120 s"
-    kill -0 "$pid" 2>/dev/null ||
-      { tail -n 30 "$TESTDIR/$name.console"; fail "guest $name ended early"; }
-    sleep 0.2
-  done
+  wait_synced "$name" 5
   stop_nbdsrv KILL || true
   KILLED_AFTER=$(synced_count "$name")
   sleep 4

@@ -160,8 +160,6 @@ PY
 }
 
 
-# _synced_count: how many "SYNCED" lines guest w printed so far.
-_synced_count() { tr -d '\r' <"$TESTDIR/w.console" | grep -c '^SYNCED '; }
 
 # _wait_console NAME PATTERN SECONDS WHAT: until the console of NAME
 # matches PATTERN; fails saying WHAT did not happen in SECONDS.
@@ -198,17 +196,10 @@ failover_boot() {
   run_guest w "$args"
 
   # wait (bounded) until the loop is under way
-  local i=0
-  until console_has w "SYNCED 5$"; do
-    i=$((i + 1))
-    [ $i -lt 600 ] || fail "the guest did not reach SYNCED 5 in 120 s"
-    kill -0 "$GUEST_PID_w" 2>/dev/null ||
-      { tail -n 30 "$TESTDIR/w.console"; fail "guest ended early"; }
-    sleep 0.2
-  done
+  wait_synced w 5
   kill -9 "$PID_A"
   wait "$PID_A" 2>/dev/null || true
-  killed_after=$(_synced_count)
+  killed_after=$(synced_count w)
 
   # A, restarted, refuses the guest while B holds its overlay (the guest
   # is still writing through B).
@@ -220,7 +211,7 @@ failover_boot() {
 
   # A few more writes through B, then the guest is cut off like a power
   # failure: what it synced must survive that too.
-  more=$(($(_synced_count) + 3))
+  more=$(($(synced_count w) + 3))
   _wait_console w "^SYNCED $more$|LOOP-DONE" 120 "the guest did not reach SYNCED $more"
   kill "$GUEST_PID_w"
   wait_guest w
@@ -229,7 +220,7 @@ failover_boot() {
   expect_console w "supervisor: /dev/nbd0 lost its connection to 10\.0\.2\.2:$PORT_A"
   expect_console w "supervisor: /dev/nbd0 reconnected to 10\.0\.2\.2:$PORT_B"
   expect_console w "nbdroot: switched to server 10\.0\.2\.2:$PORT_B \(root\)"
-  synced=$(_synced_count)
+  synced=$(synced_count w)
   [ "$synced" -gt "$killed_after" ] ||
     fail "no write completed after the failover ($synced synced)"
   console_has w "I/O error|Buffer I/O|EXT4-fs error" &&
