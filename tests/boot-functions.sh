@@ -244,6 +244,17 @@ synced_count() {
   tr -d '\r' <"$TESTDIR/$1.console" | grep -c '^SYNCED ' || true
 }
 
+# expect_stopped NAME...: each guest stopped in the initramfs, as a
+# failed boot must: its init never started and the kernel did not panic.
+expect_stopped() {
+  local g
+  for g in "$@"; do
+    console_has "$g" "GUEST-INIT-STARTED" && fail "guest $g booted anyway"
+    console_has "$g" "Kernel panic" && fail "guest $g panicked"
+  done
+  return 0
+}
+
 # wait_synced NAME N: waits (bounded: 120 s) until the sync loop of guest
 # NAME printed "SYNCED N"; fails if the guest ends first.
 wait_synced() {
